@@ -1,0 +1,114 @@
+//! [`ResponseBody`]: keeps the request's context current while the body streams, and ends the
+//! server span when the body ends (or is dropped).
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use pin_project_lite::pin_project;
+
+use crate::semconv;
+
+/// Ends the span of its context when dropped.
+pub(crate) struct SpanGuard(Context);
+
+impl SpanGuard {
+    pub(crate) fn new(cx: Context) -> Self {
+        Self(cx)
+    }
+}
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        self.0.span().end();
+    }
+}
+
+pin_project! {
+    /// Response body of [`Tracing`](crate::Tracing): your body, with the span ended at its end.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Option<B>,
+        guard: Option<SpanGuard>,
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn traced(inner: B, guard: SpanGuard) -> Self {
+        Self {
+            inner: Some(inner),
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn untraced(inner: B) -> Self {
+        Self {
+            inner: Some(inner),
+            guard: None,
+        }
+    }
+
+    /// An empty body (the `500` that replaces a panic).
+    pub(crate) fn empty(guard: SpanGuard) -> Self {
+        Self {
+            inner: None,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            this.guard.take();
+            return Poll::Ready(None);
+        };
+        let polled = match this.guard.as_ref() {
+            Some(guard) => {
+                let _attached = guard.0.clone().attach();
+                inner.poll_frame(task)
+            }
+            None => inner.poll_frame(task),
+        };
+        match &polled {
+            Poll::Ready(None) => {
+                this.guard.take();
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(guard) = this.guard.take() {
+                    let span = guard.0.span();
+                    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "response_body"));
+                    span.set_status(Status::error("response body failed"));
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}

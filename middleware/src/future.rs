@@ -1,0 +1,213 @@
+//! [`ResponseFuture`]: attaches the request's context on every poll, catches panics, and hands
+//! the span to the response body, which ends it.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use pin_project_lite::pin_project;
+
+use crate::body::{ResponseBody, SpanGuard};
+use crate::correlation::CorrelationId;
+use crate::semconv::{self, truncate};
+
+pin_project! {
+    /// Response future of [`Tracing`](crate::Tracing).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Untraced { #[pin] future: F },
+        Traced {
+            #[pin] future: F,
+            state: Option<State>,
+        },
+        Panicked { state: Option<State>, message: String },
+    }
+}
+
+struct State {
+    cx: Context,
+    id: CorrelationId,
+    response_header: Option<HeaderName>,
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    let message = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    };
+    truncate(message, semconv::MAX_ATTRIBUTE_LEN)
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn untraced(future: F) -> Self {
+        Self {
+            kind: Kind::Untraced { future },
+        }
+    }
+
+    pub(crate) fn traced(
+        future: F,
+        cx: Context,
+        id: CorrelationId,
+        response_header: Option<HeaderName>,
+    ) -> Self {
+        Self {
+            kind: Kind::Traced {
+                future,
+                state: Some(State {
+                    cx,
+                    id,
+                    response_header,
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn panicked(
+        panic: Box<dyn Any + Send>,
+        cx: Context,
+        id: CorrelationId,
+        response_header: Option<HeaderName>,
+    ) -> Self {
+        Self {
+            kind: Kind::Panicked {
+                message: panic_message(&*panic),
+                state: Some(State {
+                    cx,
+                    id,
+                    response_header,
+                }),
+            },
+        }
+    }
+}
+
+/// Records a panic on the span and makes the `500` response that replaces it.
+fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
+    {
+        let span = state.cx.span();
+        span.add_event(
+            semconv::EXCEPTION_EVENT,
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
+            ],
+        );
+        span.set_attributes([
+            KeyValue::new(semconv::ERROR_TYPE, "panic"),
+            KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64),
+        ]);
+        span.set_status(Status::error(format!("panic: {message}")));
+    }
+    tracing::error!(
+        target: "service_tracing::panic",
+        panic_message = %message,
+        "request handler panicked; answered 500"
+    );
+    let mut response = Response::new(ResponseBody::empty(SpanGuard::new(state.cx)));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    echo_correlation_id(&mut response, state.response_header.as_ref(), &state.id);
+    response
+}
+
+fn echo_correlation_id<B>(response: &mut Response<B>, header: Option<&HeaderName>, id: &CorrelationId) {
+    if let Some(name) = header {
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert(name.clone(), value);
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Untraced { future } => {
+                let response = ready!(future.poll(task))?;
+                Poll::Ready(Ok(response.map(ResponseBody::untraced)))
+            }
+            KindProj::Panicked { state, message } => match state.take() {
+                Some(state) => Poll::Ready(Ok(panic_response(state, message))),
+                None => Poll::Pending,
+            },
+            KindProj::Traced { future, state } => {
+                let Some(current) = state.as_ref() else {
+                    return Poll::Pending;
+                };
+                let polled = {
+                    let _guard = current.cx.clone().attach();
+                    catch_unwind(AssertUnwindSafe(|| future.poll(task)))
+                };
+                let result = match polled {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(result)) => result,
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        return match state.take() {
+                            Some(state) => Poll::Ready(Ok(panic_response(state, &message))),
+                            None => Poll::Pending,
+                        };
+                    }
+                };
+                let Some(state) = state.take() else {
+                    return Poll::Pending;
+                };
+                match result {
+                    Ok(mut response) => {
+                        let status = response.status();
+                        {
+                            let span = state.cx.span();
+                            span.set_attribute(KeyValue::new(
+                                semconv::HTTP_RESPONSE_STATUS_CODE,
+                                i64::from(status.as_u16()),
+                            ));
+                            if status.is_server_error() {
+                                span.set_attribute(KeyValue::new(
+                                    semconv::ERROR_TYPE,
+                                    status.as_str().to_owned(),
+                                ));
+                                span.set_status(Status::error(""));
+                            }
+                        }
+                        echo_correlation_id(&mut response, state.response_header.as_ref(), &state.id);
+                        let guard = SpanGuard::new(state.cx);
+                        Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
+                    }
+                    Err(error) => {
+                        let span = state.cx.span();
+                        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
+                        span.set_status(Status::error("inner service failed"));
+                        span.end();
+                        Poll::Ready(Err(error))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! [`TracingLayer`]: the server-side layer and its options.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Tracer, TracerProvider};
+use opentelemetry::InstrumentationScope;
+use tower_layer::Layer;
+
+use crate::correlation::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+use crate::propagation::{default_propagator, SharedPropagator};
+use crate::service::Tracing;
+
+/// Name of the instrumentation scope of the spans this crate makes.
+pub const SCOPE_NAME: &str = "service-tracing";
+
+/// A [`Layer`] that traces every request through the service it wraps.
+///
+/// For each request it extracts the incoming context (W3C `traceparent`, `tracestate` and
+/// `baggage` by default), resolves the correlation id, opens a `SpanKind::Server` span named
+/// `{METHOD} {route}` with the HTTP semantic-convention attributes, keeps that context current
+/// while the inner service runs, turns a panic into a `500` and an `exception` event, and ends
+/// the span when the response body ends. See the [crate docs](crate) for each stage.
+///
+/// The options are builder methods on the layer:
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use service_tracing_middleware::TracingLayer;
+///
+/// let layer = TracingLayer::new()
+///     .untraced_route("/health")
+///     .with_correlation_headers(["x-correlation-id", "x-amzn-trace-id"]);
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { "ok" }))
+///     .route("/health", get(|| async { "ok" }))
+///     .layer(layer);
+/// ```
+#[derive(Clone)]
+pub struct TracingLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) tracer: Arc<BoxedTracer>,
+    pub(crate) propagator: PropagatorChoice,
+    pub(crate) correlation_headers: Vec<HeaderName>,
+    pub(crate) response_header: Option<HeaderName>,
+    pub(crate) untraced: Vec<String>,
+}
+
+#[derive(Clone)]
+pub(crate) enum PropagatorChoice {
+    Fixed(SharedPropagator),
+    Global,
+}
+
+impl fmt::Debug for TracingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingLayer")
+            .field("correlation_headers", &self.config.correlation_headers)
+            .field("response_header", &self.config.response_header)
+            .field("untraced", &self.config.untraced)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TracingLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
+        .build()
+}
+
+impl TracingLayer {
+    /// A layer using the global tracer provider as it is now (install yours first, or call
+    /// [`with_tracer_provider`](Self::with_tracer_provider)), W3C Trace Context and Baggage,
+    /// and the correlation headers `x-correlation-id` then `x-request-id`.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new();
+    /// ```
+    pub fn new() -> Self {
+        let tracer = global::tracer_provider().tracer_with_scope(scope());
+        Self {
+            config: Arc::new(Config {
+                tracer: Arc::new(tracer),
+                propagator: PropagatorChoice::Fixed(default_propagator()),
+                correlation_headers: vec![CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
+                response_header: Some(CORRELATION_ID_HEADER),
+                untraced: Vec::new(),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Makes spans with this provider's tracer instead of the global one.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let layer = service_tracing_middleware::TracingLayer::new().with_tracer_provider(&provider);
+    /// ```
+    pub fn with_tracer_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as Tracer>::Span: Send + Sync + 'static,
+    {
+        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
+        self.config_mut().tracer = Arc::new(tracer);
+        self
+    }
+
+    /// Reads incoming context with this propagator (for example a composite of W3C and B3).
+    ///
+    /// ```
+    /// use service_tracing_middleware::{propagation::W3cTraceContext, TracingLayer};
+    /// let layer = TracingLayer::new().with_propagator(W3cTraceContext::new());
+    /// ```
+    pub fn with_propagator<P>(mut self, propagator: P) -> Self
+    where
+        P: TextMapPropagator + Send + Sync + 'static,
+    {
+        self.config_mut().propagator = PropagatorChoice::Fixed(Arc::new(propagator));
+        self
+    }
+
+    /// Reads incoming context with whatever global propagator is installed when each request
+    /// arrives. Beware: until one is installed, the global propagator reads nothing.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new().with_global_propagator();
+    /// ```
+    pub fn with_global_propagator(mut self) -> Self {
+        self.config_mut().propagator = PropagatorChoice::Global;
+        self
+    }
+
+    /// The headers read for an incoming correlation id, in order; the first valid one wins.
+    /// Names that are not valid header names are skipped. After them the baggage key
+    /// `correlation.id` is read.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new()
+    ///     .with_correlation_headers(["x-correlation-id"]);
+    /// ```
+    pub fn with_correlation_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.config_mut().correlation_headers = names
+            .into_iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_ref().as_bytes()).ok())
+            .collect();
+        self
+    }
+
+    /// The response header that echoes the correlation id (`x-correlation-id` by default);
+    /// `None` turns the echo off.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new().with_response_header(None);
+    /// ```
+    pub fn with_response_header(mut self, name: Option<HeaderName>) -> Self {
+        self.config_mut().response_header = name;
+        self
+    }
+
+    /// Leaves requests to this route template (or, where no route is known, this exact path)
+    /// untraced: no span, no correlation id, nothing added. For health checks and metrics.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new()
+    ///     .untraced_route("/health")
+    ///     .untraced_route("/metrics");
+    /// ```
+    pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
+        self.config_mut().untraced.push(route.into());
+        self
+    }
+}
+
+impl<S> Layer<S> for TracingLayer {
+    type Service = Tracing<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Tracing::new(inner, self.config.clone())
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod body;
+pub mod correlation;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod layer;
+pub mod propagation;
+pub mod semconv;
+mod service;
+
+pub use body::ResponseBody;
+pub use correlation::CorrelationId;
+#[cfg(feature = "axum")]
+pub use extract::MissingCorrelationId;
+pub use future::ResponseFuture;
+pub use layer::{TracingLayer, SCOPE_NAME};
+pub use service::Tracing;
+
+/// The OpenTelemetry API this crate is built against, so users never link a second version.
+pub use opentelemetry;

@@ -1,0 +1,226 @@
+//! [`Tracing`]: the service the layer makes. Extracts context, starts the span, calls the inner
+//! service inside that context.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{Request, Response};
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::global;
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, Value};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::correlation::{self, BAGGAGE_KEY};
+use crate::future::ResponseFuture;
+use crate::layer::{Config, PropagatorChoice};
+use crate::propagation::{extract, HeaderExtractor};
+use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
+
+/// The service [`TracingLayer`](crate::TracingLayer) wraps around yours.
+#[derive(Clone)]
+pub struct Tracing<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Tracing<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracing").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S> Tracing<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The route template the router matched, if any.
+#[cfg(feature = "axum")]
+fn route_of<B>(req: &Request<B>) -> Option<&str> {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str())
+}
+
+#[cfg(not(feature = "axum"))]
+fn route_of<B>(_req: &Request<B>) -> Option<&str> {
+    None
+}
+
+#[cfg(feature = "axum")]
+fn client_address<B>(req: &Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+#[cfg(not(feature = "axum"))]
+fn client_address<B>(req: &Request<B>) -> Option<String> {
+    req.extensions()
+        .get::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+}
+
+/// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
+fn server_address<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+    if let Some(authority) = req.uri().authority() {
+        return Some((authority.host().to_owned(), authority.port_u16()));
+    }
+    let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    Some((
+        truncate(authority.host().to_owned(), 255),
+        authority.port_u16(),
+    ))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Tracing<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let route = route_of(&req);
+        let untraced = !config.untraced.is_empty() && {
+            let key = route.unwrap_or_else(|| req.uri().path());
+            config.untraced.iter().any(|r| r == key)
+        };
+        if untraced {
+            return ResponseFuture::untraced(self.inner.call(req));
+        }
+
+        let parent = match &config.propagator {
+            PropagatorChoice::Fixed(p) => extract(&**p, req.headers()),
+            PropagatorChoice::Global => global::get_text_map_propagator(|p| {
+                p.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
+            }),
+        };
+        let (id, _source) = correlation::resolve(
+            req.headers(),
+            &config.correlation_headers,
+            parent.baggage().get(BAGGAGE_KEY).map(|v| v.as_str()),
+        );
+
+        let (method, method_original) = match semconv::known_method(req.method()) {
+            Some(m) => (m, None),
+            None => ("_OTHER", Some(req.method().as_str())),
+        };
+        let route_owned = route.map(str::to_owned);
+        let name: Cow<'static, str> = match (&route_owned, method_original) {
+            (Some(route), None) => Cow::Owned(format!("{method} {route}")),
+            (None, None) => Cow::Borrowed(method),
+            (_, Some(_)) => Cow::Borrowed("HTTP"),
+        };
+        let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
+        let mut attributes = Vec::with_capacity(14);
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+        attributes.push(KeyValue::new(
+            semconv::URL_PATH,
+            truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
+        ));
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+        if let Some(route) = route_owned {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+        }
+        let span = config.tracer.build_with_context(
+            SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes),
+            &parent,
+        );
+
+        let cx = {
+            // `Baggage` is not `Clone`: copy the members, then set ours.
+            let mut baggage: Baggage = parent
+                .baggage()
+                .iter()
+                .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())))
+                .collect();
+            baggage.insert(BAGGAGE_KEY, id.as_arc());
+            parent.with_span(span).with_baggage(baggage).with_value(id.clone())
+        };
+        let span = cx.span();
+        if span.is_recording() {
+            let mut more = Vec::with_capacity(8);
+            more.push(KeyValue::new(
+                semconv::CORRELATION_ID,
+                Value::String(id.as_arc().into()),
+            ));
+            if let Some(original) = method_original {
+                more.push(KeyValue::new(
+                    semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                    truncate(original.to_owned(), 64),
+                ));
+            }
+            if let Some(query) = req.uri().query() {
+                more.push(KeyValue::new(semconv::URL_QUERY, semconv::redact_query(query)));
+            }
+            if let Some((host, port)) = server_address(&req) {
+                more.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
+                if let Some(port) = port {
+                    more.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+                }
+            }
+            if let Some(client) = client_address(&req) {
+                more.push(KeyValue::new(semconv::CLIENT_ADDRESS, client));
+            }
+            more.push(KeyValue::new(
+                semconv::NETWORK_PROTOCOL_VERSION,
+                semconv::protocol_version(req.version()),
+            ));
+            if let Some(agent) = req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
+                more.push(KeyValue::new(
+                    semconv::USER_AGENT_ORIGINAL,
+                    truncate(agent.to_owned(), 512),
+                ));
+            }
+            span.set_attributes(more);
+        }
+        req.extensions_mut().insert(id.clone());
+
+        let response_header = config.response_header.clone();
+        let called = {
+            let _guard = cx.clone().attach();
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        };
+        match called {
+            Ok(future) => ResponseFuture::traced(future, cx, id, response_header),
+            Err(panic) => ResponseFuture::panicked(panic, cx, id, response_header),
+        }
+    }
+}
+

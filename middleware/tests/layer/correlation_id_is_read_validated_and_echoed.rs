@@ -1,0 +1,94 @@
+use axum::body::Body;
+use axum::routing::get as get_route;
+use axum::Router;
+use http::{HeaderValue, StatusCode};
+use service_tracing_middleware::CorrelationId;
+
+use crate::support::{attr, get, send, Harness};
+
+async fn echo(id: CorrelationId) -> String {
+    id.as_str().to_owned()
+}
+
+fn app(h: &Harness) -> Router {
+    Router::new()
+        .route("/", get_route(echo))
+        .layer(h.layer())
+}
+
+fn is_uuid_v7(s: &str) -> bool {
+    s.len() == 36 && s.as_bytes()[14] == b'7' && s.bytes().filter(|b| *b == b'-').count() == 4
+}
+
+#[tokio::test]
+async fn given_id_is_extracted_tagged_and_echoed() {
+    let h = Harness::new();
+    let request = get("/").header("x-correlation-id", "order-7f3a").body(Body::empty()).unwrap();
+    let (response, body) = send(app(&h), request).await;
+    assert_eq!(body, "order-7f3a");
+    assert_eq!(response.headers()["x-correlation-id"], "order-7f3a");
+    assert_eq!(attr(&h.only_span(), "correlation.id").as_deref(), Some("order-7f3a"));
+}
+
+#[tokio::test]
+async fn request_id_header_and_baggage_are_fallbacks_in_that_order() {
+    let h = Harness::new();
+    let request = get("/")
+        .header("x-request-id", "req-1")
+        .header("baggage", "correlation.id=bag-1")
+        .body(Body::empty())
+        .unwrap();
+    let (_, body) = send(app(&h), request).await;
+    assert_eq!(body, "req-1");
+
+    let request = get("/").header("baggage", "correlation.id=bag-1").body(Body::empty()).unwrap();
+    let (response, body) = send(app(&h), request).await;
+    assert_eq!(body, "bag-1");
+    assert_eq!(response.headers()["x-correlation-id"], "bag-1");
+}
+
+#[tokio::test]
+async fn missing_id_is_generated_as_uuid_v7() {
+    let h = Harness::new();
+    let (response, body) = send(app(&h), get("/").body(Body::empty()).unwrap()).await;
+    assert!(is_uuid_v7(&body), "{body}");
+    assert_eq!(response.headers()["x-correlation-id"], body.as_str());
+}
+
+#[tokio::test]
+async fn invalid_ids_are_replaced_and_never_echoed() {
+    let over_long = "a".repeat(129);
+    let cases: Vec<HeaderValue> = vec![
+        HeaderValue::from_str(&over_long).unwrap(),
+        HeaderValue::from_bytes(b"evil\tid").unwrap(),
+        HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        HeaderValue::from_bytes(b"\xff\xfe\xfd").unwrap(),
+        HeaderValue::from_static("two words"),
+    ];
+    for value in cases {
+        let h = Harness::new();
+        let request = get("/").header("x-correlation-id", value.clone()).body(Body::empty()).unwrap();
+        let (response, body) = send(app(&h), request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(is_uuid_v7(&body), "{value:?} gave {body}");
+        let echoed = &response.headers()["x-correlation-id"];
+        assert_ne!(echoed, &value);
+        assert_eq!(echoed, body.as_str());
+        assert_eq!(attr(&h.only_span(), "correlation.id").as_deref(), Some(body.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn extractor_without_the_layer_is_a_500_naming_the_layer() {
+    let app: Router = Router::new().route("/", get_route(echo));
+    let (response, body) = send(app, get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("TracingLayer"), "{body}");
+
+    let optional: Router = Router::new().route(
+        "/",
+        get_route(|id: Option<CorrelationId>| async move { format!("{}", id.is_some()) }),
+    );
+    let (response, body) = send(optional, get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!((response.status(), body.as_str()), (StatusCode::OK, "false"));
+}

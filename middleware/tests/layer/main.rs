@@ -1,0 +1,9 @@
+//! The server layer, request by request, against an in-memory exporter.
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+
+mod support;
+
+mod continues_valid_traceparent_and_restarts_on_malformed;
+mod correlation_id_is_read_validated_and_echoed;
+mod panics_become_500_with_exception_event;
+mod server_span_follows_http_semantic_conventions;
