@@ -1,0 +1,259 @@
+//! [`TracingMiddleware`]: the client span and header injection, and its options.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::trace::{FutureExt as _, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, InstrumentationScope};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+use service_tracing_middleware::correlation::CORRELATION_ID_HEADER;
+use service_tracing_middleware::propagation::{
+    default_propagator, HeaderInjector, SharedPropagator, TRACEPARENT, TRACESTATE,
+};
+use service_tracing_middleware::{CorrelationId, SCOPE_NAME};
+
+use crate::builder::{next_resend_count, DisablePropagation, SpanName};
+use crate::span;
+
+/// A [`reqwest_middleware::Middleware`] that traces every request the client sends.
+///
+/// For each attempt it opens a `SpanKind::Client` span named `{METHOD}` (`HTTP` for an unknown
+/// method, or the request's [`SpanName`]) as a child of [`Context::current()`], with the stable
+/// HTTP client semantic-convention attributes (`http.request.method`, `server.address`,
+/// `server.port`, `url.full` with user info removed and query values redacted,
+/// `http.response.status_code`, `error.type`, `http.request.resend_count`) and
+/// `correlation.id` when the current context carries one. Status is Error on 4xx, 5xx and
+/// transport failures; a failure also gets an `exception` event. The span ends when the
+/// response headers arrive (or the attempt fails).
+///
+/// It writes `traceparent`, `tracestate` and `baggage` for the client span's context, and the
+/// current [`CorrelationId`] as `x-correlation-id`, unless the request carries
+/// [`DisablePropagation`]. A header you set on the request yourself is never replaced; if you
+/// set `traceparent`, no `tracestate` is added either. While the rest of the chain runs, the
+/// client span's context is current, so anything below it is its child.
+///
+/// # Retries
+///
+/// Add the retry middleware **before** this one, so that it is outside: each attempt is then
+/// its own span, and attempts after the first carry `http.request.resend_count`. Added after,
+/// all attempts share one span. Redirects that reqwest follows itself are not counted.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_middleware::ClientBuilder;
+/// use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+/// use service_tracing_client::TracingMiddleware;
+///
+/// let policy = ExponentialBackoff::builder()
+///     .retry_bounds(Duration::from_millis(100), Duration::from_secs(2))
+///     .build_with_max_retries(3);
+/// let client = ClientBuilder::new(reqwest::Client::new())
+///     .with(RetryTransientMiddleware::new_with_policy(policy)) // outer: first
+///     .with(TracingMiddleware::new()) // inner: one span per attempt
+///     .build();
+/// ```
+///
+/// The attempt counter lives in the request's [`Extensions`]; if you call
+/// [`ClientWithMiddleware::execute_with_extensions`](reqwest_middleware::ClientWithMiddleware::execute_with_extensions)
+/// yourself, give each request fresh extensions.
+#[derive(Clone)]
+pub struct TracingMiddleware {
+    tracer: Arc<BoxedTracer>,
+    propagator: PropagatorChoice,
+    correlation_header: Option<HeaderName>,
+}
+
+#[derive(Clone)]
+enum PropagatorChoice {
+    Fixed(SharedPropagator),
+    Global,
+}
+
+impl fmt::Debug for TracingMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let propagator = match self.propagator {
+            PropagatorChoice::Fixed(_) => "fixed",
+            PropagatorChoice::Global => "global",
+        };
+        f.debug_struct("TracingMiddleware")
+            .field("propagator", &propagator)
+            .field("correlation_header", &self.correlation_header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for TracingMiddleware {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
+        .build()
+}
+
+impl TracingMiddleware {
+    /// A middleware using the global tracer provider as it is now (install yours first, or
+    /// call [`with_tracer_provider`](Self::with_tracer_provider)), W3C Trace Context and
+    /// Baggage, and the correlation header `x-correlation-id`.
+    ///
+    /// ```
+    /// let middleware = service_tracing_client::TracingMiddleware::new();
+    /// ```
+    pub fn new() -> Self {
+        let tracer = global::tracer_provider().tracer_with_scope(scope());
+        Self {
+            tracer: Arc::new(tracer),
+            propagator: PropagatorChoice::Fixed(default_propagator()),
+            correlation_header: Some(CORRELATION_ID_HEADER),
+        }
+    }
+
+    /// Makes spans with this provider's tracer instead of the global one.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let middleware =
+    ///     service_tracing_client::TracingMiddleware::new().with_tracer_provider(&provider);
+    /// ```
+    pub fn with_tracer_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as Tracer>::Span: Send + Sync + 'static,
+    {
+        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
+        self.tracer = Arc::new(tracer);
+        self
+    }
+
+    /// Writes outgoing context with this propagator (for example a composite of W3C and B3).
+    ///
+    /// ```
+    /// use service_tracing_client::TracingMiddleware;
+    /// use service_tracing_middleware::propagation::W3cTraceContext;
+    /// let middleware = TracingMiddleware::new().with_propagator(W3cTraceContext::new());
+    /// ```
+    pub fn with_propagator<P>(mut self, propagator: P) -> Self
+    where
+        P: TextMapPropagator + Send + Sync + 'static,
+    {
+        self.propagator = PropagatorChoice::Fixed(Arc::new(propagator));
+        self
+    }
+
+    /// Writes outgoing context with whatever global propagator is installed when each request
+    /// is sent. Beware: until one is installed, the global propagator writes nothing.
+    ///
+    /// ```
+    /// let middleware = service_tracing_client::TracingMiddleware::new().with_global_propagator();
+    /// ```
+    pub fn with_global_propagator(mut self) -> Self {
+        self.propagator = PropagatorChoice::Global;
+        self
+    }
+
+    /// The header that carries the current correlation id (`x-correlation-id` by default);
+    /// `None` stops sending it. The id still travels in baggage as `correlation.id` when the
+    /// context's baggage holds it.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use service_tracing_client::TracingMiddleware;
+    /// let middleware =
+    ///     TracingMiddleware::new().with_correlation_header(Some(HeaderName::from_static("x-request-id")));
+    /// let silent = TracingMiddleware::new().with_correlation_header(None);
+    /// ```
+    pub fn with_correlation_header(mut self, name: Option<HeaderName>) -> Self {
+        self.correlation_header = name;
+        self
+    }
+
+    /// Writes the client span's context and the correlation id, leaving the caller's headers
+    /// alone.
+    fn inject(&self, cx: &Context, correlation: Option<&CorrelationId>, headers: &mut HeaderMap) {
+        let correlation = self
+            .correlation_header
+            .as_ref()
+            .filter(|name| !headers.contains_key(*name))
+            .zip(correlation.and_then(|id| HeaderValue::from_str(id.as_str()).ok()));
+        let mut injector = ClientInjector {
+            skip_tracestate: headers.contains_key(TRACEPARENT),
+            inner: HeaderInjector::preserving(headers),
+        };
+        match &self.propagator {
+            PropagatorChoice::Fixed(p) => p.inject_context(cx, &mut injector),
+            PropagatorChoice::Global => {
+                global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
+            }
+        }
+        if let Some((name, value)) = correlation {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+/// Preserves the caller's headers, and adds no `tracestate` to a `traceparent` the caller set:
+/// the state belongs to the caller's parent, not to ours.
+struct ClientInjector<'a> {
+    inner: HeaderInjector<'a>,
+    skip_tracestate: bool,
+}
+
+impl Injector for ClientInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if self.skip_tracestate && key.eq_ignore_ascii_case(TRACESTATE.as_str()) {
+            return;
+        }
+        self.inner.set(key, value);
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for TracingMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let parent = Context::current();
+        let resend_count = next_resend_count(extensions);
+        let name = extensions.get::<SpanName>().map(|n| n.0.clone());
+        let propagate = extensions.get::<DisablePropagation>().is_none();
+        let correlation = CorrelationId::from_context(&parent);
+
+        let span = self
+            .tracer
+            .build_with_context(span::builder(&req, name), &parent);
+        let cx = parent.with_span(span);
+        {
+            let span = cx.span();
+            if span.is_recording() {
+                span.set_attributes(span::more_attributes(
+                    &req,
+                    resend_count,
+                    correlation.as_ref(),
+                ));
+            }
+        }
+        if propagate {
+            self.inject(&cx, correlation.as_ref(), req.headers_mut());
+        }
+
+        let result = next.run(req, extensions).with_context(cx.clone()).await;
+
+        let span = cx.span();
+        span::record_outcome(&span, &result);
+        span.end();
+        result
+    }
+}

@@ -1,0 +1,116 @@
+//! Two services in one process: `frontend` calls `backend` through the traced client.
+//!
+//! It sends three requests itself — one succeeds, one gets a 500 from the backend, one makes the
+//! backend's handler panic — then prints each trace as a tree and exits.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example quickstart   # to a collector
+//! ```
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use reqwest_middleware::ClientWithMiddleware;
+use serde::Deserialize;
+use service_tracing::{traced_client, CorrelationId, ServiceTracing};
+
+#[derive(Deserialize)]
+struct Mode {
+    mode: Option<String>,
+}
+
+/// Backend: looks an order up; `?mode=fail` answers 500, `?mode=panic` panics.
+#[tracing::instrument(skip_all, fields(order.id = %id))]
+async fn order(Path(id): Path<u32>, Query(mode): Query<Mode>) -> Result<String, StatusCode> {
+    tracing::info!("looking the order up");
+    match mode.mode.as_deref() {
+        Some("fail") => Err(StatusCode::INTERNAL_SERVER_ERROR),
+        Some("panic") => panic!("order {id} is corrupt"),
+        _ => Ok(format!("order {id}: 2 items")),
+    }
+}
+
+#[derive(Clone)]
+struct Frontend {
+    backend: String,
+    client: ClientWithMiddleware,
+}
+
+/// Frontend: asks the backend, through the traced client, and passes the answer on.
+async fn checkout(
+    State(frontend): State<Frontend>,
+    Path(id): Path<u32>,
+    Query(mode): Query<Mode>,
+    correlation_id: CorrelationId,
+) -> (StatusCode, String) {
+    // Log lines carry trace_id, span_id and correlation_id on their own; the extractor gives
+    // the id to code that needs it, e.g. to put it in a reply.
+    tracing::info!(
+        "checking out order {id} ({} chars of correlation id)",
+        correlation_id.as_str().len()
+    );
+    let mut url = format!("{}/orders/{id}", frontend.backend);
+    if let Some(mode) = mode.mode {
+        url.push_str(&format!("?mode={mode}"));
+    }
+    match frontend.client.get(url).send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()),
+    }
+}
+
+async fn serve(app: Router) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let frontend_routes = Router::new().route("/checkout/{id}", get(checkout));
+    let (frontend_routes, guard) = ServiceTracing::builder("frontend")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .environment("quickstart")
+        .init(frontend_routes)?;
+
+    let backend = Router::new()
+        .route("/orders/{id}", get(order))
+        .layer(guard.service_layer("backend")?);
+    let backend_url = serve(backend).await?;
+    let frontend = frontend_routes.with_state(Frontend {
+        backend: backend_url,
+        client: traced_client(),
+    });
+    let frontend_url = serve(frontend).await?;
+
+    // An outside caller, not traced, so each request starts a trace at the frontend.
+    let caller = reqwest::Client::new();
+    for path in [
+        "/checkout/42",
+        "/checkout/7?mode=fail",
+        "/checkout/13?mode=panic",
+    ] {
+        let response = caller.get(format!("{frontend_url}{path}")).send().await?;
+        let id = response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        println!(
+            "GET {path} -> {} (x-correlation-id: {id})",
+            response.status()
+        );
+    }
+
+    // Flushes every span: the console exporter prints each trace as a tree.
+    guard.shutdown()?;
+    Ok(())
+}

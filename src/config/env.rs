@@ -1,0 +1,337 @@
+//! The standard `OTEL_*` environment variables, read through a lookup function so tests never
+//! touch the process environment.
+
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use super::{BatchConfig, Protocol, Sampler, TracesExporter};
+use crate::SetupError;
+
+/// What the environment says; `None` where a variable is unset or empty.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct EnvConfig {
+    pub(crate) service_name: Option<String>,
+    pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) exporter: Option<TracesExporter>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) traces_endpoint: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) sampler: Option<Sampler>,
+    pub(crate) batch: BatchConfig,
+    pub(crate) disabled: bool,
+}
+
+fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn millis(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<Duration>, SetupError> {
+    match non_empty(lookup, name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| SetupError::invalid(name, &v, "a whole number of milliseconds")),
+    }
+}
+
+fn count(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<usize>, SetupError> {
+    match non_empty(lookup, name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(SetupError::invalid(
+                name,
+                &v,
+                "a whole number greater than 0",
+            )),
+        },
+    }
+}
+
+/// Parses `key=value,key2=value2` with percent-encoded values (the W3C Baggage form the
+/// specification uses for `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`).
+pub(crate) fn key_values(name: &str, value: &str) -> Result<Vec<(String, String)>, SetupError> {
+    let mut out = Vec::new();
+    for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let Some((k, v)) = member.split_once('=') else {
+            return Err(SetupError::invalid(
+                name,
+                value,
+                "a list of key=value pairs separated by commas",
+            ));
+        };
+        let key = k.trim();
+        if key.is_empty() {
+            return Err(SetupError::invalid(
+                name,
+                value,
+                "non-empty keys in key=value pairs",
+            ));
+        }
+        let decoded = percent_decode_str(v.trim())
+            .decode_utf8()
+            .map_err(|_| SetupError::invalid(name, value, "percent-encoded UTF-8 values"))?;
+        out.push((key.to_owned(), decoded.into_owned()));
+    }
+    Ok(out)
+}
+
+fn ratio(lookup: &dyn Fn(&str) -> Option<String>) -> Result<f64, SetupError> {
+    const NAME: &str = "OTEL_TRACES_SAMPLER_ARG";
+    match non_empty(lookup, NAME) {
+        None => Ok(1.0),
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(SetupError::invalid(NAME, &v, "a number from 0 to 1")),
+        },
+    }
+}
+
+/// Reads every variable this library honours.
+pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig, SetupError> {
+    let mut env = EnvConfig {
+        service_name: non_empty(lookup, "OTEL_SERVICE_NAME"),
+        ..EnvConfig::default()
+    };
+    if let Some(v) = non_empty(lookup, "OTEL_RESOURCE_ATTRIBUTES") {
+        env.resource_attributes = key_values("OTEL_RESOURCE_ATTRIBUTES", &v)?;
+    }
+    // Booleans: only "true" (any case) is true; the specification reads anything else as false.
+    env.disabled =
+        non_empty(lookup, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+
+    if let Some(v) = non_empty(lookup, "OTEL_TRACES_EXPORTER") {
+        let mut chosen = None;
+        for item in v.split(',').map(str::trim) {
+            let parsed = match item {
+                "otlp" => TracesExporter::Otlp,
+                "console" | "logging" => TracesExporter::Console,
+                "none" => TracesExporter::None,
+                _ => {
+                    return Err(SetupError::invalid(
+                        "OTEL_TRACES_EXPORTER",
+                        &v,
+                        "one of \"otlp\", \"console\", \"none\"",
+                    ))
+                }
+            };
+            if chosen.is_some_and(|c| c != parsed) {
+                return Err(SetupError::invalid(
+                    "OTEL_TRACES_EXPORTER",
+                    &v,
+                    "a single exporter: \"otlp\", \"console\" or \"none\"",
+                ));
+            }
+            chosen = Some(parsed);
+        }
+        env.exporter = chosen;
+    }
+
+    let protocol = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
+        .or_else(|| {
+            non_empty(lookup, "OTEL_EXPORTER_OTLP_PROTOCOL")
+                .map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v))
+        });
+    if let Some((name, v)) = protocol {
+        env.protocol = Some(match v.as_str() {
+            "grpc" => Protocol::Grpc,
+            "http/protobuf" => Protocol::HttpProtobuf,
+            _ => {
+                return Err(SetupError::invalid(
+                    name,
+                    &v,
+                    "\"grpc\" or \"http/protobuf\"",
+                ))
+            }
+        });
+    }
+    env.endpoint = non_empty(lookup, "OTEL_EXPORTER_OTLP_ENDPOINT");
+    env.traces_endpoint = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    for name in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
+        if let Some(v) = non_empty(lookup, name) {
+            validate_endpoint(name, &v)?;
+        }
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ] {
+        if let Some(v) = non_empty(lookup, name) {
+            // Signal-specific headers come last, so they win on a shared key.
+            env.headers.extend(key_values(name, &v)?);
+        }
+    }
+    env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
+        .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
+
+    if let Some(v) = non_empty(lookup, "OTEL_TRACES_SAMPLER") {
+        env.sampler = Some(match v.as_str() {
+            "always_on" => Sampler::AlwaysOn,
+            "always_off" => Sampler::AlwaysOff,
+            "traceidratio" => Sampler::TraceIdRatio(ratio(lookup)?),
+            "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
+            "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio(lookup)?),
+            _ => {
+                return Err(SetupError::invalid(
+                    "OTEL_TRACES_SAMPLER",
+                    &v,
+                    "one of always_on, always_off, traceidratio, parentbased_always_on, \
+                     parentbased_always_off, parentbased_traceidratio",
+                ))
+            }
+        });
+    }
+
+    let defaults = BatchConfig::default();
+    env.batch = BatchConfig {
+        max_queue_size: count(lookup, "OTEL_BSP_MAX_QUEUE_SIZE")?
+            .unwrap_or(defaults.max_queue_size),
+        scheduled_delay: millis(lookup, "OTEL_BSP_SCHEDULE_DELAY")?
+            .unwrap_or(defaults.scheduled_delay),
+        max_export_batch_size: count(lookup, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?
+            .unwrap_or(defaults.max_export_batch_size),
+        export_timeout: millis(lookup, "OTEL_BSP_EXPORT_TIMEOUT")?
+            .unwrap_or(defaults.export_timeout),
+    };
+    Ok(env)
+}
+
+/// An endpoint must be an absolute `http` or `https` URL.
+pub(crate) fn validate_endpoint(setting: &str, value: &str) -> Result<(), SetupError> {
+    let ok = value.parse::<http::Uri>().ok().is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(SetupError::invalid(
+            setting,
+            value,
+            "an absolute http:// or https:// URL",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SetupErrorKind;
+
+    fn env(vars: &[(&str, &str)]) -> Result<EnvConfig, SetupError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        read(&move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn empty_environment_gives_defaults() {
+        let e = env(&[]).expect("valid");
+        assert_eq!(e, EnvConfig::default());
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let e = env(&[
+            ("OTEL_SERVICE_NAME", "checkout"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=prod,team=a%20b",
+            ),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret,x=1"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4096"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "256"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+        ])
+        .expect("valid");
+        assert_eq!(e.service_name.as_deref(), Some("checkout"));
+        assert_eq!(
+            e.resource_attributes[1],
+            ("team".to_owned(), "a b".to_owned())
+        );
+        assert_eq!(e.exporter, Some(TracesExporter::Otlp));
+        assert_eq!(e.protocol, Some(Protocol::Grpc));
+        assert_eq!(e.headers.last(), Some(&("x".to_owned(), "2".to_owned())));
+        assert_eq!(e.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(e.sampler, Some(Sampler::ParentBasedTraceIdRatio(0.25)));
+        assert!(e.disabled);
+        assert_eq!(e.batch.max_queue_size, 4096);
+        assert_eq!(e.batch.scheduled_delay, Duration::from_millis(100));
+        assert_eq!(e.batch.max_export_batch_size, 256);
+        assert_eq!(e.batch.export_timeout, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_the_accepted_values() {
+        let cases = [
+            (
+                "OTEL_TRACES_EXPORTER",
+                "jaeger",
+                "\"otlp\", \"console\", \"none\"",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "http/json",
+                "\"grpc\" or \"http/protobuf\"",
+            ),
+            ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "greater than 0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s", "milliseconds"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "http://"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+        ];
+        for (name, value, accepted) in cases {
+            let err = env(&[(name, value)]).expect_err(name);
+            assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+            let text = err.to_string();
+            assert!(
+                text.contains(name) && text.contains(value) && text.contains(accepted),
+                "{text}"
+            );
+        }
+        let err = env(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ])
+        .expect_err("ratio over 1");
+        assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
+    }
+
+    #[test]
+    fn disabled_is_true_only_for_true() {
+        assert!(
+            !env(&[("OTEL_SDK_DISABLED", "yes")])
+                .expect("valid")
+                .disabled
+        );
+        assert!(
+            env(&[("OTEL_SDK_DISABLED", "true")])
+                .expect("valid")
+                .disabled
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! [`ExportWorker`]: the bounded queue between ended spans and the exporter.
+//!
+//! Why not the SDK's batch processor: its exporter either runs on the application's runtime,
+//! where a busy service starves it and the queue drops most spans at saturation, or on a thread
+//! of its own that cannot drive a tonic channel. Here the exporter runs on a dedicated thread
+//! with its own single-threaded tokio runtime, so it keeps up however busy the service is, and
+//! everything its transport does stays on that thread, where the `tracing` dispatcher is a
+//! no-op: export traffic never produces spans or log events that would be exported in turn.
+//!
+//! The request path does O(1) work: one push into a lock-free bounded queue, and a wake-up of
+//! the worker only once a batch is ready. A full queue drops the span and counts it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::Resource;
+
+use crate::config::BatchConfig;
+use crate::error::{SetupError, SetupErrorKind};
+
+/// Counts of what happened to ended spans, for health checks and tests.
+///
+/// ```
+/// # fn show(guard: &service_tracing::TracingGuard) {
+/// let stats = guard.export_stats();
+/// println!("{} exported, {} dropped", stats.exported, stats.dropped);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Spans the exporter accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full.
+    pub dropped: u64,
+    /// Spans lost in export calls that failed (collector down, timeout).
+    pub failed: u64,
+    /// Export calls that failed.
+    pub export_errors: u64,
+    /// Spans waiting in the queue now.
+    pub queued: u64,
+}
+
+enum Control {
+    Flush(SyncSender<OTelSdkResult>),
+    Shutdown(SyncSender<OTelSdkResult>),
+    Resource(Resource),
+}
+
+struct Shared {
+    queue: ArrayQueue<SpanData>,
+    wake_at: usize,
+    worker: OnceLock<Thread>,
+    control: Mutex<Vec<Control>>,
+    stopped: AtomicBool,
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    export_errors: AtomicU64,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(t) = self.worker.get() {
+            t.unpark();
+        }
+    }
+
+    fn send_control(
+        &self,
+        make: impl FnOnce(SyncSender<OTelSdkResult>) -> Control,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        match self.control.lock() {
+            Ok(mut c) => c.push(make(tx)),
+            Err(_) => {
+                return Err(OTelSdkError::InternalFailure(
+                    "control lock poisoned".to_owned(),
+                ))
+            }
+        }
+        self.wake();
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(OTelSdkError::AlreadyShutdown),
+        }
+    }
+}
+
+/// A [`SpanProcessor`] handing sampled spans to the export thread. Cheap to clone; clones share
+/// the queue and the thread. A handle made with [`for_service`](Self::for_service) tags spans
+/// with `service.name` (the console exporter, shared by several in-process services, reads it)
+/// and does not stop the worker on shutdown.
+#[derive(Clone)]
+pub(crate) struct ExportWorker {
+    shared: Arc<Shared>,
+    service_tag: Option<StringValue>,
+    owner: bool,
+    flush_timeout: Duration,
+}
+
+impl fmt::Debug for ExportWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportWorker")
+            .field("stats", &self.stats())
+            .field("service_tag", &self.service_tag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExportWorker {
+    /// Starts the export thread. `make_exporter` runs on that thread inside its runtime, so
+    /// exporters that need a tokio reactor (tonic) can be built; its error is returned here.
+    pub(crate) fn start<E, F>(
+        make_exporter: F,
+        batch: BatchConfig,
+        resource: Resource,
+    ) -> Result<Self, SetupError>
+    where
+        E: SpanExporter + 'static,
+        F: FnOnce() -> Result<E, SetupError> + Send + 'static,
+    {
+        let max_batch = batch
+            .max_export_batch_size
+            .clamp(1, batch.max_queue_size.max(1));
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(batch.max_queue_size.max(1)),
+            wake_at: max_batch,
+            worker: OnceLock::new(),
+            control: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            exported: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            export_errors: AtomicU64::new(0),
+        });
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
+        let worker_shared = shared.clone();
+        let handle = thread::Builder::new()
+            .name("service-tracing-export".to_owned())
+            .spawn(move || {
+                let _quiet =
+                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .on_thread_start(silence_thread)
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(SetupError::new(
+                            SetupErrorKind::Worker,
+                            "cannot start the export runtime",
+                        )
+                        .with_source(e)));
+                        return;
+                    }
+                };
+                let exporter = {
+                    let _entered = runtime.enter();
+                    match make_exporter() {
+                        Ok(mut e) => {
+                            e.set_resource(&resource);
+                            e
+                        }
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                            return;
+                        }
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                run(&worker_shared, exporter, &runtime, batch, max_batch);
+            })
+            .map_err(|e| {
+                SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread")
+                    .with_source(e)
+            })?;
+        let _ = shared.worker.set(handle.thread().clone());
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(SetupError::new(
+                    SetupErrorKind::Worker,
+                    "the export thread stopped while starting",
+                ))
+            }
+        }
+        Ok(Self {
+            shared,
+            service_tag: None,
+            owner: true,
+            flush_timeout: batch.export_timeout + Duration::from_secs(1),
+        })
+    }
+
+    /// Another handle on the same worker that tags spans with `service.name`.
+    pub(crate) fn for_service(&self, name: &str) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            service_tag: Some(StringValue::from(name.to_owned())),
+            owner: false,
+            flush_timeout: self.flush_timeout,
+        }
+    }
+
+    /// Tags spans from this handle with `service.name`.
+    pub(crate) fn tagged(mut self, name: &str) -> Self {
+        self.service_tag = Some(StringValue::from(name.to_owned()));
+        self
+    }
+
+    pub(crate) fn stats(&self) -> ExportStats {
+        let s = &self.shared;
+        ExportStats {
+            exported: s.exported.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            export_errors: s.export_errors.load(Ordering::Relaxed),
+            queued: s.queue.len() as u64,
+        }
+    }
+}
+
+thread_local! {
+    static QUIET: std::cell::RefCell<Option<tracing::subscriber::DefaultGuard>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Threads of the export runtime (its blocking pool, for DNS) get the no-op dispatcher too.
+fn silence_thread() {
+    QUIET.with(|q| {
+        *q.borrow_mut() = Some(tracing::subscriber::set_default(
+            tracing::subscriber::NoSubscriber::default(),
+        ));
+    });
+}
+
+/// How often the worker reports drops and export errors on standard error.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+fn run<E: SpanExporter>(
+    shared: &Shared,
+    mut exporter: E,
+    runtime: &tokio::runtime::Runtime,
+    batch: BatchConfig,
+    max_batch: usize,
+) {
+    let mut next_export = Instant::now() + batch.scheduled_delay;
+    let mut reporter = Reporter::default();
+    loop {
+        let controls: Vec<Control> = match shared.control.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => Vec::new(),
+        };
+        let now = Instant::now();
+        let due = now >= next_export || shared.queue.len() >= shared.wake_at;
+        if controls.is_empty() && !due {
+            thread::park_timeout(next_export.saturating_duration_since(now));
+            continue;
+        }
+        let draining_all = !controls.is_empty() || now >= next_export;
+        export_queued(
+            shared,
+            &exporter,
+            runtime,
+            batch.export_timeout,
+            max_batch,
+            draining_all,
+        );
+        next_export = Instant::now() + batch.scheduled_delay;
+        reporter.maybe_report(shared);
+
+        let mut stop = None;
+        for control in controls {
+            match control {
+                Control::Resource(r) => exporter.set_resource(&r),
+                Control::Flush(reply) => {
+                    let _ = reply.send(exporter.force_flush());
+                }
+                Control::Shutdown(reply) => stop = Some(reply),
+            }
+        }
+        if let Some(reply) = stop {
+            shared.stopped.store(true, Ordering::Release);
+            export_queued(
+                shared,
+                &exporter,
+                runtime,
+                batch.export_timeout,
+                max_batch,
+                true,
+            );
+            reporter.maybe_report(shared);
+            let result = exporter.shutdown_with_timeout(batch.export_timeout);
+            let _ = reply.send(result);
+            return;
+        }
+    }
+}
+
+/// Exports full batches; with `all`, also the last partial one.
+fn export_queued<E: SpanExporter>(
+    shared: &Shared,
+    exporter: &E,
+    runtime: &tokio::runtime::Runtime,
+    timeout: Duration,
+    max_batch: usize,
+    all: bool,
+) {
+    loop {
+        let available = shared.queue.len();
+        if available == 0 || (!all && available < max_batch) {
+            return;
+        }
+        let take = available.min(max_batch);
+        let mut batch = Vec::with_capacity(take);
+        while batch.len() < take {
+            match shared.queue.pop() {
+                Some(span) => batch.push(span),
+                None => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let result = runtime.block_on(async {
+            match tokio::time::timeout(timeout, exporter.export(batch)).await {
+                Ok(r) => r,
+                Err(_) => Err(OTelSdkError::Timeout(timeout)),
+            }
+        });
+        match result {
+            Ok(()) => shared.exported.fetch_add(n, Ordering::Relaxed),
+            Err(_) => {
+                shared.export_errors.fetch_add(1, Ordering::Relaxed);
+                shared.failed.fetch_add(n, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// Rate-limited report of losses, written to standard error through a dispatcher of its own so
+/// it can never become telemetry.
+#[derive(Default)]
+struct Reporter {
+    last: Option<Instant>,
+    reported_dropped: u64,
+    reported_failed: u64,
+}
+
+impl Reporter {
+    fn maybe_report(&mut self, shared: &Shared) {
+        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        if dropped == self.reported_dropped && failed == self.reported_failed {
+            return;
+        }
+        eprintln!(
+            "service-tracing: {} span(s) dropped (export queue full) and {} lost in failed exports since the last report; {} errors in all",
+            dropped - self.reported_dropped,
+            failed - self.reported_failed,
+            shared.export_errors.load(Ordering::Relaxed),
+        );
+        self.reported_dropped = dropped;
+        self.reported_failed = failed;
+        self.last = Some(Instant::now());
+    }
+}
+
+impl SpanProcessor for ExportWorker {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, mut span: SpanData) {
+        if !span.span_context.is_sampled() || self.shared.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(tag) = &self.service_tag {
+            span.attributes
+                .push(KeyValue::new("service.name", tag.clone()));
+        }
+        match self.shared.queue.push(span) {
+            Ok(()) => {
+                if self.shared.queue.len() >= self.shared.wake_at {
+                    self.shared.wake();
+                }
+            }
+            Err(_) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.shared.send_control(Control::Flush, self.flush_timeout)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if !self.owner {
+            return match self.force_flush() {
+                Err(OTelSdkError::AlreadyShutdown) => Ok(()),
+                other => other,
+            };
+        }
+        match self
+            .shared
+            .send_control(Control::Shutdown, timeout.max(self.flush_timeout))
+        {
+            Err(OTelSdkError::AlreadyShutdown) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if self.owner && !self.shared.stopped.load(Ordering::Relaxed) {
+            if let Ok(mut c) = self.shared.control.lock() {
+                c.push(Control::Resource(resource.clone()));
+            }
+            self.shared.wake();
+        }
+    }
+}
+
+impl ExportWorker {
+    /// Whether two handles drive the same worker thread.
+    pub(crate) fn same_worker(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}

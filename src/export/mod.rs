@@ -1,0 +1,8 @@
+//! Where finished spans go: one [`ExportWorker`](batch) per export pipeline feeding the OTLP or
+//! console exporter.
+
+pub(crate) mod batch;
+pub mod console;
+pub(crate) mod otlp;
+
+pub use batch::ExportStats;

@@ -1,0 +1,49 @@
+//! Complete distributed tracing for Tower and axum services in one call.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use service_tracing::{setup_service_tracing, traced_client, CorrelationId};
+//!
+//! async fn hello(id: CorrelationId) -> String {
+//!     format!("hello from request {id}")
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let app = Router::new().route("/hello", get(hello));
+//!     let (app, guard) = setup_service_tracing(app, "hello-service")?;
+//!     let _client = traced_client(); // outbound calls carry the trace and correlation id
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     guard.shutdown()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - [`setup_service_tracing`] / [`ServiceTracing`]: provider, exporter, propagators, `tracing`
+//!   subscriber, all from the standard `OTEL_*` variables and builder calls.
+//! - [`TracingLayer`]: the server span per request (see `service-tracing-middleware`).
+//! - [`traced_client`] / [`TracingMiddleware`]: the client span per outbound call.
+//! - [`CorrelationId`]: the axum extractor for the request's correlation id.
+//!
+//! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
+//! against are re-exported, so an application never links two versions by accident.
+
+mod config;
+mod error;
+pub mod export;
+mod logging;
+mod setup;
+
+pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
+pub use error::{SetupError, SetupErrorKind};
+pub use export::ExportStats;
+pub use logging::TraceIdFormat;
+pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
+
+pub use service_tracing_client::{traced_client, TracingMiddleware};
+pub use service_tracing_middleware::{CorrelationId, TracingLayer};
+
+pub use opentelemetry;
+pub use opentelemetry_sdk;
+pub use tracing_opentelemetry;

@@ -1,0 +1,99 @@
+//! The `tracing` side: a log line format that carries `trace_id`, `span_id` and
+//! `correlation_id`, and the filter that keeps the exporter's own transport out of traces.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt;
+use service_tracing_middleware::CorrelationId;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::format::{self, Format, Full, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Formats each log line as `tracing-subscriber`'s default format does, then appends
+/// `trace_id=… span_id=… correlation_id=…` from the current OpenTelemetry context, so a line
+/// logged anywhere inside a traced request can be joined with its trace.
+///
+/// ```
+/// use service_tracing::TraceIdFormat;
+/// let subscriber = tracing_subscriber::fmt().event_format(TraceIdFormat::new()).finish();
+/// ```
+#[derive(Debug, Clone)]
+pub struct TraceIdFormat {
+    inner: Format<Full>,
+}
+
+impl Default for TraceIdFormat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceIdFormat {
+    /// The default format, without colours, followed by the ids.
+    pub fn new() -> Self {
+        Self {
+            inner: format::format().with_ansi(false),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for TraceIdFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(line.trim_end_matches('\n'))?;
+        // With context activation, the innermost entered `tracing` span's context is current.
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            write!(
+                writer,
+                " trace_id={} span_id={}",
+                sc.trace_id(),
+                sc.span_id()
+            )?;
+        }
+        if let Some(id) = CorrelationId::from_context(&cx) {
+            write!(writer, " correlation_id={id}")?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// Crates whose spans and events must never become telemetry: the exporter's own transport.
+/// (Their work also runs on the export thread, where the dispatcher is a no-op; this filter is
+/// the second lock on the same door.)
+pub(crate) const TRANSPORT_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+];
+
+/// What the OpenTelemetry bridge sees: `INFO` and above from everyone but the transport.
+/// Independent of `RUST_LOG`, which filters only what is printed.
+pub(crate) fn bridge_filter() -> Targets {
+    TRANSPORT_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::INFO),
+        |t, target| t.with_target(*target, LevelFilter::OFF),
+    )
+}

@@ -1,0 +1,728 @@
+//! [`setup_service_tracing`], the [`ServiceTracing`] builder and the [`TracingGuard`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{global, KeyValue};
+use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use opentelemetry_sdk::Resource;
+use service_tracing_middleware::propagation::{W3cBaggage, W3cTraceContext};
+use service_tracing_middleware::TracingLayer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::env::{self, EnvConfig};
+use crate::config::{BatchConfig, Protocol, Resolved, Sampler, TracesExporter};
+use crate::error::{SetupError, SetupErrorKind};
+use crate::export::batch::ExportWorker;
+use crate::export::console::ConsoleExporter;
+use crate::export::{otlp, ExportStats};
+use crate::logging::{bridge_filter, TraceIdFormat};
+
+/// Sets up tracing for the service `name` with everything read from the standard `OTEL_*`
+/// environment variables, and wraps `app` with [`TracingLayer`].
+///
+/// It builds and installs the tracer provider (OTLP when an endpoint is configured, else a
+/// console exporter that prints each trace as a tree), installs the W3C Trace Context and
+/// Baggage propagators, and installs a `tracing` subscriber that prints log lines with their
+/// trace and correlation ids and bridges `tracing` spans to OpenTelemetry. Keep the guard alive
+/// for as long as the service runs; its [`shutdown`](TracingGuard::shutdown) (or drop) flushes
+/// every pending span.
+///
+/// `OTEL_SERVICE_NAME`, when set, takes precedence over `name`.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let app = Router::new().route("/", get(|| async { "hello" }));
+///     let (app, guard) = service_tracing::setup_service_tracing(app, "hello-service")?;
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     axum::serve(listener, app).await?;
+///     guard.shutdown()?;
+///     Ok(())
+/// }
+/// ```
+pub fn setup_service_tracing<S>(
+    app: Router<S>,
+    name: &str,
+) -> Result<(Router<S>, TracingGuard), SetupError>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    ServiceTracing::builder(name).init(app)
+}
+
+/// Options for [`setup_service_tracing`], each overriding the environment.
+///
+/// ```no_run
+/// use service_tracing::{Protocol, Sampler, ServiceTracing};
+/// # fn main() -> Result<(), service_tracing::SetupError> {
+/// let app = axum::Router::new();
+/// let (app, guard) = ServiceTracing::builder("checkout")
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .environment("production")
+///     .otlp_endpoint("http://collector:4317")
+///     .otlp_protocol(Protocol::Grpc)
+///     .sampler(Sampler::ParentBasedTraceIdRatio(0.1))
+///     .untraced_route("/health")
+///     .init(app)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "call .init(app) to set tracing up"]
+pub struct ServiceTracing {
+    name: String,
+    version: Option<String>,
+    environment: Option<String>,
+    resource_attributes: Vec<(String, String)>,
+    exporter: Option<TracesExporter>,
+    endpoint: Option<String>,
+    protocol: Option<Protocol>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    sampler: Option<Sampler>,
+    batch: Option<BatchConfig>,
+    untraced: Vec<String>,
+    install_subscriber: bool,
+    log_filter: Option<String>,
+    env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+}
+
+impl fmt::Debug for ServiceTracing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceTracing")
+            .field("name", &self.name)
+            .field("exporter", &self.exporter)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceTracing {
+    /// Starts the options for the service `name`.
+    pub fn builder(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: None,
+            endpoint: None,
+            protocol: None,
+            headers: Vec::new(),
+            timeout: None,
+            sampler: None,
+            batch: None,
+            untraced: Vec::new(),
+            install_subscriber: true,
+            log_filter: None,
+            env: None,
+        }
+    }
+
+    /// `service.version`, usually `env!("CARGO_PKG_VERSION")`.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// `deployment.environment.name`, such as `production`.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Adds a resource attribute (overrides `OTEL_RESOURCE_ATTRIBUTES` on the same key).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.resource_attributes.push((key.into(), value.into()));
+        self
+    }
+
+    /// Where spans go (`OTEL_TRACES_EXPORTER`).
+    pub fn exporter(mut self, exporter: TracesExporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The collector's base endpoint, as `OTEL_EXPORTER_OTLP_ENDPOINT` gives it (for
+    /// HTTP, `/v1/traces` is appended). Setting it selects the OTLP exporter.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Adds a header to every export request (`OTEL_EXPORTER_OTLP_HEADERS`), such as an API key.
+    pub fn otlp_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// Timeout of one export request (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
+    pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The sampler (`OTEL_TRACES_SAMPLER`).
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// The export queue (`OTEL_BSP_*`).
+    pub fn batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// A route template (or exact path) left untraced, such as `/health`.
+    pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
+        self.untraced.push(route.into());
+        self
+    }
+
+    /// Whether to install the global `tracing` subscriber (default yes). Say no when the
+    /// application installs its own, and add [`TracingGuard::tracing_layer`] to it.
+    pub fn install_subscriber(mut self, install: bool) -> Self {
+        self.install_subscriber = install;
+        self
+    }
+
+    /// Which log lines are printed, in `RUST_LOG` syntax (default: `RUST_LOG`, else `info`).
+    /// Traces do not depend on it.
+    pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
+    /// Reads `OTEL_*` settings through this function instead of the process environment (for
+    /// tests, or settings kept elsewhere).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()));
+    /// ```
+    pub fn env_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Some(Arc::new(lookup));
+        self
+    }
+
+    fn read_env(&self) -> Result<EnvConfig, SetupError> {
+        match &self.env {
+            Some(lookup) => env::read(&|name| lookup(name)),
+            None => env::read(&|name| std::env::var(name).ok()),
+        }
+    }
+
+    fn resolve(&self) -> Result<Resolved, SetupError> {
+        let env = self.read_env()?;
+        if let Some(endpoint) = &self.endpoint {
+            env::validate_endpoint("otlp_endpoint", endpoint)?;
+        }
+        let protocol = self
+            .protocol
+            .or(env.protocol)
+            .unwrap_or(Protocol::HttpProtobuf);
+        let base = self.endpoint.clone().or(
+            if self.endpoint.is_none() && env.traces_endpoint.is_some() {
+                None
+            } else {
+                env.endpoint.clone()
+            },
+        );
+        let configured =
+            self.endpoint.is_some() || env.traces_endpoint.is_some() || env.endpoint.is_some();
+        let endpoint = match (&base, &env.traces_endpoint) {
+            (Some(base), _) => signal_endpoint(base, protocol),
+            (None, Some(traces)) => traces.clone(),
+            (None, None) => match protocol {
+                Protocol::Grpc => "http://localhost:4317".to_owned(),
+                Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+            },
+        };
+        let exporter = self.exporter.or(env.exporter).unwrap_or(if configured {
+            TracesExporter::Otlp
+        } else {
+            TracesExporter::Console
+        });
+        let mut resource_attributes = env.resource_attributes.clone();
+        resource_attributes.extend(self.resource_attributes.iter().cloned());
+        let mut headers = env.headers.clone();
+        headers.extend(self.headers.iter().cloned());
+        let batch = self.batch.unwrap_or(env.batch);
+        if batch.max_export_batch_size > batch.max_queue_size {
+            return Err(SetupError::invalid(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                &batch.max_export_batch_size.to_string(),
+                &format!("at most OTEL_BSP_MAX_QUEUE_SIZE ({})", batch.max_queue_size),
+            ));
+        }
+        Ok(Resolved {
+            service_name: env
+                .service_name
+                .clone()
+                .unwrap_or_else(|| self.name.clone()),
+            service_version: self.version.clone(),
+            environment: self.environment.clone(),
+            resource_attributes,
+            exporter,
+            protocol,
+            endpoint,
+            headers,
+            timeout: self
+                .timeout
+                .or(env.timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            sampler: self
+                .sampler
+                .or(env.sampler)
+                .unwrap_or(Sampler::ParentBasedAlwaysOn),
+            batch,
+            disabled: env.disabled,
+        })
+    }
+
+    /// Sets everything up and wraps `app`. See [`setup_service_tracing`].
+    pub fn init<S>(self, app: Router<S>) -> Result<(Router<S>, TracingGuard), SetupError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let (layer, guard) = self.init_layer()?;
+        Ok((app.layer(layer), guard))
+    }
+
+    /// Sets everything up and returns the layer, for any Tower service (not only axum).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (layer, guard) = service_tracing::ServiceTracing::builder("svc").init_layer()?;
+    /// let service = tower::ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn init_layer(self) -> Result<(TracingLayer, TracingGuard), SetupError> {
+        let config = self.resolve()?;
+        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+            return Err(already_set());
+        }
+        let pipeline = Pipeline::start(&config, &config.service_name)?;
+        global::set_text_map_propagator(
+            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+                Box::new(W3cTraceContext::new()),
+                Box::new(W3cBaggage::new()),
+            ]),
+        );
+        if let Some(provider) = &pipeline.provider {
+            global::set_tracer_provider(provider.clone());
+        }
+        if self.install_subscriber {
+            install_subscriber(pipeline.provider.as_ref(), self.log_filter.as_deref())?;
+        }
+        let layer = layer_for(&config, pipeline.provider.as_ref(), &self.untraced);
+        let guard = TracingGuard {
+            inner: Mutex::new(Some(GuardInner {
+                main: pipeline,
+                extra: Vec::new(),
+                config,
+                untraced: self.untraced,
+            })),
+        };
+        Ok((layer, guard))
+    }
+}
+
+fn already_set() -> SetupError {
+    SetupError::new(
+        SetupErrorKind::SubscriberAlreadySet,
+        "a global `tracing` subscriber is already installed, so service-tracing cannot install \
+         its own. Either set tracing up first with \
+         `ServiceTracing::builder(name).install_subscriber(false).init(app)` and add \
+         `guard.tracing_layer()` to your subscriber (e.g. `registry().with(your_fmt_layer)\
+         .with(guard.tracing_layer())`), or remove your subscriber and let service-tracing \
+         install one",
+    )
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` semantics: for HTTP the signal path is appended.
+fn signal_endpoint(base: &str, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::Grpc => base.to_owned(),
+        Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+    }
+}
+
+fn layer_for(
+    config: &Resolved,
+    provider: Option<&SdkTracerProvider>,
+    untraced: &[String],
+) -> TracingLayer {
+    let mut layer = match provider {
+        Some(p) => TracingLayer::new().with_tracer_provider(p),
+        None => TracingLayer::new(),
+    };
+    for route in untraced {
+        layer = layer.untraced_route(route.clone());
+    }
+    let _ = config;
+    layer
+}
+
+fn install_subscriber(
+    provider: Option<&SdkTracerProvider>,
+    filter: Option<&str>,
+) -> Result<(), SetupError> {
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| {
+            SetupError::invalid("log_filter", f, "a RUST_LOG-style filter").with_source(e)
+        })?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).map_err(|e| {
+                SetupError::invalid("RUST_LOG", &v, "a RUST_LOG-style filter").with_source(e)
+            })?,
+            _ => EnvFilter::new("info"),
+        },
+    };
+    let fmt_layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(TraceIdFormat::new())
+        .with_filter(filter);
+    let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
+    tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(bridge)
+        .try_init()
+        .map_err(|_| already_set())
+}
+
+/// The bridge layer's type, named so it can be handed out.
+pub type BridgeLayer<S> = tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, Tracer>,
+    tracing_subscriber::filter::Targets,
+    S,
+>;
+
+fn bridge_layer<S>(tracer: Tracer) -> BridgeLayer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(bridge_filter())
+}
+
+/// One service's provider and what feeds its exporter.
+struct Pipeline {
+    provider: Option<SdkTracerProvider>,
+    worker: Option<ExportWorker>,
+}
+
+impl Pipeline {
+    fn start(config: &Resolved, service: &str) -> Result<Self, SetupError> {
+        if config.disabled {
+            return Ok(Self {
+                provider: None,
+                worker: None,
+            });
+        }
+        let resource = resource(config, service);
+        let worker = match config.exporter {
+            TracesExporter::None => None,
+            TracesExporter::Console => {
+                // A person is watching: print within a second.
+                let batch = config
+                    .batch
+                    .with_scheduled_delay(config.batch.scheduled_delay.min(Duration::from_secs(1)));
+                Some(
+                    ExportWorker::start(|| Ok(ConsoleExporter::stdout()), batch, resource.clone())?
+                        .tagged(service),
+                )
+            }
+            TracesExporter::Otlp => {
+                let otlp_config = config.clone();
+                Some(ExportWorker::start(
+                    move || otlp::build(&otlp_config),
+                    config.batch,
+                    resource.clone(),
+                )?)
+            }
+        };
+        Ok(Self {
+            provider: Some(provider(config, resource, worker.clone())),
+            worker,
+        })
+    }
+}
+
+fn provider(
+    config: &Resolved,
+    resource: Resource,
+    worker: Option<ExportWorker>,
+) -> SdkTracerProvider {
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(config.sampler.to_sdk());
+    if let Some(worker) = worker {
+        builder = builder.with_span_processor(worker);
+    }
+    builder.build()
+}
+
+fn resource(config: &Resolved, service: &str) -> Resource {
+    let mut attributes: Vec<KeyValue> = config
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attributes.push(KeyValue::new("service.name", service.to_owned()));
+    if let Some(v) = &config.service_version {
+        attributes.push(KeyValue::new("service.version", v.clone()));
+    }
+    if let Some(e) = &config.environment {
+        attributes.push(KeyValue::new("deployment.environment.name", e.clone()));
+    }
+    if let Some(host) = host_name() {
+        attributes.push(KeyValue::new("host.name", host));
+    }
+    attributes.push(KeyValue::new("host.arch", host_arch()));
+    attributes.push(KeyValue::new("os.type", std::env::consts::OS));
+    attributes.push(KeyValue::new("process.pid", i64::from(std::process::id())));
+    if let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
+        attributes.push(KeyValue::new("process.executable.name", exe));
+    }
+    attributes.push(KeyValue::new("process.runtime.name", "rust"));
+    attributes.push(KeyValue::new("telemetry.sdk.name", "opentelemetry"));
+    attributes.push(KeyValue::new("telemetry.sdk.language", "rust"));
+    attributes.push(KeyValue::new("telemetry.sdk.version", "0.33.1"));
+    attributes.push(KeyValue::new("telemetry.distro.name", "service-tracing"));
+    attributes.push(KeyValue::new(
+        "telemetry.distro.version",
+        env!("CARGO_PKG_VERSION"),
+    ));
+    // Later values win: OTEL_RESOURCE_ATTRIBUTES < builder attributes < the service name.
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .build()
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "x86",
+        "arm" => "arm32",
+        "powerpc64" => "ppc64",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// Keeps tracing running; flushes and shuts down on [`shutdown`](Self::shutdown) or drop.
+///
+/// ```no_run
+/// # fn main() -> Result<(), service_tracing::SetupError> {
+/// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::new(), "svc")?;
+/// // ... serve app until a shutdown signal ...
+/// guard.shutdown()?; // every span ended so far is exported
+/// # Ok(()) }
+/// ```
+pub struct TracingGuard {
+    inner: Mutex<Option<GuardInner>>,
+}
+
+struct GuardInner {
+    main: Pipeline,
+    extra: Vec<Pipeline>,
+    config: Resolved,
+    untraced: Vec<String>,
+}
+
+impl fmt::Debug for TracingGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingGuard")
+            .field("stats", &self.export_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TracingGuard {
+    fn with_inner<T>(&self, f: impl FnOnce(&mut GuardInner) -> T) -> Option<T> {
+        let mut lock = match self.inner.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        lock.as_mut().map(f)
+    }
+
+    /// What happened to ended spans so far, summed over every pipeline.
+    pub fn export_stats(&self) -> ExportStats {
+        self.with_inner(|inner| {
+            let mut total = ExportStats::default();
+            let mut seen: Vec<ExportStats> = Vec::new();
+            for worker in std::iter::once(&inner.main)
+                .chain(inner.extra.iter())
+                .filter_map(|p| p.worker.as_ref())
+            {
+                let s = worker.stats();
+                // Handles sharing one worker (console) report the same figures once.
+                if worker_is_shared(worker, &inner.main) && !seen.is_empty() {
+                    continue;
+                }
+                seen.push(s);
+                total.exported += s.exported;
+                total.dropped += s.dropped;
+                total.failed += s.failed;
+                total.export_errors += s.export_errors;
+                total.queued += s.queued;
+            }
+            total
+        })
+        .unwrap_or_default()
+    }
+
+    /// Exports every span ended so far and waits for the exporter to accept them.
+    pub fn force_flush(&self) -> Result<(), SetupError> {
+        self.with_inner(|inner| {
+            for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {
+                if let Some(provider) = &p.provider {
+                    provider.force_flush().map_err(|e| {
+                        SetupError::new(SetupErrorKind::Shutdown, "flushing spans failed")
+                            .with_source(e)
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Flushes every pending span and stops the export threads.
+    pub fn shutdown(self) -> Result<(), SetupError> {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&self) -> Result<(), SetupError> {
+        let taken = match self.inner.lock() {
+            Ok(mut l) => l.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let Some(inner) = taken else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {
+            if let Some(provider) = &p.provider {
+                if let Err(e) = provider.shutdown() {
+                    if result.is_ok() {
+                        result = Err(SetupError::new(
+                            SetupErrorKind::Shutdown,
+                            "shutting the tracer provider down failed",
+                        )
+                        .with_source(e));
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// A layer for another service living in the same process (a second router, as in the
+    /// quickstart), with its own `service.name` and the same export settings.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (frontend, guard) = service_tracing::setup_service_tracing(axum::Router::new(), "frontend")?;
+    /// let backend = axum::Router::new().layer(guard.service_layer("backend")?);
+    /// # Ok(()) }
+    /// ```
+    pub fn service_layer(&self, name: &str) -> Result<TracingLayer, SetupError> {
+        self.with_inner(|inner| {
+            let pipeline = match (&inner.config.exporter, inner.main.worker.as_ref()) {
+                (TracesExporter::Console, Some(shared)) if !inner.config.disabled => {
+                    let worker = shared.for_service(name);
+                    let resource = resource(&inner.config, name);
+                    Pipeline {
+                        provider: Some(provider(&inner.config, resource, Some(worker.clone()))),
+                        worker: Some(worker),
+                    }
+                }
+                _ => Pipeline::start(&inner.config, name)?,
+            };
+            let layer = layer_for(&inner.config, pipeline.provider.as_ref(), &inner.untraced);
+            inner.extra.push(pipeline);
+            Ok(layer)
+        })
+        .unwrap_or_else(|| {
+            Err(SetupError::new(
+                SetupErrorKind::Shutdown,
+                "tracing was already shut down",
+            ))
+        })
+    }
+
+    /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own
+    /// subscriber (see [`ServiceTracing::install_subscriber`]). `None` when tracing is disabled.
+    ///
+    /// ```no_run
+    /// use tracing_subscriber::prelude::*;
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///     .install_subscriber(false)
+    ///     .init(axum::Router::new())?;
+    /// tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer())
+    ///     .with(guard.tracing_layer())
+    ///     .init();
+    /// # Ok(()) }
+    /// ```
+    pub fn tracing_layer<S>(&self) -> Option<BridgeLayer<S>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        self.with_inner(|inner| {
+            inner
+                .main
+                .provider
+                .as_ref()
+                .map(|p| bridge_layer(p.tracer("service-tracing")))
+        })
+        .flatten()
+    }
+}
+
+fn worker_is_shared(worker: &ExportWorker, main: &Pipeline) -> bool {
+    main.worker.as_ref().is_some_and(|m| m.same_worker(worker))
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner();
+    }
+}
