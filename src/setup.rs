@@ -58,12 +58,15 @@ where
     ServiceTracing::builder(name).init(app)
 }
 
+/// Reads one setting by name.
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Options for [`setup_service_tracing`], each overriding the environment.
 ///
 /// ```no_run
 /// use service_tracing::{Protocol, Sampler, ServiceTracing};
 /// # fn main() -> Result<(), service_tracing::SetupError> {
-/// let app = axum::Router::new();
+/// let app: axum::Router = axum::Router::<()>::new();
 /// let (app, guard) = ServiceTracing::builder("checkout")
 ///     .service_version(env!("CARGO_PKG_VERSION"))
 ///     .environment("production")
@@ -91,7 +94,7 @@ pub struct ServiceTracing {
     untraced: Vec<String>,
     install_subscriber: bool,
     log_filter: Option<String>,
-    env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    env: Option<EnvLookup>,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -548,7 +551,7 @@ fn host_arch() -> &'static str {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), service_tracing::SetupError> {
-/// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::new(), "svc")?;
+/// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
 /// // ... serve app until a shutdown signal ...
 /// guard.shutdown()?; // every span ended so far is exported
 /// # Ok(()) }
@@ -658,8 +661,8 @@ impl TracingGuard {
     ///
     /// ```no_run
     /// # fn main() -> Result<(), service_tracing::SetupError> {
-    /// let (frontend, guard) = service_tracing::setup_service_tracing(axum::Router::new(), "frontend")?;
-    /// let backend = axum::Router::new().layer(guard.service_layer("backend")?);
+    /// let (frontend, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "frontend")?;
+    /// let backend = axum::Router::<()>::new().layer(guard.service_layer("backend")?);
     /// # Ok(()) }
     /// ```
     pub fn service_layer(&self, name: &str) -> Result<TracingLayer, SetupError> {
@@ -695,7 +698,7 @@ impl TracingGuard {
     /// # fn main() -> Result<(), service_tracing::SetupError> {
     /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
     ///     .install_subscriber(false)
-    ///     .init(axum::Router::new())?;
+    ///     .init(axum::Router::<()>::new())?;
     /// tracing_subscriber::registry()
     ///     .with(tracing_subscriber::fmt::layer())
     ///     .with(guard.tracing_layer())

@@ -441,3 +441,113 @@ impl ExportWorker {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{Tracer, TracerProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// An exporter whose transport is chatty: it opens `tracing` spans and logs on the export
+    /// thread, in a task on its runtime, and on a blocking-pool thread, as a gRPC or HTTP
+    /// client with tracing instrumentation would.
+    #[derive(Debug)]
+    struct ChattyExporter;
+
+    impl SpanExporter for ChattyExporter {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            chatter("export");
+            let task = tokio::spawn(async { chatter("task") });
+            let blocking = tokio::task::spawn_blocking(|| chatter("blocking"));
+            let _ = task.await;
+            let _ = blocking.await;
+            Ok(())
+        }
+    }
+
+    fn chatter(name: &'static str) {
+        let span = tracing::info_span!("transport", step = name);
+        let _entered = span.enter();
+        tracing::info!("sending a batch");
+    }
+
+    /// Each unit test runs in its own process under nextest, so a global subscriber is fine.
+    #[test]
+    fn export_traffic_never_reaches_the_tracing_bridge() {
+        let leaked = InMemorySpanExporter::default();
+        let bridge_provider = SdkTracerProvider::builder()
+            .with_simple_exporter(leaked.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(bridge_provider.tracer("bridge")));
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            // Sharing a process with other tests (plain `cargo test`): nothing to prove here.
+            return;
+        }
+
+        // The detector works: the same chatter on an ordinary thread becomes a span.
+        chatter("control");
+        bridge_provider.force_flush().expect("flush");
+        assert_eq!(leaked.get_finished_spans().expect("spans").len(), 1);
+        leaked.reset();
+
+        let worker = ExportWorker::start(
+            || Ok(ChattyExporter),
+            BatchConfig::default(),
+            Resource::builder_empty().build(),
+        )
+        .expect("worker starts");
+        let app = SdkTracerProvider::builder()
+            .with_span_processor(worker.clone())
+            .build();
+        for _ in 0..3 {
+            app.tracer("app").in_span("request", |_| ());
+        }
+        worker.force_flush().expect("flush");
+        assert_eq!(worker.stats().exported, 3);
+        bridge_provider.force_flush().expect("flush");
+        let spans = leaked.get_finished_spans().expect("spans");
+        assert!(spans.is_empty(), "export traffic became spans: {spans:?}");
+    }
+
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl SpanExporter for Stuck {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            std::future::pending().await
+        }
+    }
+
+    #[test]
+    fn a_stuck_exporter_never_blocks_or_grows_the_queue() {
+        let batch = BatchConfig::default()
+            .with_max_queue_size(16)
+            .with_max_export_batch_size(4)
+            .with_export_timeout(Duration::from_millis(50));
+        let worker = ExportWorker::start(|| Ok(Stuck), batch, Resource::builder_empty().build())
+            .expect("starts");
+        let app = SdkTracerProvider::builder()
+            .with_span_processor(worker.clone())
+            .build();
+        let started = Instant::now();
+        for _ in 0..1000 {
+            app.tracer("app").in_span("request", |_| ());
+        }
+        // Pushing never waits on the exporter: 1,000 spans take far less than one export timeout each.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(worker.stats().queued <= 16);
+        // Each remaining export times out; after the flush every span is accounted for.
+        let _ = worker.force_flush();
+        let stats = worker.stats();
+        assert_eq!(stats.queued, 0, "{stats:?}");
+        assert_eq!(stats.exported, 0);
+        assert_eq!(
+            stats.dropped + stats.failed + stats.queued,
+            1000,
+            "{stats:?}"
+        );
+        assert!(stats.dropped > 0);
+    }
+}
