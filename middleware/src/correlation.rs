@@ -78,7 +78,9 @@ impl CorrelationId {
 
     /// Whether `value` is a valid correlation id.
     pub fn is_valid(value: &[u8]) -> bool {
-        !value.is_empty() && value.len() <= MAX_LEN && value.iter().all(|b| (0x21..=0x7e).contains(b))
+        !value.is_empty()
+            && value.len() <= MAX_LEN
+            && value.iter().all(|b| (0x21..=0x7e).contains(b))
     }
 
     /// The id of the request being served, from the current OpenTelemetry context.
@@ -208,7 +210,10 @@ mod tests {
         assert_eq!(resolve(&headers, &order, None).0.as_str(), "first");
 
         let (id, source) = resolve(&http::HeaderMap::new(), &order, Some("from-baggage"));
-        assert_eq!((id.as_str(), source), ("from-baggage", CorrelationSource::Baggage));
+        assert_eq!(
+            (id.as_str(), source),
+            ("from-baggage", CorrelationSource::Baggage)
+        );
     }
 
     #[test]

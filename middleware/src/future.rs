@@ -120,18 +120,24 @@ fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
         ]);
         span.set_status(Status::error(format!("panic: {message}")));
     }
+    let _attached = state.cx.clone().attach();
     tracing::error!(
         target: "service_tracing::panic",
         panic_message = %message,
         "request handler panicked; answered 500"
     );
+    drop(_attached);
     let mut response = Response::new(ResponseBody::empty(SpanGuard::new(state.cx)));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     echo_correlation_id(&mut response, state.response_header.as_ref(), &state.id);
     response
 }
 
-fn echo_correlation_id<B>(response: &mut Response<B>, header: Option<&HeaderName>, id: &CorrelationId) {
+fn echo_correlation_id<B>(
+    response: &mut Response<B>,
+    header: Option<&HeaderName>,
+    id: &CorrelationId,
+) {
     if let Some(name) = header {
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(name.clone(), value);
@@ -195,7 +201,11 @@ where
                                 span.set_status(Status::error(""));
                             }
                         }
-                        echo_correlation_id(&mut response, state.response_header.as_ref(), &state.id);
+                        echo_correlation_id(
+                            &mut response,
+                            state.response_header.as_ref(),
+                            &state.id,
+                        );
                         let guard = SpanGuard::new(state.cx);
                         Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
                     }

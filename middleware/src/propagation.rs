@@ -17,9 +17,7 @@ use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -174,11 +172,17 @@ pub struct W3cTraceContext {
 
 fn trace_context_fields() -> &'static [String; 2] {
     static FIELDS: OnceLock<[String; 2]> = OnceLock::new();
-    FIELDS.get_or_init(|| [TRACEPARENT.as_str().to_owned(), TRACESTATE.as_str().to_owned()])
+    FIELDS.get_or_init(|| {
+        [
+            TRACEPARENT.as_str().to_owned(),
+            TRACESTATE.as_str().to_owned(),
+        ]
+    })
 }
 
 fn lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl W3cTraceContext {
@@ -217,7 +221,11 @@ impl W3cTraceContext {
         if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
             return None;
         }
-        Some((trace_id, span_id, TraceFlags::new(flags) & TraceFlags::SAMPLED))
+        Some((
+            trace_id,
+            span_id,
+            TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        ))
     }
 
     fn span_context(extractor: &dyn Extractor) -> Option<SpanContext> {
@@ -308,9 +316,8 @@ fn baggage_fields() -> &'static [String; 1] {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl W3cBaggage {
@@ -342,7 +349,10 @@ impl W3cBaggage {
                 let Some((key, value)) = pair.split_once('=') else {
                     continue;
                 };
-                let (key, value) = (key.trim_matches([' ', '\t']), value.trim_matches([' ', '\t']));
+                let (key, value) = (
+                    key.trim_matches([' ', '\t']),
+                    value.trim_matches([' ', '\t']),
+                );
                 if !is_token(key) || value.bytes().any(|b| b == b'"' || b == b'\\' || b <= b' ') {
                     continue;
                 }
@@ -441,27 +451,81 @@ mod tests {
     #[test]
     fn malformed_traceparents_are_rejected() {
         let cases = [
-            ("short trace id", "00-af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("long trace id", "00-00af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("short parent id", "00-0af7651916cd43dd8448eb211c80319c-7ad6b7169203331-01"),
-            ("one-digit flags", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1"),
-            ("three-digit flags", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-001"),
-            ("version ff", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("uppercase version", "0A-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("uppercase trace id", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"),
-            ("uppercase parent id", "00-0af7651916cd43dd8448eb211c80319c-B7AD6B7169203331-01"),
-            ("zero trace id", "00-00000000000000000000000000000000-b7ad6b7169203331-01"),
-            ("zero parent id", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"),
-            ("underscore separators", "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01"),
-            ("trailing dash on 00", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-"),
-            ("extra field on 00", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-ab"),
-            ("non-hex", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01"),
+            (
+                "short trace id",
+                "00-af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "long trace id",
+                "00-00af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "short parent id",
+                "00-0af7651916cd43dd8448eb211c80319c-7ad6b7169203331-01",
+            ),
+            (
+                "one-digit flags",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1",
+            ),
+            (
+                "three-digit flags",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-001",
+            ),
+            (
+                "version ff",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "uppercase version",
+                "0A-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "uppercase trace id",
+                "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            ),
+            (
+                "uppercase parent id",
+                "00-0af7651916cd43dd8448eb211c80319c-B7AD6B7169203331-01",
+            ),
+            (
+                "zero trace id",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            ),
+            (
+                "zero parent id",
+                "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            ),
+            (
+                "underscore separators",
+                "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01",
+            ),
+            (
+                "trailing dash on 00",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+            ),
+            (
+                "extra field on 00",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-ab",
+            ),
+            (
+                "non-hex",
+                "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
+            ),
             ("empty", ""),
-            ("leading space", " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            ("future version no dash", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x"),
+            (
+                "leading space",
+                " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "future version no dash",
+                "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",
+            ),
         ];
         for (why, value) in cases {
-            assert!(W3cTraceContext::parse_traceparent(value).is_none(), "{why}: {value}");
+            assert!(
+                W3cTraceContext::parse_traceparent(value).is_none(),
+                "{why}: {value}"
+            );
         }
     }
 
@@ -501,7 +565,10 @@ mod tests {
         assert_eq!(baggage.get("k1").map(|v| v.as_str()), Some("a b,c"));
         let header = W3cBaggage::header_value(&baggage).expect("non-empty");
         let again = W3cBaggage::parse([header.as_str()]);
-        assert_eq!(again.get_with_metadata("k1"), baggage.get_with_metadata("k1"));
+        assert_eq!(
+            again.get_with_metadata("k1"),
+            baggage.get_with_metadata("k1")
+        );
         assert_eq!(again.get("k2").map(|v| v.as_str()), Some("plain"));
     }
 
@@ -509,7 +576,10 @@ mod tests {
     fn baggage_limits_drop_whole_members() {
         let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
         let joined = many.join(",");
-        assert_eq!(W3cBaggage::parse([joined.as_str()]).len(), BAGGAGE_MAX_MEMBERS);
+        assert_eq!(
+            W3cBaggage::parse([joined.as_str()]).len(),
+            BAGGAGE_MAX_MEMBERS
+        );
 
         let big = format!("big={},small=1", "x".repeat(5000));
         let baggage = W3cBaggage::parse([big.as_str()]);

@@ -30,7 +30,9 @@ pub struct Tracing<S> {
 
 impl<S: fmt::Debug> fmt::Debug for Tracing<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracing").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Tracing")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +169,10 @@ where
                 .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())))
                 .collect();
             baggage.insert(BAGGAGE_KEY, id.as_arc());
-            parent.with_span(span).with_baggage(baggage).with_value(id.clone())
+            parent
+                .with_span(span)
+                .with_baggage(baggage)
+                .with_value(id.clone())
         };
         let span = cx.span();
         if span.is_recording() {
@@ -183,7 +188,10 @@ where
                 ));
             }
             if let Some(query) = req.uri().query() {
-                more.push(KeyValue::new(semconv::URL_QUERY, semconv::redact_query(query)));
+                more.push(KeyValue::new(
+                    semconv::URL_QUERY,
+                    semconv::redact_query(query),
+                ));
             }
             if let Some((host, port)) = server_address(&req) {
                 more.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
@@ -223,4 +231,3 @@ where
         }
     }
 }
-

@@ -26,7 +26,10 @@ async fn valid_sampled_traceparent_is_continued() {
     let (response, _) = send(app(&h), request).await;
     assert_eq!(response.status(), StatusCode::OK);
     let span = h.only_span();
-    assert_eq!(span.span_context.trace_id(), TraceId::from_hex(TRACE).unwrap());
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE).unwrap()
+    );
     assert_eq!(span.parent_span_id, SpanId::from_hex(PARENT).unwrap());
     assert!(span.parent_span_is_remote);
     assert!(span.span_context.is_sampled());
@@ -43,7 +46,10 @@ async fn unsampled_flag_is_honoured_by_a_parent_based_sampler() {
     let (response, _) = send(app(&h), request).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-correlation-id"));
-    assert!(h.spans().is_empty(), "an unsampled parent must not be recorded");
+    assert!(
+        h.spans().is_empty(),
+        "an unsampled parent must not be recorded"
+    );
 }
 
 #[tokio::test]
@@ -70,7 +76,11 @@ async fn malformed_traceparents_start_a_fresh_trace_and_succeed() {
         let (response, _) = send(app(&h), request).await;
         assert_eq!(response.status(), StatusCode::OK, "{value}");
         let span = h.only_span();
-        assert_ne!(span.span_context.trace_id(), TraceId::from_hex(TRACE).unwrap(), "{value}");
+        assert_ne!(
+            span.span_context.trace_id(),
+            TraceId::from_hex(TRACE).unwrap(),
+            "{value}"
+        );
         assert_eq!(span.parent_span_id, SpanId::INVALID, "{value}");
     }
 }
@@ -79,7 +89,10 @@ async fn malformed_traceparents_start_a_fresh_trace_and_succeed() {
 async fn non_utf8_and_huge_headers_are_harmless() {
     let h = Harness::new();
     let request = get("/")
-        .header("traceparent", http::HeaderValue::from_bytes(b"00-\xff\xfe").unwrap())
+        .header(
+            "traceparent",
+            http::HeaderValue::from_bytes(b"00-\xff\xfe").unwrap(),
+        )
         .header("baggage", "k=v,".repeat(5_000))
         .header("tracestate", "a=b,".repeat(5_000))
         .body(Body::empty())

@@ -11,9 +11,7 @@ async fn echo(id: CorrelationId) -> String {
 }
 
 fn app(h: &Harness) -> Router {
-    Router::new()
-        .route("/", get_route(echo))
-        .layer(h.layer())
+    Router::new().route("/", get_route(echo)).layer(h.layer())
 }
 
 fn is_uuid_v7(s: &str) -> bool {
@@ -23,11 +21,17 @@ fn is_uuid_v7(s: &str) -> bool {
 #[tokio::test]
 async fn given_id_is_extracted_tagged_and_echoed() {
     let h = Harness::new();
-    let request = get("/").header("x-correlation-id", "order-7f3a").body(Body::empty()).unwrap();
+    let request = get("/")
+        .header("x-correlation-id", "order-7f3a")
+        .body(Body::empty())
+        .unwrap();
     let (response, body) = send(app(&h), request).await;
     assert_eq!(body, "order-7f3a");
     assert_eq!(response.headers()["x-correlation-id"], "order-7f3a");
-    assert_eq!(attr(&h.only_span(), "correlation.id").as_deref(), Some("order-7f3a"));
+    assert_eq!(
+        attr(&h.only_span(), "correlation.id").as_deref(),
+        Some("order-7f3a")
+    );
 }
 
 #[tokio::test]
@@ -41,7 +45,10 @@ async fn request_id_header_and_baggage_are_fallbacks_in_that_order() {
     let (_, body) = send(app(&h), request).await;
     assert_eq!(body, "req-1");
 
-    let request = get("/").header("baggage", "correlation.id=bag-1").body(Body::empty()).unwrap();
+    let request = get("/")
+        .header("baggage", "correlation.id=bag-1")
+        .body(Body::empty())
+        .unwrap();
     let (response, body) = send(app(&h), request).await;
     assert_eq!(body, "bag-1");
     assert_eq!(response.headers()["x-correlation-id"], "bag-1");
@@ -67,14 +74,20 @@ async fn invalid_ids_are_replaced_and_never_echoed() {
     ];
     for value in cases {
         let h = Harness::new();
-        let request = get("/").header("x-correlation-id", value.clone()).body(Body::empty()).unwrap();
+        let request = get("/")
+            .header("x-correlation-id", value.clone())
+            .body(Body::empty())
+            .unwrap();
         let (response, body) = send(app(&h), request).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(is_uuid_v7(&body), "{value:?} gave {body}");
         let echoed = &response.headers()["x-correlation-id"];
         assert_ne!(echoed, &value);
         assert_eq!(echoed, body.as_str());
-        assert_eq!(attr(&h.only_span(), "correlation.id").as_deref(), Some(body.as_str()));
+        assert_eq!(
+            attr(&h.only_span(), "correlation.id").as_deref(),
+            Some(body.as_str())
+        );
     }
 }
 
@@ -90,5 +103,8 @@ async fn extractor_without_the_layer_is_a_500_naming_the_layer() {
         get_route(|id: Option<CorrelationId>| async move { format!("{}", id.is_some()) }),
     );
     let (response, body) = send(optional, get("/").body(Body::empty()).unwrap()).await;
-    assert_eq!((response.status(), body.as_str()), (StatusCode::OK, "false"));
+    assert_eq!(
+        (response.status(), body.as_str()),
+        (StatusCode::OK, "false")
+    );
 }

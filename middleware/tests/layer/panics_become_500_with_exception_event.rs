@@ -28,9 +28,16 @@ async fn panic_in_handler_future_is_a_500_with_exception_and_service_keeps_servi
 
     let span = h.only_span();
     assert_eq!(span.name, "GET /panic");
-    assert!(matches!(span.status, Status::Error { .. }), "{:?}", span.status);
+    assert!(
+        matches!(span.status, Status::Error { .. }),
+        "{:?}",
+        span.status
+    );
     assert_eq!(attr(&span, "error.type").as_deref(), Some("panic"));
-    assert_eq!(attr(&span, "http.response.status_code").as_deref(), Some("500"));
+    assert_eq!(
+        attr(&span, "http.response.status_code").as_deref(),
+        Some("500")
+    );
     let event = span
         .events
         .iter()
@@ -44,7 +51,10 @@ async fn panic_in_handler_future_is_a_500_with_exception_and_service_keeps_servi
             .map(|kv| kv.value.as_str().into_owned())
     };
     assert_eq!(get_attr("exception.type").as_deref(), Some("panic"));
-    assert_eq!(get_attr("exception.message").as_deref(), Some("boom: order 42 not found"));
+    assert_eq!(
+        get_attr("exception.message").as_deref(),
+        Some("boom: order 42 not found")
+    );
 
     h.exporter.reset();
     let (response, body) = send(app, get("/ok").body(Body::empty()).unwrap()).await;
@@ -54,13 +64,18 @@ async fn panic_in_handler_future_is_a_500_with_exception_and_service_keeps_servi
 #[tokio::test]
 async fn panic_in_call_before_a_future_exists_is_caught_too() {
     let h = Harness::new();
-    let svc = tower::service_fn(|_req: Request<Body>| -> std::future::Ready<Result<Response<Body>, Infallible>> {
-        panic!("sync boom")
-    });
+    let svc = tower::service_fn(
+        |_req: Request<Body>| -> std::future::Ready<Result<Response<Body>, Infallible>> {
+            panic!("sync boom")
+        },
+    );
     let traced = TracingLayer::new()
         .with_tracer_provider(&h.provider)
         .layer(svc);
-    let response = traced.oneshot(get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let response = traced
+        .oneshot(get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     drop(response);
     let span = h.only_span();

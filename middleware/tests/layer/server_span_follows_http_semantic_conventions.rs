@@ -65,15 +65,24 @@ async fn unmatched_route_is_named_by_method_only_and_unknown_methods_are_other()
     let _ = send(app, request).await;
     let span = h.only_span();
     assert_eq!(span.name, "HTTP");
-    assert_eq!(attr(&span, "http.request.method").as_deref(), Some("_OTHER"));
-    assert_eq!(attr(&span, "http.request.method_original").as_deref(), Some("BREW"));
+    assert_eq!(
+        attr(&span, "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        attr(&span, "http.request.method_original").as_deref(),
+        Some("BREW")
+    );
 }
 
 #[tokio::test]
 async fn server_errors_set_error_status_and_type() {
     let h = Harness::new();
     let app = Router::new()
-        .route("/fail", get_route(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route(
+            "/fail",
+            get_route(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
         .layer(h.layer());
     let (response, _) = send(app, get("/fail").body(Body::empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -103,10 +112,19 @@ async fn handler_spans_are_children_of_the_server_span() {
         .layer(h.layer());
     let (_, seen_span_id) = send(app, get("/work").body(Body::empty()).unwrap()).await;
     let spans = h.spans();
-    let server = spans.iter().find(|s| s.name == "GET /work").expect("server span");
-    let child = spans.iter().find(|s| s.name == "db query").expect("child span");
+    let server = spans
+        .iter()
+        .find(|s| s.name == "GET /work")
+        .expect("server span");
+    let child = spans
+        .iter()
+        .find(|s| s.name == "db query")
+        .expect("child span");
     assert_eq!(child.parent_span_id, server.span_context.span_id());
-    assert_eq!(child.span_context.trace_id(), server.span_context.trace_id());
+    assert_eq!(
+        child.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
     assert_eq!(seen_span_id, server.span_context.span_id().to_string());
 }
 

@@ -2,7 +2,7 @@ use axum::body::Body;
 use axum::Router;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, Sampler, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
 use service_tracing_middleware::TracingLayer;
 use tower::ServiceExt;
 

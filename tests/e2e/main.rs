@@ -1,0 +1,18 @@
+//! End-to-end: real servers on loopback, the real traced client, and a real OpenTelemetry
+//! collector (`rotel-agent`) whose debug output is read back.
+//!
+//! Each test installs process-wide state (tracer provider, propagator, subscriber), so the
+//! suite runs under cargo-nextest, which gives every test its own process (see
+//! `.config/nextest.toml`).
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+
+#[path = "../support/collector.rs"]
+mod collector;
+mod support;
+
+mod collector_down_never_affects_requests;
+mod export_traffic_never_becomes_spans;
+mod log_lines_carry_trace_and_correlation_ids;
+mod one_trace_crosses_frontend_client_and_backend;
+mod quickstart_prints_trees_of_both_services;
+mod setup_errors_name_the_setting;

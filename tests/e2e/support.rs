@@ -1,0 +1,94 @@
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use reqwest_middleware::ClientWithMiddleware;
+use serde::Deserialize;
+use service_tracing::{traced_client, CorrelationId, ServiceTracing, TracingGuard};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Deserialize)]
+pub struct Mode {
+    mode: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(order.id = %id))]
+async fn order(
+    Path(id): Path<u32>,
+    Query(mode): Query<Mode>,
+    cid: CorrelationId,
+) -> Result<Json<serde_json::Value>, StatusCode> {
+    tracing::info!("backend looks order {id} up");
+    match mode.mode.as_deref() {
+        Some("fail") => Err(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => Ok(Json(
+            serde_json::json!({ "order": id, "correlation_id": cid.as_str() }),
+        )),
+    }
+}
+
+#[derive(Clone)]
+struct Frontend {
+    backend: String,
+    client: ClientWithMiddleware,
+}
+
+async fn checkout(
+    State(f): State<Frontend>,
+    Path(id): Path<u32>,
+    Query(mode): Query<Mode>,
+) -> (StatusCode, String) {
+    let mut url = format!("{}/orders/{id}", f.backend);
+    if let Some(mode) = mode.mode {
+        url.push_str(&format!("?mode={mode}"));
+    }
+    match f.client.get(url).send().await {
+        Ok(r) => (
+            StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            r.text().await.unwrap_or_default(),
+        ),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+pub struct Services {
+    pub frontend: String,
+    pub backend: String,
+    pub guard: TracingGuard,
+}
+
+/// A `frontend` (set up by `options`) calling a `backend` (its own service layer) through the
+/// traced client.
+pub async fn start(options: ServiceTracing) -> Services {
+    let routes = Router::new().route("/checkout/{id}", get(checkout));
+    let (routes, guard) = options.init(routes).expect("setup");
+    let backend = Router::new()
+        .route("/orders/{id}", get(order))
+        .layer(guard.service_layer("backend").expect("backend layer"));
+    let backend = serve(backend).await;
+    let frontend = serve(routes.with_state(Frontend {
+        backend: backend.clone(),
+        client: traced_client(),
+    }))
+    .await;
+    Services {
+        frontend,
+        backend,
+        guard,
+    }
+}
+
+/// Options that ignore the machine's environment, so a developer's `OTEL_*` never leaks in.
+pub fn options(name: &str) -> ServiceTracing {
+    ServiceTracing::builder(name).env_lookup(|_| None)
+}
