@@ -4,17 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry::trace::{FutureExt as _, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry::Context;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 use service_tracing_middleware::correlation::CORRELATION_ID_HEADER;
 use service_tracing_middleware::propagation::{
-    default_propagator, HeaderInjector, SharedPropagator, TRACEPARENT, TRACESTATE,
+    HeaderInjector, PropagatorSource, TRACEPARENT, TRACESTATE,
 };
-use service_tracing_middleware::{CorrelationId, SCOPE_NAME};
+use service_tracing_middleware::tracer::{self, SharedTracer};
+use service_tracing_middleware::CorrelationId;
 
 use crate::builder::{next_resend_count, DisablePropagation, SpanName};
 use crate::span;
@@ -62,25 +62,15 @@ use crate::span;
 /// yourself, give each request fresh extensions.
 #[derive(Clone)]
 pub struct TracingMiddleware {
-    tracer: Arc<BoxedTracer>,
-    propagator: PropagatorChoice,
+    tracer: SharedTracer,
+    propagator: PropagatorSource,
     correlation_header: Option<HeaderName>,
-}
-
-#[derive(Clone)]
-enum PropagatorChoice {
-    Fixed(SharedPropagator),
-    Global,
 }
 
 impl fmt::Debug for TracingMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let propagator = match self.propagator {
-            PropagatorChoice::Fixed(_) => "fixed",
-            PropagatorChoice::Global => "global",
-        };
         f.debug_struct("TracingMiddleware")
-            .field("propagator", &propagator)
+            .field("propagator", &self.propagator)
             .field("correlation_header", &self.correlation_header)
             .finish_non_exhaustive()
     }
@@ -92,13 +82,6 @@ impl Default for TracingMiddleware {
     }
 }
 
-fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
-        .build()
-}
-
 impl TracingMiddleware {
     /// A middleware using the global tracer provider as it is now (install yours first, or
     /// call [`with_tracer_provider`](Self::with_tracer_provider)), W3C Trace Context and
@@ -108,10 +91,9 @@ impl TracingMiddleware {
     /// let middleware = service_tracing_client::TracingMiddleware::new();
     /// ```
     pub fn new() -> Self {
-        let tracer = global::tracer_provider().tracer_with_scope(scope());
         Self {
-            tracer: Arc::new(tracer),
-            propagator: PropagatorChoice::Fixed(default_propagator()),
+            tracer: tracer::from_global(env!("CARGO_PKG_VERSION")),
+            propagator: PropagatorSource::default(),
             correlation_header: Some(CORRELATION_ID_HEADER),
         }
     }
@@ -130,8 +112,7 @@ impl TracingMiddleware {
         P::Tracer: Send + Sync + 'static,
         <P::Tracer as Tracer>::Span: Send + Sync + 'static,
     {
-        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
-        self.tracer = Arc::new(tracer);
+        self.tracer = tracer::from_provider(provider, env!("CARGO_PKG_VERSION"));
         self
     }
 
@@ -146,7 +127,7 @@ impl TracingMiddleware {
     where
         P: TextMapPropagator + Send + Sync + 'static,
     {
-        self.propagator = PropagatorChoice::Fixed(Arc::new(propagator));
+        self.propagator = PropagatorSource::Fixed(Arc::new(propagator));
         self
     }
 
@@ -157,7 +138,7 @@ impl TracingMiddleware {
     /// let middleware = service_tracing_client::TracingMiddleware::new().with_global_propagator();
     /// ```
     pub fn with_global_propagator(mut self) -> Self {
-        self.propagator = PropagatorChoice::Global;
+        self.propagator = PropagatorSource::Global;
         self
     }
 
@@ -189,12 +170,7 @@ impl TracingMiddleware {
             skip_tracestate: headers.contains_key(TRACEPARENT),
             inner: HeaderInjector::preserving(headers),
         };
-        match &self.propagator {
-            PropagatorChoice::Fixed(p) => p.inject_context(cx, &mut injector),
-            PropagatorChoice::Global => {
-                global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
-            }
-        }
+        self.propagator.inject_context(cx, &mut injector);
         if let Some((name, value)) = correlation {
             headers.insert(name.clone(), value);
         }

@@ -4,18 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderName;
-use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Tracer, TracerProvider};
-use opentelemetry::InstrumentationScope;
 use tower_layer::Layer;
 
 use crate::correlation::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
-use crate::propagation::{default_propagator, SharedPropagator};
+use crate::propagation::PropagatorSource;
 use crate::service::Tracing;
-
-/// Name of the instrumentation scope of the spans this crate makes.
-pub const SCOPE_NAME: &str = "service-tracing";
+use crate::tracer::{self, SharedTracer};
 
 /// A [`Layer`] that traces every request through the service it wraps.
 ///
@@ -46,17 +42,11 @@ pub struct TracingLayer {
 
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) tracer: Arc<BoxedTracer>,
-    pub(crate) propagator: PropagatorChoice,
+    pub(crate) tracer: SharedTracer,
+    pub(crate) propagator: PropagatorSource,
     pub(crate) correlation_headers: Vec<HeaderName>,
     pub(crate) response_header: Option<HeaderName>,
     pub(crate) untraced: Vec<String>,
-}
-
-#[derive(Clone)]
-pub(crate) enum PropagatorChoice {
-    Fixed(SharedPropagator),
-    Global,
 }
 
 impl fmt::Debug for TracingLayer {
@@ -75,13 +65,6 @@ impl Default for TracingLayer {
     }
 }
 
-fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
-        .build()
-}
-
 impl TracingLayer {
     /// A layer using the global tracer provider as it is now (install yours first, or call
     /// [`with_tracer_provider`](Self::with_tracer_provider)), W3C Trace Context and Baggage,
@@ -91,11 +74,10 @@ impl TracingLayer {
     /// let layer = service_tracing_middleware::TracingLayer::new();
     /// ```
     pub fn new() -> Self {
-        let tracer = global::tracer_provider().tracer_with_scope(scope());
         Self {
             config: Arc::new(Config {
-                tracer: Arc::new(tracer),
-                propagator: PropagatorChoice::Fixed(default_propagator()),
+                tracer: tracer::from_global(env!("CARGO_PKG_VERSION")),
+                propagator: PropagatorSource::default(),
                 correlation_headers: vec![CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
                 response_header: Some(CORRELATION_ID_HEADER),
                 untraced: Vec::new(),
@@ -120,8 +102,7 @@ impl TracingLayer {
         P::Tracer: Send + Sync + 'static,
         <P::Tracer as Tracer>::Span: Send + Sync + 'static,
     {
-        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
-        self.config_mut().tracer = Arc::new(tracer);
+        self.config_mut().tracer = tracer::from_provider(provider, env!("CARGO_PKG_VERSION"));
         self
     }
 
@@ -135,7 +116,7 @@ impl TracingLayer {
     where
         P: TextMapPropagator + Send + Sync + 'static,
     {
-        self.config_mut().propagator = PropagatorChoice::Fixed(Arc::new(propagator));
+        self.config_mut().propagator = PropagatorSource::Fixed(Arc::new(propagator));
         self
     }
 
@@ -146,7 +127,7 @@ impl TracingLayer {
     /// let layer = service_tracing_middleware::TracingLayer::new().with_global_propagator();
     /// ```
     pub fn with_global_propagator(mut self) -> Self {
-        self.config_mut().propagator = PropagatorChoice::Global;
+        self.config_mut().propagator = PropagatorSource::Global;
         self
     }
 

@@ -10,14 +10,16 @@ mod layer;
 pub mod propagation;
 pub mod semconv;
 mod service;
+pub mod tracer;
 
 pub use body::ResponseBody;
 pub use correlation::CorrelationId;
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
-pub use layer::{TracingLayer, SCOPE_NAME};
+pub use layer::TracingLayer;
 pub use service::Tracing;
+pub use tracer::SCOPE_NAME;
 
 /// The OpenTelemetry API this crate is built against, so users never link a second version.
 pub use opentelemetry;

@@ -86,6 +86,60 @@ pub fn inject(
     propagator.inject_context(cx, &mut HeaderInjector::preserving(headers));
 }
 
+/// Where a layer or client gets its propagator: a fixed one, or the global one looked up at
+/// each request (which reads and writes nothing until one is installed).
+///
+/// ```
+/// use service_tracing_middleware::propagation::PropagatorSource;
+/// let cx = PropagatorSource::default().extract(&http::HeaderMap::new());
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum PropagatorSource {
+    /// This propagator.
+    Fixed(SharedPropagator),
+    /// The global propagator at the time of each request.
+    Global,
+}
+
+impl Default for PropagatorSource {
+    /// W3C Trace Context and Baggage.
+    fn default() -> Self {
+        Self::Fixed(default_propagator())
+    }
+}
+
+impl std::fmt::Debug for PropagatorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fixed(_) => "Fixed",
+            Self::Global => "Global",
+        })
+    }
+}
+
+impl PropagatorSource {
+    /// Reads a context out of headers, starting from an empty context.
+    pub fn extract(&self, headers: &HeaderMap) -> Context {
+        match self {
+            Self::Fixed(p) => extract(&**p, headers),
+            Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+            }),
+        }
+    }
+
+    /// Writes a context with any injector.
+    pub fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        match self {
+            Self::Fixed(p) => p.inject_context(cx, injector),
+            Self::Global => {
+                opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, injector))
+            }
+        }
+    }
+}
+
 /// An [`Extractor`] over an [`http::HeaderMap`]. Values that are not visible ASCII read as
 /// absent.
 #[derive(Debug)]

@@ -9,16 +9,14 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
 use opentelemetry::baggage::{Baggage, BaggageExt};
-use opentelemetry::global;
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::{KeyValue, Value};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::correlation::{self, BAGGAGE_KEY};
 use crate::future::ResponseFuture;
-use crate::layer::{Config, PropagatorChoice};
-use crate::propagation::{extract, HeaderExtractor};
+use crate::layer::Config;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
 /// The service [`TracingLayer`](crate::TracingLayer) wraps around yours.
@@ -121,12 +119,7 @@ where
             return ResponseFuture::untraced(self.inner.call(req));
         }
 
-        let parent = match &config.propagator {
-            PropagatorChoice::Fixed(p) => extract(&**p, req.headers()),
-            PropagatorChoice::Global => global::get_text_map_propagator(|p| {
-                p.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()))
-            }),
-        };
+        let parent = config.propagator.extract(req.headers());
         let (id, _source) = correlation::resolve(
             req.headers(),
             &config.correlation_headers,
