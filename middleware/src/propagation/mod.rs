@@ -1,0 +1,209 @@
+//! Reading and writing trace context in HTTP headers, shared by the server layer and the client.
+//!
+//! The default propagator, [`default_propagator`], speaks W3C Trace Context
+//! ([`W3cTraceContext`]) and W3C Baggage ([`W3cBaggage`]). Both parsers are strict: a
+//! malformed `traceparent` starts a new trace and is never an error for the caller; a malformed
+//! baggage member is dropped on its own.
+//!
+//! Neither the SDK's propagators nor the default global one are used by default: the global
+//! propagator does nothing until one is installed, and the SDK's `traceparent` parser accepts
+//! short ids and one-digit flags.
+
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry::Context;
+
+mod baggage;
+mod w3c;
+
+pub use baggage::W3cBaggage;
+pub use w3c::W3cTraceContext;
+
+/// The `traceparent` header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `tracestate` header.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// The `baggage` header.
+pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+/// A shareable propagator, as the layer and the client hold it.
+pub type SharedPropagator = Arc<dyn TextMapPropagator + Send + Sync>;
+
+/// W3C Trace Context followed by W3C Baggage: what the layer and the client use unless told
+/// otherwise.
+///
+/// ```
+/// use service_tracing_middleware::propagation::{default_propagator, extract};
+/// use opentelemetry::trace::TraceContextExt;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());
+/// let cx = extract(&*default_propagator(), &headers);
+/// assert_eq!(cx.span().span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
+/// ```
+pub fn default_propagator() -> SharedPropagator {
+    static DEFAULT: OnceLock<SharedPropagator> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            Arc::new(TextMapCompositePropagator::new(vec![
+                Box::new(W3cTraceContext::new()),
+                Box::new(W3cBaggage::new()),
+            ]))
+        })
+        .clone()
+}
+
+/// Reads a context out of request headers, starting from an empty context.
+///
+/// ```
+/// use service_tracing_middleware::propagation::{default_propagator, extract};
+/// use opentelemetry::trace::TraceContextExt;
+/// let cx = extract(&*default_propagator(), &http::HeaderMap::new());
+/// assert!(!cx.span().span_context().is_valid());
+/// ```
+pub fn extract(propagator: &(dyn TextMapPropagator + Send + Sync), headers: &HeaderMap) -> Context {
+    propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+}
+
+/// Writes a context into request headers, leaving alone every header already present.
+///
+/// ```
+/// use service_tracing_middleware::propagation::{default_propagator, inject};
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+/// let sc = SpanContext::new(TraceId::from(1), SpanId::from(2), TraceFlags::SAMPLED, false, TraceState::NONE);
+/// let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+/// let mut headers = http::HeaderMap::new();
+/// inject(&*default_propagator(), &cx, &mut headers);
+/// assert_eq!(headers["traceparent"], "00-00000000000000000000000000000001-0000000000000002-01");
+/// ```
+pub fn inject(
+    propagator: &(dyn TextMapPropagator + Send + Sync),
+    cx: &Context,
+    headers: &mut HeaderMap,
+) {
+    propagator.inject_context(cx, &mut HeaderInjector::preserving(headers));
+}
+
+/// Where a layer or client gets its propagator: a fixed one, or the global one looked up at
+/// each request (which reads and writes nothing until one is installed).
+///
+/// ```
+/// use service_tracing_middleware::propagation::PropagatorSource;
+/// let cx = PropagatorSource::default().extract(&http::HeaderMap::new());
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum PropagatorSource {
+    /// This propagator.
+    Fixed(SharedPropagator),
+    /// The global propagator at the time of each request.
+    Global,
+}
+
+impl Default for PropagatorSource {
+    /// W3C Trace Context and Baggage.
+    fn default() -> Self {
+        Self::Fixed(default_propagator())
+    }
+}
+
+impl std::fmt::Debug for PropagatorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fixed(_) => "Fixed",
+            Self::Global => "Global",
+        })
+    }
+}
+
+impl PropagatorSource {
+    /// Reads a context out of headers, starting from an empty context.
+    pub fn extract(&self, headers: &HeaderMap) -> Context {
+        match self {
+            Self::Fixed(p) => extract(&**p, headers),
+            Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+            }),
+        }
+    }
+
+    /// Writes a context with any injector.
+    pub fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        match self {
+            Self::Fixed(p) => p.inject_context(cx, injector),
+            Self::Global => {
+                opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, injector))
+            }
+        }
+    }
+}
+
+/// An [`Extractor`] over an [`http::HeaderMap`]. Values that are not visible ASCII read as
+/// absent.
+#[derive(Debug)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then_some(values)
+    }
+}
+
+/// An [`Injector`] over an [`http::HeaderMap`]. With [`HeaderInjector::preserving`] it never
+/// replaces a header that was present before injection began.
+#[derive(Debug)]
+pub struct HeaderInjector<'a> {
+    headers: &'a mut HeaderMap,
+    preserve: Option<Vec<HeaderName>>,
+}
+
+impl<'a> HeaderInjector<'a> {
+    /// Overwrites any header it writes.
+    pub fn overwriting(headers: &'a mut HeaderMap) -> Self {
+        Self {
+            headers,
+            preserve: None,
+        }
+    }
+
+    /// Leaves alone headers present when it was made (the caller set them on purpose).
+    pub fn preserving(headers: &'a mut HeaderMap) -> Self {
+        let preserve = headers.keys().cloned().collect();
+        Self {
+            headers,
+            preserve: Some(preserve),
+        }
+    }
+}
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            return;
+        };
+        if self.preserve.as_ref().is_some_and(|p| p.contains(&name)) {
+            return;
+        }
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            self.headers.insert(name, value);
+        }
+    }
+}
