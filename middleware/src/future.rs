@@ -39,7 +39,7 @@ pin_project! {
 struct State {
     cx: Context,
     id: CorrelationId,
-    response_header: Option<HeaderName>,
+    echo: Echo,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -66,20 +66,11 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn traced(
-        future: F,
-        cx: Context,
-        id: CorrelationId,
-        response_header: Option<HeaderName>,
-    ) -> Self {
+    pub(crate) fn traced(future: F, cx: Context, id: CorrelationId, echo: Echo) -> Self {
         Self {
             kind: Kind::Traced {
                 future,
-                state: Some(State {
-                    cx,
-                    id,
-                    response_header,
-                }),
+                state: Some(State { cx, id, echo }),
             },
         }
     }
@@ -88,16 +79,12 @@ impl<F> ResponseFuture<F> {
         panic: Box<dyn Any + Send>,
         cx: Context,
         id: CorrelationId,
-        response_header: Option<HeaderName>,
+        echo: Echo,
     ) -> Self {
         Self {
             kind: Kind::Panicked {
                 message: panic_message(&*panic),
-                state: Some(State {
-                    cx,
-                    id,
-                    response_header,
-                }),
+                state: Some(State { cx, id, echo }),
             },
         }
     }
@@ -127,23 +114,48 @@ fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
         "request handler panicked; answered 500"
     );
     drop(_attached);
-    let mut response = Response::new(ResponseBody::empty(SpanGuard::new(state.cx)));
+    let mut response = Response::new(());
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    echo_correlation_id(&mut response, state.response_header.as_ref(), &state.id);
-    response
+    state.echo.write(&mut response, &state.cx, &state.id);
+    response.map(|()| ResponseBody::empty(SpanGuard::new(state.cx)))
 }
 
-fn echo_correlation_id<B>(
-    response: &mut Response<B>,
-    header: Option<&HeaderName>,
-    id: &CorrelationId,
-) {
-    if let Some(name) = header {
-        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-            response.headers_mut().insert(name.clone(), value);
+/// The response headers the layer adds.
+#[derive(Clone, Debug)]
+pub(crate) struct Echo {
+    /// Echoes the correlation id under this name.
+    pub(crate) correlation: Option<HeaderName>,
+    /// Adds W3C Level 2 `traceresponse`.
+    pub(crate) traceresponse: bool,
+}
+
+impl Echo {
+    fn write<B>(&self, response: &mut Response<B>, cx: &Context, id: &CorrelationId) {
+        if let Some(name) = &self.correlation {
+            if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+                response.headers_mut().insert(name.clone(), value);
+            }
+        }
+        if self.traceresponse {
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_valid() {
+                let value = format!(
+                    "00-{}-{}-{:02x}",
+                    sc.trace_id(),
+                    sc.span_id(),
+                    sc.trace_flags().to_u8()
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(TRACERESPONSE, value);
+                }
+            }
         }
     }
 }
+
+/// The W3C Trace Context Level 2 response header.
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 impl<F, B, E> Future for ResponseFuture<F>
 where
@@ -201,11 +213,7 @@ where
                                 span.set_status(Status::error(""));
                             }
                         }
-                        echo_correlation_id(
-                            &mut response,
-                            state.response_header.as_ref(),
-                            &state.id,
-                        );
+                        state.echo.write(&mut response, &state.cx, &state.id);
                         let guard = SpanGuard::new(state.cx);
                         Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
                     }

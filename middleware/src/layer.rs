@@ -12,6 +12,7 @@ use crate::correlation::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::propagation::PropagatorSource;
 use crate::service::Tracing;
 use crate::tracer::{self, SharedTracer};
+use crate::trust::TrustIncoming;
 
 /// A [`Layer`] that traces every request through the service it wraps.
 ///
@@ -47,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) correlation_headers: Vec<HeaderName>,
     pub(crate) response_header: Option<HeaderName>,
     pub(crate) untraced: Vec<String>,
+    pub(crate) trust: TrustIncoming,
+    pub(crate) traceresponse: bool,
 }
 
 impl fmt::Debug for TracingLayer {
@@ -55,6 +58,8 @@ impl fmt::Debug for TracingLayer {
             .field("correlation_headers", &self.config.correlation_headers)
             .field("response_header", &self.config.response_header)
             .field("untraced", &self.config.untraced)
+            .field("trust", &self.config.trust)
+            .field("traceresponse", &self.config.traceresponse)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +86,8 @@ impl TracingLayer {
                 correlation_headers: vec![CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
                 response_header: Some(CORRELATION_ID_HEADER),
                 untraced: Vec::new(),
+                trust: TrustIncoming::always(),
+                traceresponse: false,
             }),
         }
     }
@@ -172,6 +179,31 @@ impl TracingLayer {
     /// ```
     pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
         self.config_mut().untraced.push(route.into());
+        self
+    }
+}
+
+impl TracingLayer {
+    /// Which requests may continue the caller's trace (default: all). An untrusted request
+    /// starts a new trace linked to the incoming one, and its baggage is dropped.
+    ///
+    /// ```
+    /// use service_tracing_middleware::{TracingLayer, TrustIncoming};
+    /// let layer = TracingLayer::new().trust_incoming(TrustIncoming::never());
+    /// ```
+    pub fn trust_incoming(mut self, trust: TrustIncoming) -> Self {
+        self.config_mut().trust = trust;
+        self
+    }
+
+    /// Adds the W3C Trace Context Level 2 `traceresponse` header to responses, naming the
+    /// trace and the server span (off by default: it tells callers your trace ids).
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new().with_traceresponse(true);
+    /// ```
+    pub fn with_traceresponse(mut self, enabled: bool) -> Self {
+        self.config_mut().traceresponse = enabled;
         self
     }
 }

@@ -11,6 +11,7 @@ pub mod propagation;
 pub mod semconv;
 mod service;
 pub mod tracer;
+mod trust;
 
 pub use body::ResponseBody;
 pub use correlation::CorrelationId;
@@ -20,6 +21,7 @@ pub use future::ResponseFuture;
 pub use layer::TracingLayer;
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;
+pub use trust::{InvalidNetwork, TrustIncoming};
 
 /// The OpenTelemetry API this crate is built against, so users never link a second version.
 pub use opentelemetry;

@@ -9,13 +9,13 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
 use opentelemetry::baggage::{Baggage, BaggageExt};
-use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, Value};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::correlation::{self, BAGGAGE_KEY};
-use crate::future::ResponseFuture;
+use crate::future::{Echo, ResponseFuture};
 use crate::layer::Config;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
@@ -119,7 +119,19 @@ where
             return ResponseFuture::untraced(self.inner.call(req));
         }
 
-        let parent = config.propagator.extract(req.headers());
+        let extracted = config.propagator.extract(req.headers());
+        // Untrusted: a new trace linked to the incoming one, and none of its baggage.
+        let (parent, links) = if config.trust.is_always() || config.trust.is_trusted(&req) {
+            (extracted, Vec::new())
+        } else {
+            let incoming = extracted.span().span_context().clone();
+            let links = if incoming.is_valid() {
+                vec![Link::with_context(incoming)]
+            } else {
+                Vec::new()
+            };
+            (Context::new(), links)
+        };
         let (id, _source) = correlation::resolve(
             req.headers(),
             &config.correlation_headers,
@@ -150,7 +162,8 @@ where
         let span = config.tracer.build_with_context(
             SpanBuilder::from_name(name)
                 .with_kind(SpanKind::Server)
-                .with_attributes(attributes),
+                .with_attributes(attributes)
+                .with_links(links),
             &parent,
         );
 
@@ -213,14 +226,17 @@ where
         }
         req.extensions_mut().insert(id.clone());
 
-        let response_header = config.response_header.clone();
+        let echo = Echo {
+            correlation: config.response_header.clone(),
+            traceresponse: config.traceresponse,
+        };
         let called = {
             let _guard = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         match called {
-            Ok(future) => ResponseFuture::traced(future, cx, id, response_header),
-            Err(panic) => ResponseFuture::panicked(panic, cx, id, response_header),
+            Ok(future) => ResponseFuture::traced(future, cx, id, echo),
+            Err(panic) => ResponseFuture::panicked(panic, cx, id, echo),
         }
     }
 }
