@@ -100,21 +100,21 @@ fn bench(c: &mut Criterion) {
             response.into_body().collect().await.expect("body")
         })
     });
-    group.bench_function("tracing_layer_sampled_exported", |b| {
-        b.to_async(&rt).iter(|| async {
-            let response = traced
-                .clone()
-                .oneshot(request(None))
-                .await
-                .expect("infallible");
-            response.into_body().collect().await.expect("body")
-        })
-    });
     group.bench_function("tracing_layer_unsampled", |b| {
         b.to_async(&rt).iter(|| async {
             let response = traced
                 .clone()
                 .oneshot(request(Some(UNSAMPLED)))
+                .await
+                .expect("infallible");
+            response.into_body().collect().await.expect("body")
+        })
+    });
+    group.bench_function("tracing_layer_sampled_exported", |b| {
+        b.to_async(&rt).iter(|| async {
+            let response = traced
+                .clone()
+                .oneshot(request(None))
                 .await
                 .expect("infallible");
             response.into_body().collect().await.expect("body")

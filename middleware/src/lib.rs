@@ -8,6 +8,7 @@ mod extract;
 mod future;
 mod layer;
 pub mod propagation;
+mod route_names;
 pub mod semconv;
 mod service;
 pub mod tracer;

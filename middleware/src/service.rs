@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
-use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, Value};
 use tower_service::Service;
@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::correlation::{self, BAGGAGE_KEY};
 use crate::future::{Echo, ResponseFuture};
 use crate::layer::Config;
+use crate::route_names;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
 /// The service [`TracingLayer`](crate::TracingLayer) wraps around yours.
@@ -142,21 +143,32 @@ where
             Some(m) => (m, None),
             None => ("_OTHER", Some(req.method().as_str())),
         };
-        let route_owned = route.map(str::to_owned);
-        let name: Cow<'static, str> = match (&route_owned, method_original) {
-            (Some(route), None) => Cow::Owned(format!("{method} {route}")),
-            (None, None) => Cow::Borrowed(method),
-            (_, Some(_)) => Cow::Borrowed("HTTP"),
+        // Interned: no allocation for the name or the route on the hot path.
+        let (route_value, name): (Option<Value>, Cow<'static, str>) = match (route, method_original)
+        {
+            (Some(route), None) => match route_names::lookup(method, route) {
+                Some((route, name)) => (Some(Value::from(route)), Cow::Borrowed(name)),
+                None => (
+                    Some(Value::from(route.to_owned())),
+                    Cow::Owned(format!("{method} {route}")),
+                ),
+            },
+            (Some(route), Some(_)) => (Some(Value::from(route.to_owned())), Cow::Borrowed("HTTP")),
+            (None, None) => (None, Cow::Borrowed(method)),
+            (None, Some(_)) => (None, Cow::Borrowed("HTTP")),
         };
-        let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
-        let mut attributes = Vec::with_capacity(14);
+        let scheme = match req.uri().scheme_str() {
+            Some("https") => "https",
+            _ => "http",
+        };
+        let mut attributes = Vec::with_capacity(4);
         attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
         attributes.push(KeyValue::new(
             semconv::URL_PATH,
             truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
         ));
         attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-        if let Some(route) = route_owned {
+        if let Some(route) = route_value {
             attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
         }
         let span = config.tracer.build_with_context(
@@ -167,19 +179,9 @@ where
             &parent,
         );
 
-        let cx = {
-            // `Baggage` is not `Clone`: copy the members, then set ours.
-            let mut baggage: Baggage = parent
-                .baggage()
-                .iter()
-                .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())))
-                .collect();
-            baggage.insert(BAGGAGE_KEY, id.as_arc());
-            parent
-                .with_span(span)
-                .with_baggage(baggage)
-                .with_value(id.clone())
-        };
+        // The correlation id joins outbound baggage when it is injected (see `W3cBaggage`), so
+        // nothing is copied here.
+        let cx = parent.with_span(span).with_value(id.clone());
         let span = cx.span();
         if span.is_recording() {
             let mut more = Vec::with_capacity(8);

@@ -31,7 +31,8 @@ async fn baggage_and_correlation_id_come_from_the_current_context() {
     let echoed = response.headers();
     assert_eq!(
         header(echoed, "echo-baggage").as_deref(),
-        Some("tenant=acme")
+        Some("tenant=acme,correlation.id=abc"),
+        "the correlation id travels in baggage too"
     );
     assert_eq!(
         header(echoed, "echo-x-correlation-id").as_deref(),
@@ -81,7 +82,8 @@ async fn headers_set_by_the_caller_are_left_unchanged() {
     );
     assert_eq!(
         header(echoed, "echo-baggage").as_deref(),
-        Some("tenant=acme")
+        Some("tenant=acme,correlation.id=abc"),
+        "the correlation id travels in baggage too"
     );
     let received = server.last_received();
     assert_eq!(received.get_all("traceparent").iter().count(), 1);

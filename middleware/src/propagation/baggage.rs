@@ -8,7 +8,10 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::Context;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use opentelemetry::{Key, StringValue};
+
 use super::BAGGAGE;
+use crate::correlation::{CorrelationId, BAGGAGE_KEY};
 
 /// Caps of the W3C Baggage specification.
 const BAGGAGE_MAX_MEMBERS: usize = 64;
@@ -108,9 +111,28 @@ impl W3cBaggage {
 
     /// Writes baggage as a header value, or `None` when there is nothing to send.
     pub fn header_value(baggage: &Baggage) -> Option<String> {
+        Self::header_value_with(baggage, None)
+    }
+
+    /// Like [`header_value`](Self::header_value), with the request's correlation id as the
+    /// `correlation.id` member (replacing any other value of that key).
+    pub fn header_value_with(
+        baggage: &Baggage,
+        correlation: Option<&CorrelationId>,
+    ) -> Option<String> {
         let mut out = String::new();
         let mut members = 0;
-        for (key, (value, metadata)) in baggage {
+        let ours = correlation.map(|id| {
+            (
+                Key::from_static_str(BAGGAGE_KEY),
+                (StringValue::from(id.as_arc()), BaggageMetadata::default()),
+            )
+        });
+        let theirs = baggage
+            .iter()
+            .filter(|(key, _)| correlation.is_none() || key.as_str() != BAGGAGE_KEY)
+            .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())));
+        for (key, (value, metadata)) in theirs.chain(ours) {
             let mut member = format!(
                 "{}={}",
                 key.as_str(),
@@ -136,9 +158,25 @@ impl W3cBaggage {
     }
 }
 
+impl W3cBaggage {
+    /// Reads `baggage` straight from a header map.
+    pub fn extract_from_headers(headers: &http::HeaderMap) -> Option<Baggage> {
+        let mut values = headers
+            .get_all(&BAGGAGE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .peekable();
+        values.peek()?;
+        let baggage = Self::parse(values);
+        (!baggage.is_empty()).then_some(baggage)
+    }
+}
+
 impl TextMapPropagator for W3cBaggage {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        if let Some(value) = Self::header_value(cx.baggage()) {
+        // The request's correlation id travels as the `correlation.id` member.
+        let correlation = CorrelationId::from_context(cx);
+        if let Some(value) = Self::header_value_with(cx.baggage(), correlation.as_ref()) {
             injector.set(BAGGAGE.as_str(), value);
         }
     }

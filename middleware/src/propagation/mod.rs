@@ -12,9 +12,11 @@
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 
 mod baggage;
@@ -98,6 +100,8 @@ pub fn inject(
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum PropagatorSource {
+    /// W3C Trace Context and Baggage, read straight from the header map (the default).
+    W3c,
     /// This propagator.
     Fixed(SharedPropagator),
     /// The global propagator at the time of each request.
@@ -107,13 +111,14 @@ pub enum PropagatorSource {
 impl Default for PropagatorSource {
     /// W3C Trace Context and Baggage.
     fn default() -> Self {
-        Self::Fixed(default_propagator())
+        Self::W3c
     }
 }
 
 impl std::fmt::Debug for PropagatorSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::W3c => "W3c",
             Self::Fixed(_) => "Fixed",
             Self::Global => "Global",
         })
@@ -124,6 +129,16 @@ impl PropagatorSource {
     /// Reads a context out of headers, starting from an empty context.
     pub fn extract(&self, headers: &HeaderMap) -> Context {
         match self {
+            Self::W3c => {
+                let mut cx = Context::new();
+                if let Some(sc) = W3cTraceContext::extract_from_headers(headers) {
+                    cx = cx.with_remote_span_context(sc);
+                }
+                if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
+                    cx = cx.with_baggage(baggage);
+                }
+                cx
+            }
             Self::Fixed(p) => extract(&**p, headers),
             Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
                 p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
@@ -134,6 +149,7 @@ impl PropagatorSource {
     /// Writes a context with any injector.
     pub fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         match self {
+            Self::W3c => default_propagator().inject_context(cx, injector),
             Self::Fixed(p) => p.inject_context(cx, injector),
             Self::Global => {
                 opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, injector))

@@ -7,6 +7,8 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 
+use http::HeaderMap;
+
 use super::{TRACEPARENT, TRACESTATE};
 
 /// The W3C Trace Context propagator (`traceparent`, `tracestate`), parsed to the letter.
@@ -37,9 +39,25 @@ fn trace_context_fields() -> &'static [String; 2] {
     })
 }
 
-fn lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// The value of one lowercase hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes exactly `N` bytes from `2N` lowercase hex digits.
+fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        out[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+    }
+    Some(out)
 }
 
 impl W3cTraceContext {
@@ -50,31 +68,18 @@ impl W3cTraceContext {
 
     /// Parses one `traceparent` value: trace id, parent id and flags, or `None` when invalid.
     pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
-        let bytes = value.as_bytes();
-        if bytes.len() < 55 {
+        let b = value.as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let version = value.get(0..2)?;
-        if !lower_hex(version) || version == "ff" || bytes[2] != b'-' {
+        let [version] = decode_hex::<1>(&b[0..2])?;
+        // Version 00 is exactly 55 characters; a future version may append fields after a dash.
+        if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
             return None;
         }
-        if version == "00" && bytes.len() != 55 {
-            return None;
-        }
-        // A future version may append fields, after a dash.
-        if bytes.len() > 55 && bytes[55] != b'-' {
-            return None;
-        }
-        let (trace, parent, flags) = (value.get(3..35)?, value.get(36..52)?, value.get(53..55)?);
-        if bytes[35] != b'-' || bytes[52] != b'-' {
-            return None;
-        }
-        if !(lower_hex(trace) && lower_hex(parent) && lower_hex(flags)) {
-            return None;
-        }
-        let trace_id = TraceId::from_hex(trace).ok()?;
-        let span_id = SpanId::from_hex(parent).ok()?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let trace_id = TraceId::from_bytes(decode_hex::<16>(&b[3..35])?);
+        let span_id = SpanId::from_bytes(decode_hex::<8>(&b[36..52])?);
+        let [flags] = decode_hex::<1>(&b[53..55])?;
         if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
             return None;
         }
@@ -83,6 +88,34 @@ impl W3cTraceContext {
             span_id,
             TraceFlags::new(flags) & TraceFlags::SAMPLED,
         ))
+    }
+
+    /// Reads `traceparent` and `tracestate` straight from a header map: no string-keyed
+    /// lookups, no allocation when there is no `tracestate`.
+    pub fn extract_from_headers(headers: &HeaderMap) -> Option<SpanContext> {
+        let mut all = headers.get_all(&TRACEPARENT).iter();
+        let first = all.next()?;
+        if all.next().is_some() {
+            return None;
+        }
+        let (trace_id, span_id, flags) = Self::parse_traceparent(first.to_str().ok()?)?;
+        let mut states = headers
+            .get_all(&TRACESTATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let state = match (states.next(), states.next()) {
+            (None, _) => TraceState::NONE,
+            (Some(one), None) => one.parse().unwrap_or_default(),
+            (Some(one), Some(two)) => {
+                let mut joined = format!("{one},{two}");
+                for more in states {
+                    joined.push(',');
+                    joined.push_str(more);
+                }
+                joined.parse().unwrap_or_default()
+            }
+        };
+        Some(SpanContext::new(trace_id, span_id, flags, true, state))
     }
 
     fn span_context(extractor: &dyn Extractor) -> Option<SpanContext> {

@@ -108,3 +108,30 @@ async fn extractor_without_the_layer_is_a_500_naming_the_layer() {
         (StatusCode::OK, "false")
     );
 }
+
+#[tokio::test]
+async fn outbound_baggage_carries_the_resolved_id_over_any_incoming_value() {
+    use service_tracing_middleware::propagation::{default_propagator, inject};
+    let h = Harness::new();
+    let app = Router::new()
+        .route(
+            "/",
+            get_route(|| async {
+                let mut outbound = http::HeaderMap::new();
+                inject(
+                    &*default_propagator(),
+                    &opentelemetry::Context::current(),
+                    &mut outbound,
+                );
+                outbound["baggage"].to_str().unwrap().to_owned()
+            }),
+        )
+        .layer(h.layer());
+    let request = get("/")
+        .header("x-correlation-id", "from-header")
+        .header("baggage", "tenant=acme,correlation.id=stale")
+        .body(Body::empty())
+        .unwrap();
+    let (_, baggage) = send(app, request).await;
+    assert_eq!(baggage, "tenant=acme,correlation.id=from-header");
+}
