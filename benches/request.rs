@@ -3,6 +3,8 @@
 //! network, so the figures are the stack's own cost. Run with `cargo bench --bench request`;
 //! `scripts/bench` starts the collector for it. BENCHMARKS.md reports the results.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
