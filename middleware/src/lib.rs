@@ -6,6 +6,8 @@ pub mod correlation;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
 pub mod propagation;
 mod route_names;

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus (fuzz/corpus/<target>/) replayed by the test command.
+
+Seeds: valid inputs from the specifications, and the malformed, huge, non-UTF-8 and repeated
+inputs a hostile client sends. Re-run after adding seeds; the files are committed.
+"""
+import hashlib, os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TP = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+seeds = {
+    "traceparent": [
+        TP, TP[:-1] + b"0", b"cc-" + TP[3:] + b"-extra", TP.upper(), b"ff" + TP[2:],
+        b"00-" + b"0" * 32 + b"-b7ad6b7169203331-01", TP.replace(b"-", b"_"), TP + b"-",
+        TP[:20], b"", b"\xff\xfe" * 40, b"00-" + b"a" * 5000, b"\x00" * 55,
+    ],
+    "tracestate": [
+        b"congo=t61rcWkgMzE", b"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+        b"fw529a3039@dt=ZnctZGF0YQ", b" a=1 ,\t, b=2 ", b"a=1\nb=2\nc=3",
+        b",".join(b"k%d=v" % i for i in range(40)), b"a=1,a=2", b"A=1", b"a=\xff",
+        b"k=" + b"x" * 300, b",".join(b"k%d=%s" % (i, b"v" * 200) for i in range(8)),
+        b"\n".join([b"a=1"] * 500), b"=", b"a==b",
+    ],
+    "baggage": [
+        b"userId=alice,serverNode=DF%2028,isProduction=false",
+        b"key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue",
+        b"k=%FF%FE", b"bad member,good=1", b"big=" + b"x" * 5000 + b",small=1",
+        b",".join(b"k%d=v" % i for i in range(100)), b"\n".join([b"k=v"] * 300),
+        b"a=\xc3\x28", b"=v", b"k=", b"correlation.id=abc",
+    ],
+    "correlation_id": [
+        b"order-42", b"a" * 128, b"a" * 129, b"two words", b"tab\tid", b"\x7f", b"caf\xc3\xa9",
+        b"\xff\xfe\xfd", b"", b"!~", b"x" * 100000,
+    ],
+    "headers": [
+        b"traceparent: " + TP + b"\ntracestate: a=1\nbaggage: k=v\nx-correlation-id: abc",
+        b"traceparent: " + TP + b"\ntraceparent: " + TP,
+        b"\n".join([b"baggage: k%d=v" % i for i in range(200)]),
+        b"\n".join([b"tracestate: k%d=v" % i for i in range(200)]) + b"\ntraceparent: " + TP,
+        b"x-correlation-id: \xff\nx-request-id: fallback",
+        b"traceparent: " + b"z" * 10000,
+        b"baggage: correlation.id=from-baggage\ntraceparent: " + TP,
+    ],
+}
+
+for target, items in seeds.items():
+    folder = os.path.join(HERE, "corpus", target)
+    os.makedirs(folder, exist_ok=True)
+    for data in items:
+        with open(os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+            f.write(data)

@@ -1,0 +1,115 @@
+//! Entry points shared by the cargo-fuzz targets (`fuzz/`) and the corpus replay test
+//! (`middleware/tests/layer/fuzz_corpus_replays_cleanly.rs`). Not a stable API.
+//!
+//! Each function feeds arbitrary bytes to one parser and checks the properties that must hold
+//! for every input: no panic, bounded output, and output that parses back to itself.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::TraceContextExt;
+
+use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+use crate::propagation::{default_propagator, inject, PropagatorSource, W3cBaggage, W3cTraceContext};
+
+/// The fuzz targets, by the name of their corpus folder.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("traceparent", traceparent),
+    ("tracestate", tracestate),
+    ("baggage", baggage),
+    ("correlation_id", correlation_id),
+    ("headers", headers),
+];
+
+/// One `traceparent` value: a valid one re-emits as itself at version 00 (first four fields).
+pub fn traceparent(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some((trace_id, span_id, flags)) = W3cTraceContext::parse_traceparent(text) {
+        let again = format!("00-{trace_id}-{span_id}-{:02x}", flags.to_u8());
+        assert_eq!(
+            W3cTraceContext::parse_traceparent(&again),
+            Some((trace_id, span_id, flags)),
+            "re-emitted traceparent must parse to the same values"
+        );
+    }
+}
+
+/// A valid `traceparent` with arbitrary `tracestate` headers (split on newlines).
+pub fn tracestate(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        crate::propagation::TRACEPARENT,
+        HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    );
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append(crate::propagation::TRACESTATE, value);
+        }
+    }
+    let sc = W3cTraceContext::extract_from_headers(&headers).expect("the traceparent is valid");
+    let out = sc.trace_state().header();
+    assert!(out.len() <= 8192, "tracestate output must stay bounded");
+}
+
+/// Arbitrary `baggage` headers (split on newlines): limits hold and the output parses back.
+pub fn baggage(data: &[u8]) {
+    let values: Vec<&str> = data
+        .split(|b| *b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .collect();
+    let parsed = W3cBaggage::parse(values.iter().copied());
+    assert!(parsed.len() <= 64);
+    if let Some(header) = W3cBaggage::header_value(&parsed) {
+        assert!(header.len() <= 8192);
+        let again = W3cBaggage::parse([header.as_str()]);
+        assert_eq!(again.len(), parsed.len(), "serialised baggage must parse back whole");
+    }
+}
+
+/// One correlation id header value: accepted values are valid, everything else is replaced.
+pub fn correlation_id(data: &[u8]) {
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(CORRELATION_ID_HEADER, value);
+    let (id, _) = correlation::resolve(&headers, &[CORRELATION_ID_HEADER, REQUEST_ID_HEADER], None);
+    assert!(CorrelationId::is_valid(id.as_str().as_bytes()));
+    if CorrelationId::is_valid(data) {
+        assert_eq!(id.as_str().as_bytes(), data);
+    }
+}
+
+/// Arbitrary header lines (`name: value`, split on newlines, many repeats allowed) through the
+/// layer's extraction and a client's injection.
+pub fn headers(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n').take(1000) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            headers.append(name, value);
+        }
+    }
+    let cx = PropagatorSource::default().extract(&headers);
+    let (id, _) = correlation::resolve(
+        &headers,
+        &[CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
+        cx.baggage().get(correlation::BAGGAGE_KEY).map(|v| v.as_str()),
+    );
+    let cx = cx.with_value(id);
+    let mut out = HeaderMap::new();
+    inject(&*default_propagator(), &cx, &mut out);
+    if let Some(tp) = out.get(crate::propagation::TRACEPARENT) {
+        let tp = tp.to_str().expect("we write visible ASCII");
+        assert!(W3cTraceContext::parse_traceparent(tp).is_some(), "we only emit valid traceparents");
+        assert!(cx.span().span_context().is_valid());
+    }
+    if let Some(b) = out.get(crate::propagation::BAGGAGE) {
+        assert!(b.len() <= 8192);
+    }
+}
