@@ -90,6 +90,12 @@ fn bench(c: &mut Criterion) {
             .expect("setup")
     };
     let bare = app();
+    // The peer stack: tower-http's TraceLayer, its INFO spans bridged by tracing-opentelemetry
+    // into the same provider and export worker.
+    let peer = app().layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)),
+    );
 
     let mut group = c.benchmark_group("request");
     group.bench_function("bare_axum", |b| {
@@ -112,6 +118,19 @@ fn bench(c: &mut Criterion) {
             response.into_body().collect().await.expect("body")
         })
     });
+    group.bench_function(
+        "peer_tower_http_trace_layer_with_tracing_opentelemetry",
+        |b| {
+            b.to_async(&rt).iter(|| async {
+                let response = peer
+                    .clone()
+                    .oneshot(request(None))
+                    .await
+                    .expect("infallible");
+                response.into_body().collect().await.expect("body")
+            })
+        },
+    );
     group.bench_function("tracing_layer_sampled_exported", |b| {
         b.to_async(&rt).iter(|| async {
             let response = traced

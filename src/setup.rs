@@ -460,7 +460,7 @@ impl Pipeline {
             TracesExporter::Otlp => {
                 let otlp_config = config.clone();
                 Some(ExportWorker::start(
-                    move || otlp::build(&otlp_config),
+                    move || otlp::build_preferred(&otlp_config),
                     config.batch,
                     resource.clone(),
                 )?)

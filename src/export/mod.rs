@@ -4,5 +4,6 @@
 pub(crate) mod batch;
 pub mod console;
 pub(crate) mod otlp;
+pub(crate) mod otlp_fast;
 
 pub use batch::ExportStats;

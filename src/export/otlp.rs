@@ -91,3 +91,57 @@ fn http(
         "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf needs the `otlp-http` feature of service-tracing",
     )))
 }
+
+/// The OTLP exporter set-up picks: the fast one ([`crate::export::otlp_fast`], plain `http`
+/// endpoints), or `opentelemetry-otlp`'s for what the fast one does not serve (TLS).
+#[derive(Debug)]
+pub(crate) enum OtlpExporter {
+    /// Direct protobuf encoding over a thin hyper client.
+    Fast(crate::export::otlp_fast::FastOtlpExporter),
+    /// `opentelemetry-otlp` (tonic or reqwest), for `https` endpoints.
+    Reference(Box<SpanExporter>),
+}
+
+/// Builds the fast exporter where it can serve the endpoint, else the reference one.
+pub(crate) fn build_preferred(config: &Resolved) -> Result<OtlpExporter, SetupError> {
+    if config.endpoint.starts_with("https://") {
+        return build(config).map(|e| OtlpExporter::Reference(Box::new(e)));
+    }
+    crate::export::otlp_fast::build(config).map(OtlpExporter::Fast)
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        match self {
+            Self::Fast(e) => e.export(batch).await,
+            Self::Reference(e) => e.export(batch).await,
+        }
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        match self {
+            Self::Fast(e) => e.shutdown_with_timeout(timeout),
+            Self::Reference(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        match self {
+            Self::Fast(e) => e.force_flush(),
+            Self::Reference(e) => e.force_flush(),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        match self {
+            Self::Fast(e) => e.set_resource(resource),
+            Self::Reference(e) => e.set_resource(resource),
+        }
+    }
+}

@@ -1,0 +1,867 @@
+//! Tests of the fast OTLP exporter: the encoder against the reference conversion of
+//! `opentelemetry-proto` (decoded structs and exact bytes), and the transport against local
+//! HTTP/1.1 and h2c servers.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry::trace::{
+    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
+use opentelemetry_sdk::Resource;
+use prost::Message;
+
+use super::encode::Encoder;
+use super::transport::{Transport, Wire};
+use super::{build, FastOtlpExporter, GRPC_PREFIX};
+use crate::config::{Protocol, Resolved};
+
+// ---------------------------------------------------------------------------------------------
+// Building spans
+
+fn at(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+fn context(trace: u128, span: u64, flags: u8, remote: bool, state: TraceState) -> SpanContext {
+    SpanContext::new(
+        TraceId::from(trace),
+        SpanId::from(span),
+        TraceFlags::new(flags),
+        remote,
+        state,
+    )
+}
+
+fn state(pairs: &[(&str, &str)]) -> TraceState {
+    TraceState::from_key_value(pairs.iter().copied()).expect("valid trace state")
+}
+
+/// A plain server span of scope `test`.
+fn span(trace: u128, id: u64, parent: u64, name: &'static str) -> SpanData {
+    SpanData {
+        span_context: context(trace, id, 1, false, TraceState::default()),
+        parent_span_id: SpanId::from(parent),
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Server,
+        name: name.into(),
+        start_time: at(1_700_000_000_000_000_000 + id % 1_000_000),
+        end_time: at(1_700_000_000_000_500_000 + id % 1_000_000),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: InstrumentationScope::builder("test").build(),
+    }
+}
+
+/// One attribute of every value type, with edge values.
+fn every_value() -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("bool.true", true),
+        KeyValue::new("bool.false", false),
+        KeyValue::new("int.zero", 0_i64),
+        KeyValue::new("int.small", 7_i64),
+        KeyValue::new("int.negative", -1_i64),
+        KeyValue::new("int.min", i64::MIN),
+        KeyValue::new("int.max", i64::MAX),
+        KeyValue::new("double.zero", 0.0_f64),
+        KeyValue::new("double.negative_zero", -0.0_f64),
+        KeyValue::new("double", 3.25_f64),
+        KeyValue::new("double.inf", f64::INFINITY),
+        KeyValue::new("string", "GET /users/{id}"),
+        KeyValue::new("string.empty", ""),
+        KeyValue::new("string.unicode", "héllo ✓ 日本"),
+        KeyValue::new("", "empty key"),
+        KeyValue::new("array.bool", Value::Array(Array::Bool(vec![true, false]))),
+        KeyValue::new(
+            "array.int",
+            Value::Array(Array::I64(vec![0, 1, -1, 300, i64::MIN])),
+        ),
+        KeyValue::new("array.double", Value::Array(Array::F64(vec![0.0, -2.5]))),
+        KeyValue::new(
+            "array.string",
+            Value::Array(Array::String(vec![
+                StringValue::from("a"),
+                StringValue::from(""),
+                StringValue::from(String::from("owned")),
+            ])),
+        ),
+        KeyValue::new("array.empty", Value::Array(Array::I64(Vec::new()))),
+        KeyValue::new(
+            "array.string.empty",
+            Value::Array(Array::String(Vec::new())),
+        ),
+    ]
+}
+
+/// Spans exercising every field: values, events, links, statuses, flags, trace states.
+fn varied_spans() -> Vec<SpanData> {
+    let mut root = span(
+        0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+        1,
+        0,
+        "GET /users",
+    );
+    root.attributes = every_value();
+    root.dropped_attributes_count = 3;
+    root.status = Status::error("upstream failed: 503");
+    root.events.events.push(Event::new(
+        "exception",
+        at(1_700_000_000_000_100_000),
+        vec![
+            KeyValue::new("exception.type", "io::Error"),
+            KeyValue::new("exception.message", "connection reset"),
+            KeyValue::new("attempt", 2_i64),
+        ],
+        1,
+    ));
+    root.events
+        .events
+        .push(Event::new("", UNIX_EPOCH, Vec::new(), 0));
+    root.events.dropped_count = 4;
+    root.links.links.push(Link::new(
+        context(7, 8, 1, true, state(&[("vendor", "v1"), ("other", "x-y")])),
+        vec![KeyValue::new("link.kind", "follows_from")],
+        2,
+    ));
+    root.links.links.push(Link::new(
+        context(9, 10, 0, false, TraceState::default()),
+        Vec::new(),
+        0,
+    ));
+    root.links.dropped_count = 5;
+
+    // A remote parent, a trace state, an OK status.
+    let mut remote = span(
+        0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+        2,
+        0x99,
+        "remote child",
+    );
+    remote.parent_span_is_remote = true;
+    remote.span_context = context(
+        0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+        2,
+        1,
+        true,
+        state(&[("congo", "t61rcWkgMzE")]),
+    );
+    remote.status = Status::Ok;
+    remote.span_kind = SpanKind::Client;
+
+    // Unsampled with the W3C "random" flag; an empty name; an empty error description.
+    let mut unsampled = span(3, 3, 2, "");
+    unsampled.span_context = context(3, 3, 0x02, false, TraceState::default());
+    unsampled.status = Status::Error {
+        description: Cow::Borrowed(""),
+    };
+    unsampled.span_kind = SpanKind::Internal;
+
+    // Every other kind; a start before the epoch (0, as the reference maps it); zero ids.
+    let mut producer = span(4, 4, 3, "produce");
+    producer.span_kind = SpanKind::Producer;
+    producer.start_time = UNIX_EPOCH - Duration::from_secs(5);
+    let mut consumer = span(0, 0, 0, "consume");
+    consumer.span_kind = SpanKind::Consumer;
+    consumer.end_time = UNIX_EPOCH;
+    let mut all_flags = span(6, 6, 0, "flags");
+    all_flags.span_context = context(6, 6, 0xff, true, TraceState::default());
+    all_flags.parent_span_is_remote = true;
+
+    vec![root, remote, unsampled, producer, consumer, all_flags]
+}
+
+fn scope(
+    name: &'static str,
+    version: Option<&'static str>,
+    schema: Option<&'static str>,
+) -> InstrumentationScope {
+    let mut builder = InstrumentationScope::builder(name);
+    if let Some(version) = version {
+        builder = builder.with_version(version);
+    }
+    if let Some(schema) = schema {
+        builder = builder.with_schema_url(schema);
+    }
+    builder.build()
+}
+
+fn resource_with_schema() -> Resource {
+    Resource::builder_empty()
+        .with_schema_url(
+            [
+                KeyValue::new("service.name", "checkout"),
+                KeyValue::new("service.version", "1.2.3"),
+                KeyValue::new("process.pid", 4242_i64),
+                KeyValue::new(
+                    "host.arch.list",
+                    Value::Array(Array::String(vec!["x86_64".into()])),
+                ),
+            ],
+            "https://opentelemetry.io/schemas/1.26.0",
+        )
+        .build()
+}
+
+/// A deterministic pseudo-random generator (xorshift64*), for generated batches.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn text(&mut self, max: u64) -> String {
+        let len = self.below(max + 1) as usize;
+        (0..len)
+            .map(|i| {
+                if self.below(17) == 0 {
+                    'é'
+                } else {
+                    char::from(b'a' + ((self.next() as usize + i) % 26) as u8)
+                }
+            })
+            .collect()
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        match self.below(if depth == 0 { 6 } else { 5 }) {
+            0 => Value::Bool(self.below(2) == 1),
+            1 => Value::I64(self.next() as i64 >> self.below(64)),
+            2 => Value::F64(self.below(1000) as f64 / 7.0 - 50.0),
+            3 | 4 => {
+                let max = if self.below(10) == 0 { 400 } else { 20 };
+                Value::String(self.text(max).into())
+            }
+            _ => {
+                let n = self.below(5) as usize;
+                Value::Array(match self.below(4) {
+                    0 => Array::Bool((0..n).map(|_| self.below(2) == 1).collect()),
+                    1 => Array::I64((0..n).map(|_| self.next() as i64 >> 20).collect()),
+                    2 => Array::F64((0..n).map(|i| i as f64 * 1.5).collect()),
+                    _ => Array::String((0..n).map(|_| self.text(10).into()).collect()),
+                })
+            }
+        }
+    }
+
+    fn attributes(&mut self, max: u64) -> Vec<KeyValue> {
+        (0..self.below(max + 1))
+            .map(|_| KeyValue::new(self.text(12), self.value(0)))
+            .collect()
+    }
+}
+
+fn random_spans(seed: u64, count: usize) -> Vec<SpanData> {
+    let mut rng = Rng(seed | 1);
+    let scopes = [
+        InstrumentationScope::builder("axum")
+            .with_version("0.8")
+            .build(),
+        InstrumentationScope::builder("client")
+            .with_attributes([KeyValue::new("lib", "reqwest")])
+            .build(),
+        scope("db", None, Some("https://example.invalid/schema")),
+    ];
+    (0..count)
+        .map(|i| {
+            let mut s = span(
+                u128::from(rng.next()) << 64 | u128::from(rng.next()),
+                rng.next(),
+                if rng.below(3) == 0 { 0 } else { rng.next() },
+                "span",
+            );
+            s.name = rng.text(30).into();
+            s.span_context = context(
+                u128::from(rng.next()),
+                rng.next(),
+                rng.below(256) as u8,
+                rng.below(2) == 1,
+                if rng.below(5) == 0 {
+                    state(&[("k", "v"), ("vendor", "abc")])
+                } else {
+                    TraceState::default()
+                },
+            );
+            s.parent_span_is_remote = rng.below(4) == 0;
+            s.attributes = rng.attributes(20);
+            s.dropped_attributes_count = rng.below(3) as u32;
+            for _ in 0..rng.below(3) {
+                let attributes = rng.attributes(3);
+                s.events.events.push(Event::new(
+                    rng.text(10),
+                    at(rng.next() >> 2),
+                    attributes,
+                    rng.below(2) as u32,
+                ));
+            }
+            if rng.below(4) == 0 {
+                let attributes = rng.attributes(2);
+                s.links.links.push(Link::new(
+                    context(
+                        u128::from(rng.next()),
+                        rng.next(),
+                        1,
+                        rng.below(2) == 1,
+                        TraceState::default(),
+                    ),
+                    attributes,
+                    0,
+                ));
+            }
+            s.status = match rng.below(3) {
+                0 => Status::Unset,
+                1 => Status::Ok,
+                _ => Status::error(rng.text(40)),
+            };
+            s.instrumentation_scope =
+                scopes[(i * 7 + rng.below(2) as usize) % scopes.len()].clone();
+            s
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoder equivalence
+
+/// What `opentelemetry-otlp` sends for this batch and resource.
+fn reference(spans: &[SpanData], resource: Option<&Resource>) -> ExportTraceServiceRequest {
+    let attributes = resource
+        .map(ResourceAttributesWithSchema::from)
+        .unwrap_or_default();
+    ExportTraceServiceRequest {
+        resource_spans: group_spans_by_resource_and_scope(spans.to_vec(), &attributes),
+    }
+}
+
+/// Encodes with `encoder` and checks the bytes decode to, and equal the encoding of, the
+/// reference conversion.
+fn assert_matches_reference(
+    encoder: &mut Encoder,
+    spans: &[SpanData],
+    resource: Option<&Resource>,
+) {
+    let mut out = vec![0xAA; 3]; // encode appends: what was there stays
+    encoder.encode(spans, &mut out).expect("encodes");
+    assert_eq!(out[..3], [0xAA; 3], "encode must append");
+    let ours = &out[3..];
+    let expected = reference(spans, resource);
+    let decoded = ExportTraceServiceRequest::decode(ours).expect("our bytes decode as OTLP");
+    assert_eq!(
+        decoded, expected,
+        "decoded request differs from the reference conversion"
+    );
+    assert!(
+        ours == expected.encode_to_vec().as_slice(),
+        "bytes differ from prost's encoding of the reference conversion"
+    );
+}
+
+fn encoder_for(resource: Option<&Resource>) -> Encoder {
+    let mut encoder = Encoder::default();
+    if let Some(resource) = resource {
+        encoder.set_resource(resource);
+    }
+    encoder
+}
+
+#[test]
+fn every_field_and_value_type_matches_the_reference() {
+    let resource = resource_with_schema();
+    let mut encoder = encoder_for(Some(&resource));
+    assert_matches_reference(&mut encoder, &varied_spans(), Some(&resource));
+}
+
+#[test]
+fn spans_group_by_scope_in_order_of_first_appearance() {
+    let scopes = [
+        scope("axum", Some("0.8.9"), None),
+        InstrumentationScope::builder("client")
+            .with_version("1")
+            .with_schema_url("https://example.invalid/1")
+            .with_attributes([KeyValue::new("lib", "reqwest"), KeyValue::new("n", 2_i64)])
+            .build(),
+        scope("", None, None),
+        // Same name as the first, different version: a scope of its own.
+        scope("axum", Some("0.9.0"), None),
+    ];
+    let spans: Vec<SpanData> = (0..13)
+        .map(|i| {
+            let mut s = span(u128::from(i) + 1, i + 1, 0, "s");
+            s.instrumentation_scope = scopes[(i as usize * 3 + 1) % scopes.len()].clone();
+            s.attributes.push(KeyValue::new("i", i as i64));
+            s
+        })
+        .collect();
+    let resource = resource_with_schema();
+    let mut encoder = encoder_for(Some(&resource));
+    assert_matches_reference(&mut encoder, &spans, Some(&resource));
+    let decoded = reference(&spans, Some(&resource));
+    assert_eq!(
+        decoded.resource_spans[0].scope_spans.len(),
+        4,
+        "four distinct scopes"
+    );
+}
+
+#[test]
+fn no_resource_and_an_empty_batch_match_the_reference() {
+    let mut encoder = Encoder::default();
+    assert_matches_reference(&mut encoder, &[], None);
+    assert_matches_reference(&mut encoder, &varied_spans(), None);
+    let empty = Resource::builder_empty().build();
+    encoder.set_resource(&empty);
+    assert_matches_reference(&mut encoder, &varied_spans(), Some(&empty));
+}
+
+#[test]
+fn long_values_and_many_attributes_use_multi_byte_lengths() {
+    let mut s = span(1, 2, 3, "big");
+    s.attributes.push(KeyValue::new("medium", "m".repeat(200)));
+    s.attributes
+        .push(KeyValue::new("large", "l".repeat(20_000)));
+    s.attributes
+        .push(KeyValue::new("huge", "h".repeat(3_000_000)));
+    s.attributes
+        .extend((0..300).map(|i| KeyValue::new(format!("attr.{i}"), i64::from(i) * 1_000_003)));
+    s.name = "n".repeat(130).into();
+    let resource = resource_with_schema();
+    let mut encoder = encoder_for(Some(&resource));
+    assert_matches_reference(
+        &mut encoder,
+        &[s.clone(), span(1, 3, 2, "small"), s],
+        Some(&resource),
+    );
+}
+
+#[test]
+fn generated_batches_match_the_reference_and_scratch_state_resets() {
+    let resource = resource_with_schema();
+    let mut encoder = encoder_for(Some(&resource));
+    // One encoder across batches of different shapes, as the exporter reuses it.
+    for (seed, count) in [(1, 300), (2, 1), (3, 0), (4, 50), (5, 512), (6, 7)] {
+        assert_matches_reference(&mut encoder, &random_spans(seed, count), Some(&resource));
+    }
+    // A new resource replaces the old one.
+    let other = Resource::builder_empty().with_service_name("other").build();
+    encoder.set_resource(&other);
+    assert_matches_reference(&mut encoder, &random_spans(7, 20), Some(&other));
+}
+
+#[test]
+fn nan_doubles_are_encoded_bit_for_bit() {
+    let mut s = span(1, 2, 0, "nan");
+    s.attributes.push(KeyValue::new("nan", f64::NAN));
+    s.attributes.push(KeyValue::new(
+        "arr",
+        Value::Array(Array::F64(vec![f64::NAN, 1.0])),
+    ));
+    let mut encoder = Encoder::default();
+    let mut out = Vec::new();
+    encoder
+        .encode(std::slice::from_ref(&s), &mut out)
+        .expect("encodes");
+    // NaN != NaN, so compare bytes only.
+    assert_eq!(out, reference(&[s], None).encode_to_vec());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport
+
+/// What a test collector received.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How a test collector answers.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    /// An HTTP status with an empty body.
+    Http(u16),
+    /// HTTP 200, then `grpc-status` and `grpc-message` in trailers.
+    GrpcTrailers(&'static str, &'static str),
+    /// A trailers-only gRPC response: `grpc-status` in the headers.
+    GrpcHeadersOnly(&'static str),
+    /// Never answers.
+    Hang,
+}
+
+type Log = Arc<Mutex<Vec<Received>>>;
+
+/// Serves HTTP/1.1 and h2c (prior knowledge) on a free local port, recording every request.
+async fn collector(reply: Reply) -> (SocketAddr, Log) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    let log = Log::default();
+    let server_log = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = server_log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let log = log.clone();
+                    async move { respond(request, reply, &log).await }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+async fn respond(
+    request: Request<Incoming>,
+    reply: Reply,
+    log: &Log,
+) -> Result<Response<BoxBody<Bytes, Infallible>>, hyper::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    log.lock().expect("log lock").push(Received {
+        path: parts.uri.path().to_owned(),
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    });
+    let empty = || Full::new(Bytes::new());
+    let response = match reply {
+        Reply::Http(code) => Response::builder()
+            .status(code)
+            .body(empty().boxed())
+            .expect("response"),
+        Reply::GrpcTrailers(code, message) => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static(code));
+            trailers.insert("grpc-message", HeaderValue::from_static(message));
+            Response::builder()
+                .header("content-type", "application/grpc")
+                .body(
+                    Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
+                        .with_trailers(async move { Some(Ok(trailers)) })
+                        .boxed(),
+                )
+                .expect("response")
+        }
+        Reply::GrpcHeadersOnly(code) => Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", code)
+            .header("grpc-message", "no%20collector%20here")
+            .body(empty().boxed())
+            .expect("response"),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::new(empty().boxed())
+        }
+    };
+    Ok(response)
+}
+
+/// One resource for the transport tests: the encoding of a resource follows its map's iteration
+/// order, which differs between equal resources.
+static RESOURCE: std::sync::LazyLock<Resource> = std::sync::LazyLock::new(resource_with_schema);
+
+fn fast_exporter(wire: Wire, endpoint: &str, timeout: Duration) -> FastOtlpExporter {
+    let headers = [
+        ("authorization".to_owned(), "Bearer t0ken".to_owned()),
+        ("x-tenant".to_owned(), "blue".to_owned()),
+    ];
+    let mut exporter = FastOtlpExporter::new(
+        Transport::new(wire, endpoint, &headers, timeout).expect("transport"),
+    );
+    exporter.set_resource(&RESOURCE);
+    exporter
+}
+
+/// The bytes our encoder makes for `spans`, unframed.
+fn encoded(spans: &[SpanData]) -> Vec<u8> {
+    let mut encoder = encoder_for(Some(&RESOURCE));
+    let mut out = Vec::new();
+    encoder.encode(spans, &mut out).expect("encodes");
+    out
+}
+
+#[tokio::test]
+async fn http_posts_the_encoded_request_with_headers() {
+    let (addr, log) = collector(Reply::Http(200)).await;
+    let exporter = fast_exporter(
+        Wire::Http,
+        &format!("http://{addr}/v1/traces"),
+        Duration::from_secs(5),
+    );
+    // Two batches: the second reuses the buffer and the pooled connection.
+    for seed in [11, 12] {
+        let spans = random_spans(seed, 40);
+        let expected = encoded(&spans);
+        exporter.export(spans).await.expect("export succeeds");
+        let received = log.lock().expect("log").pop().expect("one request");
+        assert_eq!(received.path, "/v1/traces");
+        assert_eq!(received.version, Version::HTTP_11);
+        assert_eq!(received.headers["content-type"], "application/x-protobuf");
+        assert_eq!(received.headers["authorization"], "Bearer t0ken");
+        assert_eq!(received.headers["x-tenant"], "blue");
+        assert!(
+            received.body == expected,
+            "the body is exactly the encoded request"
+        );
+    }
+    // An empty batch sends nothing.
+    exporter.export(Vec::new()).await.expect("empty batch");
+    assert!(log.lock().expect("log").is_empty());
+}
+
+#[tokio::test]
+async fn http_error_status_is_an_export_error() {
+    let (addr, _log) = collector(Reply::Http(503)).await;
+    let exporter = fast_exporter(
+        Wire::Http,
+        &format!("http://{addr}/v1/traces"),
+        Duration::from_secs(5),
+    );
+    match exporter.export(varied_spans()).await {
+        Err(OTelSdkError::InternalFailure(message)) => {
+            assert!(message.contains("503"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn grpc_posts_a_framed_message_over_h2c() {
+    let (addr, log) = collector(Reply::GrpcTrailers("0", "")).await;
+    // A trailing slash on the base endpoint is tolerated.
+    let exporter = fast_exporter(
+        Wire::Grpc,
+        &format!("http://{addr}/"),
+        Duration::from_secs(5),
+    );
+    for seed in [21, 22] {
+        let spans = random_spans(seed, 64);
+        let expected = encoded(&spans);
+        exporter.export(spans).await.expect("export succeeds");
+        let received = log.lock().expect("log").pop().expect("one request");
+        assert_eq!(
+            received.path,
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        assert_eq!(received.version, Version::HTTP_2);
+        assert_eq!(received.headers["content-type"], "application/grpc");
+        assert_eq!(received.headers["te"], "trailers");
+        assert_eq!(received.headers["authorization"], "Bearer t0ken");
+        let body = &received.body;
+        assert_eq!(body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        assert_eq!(len, expected.len());
+        assert!(
+            body[GRPC_PREFIX..] == expected[..],
+            "the message is the encoded request"
+        );
+    }
+}
+
+#[tokio::test]
+async fn grpc_error_status_in_trailers_is_an_export_error() {
+    let (addr, _log) = collector(Reply::GrpcTrailers("14", "collector unavailable")).await;
+    let exporter = fast_exporter(
+        Wire::Grpc,
+        &format!("http://{addr}"),
+        Duration::from_secs(5),
+    );
+    match exporter.export(varied_spans()).await {
+        Err(OTelSdkError::InternalFailure(message)) => {
+            assert!(message.contains("grpc-status 14"), "{message}");
+            assert!(message.contains("collector unavailable"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn grpc_trailers_only_responses_are_read_from_headers() {
+    let (addr, _log) = collector(Reply::GrpcHeadersOnly("12")).await;
+    let exporter = fast_exporter(
+        Wire::Grpc,
+        &format!("http://{addr}"),
+        Duration::from_secs(5),
+    );
+    match exporter.export(varied_spans()).await {
+        Err(OTelSdkError::InternalFailure(message)) => {
+            assert!(message.contains("grpc-status 12"), "{message}");
+            assert!(message.contains("no collector here"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let (addr, _log) = collector(Reply::GrpcHeadersOnly("0")).await;
+    let exporter = fast_exporter(
+        Wire::Grpc,
+        &format!("http://{addr}"),
+        Duration::from_secs(5),
+    );
+    exporter
+        .export(varied_spans())
+        .await
+        .expect("grpc-status 0 in headers is success");
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_fails_within_the_timeout() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }; // closed again: connections are refused
+    for wire in [Wire::Http, Wire::Grpc] {
+        let exporter = fast_exporter(
+            wire,
+            &format!("http://127.0.0.1:{port}/v1/traces"),
+            Duration::from_secs(2),
+        );
+        let started = Instant::now();
+        let result = exporter.export(varied_spans()).await;
+        assert!(result.is_err(), "{wire:?}: {result:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{wire:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_collector_that_never_answers_times_out() {
+    let (addr, _log) = collector(Reply::Hang).await;
+    for (wire, endpoint) in [
+        (Wire::Http, format!("http://{addr}/v1/traces")),
+        (Wire::Grpc, format!("http://{addr}")),
+    ] {
+        let timeout = Duration::from_millis(300);
+        let exporter = fast_exporter(wire, &endpoint, timeout);
+        let started = Instant::now();
+        let result = exporter.export(varied_spans()).await;
+        assert!(
+            matches!(result, Err(OTelSdkError::Timeout(t)) if t == timeout),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{wire:?}");
+    }
+}
+
+#[tokio::test]
+async fn export_after_shutdown_fails() {
+    let (addr, log) = collector(Reply::Http(200)).await;
+    let exporter = fast_exporter(
+        Wire::Http,
+        &format!("http://{addr}/v1/traces"),
+        Duration::from_secs(5),
+    );
+    exporter.shutdown().expect("first shutdown");
+    assert!(matches!(
+        exporter.export(varied_spans()).await,
+        Err(OTelSdkError::AlreadyShutdown)
+    ));
+    assert!(log.lock().expect("log").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// build
+
+fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resolved {
+    Resolved {
+        service_name: "svc".to_owned(),
+        service_version: None,
+        environment: None,
+        resource_attributes: Vec::new(),
+        exporter: crate::config::TracesExporter::Otlp,
+        protocol,
+        endpoint: endpoint.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timeout: Duration::from_secs(10),
+        sampler: crate::config::Sampler::AlwaysOn,
+        batch: crate::config::BatchConfig::default(),
+        disabled: false,
+    }
+}
+
+#[test]
+fn build_accepts_plain_http_and_rejects_what_it_cannot_serve() {
+    build(&config(
+        Protocol::HttpProtobuf,
+        "http://localhost:4318/v1/traces",
+        &[("a", "b")],
+    ))
+    .expect("http/protobuf");
+    build(&config(Protocol::Grpc, "http://localhost:4317", &[])).expect("grpc");
+
+    let tls = build(&config(Protocol::Grpc, "https://collector:4317", &[]))
+        .expect_err("https is not supported");
+    assert!(tls.to_string().contains("TLS is not supported"), "{tls}");
+    let tls = build(&config(
+        Protocol::HttpProtobuf,
+        "https://collector/v1/traces",
+        &[],
+    ))
+    .expect_err("https is not supported");
+    assert!(tls.to_string().contains("TLS is not supported"), "{tls}");
+
+    for bad in ["not a url", "localhost:4318", "ftp://x/v1/traces", ""] {
+        let e = build(&config(Protocol::HttpProtobuf, bad, &[])).expect_err(bad);
+        assert!(e.to_string().contains("fast OTLP exporter"), "{e}");
+    }
+    let e = build(&config(
+        Protocol::HttpProtobuf,
+        "http://localhost:4318/v1/traces",
+        &[("bad header", "x")],
+    ))
+    .expect_err("invalid header name");
+    assert!(e.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"), "{e}");
+}
+
+#[test]
+fn encode_at_overwrites_a_reused_buffer_in_place() {
+    let resource = resource_with_schema();
+    let mut encoder = encoder_for(Some(&resource));
+    let mut buffer = Vec::new();
+    for (seed, count, start) in [
+        (31, 200, 5),
+        (32, 3, 5),
+        (33, 50, 0),
+        (34, 0, 5),
+        (35, 120, 5),
+    ] {
+        let spans = random_spans(seed, count);
+        encoder
+            .encode_at(&spans, &mut buffer, start)
+            .expect("encodes");
+        let expected = reference(&spans, Some(&resource)).encode_to_vec();
+        assert_eq!(buffer.len(), start + expected.len(), "seed {seed}");
+        assert!(buffer[start..] == expected[..], "seed {seed}");
+    }
+}
