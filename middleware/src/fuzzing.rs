@@ -9,10 +9,15 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TraceContextExt;
 
 use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
-use crate::propagation::{default_propagator, inject, PropagatorSource, W3cBaggage, W3cTraceContext};
+use crate::propagation::{
+    default_propagator, inject, PropagatorSource, W3cBaggage, W3cTraceContext,
+};
+
+/// A fuzz target's checks over one input.
+pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("traceparent", traceparent),
     ("tracestate", tracestate),
     ("baggage", baggage),
@@ -63,7 +68,11 @@ pub fn baggage(data: &[u8]) {
     if let Some(header) = W3cBaggage::header_value(&parsed) {
         assert!(header.len() <= 8192);
         let again = W3cBaggage::parse([header.as_str()]);
-        assert_eq!(again.len(), parsed.len(), "serialised baggage must parse back whole");
+        assert_eq!(
+            again.len(),
+            parsed.len(),
+            "serialised baggage must parse back whole"
+        );
     }
 }
 
@@ -91,7 +100,9 @@ pub fn headers(data: &[u8]) {
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             headers.append(name, value);
         }
     }
@@ -99,14 +110,19 @@ pub fn headers(data: &[u8]) {
     let (id, _) = correlation::resolve(
         &headers,
         &[CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
-        cx.baggage().get(correlation::BAGGAGE_KEY).map(|v| v.as_str()),
+        cx.baggage()
+            .get(correlation::BAGGAGE_KEY)
+            .map(|v| v.as_str()),
     );
     let cx = cx.with_value(id);
     let mut out = HeaderMap::new();
     inject(&*default_propagator(), &cx, &mut out);
     if let Some(tp) = out.get(crate::propagation::TRACEPARENT) {
         let tp = tp.to_str().expect("we write visible ASCII");
-        assert!(W3cTraceContext::parse_traceparent(tp).is_some(), "we only emit valid traceparents");
+        assert!(
+            W3cTraceContext::parse_traceparent(tp).is_some(),
+            "we only emit valid traceparents"
+        );
         assert!(cx.span().span_context().is_valid());
     }
     if let Some(b) = out.get(crate::propagation::BAGGAGE) {

@@ -97,7 +97,7 @@ fn http(
 #[derive(Debug)]
 pub(crate) enum OtlpExporter {
     /// Direct protobuf encoding over a thin hyper client.
-    Fast(crate::export::otlp_fast::FastOtlpExporter),
+    Fast(Box<crate::export::otlp_fast::FastOtlpExporter>),
     /// `opentelemetry-otlp` (tonic or reqwest), for `https` endpoints.
     Reference(Box<SpanExporter>),
 }
@@ -107,7 +107,7 @@ pub(crate) fn build_preferred(config: &Resolved) -> Result<OtlpExporter, SetupEr
     if config.endpoint.starts_with("https://") {
         return build(config).map(|e| OtlpExporter::Reference(Box::new(e)));
     }
-    crate::export::otlp_fast::build(config).map(OtlpExporter::Fast)
+    crate::export::otlp_fast::build(config).map(|e| OtlpExporter::Fast(Box::new(e)))
 }
 
 impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {

@@ -11,7 +11,8 @@ fn every_seed_of_every_target_passes_its_checks() {
     let mut replayed = 0;
     for (target, run) in TARGETS {
         let folder = corpus.join(target);
-        let entries = std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+        let entries =
+            std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
         let mut seeds = 0;
         for entry in entries {
             let path = entry.unwrap().path();
