@@ -9,14 +9,15 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
-use service_tracing_middleware::propagation::{W3cBaggage, W3cTraceContext};
 use service_tracing_middleware::TracingLayer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::env::{self, EnvConfig};
-use crate::config::{BatchConfig, Protocol, Resolved, Sampler, TracesExporter};
+use crate::config::{
+    BatchConfig, Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
+};
 use crate::error::{SetupError, SetupErrorKind};
 use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
@@ -27,8 +28,8 @@ use crate::logging::{bridge_filter, TraceIdFormat};
 /// environment variables, and wraps `app` with [`TracingLayer`].
 ///
 /// It builds and installs the tracer provider (OTLP when an endpoint is configured, else a
-/// console exporter that prints each trace as a tree), installs the W3C Trace Context and
-/// Baggage propagators, and installs a `tracing` subscriber that prints log lines with their
+/// console exporter that prints each trace as a tree), installs the propagators
+/// `OTEL_PROPAGATORS` names (by default W3C Trace Context and Baggage), and installs a `tracing` subscriber that prints log lines with their
 /// trace and correlation ids and bridges `tracing` spans to OpenTelemetry. Keep the guard alive
 /// for as long as the service runs; its [`shutdown`](TracingGuard::shutdown) (or drop) flushes
 /// every pending span.
@@ -91,6 +92,7 @@ pub struct ServiceTracing {
     timeout: Option<Duration>,
     sampler: Option<Sampler>,
     batch: Option<BatchConfig>,
+    propagators: Option<Vec<String>>,
     untraced: Vec<String>,
     install_subscriber: bool,
     log_filter: Option<String>,
@@ -123,6 +125,7 @@ impl ServiceTracing {
             timeout: None,
             sampler: None,
             batch: None,
+            propagators: None,
             untraced: Vec::new(),
             install_subscriber: true,
             log_filter: None,
@@ -191,6 +194,27 @@ impl ServiceTracing {
         self
     }
 
+    /// The context propagation formats (`OTEL_PROPAGATORS`), in order: `tracecontext`,
+    /// `baggage`, `b3` (single header), `b3multi`, `jaeger`, or `none` alone. Default
+    /// `tracecontext,baggage`. An incoming request is continued from the first listed trace
+    /// format it carries validly; outbound context (the layer's and [`traced_client`]'s) is
+    /// written in every listed format. An unknown name fails [`init`](Self::init).
+    ///
+    /// [`traced_client`]: crate::traced_client
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .propagators(["tracecontext", "baggage", "b3"]);
+    /// ```
+    pub fn propagators<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.propagators = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// A route template (or exact path) left untraced, such as `/health`.
     pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
         self.untraced.push(route.into());
@@ -233,7 +257,7 @@ impl ServiceTracing {
         }
     }
 
-    fn resolve(&self) -> Result<Resolved, SetupError> {
+    fn resolve(&self) -> Result<(Resolved, Propagation), SetupError> {
         let env = self.read_env()?;
         if let Some(endpoint) = &self.endpoint {
             env::validate_endpoint("otlp_endpoint", endpoint)?;
@@ -276,7 +300,21 @@ impl ServiceTracing {
                 &format!("at most OTEL_BSP_MAX_QUEUE_SIZE ({})", batch.max_queue_size),
             ));
         }
-        Ok(Resolved {
+        // Defaults < OTEL_PROPAGATORS < the builder.
+        let names = match &self.propagators {
+            Some(names) => env::propagator_names("propagators", &names.join(","), names)?,
+            None => env
+                .propagators
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PROPAGATORS.map(str::to_owned).to_vec()),
+        };
+        let propagator = service_tracing_middleware::propagation::propagator_from_names(&names)
+            .map_err(|e| {
+                SetupError::invalid("propagators", &names.join(","), env::PROPAGATORS_ACCEPTED)
+                    .with_source(e)
+            })?;
+        let propagation = Propagation { names, propagator };
+        let resolved = Resolved {
             service_name: env
                 .service_name
                 .clone()
@@ -298,7 +336,8 @@ impl ServiceTracing {
                 .unwrap_or(Sampler::ParentBasedAlwaysOn),
             batch,
             disabled: env.disabled,
-        })
+        };
+        Ok((resolved, propagation))
     }
 
     /// Sets everything up and wraps `app`. See [`setup_service_tracing`].
@@ -321,29 +360,31 @@ impl ServiceTracing {
     /// # Ok(()) }
     /// ```
     pub fn init_layer(self) -> Result<(TracingLayer, TracingGuard), SetupError> {
-        let config = self.resolve()?;
+        let (config, propagation) = self.resolve()?;
         if self.install_subscriber && tracing::dispatcher::has_been_set() {
             return Err(already_set());
         }
         let pipeline = Pipeline::start(&config, &config.service_name)?;
-        global::set_text_map_propagator(
-            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
-                Box::new(W3cTraceContext::new()),
-                Box::new(W3cBaggage::new()),
-            ]),
-        );
+        // The layer and `traced_client` share this choice (see `layer_for`).
+        global::set_text_map_propagator(propagation.propagator.clone());
         if let Some(provider) = &pipeline.provider {
             global::set_tracer_provider(provider.clone());
         }
         if self.install_subscriber {
             install_subscriber(pipeline.provider.as_ref(), self.log_filter.as_deref())?;
         }
-        let layer = layer_for(&config, pipeline.provider.as_ref(), &self.untraced);
+        let layer = layer_for(
+            &config,
+            &propagation,
+            pipeline.provider.as_ref(),
+            &self.untraced,
+        );
         let guard = TracingGuard {
             inner: Mutex::new(Some(GuardInner {
                 main: pipeline,
                 extra: Vec::new(),
                 config,
+                propagation,
                 untraced: self.untraced,
             })),
         };
@@ -373,6 +414,7 @@ fn signal_endpoint(base: &str, protocol: Protocol) -> String {
 
 fn layer_for(
     config: &Resolved,
+    propagation: &Propagation,
     provider: Option<&SdkTracerProvider>,
     untraced: &[String],
 ) -> TracingLayer {
@@ -382,6 +424,10 @@ fn layer_for(
     };
     for route in untraced {
         layer = layer.untraced_route(route.clone());
+    }
+    // The default keeps the layer on its W3C fast path, which reads the same headers.
+    if !propagation.is_default() {
+        layer = layer.with_propagator(propagation.propagator.clone());
     }
     let _ = config;
     layer
@@ -564,6 +610,7 @@ struct GuardInner {
     main: Pipeline,
     extra: Vec<Pipeline>,
     config: Resolved,
+    propagation: Propagation,
     untraced: Vec<String>,
 }
 
@@ -678,7 +725,12 @@ impl TracingGuard {
                 }
                 _ => Pipeline::start(&inner.config, name)?,
             };
-            let layer = layer_for(&inner.config, pipeline.provider.as_ref(), &inner.untraced);
+            let layer = layer_for(
+                &inner.config,
+                &inner.propagation,
+                pipeline.provider.as_ref(),
+                &inner.untraced,
+            );
             inner.extra.push(pipeline);
             Ok(layer)
         })
@@ -727,5 +779,42 @@ fn worker_is_shared(worker: &ExportWorker, main: &Pipeline) -> bool {
 impl Drop for TracingGuard {
     fn drop(&mut self) {
         let _ = self.shutdown_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(value: Option<&'static str>) -> ServiceTracing {
+        ServiceTracing::builder("svc").env_lookup(move |name| {
+            value
+                .filter(|_| name == "OTEL_PROPAGATORS")
+                .map(str::to_owned)
+        })
+    }
+
+    #[test]
+    fn propagators_layer_defaults_then_env_then_builder() {
+        let (_, p) = with_env(None).resolve().expect("valid");
+        assert!(p.is_default());
+        assert_eq!(p.propagator.names(), ["tracecontext", "baggage"]);
+
+        let (_, p) = with_env(Some("b3,tracecontext")).resolve().expect("valid");
+        assert!(!p.is_default());
+        assert_eq!(p.names, ["b3", "tracecontext"]);
+
+        let (_, p) = with_env(Some("b3"))
+            .propagators(["Jaeger", "baggage"])
+            .resolve()
+            .expect("valid");
+        assert_eq!(p.propagator.names(), ["jaeger", "baggage"]);
+
+        let err = with_env(None)
+            .propagators(["xray"])
+            .resolve()
+            .expect_err("unsupported");
+        assert!(err.to_string().contains("propagators"), "{err}");
+        assert!(with_env(Some("none,b3")).resolve().is_err());
     }
 }

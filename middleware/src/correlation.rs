@@ -2,7 +2,8 @@
 //!
 //! A correlation id names one business request across every service it touches. The server
 //! layer reads it from the first configured header that holds a valid one (by default
-//! `x-correlation-id`, then `x-request-id`), else from the W3C baggage key `correlation.id`, else
+//! `x-correlation-id`, then `x-request-id`), else from the W3C baggage key `correlation.id` (or
+//! `correlation-id`, what Jaeger's `uberctx-correlation-id` becomes: see [`from_baggage`]), else
 //! generates a UUIDv7. An invalid incoming value is never echoed or logged: it is replaced.
 //!
 //! This module knows nothing of tower or axum, so the client and the server share it.
@@ -18,6 +19,9 @@ pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("x-correla
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// The W3C baggage key that carries the correlation id across OpenTelemetry services.
 pub const BAGGAGE_KEY: &str = "correlation.id";
+/// The baggage key Jaeger's `uberctx-correlation-id` header becomes, read after
+/// [`BAGGAGE_KEY`].
+pub const JAEGER_BAGGAGE_KEY: &str = "correlation-id";
 /// The longest accepted correlation id, in bytes.
 pub const MAX_LEN: usize = 128;
 
@@ -134,6 +138,36 @@ pub enum CorrelationSource {
     Replaced,
 }
 
+/// The correlation id carried in baggage, for [`resolve`]: the first valid value of
+/// `correlation.id` ([`BAGGAGE_KEY`]) then `correlation-id` ([`JAEGER_BAGGAGE_KEY`], what
+/// Jaeger's `uberctx-correlation-id` becomes); when neither is valid, the first present (so
+/// that [`resolve`] reports it replaced).
+///
+/// ```
+/// use opentelemetry::baggage::Baggage;
+/// use service_tracing_middleware::correlation::from_baggage;
+///
+/// let mut baggage = Baggage::new();
+/// baggage.insert("correlation-id", "from-jaeger");
+/// assert_eq!(from_baggage(&baggage), Some("from-jaeger"));
+/// baggage.insert("correlation.id", "from-w3c");
+/// assert_eq!(from_baggage(&baggage), Some("from-w3c"));
+/// baggage.insert("correlation.id", "not valid");
+/// assert_eq!(from_baggage(&baggage), Some("from-jaeger"));
+/// ```
+pub fn from_baggage(baggage: &opentelemetry::baggage::Baggage) -> Option<&str> {
+    let mut first = None;
+    for key in [BAGGAGE_KEY, JAEGER_BAGGAGE_KEY] {
+        if let Some(value) = baggage.get(key).map(|v| v.as_str()) {
+            if CorrelationId::is_valid(value.as_bytes()) {
+                return Some(value);
+            }
+            first = first.or(Some(value));
+        }
+    }
+    first
+}
+
 /// Finds the request's correlation id: the first header in `headers_to_read` with a valid value,
 /// else a valid baggage value, else a generated one. Only the first value of each header is
 /// read.
@@ -214,6 +248,20 @@ mod tests {
             (id.as_str(), source),
             ("from-baggage", CorrelationSource::Baggage)
         );
+    }
+
+    #[test]
+    fn baggage_is_read_from_either_key() {
+        use opentelemetry::baggage::Baggage;
+        let mut baggage = Baggage::new();
+        assert_eq!(from_baggage(&baggage), None);
+        baggage.insert(JAEGER_BAGGAGE_KEY, "bad value");
+        assert_eq!(from_baggage(&baggage), Some("bad value"));
+        let (_, source) = resolve(&http::HeaderMap::new(), &[], from_baggage(&baggage));
+        assert_eq!(source, CorrelationSource::Replaced);
+        baggage.insert(JAEGER_BAGGAGE_KEY, "abc");
+        let (id, source) = resolve(&http::HeaderMap::new(), &[], from_baggage(&baggage));
+        assert_eq!((id.as_str(), source), ("abc", CorrelationSource::Baggage));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use opentelemetry::{Context, KeyValue, Value};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::correlation::{self, BAGGAGE_KEY};
+use crate::correlation;
 use crate::future::{Echo, ResponseFuture};
 use crate::layer::Config;
 use crate::route_names;
@@ -136,7 +136,7 @@ where
         let (id, _source) = correlation::resolve(
             req.headers(),
             &config.correlation_headers,
-            parent.baggage().get(BAGGAGE_KEY).map(|v| v.as_str()),
+            correlation::from_baggage(parent.baggage()),
         );
 
         let (method, method_original) = match semconv::known_method(req.method()) {

@@ -22,6 +22,35 @@ pub(crate) struct EnvConfig {
     pub(crate) sampler: Option<Sampler>,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
+    /// `OTEL_PROPAGATORS`, normalised (see [`propagator_names`]).
+    pub(crate) propagators: Option<Vec<String>>,
+}
+
+/// What `OTEL_PROPAGATORS` (and the `propagators` builder call) accepts.
+pub(crate) const PROPAGATORS_ACCEPTED: &str =
+    "a comma-separated list of tracecontext, baggage, b3, b3multi, jaeger, none";
+
+/// Trims, lowercases, drops empty and repeated names, and checks the result with
+/// `propagator_from_names`; an error names `setting` and `shown`.
+pub(crate) fn propagator_names<I, S>(
+    setting: &str,
+    shown: &str,
+    names: I,
+) -> Result<Vec<String>, SetupError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.as_ref().trim().to_ascii_lowercase();
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    service_tracing_middleware::propagation::propagator_from_names(&out)
+        .map_err(|e| SetupError::invalid(setting, shown, PROPAGATORS_ACCEPTED).with_source(e))?;
+    Ok(out)
 }
 
 fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
@@ -196,6 +225,10 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
         });
     }
 
+    if let Some(v) = non_empty(lookup, "OTEL_PROPAGATORS") {
+        env.propagators = Some(propagator_names("OTEL_PROPAGATORS", &v, v.split(','))?);
+    }
+
     let defaults = BatchConfig::default();
     env.batch = BatchConfig {
         max_queue_size: count(lookup, "OTEL_BSP_MAX_QUEUE_SIZE")?
@@ -319,6 +352,37 @@ mod tests {
         ])
         .expect_err("ratio over 1");
         assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
+    }
+
+    #[test]
+    fn propagators_are_read_normalised_and_checked() {
+        assert_eq!(env(&[]).expect("valid").propagators, None);
+        assert_eq!(
+            env(&[("OTEL_PROPAGATORS", "  ")])
+                .expect("valid")
+                .propagators,
+            None
+        );
+        let e =
+            env(&[("OTEL_PROPAGATORS", "TraceContext, b3multi,,jaeger,b3multi")]).expect("valid");
+        assert_eq!(
+            e.propagators.as_deref(),
+            Some(&["tracecontext", "b3multi", "jaeger"].map(str::to_owned)[..])
+        );
+        let e = env(&[("OTEL_PROPAGATORS", "none")]).expect("valid");
+        assert_eq!(e.propagators.as_deref(), Some(&["none".to_owned()][..]));
+
+        for bad in ["xray", "tracecontext,ottrace", "w3c", "none,b3", ","] {
+            let err = env(&[("OTEL_PROPAGATORS", bad)]).expect_err(bad);
+            assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+            let text = err.to_string();
+            assert!(
+                text.contains("OTEL_PROPAGATORS")
+                    && text.contains(bad)
+                    && text.contains(PROPAGATORS_ACCEPTED),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -141,3 +141,23 @@ pub(crate) struct Resolved {
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
 }
+
+/// The specification's default `OTEL_PROPAGATORS`.
+pub(crate) const DEFAULT_PROPAGATORS: [&str; 2] = ["tracecontext", "baggage"];
+
+/// The propagators chosen (`OTEL_PROPAGATORS` or the builder), after layering.
+#[derive(Debug, Clone)]
+pub(crate) struct Propagation {
+    /// The names, normalised (default `tracecontext,baggage`).
+    pub(crate) names: Vec<String>,
+    /// The propagator they make, installed globally and given to the layer.
+    pub(crate) propagator: service_tracing_middleware::propagation::FirstMatchPropagator,
+}
+
+impl Propagation {
+    /// Whether the names are exactly the default, which the layer reads on its own W3C fast
+    /// path.
+    pub(crate) fn is_default(&self) -> bool {
+        self.names == DEFAULT_PROPAGATORS
+    }
+}

@@ -19,10 +19,18 @@ use opentelemetry::propagation::{
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 
+mod b3;
 mod baggage;
+mod jaeger;
+mod select;
 mod w3c;
 
+pub use b3::{B3Encoding, B3Propagator, DebugTrace};
 pub use baggage::W3cBaggage;
+pub use jaeger::{JaegerBaggage, JaegerPropagator};
+pub use select::{
+    propagator_from_names, FirstMatchPropagator, UnknownPropagator, PROPAGATOR_NAMES,
+};
 pub use w3c::W3cTraceContext;
 
 /// The `traceparent` header.

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod b3_and_jaeger_round_trip_and_mix;
 mod continues_valid_traceparent_and_restarts_on_malformed;
 mod correlation_id_is_read_validated_and_echoed;
 mod fuzz_corpus_replays_cleanly;
