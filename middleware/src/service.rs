@@ -182,6 +182,8 @@ where
         // The correlation id joins outbound baggage when it is injected (see `W3cBaggage`), so
         // nothing is copied here.
         let cx = parent.with_span(span).with_value(id.clone());
+        // W3C Level 2: a new root's trace id is random; say so to the next hop.
+        let cx = crate::propagation::RandomTraceId::mark(&parent, cx);
         let span = cx.span();
         if span.is_recording() {
             let mut more = Vec::with_capacity(8);

@@ -23,6 +23,7 @@ mod b3;
 mod baggage;
 mod jaeger;
 mod select;
+mod tracestate;
 mod w3c;
 
 pub use b3::{B3Encoding, B3Propagator, DebugTrace};
@@ -31,6 +32,8 @@ pub use jaeger::{JaegerBaggage, JaegerPropagator};
 pub use select::{
     propagator_from_names, FirstMatchPropagator, UnknownPropagator, PROPAGATOR_NAMES,
 };
+pub use tracestate::W3cTraceState;
+pub use w3c::RandomTraceId;
 pub use w3c::W3cTraceContext;
 
 /// The `traceparent` header.

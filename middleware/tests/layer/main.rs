@@ -10,3 +10,4 @@ mod fuzz_corpus_replays_cleanly;
 mod panics_become_500_with_exception_event;
 mod server_span_follows_http_semantic_conventions;
 mod trust_boundary_decides_whose_context_is_continued;
+mod w3c_trace_context_spec_cases;
