@@ -75,18 +75,17 @@ where
 
 /// Crates whose spans and events must never become telemetry: the exporter's own transport.
 /// (Their work also runs on the export thread, where the dispatcher is a no-op; this filter is
-/// the second lock on the same door.)
+/// the second lock on the same door.) `Targets` matches by string prefix, so each entry ends at
+/// a path boundary where a plain crate name would also catch other crates (`tower` would catch
+/// `tower_http`, whose `TraceLayer` spans users do want).
 pub(crate) const TRANSPORT_TARGETS: &[&str] = &[
-    "h2",
-    "hyper",
-    "hyper_util",
-    "tonic",
-    "tower",
-    "reqwest",
+    "h2::",
+    "hyper::",
+    "hyper_util::",
+    "tonic::",
+    "tower::",
+    "reqwest::",
     "opentelemetry",
-    "opentelemetry_sdk",
-    "opentelemetry_otlp",
-    "opentelemetry_http",
 ];
 
 /// What the OpenTelemetry bridge sees: `INFO` and above from everyone but the transport.
@@ -96,4 +95,45 @@ pub(crate) fn bridge_filter() -> Targets {
         Targets::new().with_default(LevelFilter::INFO),
         |t, target| t.with_target(*target, LevelFilter::OFF),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    fn bridged(target: &str, level: Level) -> bool {
+        bridge_filter().would_enable(target, &level)
+    }
+
+    #[test]
+    fn transport_is_kept_out_and_everything_else_at_info_gets_in() {
+        for target in [
+            "h2::proto::connection",
+            "hyper::client",
+            "hyper_util::client::legacy",
+            "tonic::transport",
+            "tower::buffer::worker",
+            "reqwest::connect",
+            "opentelemetry_sdk::trace",
+            "opentelemetry_otlp::exporter",
+        ] {
+            assert!(
+                !bridged(target, Level::ERROR),
+                "{target} must not be bridged"
+            );
+        }
+        for target in [
+            "tower_http::trace::make_span",
+            "reqwest_middleware",
+            "my_app::handlers",
+            "hyperion::x",
+        ] {
+            assert!(bridged(target, Level::INFO), "{target} must be bridged");
+        }
+        assert!(
+            !bridged("my_app", Level::DEBUG),
+            "below INFO is not bridged"
+        );
+    }
 }
