@@ -33,6 +33,23 @@ seeds = {
         b"order-42", b"a" * 128, b"a" * 129, b"two words", b"tab\tid", b"\x7f", b"caf\xc3\xa9",
         b"\xff\xfe\xfd", b"", b"!~", b"x" * 100000,
     ],
+    "b3": [
+        b"b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        b"b3: a3ce929d0e0e4736-00f067aa0ba902b7-d", b"b3: 0", b"b3: 1", b"b3: d",
+        b"b3: 80F198EE56343BA864FE8B2A57D3EFF7-e457b5a2e4d86bd1-1",
+        b"X-B3-TraceId: 80f198ee56343ba864fe8b2a57d3eff7\nX-B3-SpanId: e457b5a2e4d86bd1\nX-B3-Sampled: 1",
+        b"X-B3-TraceId: a3ce929d0e0e4736\nX-B3-SpanId: 00f067aa0ba902b7\nX-B3-Flags: 1",
+        b"X-B3-TraceId: 80f198ee56343ba864fe8b2a57d3eff7\nX-B3-SpanId: e457b5a2e4d86bd1\nX-B3-Sampled: true",
+        b"b3: " + b"a" * 5000, b"\n".join([b"b3: 0"] * 300), b"b3: \xff\xfe",
+    ],
+    "jaeger": [
+        b"uber-trace-id: 80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1",
+        b"uber-trace-id: a3ce929d0e0e4736:00f067aa0ba902b7:0:3",
+        b"uber-trace-id: 80f198ee56343ba864fe8b2a57d3eff7%3Ae457b5a2e4d86bd1%3A0%3A1",
+        b"uber-trace-id: 1:2:0:1\nuberctx-correlation-id: abc\nuberctx-tenant: a%20b",
+        b"uber-trace-id: 0:0:0:1", b"uber-trace-id: x:y:z:w", b"uber-trace-id: " + b"f" * 5000,
+        b"\n".join([b"uberctx-k%d: v" % i for i in range(300)]), b"uberctx-k: \xff",
+    ],
     "headers": [
         b"traceparent: " + TP + b"\ntracestate: a=1\nbaggage: k=v\nx-correlation-id: abc",
         b"traceparent: " + TP + b"\ntraceparent: " + TP,

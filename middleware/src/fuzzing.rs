@@ -10,8 +10,10 @@ use opentelemetry::trace::TraceContextExt;
 
 use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::propagation::{
-    default_propagator, inject, PropagatorSource, W3cBaggage, W3cTraceContext,
+    default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
+    W3cBaggage, W3cTraceContext,
 };
+use opentelemetry::propagation::TextMapPropagator;
 
 /// A fuzz target's checks over one input.
 pub type Target = fn(&[u8]);
@@ -23,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("baggage", baggage),
     ("correlation_id", correlation_id),
     ("headers", headers),
+    ("b3", b3),
+    ("jaeger", jaeger),
 ];
 
 /// One `traceparent` value: a valid one re-emits as itself at version 00 (first four fields).
@@ -128,4 +132,51 @@ pub fn headers(data: &[u8]) {
     if let Some(b) = out.get(crate::propagation::BAGGAGE) {
         assert!(b.len() <= 8192);
     }
+}
+
+/// Header lines (`name: value`) into a header map, at most 1000 of them.
+fn header_lines(data: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n').take(1000) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+/// Extracts with `propagator`; whatever it accepts must survive injection and extraction again
+/// with the same trace id, span id and sampled flag.
+fn round_trip(propagator: &(dyn TextMapPropagator + Send + Sync), data: &[u8]) {
+    let cx = extract(propagator, &header_lines(data));
+    let first = cx.span().span_context().clone();
+    let mut out = HeaderMap::new();
+    inject(propagator, &cx, &mut out);
+    if first.is_valid() {
+        let again = extract(propagator, &out);
+        let sc = again.span().span_context().clone();
+        assert_eq!(
+            (sc.trace_id(), sc.span_id(), sc.is_sampled()),
+            (first.trace_id(), first.span_id(), first.is_sampled()),
+            "an accepted context must round-trip"
+        );
+    }
+}
+
+/// B3 single and multi headers (`name: value` lines).
+pub fn b3(data: &[u8]) {
+    round_trip(&B3Propagator::single(), data);
+    round_trip(&B3Propagator::multi(), data);
+}
+
+/// Jaeger `uber-trace-id` and `uberctx-*` headers (`name: value` lines).
+pub fn jaeger(data: &[u8]) {
+    round_trip(&JaegerPropagator::new(), data);
 }
