@@ -6,8 +6,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
-use service_tracing_middleware::propagation::{default_propagator, inject, PropagatorSource};
+use service_tracing_middleware::propagation::{
+    default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
+};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
@@ -48,7 +51,57 @@ fn bench(c: &mut Criterion) {
             black_box(out)
         })
     });
+
+    let formats: [(&str, Box<dyn TextMapPropagator + Send + Sync>, HeaderMap); 3] = [
+        (
+            "b3_single",
+            Box::new(B3Propagator::single()),
+            headers_of(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]),
+        ),
+        (
+            "b3_multi",
+            Box::new(B3Propagator::multi()),
+            headers_of(&[
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ]),
+        ),
+        (
+            "jaeger",
+            Box::new(JaegerPropagator::new()),
+            headers_of(&[(
+                "uber-trace-id",
+                "80f198ee56343ba864fe8b2a57d3eff7:e457b5a2e4d86bd1:0:1",
+            )]),
+        ),
+    ];
+    for (name, propagator, headers) in &formats {
+        assert!(
+            extract(&**propagator, headers)
+                .span()
+                .span_context()
+                .is_valid(),
+            "{name}"
+        );
+        group.bench_function(format!("{name}_extract_and_inject"), |b| {
+            b.iter(|| {
+                let cx = extract(&**propagator, black_box(headers));
+                let mut out = HeaderMap::new();
+                inject(&**propagator, &cx, &mut out);
+                black_box(out)
+            })
+        });
+    }
     group.finish();
+}
+
+fn headers_of(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.insert(*name, HeaderValue::from_static(value));
+    }
+    headers
 }
 
 criterion_group!(benches, bench);
