@@ -9,7 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
-use service_tracing_middleware::TracingLayer;
+use service_tracing_middleware::{TracingLayer, TrustIncoming};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -93,7 +93,7 @@ pub struct ServiceTracing {
     sampler: Option<Sampler>,
     batch: Option<BatchConfig>,
     propagators: Option<Vec<String>>,
-    untraced: Vec<String>,
+    layer: LayerOptions,
     install_subscriber: bool,
     log_filter: Option<String>,
     env: Option<EnvLookup>,
@@ -126,7 +126,7 @@ impl ServiceTracing {
             sampler: None,
             batch: None,
             propagators: None,
-            untraced: Vec::new(),
+            layer: LayerOptions::default(),
             install_subscriber: true,
             log_filter: None,
             env: None,
@@ -217,7 +217,25 @@ impl ServiceTracing {
 
     /// A route template (or exact path) left untraced, such as `/health`.
     pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
-        self.untraced.push(route.into());
+        self.layer.untraced.push(route.into());
+        self
+    }
+
+    /// Which requests may continue the caller's trace (default: all). See
+    /// [`TrustIncoming`](service_tracing_middleware::TrustIncoming).
+    ///
+    /// ```
+    /// use service_tracing::{ServiceTracing, TrustIncoming};
+    /// let options = ServiceTracing::builder("edge").trust_incoming(TrustIncoming::never());
+    /// ```
+    pub fn trust_incoming(mut self, trust: TrustIncoming) -> Self {
+        self.layer.trust = trust;
+        self
+    }
+
+    /// Adds the W3C Level 2 `traceresponse` header to responses (default off).
+    pub fn traceresponse(mut self, enabled: bool) -> Self {
+        self.layer.traceresponse = enabled;
         self
     }
 
@@ -377,7 +395,7 @@ impl ServiceTracing {
             &config,
             &propagation,
             pipeline.provider.as_ref(),
-            &self.untraced,
+            &self.layer,
         );
         let guard = TracingGuard {
             inner: Mutex::new(Some(GuardInner {
@@ -385,7 +403,7 @@ impl ServiceTracing {
                 extra: Vec::new(),
                 config,
                 propagation,
-                untraced: self.untraced,
+                layer: self.layer,
             })),
         };
         Ok((layer, guard))
@@ -412,19 +430,30 @@ fn signal_endpoint(base: &str, protocol: Protocol) -> String {
     }
 }
 
+/// What the server layer is told, kept so extra in-process services get the same.
+#[derive(Clone, Debug, Default)]
+struct LayerOptions {
+    untraced: Vec<String>,
+    trust: TrustIncoming,
+    traceresponse: bool,
+}
+
 fn layer_for(
     config: &Resolved,
     propagation: &Propagation,
     provider: Option<&SdkTracerProvider>,
-    untraced: &[String],
+    options: &LayerOptions,
 ) -> TracingLayer {
     let mut layer = match provider {
         Some(p) => TracingLayer::new().with_tracer_provider(p),
         None => TracingLayer::new(),
     };
-    for route in untraced {
+    for route in &options.untraced {
         layer = layer.untraced_route(route.clone());
     }
+    layer = layer
+        .trust_incoming(options.trust.clone())
+        .with_traceresponse(options.traceresponse);
     // The default keeps the layer on its W3C fast path, which reads the same headers.
     if !propagation.is_default() {
         layer = layer.with_propagator(propagation.propagator.clone());
@@ -611,7 +640,7 @@ struct GuardInner {
     extra: Vec<Pipeline>,
     config: Resolved,
     propagation: Propagation,
-    untraced: Vec<String>,
+    layer: LayerOptions,
 }
 
 impl fmt::Debug for TracingGuard {
@@ -729,7 +758,7 @@ impl TracingGuard {
                 &inner.config,
                 &inner.propagation,
                 pipeline.provider.as_ref(),
-                &inner.untraced,
+                &inner.layer,
             );
             inner.extra.push(pipeline);
             Ok(layer)

@@ -16,3 +16,4 @@ mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
 mod quickstart_prints_trees_of_both_services;
 mod setup_errors_name_the_setting;
+mod untrusted_callers_start_new_linked_traces;
