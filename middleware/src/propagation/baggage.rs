@@ -25,6 +25,9 @@ const TOKEN: u8 = 1; // `tchar` (RFC 9110): allowed in a key.
 const VALUE_REJECT: u8 = 2; // Rejected in a received value: `"`, `\`, space and below.
 const ENCODE: u8 = 4; // Percent-encoded in a sent value: outside `baggage-octet`, and `%`.
 const HEX: u8 = 8; // A hex digit.
+const KEY_END: u8 = 16; // `,`, `=` or `;`: where a key ends.
+const VALUE_END: u8 = 32; // `,` or `;`: where a value ends.
+const OWS: u8 = 64; // Space or tab.
 
 static CLASSES: [u8; 256] = classes();
 
@@ -59,6 +62,15 @@ const fn classes() -> [u8; 256] {
         }
         if c.is_ascii_hexdigit() {
             class |= HEX;
+        }
+        if c == b',' || c == b'=' || c == b';' {
+            class |= KEY_END;
+        }
+        if c == b',' || c == b';' {
+            class |= VALUE_END;
+        }
+        if c == b' ' || c == b'\t' {
+            class |= OWS;
         }
         table[b] = class;
         b += 1;
@@ -111,10 +123,6 @@ fn trim_ows(bytes: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
     (start, end)
 }
 
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| class(b) & TOKEN != 0)
-}
-
 /// The value of a hex digit (the caller checked it is one).
 fn hex_value(b: u8) -> u8 {
     match b {
@@ -133,32 +141,20 @@ fn is_escape(bytes: &[u8], i: usize) -> bool {
     )
 }
 
-/// Checks a received value (no `"`, `\`, space or control byte) and returns how many `%XX`
-/// escapes it holds, or `None` when it is rejected.
-fn check_value(value: &[u8]) -> Option<usize> {
+/// Percent-decodes a value; a `%` not followed by two hex digits stays as it is. `None` when
+/// the result is not UTF-8.
+fn decode_value(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
     let mut escapes = 0;
     let mut i = 0;
-    while let Some(&b) = value.get(i) {
-        if class(b) & VALUE_REJECT != 0 {
-            return None;
-        }
-        if b == b'%' && is_escape(value, i) {
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' && is_escape(bytes, i) {
             escapes += 1;
             i += 3;
         } else {
             i += 1;
         }
     }
-    Some(escapes)
-}
-
-/// Percent-decodes a value holding `escapes` valid escapes; a `%` not followed by two hex
-/// digits stays as it is. `None` when the result is not UTF-8.
-fn decode_value(value: &str, escapes: usize) -> Option<String> {
-    if escapes == 0 {
-        return Some(value.to_owned());
-    }
-    let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len().saturating_sub(2 * escapes));
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -177,6 +173,83 @@ fn decode_value(value: &str, escapes: usize) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// What one pass over a member found; positions index the header.
+struct Scanned {
+    /// Where the member ends: its `,`, or the end of the scanned text.
+    end: usize,
+    /// The first `=`, when it comes before any `;`.
+    eq: Option<usize>,
+    /// The first `;`.
+    semi: Option<usize>,
+    /// The key (blanks around it aside) is a non-empty token.
+    key_ok: bool,
+    /// The value (blanks around it aside) holds no `"`, `\`, space or control byte.
+    value_ok: bool,
+    /// The value holds a `%`.
+    percent: bool,
+}
+
+/// Scans the member starting at `from` once: its boundaries, and whether its key and value
+/// are well-formed.
+fn scan_member(scan: &[u8], from: usize) -> Scanned {
+    let mut i = from;
+    let (mut key_ok, mut seen, mut gap) = (true, false, false);
+    while let Some(&b) = scan.get(i) {
+        let c = class(b);
+        if c & KEY_END != 0 {
+            break;
+        }
+        if c & OWS != 0 {
+            gap = seen;
+        } else {
+            key_ok &= c & TOKEN != 0 && !gap;
+            seen = true;
+        }
+        i += 1;
+    }
+    let mut found = Scanned {
+        end: i,
+        eq: None,
+        semi: None,
+        key_ok: key_ok && seen,
+        value_ok: true,
+        percent: false,
+    };
+    if scan.get(i) == Some(&b'=') {
+        found.eq = Some(i);
+        i += 1;
+        let (mut value_ok, mut seen, mut gap, mut percent) = (true, false, false, false);
+        while let Some(&b) = scan.get(i) {
+            let c = class(b);
+            if c & VALUE_END != 0 {
+                break;
+            }
+            if c & OWS != 0 {
+                gap = seen;
+            } else {
+                value_ok &= c & VALUE_REJECT == 0 && !gap;
+                percent |= b == b'%';
+                seen = true;
+            }
+            i += 1;
+        }
+        found.value_ok = value_ok;
+        found.percent = percent;
+    }
+    if scan.get(i) == Some(&b';') {
+        found.semi = Some(i);
+        i += 1;
+        while let Some(&b) = scan.get(i) {
+            if b == b',' {
+                break;
+            }
+            i += 1;
+        }
+    }
+    found.end = i;
+    found
+}
+
 /// The state of one [`W3cBaggage::parse`] call.
 struct Parser {
     baggage: Baggage,
@@ -192,52 +265,35 @@ impl Parser {
         let bytes = header.as_bytes();
         let budget = BAGGAGE_MAX_SCAN_BYTES.saturating_sub(self.scanned);
         let limit = bytes.len().min(budget);
+        let scan = bytes.get(..limit).unwrap_or(bytes);
         let mut start = 0;
         loop {
             if self.baggage.len() >= BAGGAGE_MAX_MEMBERS {
                 return false;
             }
-            // One pass over the member: its end, its first `;`, and the first `=` before it.
-            let mut end = start;
-            let mut eq = None;
-            let mut semi = None;
-            while let Some(&b) = bytes.get(end) {
-                if end >= limit {
-                    break;
-                }
-                match b {
-                    b',' => break,
-                    b'=' if eq.is_none() && semi.is_none() => eq = Some(end),
-                    b';' if semi.is_none() => semi = Some(end),
-                    _ => {}
-                }
-                end += 1;
-            }
+            let found = scan_member(scan, start);
+            let end = found.end;
             if end >= limit && limit < bytes.len() && bytes.get(end) != Some(&b',') {
                 // The member runs past the scan budget: it is dropped and parsing stops.
-                self.scanned = BAGGAGE_MAX_SCAN_BYTES;
                 return false;
             }
-            self.member(header, start, end, eq, semi);
+            self.member(header, start, &found);
             if end >= bytes.len() {
                 self.scanned += bytes.len();
                 return true;
             }
             start = end + 1;
+            if start > limit {
+                // The next member starts past the scan budget.
+                return false;
+            }
         }
     }
 
-    /// Adds the member at `start..end` of `header` (untrimmed) if it is well-formed and fits.
-    fn member(
-        &mut self,
-        header: &str,
-        start: usize,
-        end: usize,
-        eq: Option<usize>,
-        semi: Option<usize>,
-    ) {
+    /// Adds the member scanned from `start` (untrimmed) if it is well-formed and fits.
+    fn member(&mut self, header: &str, start: usize, found: &Scanned) {
         let bytes = header.as_bytes();
-        let (start, end) = trim_ows(bytes, start, end);
+        let (start, end) = trim_ows(bytes, start, found.end);
         let len = end - start;
         if len == 0 || len > BAGGAGE_MAX_MEMBER_BYTES {
             return;
@@ -247,28 +303,29 @@ impl Parser {
             return;
         }
         // `=` and `;` are not blanks, so they lie inside the trimmed member.
-        let Some(eq) = eq else {
+        let Some(eq) = found.eq else {
             return;
         };
-        let pair_end = semi.unwrap_or(end);
+        if !found.key_ok || !found.value_ok {
+            return;
+        }
         let (key_start, key_end) = trim_ows(bytes, start, eq);
-        let (value_start, value_end) = trim_ows(bytes, eq + 1, pair_end);
+        let (value_start, value_end) = trim_ows(bytes, eq + 1, found.semi.unwrap_or(end));
         let (Some(key), Some(value)) = (
             header.get(key_start..key_end),
             header.get(value_start..value_end),
         ) else {
             return;
         };
-        if !is_token(key.as_bytes()) {
-            return;
-        }
-        let Some(escapes) = check_value(value.as_bytes()) else {
-            return;
+        let decoded = if found.percent {
+            match decode_value(value) {
+                Some(decoded) => decoded,
+                None => return,
+            }
+        } else {
+            value.to_owned()
         };
-        let Some(decoded) = decode_value(value, escapes) else {
-            return;
-        };
-        let metadata = match semi.and_then(|semi| header.get(semi + 1..end)) {
+        let metadata = match found.semi.and_then(|semi| header.get(semi + 1..end)) {
             Some(properties) => BaggageMetadata::from(properties),
             None => BaggageMetadata::default(),
         };
@@ -325,7 +382,8 @@ struct Writer {
 
 impl Writer {
     fn push(&mut self, key: &str, value: &str, metadata: &str) {
-        let mut len = key.len() + 1 + encoded_len(value);
+        let value_len = encoded_len(value);
+        let mut len = key.len() + 1 + value_len;
         if !metadata.is_empty() {
             len += 1 + metadata.len();
         }
@@ -340,7 +398,11 @@ impl Writer {
         }
         self.out.push_str(key);
         self.out.push('=');
-        push_encoded(&mut self.out, value);
+        if value_len == value.len() {
+            self.out.push_str(value);
+        } else {
+            push_encoded(&mut self.out, value);
+        }
         if !metadata.is_empty() {
             self.out.push(';');
             self.out.push_str(metadata);
@@ -478,5 +540,390 @@ mod tests {
         let invalid_utf8 = W3cBaggage::parse(["a=%FF%FE,b=ok"]);
         assert!(invalid_utf8.get("a").is_none());
         assert_eq!(invalid_utf8.len(), 1);
+    }
+
+    use std::collections::BTreeMap;
+
+    use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+    type Members = BTreeMap<String, (String, String)>;
+
+    fn members(baggage: &Baggage) -> Members {
+        baggage
+            .iter()
+            .map(|(k, (v, m))| {
+                (
+                    k.as_str().to_owned(),
+                    (v.as_str().to_owned(), m.as_str().to_owned()),
+                )
+            })
+            .collect()
+    }
+
+    fn one(header: &str) -> Members {
+        members(&W3cBaggage::parse([header]))
+    }
+
+    fn member(key: &str, value: &str, metadata: &str) -> (String, (String, String)) {
+        (key.to_owned(), (value.to_owned(), metadata.to_owned()))
+    }
+
+    /// The implementation this one replaced, kept as the reference for its behaviour.
+    fn reference_parse<'a>(headers: impl IntoIterator<Item = &'a str>) -> Baggage {
+        fn is_token(s: &str) -> bool {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        }
+        let mut baggage = Baggage::new();
+        let mut total = 0usize;
+        for header in headers {
+            for member in header.split(',') {
+                if baggage.len() >= BAGGAGE_MAX_MEMBERS {
+                    return baggage;
+                }
+                let member = member.trim_matches([' ', '\t']);
+                if member.is_empty() || member.len() > BAGGAGE_MAX_MEMBER_BYTES {
+                    continue;
+                }
+                if total + member.len() + usize::from(total > 0) > BAGGAGE_MAX_BYTES {
+                    continue;
+                }
+                let (pair, properties) = match member.split_once(';') {
+                    Some((pair, props)) => (pair, props.trim_matches([' ', '\t'])),
+                    None => (member, ""),
+                };
+                let Some((key, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                let (key, value) = (
+                    key.trim_matches([' ', '\t']),
+                    value.trim_matches([' ', '\t']),
+                );
+                if !is_token(key) || value.bytes().any(|b| b == b'"' || b == b'\\' || b <= b' ') {
+                    continue;
+                }
+                let Ok(decoded) = percent_decode_str(value).decode_utf8() else {
+                    continue;
+                };
+                let metadata = BaggageMetadata::from(properties.to_owned());
+                if baggage
+                    .insert_with_metadata(key.to_owned(), decoded.into_owned(), metadata)
+                    .is_none()
+                    && baggage.get(key).is_none()
+                {
+                    continue;
+                }
+                total += member.len() + usize::from(total > 0);
+            }
+        }
+        baggage
+    }
+
+    /// The replaced serialiser, member by member.
+    fn reference_header_value(
+        baggage: &Baggage,
+        correlation: Option<&CorrelationId>,
+    ) -> Option<String> {
+        const ENCODE: &AsciiSet = &CONTROLS
+            .add(b' ')
+            .add(b'"')
+            .add(b',')
+            .add(b';')
+            .add(b'\\')
+            .add(b'%');
+        let mut out = String::new();
+        let mut members = 0;
+        let ours = correlation.map(|id| {
+            (
+                BAGGAGE_KEY.to_owned(),
+                id.as_str().to_owned(),
+                String::new(),
+            )
+        });
+        let theirs = baggage
+            .iter()
+            .filter(|(key, _)| correlation.is_none() || key.as_str() != BAGGAGE_KEY)
+            .map(|(k, (v, m))| {
+                (
+                    k.as_str().to_owned(),
+                    v.as_str().to_owned(),
+                    m.as_str().to_owned(),
+                )
+            });
+        for (key, value, metadata) in theirs.chain(ours) {
+            let mut member = format!("{}={}", key, utf8_percent_encode(&value, ENCODE));
+            if !metadata.is_empty() {
+                member.push(';');
+                member.push_str(&metadata);
+            }
+            if member.len() > BAGGAGE_MAX_MEMBER_BYTES
+                || members == BAGGAGE_MAX_MEMBERS
+                || out.len() + member.len() + 1 > BAGGAGE_MAX_BYTES
+            {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&member);
+            members += 1;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const PIECES: &[&str] = &[
+        "a",
+        "k",
+        "Key",
+        "correlation.id",
+        "x-y_z",
+        "=",
+        "=",
+        ";",
+        ";",
+        ",",
+        ",",
+        " ",
+        "\t",
+        "%",
+        "%2",
+        "%20",
+        "%2C",
+        "%zz",
+        "%C3%B6",
+        "%FF",
+        "%e2%82%ac",
+        "\"",
+        "\\",
+        "\u{7f}",
+        "ö",
+        "€",
+        "\u{a0}",
+        "\u{3000}",
+        "p",
+        "p=1",
+        "v",
+        "1",
+        "(",
+        "@",
+        "é=1",
+        "\u{1}",
+        "~!#$&'*+-.^`|",
+    ];
+
+    fn random_header(rng: &mut Rng, pieces: usize) -> String {
+        (0..pieces)
+            .map(|_| PIECES[rng.below(PIECES.len())])
+            .collect()
+    }
+
+    #[test]
+    fn parse_matches_the_reference_on_generated_headers() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for round in 0..20_000 {
+            let count = 1 + rng.below(3);
+            let headers: Vec<String> = (0..count)
+                .map(|_| {
+                    let pieces = rng.below(if round % 100 == 0 { 4000 } else { 40 });
+                    random_header(&mut rng, pieces)
+                })
+                .collect();
+            // The reference has no scan cap: stay below it.
+            assert!(headers.iter().map(String::len).sum::<usize>() < BAGGAGE_MAX_SCAN_BYTES);
+            let refs = || headers.iter().map(String::as_str);
+            let ours = W3cBaggage::parse(refs());
+            let expected = reference_parse(refs());
+            assert_eq!(members(&ours), members(&expected), "headers: {headers:?}");
+            assert_eq!(
+                W3cBaggage::header_value(&ours),
+                reference_header_value(&ours, None),
+                "headers: {headers:?}"
+            );
+            let id = CorrelationId::generate();
+            assert_eq!(
+                W3cBaggage::header_value_with(&ours, Some(&id)),
+                reference_header_value(&ours, Some(&id)),
+                "headers: {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_matches_the_reference_at_the_limits() {
+        let long_value = "v".repeat(4090);
+        let cases = [
+            (0..100)
+                .map(|i| format!("k{i}=v"))
+                .collect::<Vec<_>>()
+                .join(","),
+            (0..3)
+                .map(|i| format!("k{i}={long_value}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            format!("a={},b=1", "x".repeat(4094)),
+            format!("a={},b=1", "x".repeat(4095)),
+            format!(" a={} ,b=1", "x".repeat(4094)),
+            (0..70)
+                .map(|i| format!("k{}=v", i % 5))
+                .collect::<Vec<_>>()
+                .join(","),
+            (0..9)
+                .map(|i| format!("k{}={}", i % 2, "y".repeat(1500 + i)))
+                .collect::<Vec<_>>()
+                .join(","),
+        ];
+        for case in &cases {
+            assert_eq!(one(case), members(&reference_parse([case.as_str()])));
+        }
+    }
+
+    #[test]
+    fn blanks_around_members_keys_values_and_properties_are_trimmed() {
+        let expected: Members = [member("k", "v", "p=1"), member("b", "2", "")].into();
+        assert_eq!(one(" \t k \t = \t v \t ; \t p=1 \t ,\tb=2\t"), expected);
+        assert_eq!(one("k=v;p=1,b = 2"), expected);
+        // Blanks inside a key or a value make the member malformed; other members stay.
+        assert_eq!(one("k k=v,b=2"), [member("b", "2", "")].into());
+        assert_eq!(one("k=v v,b=2"), [member("b", "2", "")].into());
+        // Only spaces and tabs are optional whitespace.
+        assert_eq!(one("\u{a0}k=v,b=2"), [member("b", "2", "")].into());
+    }
+
+    #[test]
+    fn incomplete_or_invalid_escapes_stay_literal() {
+        assert_eq!(one("a=abc%"), [member("a", "abc%", "")].into());
+        assert_eq!(one("a=%4"), [member("a", "%4", "")].into());
+        assert_eq!(
+            one("a=%zz,b=%2z"),
+            [member("a", "%zz", ""), member("b", "%2z", "")].into()
+        );
+        assert_eq!(one("a=%41%4a%4A%"), [member("a", "AJJ%", "")].into());
+        // An escape that decodes to part of a character drops its member alone.
+        assert_eq!(one("a=%C3,b=%C3%B6"), [member("b", "ö", "")].into());
+    }
+
+    #[test]
+    fn properties_are_kept_verbatim_and_equals_signs_after_them_do_not_count() {
+        assert_eq!(
+            one("k=v;p=q=r;flag ; x=1,k2=a=b"),
+            [
+                member("k", "v", "p=q=r;flag ; x=1"),
+                member("k2", "a=b", "")
+            ]
+            .into()
+        );
+        // The `=` must come before the first `;`.
+        assert_eq!(one("k;p=v,b=2"), [member("b", "2", "")].into());
+        // An empty property list is no metadata.
+        assert_eq!(one("k=v;"), [member("k", "v", "")].into());
+        assert_eq!(one("k=v; \t"), [member("k", "v", "")].into());
+    }
+
+    #[test]
+    fn empty_and_blank_members_are_skipped() {
+        assert_eq!(
+            one(",,a=1,, ,\t,b=2,"),
+            [member("a", "1", ""), member("b", "2", "")].into()
+        );
+        assert!(W3cBaggage::parse(["", " , ,"]).is_empty());
+        assert_eq!(
+            one("=v,k=,b=2"),
+            [member("k", "", ""), member("b", "2", "")].into()
+        );
+    }
+
+    #[test]
+    fn scanning_stops_after_64_kib_of_header_text() {
+        let filler = format!("{},", "junk ".repeat(1000));
+        let mut header = String::new();
+        while header.len() + filler.len() <= BAGGAGE_MAX_SCAN_BYTES - 4 {
+            header.push_str(&filler);
+        }
+        let fits = format!("{header}a=1");
+        assert!(fits.len() <= BAGGAGE_MAX_SCAN_BYTES);
+        assert_eq!(one(&fits), [member("a", "1", "")].into());
+
+        let past = format!("{header}{filler}a=1");
+        assert!(W3cBaggage::parse([past.as_str()]).is_empty());
+
+        // A member cut by the cap is dropped whole, never shortened.
+        let padding = "x".repeat(BAGGAGE_MAX_SCAN_BYTES - 2);
+        let cut = format!("{padding},a=12345");
+        assert!(W3cBaggage::parse([cut.as_str()]).is_empty());
+        // A member ending exactly at the cap still counts.
+        let exact = format!("{},a=1", "x".repeat(BAGGAGE_MAX_SCAN_BYTES - 4));
+        assert_eq!(exact.len(), BAGGAGE_MAX_SCAN_BYTES);
+        assert_eq!(one(&exact), [member("a", "1", "")].into());
+        let at_cap = format!("{exact},b=2");
+        assert_eq!(one(&at_cap), [member("a", "1", "")].into());
+        let before_cap = format!("{},a=1,b=2", "x".repeat(BAGGAGE_MAX_SCAN_BYTES - 5));
+        assert_eq!(one(&before_cap), [member("a", "1", "")].into());
+
+        // The cap covers all headers together.
+        let baggage = W3cBaggage::parse([header.as_str(), filler.as_str(), "a=1"]);
+        assert!(baggage.is_empty());
+        let baggage = W3cBaggage::parse(["a=1", header.as_str(), filler.as_str(), "b=2"]);
+        assert_eq!(members(&baggage), [member("a", "1", "")].into());
+    }
+
+    #[test]
+    fn values_are_encoded_outside_baggage_octet_and_percent() {
+        let all: String = (1u8..0x80).map(char::from).chain(['ö', '€']).collect();
+        let mut baggage = Baggage::new();
+        let _ = baggage.insert_with_metadata("k", all.clone(), "p=1");
+        let header = W3cBaggage::header_value(&baggage).expect("one member");
+        assert_eq!(Some(header.clone()), reference_header_value(&baggage, None));
+        assert!(header.starts_with("k=%01%02"));
+        assert!(header.contains("%1F%20!%22#$%25&'()*+%2C-./0"));
+        assert!(header.contains(":%3B<=>?@A"));
+        assert!(header.contains("Z[%5C]^_`a"));
+        assert!(header.contains("z{|}~%7F%C3%B6"));
+        assert!(header.ends_with("%C3%B6%E2%82%AC;p=1"));
+        assert_eq!(one(&header), [member("k", &all, "p=1")].into());
+    }
+
+    #[test]
+    fn the_correlation_id_is_written_last_and_replaces_any_other() {
+        let baggage = W3cBaggage::parse(["correlation.id=theirs,a=1"]);
+        let id = CorrelationId::generate();
+        let header = W3cBaggage::header_value_with(&baggage, Some(&id)).expect("members");
+        assert_eq!(header, format!("a=1,correlation.id={}", id.as_str()));
+        assert_eq!(
+            W3cBaggage::header_value(&baggage).map(|h| h.len()),
+            Some("correlation.id=theirs,a=1".len())
+        );
+        assert_eq!(
+            W3cBaggage::header_value_with(&Baggage::new(), Some(&id)),
+            Some(format!("correlation.id={}", id.as_str()))
+        );
+        assert_eq!(W3cBaggage::header_value(&Baggage::new()), None);
+    }
+
+    #[test]
+    fn oversized_members_are_dropped_whole_when_writing() {
+        let mut baggage = Baggage::new();
+        let _ = baggage.insert("big", "%".repeat(2000));
+        let _ = baggage.insert("small", "1");
+        assert_eq!(
+            W3cBaggage::header_value(&baggage).as_deref(),
+            Some("small=1")
+        );
     }
 }
