@@ -1,5 +1,5 @@
-//! Where finished spans go: one [`ExportWorker`](batch) per export pipeline feeding the OTLP or
-//! console exporter.
+//! Where finished spans go: one export worker per pipeline (a bounded queue drained by a thread
+//! of its own) feeding the OTLP or the console exporter.
 
 pub(crate) mod batch;
 pub mod console;
