@@ -529,7 +529,8 @@ impl Pipeline {
                     .with_scheduled_delay(config.batch.scheduled_delay.min(Duration::from_secs(1)));
                 Some(
                     ExportWorker::start(|| Ok(ConsoleExporter::stdout()), batch, resource.clone())?
-                        .tagged(service),
+                        .tagged(service)
+                        .ticking(),
                 )
             }
             TracesExporter::Otlp => {

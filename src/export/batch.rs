@@ -56,6 +56,9 @@ enum Control {
 }
 
 struct Shared {
+    /// Call the exporter on every scheduled tick even with nothing queued (the console
+    /// exporter prints traces whose grace period ran out).
+    tick: AtomicBool,
     queue: ArrayQueue<SpanData>,
     wake_at: usize,
     worker: OnceLock<Thread>,
@@ -137,6 +140,7 @@ impl ExportWorker {
             .max_export_batch_size
             .clamp(1, batch.max_queue_size.max(1));
         let shared = Arc::new(Shared {
+            tick: AtomicBool::new(false),
             queue: ArrayQueue::new(batch.max_queue_size.max(1)),
             wake_at: max_batch,
             worker: OnceLock::new(),
@@ -218,6 +222,12 @@ impl ExportWorker {
         }
     }
 
+    /// Calls the exporter on every scheduled tick, even with nothing queued.
+    pub(crate) fn ticking(self) -> Self {
+        self.shared.tick.store(true, Ordering::Relaxed);
+        self
+    }
+
     /// Tags spans from this handle with `service.name`.
     pub(crate) fn tagged(mut self, name: &str) -> Self {
         self.service_tag = Some(StringValue::from(name.to_owned()));
@@ -273,6 +283,9 @@ fn run<E: SpanExporter>(
             continue;
         }
         let draining_all = !controls.is_empty() || now >= next_export;
+        if now >= next_export && shared.queue.is_empty() && shared.tick.load(Ordering::Relaxed) {
+            let _ = runtime.block_on(exporter.export(Vec::new()));
+        }
         export_queued(
             shared,
             &exporter,
@@ -549,5 +562,78 @@ mod tests {
             "{stats:?}"
         );
         assert!(stats.dropped > 0);
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A lone backend's trace (its root has a remote parent) reaches the console without a
+    /// flush and without further traffic: the worker ticks the exporter, which prints it once
+    /// its grace period has passed.
+    #[test]
+    fn a_ticking_worker_prints_remote_rooted_traces_without_further_spans() {
+        use crate::export::console::ConsoleExporter;
+        use opentelemetry::trace::{
+            Span as _, SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let batch = BatchConfig::default().with_scheduled_delay(Duration::from_millis(20));
+        let worker = ExportWorker::start(
+            move || {
+                Ok(ConsoleExporter::with_writer(writer)
+                    .with_remote_root_grace(Duration::from_millis(100)))
+            },
+            batch,
+            Resource::builder_empty()
+                .with_service_name("backend")
+                .build(),
+        )
+        .expect("starts")
+        .ticking();
+        let app = SdkTracerProvider::builder()
+            .with_resource(
+                Resource::builder_empty()
+                    .with_service_name("backend")
+                    .build(),
+            )
+            .with_span_processor(worker.clone())
+            .build();
+        let remote = SpanContext::new(
+            TraceId::from(0x5eed_u128),
+            opentelemetry::trace::SpanId::from(7_u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
+        let parent = Context::new().with_remote_span_context(remote);
+        app.tracer("app")
+            .build_with_context(
+                opentelemetry::trace::SpanBuilder::from_name("GET /orders/{id}"),
+                &parent,
+            )
+            .end();
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+            if text.contains("GET /orders/{id}") {
+                assert!(text.contains("[backend]"), "{text}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never printed: {text:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Key, Value};
@@ -44,6 +44,9 @@ use opentelemetry_sdk::Resource;
 
 /// Default for [`ConsoleExporter::with_max_pending_spans`].
 const DEFAULT_MAX_PENDING_SPANS: usize = 10_000;
+
+/// Default wait for an in-process parent of a remote-parented local root.
+const DEFAULT_REMOTE_ROOT_GRACE: Duration = Duration::from_secs(2);
 
 const SERVICE_NAME: &str = "service.name";
 const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
@@ -83,6 +86,7 @@ pub struct ConsoleExporter {
     /// `service.name` of the provider's resource, set by `set_resource`.
     resource_service: Option<String>,
     max_pending_spans: usize,
+    remote_root_grace: Duration,
     write_errors: AtomicU64,
 }
 
@@ -125,6 +129,7 @@ impl ConsoleExporter {
             state: Mutex::new(State::default()),
             resource_service: None,
             max_pending_spans: DEFAULT_MAX_PENDING_SPANS,
+            remote_root_grace: DEFAULT_REMOTE_ROOT_GRACE,
             write_errors: AtomicU64::new(0),
         }
     }
@@ -145,6 +150,51 @@ impl ConsoleExporter {
     pub fn with_max_pending_spans(mut self, n: usize) -> Self {
         self.max_pending_spans = n;
         self
+    }
+
+    /// How long a trace whose local root has a remote parent (a request that came from another
+    /// process) waits, after that root ended, for an in-process parent to show up before it is
+    /// printed anyway (default 2 s). Any export call, even an empty one, prints what is due.
+    ///
+    /// ```rust
+    /// use std::time::Duration;
+    /// use service_tracing::export::console::ConsoleExporter;
+    ///
+    /// let exporter = ConsoleExporter::with_writer(std::io::sink())
+    ///     .with_remote_root_grace(Duration::from_millis(500));
+    /// ```
+    pub fn with_remote_root_grace(mut self, grace: Duration) -> Self {
+        self.remote_root_grace = grace;
+        self
+    }
+
+    /// Prints pending traces whose remote-parented local root ended more than the grace period
+    /// ago and whose parent never showed up in this process.
+    fn print_due_remote_roots(&self, state: &mut State, out: &mut String) {
+        let Some(deadline) = SystemTime::now().checked_sub(self.remote_root_grace) else {
+            return;
+        };
+        let due: Vec<TraceId> = state
+            .pending
+            .iter()
+            .filter(|(_, trace)| {
+                trace.spans.iter().any(|span| {
+                    span.parent_span_is_remote
+                        && span.end_time <= deadline
+                        && !trace
+                            .spans
+                            .iter()
+                            .any(|other| other.span_context.span_id() == span.parent_span_id)
+                })
+            })
+            .map(|(trace_id, _)| *trace_id)
+            .collect();
+        let ctx = self.render_ctx();
+        for trace_id in due {
+            let spans = state.take_trace(trace_id);
+            state.remember(trace_id, &spans, self.max_pending_spans);
+            render_trace(out, trace_id, spans, None, &ctx);
+        }
     }
 
     fn render_ctx(&self) -> RenderCtx<'_> {
@@ -199,6 +249,7 @@ impl SpanExporter for ConsoleExporter {
         for span in batch {
             state.accept(span, &mut out, &ctx, max);
         }
+        self.print_due_remote_roots(&mut state, &mut out);
         while state.pending_spans > max {
             let Some((trace_id, spans)) = state.pop_oldest() else {
                 break;
@@ -695,7 +746,10 @@ mod tests {
 
     fn exporter(service: Option<&'static str>) -> (ConsoleExporter, Buffer) {
         let buffer = Buffer::default();
-        let mut exporter = ConsoleExporter::with_writer(buffer.clone());
+        // These tests date spans near the epoch: a grace longer than that keeps remote-rooted
+        // traces waiting for their in-process parent, as they would for two seconds in real use.
+        let mut exporter = ConsoleExporter::with_writer(buffer.clone())
+            .with_remote_root_grace(Duration::from_secs(100 * 365 * 24 * 3600));
         if let Some(service) = service {
             exporter.set_resource(&Resource::builder_empty().with_service_name(service).build());
         }
@@ -820,6 +874,48 @@ trace 4bf92f3577b34da6a3ce929d0e0e4736
         assert_eq!(out.take(), "");
         export(&exporter, vec![render, root]);
         assert_eq!(out.take(), TWO_SERVICE_TREE);
+    }
+
+    #[test]
+    fn a_remote_rooted_trace_prints_once_its_grace_has_passed() {
+        let (exporter, buffer) = exporter(Some("backend"));
+        let exporter = exporter.with_remote_root_grace(Duration::from_secs(1));
+        let trace = 0xabc_u128;
+        let ended_long_ago = SystemTime::now() - Duration::from_secs(5);
+        let mut old_root = remote_parent(span(
+            trace,
+            1,
+            99,
+            SpanKind::Server,
+            "GET /orders/{id}",
+            0,
+            900,
+        ));
+        old_root.end_time = ended_long_ago;
+        old_root.start_time = ended_long_ago - Duration::from_millis(1);
+        let fresh_root = remote_parent(span(
+            trace + 1,
+            2,
+            98,
+            SpanKind::Server,
+            "GET /fresh",
+            0,
+            900,
+        ));
+        // `span` sets times near the epoch; make the fresh one end now.
+        let mut fresh_root = fresh_root;
+        fresh_root.end_time = SystemTime::now();
+        fresh_root.start_time = fresh_root.end_time - Duration::from_millis(1);
+        export(&exporter, vec![old_root, fresh_root]);
+        let printed = buffer.take();
+        assert!(printed.contains("GET /orders/{id}"), "{printed}");
+        assert!(
+            !printed.contains("GET /fresh"),
+            "still within its grace: {printed}"
+        );
+        // An empty export (the worker's tick) prints nothing new while the grace runs.
+        export(&exporter, Vec::new());
+        assert_eq!(buffer.take(), "");
     }
 
     #[test]
