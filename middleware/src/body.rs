@@ -9,20 +9,34 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use pin_project_lite::pin_project;
 
+use crate::correlation::CorrelationId;
+use crate::observe::Observation;
 use crate::semconv;
 
-/// Ends the span of its context when dropped.
-pub(crate) struct SpanGuard(Context);
+/// Ends the span of its context when dropped, after reporting the request to the observers.
+pub(crate) struct SpanGuard {
+    cx: Context,
+    observed: Option<(Box<Observation>, CorrelationId)>,
+}
 
 impl SpanGuard {
-    pub(crate) fn new(cx: Context) -> Self {
-        Self(cx)
+    pub(crate) fn new(cx: Context, observed: Option<(Box<Observation>, CorrelationId)>) -> Self {
+        Self { cx, observed }
+    }
+
+    fn fail(&mut self, error_type: &'static str) {
+        if let Some((observation, _)) = self.observed.as_mut() {
+            observation.error_type = Some(error_type.into());
+        }
     }
 }
 
 impl Drop for SpanGuard {
     fn drop(&mut self) {
-        self.0.span().end();
+        if let Some((observation, id)) = self.observed.take() {
+            observation.finish(&self.cx, &id);
+        }
+        self.cx.span().end();
     }
 }
 
@@ -80,7 +94,7 @@ impl<B: Body> Body for ResponseBody<B> {
         };
         let polled = match this.guard.as_ref() {
             Some(guard) => {
-                let _attached = guard.0.clone().attach();
+                let _attached = guard.cx.clone().attach();
                 inner.poll_frame(task)
             }
             None => inner.poll_frame(task),
@@ -90,8 +104,9 @@ impl<B: Body> Body for ResponseBody<B> {
                 this.guard.take();
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some(guard) = this.guard.take() {
-                    let span = guard.0.span();
+                if let Some(mut guard) = this.guard.take() {
+                    guard.fail("response_body");
+                    let span = guard.cx.span();
                     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "response_body"));
                     span.set_status(Status::error("response body failed"));
                 }

@@ -2,6 +2,7 @@
 //! the span to the response body, which ends it.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::{ResponseBody, SpanGuard};
 use crate::correlation::CorrelationId;
+use crate::observe::Observation;
 use crate::semconv::{self, truncate};
 
 pin_project! {
@@ -40,6 +42,7 @@ struct State {
     cx: Context,
     id: CorrelationId,
     echo: Echo,
+    observation: Option<Box<Observation>>,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -66,11 +69,22 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn traced(future: F, cx: Context, id: CorrelationId, echo: Echo) -> Self {
+    pub(crate) fn traced(
+        future: F,
+        cx: Context,
+        id: CorrelationId,
+        echo: Echo,
+        observation: Option<Box<Observation>>,
+    ) -> Self {
         Self {
             kind: Kind::Traced {
                 future,
-                state: Some(State { cx, id, echo }),
+                state: Some(State {
+                    cx,
+                    id,
+                    echo,
+                    observation,
+                }),
             },
         }
     }
@@ -80,11 +94,17 @@ impl<F> ResponseFuture<F> {
         cx: Context,
         id: CorrelationId,
         echo: Echo,
+        observation: Option<Box<Observation>>,
     ) -> Self {
         Self {
             kind: Kind::Panicked {
                 message: panic_message(&*panic),
-                state: Some(State { cx, id, echo }),
+                state: Some(State {
+                    cx,
+                    id,
+                    echo,
+                    observation,
+                }),
             },
         }
     }
@@ -117,7 +137,12 @@ fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     state.echo.write(&mut response, &state.cx, &state.id);
-    response.map(|()| ResponseBody::empty(SpanGuard::new(state.cx)))
+    let observed = state.observation.map(|mut o| {
+        o.status = Some(500);
+        o.error_type = Some("panic".into());
+        (o, state.id)
+    });
+    response.map(|()| ResponseBody::empty(SpanGuard::new(state.cx, observed)))
 }
 
 /// The response headers the layer adds.
@@ -214,13 +239,24 @@ where
                             }
                         }
                         state.echo.write(&mut response, &state.cx, &state.id);
-                        let guard = SpanGuard::new(state.cx);
+                        let observed = state.observation.map(|mut o| {
+                            o.status = Some(status.as_u16());
+                            if status.is_server_error() {
+                                o.error_type = Some(Cow::Owned(status.as_str().to_owned()));
+                            }
+                            (o, state.id)
+                        });
+                        let guard = SpanGuard::new(state.cx, observed);
                         Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
                     }
                     Err(error) => {
                         let span = state.cx.span();
                         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
                         span.set_status(Status::error("inner service failed"));
+                        if let Some(mut o) = state.observation {
+                            o.error_type = Some("_OTHER".into());
+                            o.finish(&state.cx, &state.id);
+                        }
                         span.end();
                         Poll::Ready(Err(error))
                     }

@@ -9,6 +9,7 @@ use opentelemetry::trace::{Tracer, TracerProvider};
 use tower_layer::Layer;
 
 use crate::correlation::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+use crate::observe::{Observers, RequestObserver};
 use crate::propagation::PropagatorSource;
 use crate::service::Tracing;
 use crate::tracer::{self, SharedTracer};
@@ -50,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) untraced: Vec<String>,
     pub(crate) trust: TrustIncoming,
     pub(crate) traceresponse: bool,
+    pub(crate) observers: Observers,
 }
 
 impl fmt::Debug for TracingLayer {
@@ -88,6 +90,7 @@ impl TracingLayer {
                 untraced: Vec::new(),
                 trust: TrustIncoming::always(),
                 traceresponse: false,
+                observers: Arc::new([]),
             }),
         }
     }
@@ -204,6 +207,26 @@ impl TracingLayer {
     /// ```
     pub fn with_traceresponse(mut self, enabled: bool) -> Self {
         self.config_mut().traceresponse = enabled;
+        self
+    }
+
+    /// Adds an observer told about every request when its response ends, sampled or not (for
+    /// request rates and latency figures that trace sampling must not bias). Without observers
+    /// the layer measures nothing extra.
+    ///
+    /// ```
+    /// use service_tracing_middleware::{RequestOutcome, TracingLayer};
+    /// let layer = TracingLayer::new().with_observer(|o: &RequestOutcome<'_>| {
+    ///     if o.status.is_some_and(|s| s >= 500) {
+    ///         eprintln!("{} {:?} failed in {:?}", o.method, o.route, o.duration);
+    ///     }
+    /// });
+    /// ```
+    pub fn with_observer(mut self, observer: impl RequestObserver) -> Self {
+        let config = self.config_mut();
+        let mut all: Vec<Arc<dyn RequestObserver>> = config.observers.iter().cloned().collect();
+        all.push(Arc::new(observer));
+        config.observers = all.into();
         self
     }
 }

@@ -9,6 +9,7 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layer;
+mod observe;
 pub mod propagation;
 mod route_names;
 pub mod semconv;
@@ -22,6 +23,7 @@ pub use correlation::CorrelationId;
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
 pub use layer::TracingLayer;
+pub use observe::{RequestObserver, RequestOutcome};
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;
 pub use trust::{InvalidNetwork, TrustIncoming};

@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::correlation;
 use crate::future::{Echo, ResponseFuture};
 use crate::layer::Config;
+use crate::observe::Observation;
 use crate::route_names;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
@@ -144,19 +145,33 @@ where
             None => ("_OTHER", Some(req.method().as_str())),
         };
         // Interned: no allocation for the name or the route on the hot path.
-        let (route_value, name): (Option<Value>, Cow<'static, str>) = match (route, method_original)
-        {
-            (Some(route), None) => match route_names::lookup(method, route) {
-                Some((route, name)) => (Some(Value::from(route)), Cow::Borrowed(name)),
-                None => (
-                    Some(Value::from(route.to_owned())),
-                    Cow::Owned(format!("{method} {route}")),
-                ),
-            },
-            (Some(route), Some(_)) => (Some(Value::from(route.to_owned())), Cow::Borrowed("HTTP")),
-            (None, None) => (None, Cow::Borrowed(method)),
-            (None, Some(_)) => (None, Cow::Borrowed("HTTP")),
-        };
+        let (route_cow, name): (Option<Cow<'static, str>>, Cow<'static, str>) =
+            match (route, method_original) {
+                (Some(route), None) => match route_names::lookup(method, route) {
+                    Some((route, name)) => (Some(Cow::Borrowed(route)), Cow::Borrowed(name)),
+                    None => (
+                        Some(Cow::Owned(route.to_owned())),
+                        Cow::Owned(format!("{method} {route}")),
+                    ),
+                },
+                (Some(route), Some(_)) => {
+                    (Some(Cow::Owned(route.to_owned())), Cow::Borrowed("HTTP"))
+                }
+                (None, None) => (None, Cow::Borrowed(method)),
+                (None, Some(_)) => (None, Cow::Borrowed("HTTP")),
+            };
+        // Started before the span and the handler run, ended at the end of the body.
+        let observation = (!config.observers.is_empty()).then(|| {
+            Box::new(Observation::start(
+                config.observers.clone(),
+                method,
+                route_cow.clone(),
+            ))
+        });
+        let route_value: Option<Value> = route_cow.map(|r| match r {
+            Cow::Borrowed(r) => Value::from(r),
+            Cow::Owned(r) => Value::from(r),
+        });
         let scheme = match req.uri().scheme_str() {
             Some("https") => "https",
             _ => "http",
@@ -241,8 +256,8 @@ where
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         match called {
-            Ok(future) => ResponseFuture::traced(future, cx, id, echo),
-            Err(panic) => ResponseFuture::panicked(panic, cx, id, echo),
+            Ok(future) => ResponseFuture::traced(future, cx, id, echo, observation),
+            Err(panic) => ResponseFuture::panicked(panic, cx, id, echo, observation),
         }
     }
 }

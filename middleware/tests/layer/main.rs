@@ -8,6 +8,7 @@ mod continues_valid_traceparent_and_restarts_on_malformed;
 mod correlation_id_is_read_validated_and_echoed;
 mod fuzz_corpus_replays_cleanly;
 mod hostile_headers_are_capped_and_still_served;
+mod observers_see_every_request_whatever_the_sampler;
 mod panics_become_500_with_exception_event;
 mod server_span_follows_http_semantic_conventions;
 mod trust_boundary_decides_whose_context_is_continued;

@@ -1,0 +1,126 @@
+//! Request observers: told about every traced request when its response ends, whatever the
+//! sampler decided.
+//!
+//! Span processors only see recorded spans, so statistics built on them (error rates, latency
+//! percentiles) would be biased by trace sampling. An observer sees every request: method,
+//! route template, status, `error.type`, duration, and the trace it belongs to.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry::Context;
+
+use crate::correlation::CorrelationId;
+
+/// Told about each traced request when its response ends (or the request fails).
+///
+/// Called on the request's task, so it must be quick: record into a bounded structure and hand
+/// anything heavier to a background task. Closures implement it.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use service_tracing_middleware::{RequestOutcome, TracingLayer};
+///
+/// let requests = Arc::new(AtomicU64::new(0));
+/// let counter = requests.clone();
+/// let layer = TracingLayer::new().with_observer(move |outcome: &RequestOutcome<'_>| {
+///     counter.fetch_add(1, Ordering::Relaxed);
+///     let _ = (outcome.route, outcome.status, outcome.duration);
+/// });
+/// ```
+pub trait RequestObserver: Send + Sync + 'static {
+    /// One request ended.
+    fn on_request_end(&self, outcome: &RequestOutcome<'_>);
+}
+
+impl<F> RequestObserver for F
+where
+    F: Fn(&RequestOutcome<'_>) + Send + Sync + 'static,
+{
+    fn on_request_end(&self, outcome: &RequestOutcome<'_>) {
+        self(outcome)
+    }
+}
+
+/// What an observer learns about one request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RequestOutcome<'a> {
+    /// `http.request.method`: a known method or `_OTHER`.
+    pub method: &'a str,
+    /// The route template, when the router matched one.
+    pub route: Option<&'a str>,
+    /// The response status; `None` when the inner service failed without a response.
+    pub status: Option<u16>,
+    /// `error.type`: a 5xx status code, `panic`, `response_body`, `_OTHER`, or `None`.
+    pub error_type: Option<&'a str>,
+    /// From the request entering the layer to the end of the response body.
+    pub duration: Duration,
+    /// The request's trace.
+    pub trace_id: TraceId,
+    /// Whether the trace is sampled (the span was recorded and exported).
+    pub sampled: bool,
+    /// The request's correlation id.
+    pub correlation_id: &'a CorrelationId,
+}
+
+/// The observers a layer reports to.
+pub(crate) type Observers = Arc<[Arc<dyn RequestObserver>]>;
+
+/// One request's figures, carried from the call to the end of the body.
+pub(crate) struct Observation {
+    observers: Observers,
+    start: Instant,
+    method: &'static str,
+    route: Option<Cow<'static, str>>,
+    pub(crate) status: Option<u16>,
+    pub(crate) error_type: Option<Cow<'static, str>>,
+}
+
+impl fmt::Debug for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observation")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observation {
+    pub(crate) fn start(
+        observers: Observers,
+        method: &'static str,
+        route: Option<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            observers,
+            start: Instant::now(),
+            method,
+            route,
+            status: None,
+            error_type: None,
+        }
+    }
+
+    /// Reports the request to every observer.
+    pub(crate) fn finish(self, cx: &Context, id: &CorrelationId) {
+        let span = cx.span();
+        let sc = span.span_context();
+        let outcome = RequestOutcome {
+            method: self.method,
+            route: self.route.as_deref(),
+            status: self.status,
+            error_type: self.error_type.as_deref(),
+            duration: self.start.elapsed(),
+            trace_id: sc.trace_id(),
+            sampled: sc.is_sampled(),
+            correlation_id: id,
+        };
+        for observer in self.observers.iter() {
+            observer.on_request_end(&outcome);
+        }
+    }
+}

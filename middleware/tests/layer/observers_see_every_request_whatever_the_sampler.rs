@@ -1,0 +1,130 @@
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::routing::get as get_route;
+use axum::Router;
+use opentelemetry_sdk::trace::Sampler;
+use service_tracing_middleware::RequestOutcome;
+
+use crate::support::{get, send, Harness};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    method: String,
+    route: Option<String>,
+    status: Option<u16>,
+    error_type: Option<String>,
+    sampled: bool,
+    correlation_id: String,
+}
+
+fn recording(h: &Harness) -> (Router, Arc<Mutex<Vec<Seen>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app =
+        Router::new()
+            .route("/users/{id}", get_route(|| async { "ok" }))
+            .route("/fail", get_route(|| async { StatusCode::BAD_GATEWAY }))
+            .route(
+                "/panic",
+                get_route(|| async {
+                    panic!("boom");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .route("/health", get_route(|| async { "ok" }))
+            .layer(h.layer().untraced_route("/health").with_observer(
+                move |o: &RequestOutcome<'_>| {
+                    assert!(!o.duration.is_zero());
+                    sink.lock().unwrap().push(Seen {
+                        method: o.method.to_owned(),
+                        route: o.route.map(str::to_owned),
+                        status: o.status,
+                        error_type: o.error_type.map(str::to_owned),
+                        sampled: o.sampled,
+                        correlation_id: o.correlation_id.to_string(),
+                    });
+                },
+            ));
+    (app, seen)
+}
+
+#[tokio::test]
+async fn with_sampling_off_every_request_is_still_observed_once() {
+    let h = Harness::with_sampler(Sampler::AlwaysOff);
+    let (app, seen) = recording(&h);
+    for i in 0..1000 {
+        let (response, _) = send(
+            app.clone(),
+            get(&format!("/users/{i}")).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(h.spans().is_empty(), "nothing sampled");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1000);
+    assert!(seen
+        .iter()
+        .all(|s| !s.sampled && s.status == Some(200) && s.error_type.is_none()));
+    assert!(
+        seen.iter()
+            .all(|s| s.route.as_deref() == Some("/users/{id}")),
+        "raw paths become one route"
+    );
+}
+
+#[tokio::test]
+async fn failures_panics_and_untraced_routes() {
+    let h = Harness::new();
+    let (app, seen) = recording(&h);
+    let (r, _) = send(
+        app.clone(),
+        get("/fail")
+            .header("x-correlation-id", "c-1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let (r, _) = send(app.clone(), get("/panic").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let (r, _) = send(app.clone(), get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, _) = send(app, get("/nowhere").body(Body::empty()).unwrap()).await;
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.len(),
+        3,
+        "the untraced /health is not observed: {seen:#?}"
+    );
+    assert_eq!(
+        (
+            seen[0].route.as_deref(),
+            seen[0].status,
+            seen[0].error_type.as_deref(),
+            seen[0].correlation_id.as_str()
+        ),
+        (Some("/fail"), Some(502), Some("502"), "c-1")
+    );
+    assert!(seen[0].sampled);
+    assert_eq!(
+        (
+            seen[1].route.as_deref(),
+            seen[1].status,
+            seen[1].error_type.as_deref()
+        ),
+        (Some("/panic"), Some(500), Some("panic"))
+    );
+    assert_eq!(
+        (
+            seen[2].method.as_str(),
+            seen[2].route.as_deref(),
+            seen[2].status
+        ),
+        ("GET", None, Some(404))
+    );
+}
