@@ -152,12 +152,19 @@ pub(crate) struct Echo {
     pub(crate) correlation: Option<HeaderName>,
     /// Adds W3C Level 2 `traceresponse`.
     pub(crate) traceresponse: bool,
+    /// The incoming header value that carried the (valid) correlation id, echoed as it is:
+    /// cloning it costs a reference count, building a new one an allocation.
+    pub(crate) incoming: Option<HeaderValue>,
 }
 
 impl Echo {
     fn write<B>(&self, response: &mut Response<B>, cx: &Context, id: &CorrelationId) {
         if let Some(name) = &self.correlation {
-            if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            let value = match &self.incoming {
+                Some(value) => Some(value.clone()),
+                None => HeaderValue::from_str(id.as_str()).ok(),
+            };
+            if let Some(value) = value {
                 response.headers_mut().insert(name.clone(), value);
             }
         }

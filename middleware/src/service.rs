@@ -134,7 +134,7 @@ where
             };
             (Context::new(), links)
         };
-        let (id, _source) = correlation::resolve(
+        let (id, source) = correlation::resolve(
             req.headers(),
             &config.correlation_headers,
             correlation::from_baggage(parent.baggage()),
@@ -247,9 +247,20 @@ where
         }
         req.extensions_mut().insert(id.clone());
 
+        // The header value the id came in, if it did: its bytes are exactly the id's.
+        let incoming = match source {
+            correlation::CorrelationSource::Header => config
+                .correlation_headers
+                .iter()
+                .filter_map(|name| req.headers().get(name))
+                .find(|value| value.as_bytes() == id.as_str().as_bytes())
+                .cloned(),
+            _ => None,
+        };
         let echo = Echo {
             correlation: config.response_header.clone(),
             traceresponse: config.traceresponse,
+            incoming,
         };
         let called = {
             let _guard = cx.clone().attach();
