@@ -25,18 +25,22 @@
 //! - [`TracingLayer`]: the server span per request (see `service-tracing-middleware`).
 //! - [`traced_client`] / [`TracingMiddleware`]: the client span per outbound call.
 //! - [`CorrelationId`]: the axum extractor for the request's correlation id.
+//! - [`ErrorTracking`] (module [`errors`]): errors on spans, in fingerprinted groups with a
+//!   severity and a category, read from [`TracingGuard::errors`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
 mod config;
 mod error;
+pub mod errors;
 pub mod export;
 mod logging;
 mod setup;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};
+pub use errors::{Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
 pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};

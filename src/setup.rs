@@ -19,6 +19,7 @@ use crate::config::{
     BatchConfig, Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::{SetupError, SetupErrorKind};
+use crate::errors::ErrorTracking;
 use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
 use crate::export::{otlp, ExportStats};
@@ -97,6 +98,7 @@ pub struct ServiceTracing {
     install_subscriber: bool,
     log_filter: Option<String>,
     env: Option<EnvLookup>,
+    error_tracking: bool,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -130,6 +132,7 @@ impl ServiceTracing {
             install_subscriber: true,
             log_filter: None,
             env: None,
+            error_tracking: true,
         }
     }
 
@@ -236,6 +239,17 @@ impl ServiceTracing {
     /// Adds the W3C Level 2 `traceresponse` header to responses (default off).
     pub fn traceresponse(mut self, enabled: bool) -> Self {
         self.layer.traceresponse = enabled;
+        self
+    }
+
+    /// Whether to group the errors found on ended spans (default yes); read them with
+    /// [`TracingGuard::errors`]. See [`crate::errors`].
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_tracking(false);
+    /// ```
+    pub fn error_tracking(mut self, enabled: bool) -> Self {
+        self.error_tracking = enabled;
         self
     }
 
@@ -382,7 +396,9 @@ impl ServiceTracing {
         if self.install_subscriber && tracing::dispatcher::has_been_set() {
             return Err(already_set());
         }
-        let pipeline = Pipeline::start(&config, &config.service_name)?;
+        // One tracker shared by every service's provider.
+        let errors = (self.error_tracking && !config.disabled).then(ErrorTracking::new);
+        let pipeline = Pipeline::start(&config, &config.service_name, errors.as_ref())?;
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
         if let Some(provider) = &pipeline.provider {
@@ -404,6 +420,7 @@ impl ServiceTracing {
                 config,
                 propagation,
                 layer: self.layer,
+                errors,
             })),
         };
         Ok((layer, guard))
@@ -512,7 +529,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(config: &Resolved, service: &str) -> Result<Self, SetupError> {
+    fn start(
+        config: &Resolved,
+        service: &str,
+        errors: Option<&ErrorTracking>,
+    ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
                 provider: None,
@@ -543,7 +564,7 @@ impl Pipeline {
             }
         };
         Ok(Self {
-            provider: Some(provider(config, resource, worker.clone())),
+            provider: Some(provider(config, resource, worker.clone(), errors)),
             worker,
         })
     }
@@ -553,14 +574,20 @@ fn provider(
     config: &Resolved,
     resource: Resource,
     worker: Option<ExportWorker>,
+    errors: Option<&ErrorTracking>,
 ) -> SdkTracerProvider {
-    let mut builder = SdkTracerProvider::builder()
+    let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(config.sampler.to_sdk());
-    if let Some(worker) = worker {
-        builder = builder.with_span_processor(worker);
+    // Error tracking goes in front of the worker as one processor: with two, the SDK would
+    // clone every ended span.
+    match (worker, errors) {
+        (Some(worker), Some(errors)) => builder.with_span_processor(errors.in_front_of(worker)),
+        (Some(worker), None) => builder.with_span_processor(worker),
+        (None, Some(errors)) => builder.with_span_processor(errors.clone()),
+        (None, None) => builder,
     }
-    builder.build()
+    .build()
 }
 
 fn resource(config: &Resolved, service: &str) -> Resource {
@@ -642,6 +669,7 @@ struct GuardInner {
     config: Resolved,
     propagation: Propagation,
     layer: LayerOptions,
+    errors: Option<ErrorTracking>,
 }
 
 impl fmt::Debug for TracingGuard {
@@ -749,11 +777,16 @@ impl TracingGuard {
                     let worker = shared.for_service(name);
                     let resource = resource(&inner.config, name);
                     Pipeline {
-                        provider: Some(provider(&inner.config, resource, Some(worker.clone()))),
+                        provider: Some(provider(
+                            &inner.config,
+                            resource,
+                            Some(worker.clone()),
+                            inner.errors.as_ref(),
+                        )),
                         worker: Some(worker),
                     }
                 }
-                _ => Pipeline::start(&inner.config, name)?,
+                _ => Pipeline::start(&inner.config, name, inner.errors.as_ref())?,
             };
             let layer = layer_for(
                 &inner.config,
@@ -770,6 +803,22 @@ impl TracingGuard {
                 "tracing was already shut down",
             ))
         })
+    }
+
+    /// The error groups of every service set up through this guard (the main one and each
+    /// [`service_layer`](Self::service_layer)); `None` when error tracking is off
+    /// ([`ServiceTracing::error_tracking`]), tracing is disabled, or after shutdown.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
+    /// if let Some(errors) = guard.errors() {
+    ///     println!("{}", errors.summary().to_json());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn errors(&self) -> Option<ErrorTracking> {
+        self.with_inner(|inner| inner.errors.clone()).flatten()
     }
 
     /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own

@@ -11,6 +11,7 @@ mod collector;
 mod support;
 
 mod collector_down_never_affects_requests;
+mod error_groups_reach_the_summary;
 mod export_traffic_never_becomes_spans;
 mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;

@@ -1,0 +1,521 @@
+//! The bounded in-memory store of error groups, and the summary read from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use opentelemetry::trace::TraceId;
+use serde_json::{json, Value};
+
+use super::classify::{Category, Severity};
+use super::fingerprint::truncate;
+use super::ErrorEvent;
+
+/// The longest sample message kept per group, in bytes.
+pub(crate) const MAX_MESSAGE: usize = 512;
+/// Distinct operations kept per group.
+pub(crate) const MAX_OPERATIONS: usize = 8;
+/// Distinct status codes kept per group.
+pub(crate) const MAX_STATUS_CODES: usize = 8;
+/// Trace and correlation ids kept per group (the most recent).
+pub(crate) const MAX_SAMPLES: usize = 5;
+/// Groups listed in [`ErrorSummary::top_groups`].
+pub(crate) const TOP_GROUPS: usize = 10;
+
+/// One kind of error: every error with the same fingerprint (error type, operation and
+/// message with its variable parts such as ids and numbers taken out).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracking = service_tracing::errors::ErrorTracking::new();
+/// for group in tracking.groups() {
+///     println!("{:016x} {} x{} {}", group.fingerprint(), group.error_type(), group.count(), group.message());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ErrorGroup {
+    fingerprint: u64,
+    error_type: String,
+    message: String,
+    operations: Vec<String>,
+    status_codes: Vec<u16>,
+    count: u64,
+    first_seen: SystemTime,
+    last_seen: SystemTime,
+    severity: Severity,
+    category: Category,
+    trace_ids: Vec<TraceId>,
+    correlation_ids: Vec<String>,
+}
+
+fn push_bounded<T>(samples: &mut Vec<T>, value: T) {
+    if samples.len() >= MAX_SAMPLES {
+        samples.remove(0);
+    }
+    samples.push(value);
+}
+
+impl ErrorGroup {
+    fn new(fingerprint: u64, event: ErrorEvent, classified: (Severity, Category)) -> Self {
+        let now = event.time;
+        let mut group = Self {
+            fingerprint,
+            message: truncate(&event.message, MAX_MESSAGE).to_owned(),
+            operations: Vec::new(),
+            status_codes: Vec::new(),
+            count: 0,
+            first_seen: now,
+            last_seen: now,
+            severity: classified.0,
+            category: classified.1,
+            trace_ids: Vec::new(),
+            correlation_ids: Vec::new(),
+            error_type: group_type(&event.error_type),
+        };
+        group.add(event, classified);
+        group
+    }
+
+    fn add(&mut self, event: ErrorEvent, (severity, category): (Severity, Category)) {
+        self.count = self.count.saturating_add(1);
+        self.last_seen = self.last_seen.max(event.time);
+        self.first_seen = self.first_seen.min(event.time);
+        // The most urgent classification seen wins.
+        if severity < self.severity {
+            self.severity = severity;
+            self.category = category;
+        }
+        if self.operations.len() < MAX_OPERATIONS && !self.operations.contains(&event.operation) {
+            self.operations.push(event.operation);
+        }
+        if let Some(code) = event.status_code {
+            if self.status_codes.len() < MAX_STATUS_CODES && !self.status_codes.contains(&code) {
+                self.status_codes.push(code);
+            }
+        }
+        push_bounded(&mut self.trace_ids, event.trace_id);
+        if let Some(id) = event.correlation_id {
+            push_bounded(&mut self.correlation_ids, id);
+        }
+    }
+
+    /// The group's stable 64-bit fingerprint (FNV-1a; the same in every process and release).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// `exception.type`, else `error.type`, else `error`.
+    pub fn error_type(&self) -> &str {
+        &self.error_type
+    }
+
+    /// The first message seen, as it was (not normalised), cut to 512 bytes.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The operations seen (`GET /orders/{id}`, `GET payments.internal`), at most 8.
+    pub fn operations(&self) -> &[String] {
+        &self.operations
+    }
+
+    /// The HTTP status codes seen, at most 8.
+    pub fn status_codes(&self) -> &[u16] {
+        &self.status_codes
+    }
+
+    /// How many errors fell into the group.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// When the first of them ended.
+    pub fn first_seen(&self) -> SystemTime {
+        self.first_seen
+    }
+
+    /// When the last of them ended.
+    pub fn last_seen(&self) -> SystemTime {
+        self.last_seen
+    }
+
+    /// The most urgent severity seen.
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+
+    /// The category that came with [`severity`](Self::severity).
+    pub fn category(&self) -> Category {
+        self.category
+    }
+
+    /// The trace ids of the last 5 errors, oldest first.
+    pub fn trace_ids(&self) -> &[TraceId] {
+        &self.trace_ids
+    }
+
+    /// The correlation ids of the last 5 errors whose span carried one, oldest first.
+    pub fn correlation_ids(&self) -> &[String] {
+        &self.correlation_ids
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "fingerprint": format!("{:016x}", self.fingerprint),
+            "error_type": self.error_type,
+            "message": self.message,
+            "operations": self.operations,
+            "status_codes": self.status_codes,
+            "count": self.count,
+            "first_seen_unix_ms": unix_ms(self.first_seen),
+            "last_seen_unix_ms": unix_ms(self.last_seen),
+            "severity": self.severity.as_str(),
+            "category": self.category.as_str(),
+            "trace_ids": self.trace_ids.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            "correlation_ids": self.correlation_ids,
+        })
+    }
+}
+
+fn group_type(error_type: &str) -> String {
+    truncate(error_type, MAX_MESSAGE).to_owned()
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The error groups at one moment, with totals.
+///
+/// ```
+/// let tracking = service_tracing::errors::ErrorTracking::new();
+/// let summary = tracking.summary();
+/// assert_eq!(summary.total(), 0);
+/// println!("{}", summary.to_json());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ErrorSummary {
+    total: u64,
+    groups: usize,
+    evictions: u64,
+    by_severity: Vec<(Severity, u64)>,
+    by_category: Vec<(Category, u64)>,
+    by_operation: Vec<(String, u64)>,
+    top_groups: Vec<ErrorGroup>,
+}
+
+impl ErrorSummary {
+    /// Every error recorded since start, including those of groups evicted since.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// How many groups are held now.
+    pub fn group_count(&self) -> usize {
+        self.groups
+    }
+
+    /// How many groups were evicted (least recently seen first) to stay within
+    /// `max_groups`.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Errors per severity over the groups held, most urgent first; severities without errors
+    /// are left out.
+    pub fn by_severity(&self) -> &[(Severity, u64)] {
+        &self.by_severity
+    }
+
+    /// Errors per category over the groups held, most errors first.
+    pub fn by_category(&self) -> &[(Category, u64)] {
+        &self.by_category
+    }
+
+    /// Errors per operation over the groups held, most errors first.
+    pub fn by_operation(&self) -> &[(String, u64)] {
+        &self.by_operation
+    }
+
+    /// The 10 groups with the most errors, most first.
+    pub fn top_groups(&self) -> &[ErrorGroup] {
+        &self.top_groups
+    }
+
+    /// The summary as JSON, for a status endpoint or a log line.
+    ///
+    /// ```
+    /// let json = service_tracing::errors::ErrorTracking::new().summary().to_json();
+    /// assert_eq!(json["total"], 0);
+    /// assert!(json["top_groups"].as_array().is_some());
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let by_severity: serde_json::Map<String, Value> = self
+            .by_severity
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
+            .collect();
+        let by_category: serde_json::Map<String, Value> = self
+            .by_category
+            .iter()
+            .map(|(c, n)| (c.as_str().to_owned(), json!(n)))
+            .collect();
+        json!({
+            "total": self.total,
+            "groups": self.groups,
+            "evictions": self.evictions,
+            "by_severity": by_severity,
+            "by_category": by_category,
+            "by_operation": self
+                .by_operation
+                .iter()
+                .map(|(op, n)| json!({ "operation": op, "count": n }))
+                .collect::<Vec<_>>(),
+            "top_groups": self.top_groups.iter().map(ErrorGroup::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Groups by fingerprint, with a recency index for least-recently-seen eviction
+/// (O(log n) per error).
+#[derive(Debug)]
+pub(crate) struct Store {
+    max_groups: usize,
+    groups: HashMap<u64, (ErrorGroup, u64)>,
+    /// Recency tick → fingerprint; the first entry is the least recently seen group.
+    recency: BTreeMap<u64, u64>,
+    tick: u64,
+    total: u64,
+    evictions: u64,
+}
+
+impl Store {
+    pub(crate) fn new(max_groups: usize) -> Self {
+        Self {
+            max_groups: max_groups.max(1),
+            groups: HashMap::new(),
+            recency: BTreeMap::new(),
+            tick: 0,
+            total: 0,
+            evictions: 0,
+        }
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        fingerprint: u64,
+        event: ErrorEvent,
+        classified: (Severity, Category),
+    ) {
+        self.tick += 1;
+        self.total = self.total.saturating_add(1);
+        let tick = self.tick;
+        if let Some((group, last)) = self.groups.get_mut(&fingerprint) {
+            self.recency.remove(last);
+            *last = tick;
+            group.add(event, classified);
+        } else {
+            while self.groups.len() >= self.max_groups {
+                let Some((_, oldest)) = self.recency.pop_first() else {
+                    break;
+                };
+                self.groups.remove(&oldest);
+                self.evictions += 1;
+            }
+            self.groups.insert(
+                fingerprint,
+                (ErrorGroup::new(fingerprint, event, classified), tick),
+            );
+        }
+        self.recency.insert(tick, fingerprint);
+    }
+
+    pub(crate) fn groups(&self) -> Vec<ErrorGroup> {
+        let mut groups: Vec<ErrorGroup> = self.groups.values().map(|(g, _)| g.clone()).collect();
+        sort_groups(&mut groups);
+        groups
+    }
+
+    pub(crate) fn summary(&self) -> ErrorSummary {
+        let mut by_severity: BTreeMap<Severity, u64> = BTreeMap::new();
+        let mut by_category: BTreeMap<Category, u64> = BTreeMap::new();
+        let mut by_operation: HashMap<&str, u64> = HashMap::new();
+        let mut top: Vec<&ErrorGroup> = Vec::with_capacity(self.groups.len());
+        for (group, _) in self.groups.values() {
+            *by_severity.entry(group.severity).or_default() += group.count;
+            *by_category.entry(group.category).or_default() += group.count;
+            for op in &group.operations {
+                *by_operation.entry(op.as_str()).or_default() += group.count;
+            }
+            top.push(group);
+        }
+        top.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        let mut by_category: Vec<(Category, u64)> = by_category.into_iter().collect();
+        by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut by_operation: Vec<(String, u64)> = by_operation
+            .into_iter()
+            .map(|(op, n)| (op.to_owned(), n))
+            .collect();
+        by_operation.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ErrorSummary {
+            total: self.total,
+            groups: self.groups.len(),
+            evictions: self.evictions,
+            by_severity: by_severity.into_iter().collect(),
+            by_category,
+            by_operation,
+            top_groups: top.into_iter().take(TOP_GROUPS).cloned().collect(),
+        }
+    }
+}
+
+/// Most errors first; ties by fingerprint so the order is stable.
+fn sort_groups(groups: &mut [ErrorGroup]) {
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::{ErrorEvent, ErrorOrigin};
+
+    fn event(error_type: &str, trace: u128) -> ErrorEvent {
+        let mut e = ErrorEvent::for_test(ErrorOrigin::Server, error_type, Some(500), None);
+        e.trace_id = TraceId::from(trace);
+        e.correlation_id = Some(format!("corr-{trace}"));
+        e
+    }
+
+    const CLASS: (Severity, Category) = (Severity::High, Category::Application);
+
+    #[test]
+    fn one_hundred_thousand_error_types_keep_one_thousand_groups() {
+        let mut store = Store::new(1_000);
+        for i in 0..100_000u64 {
+            store.record(i, event(&format!("E{i}"), u128::from(i) + 1), CLASS);
+        }
+        let summary = store.summary();
+        assert_eq!(summary.group_count(), 1_000);
+        assert_eq!(summary.evictions(), 99_000);
+        assert_eq!(summary.total(), 100_000);
+        assert_eq!((store.groups.len(), store.recency.len()), (1_000, 1_000));
+        for g in store.groups() {
+            assert!(g.trace_ids().len() <= MAX_SAMPLES);
+            assert!(g.correlation_ids().len() <= MAX_SAMPLES);
+        }
+    }
+
+    #[test]
+    fn the_store_is_bounded_and_evicts_the_least_recently_seen() {
+        let mut store = Store::new(1_000);
+        // A hot group, seen throughout, must survive the flood of one-off groups.
+        for i in 0..100_000u64 {
+            store.record(i, event(&format!("E{i}"), u128::from(i) + 1), CLASS);
+            store.record(u64::MAX, event("hot", u128::from(i) + 1), CLASS);
+        }
+        let summary = store.summary();
+        assert_eq!(summary.group_count(), 1_000);
+        assert!(store.groups.len() <= 1_000 && store.recency.len() == store.groups.len());
+        // 100,000 one-off groups and the hot one: 100,001 groups, 1,000 kept.
+        assert_eq!(summary.evictions(), 99_001);
+        assert_eq!(summary.total(), 200_000);
+        let groups = store.groups();
+        assert_eq!(groups[0].error_type(), "hot");
+        assert_eq!(groups[0].count(), 100_000);
+        for g in &groups {
+            assert!(g.trace_ids().len() <= MAX_SAMPLES);
+            assert!(g.correlation_ids().len() <= MAX_SAMPLES);
+            assert!(g.operations().len() <= MAX_OPERATIONS);
+            assert!(g.status_codes().len() <= MAX_STATUS_CODES);
+        }
+        assert_eq!(groups[0].trace_ids().len(), MAX_SAMPLES);
+        assert_eq!(
+            groups[0].trace_ids().last(),
+            Some(&TraceId::from(100_000u128)),
+            "the latest samples are kept"
+        );
+        // The survivors are the 999 most recent one-off groups.
+        assert!(store.groups.contains_key(&99_999));
+        assert!(store.groups.contains_key(&99_001));
+        assert!(!store.groups.contains_key(&99_000));
+    }
+
+    #[test]
+    fn a_group_keeps_bounded_samples_and_its_first_message() {
+        let mut store = Store::new(10);
+        for i in 0..50u16 {
+            let mut e = event("X", u128::from(i) + 1);
+            e.message = format!("{}{i}", "é".repeat(400));
+            e.operation = format!("GET /r{i}");
+            e.status_code = Some(500 + i);
+            store.record(1, e, CLASS);
+        }
+        let groups = store.groups();
+        let g = &groups[0];
+        assert_eq!(g.count(), 50);
+        assert!(g.message().len() <= MAX_MESSAGE && g.message().starts_with('é'));
+        assert_eq!(g.operations().len(), MAX_OPERATIONS);
+        assert_eq!(g.status_codes().len(), MAX_STATUS_CODES);
+        assert_eq!(
+            g.correlation_ids().last().map(String::as_str),
+            Some("corr-50")
+        );
+        assert!(g.first_seen() <= g.last_seen());
+    }
+
+    #[test]
+    fn the_summary_adds_up() {
+        let mut store = Store::new(100);
+        for i in 0..12u64 {
+            for _ in 0..=i {
+                store.record(i, event(&format!("E{i}"), 1), CLASS);
+            }
+        }
+        store.record(
+            99,
+            event("panic", 1),
+            (Severity::Critical, Category::Application),
+        );
+        store.record(
+            98,
+            event("timeout", 1),
+            (Severity::Medium, Category::Timeout),
+        );
+        let s = store.summary();
+        let errors: u64 = (1..=12).sum::<u64>() + 2;
+        assert_eq!(s.total(), errors);
+        assert_eq!(s.group_count(), 14);
+        assert_eq!(
+            s.by_severity(),
+            [
+                (Severity::Critical, 1),
+                (Severity::High, errors - 2),
+                (Severity::Medium, 1)
+            ]
+        );
+        assert_eq!(s.by_category()[0], (Category::Application, errors - 1));
+        assert_eq!(s.by_category()[1], (Category::Timeout, 1));
+        assert_eq!(s.by_operation(), [("GET /test".to_owned(), errors)]);
+        assert_eq!(s.top_groups().len(), TOP_GROUPS);
+        assert_eq!(s.top_groups()[0].count(), 12);
+        assert_eq!(s.top_groups()[9].count(), 3);
+        let json = s.to_json();
+        assert_eq!(json["total"], errors);
+        assert_eq!(json["by_severity"]["critical"], 1);
+        assert_eq!(json["top_groups"][0]["error_type"], "E11");
+        assert_eq!(json["top_groups"][0]["count"], 12);
+        assert_eq!(json["top_groups"][0]["severity"], "high");
+    }
+}
