@@ -412,6 +412,7 @@ impl ServiceTracing {
             &propagation,
             pipeline.provider.as_ref(),
             &self.layer,
+            errors.as_ref(),
         );
         let guard = TracingGuard {
             inner: Mutex::new(Some(GuardInner {
@@ -460,6 +461,7 @@ fn layer_for(
     propagation: &Propagation,
     provider: Option<&SdkTracerProvider>,
     options: &LayerOptions,
+    errors: Option<&ErrorTracking>,
 ) -> TracingLayer {
     let mut layer = match provider {
         Some(p) => TracingLayer::new().with_tracer_provider(p),
@@ -474,6 +476,10 @@ fn layer_for(
     // The default keeps the layer on its W3C fast path, which reads the same headers.
     if !propagation.is_default() {
         layer = layer.with_propagator(propagation.propagator.clone());
+    }
+    // Per-route error rates count every request, whatever the sampler.
+    if let Some(errors) = errors {
+        layer = layer.with_observer(errors.rates_observer());
     }
     let _ = config;
     layer
@@ -793,6 +799,7 @@ impl TracingGuard {
                 &inner.propagation,
                 pipeline.provider.as_ref(),
                 &inner.layer,
+                inner.errors.as_ref(),
             );
             inner.extra.push(pipeline);
             Ok(layer)

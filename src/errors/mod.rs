@@ -30,11 +30,13 @@
 //! # Sampling
 //!
 //! A span processor only sees recorded spans, so with a ratio sampler the counts are counts of
-//! *sampled* errors. Error rates per request (which must count unsampled requests too) need a
-//! per-request hook in the server layer; they are a later increment.
+//! *sampled* errors, and so are the per-group windows of [`ErrorGroup::errors_in`]. The
+//! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
+//! from an observer on the server layer and count every request, sampled or not.
 
 mod classify;
 mod fingerprint;
+mod rates;
 mod store;
 
 use std::fmt;
@@ -48,6 +50,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 pub use classify::{Category, Severity};
+pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
 pub use store::{ErrorGroup, ErrorSummary};
 
 use store::Store;
@@ -244,6 +247,7 @@ struct Shared {
     store: Mutex<Store>,
     classifier: Option<Arc<Classifier>>,
     max_groups: usize,
+    rates: RouteRates,
 }
 
 /// Recognises errors on ended spans and keeps them in bounded, fingerprinted groups.
@@ -294,15 +298,16 @@ impl Default for ErrorTracking {
 impl ErrorTracking {
     /// Error tracking with the default classification and at most 1,000 groups.
     pub fn new() -> Self {
-        Self::build(DEFAULT_MAX_GROUPS, None)
+        Self::build(DEFAULT_MAX_GROUPS, None, RouteRates::new())
     }
 
-    fn build(max_groups: usize, classifier: Option<Arc<Classifier>>) -> Self {
+    fn build(max_groups: usize, classifier: Option<Arc<Classifier>>, rates: RouteRates) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(max_groups)),
                 classifier,
                 max_groups: max_groups.max(1),
+                rates,
             }),
         }
     }
@@ -314,7 +319,11 @@ impl ErrorTracking {
     /// let errors = service_tracing::errors::ErrorTracking::new().with_max_groups(50);
     /// ```
     pub fn with_max_groups(self, max: usize) -> Self {
-        Self::build(max, self.shared.classifier.clone())
+        Self::build(
+            max,
+            self.shared.classifier.clone(),
+            self.shared.rates.clone(),
+        )
     }
 
     /// Overrides the classification: `classify` returns `Some((severity, category))` to decide,
@@ -334,7 +343,11 @@ impl ErrorTracking {
         self,
         classify: impl Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync + 'static,
     ) -> Self {
-        Self::build(self.shared.max_groups, Some(Arc::new(classify)))
+        Self::build(
+            self.shared.max_groups,
+            Some(Arc::new(classify)),
+            self.shared.rates.clone(),
+        )
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -344,14 +357,45 @@ impl ErrorTracking {
         }
     }
 
-    /// Totals, per severity, category and operation, and the top 10 groups.
+    /// Totals, per severity, category and operation, the top 10 groups, and the per-route
+    /// rates ([`ErrorSummary::route_rates`]).
     pub fn summary(&self) -> ErrorSummary {
-        self.store().summary()
+        let at = self.shared.rates.elapsed();
+        let mut summary = self.store().summary();
+        summary.set_rates(at, self.shared.rates.snapshot());
+        summary
     }
 
     /// Every group held, most errors first.
     pub fn groups(&self) -> Vec<ErrorGroup> {
-        self.store().groups()
+        let at = self.shared.rates.elapsed();
+        let mut groups = self.store().groups();
+        for group in &mut groups {
+            group.set_as_of(at);
+        }
+        groups
+    }
+
+    /// The per-route request and error rates, fed by [`rates_observer`](Self::rates_observer).
+    ///
+    /// ```
+    /// let errors = service_tracing::errors::ErrorTracking::new();
+    /// assert!(errors.rates().snapshot().is_empty());
+    /// ```
+    pub fn rates(&self) -> &RouteRates {
+        &self.shared.rates
+    }
+
+    /// An observer for the server layer that counts every request, sampled or not, into
+    /// [`rates`](Self::rates); [`ServiceTracing`](crate::ServiceTracing) adds it.
+    ///
+    /// ```
+    /// let errors = service_tracing::errors::ErrorTracking::new();
+    /// let layer =
+    ///     service_tracing_middleware::TracingLayer::new().with_observer(errors.rates_observer());
+    /// ```
+    pub fn rates_observer(&self) -> impl service_tracing_middleware::RequestObserver {
+        self.shared.rates.observer()
     }
 
     /// Records the span if it is an error.
@@ -368,7 +412,10 @@ impl ErrorTracking {
         let classified = custom.unwrap_or_else(|| classify::default_classification(&event));
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
-        self.store().record(fingerprint, event, classified);
+        let at = self.shared.rates.elapsed();
+        let mut store = self.store();
+        store.record(fingerprint, event, classified);
+        store.observe(fingerprint, at);
     }
 
     /// A processor that records errors, then hands every span on to `next` (one processor

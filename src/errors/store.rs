@@ -1,13 +1,14 @@
 //! The bounded in-memory store of error groups, and the summary read from it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::TraceId;
 use serde_json::{json, Value};
 
 use super::classify::{Category, Severity};
 use super::fingerprint::truncate;
+use super::rates::{RouteRate, Window, Windows};
 use super::ErrorEvent;
 
 /// The longest sample message kept per group, in bytes.
@@ -47,6 +48,9 @@ pub struct ErrorGroup {
     category: Category,
     trace_ids: Vec<TraceId>,
     correlation_ids: Vec<String>,
+    /// Sampled errors over the sliding windows, read as of `as_of`.
+    windows: Windows,
+    as_of: Duration,
 }
 
 fn push_bounded<T>(samples: &mut Vec<T>, value: T) {
@@ -72,6 +76,8 @@ impl ErrorGroup {
             trace_ids: Vec::new(),
             correlation_ids: Vec::new(),
             error_type: group_type(&event.error_type),
+            windows: Windows::default(),
+            as_of: Duration::ZERO,
         };
         group.add(event, classified);
         group
@@ -160,7 +166,29 @@ impl ErrorGroup {
         &self.correlation_ids
     }
 
+    /// The group's errors over `window`, as of when the group was read. They follow trace
+    /// sampling (the span processor only sees sampled spans); for exact per-route figures see
+    /// [`ErrorSummary::route_rates`].
+    ///
+    /// ```
+    /// use service_tracing::errors::{ErrorTracking, Window};
+    /// for group in ErrorTracking::new().groups() {
+    ///     println!("{} in the last minute", group.errors_in(Window::OneMinute));
+    /// }
+    /// ```
+    pub fn errors_in(&self, window: Window) -> u64 {
+        self.windows.sum(window, self.as_of).1
+    }
+
+    pub(crate) fn set_as_of(&mut self, at: Duration) {
+        self.as_of = at;
+    }
+
     fn to_json(&self) -> Value {
+        let recent: serde_json::Map<String, Value> = Window::ALL
+            .iter()
+            .map(|w| (w.as_str().to_owned(), json!(self.errors_in(*w))))
+            .collect();
         json!({
             "fingerprint": format!("{:016x}", self.fingerprint),
             "error_type": self.error_type,
@@ -174,6 +202,7 @@ impl ErrorGroup {
             "category": self.category.as_str(),
             "trace_ids": self.trace_ids.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "correlation_ids": self.correlation_ids,
+            "recent_errors": recent,
         })
     }
 }
@@ -206,9 +235,31 @@ pub struct ErrorSummary {
     by_category: Vec<(Category, u64)>,
     by_operation: Vec<(String, u64)>,
     top_groups: Vec<ErrorGroup>,
+    route_rates: Vec<RouteRate>,
 }
 
 impl ErrorSummary {
+    pub(crate) fn set_rates(&mut self, at: Duration, route_rates: Vec<RouteRate>) {
+        for group in &mut self.top_groups {
+            group.set_as_of(at);
+        }
+        self.route_rates = route_rates;
+    }
+
+    /// Requests, errors and error ratios per operation over 1 min, 5 min and 1 h, counted
+    /// from every request whatever the trace sampling (see [`RouteRates`](super::RouteRates)).
+    /// Empty when the server layer has no rates observer.
+    ///
+    /// ```
+    /// let summary = service_tracing::errors::ErrorTracking::new().summary();
+    /// for rate in summary.route_rates() {
+    ///     println!("{} {:?}: {:.1}% errors", rate.operation, rate.window, rate.ratio * 100.0);
+    /// }
+    /// ```
+    pub fn route_rates(&self) -> &[RouteRate] {
+        &self.route_rates
+    }
+
     /// Every error recorded since start, including those of groups evicted since.
     pub fn total(&self) -> u64 {
         self.total
@@ -276,6 +327,7 @@ impl ErrorSummary {
                 .map(|(op, n)| json!({ "operation": op, "count": n }))
                 .collect::<Vec<_>>(),
             "top_groups": self.top_groups.iter().map(ErrorGroup::to_json).collect::<Vec<_>>(),
+            "rates": self.route_rates.iter().map(RouteRate::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -373,6 +425,14 @@ impl Store {
             by_category,
             by_operation,
             top_groups: top.into_iter().take(TOP_GROUPS).cloned().collect(),
+            route_rates: Vec::new(),
+        }
+    }
+
+    /// Counts one (sampled) error of the group at `at` in its sliding windows.
+    pub(crate) fn observe(&mut self, fingerprint: u64, at: Duration) {
+        if let Some((group, _)) = self.groups.get_mut(&fingerprint) {
+            group.windows.add(at, 1, 1);
         }
     }
 }

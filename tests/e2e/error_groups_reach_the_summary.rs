@@ -114,6 +114,37 @@ async fn error_groups_reach_the_summary() {
     // Four groups: the 502 route yields two errors per request, the client span's connect
     // error (the dependency) and the server span's 502 (this service answered 5xx).
     assert_eq!(summary.group_count(), 4, "{groups:#?}");
+
+    // Route rates count every request through the layer (not only recorded spans): one
+    // request per hit, all errors, on each route's template.
+    for (operation, requests) in [
+        ("GET /orders/{id}", PANICS),
+        ("GET /fail/{id}", FAILS),
+        ("GET /proxy/{id}", PROXIES),
+    ] {
+        let rate = summary
+            .route_rates()
+            .iter()
+            .find(|r| {
+                r.operation == operation && r.window == service_tracing::errors::Window::OneMinute
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no 1-minute rate for {operation}: {:#?}",
+                    summary.route_rates()
+                )
+            });
+        assert_eq!(
+            (rate.requests, rate.errors),
+            (u64::from(requests), u64::from(requests)),
+            "{operation}"
+        );
+        assert!(
+            (rate.ratio - 1.0).abs() < f64::EPSILON,
+            "{operation}: {}",
+            rate.ratio
+        );
+    }
     let expected_total = u64::from(PANICS + FAILS + 2 * PROXIES);
     assert_eq!(summary.total(), expected_total);
     assert_eq!(summary.evictions(), 0);
