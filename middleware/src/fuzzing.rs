@@ -97,19 +97,7 @@ pub fn correlation_id(data: &[u8]) {
 /// Arbitrary header lines (`name: value`, split on newlines, many repeats allowed) through the
 /// layer's extraction and a client's injection.
 pub fn headers(data: &[u8]) {
-    let mut headers = HeaderMap::new();
-    for line in data.split(|b| *b == b'\n').take(1000) {
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            headers.append(name, value);
-        }
-    }
+    let headers = header_lines(data);
     let cx = PropagatorSource::default().extract(&headers);
     let (id, _) = correlation::resolve(
         &headers,

@@ -405,14 +405,7 @@ mod tests {
     type Pairs<'a> = &'a [(&'a str, &'a str)];
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        map
+        crate::propagation::test_headers(pairs)
     }
 
     fn read(pairs: &[(&str, &str)]) -> Context {

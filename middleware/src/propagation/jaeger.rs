@@ -306,14 +306,7 @@ mod tests {
     const SPAN: &str = "00f067aa0ba902b7";
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        map
+        crate::propagation::test_headers(pairs)
     }
 
     fn read(value: &str) -> Context {

@@ -234,3 +234,16 @@ impl Injector for HeaderInjector<'_> {
         }
     }
 }
+
+/// A header map from name/value pairs, for this module's tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    map
+}

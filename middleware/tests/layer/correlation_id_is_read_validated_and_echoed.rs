@@ -111,18 +111,12 @@ async fn extractor_without_the_layer_is_a_500_naming_the_layer() {
 
 #[tokio::test]
 async fn outbound_baggage_carries_the_resolved_id_over_any_incoming_value() {
-    use service_tracing_middleware::propagation::{default_propagator, inject};
     let h = Harness::new();
     let app = Router::new()
         .route(
             "/",
             get_route(|| async {
-                let mut outbound = http::HeaderMap::new();
-                inject(
-                    &*default_propagator(),
-                    &opentelemetry::Context::current(),
-                    &mut outbound,
-                );
+                let outbound = crate::support::outbound_headers();
                 outbound["baggage"].to_str().unwrap().to_owned()
             }),
         )

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::routing::get as get_route;
 use axum::Router;
 use http::StatusCode;
-use service_tracing_middleware::propagation::{default_propagator, inject};
 
 use crate::support::{get, send, Harness};
 
@@ -14,12 +13,7 @@ fn app(h: &Harness) -> Router {
         .route(
             "/",
             get_route(|| async {
-                let mut outbound = http::HeaderMap::new();
-                inject(
-                    &*default_propagator(),
-                    &opentelemetry::Context::current(),
-                    &mut outbound,
-                );
+                let outbound = crate::support::outbound_headers();
                 let header = |name: &str| {
                     outbound
                         .get(name)

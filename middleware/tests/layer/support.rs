@@ -62,3 +62,15 @@ pub fn attr(span: &SpanData, key: &str) -> Option<String> {
         .find(|kv| kv.key.as_str() == key)
         .map(|kv| kv.value.as_str().into_owned())
 }
+
+/// What an outbound call made now would carry: the current context injected with the default
+/// propagator into a fresh header map.
+pub fn outbound_headers() -> http::HeaderMap {
+    let mut outbound = http::HeaderMap::new();
+    service_tracing_middleware::propagation::inject(
+        &*service_tracing_middleware::propagation::default_propagator(),
+        &opentelemetry::Context::current(),
+        &mut outbound,
+    );
+    outbound
+}

@@ -5,7 +5,6 @@ use axum::extract::ConnectInfo;
 use axum::routing::get as get_route;
 use axum::Router;
 use opentelemetry::trace::{SpanId, TraceId};
-use service_tracing_middleware::propagation::{default_propagator, inject};
 use service_tracing_middleware::TrustIncoming;
 
 use crate::support::{get, send, Harness};
@@ -19,12 +18,7 @@ fn app(h: &Harness, trust: TrustIncoming) -> Router {
         .route(
             "/",
             get_route(|| async {
-                let mut outbound = http::HeaderMap::new();
-                inject(
-                    &*default_propagator(),
-                    &opentelemetry::Context::current(),
-                    &mut outbound,
-                );
+                let outbound = crate::support::outbound_headers();
                 let baggage = outbound
                     .get("baggage")
                     .map(|v| v.to_str().unwrap().to_owned())
