@@ -40,7 +40,7 @@ mod setup;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};
-pub use errors::{Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
+pub use errors::{record_error, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
 pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};

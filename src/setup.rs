@@ -513,8 +513,15 @@ fn install_subscriber(
 }
 
 /// The bridge layer's type, named so it can be handed out.
+///
+/// The OpenTelemetry layer of `tracing-opentelemetry`, followed by
+/// [`ErrorEvents`](crate::errors::ErrorEvents) so `ERROR` events reach error tracking.
 pub type BridgeLayer<S> = tracing_subscriber::filter::Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<S, Tracer>,
+    tracing_subscriber::layer::Layered<
+        crate::errors::ErrorEvents,
+        tracing_opentelemetry::OpenTelemetryLayer<S, Tracer>,
+        S,
+    >,
     tracing_subscriber::filter::Targets,
     S,
 >;
@@ -525,6 +532,7 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .and_then(crate::errors::ErrorEvents::new())
         .with_filter(bridge_filter())
 }
 

@@ -22,7 +22,9 @@
 //!
 //! - a server span with status Error (a 5xx answer, a panic);
 //! - a client span with status Error (a transport error, a dependency's 4xx or 5xx);
-//! - any span with an `exception` event.
+//! - any span with an `exception` event, including those the application adds with
+//!   [`record_error`] and, through [`ErrorEvents`] (part of the bridge layer), its
+//!   `tracing::error!` events inside a traced request.
 //!
 //! An internal span with status Error but no `exception` event is not counted: it usually
 //! repeats the error of the request it belongs to.
@@ -34,6 +36,7 @@
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
 //! from an observer on the server layer and count every request, sampled or not.
 
+mod capture;
 mod classify;
 mod fingerprint;
 mod rates;
@@ -49,6 +52,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
+pub use capture::{record_error, ErrorEvents};
 pub use classify::{Category, Severity};
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
 pub use store::{ErrorGroup, ErrorSummary};

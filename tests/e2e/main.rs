@@ -10,6 +10,7 @@
 mod collector;
 mod support;
 
+mod application_errors_reach_the_groups;
 mod collector_down_never_affects_requests;
 mod error_groups_reach_the_summary;
 mod export_traffic_never_becomes_spans;

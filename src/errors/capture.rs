@@ -1,0 +1,310 @@
+//! Errors the application reports itself: [`record_error`] for any `std::error::Error`, and
+//! `tracing` events at level `ERROR` inside a traced request ([`ErrorEvents`]).
+//!
+//! Both become an `exception` event on the current span, per the OpenTelemetry semantic
+//! conventions for exceptions, which [`ErrorTracking`](super::ErrorTracking) then groups like
+//! any other error.
+
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::error::Error;
+use std::fmt::{self, Write as _};
+
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context as LayerContext;
+use tracing_subscriber::Layer;
+
+/// Longest `exception.message` or `exception.stacktrace` written, in bytes.
+const MAX_TEXT: usize = 4096;
+/// Deepest `source()` chain followed.
+const MAX_SOURCES: usize = 16;
+
+/// Records `error` on the current span as an `exception` event and marks the span failed.
+///
+/// The event follows the semantic conventions: `exception.type` is the error's Rust type,
+/// `exception.message` its `Display`, and `exception.stacktrace` keeps its
+/// [`source()`](Error::source) chain (`Caused by:` lines, as `anyhow` prints them) followed by a
+/// backtrace when one is captured (`RUST_BACKTRACE=1` or `RUST_LIB_BACKTRACE=1`). Texts are cut
+/// to 4 KiB. The span's status becomes Error with the message.
+///
+/// Inside a traced request the current span is the request's server span (or the `tracing`
+/// span the handler is in); outside any span it does nothing. Error tracking groups what this
+/// records like any other error, under the span's operation.
+///
+/// ```
+/// # #[derive(Debug)] struct NotFound(u64);
+/// # impl std::fmt::Display for NotFound {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// #         write!(f, "order {} not found", self.0)
+/// #     }
+/// # }
+/// # impl std::error::Error for NotFound {}
+/// async fn get_order(id: u64) -> Result<String, axum::http::StatusCode> {
+///     let lookup: Result<String, NotFound> = Err(NotFound(id));
+///     lookup.map_err(|e| {
+///         service_tracing::errors::record_error(&e);
+///         axum::http::StatusCode::NOT_FOUND
+///     })
+/// }
+/// ```
+pub fn record_error<E: Error + ?Sized>(error: &E) {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        if !span.is_recording() {
+            return;
+        }
+        let message = bounded(error.to_string());
+        let mut stacktrace = String::new();
+        let mut source = error.source();
+        let mut depth = 0;
+        while let Some(cause) = source {
+            if depth == 0 {
+                stacktrace.push_str("Caused by:");
+            }
+            if depth == MAX_SOURCES || stacktrace.len() >= MAX_TEXT {
+                stacktrace.push_str("\n    ...");
+                break;
+            }
+            let _ = write!(stacktrace, "\n    {depth}: {cause}");
+            source = cause.source();
+            depth += 1;
+        }
+        let backtrace = Backtrace::capture();
+        if backtrace.status() == BacktraceStatus::Captured {
+            if !stacktrace.is_empty() {
+                stacktrace.push_str("\n\n");
+            }
+            let _ = write!(stacktrace, "Stack backtrace:\n{backtrace}");
+        }
+        let mut attributes = vec![
+            KeyValue::new("exception.type", std::any::type_name::<E>()),
+            KeyValue::new("exception.message", message.clone()),
+        ];
+        if !stacktrace.is_empty() {
+            attributes.push(KeyValue::new("exception.stacktrace", bounded(stacktrace)));
+        }
+        span.add_event("exception", attributes);
+        span.set_status(Status::error(message));
+    });
+}
+
+fn bounded(text: String) -> String {
+    service_tracing_middleware::semconv::truncate(text, MAX_TEXT)
+}
+
+/// A `tracing` layer that turns each event at level `ERROR` inside a traced request into an
+/// `exception` event on the current OpenTelemetry span, so `tracing::error!` lines reach
+/// [error tracking](super::ErrorTracking).
+///
+/// `exception.message` is the event's message (with its `error` field appended when it has
+/// one), `exception.type` the event's target (its module path unless set). Events outside any
+/// recording span are left alone. It is part of the bridge layer that
+/// [`ServiceTracing`](crate::ServiceTracing) installs and that
+/// [`TracingGuard::tracing_layer`](crate::TracingGuard::tracing_layer) hands out; add it by
+/// hand only when building a subscriber without those.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let subscriber =
+///     tracing_subscriber::registry().with(service_tracing::errors::ErrorEvents::new());
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::error!(order = 42, "payment declined"); // no span current: nothing recorded
+/// });
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct ErrorEvents;
+
+impl ErrorEvents {
+    /// The layer.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ErrorEvents {
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        if *event.metadata().level() != Level::ERROR {
+            return;
+        }
+        Context::map_current(|cx| {
+            let span = cx.span();
+            if !span.is_recording() {
+                return;
+            }
+            let mut fields = MessageFields::default();
+            event.record(&mut fields);
+            let mut message = fields.message;
+            if let Some(error) = fields.error {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&error);
+            }
+            span.add_event(
+                "exception",
+                vec![
+                    KeyValue::new("exception.type", event.metadata().target().to_owned()),
+                    KeyValue::new("exception.message", bounded(message)),
+                ],
+            );
+        });
+    }
+}
+
+/// The `message` and `error` fields of an event, each bounded.
+#[derive(Default)]
+struct MessageFields {
+    message: String,
+    error: Option<String>,
+}
+
+impl MessageFields {
+    fn write(target: &mut String, value: &dyn fmt::Debug) {
+        let _ = write!(Bounded(target), "{value:?}");
+    }
+}
+
+impl Visit for MessageFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => Self::write(&mut self.message, value),
+            "error" => Self::write(self.error.get_or_insert_with(String::new), value),
+            _ => {}
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+}
+
+/// A writer that stops taking text at [`MAX_TEXT`] bytes, so a huge field costs no more.
+struct Bounded<'a>(&'a mut String);
+
+impl fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = MAX_TEXT.saturating_sub(self.0.len());
+        self.0.push_str(super::fingerprint::truncate(s, room));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tracing_subscriber::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("loading order 42 failed")
+        }
+    }
+
+    impl Error for Outer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn in_span(run: impl FnOnce()) -> SpanData {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let tracer = provider.tracer("t");
+        tracer.in_span("GET /orders/{id}", |_cx| run());
+        let mut spans = exporter.get_finished_spans().expect("finished spans");
+        assert_eq!(spans.len(), 1);
+        spans.remove(0)
+    }
+
+    fn exception(span: &SpanData) -> Vec<(String, String)> {
+        let event = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .unwrap_or_else(|| panic!("no exception event on {span:#?}"));
+        event
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect()
+    }
+
+    fn value<'a>(attributes: &'a [(String, String)], key: &str) -> &'a str {
+        attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {key} in {attributes:?}"))
+    }
+
+    #[test]
+    fn record_error_writes_type_message_and_the_source_chain() {
+        let span = in_span(|| {
+            record_error(&Outer(std::io::Error::other("disk 3 is full")));
+        });
+        let attributes = exception(&span);
+        assert!(value(&attributes, "exception.type").ends_with("Outer"));
+        assert_eq!(
+            value(&attributes, "exception.message"),
+            "loading order 42 failed"
+        );
+        assert!(value(&attributes, "exception.stacktrace")
+            .starts_with("Caused by:\n    0: disk 3 is full"));
+        assert_eq!(
+            span.status,
+            Status::error("loading order 42 failed"),
+            "the span is marked failed"
+        );
+    }
+
+    #[test]
+    fn record_error_outside_a_span_does_nothing_and_huge_messages_are_cut() {
+        record_error(&std::io::Error::other("nobody listens"));
+        let huge = "x".repeat(100_000);
+        let span = in_span(|| record_error(&std::io::Error::other(huge)));
+        let attributes = exception(&span);
+        assert_eq!(value(&attributes, "exception.message").len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn error_events_become_exception_events_and_other_levels_do_not() {
+        let subscriber = tracing_subscriber::registry().with(ErrorEvents::new());
+        let span = tracing::subscriber::with_default(subscriber, || {
+            in_span(|| {
+                tracing::warn!("slow disk");
+                tracing::error!(
+                    target: "orders::db",
+                    error = %std::io::Error::other("connection reset"),
+                    "query failed"
+                );
+            })
+        });
+        let exceptions: Vec<_> = span
+            .events
+            .iter()
+            .filter(|e| e.name == "exception")
+            .collect();
+        assert_eq!(exceptions.len(), 1, "only the ERROR event: {span:#?}");
+        let attributes = exception(&span);
+        assert_eq!(value(&attributes, "exception.type"), "orders::db");
+        assert_eq!(
+            value(&attributes, "exception.message"),
+            "query failed: connection reset"
+        );
+    }
+}
