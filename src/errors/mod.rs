@@ -43,9 +43,10 @@ mod rates;
 mod store;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
+use crossbeam_queue::ArrayQueue;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use opentelemetry::{Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -252,7 +253,17 @@ struct Shared {
     classifier: Option<Arc<Classifier>>,
     max_groups: usize,
     rates: RouteRates,
+    /// Errors read off ended spans, waiting to be classified, fingerprinted and stored.
+    pending: ArrayQueue<ErrorEvent>,
+    /// Starts the thread that drains `pending`, on the first error.
+    drainer: Once,
 }
+
+/// How many errors may wait for the background thread; beyond that the thread that ends the
+/// span stores its error itself (slower, nothing lost).
+const PENDING: usize = 2_048;
+/// How often the background thread stores what waits.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// Recognises errors on ended spans and keeps them in bounded, fingerprinted groups.
 ///
@@ -312,6 +323,8 @@ impl ErrorTracking {
                 classifier,
                 max_groups: max_groups.max(1),
                 rates,
+                pending: ArrayQueue::new(PENDING),
+                drainer: Once::new(),
             }),
         }
     }
@@ -364,6 +377,7 @@ impl ErrorTracking {
     /// Totals, per severity, category and operation, the top 10 groups, and the per-route
     /// rates ([`ErrorSummary::route_rates`]).
     pub fn summary(&self) -> ErrorSummary {
+        self.drain();
         let at = self.shared.rates.elapsed();
         let mut summary = self.store().summary();
         summary.set_rates(at, self.shared.rates.snapshot());
@@ -372,6 +386,7 @@ impl ErrorTracking {
 
     /// Every group held, most errors first.
     pub fn groups(&self) -> Vec<ErrorGroup> {
+        self.drain();
         let at = self.shared.rates.elapsed();
         let mut groups = self.store().groups();
         for group in &mut groups {
@@ -402,11 +417,46 @@ impl ErrorTracking {
         self.shared.rates.observer()
     }
 
-    /// Records the span if it is an error.
+    /// Records the span if it is an error: reads the error off it and leaves the rest
+    /// (classification, fingerprint, groups) to a background thread, so the thread that ends
+    /// the span pays only for the read. Readers ([`summary`](Self::summary),
+    /// [`groups`](Self::groups), `force_flush`) store what waits first, so they see every
+    /// error that ended before them.
     pub(crate) fn record(&self, span: &SpanData) {
         let Some(event) = ErrorEvent::from_span(span) else {
             return;
         };
+        self.start_drainer();
+        if let Err(event) = self.shared.pending.push(event) {
+            self.ingest(event);
+        }
+    }
+
+    fn start_drainer(&self) {
+        self.shared.drainer.call_once(|| {
+            let shared = Arc::downgrade(&self.shared);
+            // Without the thread, errors wait until a reader drains them: still counted.
+            let _ = std::thread::Builder::new()
+                .name("service-tracing-errors".to_owned())
+                .spawn(move || loop {
+                    std::thread::sleep(DRAIN_EVERY);
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    ErrorTracking { shared }.drain();
+                });
+        });
+    }
+
+    /// Stores every error waiting in the queue.
+    fn drain(&self) {
+        while let Some(event) = self.shared.pending.pop() {
+            self.ingest(event);
+        }
+    }
+
+    /// Classifies, fingerprints and stores one error.
+    fn ingest(&self, event: ErrorEvent) {
         // The user's classifier must not take the span's thread down.
         let custom = self.shared.classifier.as_ref().and_then(|classify| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
@@ -440,6 +490,7 @@ impl SpanProcessor for ErrorTracking {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        self.drain();
         Ok(())
     }
 
@@ -466,6 +517,7 @@ impl<P: SpanProcessor> SpanProcessor for InFrontOf<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        self.errors.drain();
         self.next.force_flush()
     }
 
@@ -672,6 +724,31 @@ mod tests {
         let provider = provider(&errors);
         server_span(&provider, 500, None);
         assert_eq!(errors.groups()[0].severity(), Severity::High);
+    }
+
+    #[test]
+    fn errors_wait_for_the_background_thread_and_a_full_queue_stores_inline() {
+        let errors = ErrorTracking::new();
+        let provider = provider(&errors);
+        server_span(&provider, 500, None);
+        // The background thread stores it without any reader asking.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !errors.shared.pending.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background thread never drained the queue"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(errors.store().summary().total(), 1);
+        // More errors than the queue holds: none is lost.
+        let flood = PENDING * 2 + 5;
+        for _ in 0..flood {
+            server_span(&provider, 503, None);
+        }
+        assert!(errors.shared.pending.len() <= PENDING);
+        assert_eq!(errors.summary().total(), 1 + flood as u64);
+        assert!(errors.shared.pending.is_empty(), "readers drain first");
     }
 
     #[test]
