@@ -34,10 +34,16 @@
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
 //! from an observer on the server layer and count every request, sampled or not.
 
+mod alerts;
 mod classify;
+mod delivery;
 mod fingerprint;
+pub(crate) mod logs;
+mod notify;
 mod rates;
+mod redact;
 mod store;
+mod webhook;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,11 +55,18 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
+pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
 pub use classify::{Category, Severity};
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
+pub use redact::{Redactor, REDACTED};
 pub use store::{ErrorGroup, ErrorSummary};
+pub use webhook::Webhook;
 
 use store::Store;
+
+use alerts::Signal;
+pub(crate) use notify::AlertOptions;
+use notify::{AlertConfig, Notifier};
 
 /// The default bound on the number of groups held.
 pub const DEFAULT_MAX_GROUPS: usize = 1_000;
@@ -248,6 +261,15 @@ struct Shared {
     classifier: Option<Arc<Classifier>>,
     max_groups: usize,
     rates: RouteRates,
+    options: Options,
+    notifier: Notifier,
+}
+
+/// Redaction and alerting settings, kept across rebuilds by the other builder methods.
+#[derive(Clone, Default)]
+struct Options {
+    redactor: Redactor,
+    alerts: AlertConfig,
 }
 
 /// Recognises errors on ended spans and keeps them in bounded, fingerprinted groups.
@@ -302,12 +324,23 @@ impl ErrorTracking {
     }
 
     fn build(max_groups: usize, classifier: Option<Arc<Classifier>>, rates: RouteRates) -> Self {
+        Self::build_with(max_groups, classifier, rates, Options::default())
+    }
+
+    fn build_with(
+        max_groups: usize,
+        classifier: Option<Arc<Classifier>>,
+        rates: RouteRates,
+        options: Options,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(max_groups)),
                 classifier,
                 max_groups: max_groups.max(1),
                 rates,
+                notifier: Notifier::new(options.alerts.clone()),
+                options,
             }),
         }
     }
@@ -319,10 +352,11 @@ impl ErrorTracking {
     /// let errors = service_tracing::errors::ErrorTracking::new().with_max_groups(50);
     /// ```
     pub fn with_max_groups(self, max: usize) -> Self {
-        Self::build(
+        Self::build_with(
             max,
             self.shared.classifier.clone(),
             self.shared.rates.clone(),
+            self.shared.options.clone(),
         )
     }
 
@@ -343,10 +377,11 @@ impl ErrorTracking {
         self,
         classify: impl Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync + 'static,
     ) -> Self {
-        Self::build(
+        Self::build_with(
             self.shared.max_groups,
             Some(Arc::new(classify)),
             self.shared.rates.clone(),
+            self.shared.options.clone(),
         )
     }
 
@@ -400,9 +435,10 @@ impl ErrorTracking {
 
     /// Records the span if it is an error.
     pub(crate) fn record(&self, span: &SpanData) {
-        let Some(event) = ErrorEvent::from_span(span) else {
+        let Some(mut event) = ErrorEvent::from_span(span) else {
             return;
         };
+        self.redact(&mut event);
         // The user's classifier must not take the span's thread down.
         let custom = self.shared.classifier.as_ref().and_then(|classify| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
@@ -413,9 +449,20 @@ impl ErrorTracking {
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
         let at = self.shared.rates.elapsed();
+        let trace_id = event.trace_id;
         let mut store = self.store();
-        store.record(fingerprint, event, classified);
+        let is_new = store.record(fingerprint, event, classified);
         store.observe(fingerprint, at);
+        drop(store);
+        if self.shared.notifier.is_active() {
+            let signal = Signal {
+                fingerprint,
+                is_new,
+                trace_id,
+                span_id: span.span_context.span_id(),
+            };
+            self.shared.notifier.signal(signal, || self.lookup());
+        }
     }
 
     /// A processor that records errors, then hands every span on to `next` (one processor
