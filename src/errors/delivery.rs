@@ -3,6 +3,7 @@
 //! batches. Fed by the alerting thread through a bounded queue; everything it does runs under
 //! a no-op `tracing` dispatcher, so its HTTP traffic never becomes spans.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread;
@@ -36,6 +37,9 @@ enum Job {
 /// The alerting thread's handle on the delivery thread.
 pub(crate) struct Delivery {
     tx: Sender<Job>,
+    /// Posts waiting in the queue, and their bound.
+    posts_queued: Arc<AtomicUsize>,
+    max_posts: usize,
     webhook: bool,
     logs: bool,
     counters: Arc<Counters>,
@@ -53,8 +57,11 @@ impl Delivery {
         }
         let capacity = webhook.as_ref().map_or(0, Webhook::queue_len) + MAX_LOGS + 1;
         let (tx, rx) = mpsc::channel(capacity);
+        let posts_queued = Arc::new(AtomicUsize::new(0));
         let handle = Self {
             tx,
+            posts_queued: posts_queued.clone(),
+            max_posts: webhook.as_ref().map_or(0, Webhook::queue_len),
             webhook: webhook.is_some(),
             logs: logs.is_some(),
             counters: counters.clone(),
@@ -81,7 +88,7 @@ impl Delivery {
                         }
                     }
                 });
-                runtime.block_on(run(rx, webhook, logs, counters));
+                runtime.block_on(run(rx, webhook, logs, counters, posts_queued));
             });
         spawned.is_ok().then_some(handle)
     }
@@ -89,8 +96,10 @@ impl Delivery {
     /// Queues a webhook post of `alert` and its log record; never blocks.
     pub(crate) fn alert(&self, alert: &Alert) {
         if self.webhook {
+            let queued = self.posts_queued.fetch_add(1, Ordering::AcqRel);
             let body = Bytes::from(alert.to_json().to_string());
-            if self.tx.try_send(Job::Post(body)).is_err() {
+            if queued >= self.max_posts || self.tx.try_send(Job::Post(body)).is_err() {
+                self.posts_queued.fetch_sub(1, Ordering::AcqRel);
                 Counters::add(&self.counters.dropped, 1);
             }
         }
@@ -124,6 +133,7 @@ async fn run(
     webhook: Option<Webhook>,
     logs: Option<LogSender>,
     counters: Arc<Counters>,
+    posts_queued: Arc<AtomicUsize>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
     let webhook = webhook.map(|w| Arc::new((w.client(), w)));
@@ -140,6 +150,7 @@ async fn run(
         };
         match job {
             Some(Job::Post(body)) => {
+                posts_queued.fetch_sub(1, Ordering::AcqRel);
                 let Some(webhook) = webhook.clone() else {
                     continue;
                 };
@@ -199,5 +210,159 @@ async fn export(logs: &Option<LogSender>, buffer: &mut Vec<LogRecord>, counters:
             Ok(()) => Counters::add(&counters.logs_exported, n),
             Err(_) => Counters::add(&counters.logs_failed, n),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::Router;
+    use opentelemetry::trace::{SpanId, TraceId};
+
+    use super::*;
+    use crate::errors::alerts::{AlertRule, Evaluator, Signal};
+    use crate::errors::rates::RouteRates;
+    use crate::errors::{AlertStats, ErrorTracking};
+
+    /// A webhook server on loopback, on its own runtime thread, answering 503 to the first
+    /// `fail_first` posts and 200 after, or never answering when `hang`.
+    struct Server {
+        address: SocketAddr,
+        bodies: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[derive(Clone)]
+    struct Behaviour {
+        fail_first: u64,
+        hang: bool,
+        seen: Arc<AtomicU64>,
+        bodies: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn hook(State(b): State<Behaviour>, body: String) -> StatusCode {
+        let n = b.seen.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut bodies) = b.bodies.lock() {
+            bodies.push(body);
+        }
+        if b.hang {
+            std::future::pending::<()>().await;
+        }
+        if n < b.fail_first {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }
+
+    fn server(fail_first: u64, hang: bool) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let state = Behaviour {
+            fail_first,
+            hang,
+            seen: Arc::default(),
+            bodies: bodies.clone(),
+        };
+        thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            runtime.block_on(async move {
+                let _ = listener.set_nonblocking(true);
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
+                let app = Router::new().route("/hook", post(hook)).with_state(state);
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        Server { address, bodies }
+    }
+
+    fn alert() -> Alert {
+        let tracking = ErrorTracking::build(10, None, RouteRates::new());
+        tracking.record_test_errors("GET /r", 1);
+        let group = tracking.groups().remove(0);
+        let signal = Signal {
+            fingerprint: group.fingerprint(),
+            is_new: true,
+            trace_id: TraceId::from(1u128),
+            span_id: SpanId::from(1u64),
+        };
+        Evaluator::new(vec![AlertRule::new_group()])
+            .evaluate(&signal, &group, &[], Duration::ZERO)
+            .remove(0)
+    }
+
+    fn webhook(url: &str) -> Webhook {
+        Webhook::new(url)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .backoff(Duration::from_millis(10), Duration::from_millis(40))
+    }
+
+    fn deliver(webhook: Webhook, alerts: usize) -> (AlertStats, Duration) {
+        let counters = Arc::new(Counters::default());
+        let delivery = Delivery::start(Some(webhook), None, counters.clone())
+            .unwrap_or_else(|| panic!("no thread"));
+        let alert = alert();
+        let started = Instant::now();
+        for _ in 0..alerts {
+            delivery.alert(&alert);
+        }
+        let queued_in = started.elapsed();
+        assert!(delivery.flush(Duration::from_secs(30)), "settles");
+        (counters.stats(), queued_in)
+    }
+
+    #[test]
+    fn a_refused_post_is_retried_with_backoff_until_accepted() {
+        let server = server(2, false);
+        let url = format!("http://{}/hook", server.address);
+        let (stats, _) = deliver(webhook(&url).max_attempts(4), 1);
+        assert_eq!((stats.delivered, stats.failed, stats.retries), (1, 0, 2));
+        let bodies = server.bodies.lock().map(|b| b.clone()).unwrap_or_default();
+        assert_eq!(bodies.len(), 3);
+        let json: serde_json::Value =
+            serde_json::from_str(&bodies[2]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["rule"]["kind"], "new_group");
+        assert_eq!(json["group"]["operations"][0], "GET /r");
+        assert!(
+            bodies.iter().all(|b| *b == bodies[0]),
+            "the same body each time"
+        );
+    }
+
+    #[test]
+    fn a_closed_port_fails_after_the_last_attempt_and_never_blocks_the_caller() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (stats, queued_in) =
+            deliver(webhook(&format!("http://{closed}/hook")).max_attempts(3), 2);
+        assert_eq!((stats.delivered, stats.failed, stats.retries), (0, 2, 4));
+        assert!(queued_in < Duration::from_millis(100), "{queued_in:?}");
+    }
+
+    #[test]
+    fn a_full_delivery_queue_drops_and_counts() {
+        let server = server(0, true);
+        let url = format!("http://{}/hook", server.address);
+        let hook = webhook(&url)
+            .max_attempts(1)
+            .timeout(Duration::from_millis(300))
+            .queue_size(2);
+        let (stats, queued_in) = deliver(hook, 40);
+        // At most 8 in flight, 1 waiting for a permit and 2 queued.
+        assert!(stats.dropped >= 40 - 11, "{stats:?}");
+        assert_eq!(stats.failed + stats.dropped, 40, "{stats:?}");
+        assert_eq!(stats.delivered, 0);
+        assert!(queued_in < Duration::from_millis(100), "{queued_in:?}");
     }
 }

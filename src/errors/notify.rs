@@ -66,7 +66,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn stats(&self) -> AlertStats {
+    pub(crate) fn stats(&self) -> AlertStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         AlertStats {
             fired: read(&self.fired),
@@ -422,5 +422,235 @@ impl AlertOptions {
                 o.alerts.logs = logs;
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+    use crate::errors::alerts::AlertKind;
+    use crate::errors::rates::tests::TestClock;
+    use crate::errors::rates::RouteRates;
+    use crate::errors::{Window, DEFAULT_MAX_GROUPS};
+
+    const FLUSH: Duration = Duration::from_secs(10);
+
+    fn provider(errors: &ErrorTracking) -> SdkTracerProvider {
+        SdkTracerProvider::builder()
+            .with_span_processor(errors.clone())
+            .build()
+    }
+
+    /// A server span on `route` that panicked with `message`.
+    fn fail(provider: &SdkTracerProvider, route: &str, message: &str) {
+        let tracer = provider.tracer("t");
+        let mut span = tracer
+            .span_builder(format!("GET {route}"))
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("http.route", route.to_owned()),
+                KeyValue::new("http.response.status_code", 500),
+            ])
+            .start(&tracer);
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "panic"),
+                KeyValue::new("exception.message", message.to_owned()),
+            ],
+        );
+        span.set_status(Status::error(""));
+        span.end();
+    }
+
+    type Seen = Arc<Mutex<Vec<(AlertKind, String, String)>>>;
+
+    fn recorder() -> (Seen, impl Fn(&Alert) + Send + Sync + 'static) {
+        let seen: Seen = Arc::default();
+        let sink = seen.clone();
+        let callback = move |alert: &Alert| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push((
+                    alert.kind(),
+                    alert.operation().to_owned(),
+                    alert.group().message().to_owned(),
+                ));
+            }
+        };
+        (seen, callback)
+    }
+
+    fn seen(seen: &Seen) -> Vec<(AlertKind, String, String)> {
+        seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn rules_run_on_the_alerting_thread_on_the_injected_clock_with_a_cooldown_per_rule_and_group() {
+        let (clock, now) = TestClock::new();
+        let (alerts, callback) = recorder();
+        let errors = ErrorTracking::build(DEFAULT_MAX_GROUPS, None, RouteRates::with_clock(now))
+            .with_alert_rule(
+                AlertRule::count(3, Window::OneMinute).cooldown(Duration::from_secs(120)),
+            )
+            .with_alert_rule(AlertRule::new_group())
+            .with_alert_callback(callback);
+        let provider = provider(&errors);
+        for _ in 0..5 {
+            fail(&provider, "/a", "a broke");
+        }
+        for _ in 0..3 {
+            fail(&provider, "/b", "b broke");
+        }
+        assert!(errors.flush_alerts(FLUSH));
+        let mut first = seen(&alerts);
+        first.sort_by(|x, y| (x.1.as_str(), x.0.as_str()).cmp(&(y.1.as_str(), y.0.as_str())));
+        let kinds: Vec<(AlertKind, &str)> = first.iter().map(|a| (a.0, a.1.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AlertKind::Count, "GET /a"),
+                (AlertKind::NewGroup, "GET /a"),
+                (AlertKind::Count, "GET /b"),
+                (AlertKind::NewGroup, "GET /b"),
+            ]
+        );
+
+        // A minute on, three more on /a reach the count again, within the cooldown: quiet.
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..3 {
+            fail(&provider, "/a", "a broke");
+        }
+        assert!(errors.flush_alerts(FLUSH));
+        assert_eq!(seen(&alerts).len(), 4);
+
+        // Past the cooldown, it fires again, for /a only.
+        clock.advance(Duration::from_secs(70));
+        for _ in 0..3 {
+            fail(&provider, "/a", "a broke");
+        }
+        assert!(errors.flush_alerts(FLUSH));
+        let all = seen(&alerts);
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert_eq!((all[4].0, all[4].1.as_str()), (AlertKind::Count, "GET /a"));
+        let stats = errors.alert_stats();
+        assert_eq!((stats.fired, stats.signals_dropped), (5, 0));
+        assert!(provider.shutdown().is_ok());
+    }
+
+    #[test]
+    fn a_ratio_rule_reads_the_route_rates_through_the_thread() {
+        let (_clock, now) = TestClock::new();
+        let (alerts, callback) = recorder();
+        let errors = ErrorTracking::build(DEFAULT_MAX_GROUPS, None, RouteRates::with_clock(now))
+            .with_alert_rule(AlertRule::ratio(0.5, Window::OneMinute, 4))
+            .with_alert_callback(callback);
+        let provider = provider(&errors);
+        for error in [false, false, false, true] {
+            errors.rates().record("GET", Some("/r"), error);
+        }
+        fail(&provider, "/r", "x");
+        assert!(errors.flush_alerts(FLUSH));
+        assert!(seen(&alerts).is_empty(), "1 error in 4 requests");
+        for _ in 0..4 {
+            errors.rates().record("GET", Some("/r"), true);
+        }
+        fail(&provider, "/r", "x");
+        assert!(errors.flush_alerts(FLUSH));
+        assert_eq!(seen(&alerts).len(), 1, "5 errors in 8 requests");
+        assert!(provider.shutdown().is_ok());
+    }
+
+    #[test]
+    fn messages_are_redacted_before_grouping_storing_and_alerting() {
+        let (alerts, callback) = recorder();
+        let errors = ErrorTracking::new()
+            .with_alert_rule(AlertRule::new_group())
+            .with_alert_callback(callback);
+        let provider = provider(&errors);
+        fail(
+            &provider,
+            "/login",
+            "bad login for bob@example.com token=abc123",
+        );
+        fail(
+            &provider,
+            "/login",
+            "bad login for eve@example.org token=zzz999",
+        );
+        assert!(errors.flush_alerts(FLUSH));
+        let groups = errors.groups();
+        assert_eq!(groups.len(), 1, "one group once the secrets are out");
+        let expected = "bad login for [REDACTED] token=[REDACTED]";
+        assert_eq!(groups[0].message(), expected);
+        assert_eq!(seen(&alerts)[0].2, expected);
+        assert!(!groups[0].to_json().to_string().contains("example.com"));
+        assert!(provider.shutdown().is_ok());
+    }
+
+    #[test]
+    fn a_panicking_callback_is_counted_and_the_next_still_runs() {
+        let (alerts, callback) = recorder();
+        let errors = ErrorTracking::new()
+            .with_alert_rule(AlertRule::new_group())
+            .with_alert_callback(|_| panic!("callback bug"))
+            .with_alert_callback(callback);
+        let provider = provider(&errors);
+        fail(&provider, "/a", "x");
+        assert!(errors.flush_alerts(FLUSH));
+        assert_eq!(seen(&alerts).len(), 1);
+        assert_eq!(errors.alert_stats().callback_panics, 1);
+        assert!(provider.shutdown().is_ok());
+    }
+
+    #[test]
+    fn a_full_signal_queue_drops_and_counts_without_blocking() {
+        let notifier = Notifier::new(AlertConfig {
+            rules: vec![AlertRule::new_group()],
+            ..AlertConfig::default()
+        });
+        // The alerting thread is held in its first lookup until released.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let counted = lookups.clone();
+        let release_rx = Mutex::new(release_rx);
+        let lookup: Lookup = Box::new(move |_, _| {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                if let Ok(rx) = release_rx.lock() {
+                    let _ = rx.recv();
+                }
+            }
+            None
+        });
+        let signal = Signal {
+            fingerprint: 1,
+            is_new: true,
+            trace_id: opentelemetry::trace::TraceId::INVALID,
+            span_id: opentelemetry::trace::SpanId::INVALID,
+        };
+        let mut lookup = Some(lookup);
+        let started = Instant::now();
+        let total = SIGNAL_QUEUE as u64 + 1_000;
+        for _ in 0..total {
+            notifier.signal(signal, || {
+                lookup.take().unwrap_or_else(|| Box::new(|_, _| None))
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let dropped = notifier.stats().signals_dropped;
+        // The queue holds SIGNAL_QUEUE; the thread holds at most one more.
+        assert!(
+            (999..=1_000).contains(&dropped),
+            "{dropped} of {total} dropped"
+        );
+        let _ = release_tx.send(());
+        assert!(notifier.flush(FLUSH));
+        assert_eq!(lookups.load(Ordering::SeqCst) as u64, total - dropped);
     }
 }
