@@ -990,4 +990,15 @@ mod tests {
         assert!(err.to_string().contains("propagators"), "{err}");
         assert!(with_env(Some("none,b3")).resolve().is_err());
     }
+
+    #[test]
+    fn a_bad_alert_webhook_fails_setup_naming_the_setting() {
+        let err = with_env(None)
+            .install_subscriber(false)
+            .exporter(TracesExporter::None)
+            .alert_webhook("https://hooks.example.com/x")
+            .init_layer()
+            .expect_err("https is not supported");
+        assert!(err.to_string().contains("alert_webhook"), "{err}");
+    }
 }

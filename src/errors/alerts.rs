@@ -25,6 +25,10 @@ use super::rates::{RouteRate, Window};
 use super::store::ErrorGroup;
 
 /// The default time a rule stays quiet for a group after firing.
+///
+/// ```
+/// assert_eq!(service_tracing::errors::DEFAULT_COOLDOWN.as_secs(), 300);
+/// ```
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Most (rule, group) cooldowns remembered; past it, expired ones are forgotten first.
@@ -275,11 +279,21 @@ impl AlertRule {
     }
 
     /// The rule's name (a description of its condition unless [named](Self::named)).
+    ///
+    /// ```
+    /// let rule = service_tracing::errors::AlertRule::new_group();
+    /// assert_eq!(rule.name(), "new group");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Which condition the rule checks.
+    ///
+    /// ```
+    /// use service_tracing::errors::{AlertKind, AlertRule, Window};
+    /// assert_eq!(AlertRule::count(3, Window::OneMinute).kind(), AlertKind::Count);
+    /// ```
     pub fn kind(&self) -> AlertKind {
         match self.condition {
             Condition::Count { .. } => AlertKind::Count,
@@ -439,62 +453,134 @@ pub struct Alert {
 
 impl Alert {
     /// The name of the rule that fired.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let rule: &str = alert.rule();
+    /// # }
+    /// ```
     pub fn rule(&self) -> &str {
         &self.rule
     }
 
     /// The kind of rule that fired.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let kind = alert.kind();
+    /// # }
+    /// ```
     pub fn kind(&self) -> AlertKind {
         self.kind
     }
 
     /// The group, as it was when the rule fired.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// println!("{}", alert.group().count());
+    /// # }
+    /// ```
     pub fn group(&self) -> &ErrorGroup {
         &self.group
     }
 
     /// The operation the figures are about (for a ratio or spike rule, the route).
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let route: &str = alert.operation();
+    /// # }
+    /// ```
     pub fn operation(&self) -> &str {
         &self.figures.operation
     }
 
     /// The value that crossed the threshold: errors (count, spike, new group) or the error
     /// ratio (ratio).
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let value: f64 = alert.observed();
+    /// # }
+    /// ```
     pub fn observed(&self) -> f64 {
         self.figures.observed
     }
 
     /// The threshold it reached.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let threshold: f64 = alert.threshold();
+    /// # }
+    /// ```
     pub fn threshold(&self) -> f64 {
         self.figures.threshold
     }
 
     /// The window the figures cover (none for a new group).
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let window = alert.window();
+    /// # }
+    /// ```
     pub fn window(&self) -> Option<Window> {
         self.figures.window
     }
 
     /// The route's requests over the window (ratio rules).
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let requests = alert.requests();
+    /// # }
+    /// ```
     pub fn requests(&self) -> Option<u64> {
         self.figures.requests
     }
 
     /// Errors over the window (the group's count for a new group).
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let errors: u64 = alert.errors();
+    /// # }
+    /// ```
     pub fn errors(&self) -> u64 {
         self.figures.errors
     }
 
     /// The trace of the error that made the rule fire.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// println!("{}", alert.trace_id());
+    /// # }
+    /// ```
     pub fn trace_id(&self) -> TraceId {
         self.trace_id
     }
 
     /// The span of the error that made the rule fire.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// println!("{}", alert.span_id());
+    /// # }
+    /// ```
     pub fn span_id(&self) -> SpanId {
         self.span_id
     }
 
     /// When the rule fired.
+    ///
+    /// ```no_run
+    /// # fn show(alert: &service_tracing::errors::Alert) {
+    /// let when = alert.fired_at();
+    /// # }
+    /// ```
     pub fn fired_at(&self) -> SystemTime {
         self.fired_at
     }

@@ -33,6 +33,38 @@
 //! *sampled* errors, and so are the per-group windows of [`ErrorGroup::errors_in`]. The
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
 //! from an observer on the server layer and count every request, sampled or not.
+//!
+//! # Alerts, log records and redaction
+//!
+//! [`AlertRule`]s fire [`Alert`]s: on a count of a group's errors over a window, on a route's
+//! error ratio, on a new group, or on a spike against the route's baseline, at most once per
+//! cooldown for a group. Alerts go to [callbacks](ErrorTracking::with_alert_callback) and to a
+//! [`Webhook`] (JSON POST, retried with backoff), and, with an OTLP exporter, new groups and
+//! alerts are exported as OpenTelemetry log records to the traces' collector
+//! (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` overrides the endpoint, `OTEL_LOGS_EXPORTER=none` turns
+//! them off). All of it runs on background threads fed by bounded queues: recording an error
+//! only queues a small signal; [`ErrorTracking::alert_stats`] counts what was delivered, failed
+//! or dropped. Before anything is stored or sent, error types, messages and operations go
+//! through the [`Redactor`] (e-mail addresses, credentials, secret `key=value` pairs, JWTs and
+//! card-like numbers become `[REDACTED]`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use service_tracing::errors::{AlertRule, Window};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (app, guard) = service_tracing::ServiceTracing::builder("checkout")
+//!     .otlp_endpoint("http://collector:4317")
+//!     .alert_rule(AlertRule::count(20, Window::OneMinute).cooldown(Duration::from_secs(900)))
+//!     .alert_rule(AlertRule::ratio(0.05, Window::FiveMinutes, 200))
+//!     .alert_rule(AlertRule::new_group())
+//!     .alert_webhook("http://alert-relay.internal:8080/hooks/errors")
+//!     .alert_callback(|alert| eprintln!("alert {}: {}", alert.rule(), alert.group().message()))
+//!     .init(axum::Router::<()>::new())?;
+//! // ... serve requests ...
+//! guard.shutdown()?; // waits for pending deliveries
+//! # Ok(()) }
+//! ```
 
 mod alerts;
 mod classify;

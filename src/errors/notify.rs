@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ pub(crate) struct Notifier {
     active: bool,
     counters: Arc<Counters>,
     /// Started with the first signal; `None` inside when the thread could not be spawned.
-    sender: OnceLock<Option<Mutex<SyncSender<Msg>>>>,
+    sender: OnceLock<Option<SyncSender<Msg>>>,
 }
 
 impl Notifier {
@@ -118,20 +118,10 @@ impl Notifier {
     /// Queues `signal` for the alerting thread (started on first use with `lookup`); never
     /// blocks.
     pub(crate) fn signal(&self, signal: Signal, lookup: impl FnOnce() -> Lookup) {
-        let sender = self
-            .sender
-            .get_or_init(|| self.spawn(lookup()).map(Mutex::new));
-        let sent = sender.as_ref().is_some_and(|s| {
-            // Uncontended in practice; a clone per thread would cost more than this lock.
-            let s = match s.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            match s.try_send(Msg::Signal(signal)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            }
-        });
+        let sender = self.sender.get_or_init(|| self.spawn(lookup()));
+        let sent = sender
+            .as_ref()
+            .is_some_and(|s| s.try_send(Msg::Signal(signal)).is_ok());
         if !sent {
             Counters::add(&self.counters.signals_dropped, 1);
         }
@@ -159,16 +149,10 @@ impl Notifier {
         let Some(Some(sender)) = self.sender.get() else {
             return true;
         };
-        flush_through(timeout, Msg::Flush, |msg| {
-            let s = match sender.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            match s.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(back)) => Err(Some(back)),
-                Err(TrySendError::Disconnected(_)) => Err(None),
-            }
+        flush_through(timeout, Msg::Flush, |msg| match sender.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(back)) => Err(Some(back)),
+            Err(TrySendError::Disconnected(_)) => Err(None),
         })
     }
 }
@@ -428,6 +412,7 @@ impl AlertOptions {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
 
     use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
     use opentelemetry::KeyValue;

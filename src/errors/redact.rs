@@ -10,6 +10,11 @@ use regex::Regex;
 use super::fingerprint::truncate;
 
 /// What a redacted part is replaced with.
+///
+/// ```
+/// use service_tracing::errors::{Redactor, REDACTED};
+/// assert_eq!(Redactor::new().redact("a@b.io"), REDACTED);
+/// ```
 pub const REDACTED: &str = "[REDACTED]";
 
 /// The default bound on a redacted text, in bytes.
@@ -115,6 +120,11 @@ impl Default for Redactor {
 
 impl Redactor {
     /// The default rules, output cut to 512 bytes.
+    ///
+    /// ```
+    /// let redactor = service_tracing::errors::Redactor::new();
+    /// assert_eq!(redactor.redact("pwd=x"), "pwd=[REDACTED]");
+    /// ```
     pub fn new() -> Self {
         Self {
             defaults: true,
