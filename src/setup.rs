@@ -793,7 +793,8 @@ impl TracingGuard {
         .unwrap_or_default()
     }
 
-    /// Exports every span ended so far and waits for the exporter to accept them.
+    /// Exports every span ended so far and waits for the exporter to accept them, then (up to
+    /// 30 s) for the alerts and error log records of those spans to be delivered or given up.
     pub fn force_flush(&self) -> Result<(), SetupError> {
         self.with_inner(|inner| {
             for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {

@@ -38,7 +38,7 @@ pub(crate) struct LogExport {
 
 impl LogExport {
     /// The log export matching the trace export of `config`, or `None` when traces do not go
-    /// over OTLP or `OTEL_LOGS_EXPORTER=none`. `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL)
+    /// over OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`). `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL)
     /// overrides the endpoint; otherwise the traces' endpoint is used, with `/v1/logs` in
     /// place of `/v1/traces` for HTTP.
     pub(crate) fn from_config(
@@ -47,9 +47,9 @@ impl LogExport {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Option<Self> {
         let exporter = lookup("OTEL_LOGS_EXPORTER").map(|v| v.trim().to_ascii_lowercase());
-        if exporter.as_deref() == Some("none")
-            || config.exporter != crate::config::TracesExporter::Otlp
-        {
+        // Only `otlp` (or nothing) exports; `none` and exporters we do not have turn it off.
+        let otlp = matches!(exporter.as_deref(), None | Some("" | "otlp"));
+        if !otlp || config.exporter != crate::config::TracesExporter::Otlp {
             return None;
         }
         let endpoint = match lookup("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
@@ -350,6 +350,47 @@ mod tests {
         assert_eq!(
             logs_endpoint("http://c:4317", Protocol::Grpc),
             "http://c:4317"
+        );
+    }
+
+    #[test]
+    fn otel_logs_exporter_and_the_logs_endpoint_are_honoured() {
+        let config = Resolved {
+            service_name: "svc".to_owned(),
+            service_version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: crate::config::TracesExporter::Otlp,
+            protocol: Protocol::HttpProtobuf,
+            endpoint: "http://c:4318/v1/traces".to_owned(),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_secs(1),
+            sampler: crate::config::Sampler::ParentBasedAlwaysOn,
+            batch: crate::config::BatchConfig::default(),
+            disabled: false,
+        };
+        let from = |vars: &'static [(&'static str, &'static str)]| {
+            LogExport::from_config(&config, Resource::builder_empty().build(), &|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .map(|l| l.endpoint)
+        };
+        assert_eq!(from(&[]).as_deref(), Some("http://c:4318/v1/logs"));
+        assert_eq!(
+            from(&[("OTEL_LOGS_EXPORTER", "otlp")]).as_deref(),
+            Some("http://c:4318/v1/logs")
+        );
+        assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "none")]), None);
+        assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "console")]), None);
+        assert_eq!(
+            from(&[(
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://logs:4318/custom"
+            )])
+            .as_deref(),
+            Some("http://logs:4318/custom")
         );
     }
 
