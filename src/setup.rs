@@ -19,7 +19,7 @@ use crate::config::{
     BatchConfig, Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::{SetupError, SetupErrorKind};
-use crate::errors::ErrorTracking;
+use crate::errors::{AlertOptions, AlertRule, ErrorTracking, Redactor};
 use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
 use crate::export::{otlp, ExportStats};
@@ -99,6 +99,7 @@ pub struct ServiceTracing {
     log_filter: Option<String>,
     env: Option<EnvLookup>,
     error_tracking: bool,
+    alerts: AlertOptions,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -133,6 +134,7 @@ impl ServiceTracing {
             log_filter: None,
             env: None,
             error_tracking: true,
+            alerts: AlertOptions::default(),
         }
     }
 
@@ -250,6 +252,60 @@ impl ServiceTracing {
     /// ```
     pub fn error_tracking(mut self, enabled: bool) -> Self {
         self.error_tracking = enabled;
+        self
+    }
+
+    /// Adds an alert rule to error tracking (see [`crate::errors::AlertRule`]).
+    ///
+    /// ```
+    /// use service_tracing::errors::{AlertRule, Window};
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_rule(AlertRule::count(10, Window::OneMinute))
+    ///     .alert_rule(AlertRule::new_group());
+    /// ```
+    pub fn alert_rule(mut self, rule: AlertRule) -> Self {
+        self.alerts.rules.push(rule);
+        self
+    }
+
+    /// Posts alerts to this `http://` URL as JSON, with the defaults of
+    /// [`Webhook`](crate::errors::Webhook) (for other settings, build the
+    /// [`ErrorTracking`] yourself). A bad URL fails [`init`](Self::init), naming
+    /// `alert_webhook`.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_webhook("http://alerts.internal:8080/hooks/errors");
+    /// ```
+    pub fn alert_webhook(mut self, url: impl Into<String>) -> Self {
+        self.alerts.webhook = Some(url.into());
+        self
+    }
+
+    /// Calls `callback` with every alert, on the alerting thread (panics caught).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_callback(|alert| eprintln!("{}: {}", alert.rule(), alert.group().message()));
+    /// ```
+    pub fn alert_callback(
+        mut self,
+        callback: impl Fn(&crate::errors::Alert) + Send + Sync + 'static,
+    ) -> Self {
+        self.alerts.callbacks.push(Arc::new(callback));
+        self
+    }
+
+    /// The redaction applied to error messages and attributes before they are stored or sent
+    /// (default: [`Redactor::new`]).
+    ///
+    /// ```
+    /// use service_tracing::errors::Redactor;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
+    /// ```
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.alerts.redactor = Some(redactor);
         self
     }
 
@@ -398,6 +454,22 @@ impl ServiceTracing {
         }
         // One tracker shared by every service's provider.
         let errors = (self.error_tracking && !config.disabled).then(ErrorTracking::new);
+        // Alerts, redaction, and new groups and alerts as OTLP log records.
+        let errors = match errors {
+            Some(errors) => {
+                let lookup = |name: &str| match &self.env {
+                    Some(lookup) => lookup(name),
+                    None => std::env::var(name).ok(),
+                };
+                let logs = crate::errors::logs::LogExport::from_config(
+                    &config,
+                    resource(&config, &config.service_name),
+                    &lookup,
+                );
+                Some(self.alerts.clone().apply(errors, logs)?)
+            }
+            None => None,
+        };
         let pipeline = Pipeline::start(&config, &config.service_name, errors.as_ref())?;
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
@@ -729,7 +801,8 @@ impl TracingGuard {
         .unwrap_or_default()
     }
 
-    /// Exports every span ended so far and waits for the exporter to accept them.
+    /// Exports every span ended so far and waits for the exporter to accept them, then (up to
+    /// 30 s) for the alerts and error log records of those spans to be delivered or given up.
     pub fn force_flush(&self) -> Result<(), SetupError> {
         self.with_inner(|inner| {
             for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {
@@ -738,6 +811,15 @@ impl TracingGuard {
                         SetupError::new(SetupErrorKind::Shutdown, "flushing spans failed")
                             .with_source(e)
                     })?;
+                }
+            }
+            // Then the alerts and log records of the errors those spans held.
+            if let Some(errors) = &inner.errors {
+                if !errors.flush_alerts(ALERT_FLUSH_TIMEOUT) {
+                    return Err(SetupError::new(
+                        SetupErrorKind::Shutdown,
+                        "alerts and error log records did not settle in time",
+                    ));
                 }
             }
             Ok(())
@@ -771,6 +853,9 @@ impl TracingGuard {
                     }
                 }
             }
+        }
+        if let Some(errors) = &inner.errors {
+            let _ = errors.flush_alerts(ALERT_FLUSH_TIMEOUT);
         }
         result
     }
@@ -866,6 +951,9 @@ impl TracingGuard {
     }
 }
 
+/// How long flushing waits for alerts to be delivered (retries included).
+const ALERT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn worker_is_shared(worker: &ExportWorker, main: &Pipeline) -> bool {
     main.worker.as_ref().is_some_and(|m| m.same_worker(worker))
 }
@@ -910,5 +998,16 @@ mod tests {
             .expect_err("unsupported");
         assert!(err.to_string().contains("propagators"), "{err}");
         assert!(with_env(Some("none,b3")).resolve().is_err());
+    }
+
+    #[test]
+    fn a_bad_alert_webhook_fails_setup_naming_the_setting() {
+        let err = with_env(None)
+            .install_subscriber(false)
+            .exporter(TracesExporter::None)
+            .alert_webhook("https://hooks.example.com/x")
+            .init_layer()
+            .expect_err("https is not supported");
+        assert!(err.to_string().contains("alert_webhook"), "{err}");
     }
 }

@@ -35,30 +35,75 @@
 //! *sampled* errors, and so are the per-group windows of [`ErrorGroup::errors_in`]. The
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
 //! from an observer on the server layer and count every request, sampled or not.
+//!
+//! # Alerts, log records and redaction
+//!
+//! [`AlertRule`]s fire [`Alert`]s: on a count of a group's errors over a window, on a route's
+//! error ratio, on a new group, or on a spike against the route's baseline, at most once per
+//! cooldown for a group. Alerts go to [callbacks](ErrorTracking::with_alert_callback) and to a
+//! [`Webhook`] (JSON POST, retried with backoff), and, with an OTLP exporter, new groups and
+//! alerts are exported as OpenTelemetry log records to the traces' collector
+//! (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` overrides the endpoint, `OTEL_LOGS_EXPORTER=none` turns
+//! them off). All of it runs on background threads fed by bounded queues: recording an error
+//! only queues a small signal; [`ErrorTracking::alert_stats`] counts what was delivered, failed
+//! or dropped. Before anything is stored or sent, error types, messages and operations go
+//! through the [`Redactor`] (e-mail addresses, credentials, secret `key=value` pairs, JWTs and
+//! card-like numbers become `[REDACTED]`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use service_tracing::errors::{AlertRule, Window};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (app, guard) = service_tracing::ServiceTracing::builder("checkout")
+//!     .otlp_endpoint("http://collector:4317")
+//!     .alert_rule(AlertRule::count(20, Window::OneMinute).cooldown(Duration::from_secs(900)))
+//!     .alert_rule(AlertRule::ratio(0.05, Window::FiveMinutes, 200))
+//!     .alert_rule(AlertRule::new_group())
+//!     .alert_webhook("http://alert-relay.internal:8080/hooks/errors")
+//!     .alert_callback(|alert| eprintln!("alert {}: {}", alert.rule(), alert.group().message()))
+//!     .init(axum::Router::<()>::new())?;
+//! // ... serve requests ...
+//! guard.shutdown()?; // waits for pending deliveries
+//! # Ok(()) }
+//! ```
 
+mod alerts;
 mod capture;
 mod classify;
+mod delivery;
 mod fingerprint;
+pub(crate) mod logs;
+mod notify;
 mod rates;
+mod redact;
 mod store;
+mod webhook;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
-use opentelemetry::trace::{SpanKind, Status, TraceId};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
+pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
 pub use capture::{record_error, ErrorEvents};
 pub use classify::{Category, Severity};
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
+pub use redact::{Redactor, REDACTED};
 pub use store::{ErrorGroup, ErrorSummary};
+pub use webhook::Webhook;
 
 use store::Store;
+
+use alerts::Signal;
+pub(crate) use notify::AlertOptions;
+use notify::{AlertConfig, Notifier};
 
 /// The default bound on the number of groups held.
 pub const DEFAULT_MAX_GROUPS: usize = 1_000;
@@ -90,6 +135,7 @@ pub struct ErrorEvent {
     operation: String,
     status_code: Option<u16>,
     trace_id: TraceId,
+    span_id: SpanId,
     correlation_id: Option<String>,
     db_system: Option<String>,
     time: SystemTime,
@@ -201,6 +247,7 @@ impl ErrorEvent {
                 _ => None,
             }),
             trace_id: span.span_context.trace_id(),
+            span_id: span.span_context.span_id(),
             correlation_id: string_attr(attrs, "correlation.id"),
             db_system: string_attr(attrs, "db.system")
                 .or_else(|| string_attr(attrs, "db.system.name")),
@@ -223,6 +270,7 @@ impl ErrorEvent {
             operation: "GET /test".to_owned(),
             status_code,
             trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
             correlation_id: None,
             db_system: db_system.map(str::to_owned),
             time: SystemTime::now(),
@@ -257,6 +305,18 @@ struct Shared {
     pending: ArrayQueue<ErrorEvent>,
     /// Starts the thread that drains `pending`, on the first error.
     drainer: Once,
+    /// Held while draining, so a reader waits for errors another drain has taken but not yet
+    /// stored, and errors are stored in the order they ended.
+    draining: Mutex<()>,
+    options: Options,
+    notifier: Notifier,
+}
+
+/// Redaction and alerting settings, kept across rebuilds by the other builder methods.
+#[derive(Clone, Default)]
+struct Options {
+    redactor: Redactor,
+    alerts: AlertConfig,
 }
 
 /// How many errors may wait for the background thread; beyond that the thread that ends the
@@ -317,6 +377,15 @@ impl ErrorTracking {
     }
 
     fn build(max_groups: usize, classifier: Option<Arc<Classifier>>, rates: RouteRates) -> Self {
+        Self::build_with(max_groups, classifier, rates, Options::default())
+    }
+
+    fn build_with(
+        max_groups: usize,
+        classifier: Option<Arc<Classifier>>,
+        rates: RouteRates,
+        options: Options,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(max_groups)),
@@ -325,6 +394,9 @@ impl ErrorTracking {
                 rates,
                 pending: ArrayQueue::new(PENDING),
                 drainer: Once::new(),
+                draining: Mutex::new(()),
+                notifier: Notifier::new(options.alerts.clone()),
+                options,
             }),
         }
     }
@@ -336,10 +408,11 @@ impl ErrorTracking {
     /// let errors = service_tracing::errors::ErrorTracking::new().with_max_groups(50);
     /// ```
     pub fn with_max_groups(self, max: usize) -> Self {
-        Self::build(
+        Self::build_with(
             max,
             self.shared.classifier.clone(),
             self.shared.rates.clone(),
+            self.shared.options.clone(),
         )
     }
 
@@ -360,10 +433,11 @@ impl ErrorTracking {
         self,
         classify: impl Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync + 'static,
     ) -> Self {
-        Self::build(
+        Self::build_with(
             self.shared.max_groups,
             Some(Arc::new(classify)),
             self.shared.rates.clone(),
+            self.shared.options.clone(),
         )
     }
 
@@ -450,13 +524,18 @@ impl ErrorTracking {
 
     /// Stores every error waiting in the queue.
     fn drain(&self) {
+        let _draining = match self.shared.draining.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         while let Some(event) = self.shared.pending.pop() {
             self.ingest(event);
         }
     }
 
-    /// Classifies, fingerprints and stores one error.
-    fn ingest(&self, event: ErrorEvent) {
+    /// Redacts, classifies, fingerprints and stores one error, and tells the alerting thread.
+    fn ingest(&self, mut event: ErrorEvent) {
+        self.redact(&mut event);
         // The user's classifier must not take the span's thread down.
         let custom = self.shared.classifier.as_ref().and_then(|classify| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
@@ -467,9 +546,20 @@ impl ErrorTracking {
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
         let at = self.shared.rates.elapsed();
+        let (trace_id, span_id) = (event.trace_id, event.span_id);
         let mut store = self.store();
-        store.record(fingerprint, event, classified);
+        let is_new = store.record(fingerprint, event, classified);
         store.observe(fingerprint, at);
+        drop(store);
+        if self.shared.notifier.is_active() {
+            let signal = Signal {
+                fingerprint,
+                is_new,
+                trace_id,
+                span_id,
+            };
+            self.shared.notifier.signal(signal, || self.lookup());
+        }
     }
 
     /// A processor that records errors, then hands every span on to `next` (one processor
@@ -733,14 +823,14 @@ mod tests {
         server_span(&provider, 500, None);
         // The background thread stores it without any reader asking.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !errors.shared.pending.is_empty() {
+        while errors.store().summary().total() == 0 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the background thread never drained the queue"
+                "the background thread never stored the error"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(errors.store().summary().total(), 1);
+        assert!(errors.shared.pending.is_empty());
         // More errors than the queue holds: none is lost.
         let flood = PENDING * 2 + 5;
         for _ in 0..flood {

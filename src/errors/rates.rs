@@ -438,7 +438,7 @@ impl RouteRates {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use axum::body::Body;
@@ -452,12 +452,12 @@ mod tests {
     use super::*;
 
     /// A clock the test moves by hand (milliseconds since `base`).
-    struct TestClock {
+    pub(crate) struct TestClock {
         millis: Arc<AtomicU64>,
     }
 
     impl TestClock {
-        fn new() -> (Self, Clock) {
+        pub(crate) fn new() -> (Self, Clock) {
             let base = Instant::now();
             let millis = Arc::new(AtomicU64::new(0));
             let read = millis.clone();
@@ -466,12 +466,12 @@ mod tests {
             (Self { millis }, clock)
         }
 
-        fn set(&self, at: Duration) {
+        pub(crate) fn set(&self, at: Duration) {
             let millis = u64::try_from(at.as_millis()).unwrap_or(u64::MAX);
             self.millis.store(millis, Ordering::SeqCst);
         }
 
-        fn advance(&self, by: Duration) {
+        pub(crate) fn advance(&self, by: Duration) {
             let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
             self.millis.fetch_add(millis, Ordering::SeqCst);
         }

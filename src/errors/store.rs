@@ -184,7 +184,7 @@ impl ErrorGroup {
         self.as_of = at;
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let recent: serde_json::Map<String, Value> = Window::ALL
             .iter()
             .map(|w| (w.as_str().to_owned(), json!(self.errors_in(*w))))
@@ -211,7 +211,7 @@ fn group_type(error_type: &str) -> String {
     truncate(error_type, MAX_MESSAGE).to_owned()
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -357,12 +357,13 @@ impl Store {
         }
     }
 
+    /// Adds the error to its group; `true` when the group is new.
     pub(crate) fn record(
         &mut self,
         fingerprint: u64,
         event: ErrorEvent,
         classified: (Severity, Category),
-    ) {
+    ) -> bool {
         self.tick += 1;
         self.total = self.total.saturating_add(1);
         let tick = self.tick;
@@ -370,6 +371,8 @@ impl Store {
             self.recency.remove(last);
             *last = tick;
             group.add(event, classified);
+            self.recency.insert(tick, fingerprint);
+            false
         } else {
             while self.groups.len() >= self.max_groups {
                 let Some((_, oldest)) = self.recency.pop_first() else {
@@ -382,8 +385,14 @@ impl Store {
                 fingerprint,
                 (ErrorGroup::new(fingerprint, event, classified), tick),
             );
+            self.recency.insert(tick, fingerprint);
+            true
         }
-        self.recency.insert(tick, fingerprint);
+    }
+
+    /// A copy of one group.
+    pub(crate) fn get(&self, fingerprint: u64) -> Option<ErrorGroup> {
+        self.groups.get(&fingerprint).map(|(g, _)| g.clone())
     }
 
     pub(crate) fn groups(&self) -> Vec<ErrorGroup> {

@@ -251,7 +251,7 @@ thread_local! {
 }
 
 /// Threads of the export runtime (its blocking pool, for DNS) get the no-op dispatcher too.
-fn silence_thread() {
+pub(crate) fn silence_thread() {
     QUIET.with(|q| {
         *q.borrow_mut() = Some(tracing::subscriber::set_default(
             tracing::subscriber::NoSubscriber::default(),

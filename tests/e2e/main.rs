@@ -10,8 +10,11 @@
 mod collector;
 mod support;
 
+mod a_dead_webhook_never_delays_requests;
+mod alerts_reach_a_real_webhook_once_per_cooldown;
 mod application_errors_reach_the_groups;
 mod collector_down_never_affects_requests;
+mod error_groups_and_alerts_reach_the_collector_as_log_records;
 mod error_groups_reach_the_summary;
 mod export_traffic_never_becomes_spans;
 mod log_lines_carry_trace_and_correlation_ids;

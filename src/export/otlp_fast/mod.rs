@@ -10,7 +10,7 @@
 // Not yet wired into `setup.rs`; drop this once `build` is called there.
 
 mod encode;
-mod transport;
+pub(crate) mod transport;
 
 use std::fmt;
 use std::future::Future;

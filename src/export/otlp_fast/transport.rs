@@ -61,7 +61,19 @@ impl Transport {
         headers: &[(String, String)],
         timeout: Duration,
     ) -> Result<Self, SetupError> {
-        let uri = request_uri(wire, endpoint)?;
+        Self::for_method(wire, endpoint, GRPC_EXPORT_PATH, headers, timeout)
+    }
+
+    /// Like [`new`](Self::new), for another OTLP export method (`grpc_path` is appended to a
+    /// gRPC endpoint), such as the logs service's.
+    pub(crate) fn for_method(
+        wire: Wire,
+        endpoint: &str,
+        grpc_path: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Self, SetupError> {
+        let uri = request_uri(wire, endpoint, grpc_path)?;
 
         let mut map = HeaderMap::new();
         map.insert(
@@ -200,7 +212,7 @@ impl Transport {
 }
 
 /// The URI requests go to.
-fn request_uri(wire: Wire, endpoint: &str) -> Result<Uri, SetupError> {
+fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, SetupError> {
     let bad = |why: &str| {
         SetupError::new(
             SetupErrorKind::Exporter,
@@ -209,7 +221,7 @@ fn request_uri(wire: Wire, endpoint: &str) -> Result<Uri, SetupError> {
     };
     let full = match wire {
         Wire::Http => endpoint.to_owned(),
-        Wire::Grpc => format!("{}{GRPC_EXPORT_PATH}", endpoint.trim_end_matches('/')),
+        Wire::Grpc => format!("{}{grpc_path}", endpoint.trim_end_matches('/')),
     };
     let uri: Uri = full
         .parse()

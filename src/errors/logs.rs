@@ -1,0 +1,407 @@
+//! New error groups and alerts as OpenTelemetry log records, exported over OTLP (HTTP/protobuf
+//! or gRPC, as the traces are) by the delivery thread.
+//!
+//! The `ExportLogsServiceRequest` is encoded here by hand and posted with the fast exporter's
+//! transport ([`crate::export::otlp_fast`]): a few records a minute do not need the SDK's
+//! logs pipeline, and enabling it would rebuild the OpenTelemetry crates with another feature.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::Value;
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::Resource;
+
+use super::alerts::{Alert, Signal};
+use super::classify::Severity;
+use super::store::ErrorGroup;
+use crate::config::{Protocol, Resolved};
+use crate::error::SetupError;
+use crate::export::otlp_fast::transport::{Transport, Wire};
+
+/// The OTLP logs export method, appended to a gRPC endpoint.
+const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// The instrumentation scope the records are emitted under.
+const SCOPE: &str = "service-tracing.errors";
+
+/// Where log records go: the traces' protocol, headers and timeout, and the logs endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct LogExport {
+    protocol: Protocol,
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    timeout: std::time::Duration,
+    resource: Resource,
+}
+
+impl LogExport {
+    /// The log export matching the trace export of `config`, or `None` when traces do not go
+    /// over OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`). `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL)
+    /// overrides the endpoint; otherwise the traces' endpoint is used, with `/v1/logs` in
+    /// place of `/v1/traces` for HTTP.
+    pub(crate) fn from_config(
+        config: &Resolved,
+        resource: Resource,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Self> {
+        let exporter = lookup("OTEL_LOGS_EXPORTER").map(|v| v.trim().to_ascii_lowercase());
+        // Only `otlp` (or nothing) exports; `none` and exporters we do not have turn it off.
+        let otlp = matches!(exporter.as_deref(), None | Some("" | "otlp"));
+        if !otlp || config.exporter != crate::config::TracesExporter::Otlp {
+            return None;
+        }
+        let endpoint = match lookup("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            Some(endpoint) => endpoint,
+            None => logs_endpoint(&config.endpoint, config.protocol),
+        };
+        Some(Self {
+            protocol: config.protocol,
+            endpoint,
+            headers: config.headers.clone(),
+            timeout: config.timeout,
+            resource,
+        })
+    }
+}
+
+/// The traces' endpoint turned into the logs' one.
+fn logs_endpoint(traces: &str, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::HttpProtobuf => match traces.strip_suffix("/v1/traces") {
+            Some(base) => format!("{base}/v1/logs"),
+            None => traces.to_owned(),
+        },
+        _ => traces.to_owned(),
+    }
+}
+
+/// An attribute value of a record.
+#[derive(Clone, Debug, PartialEq)]
+enum LogValue {
+    Str(String),
+    Int(i64),
+    Double(f64),
+}
+
+/// One log record: a new group or an alert.
+#[derive(Clone, Debug)]
+pub(crate) struct LogRecord {
+    time: SystemTime,
+    severity: Severity,
+    event_name: &'static str,
+    body: String,
+    attributes: Vec<(&'static str, LogValue)>,
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+fn group_attributes(group: &ErrorGroup) -> Vec<(&'static str, LogValue)> {
+    let s = |v: &str| LogValue::Str(v.to_owned());
+    let mut attributes = vec![
+        ("exception.type", s(group.error_type())),
+        ("exception.message", s(group.message())),
+        (
+            "error.fingerprint",
+            LogValue::Str(format!("{:016x}", group.fingerprint())),
+        ),
+        ("error.severity", s(group.severity().as_str())),
+        ("error.category", s(group.category().as_str())),
+        (
+            "error.count",
+            LogValue::Int(i64::try_from(group.count()).unwrap_or(i64::MAX)),
+        ),
+    ];
+    if let Some(op) = group.operations().first() {
+        attributes.push(("operation", s(op)));
+    }
+    attributes
+}
+
+impl LogRecord {
+    /// "new error group: {type}: {message}".
+    pub(crate) fn new_group(group: &ErrorGroup, signal: &Signal) -> Self {
+        Self {
+            time: group.first_seen(),
+            severity: group.severity(),
+            event_name: "error.group.new",
+            body: format!(
+                "new error group: {}: {}",
+                group.error_type(),
+                group.message()
+            ),
+            attributes: group_attributes(group),
+            trace_id: signal.trace_id,
+            span_id: signal.span_id,
+        }
+    }
+
+    /// "alert {rule}: {type}: {message}", with the figures.
+    pub(crate) fn alert(alert: &Alert) -> Self {
+        let group = alert.group();
+        let mut attributes = group_attributes(group);
+        attributes.push(("alert.rule", LogValue::Str(alert.rule().to_owned())));
+        attributes.push((
+            "alert.kind",
+            LogValue::Str(alert.kind().as_str().to_owned()),
+        ));
+        attributes.push(("alert.observed", LogValue::Double(alert.observed())));
+        attributes.push(("alert.threshold", LogValue::Double(alert.threshold())));
+        if let Some(window) = alert.window() {
+            attributes.push(("alert.window", LogValue::Str(window.as_str().to_owned())));
+        }
+        if !alert.operation().is_empty() {
+            attributes.retain(|(k, _)| *k != "operation");
+            attributes.push(("operation", LogValue::Str(alert.operation().to_owned())));
+        }
+        Self {
+            time: alert.fired_at(),
+            severity: group.severity(),
+            event_name: "error.alert",
+            body: format!(
+                "alert {}: {}: {}",
+                alert.rule(),
+                group.error_type(),
+                group.message()
+            ),
+            attributes,
+            trace_id: alert.trace_id(),
+            span_id: alert.span_id(),
+        }
+    }
+}
+
+/// The OTLP severity number and text of a group's severity.
+fn severity_number(severity: Severity) -> u64 {
+    match severity {
+        Severity::Critical => 21, // FATAL
+        Severity::High => 17,     // ERROR
+        Severity::Medium => 13,   // WARN
+        Severity::Low => 9,       // INFO
+    }
+}
+
+/// Posts encoded batches; lives on the delivery thread.
+pub(crate) struct LogSender {
+    transport: Transport,
+    resource: Vec<u8>,
+}
+
+impl LogSender {
+    /// Fails on an `https` endpoint (the transport is plain HTTP), a bad URL or bad headers.
+    pub(crate) fn new(export: LogExport) -> Result<Self, SetupError> {
+        let wire = match export.protocol {
+            Protocol::Grpc => Wire::Grpc,
+            _ => Wire::Http,
+        };
+        let transport = Transport::for_method(
+            wire,
+            &export.endpoint,
+            GRPC_LOGS_PATH,
+            &export.headers,
+            export.timeout,
+        )?;
+        Ok(Self {
+            transport,
+            resource: encode_resource(&export.resource),
+        })
+    }
+
+    pub(crate) async fn export(&self, records: &[LogRecord]) -> Result<(), OTelSdkError> {
+        let message = encode_request(&self.resource, records);
+        let body = match self.transport.wire() {
+            Wire::Grpc => {
+                let len = u32::try_from(message.len())
+                    .map_err(|_| OTelSdkError::InternalFailure("too large".to_owned()))?;
+                let mut framed = Vec::with_capacity(message.len() + 5);
+                framed.push(0);
+                framed.extend_from_slice(&len.to_be_bytes());
+                framed.extend_from_slice(&message);
+                framed
+            }
+            Wire::Http => message,
+        };
+        self.transport.send(Bytes::from(body)).await
+    }
+}
+
+// Protobuf, written nested: each message is built in its own buffer and then length-prefixed.
+// Fine for a few records per request.
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn key(out: &mut Vec<u8>, field: u64, wire_type: u64) {
+    varint(out, (field << 3) | wire_type);
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    key(out, field, 2);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn fixed64_field(out: &mut Vec<u8>, field: u64, v: u64) {
+    key(out, field, 1);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// `AnyValue`.
+fn any_value(value: &LogValue) -> Vec<u8> {
+    let mut out = Vec::new();
+    match value {
+        LogValue::Str(s) => bytes_field(&mut out, 1, s.as_bytes()),
+        LogValue::Int(i) => {
+            key(&mut out, 3, 0);
+            varint(&mut out, *i as u64);
+        }
+        LogValue::Double(d) => fixed64_field(&mut out, 4, d.to_bits()),
+    }
+    out
+}
+
+/// `KeyValue`.
+fn key_value(k: &str, value: &LogValue) -> Vec<u8> {
+    let mut out = Vec::new();
+    bytes_field(&mut out, 1, k.as_bytes());
+    bytes_field(&mut out, 2, &any_value(value));
+    out
+}
+
+/// `Resource` (its attributes; arrays as their string form).
+fn encode_resource(resource: &Resource) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in resource.iter() {
+        let value = match v {
+            Value::I64(i) => LogValue::Int(*i),
+            Value::F64(f) => LogValue::Double(*f),
+            other => LogValue::Str(other.as_str().into_owned()),
+        };
+        bytes_field(&mut out, 1, &key_value(k.as_str(), &value));
+    }
+    out
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `LogRecord`.
+fn encode_record(record: &LogRecord) -> Vec<u8> {
+    let mut out = Vec::new();
+    fixed64_field(&mut out, 1, nanos(record.time));
+    key(&mut out, 2, 0);
+    varint(&mut out, severity_number(record.severity));
+    bytes_field(&mut out, 3, record.severity.as_str().as_bytes());
+    bytes_field(&mut out, 5, &any_value(&LogValue::Str(record.body.clone())));
+    for (k, v) in &record.attributes {
+        bytes_field(&mut out, 6, &key_value(k, v));
+    }
+    if record.trace_id != TraceId::INVALID {
+        bytes_field(&mut out, 9, &record.trace_id.to_bytes());
+    }
+    if record.span_id != SpanId::INVALID {
+        bytes_field(&mut out, 10, &record.span_id.to_bytes());
+    }
+    fixed64_field(&mut out, 11, nanos(SystemTime::now()));
+    bytes_field(&mut out, 12, record.event_name.as_bytes());
+    out
+}
+
+/// `ExportLogsServiceRequest` with one `ResourceLogs` holding one `ScopeLogs`.
+fn encode_request(resource: &[u8], records: &[LogRecord]) -> Vec<u8> {
+    let mut scope = Vec::new();
+    bytes_field(&mut scope, 1, SCOPE.as_bytes());
+    bytes_field(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    let mut scope_logs = Vec::new();
+    bytes_field(&mut scope_logs, 1, &scope);
+    for record in records {
+        bytes_field(&mut scope_logs, 2, &encode_record(record));
+    }
+    let mut resource_logs = Vec::new();
+    bytes_field(&mut resource_logs, 1, resource);
+    bytes_field(&mut resource_logs, 2, &scope_logs);
+    let mut request = Vec::new();
+    bytes_field(&mut request, 1, &resource_logs);
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logs_endpoint_follows_the_traces_one() {
+        assert_eq!(
+            logs_endpoint("http://c:4318/v1/traces", Protocol::HttpProtobuf),
+            "http://c:4318/v1/logs"
+        );
+        assert_eq!(
+            logs_endpoint("http://c:4317", Protocol::Grpc),
+            "http://c:4317"
+        );
+    }
+
+    #[test]
+    fn otel_logs_exporter_and_the_logs_endpoint_are_honoured() {
+        let config = Resolved {
+            service_name: "svc".to_owned(),
+            service_version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: crate::config::TracesExporter::Otlp,
+            protocol: Protocol::HttpProtobuf,
+            endpoint: "http://c:4318/v1/traces".to_owned(),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_secs(1),
+            sampler: crate::config::Sampler::ParentBasedAlwaysOn,
+            batch: crate::config::BatchConfig::default(),
+            disabled: false,
+        };
+        let from = |vars: &'static [(&'static str, &'static str)]| {
+            LogExport::from_config(&config, Resource::builder_empty().build(), &|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .map(|l| l.endpoint)
+        };
+        assert_eq!(from(&[]).as_deref(), Some("http://c:4318/v1/logs"));
+        assert_eq!(
+            from(&[("OTEL_LOGS_EXPORTER", "otlp")]).as_deref(),
+            Some("http://c:4318/v1/logs")
+        );
+        assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "none")]), None);
+        assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "console")]), None);
+        assert_eq!(
+            from(&[(
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://logs:4318/custom"
+            )])
+            .as_deref(),
+            Some("http://logs:4318/custom")
+        );
+    }
+
+    #[test]
+    fn varints_and_fields_are_protobuf() {
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        assert_eq!(out, [0xAC, 0x02]);
+        let kv = key_value("k", &LogValue::Str("v".to_owned()));
+        // KeyValue{key: "k", value: AnyValue{string_value: "v"}}
+        assert_eq!(kv, [0x0A, 1, b'k', 0x12, 3, 0x0A, 1, b'v']);
+        assert_eq!(any_value(&LogValue::Int(-1)).len(), 1 + 10);
+    }
+}
