@@ -7,8 +7,6 @@
 //! endpoints only: for `https`, [`build`] fails so the caller can fall back to the
 //! `opentelemetry-otlp` exporter.
 
-// Not yet wired into `setup.rs`; drop this once `build` is called there.
-
 mod encode;
 pub(crate) mod transport;
 
