@@ -349,7 +349,7 @@ struct State {
 
 /// The handle [`ErrorTracking`](super::ErrorTracking) keeps: the sync thread's state, and the
 /// way to ask it for a sync.
-pub(crate) struct Sharing {
+pub(super) struct Sharing {
     config: RedisSharing,
     state: Arc<State>,
     requests: SyncSender<SyncSender<ErrorStorageHealth>>,
@@ -365,7 +365,7 @@ impl fmt::Debug for Sharing {
 }
 
 /// The sync thread, before it is started.
-pub(crate) struct Worker {
+pub(super) struct Worker {
     syncer: Syncer,
     requests: Receiver<SyncSender<ErrorStorageHealth>>,
 }
@@ -373,7 +373,7 @@ pub(crate) struct Worker {
 impl Sharing {
     /// The handle and its thread; start the thread with [`Worker::spawn`] once the tracking's
     /// state exists.
-    pub(crate) fn new(config: RedisSharing) -> (Self, Worker) {
+    pub(super) fn new(config: RedisSharing) -> (Self, Worker) {
         let state = Arc::new(State {
             health: Mutex::new(ErrorStorageHealth::Degraded {
                 since: SystemTime::now(),
@@ -396,16 +396,16 @@ impl Sharing {
         )
     }
 
-    pub(crate) fn config(&self) -> &RedisSharing {
+    pub(super) fn config(&self) -> &RedisSharing {
         &self.config
     }
 
-    pub(crate) fn health(&self) -> ErrorStorageHealth {
+    pub(super) fn health(&self) -> ErrorStorageHealth {
         lock(&self.state.health).clone()
     }
 
     /// Asks the thread for a sync now and waits for it (at most 10 timeouts).
-    pub(crate) fn sync_now(&self) -> ErrorStorageHealth {
+    pub(super) fn sync_now(&self) -> ErrorStorageHealth {
         let (tx, rx) = mpsc::sync_channel(1);
         match self.requests.try_send(tx) {
             Ok(()) => {
@@ -419,7 +419,7 @@ impl Sharing {
 
     /// The fleet's summary with this replica's counts since the last pull; `None` before the
     /// first successful pull.
-    pub(crate) fn summary(&self, shared: &Shared, at: Duration) -> Option<ErrorSummary> {
+    pub(super) fn summary(&self, shared: &Shared, at: Duration) -> Option<ErrorSummary> {
         let view = lock(&self.state.view);
         let view = view.as_ref()?;
         let mut summary = {
@@ -436,7 +436,7 @@ impl Sharing {
     }
 
     /// The fleet's groups with this replica's folded in; `None` before the first pull.
-    pub(crate) fn groups(&self, shared: &Shared) -> Option<Vec<ErrorGroup>> {
+    pub(super) fn groups(&self, shared: &Shared) -> Option<Vec<ErrorGroup>> {
         let view = lock(&self.state.view);
         let view = view.as_ref()?;
         let store = lock(&shared.store);
@@ -446,7 +446,7 @@ impl Sharing {
 
 impl Worker {
     /// Starts the sync thread. It holds `shared` weakly and ends when the tracking is dropped.
-    pub(crate) fn spawn(self, shared: Weak<Shared>) {
+    pub(super) fn spawn(self, shared: Weak<Shared>) {
         let state = self.syncer.state.clone();
         let started = thread::Builder::new()
             .name("service-tracing-errors-sync".to_owned())

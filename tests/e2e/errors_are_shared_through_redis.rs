@@ -204,3 +204,86 @@ async fn errors_are_shared_through_redis() {
         assert_eq!(summary.total(), everything, "{name}");
     }
 }
+
+/// `ServiceTracing::error_redis_url`: the service's keys carry its name and all expire, and
+/// the guard reports the storage's health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_tracing_shares_errors_under_the_service_name() {
+    let mut redis = RedisServer::start();
+    let routes = Router::new().route("/fail/{id}", get(fail));
+    let (routes, guard) = crate::support::options("checkout")
+        .exporter(service_tracing::TracesExporter::None)
+        .error_redis_url(redis.url())
+        .init(routes)
+        .expect("setup");
+    let app = serve(routes).await;
+    assert_eq!(
+        guard.error_storage_health(),
+        Some(ErrorStorageHealth::Shared)
+    );
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let response = client.get(format!("{app}/fail/{i}")).send().await.unwrap();
+        assert_eq!(response.status(), 500);
+    }
+    let errors = guard.errors().unwrap();
+    eventually("three errors", || errors.summary().total() == 3).await;
+    let synced = errors.clone();
+    let health = tokio::task::spawn_blocking(move || synced.sync_now())
+        .await
+        .unwrap();
+    assert_eq!(health, ErrorStorageHealth::Shared);
+
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let prefix = "service-tracing:checkout:errors";
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut con)
+        .unwrap();
+    for name in ["epoch", "total", "groups"] {
+        assert!(keys.contains(&format!("{prefix}:{name}")), "{keys:?}");
+    }
+    assert!(keys.iter().any(|k| k.contains(":rates:")), "{keys:?}");
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut con).unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+    let total: u64 = redis::cmd("GET")
+        .arg(format!("{prefix}:total"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(total, 3);
+    let fingerprint = format!("{:016x}", errors.groups()[0].fingerprint());
+    let count: u64 = redis::cmd("ZSCORE")
+        .arg(format!("{prefix}:groups"))
+        .arg(&fingerprint)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(count, 3);
+
+    // Down: the request is answered as before and the guard reports degraded.
+    redis.kill();
+    let started = Instant::now();
+    let response = client.get(format!("{app}/fail/9")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(started.elapsed() < REQUEST_BOUND, "{:?}", started.elapsed());
+    eventually("the guard reports degraded", || {
+        guard
+            .error_storage_health()
+            .is_some_and(|h| h.is_degraded())
+    })
+    .await;
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || guard.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
