@@ -7,7 +7,9 @@
 //! (default 1 s) and
 //!
 //! 1. pushes what this replica counted since its last successful push, in one `MULTI`/`EXEC`
-//!    transaction: per group the count (`ZINCRBY`), type, message, severity, operations and
+//!    transaction that is applied exactly once (it `WATCH`es and sets a per-replica
+//!    `applied:{replica}` marker, so a transaction whose reply timed out is either found
+//!    applied or can never apply): per group the count (`ZINCRBY`), type, message, severity, operations and
 //!    status codes (hash fields), first and last seen (`ZADD LT`/`GT`) and the new sample trace
 //!    and correlation ids (`RPUSH` + `LTRIM` to 5); per operation the request and error counts
 //!    of the current 10 s, 1 min and 5 min buckets (`HINCRBY`, buckets on the wall clock so
@@ -37,7 +39,7 @@
 //!
 //! Under the [prefix](RedisSharing::prefix) (default `service-tracing:errors`;
 //! [`ServiceTracing`](crate::ServiceTracing) uses `service-tracing:{service}:errors`):
-//! `epoch`, `total`, `groups` (a sorted set capped at 1,000 members), `group:{fp}`,
+//! `epoch`, `applied:{replica}`, `total`, `groups` (a sorted set capped at 1,000 members), `group:{fp}`,
 //! `seen:{fp}`, `traces:{fp}`, `correlations:{fp}` (for the 16-hex-digit fingerprint) and
 //! `rates:{width}:{bucket}`.
 //!
@@ -86,6 +88,8 @@ const MIN_TTL: Duration = Duration::from_secs(3_600);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Operations read back from the rate buckets at most (each replica writes at most 513).
 const MAX_FLEET_OPERATIONS: usize = 1_024;
+/// Transactions of unknown outcome at most, before pushing waits for one to be known.
+const MAX_UNCERTAIN: usize = 4;
 /// Pending `sync_now` requests at most.
 const MAX_REQUESTS: usize = 16;
 /// The rate rings as `rates.rs` keeps them, in [`Window::ALL`] order: (bucket width in
@@ -563,6 +567,13 @@ struct Syncer {
     pushed_rates: HashMap<String, (u64, u64)>,
     /// Set when Redis lost its data: the next push takes the rates counted so far as pushed.
     skip_rate_history: bool,
+    /// This replica's name in the `applied:{replica}` marker of its transactions.
+    replica: String,
+    /// The number of the last transaction sent.
+    seq: u64,
+    /// Transactions sent whose outcome is unknown (their reply was lost); at most one of
+    /// them is applied.
+    uncertain: Vec<(u64, Batch)>,
     backoff: Duration,
     next_attempt: Instant,
 }
@@ -580,6 +591,9 @@ impl Syncer {
             pushed_total: 0,
             pushed_rates: HashMap::new(),
             skip_rate_history: false,
+            replica: replica_name(),
+            seq: 0,
+            uncertain: Vec::new(),
             next_attempt: Instant::now(),
         }
     }
@@ -637,12 +651,60 @@ impl Syncer {
 
     fn exchange(&mut self, con: &mut Connection, shared: &Shared) -> RedisResult<FleetView> {
         self.check_epoch(con)?;
-        let batch = self.collect(shared);
-        if !batch.is_empty() {
-            self.transaction(&batch).query::<()>(con)?;
+        self.push(con, shared)?;
+        self.pull(con)
+    }
+
+    /// Pushes what changed, exactly once. Every transaction `WATCH`es this replica's
+    /// `applied:{replica}` marker and sets it to its number, so of the transactions sent
+    /// while the marker holds a value, at most one is applied (the others abort), even one
+    /// whose reply was lost to a timeout and that Redis runs later. The marker tells which.
+    fn push(&mut self, con: &mut Connection, shared: &Shared) -> RedisResult<()> {
+        let marker = self.keys.key(&format!("applied:{}", self.replica));
+        redis::cmd("WATCH").arg(&marker).exec(con)?;
+        let applied: Option<u64> = redis::cmd("GET").arg(&marker).query(con)?;
+        if let Some(i) = self
+            .uncertain
+            .iter()
+            .position(|(seq, _)| Some(*seq) == applied)
+        {
+            // That one was applied; the others can no longer be.
+            let (_, batch) = self.uncertain.swap_remove(i);
+            self.uncertain.clear();
             self.commit(batch);
         }
-        self.pull(con)
+        // With too many outcomes unknown, a transaction that only sets the marker settles
+        // them (none of them was applied if it is); the counts follow at the next sync.
+        let batch = (self.uncertain.len() < MAX_UNCERTAIN)
+            .then(|| self.collect(shared))
+            .filter(|batch| !batch.is_empty());
+        if batch.is_none() && self.uncertain.is_empty() {
+            return redis::cmd("UNWATCH").exec(con);
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let empty = Batch::default();
+        match self
+            .transaction(batch.as_ref().unwrap_or(&empty), seq)
+            .cmd("GET")
+            .arg(&marker)
+            .query::<Option<(u64,)>>(con)
+        {
+            Ok(Some(_)) => {
+                // Applied: every transaction sent before it will abort.
+                self.uncertain.clear();
+                if let Some(batch) = batch {
+                    self.commit(batch);
+                }
+                Ok(())
+            }
+            // Aborted: one sent earlier was applied meanwhile; the next sync sees which.
+            Ok(None) => Ok(()),
+            Err(e) => {
+                self.uncertain.extend(batch.map(|batch| (seq, batch)));
+                Err(e)
+            }
+        }
     }
 
     /// Finds the epoch of the data in Redis (setting one when there is none); a different
@@ -653,7 +715,8 @@ impl Syncer {
         let current = match current {
             Some(epoch) => epoch,
             None => {
-                let mine = format!("{:x}-{:x}", unix_ms(SystemTime::now()), std::process::id());
+                // Fresh each time: a second restart must be told from the first.
+                let mine = replica_name();
                 let set: Option<String> = redis::cmd("SET")
                     .arg(&key)
                     .arg(&mine)
@@ -684,6 +747,8 @@ impl Syncer {
         }
         self.pushed.clear();
         self.pushed_total = 0;
+        // Redis lost them, or will apply them to data that is gone.
+        self.uncertain.clear();
         // On first contact everything counted so far is pushed.
         self.skip_rate_history = self.epoch.is_some();
         self.epoch = Some(epoch);
@@ -756,12 +821,18 @@ impl Syncer {
     }
 
     /// The batch as one `MULTI`/`EXEC` transaction.
-    fn transaction(&self, batch: &Batch) -> Pipeline {
+    fn transaction(&self, batch: &Batch, seq: u64) -> Pipeline {
         let keys = &self.keys;
         let ttl = self.config.ttl.as_secs();
         let groups = keys.key("groups");
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.cmd("SET")
+            .arg(keys.key(&format!("applied:{}", self.replica)))
+            .arg(seq)
+            .arg("EX")
+            .arg(ttl)
+            .ignore();
         for d in &batch.groups {
             let member = format!("{:016x}", d.fingerprint);
             pipe.cmd("ZINCRBY")
@@ -963,6 +1034,21 @@ impl Syncer {
             pushed_rates: self.pushed_rates.clone(),
         })
     }
+}
+
+/// A name no other replica, tracker in this process or earlier call has: time, process, count.
+fn replica_name() -> String {
+    static TRACKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = TRACKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{nanos:x}-{:x}-{n}",
+        unix_ms(SystemTime::now()),
+        std::process::id()
+    )
 }
 
 fn unix_secs() -> u64 {
@@ -1175,7 +1261,7 @@ mod tests {
         errors.rates().record("GET", Some("/fail/{id}"), true);
         let mut syncer = syncer();
         let batch = syncer.collect(&errors.shared);
-        let pipe = syncer.transaction(&batch);
+        let pipe = syncer.transaction(&batch, 1);
         let packed = String::from_utf8_lossy(&pipe.get_packed_pipeline()).into_owned();
         assert!(
             packed.contains("MULTI") && packed.contains("EXEC"),
@@ -1194,6 +1280,9 @@ mod tests {
             assert!(args[1].starts_with("service-tracing:errors:"), "{args:?}");
             if args[0] == "EXPIRE" {
                 assert!(args[2].parse::<u64>().unwrap_or(0) >= 60, "{args:?}");
+                expiring.insert(args[1].clone());
+            } else if args[0] == "SET" {
+                assert_eq!(args[3], "EX", "{args:?}");
                 expiring.insert(args[1].clone());
             } else {
                 written.insert(args[1].clone());

@@ -287,3 +287,45 @@ async fn service_tracing_shares_errors_under_the_service_name() {
         started.elapsed()
     );
 }
+
+/// Redis stalls (writes paused longer than the timeout): requests are not delayed, the
+/// replica reports degraded, then recovers by itself, and the transaction whose reply timed
+/// out (and that Redis runs once the pause ends) is counted once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_degrades_and_counts_once() {
+    let redis = RedisServer::start();
+    let a = Replica::start(&redis.url()).await;
+    let client = reqwest::Client::new();
+    a.raise(&client, 2).await;
+    eventually("two errors", || a.errors.summary().total() == 2).await;
+    assert_eq!(a.sync().await, ErrorStorageHealth::Shared);
+
+    redis.pause_writes(Duration::from_millis(1_500));
+    a.raise(&client, 3).await;
+    eventually("five errors", || a.errors.summary().total() == 5).await;
+    let started = Instant::now();
+    let health = a.sync().await;
+    assert!(health.is_degraded(), "{health:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a sync against a stalled Redis took {:?}",
+        started.elapsed()
+    );
+    eventually("shared again", || {
+        a.errors.storage_health() == ErrorStorageHealth::Shared
+    })
+    .await;
+    assert_eq!(a.sync().await, ErrorStorageHealth::Shared);
+    let summary = a.errors.summary();
+    assert_eq!(summary.total(), 5);
+    assert_eq!(fail_group_count(&summary), 5);
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let total: u64 = redis::cmd("GET")
+        .arg("e2e:checkout:errors:total")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(total, 5, "pushed once");
+}

@@ -1,6 +1,6 @@
 //! A real `redis-server` for the tests of error sharing: started on a free loopback port with
 //! no persistence, ready when it answers `PING`, killed and restarted on the same port to play
-//! an outage.
+//! an outage, its writes paused to play a stall.
 //!
 //! The binary is `$REDIS_SERVER`, else `redis-server` on the `PATH` (`scripts/test` installs
 //! it and exports the variable).
@@ -48,6 +48,21 @@ impl RedisServer {
             "redis on port {} still answers after kill",
             self.port
         );
+    }
+
+    /// Makes the server stall every client's writes for `pause` (`CLIENT PAUSE .. WRITE`):
+    /// reads are answered, writes (a transaction's `EXEC`) wait, and run when it ends.
+    pub fn pause_writes(&self, pause: Duration) {
+        let mut stream = TcpStream::connect(self.address()).expect("connect to redis");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        stream
+            .write_all(format!("CLIENT PAUSE {} WRITE\r\n", pause.as_millis()).as_bytes())
+            .expect("send CLIENT PAUSE");
+        let mut reply = [0u8; 5];
+        stream
+            .read_exact(&mut reply)
+            .expect("a reply to CLIENT PAUSE");
+        assert_eq!(&reply, b"+OK\r\n");
     }
 
     /// Starts the server again on the same port (empty: nothing is persisted).
