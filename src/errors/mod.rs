@@ -55,7 +55,8 @@
 //! ```no_run
 //! # #[cfg(feature = "redis")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let errors = service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
+//! let errors =
+//!     service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
 //! println!("{:?}: {} errors in the fleet", errors.storage_health(), errors.summary().total());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "redis"))]
@@ -363,10 +364,10 @@ impl ErrorTracking {
     }
 
     /// Shares groups, counts and rates with every replica using the same Redis and prefix
-    /// (feature `redis`); see [`RedisSharing`] for the options and [`shared`] for how. Starts a background sync
-    /// thread and waits for its first sync (bounded by the timeouts): an unreachable Redis
-    /// starts [`Degraded`](ErrorStorageHealth::Degraded), it does not fail. Call it last:
-    /// [`with_max_groups`](Self::with_max_groups) and
+    /// (feature `redis`); see [`RedisSharing`] for the options and [`shared`] for how.
+    /// Starts a background sync thread and waits for its first sync (bounded by the
+    /// timeouts): an unreachable Redis starts [`Degraded`](ErrorStorageHealth::Degraded), it
+    /// does not fail. Call it last: [`with_max_groups`](Self::with_max_groups) and
     /// [`with_classifier`](Self::with_classifier) start from a new store (and sync thread).
     ///
     /// ```no_run
@@ -398,7 +399,8 @@ impl ErrorTracking {
     ///
     /// ```no_run
     /// # fn main() -> Result<(), service_tracing::SetupError> {
-    /// let errors = service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
+    /// let errors =
+    ///     service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "redis")]

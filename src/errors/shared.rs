@@ -9,11 +9,11 @@
 //! 1. pushes what this replica counted since its last successful push, in one `MULTI`/`EXEC`
 //!    transaction that is applied exactly once (it `WATCH`es and sets a per-replica
 //!    `applied:{replica}` marker, so a transaction whose reply timed out is either found
-//!    applied or can never apply): per group the count (`ZINCRBY`), type, message, severity, operations and
-//!    status codes (hash fields), first and last seen (`ZADD LT`/`GT`) and the new sample trace
-//!    and correlation ids (`RPUSH` + `LTRIM` to 5); per operation the request and error counts
-//!    of the current 10 s, 1 min and 5 min buckets (`HINCRBY`, buckets on the wall clock so
-//!    that replicas agree); the total; every key with a TTL;
+//!    applied or can never apply): per group the count (`ZINCRBY`), type, message, severity,
+//!    operations and status codes (hash fields), first and last seen (`ZADD LT`/`GT`) and the
+//!    new sample trace and correlation ids (`RPUSH` + `LTRIM` to 5); per operation the request
+//!    and error counts of the current 10 s, 1 min and 5 min buckets (`HINCRBY`, buckets on
+//!    the wall clock so that replicas agree); the total; every key with a TTL;
 //! 2. pulls the fleet view: the total, the top [`fleet_groups`](RedisSharing::fleet_groups)
 //!    groups by count, and the rate buckets of the last hour;
 //! 3. merges: [`summary`](super::ErrorTracking::summary) and
@@ -39,9 +39,9 @@
 //!
 //! Under the [prefix](RedisSharing::prefix) (default `service-tracing:errors`;
 //! [`ServiceTracing`](crate::ServiceTracing) uses `service-tracing:{service}:errors`):
-//! `epoch`, `applied:{replica}`, `total`, `groups` (a sorted set capped at 1,000 members), `group:{fp}`,
-//! `seen:{fp}`, `traces:{fp}`, `correlations:{fp}` (for the 16-hex-digit fingerprint) and
-//! `rates:{width}:{bucket}`.
+//! `epoch`, `applied:{replica}`, `total`, `groups` (a sorted set capped at 1,000 members),
+//! `group:{fp}`, `seen:{fp}`, `traces:{fp}`, `correlations:{fp}` (for the 16-hex-digit
+//! fingerprint) and `rates:{width}:{bucket}`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), service_tracing::SetupError> {
@@ -217,7 +217,8 @@ impl RedisSharing {
     ///
     /// ```
     /// # fn main() -> Result<(), service_tracing::SetupError> {
-    /// let sharing = service_tracing::errors::RedisSharing::new("redis://127.0.0.1")?.fleet_groups(20);
+    /// let sharing =
+    ///     service_tracing::errors::RedisSharing::new("redis://127.0.0.1")?.fleet_groups(20);
     /// # Ok(()) }
     /// ```
     pub fn fleet_groups(mut self, groups: usize) -> Self {
