@@ -785,7 +785,8 @@ impl TracingGuard {
         .unwrap_or(Ok(()))
     }
 
-    /// Flushes every pending span and stops the export threads.
+    /// Flushes every pending span and stops the export threads. With error sharing (feature
+    /// `redis`), then pushes the last error counts to Redis (bounded by its timeouts).
     pub fn shutdown(self) -> Result<(), SetupError> {
         self.shutdown_inner()
     }

@@ -168,7 +168,8 @@ impl ErrorGroup {
 
     /// The group's errors over `window`, as of when the group was read. They follow trace
     /// sampling (the span processor only sees sampled spans); for exact per-route figures see
-    /// [`ErrorSummary::route_rates`].
+    /// [`ErrorSummary::route_rates`]. With sharing between replicas (feature `redis`) these
+    /// windows stay this replica's, while [`count`](Self::count) is the fleet's.
     ///
     /// ```
     /// use service_tracing::errors::{ErrorTracking, Window};
