@@ -100,6 +100,8 @@ pub struct ServiceTracing {
     env: Option<EnvLookup>,
     error_tracking: bool,
     alerts: AlertOptions,
+    #[cfg(feature = "redis")]
+    error_redis_url: Option<String>,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -135,6 +137,8 @@ impl ServiceTracing {
             env: None,
             error_tracking: true,
             alerts: AlertOptions::default(),
+            #[cfg(feature = "redis")]
+            error_redis_url: None,
         }
     }
 
@@ -309,6 +313,48 @@ impl ServiceTracing {
         self
     }
 
+    /// Shares error groups, counts and rates between the service's replicas through the Redis
+    /// at `url` (feature `redis`), under the prefix `service-tracing:{service}:errors`; see
+    /// [`crate::errors::RedisSharing`]. Default: the `SERVICE_TRACING_ERRORS_REDIS_URL`
+    /// environment variable, else no sharing. An invalid URL fails [`init`](Self::init) with
+    /// an error naming the setting; an unreachable Redis does not (the tracking starts
+    /// degraded, see [`TracingGuard::error_storage_health`]).
+    ///
+    /// ```no_run
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .error_redis_url("redis://127.0.0.1:6379");
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn error_redis_url(mut self, url: impl Into<String>) -> Self {
+        self.error_redis_url = Some(url.into());
+        self
+    }
+
+    /// Error tracking shared through Redis when a URL is set (builder, else environment).
+    #[cfg(feature = "redis")]
+    fn share_errors(
+        &self,
+        errors: Option<ErrorTracking>,
+        service: &str,
+    ) -> Result<Option<ErrorTracking>, SetupError> {
+        const ENV: &str = "SERVICE_TRACING_ERRORS_REDIS_URL";
+        let Some(errors) = errors else {
+            return Ok(None);
+        };
+        let from_env = || match &self.env {
+            Some(lookup) => lookup(ENV),
+            None => std::env::var(ENV).ok(),
+        };
+        let (setting, url) = match (&self.error_redis_url, from_env()) {
+            (Some(url), _) => ("error_redis_url", url.clone()),
+            (None, Some(url)) if !url.trim().is_empty() => (ENV, url),
+            _ => return Ok(Some(errors)),
+        };
+        let sharing = crate::errors::RedisSharing::parse(setting, url.trim())?
+            .prefix(format!("service-tracing:{service}:errors"));
+        Ok(Some(errors.with_sharing(sharing)))
+    }
+
     /// Whether to install the global `tracing` subscriber (default yes). Say no when the
     /// application installs its own, and add [`TracingGuard::tracing_layer`] to it.
     pub fn install_subscriber(mut self, install: bool) -> Self {
@@ -470,6 +516,8 @@ impl ServiceTracing {
             }
             None => None,
         };
+        #[cfg(feature = "redis")]
+        let errors = self.share_errors(errors, &config.service_name)?;
         let pipeline = Pipeline::start(&config, &config.service_name, errors.as_ref())?;
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
@@ -827,7 +875,8 @@ impl TracingGuard {
         .unwrap_or(Ok(()))
     }
 
-    /// Flushes every pending span and stops the export threads.
+    /// Flushes every pending span and stops the export threads. With error sharing (feature
+    /// `redis`), then pushes the last error counts to Redis (bounded by its timeouts).
     pub fn shutdown(self) -> Result<(), SetupError> {
         self.shutdown_inner()
     }
@@ -856,6 +905,11 @@ impl TracingGuard {
         }
         if let Some(errors) = &inner.errors {
             let _ = errors.flush_alerts(ALERT_FLUSH_TIMEOUT);
+        }
+        // The last errors reach the fleet (bounded by the sharing's timeouts).
+        #[cfg(feature = "redis")]
+        if let Some(errors) = &inner.errors {
+            errors.sync_now();
         }
         result
     }
@@ -919,6 +973,23 @@ impl TracingGuard {
     /// ```
     pub fn errors(&self) -> Option<ErrorTracking> {
         self.with_inner(|inner| inner.errors.clone()).flatten()
+    }
+
+    /// The health of the error groups' storage
+    /// ([`ErrorTracking::storage_health`](crate::errors::ErrorTracking::storage_health)):
+    /// degraded while the shared Redis is unreachable. `None` when [`errors`](Self::errors)
+    /// is.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
+    /// if let Some(health) = guard.error_storage_health() {
+    ///     println!("{}", health.to_json());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn error_storage_health(&self) -> Option<crate::errors::ErrorStorageHealth> {
+        self.errors().map(|errors| errors.storage_health())
     }
 
     /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own

@@ -67,16 +67,48 @@
 //! guard.shutdown()?; // waits for pending deliveries
 //! # Ok(()) }
 //! ```
+//!
+//! # Storage
+//!
+//! In memory and bounded: at most [`with_max_groups`](ErrorTracking::with_max_groups) groups
+//! (default 1,000), the least recently seen evicted and counted
+//! ([`ErrorSummary::evictions`]).
+//!
+//! # Sharing between replicas
+//!
+//! With the `redis` feature and a Redis URL
+//! (`ErrorTracking::with_redis`, `ErrorTracking::with_sharing`,
+//! `ServiceTracing::error_redis_url` or `SERVICE_TRACING_ERRORS_REDIS_URL`), replicas share
+//! their groups, counts and route rates, so every replica's summary shows the fleet. The
+//! request path still never leaves memory: a background thread pushes this replica's counts
+//! and pulls the fleet's every second. Redis down or slow: requests are unaffected, tracking
+//! goes on locally, [`ErrorTracking::storage_health`] says
+//! [`Degraded`](ErrorStorageHealth::Degraded), and the thread reconnects by itself and then
+//! pushes what it could not. How, and the keys it uses: the `shared` module (feature `redis`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let errors =
+//!     service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
+//! println!("{:?}: {} errors in the fleet", errors.storage_health(), errors.summary().total());
+//! # Ok(()) }
+//! # #[cfg(not(feature = "redis"))]
+//! # fn main() {}
+//! ```
 
 mod alerts;
 mod capture;
 mod classify;
 mod delivery;
 mod fingerprint;
+mod health;
 pub(crate) mod logs;
 mod notify;
 mod rates;
 mod redact;
+#[cfg(feature = "redis")]
+pub mod shared;
 mod store;
 mod webhook;
 
@@ -94,8 +126,11 @@ use opentelemetry_sdk::Resource;
 pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
 pub use capture::{record_error, ErrorEvents};
 pub use classify::{Category, Severity};
+pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
 pub use redact::{Redactor, REDACTED};
+#[cfg(feature = "redis")]
+pub use shared::{RedisSharing, DEFAULT_PREFIX};
 pub use store::{ErrorGroup, ErrorSummary};
 pub use webhook::Webhook;
 
@@ -310,6 +345,9 @@ struct Shared {
     draining: Mutex<()>,
     options: Options,
     notifier: Notifier,
+    /// Sharing through Redis, when configured ([`ErrorTracking::with_sharing`]).
+    #[cfg(feature = "redis")]
+    sharing: Option<shared::Sharing>,
 }
 
 /// Redaction and alerting settings, kept across rebuilds by the other builder methods.
@@ -397,8 +435,101 @@ impl ErrorTracking {
                 draining: Mutex::new(()),
                 notifier: Notifier::new(options.alerts.clone()),
                 options,
+                #[cfg(feature = "redis")]
+                sharing: None,
             }),
         }
+    }
+
+    /// `self`'s sharing, if any, carried over to `rebuilt` (a new store needs its own sync
+    /// thread; the old one ends with the old store).
+    fn keep_sharing(self, rebuilt: Self) -> Self {
+        #[cfg(feature = "redis")]
+        if let Some(sharing) = &self.shared.sharing {
+            return rebuilt.with_sharing(sharing.config().clone());
+        }
+        let _ = self;
+        rebuilt
+    }
+
+    /// Shares groups, counts and rates with every replica using the same Redis and prefix
+    /// (feature `redis`); see [`RedisSharing`] for the options and [`shared`] for how.
+    /// Starts a background sync thread and waits for its first sync (bounded by the
+    /// timeouts): an unreachable Redis starts [`Degraded`](ErrorStorageHealth::Degraded), it
+    /// does not fail. Call it last: [`with_max_groups`](Self::with_max_groups) and
+    /// [`with_classifier`](Self::with_classifier) start from a new store (and sync thread).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// use service_tracing::errors::{ErrorTracking, RedisSharing};
+    /// let errors = ErrorTracking::new()
+    ///     .with_sharing(RedisSharing::new("redis://127.0.0.1:6379")?.prefix("shop:errors"));
+    /// println!("{:?}", errors.storage_health());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn with_sharing(self, sharing: RedisSharing) -> Self {
+        let mut rebuilt = Self::build(
+            self.shared.max_groups,
+            self.shared.classifier.clone(),
+            self.shared.rates.clone(),
+        );
+        let (handle, worker) = shared::Sharing::new(sharing);
+        if let Some(state) = Arc::get_mut(&mut rebuilt.shared) {
+            state.sharing = Some(handle);
+            worker.spawn(Arc::downgrade(&rebuilt.shared));
+            rebuilt.sync_now();
+        }
+        rebuilt
+    }
+
+    /// [`with_sharing`](Self::with_sharing) with the default options; an invalid URL is an
+    /// error naming the setting.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let errors =
+    ///     service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1:6379")?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn with_redis(self, url: &str) -> Result<Self, crate::SetupError> {
+        Ok(self.with_sharing(RedisSharing::new(url)?))
+    }
+
+    /// Pushes this replica's counts to Redis and pulls the fleet view now, waiting for it
+    /// (at most ten [timeouts](RedisSharing::timeout)); for tests and shutdown. Returns the
+    /// health after it; [`Local`](ErrorStorageHealth::Local) without sharing.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let errors = service_tracing::errors::ErrorTracking::new().with_redis("redis://127.0.0.1")?;
+    /// assert!(!errors.sync_now().is_degraded(), "Redis is up");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn sync_now(&self) -> ErrorStorageHealth {
+        self.drain();
+        match &self.shared.sharing {
+            Some(sharing) => sharing.sync_now(),
+            None => ErrorStorageHealth::Local,
+        }
+    }
+
+    /// Where the groups are kept and whether that works: [`Local`](ErrorStorageHealth::Local)
+    /// without sharing, [`Shared`](ErrorStorageHealth::Shared) or
+    /// [`Degraded`](ErrorStorageHealth::Degraded) with it. Reads a field: no I/O.
+    ///
+    /// ```
+    /// use service_tracing::errors::{ErrorStorageHealth, ErrorTracking};
+    /// assert_eq!(ErrorTracking::new().storage_health(), ErrorStorageHealth::Local);
+    /// ```
+    pub fn storage_health(&self) -> ErrorStorageHealth {
+        #[cfg(feature = "redis")]
+        if let Some(sharing) = &self.shared.sharing {
+            return sharing.health();
+        }
+        ErrorStorageHealth::Local
     }
 
     /// At most `max` groups (at least 1) are held. Call it before the tracker is used: it
@@ -408,12 +539,13 @@ impl ErrorTracking {
     /// let errors = service_tracing::errors::ErrorTracking::new().with_max_groups(50);
     /// ```
     pub fn with_max_groups(self, max: usize) -> Self {
-        Self::build_with(
+        let rebuilt = Self::build_with(
             max,
             self.shared.classifier.clone(),
             self.shared.rates.clone(),
             self.shared.options.clone(),
-        )
+        );
+        self.keep_sharing(rebuilt)
     }
 
     /// Overrides the classification: `classify` returns `Some((severity, category))` to decide,
@@ -433,12 +565,13 @@ impl ErrorTracking {
         self,
         classify: impl Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync + 'static,
     ) -> Self {
-        Self::build_with(
+        let rebuilt = Self::build_with(
             self.shared.max_groups,
             Some(Arc::new(classify)),
             self.shared.rates.clone(),
             self.shared.options.clone(),
-        )
+        );
+        self.keep_sharing(rebuilt)
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -453,6 +586,15 @@ impl ErrorTracking {
     pub fn summary(&self) -> ErrorSummary {
         self.drain();
         let at = self.shared.rates.elapsed();
+        #[cfg(feature = "redis")]
+        if let Some(summary) = self
+            .shared
+            .sharing
+            .as_ref()
+            .and_then(|s| s.summary(&self.shared, at))
+        {
+            return summary;
+        }
         let mut summary = self.store().summary();
         summary.set_rates(at, self.shared.rates.snapshot());
         summary
@@ -462,11 +604,22 @@ impl ErrorTracking {
     pub fn groups(&self) -> Vec<ErrorGroup> {
         self.drain();
         let at = self.shared.rates.elapsed();
-        let mut groups = self.store().groups();
+        let mut groups = self
+            .shared_groups()
+            .unwrap_or_else(|| self.store().groups());
         for group in &mut groups {
             group.set_as_of(at);
         }
         groups
+    }
+
+    /// The fleet's groups when shared and a fleet view was pulled.
+    fn shared_groups(&self) -> Option<Vec<ErrorGroup>> {
+        #[cfg(feature = "redis")]
+        if let Some(sharing) = &self.shared.sharing {
+            return sharing.groups(&self.shared);
+        }
+        None
     }
 
     /// The per-route request and error rates, fed by [`rates_observer`](Self::rates_observer).

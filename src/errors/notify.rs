@@ -347,7 +347,7 @@ impl ErrorTracking {
             let shared = shared.upgrade()?;
             let tracking = Self { shared };
             let now = tracking.shared.rates.elapsed();
-            let mut group = tracking.store().get(fingerprint)?;
+            let mut group = tracking.store().get(fingerprint).cloned()?;
             group.set_as_of(now);
             let rates = if with_rates {
                 tracking.shared.rates.snapshot()

@@ -95,6 +95,22 @@ pub struct RouteRate {
 }
 
 impl RouteRate {
+    /// The figures of `operation` over `window`, with the ratio and the rate worked out.
+    pub(crate) fn new(operation: String, window: Window, requests: u64, errors: u64) -> Self {
+        Self {
+            operation,
+            window,
+            requests,
+            errors,
+            ratio: if requests == 0 {
+                0.0
+            } else {
+                errors as f64 / requests as f64
+            },
+            errors_per_second: errors as f64 / window.duration().as_secs_f64(),
+        }
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         json!({
             "operation": self.operation,
@@ -170,6 +186,8 @@ pub(crate) struct Windows {
     minute: Ring<6, 10>,
     five_minutes: Ring<5, 60>,
     hour: Ring<12, 300>,
+    /// Requests and errors since start (what shared storage takes deltas of).
+    total: (u64, u64),
 }
 
 impl Default for Windows {
@@ -178,6 +196,7 @@ impl Default for Windows {
             minute: Ring::new(),
             five_minutes: Ring::new(),
             hour: Ring::new(),
+            total: (0, 0),
         }
     }
 }
@@ -189,6 +208,10 @@ impl Windows {
         self.minute.add(secs, requests, errors);
         self.five_minutes.add(secs, requests, errors);
         self.hour.add(secs, requests, errors);
+        self.total = (
+            self.total.0.saturating_add(requests),
+            self.total.1.saturating_add(errors),
+        );
     }
 
     /// Requests and errors over `window`, as of `at`.
@@ -220,6 +243,14 @@ struct State {
 }
 
 impl State {
+    /// Every operation's windows, in the order first seen, `_OTHER` last.
+    fn operations(&self) -> impl Iterator<Item = (&str, &Windows)> {
+        self.entries
+            .iter()
+            .map(|e| (e.operation.as_str(), &e.windows))
+            .chain(self.other.as_ref().map(|w| (OTHER_OPERATION, w)))
+    }
+
     fn lookup(&self, method: &str, route: Option<&str>) -> Option<usize> {
         let methods = match route {
             Some(route) => self.by_route.get(route)?,
@@ -411,29 +442,27 @@ impl RouteRates {
         let at = self.elapsed();
         let state = self.state();
         let mut rates = Vec::with_capacity((state.entries.len() + 1) * Window::ALL.len());
-        let all = state
-            .entries
-            .iter()
-            .map(|e| (e.operation.as_str(), &e.windows))
-            .chain(state.other.as_ref().map(|w| (OTHER_OPERATION, w)));
-        for (operation, windows) in all {
+        for (operation, windows) in state.operations() {
             for window in Window::ALL {
                 let (requests, errors) = windows.sum(window, at);
-                rates.push(RouteRate {
-                    operation: operation.to_owned(),
+                rates.push(RouteRate::new(
+                    operation.to_owned(),
                     window,
                     requests,
                     errors,
-                    ratio: if requests == 0 {
-                        0.0
-                    } else {
-                        errors as f64 / requests as f64
-                    },
-                    errors_per_second: errors as f64 / window.duration().as_secs_f64(),
-                });
+                ));
             }
         }
         rates
+    }
+
+    /// Every operation's requests and errors since start (`_OTHER` last).
+    #[cfg(feature = "redis")]
+    pub(crate) fn totals(&self) -> Vec<(String, u64, u64)> {
+        self.state()
+            .operations()
+            .map(|(operation, w)| (operation.to_owned(), w.total.0, w.total.1))
+            .collect()
     }
 }
 

@@ -168,7 +168,8 @@ impl ErrorGroup {
 
     /// The group's errors over `window`, as of when the group was read. They follow trace
     /// sampling (the span processor only sees sampled spans); for exact per-route figures see
-    /// [`ErrorSummary::route_rates`].
+    /// [`ErrorSummary::route_rates`]. With sharing between replicas (feature `redis`) these
+    /// windows stay this replica's, while [`count`](Self::count) is the fleet's.
     ///
     /// ```
     /// use service_tracing::errors::{ErrorTracking, Window};
@@ -204,6 +205,95 @@ impl ErrorGroup {
             "correlation_ids": self.correlation_ids,
             "recent_errors": recent,
         })
+    }
+}
+
+/// A group as shared storage holds it, to be turned into an [`ErrorGroup`].
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub(crate) struct GroupParts {
+    pub(crate) fingerprint: u64,
+    pub(crate) error_type: String,
+    pub(crate) message: String,
+    pub(crate) operations: Vec<String>,
+    pub(crate) status_codes: Vec<u16>,
+    pub(crate) count: u64,
+    pub(crate) first_seen: SystemTime,
+    pub(crate) last_seen: SystemTime,
+    pub(crate) severity: Severity,
+    pub(crate) category: Category,
+    pub(crate) trace_ids: Vec<TraceId>,
+    pub(crate) correlation_ids: Vec<String>,
+}
+
+#[cfg(feature = "redis")]
+impl From<GroupParts> for ErrorGroup {
+    fn from(p: GroupParts) -> Self {
+        // Another replica's data is bounded like ours.
+        let bound = |v: Vec<String>, keep_last: bool, max: usize| -> Vec<String> {
+            let skip = if keep_last {
+                v.len().saturating_sub(max)
+            } else {
+                0
+            };
+            v.iter()
+                .skip(skip)
+                .take(max)
+                .map(|s| truncate(s, MAX_MESSAGE).to_owned())
+                .collect()
+        };
+        let mut trace_ids = p.trace_ids;
+        trace_ids.drain(..trace_ids.len().saturating_sub(MAX_SAMPLES));
+        let correlation_ids = bound(p.correlation_ids, true, MAX_SAMPLES);
+        let mut status_codes = p.status_codes;
+        status_codes.truncate(MAX_STATUS_CODES);
+        Self {
+            fingerprint: p.fingerprint,
+            error_type: group_type(&p.error_type),
+            message: truncate(&p.message, MAX_MESSAGE).to_owned(),
+            operations: bound(p.operations, false, MAX_OPERATIONS),
+            status_codes,
+            count: p.count,
+            first_seen: p.first_seen,
+            last_seen: p.last_seen,
+            severity: p.severity,
+            category: p.category,
+            trace_ids,
+            correlation_ids,
+            windows: Windows::default(),
+            as_of: Duration::ZERO,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl ErrorGroup {
+    /// Folds this replica's view of the same group into the fleet's: `pending` errors not yet
+    /// shared are added, the times widened, the most urgent severity kept, and the sliding
+    /// windows are the local ones.
+    pub(crate) fn merge_local(&mut self, local: &ErrorGroup, pending: u64) {
+        self.count = self.count.saturating_add(pending);
+        self.first_seen = self.first_seen.min(local.first_seen);
+        self.last_seen = self.last_seen.max(local.last_seen);
+        if local.severity < self.severity {
+            self.severity = local.severity;
+            self.category = local.category;
+        }
+        for op in &local.operations {
+            if self.operations.len() < MAX_OPERATIONS && !self.operations.contains(op) {
+                self.operations.push(op.clone());
+            }
+        }
+        for code in &local.status_codes {
+            if self.status_codes.len() < MAX_STATUS_CODES && !self.status_codes.contains(code) {
+                self.status_codes.push(*code);
+            }
+        }
+        if self.trace_ids.is_empty() {
+            self.trace_ids.clone_from(&local.trace_ids);
+            self.correlation_ids.clone_from(&local.correlation_ids);
+        }
+        self.windows = local.windows;
     }
 }
 
@@ -390,11 +480,6 @@ impl Store {
         }
     }
 
-    /// A copy of one group.
-    pub(crate) fn get(&self, fingerprint: u64) -> Option<ErrorGroup> {
-        self.groups.get(&fingerprint).map(|(g, _)| g.clone())
-    }
-
     pub(crate) fn groups(&self) -> Vec<ErrorGroup> {
         let mut groups: Vec<ErrorGroup> = self.groups.values().map(|(g, _)| g.clone()).collect();
         sort_groups(&mut groups);
@@ -402,40 +487,34 @@ impl Store {
     }
 
     pub(crate) fn summary(&self) -> ErrorSummary {
-        let mut by_severity: BTreeMap<Severity, u64> = BTreeMap::new();
-        let mut by_category: BTreeMap<Category, u64> = BTreeMap::new();
-        let mut by_operation: HashMap<&str, u64> = HashMap::new();
-        let mut top: Vec<&ErrorGroup> = Vec::with_capacity(self.groups.len());
-        for (group, _) in self.groups.values() {
-            *by_severity.entry(group.severity).or_default() += group.count;
-            *by_category.entry(group.category).or_default() += group.count;
-            for op in &group.operations {
-                *by_operation.entry(op.as_str()).or_default() += group.count;
-            }
-            top.push(group);
-        }
-        top.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        let mut by_category: Vec<(Category, u64)> = by_category.into_iter().collect();
-        by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut by_operation: Vec<(String, u64)> = by_operation
-            .into_iter()
-            .map(|(op, n)| (op.to_owned(), n))
-            .collect();
-        by_operation.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ErrorSummary {
-            total: self.total,
-            groups: self.groups.len(),
-            evictions: self.evictions,
-            by_severity: by_severity.into_iter().collect(),
-            by_category,
-            by_operation,
-            top_groups: top.into_iter().take(TOP_GROUPS).cloned().collect(),
-            route_rates: Vec::new(),
-        }
+        summarize(
+            self.groups.values().map(|(g, _)| g),
+            self.total,
+            self.evictions,
+        )
+    }
+
+    /// Every group held, in no order.
+    #[cfg(feature = "redis")]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ErrorGroup> {
+        self.groups.values().map(|(g, _)| g)
+    }
+
+    /// The group with this fingerprint, when held.
+    pub(crate) fn get(&self, fingerprint: u64) -> Option<&ErrorGroup> {
+        self.groups.get(&fingerprint).map(|(g, _)| g)
+    }
+
+    /// Every error recorded since start.
+    #[cfg(feature = "redis")]
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Groups evicted since start.
+    #[cfg(feature = "redis")]
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions
     }
 
     /// Counts one (sampled) error of the group at `at` in its sliding windows.
@@ -446,8 +525,52 @@ impl Store {
     }
 }
 
+/// The summary of `groups` (totals per severity, category and operation, the top groups).
+pub(crate) fn summarize<'a>(
+    groups: impl Iterator<Item = &'a ErrorGroup>,
+    total: u64,
+    evictions: u64,
+) -> ErrorSummary {
+    let mut by_severity: BTreeMap<Severity, u64> = BTreeMap::new();
+    let mut by_category: BTreeMap<Category, u64> = BTreeMap::new();
+    let mut by_operation: HashMap<&str, u64> = HashMap::new();
+    let mut top: Vec<&ErrorGroup> = Vec::new();
+    let mut held = 0;
+    for group in groups {
+        *by_severity.entry(group.severity).or_default() += group.count;
+        *by_category.entry(group.category).or_default() += group.count;
+        for op in &group.operations {
+            *by_operation.entry(op.as_str()).or_default() += group.count;
+        }
+        top.push(group);
+        held += 1;
+    }
+    top.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    let mut by_category: Vec<(Category, u64)> = by_category.into_iter().collect();
+    by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut by_operation: Vec<(String, u64)> = by_operation
+        .into_iter()
+        .map(|(op, n)| (op.to_owned(), n))
+        .collect();
+    by_operation.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ErrorSummary {
+        total,
+        groups: held,
+        evictions,
+        by_severity: by_severity.into_iter().collect(),
+        by_category,
+        by_operation,
+        top_groups: top.into_iter().take(TOP_GROUPS).cloned().collect(),
+        route_rates: Vec::new(),
+    }
+}
+
 /// Most errors first; ties by fingerprint so the order is stable.
-fn sort_groups(groups: &mut [ErrorGroup]) {
+pub(crate) fn sort_groups(groups: &mut [ErrorGroup]) {
     groups.sort_by(|a, b| {
         b.count
             .cmp(&a.count)

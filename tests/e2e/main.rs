@@ -8,6 +8,9 @@
 
 #[path = "../support/collector.rs"]
 mod collector;
+#[cfg(feature = "redis")]
+#[path = "../support/redis.rs"]
+mod redis_server;
 mod support;
 
 mod a_dead_webhook_never_delays_requests;
@@ -16,6 +19,8 @@ mod application_errors_reach_the_groups;
 mod collector_down_never_affects_requests;
 mod error_groups_and_alerts_reach_the_collector_as_log_records;
 mod error_groups_reach_the_summary;
+#[cfg(feature = "redis")]
+mod errors_are_shared_through_redis;
 mod export_traffic_never_becomes_spans;
 mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
