@@ -10,11 +10,13 @@
 mod collector;
 mod support;
 
+mod bottleneck_report_names_the_slow_child_span;
 mod collector_down_never_affects_requests;
 mod error_groups_reach_the_summary;
 mod export_traffic_never_becomes_spans;
 mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
+mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
 mod setup_errors_name_the_setting;
 mod untrusted_callers_start_new_linked_traces;
