@@ -2,7 +2,7 @@
 //! windows, slow-operation detection, and where each route's time goes.
 //!
 //! [`Profiling`] is a [`SpanProcessor`] and hands out a
-//! [`RequestObserver`](service_tracing_middleware::RequestObserver) for the server layer.
+//! [`RequestObserver`] for the server layer.
 //! [`ServiceTracing`](crate::ServiceTracing) adds both, shared by every service's provider,
 //! unless told [`profiling(false)`](crate::ServiceTracing::profiling); read it back with
 //! [`TracingGuard::profiling`](crate::TracingGuard::profiling).
