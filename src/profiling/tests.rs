@@ -393,3 +393,31 @@ fn the_processor_finds_the_bottleneck_of_a_trace() {
     assert_eq!(json["analysis"]["traces"], 1);
     assert!(provider.shutdown().is_ok());
 }
+
+#[test]
+fn a_slow_route_is_logged_by_the_observer_once_per_window_with_the_count_held_back() {
+    let (millis, clock) = test_clock();
+    let profiling = Profiling::new()
+        .with_slow_threshold("GET /orders/{id}", Duration::from_millis(100))
+        .with_slow_log_interval(Duration::from_secs(30))
+        .with_clock(clock);
+    let lines = SlowLines::default();
+    let subscriber = tracing_subscriber::registry().with(lines.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        // Every second for 75 s, a slow and a fast request.
+        for s in 0..75u64 {
+            millis.store(s * 1_000, Ordering::SeqCst);
+            let slow = Duration::from_millis(150);
+            profiling.record_request("GET", Some("/orders/{id}"), slow, false);
+            let fast = Duration::from_millis(50);
+            profiling.record_request("GET", Some("/orders/{id}"), fast, false);
+        }
+    });
+    // Lines at 0, 30 and 60 s, each saying how many were held back since the last.
+    assert_eq!(*lock(&lines.0), [0, 29, 29]);
+    let op = profiling.operation("GET /orders/{id}").expect("recorded");
+    assert_eq!((op.slow, op.suppressed_logs), (75, 72));
+    let json = op.to_json();
+    assert_eq!(json["slow"], 75);
+    assert_eq!(json["threshold_ms"], 100.0);
+}
