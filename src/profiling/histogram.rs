@@ -2,8 +2,10 @@
 //!
 //! Each operation keeps three rings with the granularity of the error rates
 //! ([`Window`](crate::errors::Window)): 6 × 10 s (the 1-minute window), 5 × 60 s (5 minutes) and
-//! 12 × 300 s (1 hour). A value is recorded into the current interval of each ring; a window's
-//! figures merge its ring's intervals from the current one back.
+//! 12 × 300 s (1 hour). A value is recorded into the current 10-s interval; when an interval
+//! is finished, it is added to the 60-s and 300-s intervals it falls in. A window's figures
+//! merge its ring's intervals from the current one back (plus the 10-s interval not added
+//! yet).
 //!
 //! # Memory
 //!
@@ -55,6 +57,23 @@ impl Slot {
         }
     }
 
+    /// Adds a finished interval's figures into this (coarser) one.
+    fn absorb(&mut self, other: &Slot) {
+        self.count = self.count.saturating_add(other.count);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+        self.max_micros = self.max_micros.max(other.max_micros);
+        if let Some(from) = &other.histogram {
+            if self.histogram.is_none() {
+                self.histogram = new_histogram();
+            }
+            if let Some(h) = &mut self.histogram {
+                // Both grow on demand, so adding cannot run out of range.
+                let _ = h.add(from);
+            }
+        }
+    }
+
     fn record(&mut self, micros: u64, error: bool) {
         self.count = self.count.saturating_add(1);
         self.errors = self.errors.saturating_add(u64::from(error));
@@ -100,6 +119,21 @@ impl<const N: usize, const WIDTH: u64> Ring<N, WIDTH> {
         self.slot(secs / WIDTH).record(micros, error);
     }
 
+    /// The live slots, and `extra` (a finished interval starting at second `extra.0` that
+    /// was not added to this ring yet) when the window covers it.
+    fn live_with<'a>(&'a self, secs: u64, extra: Option<(u64, &'a Slot)>) -> Vec<&'a Slot> {
+        let current = secs / WIDTH;
+        let oldest = current.saturating_sub(N as u64 - 1);
+        let extra = extra.filter(|(at, _)| (oldest..=current).contains(&(at / WIDTH)));
+        self.live(secs).chain(extra.map(|(_, slot)| slot)).collect()
+    }
+
+    /// The slot holding interval `index`, if it still does.
+    fn held(&self, index: u64) -> Option<&Slot> {
+        let slot = self.slots.get(usize::try_from(index % N as u64).ok()?)?;
+        (slot.index == index && slot.count > 0).then_some(slot)
+    }
+
     /// The slots of the current interval and the `N - 1` before it.
     fn live(&self, secs: u64) -> impl Iterator<Item = &Slot> {
         let current = secs / WIDTH;
@@ -111,10 +145,9 @@ impl<const N: usize, const WIDTH: u64> Ring<N, WIDTH> {
 
     /// The p99 of interval `index`, when it is still held and has at least `min_count` values.
     fn p99_of(&self, index: u64, min_count: u64) -> Option<Duration> {
-        let slot = self.slots.get(usize::try_from(index % N as u64).ok()?)?;
-        (slot.index == index && slot.count >= min_count)
-            .then_some(slot.histogram.as_ref())
-            .flatten()
+        self.held(index)
+            .filter(|slot| slot.count >= min_count)
+            .and_then(|slot| slot.histogram.as_ref())
             .map(|h| Duration::from_micros(h.value_at_quantile(0.99)))
     }
 }
@@ -178,9 +211,14 @@ impl LatencyStats {
 /// Latency over the three windows (see the module's notes).
 #[derive(Debug)]
 pub(crate) struct LatencyWindows {
+    /// Recorded into directly.
     minute: Ring<6, 10>,
+    /// Fed with each 10-s interval once it is finished.
     five_minutes: Ring<5, 60>,
+    /// Likewise.
     hour: Ring<12, 300>,
+    /// The 10-s interval recorded into last, not yet added to the coarser rings.
+    pending: Option<u64>,
 }
 
 impl Default for LatencyWindows {
@@ -189,18 +227,35 @@ impl Default for LatencyWindows {
             minute: Ring::new(),
             five_minutes: Ring::new(),
             hour: Ring::new(),
+            pending: None,
         }
     }
 }
 
 impl LatencyWindows {
-    /// Records one value at `at` (time since the clock's start).
+    /// Records one value at `at` (time since the clock's start): into the current 10-s
+    /// interval only. When a value opens a new interval, the previous one is added to the
+    /// 1-minute and 5-minute intervals it belongs to (once per 10 s, two histogram additions),
+    /// so a request costs one histogram increment, not three.
     pub(crate) fn record(&mut self, at: Duration, value: Duration, error: bool) {
         let secs = at.as_secs();
+        let interval = secs / 10;
+        if let Some(finished) = self.pending.filter(|p| *p != interval) {
+            self.roll_up(finished);
+        }
+        self.pending = Some(interval);
         let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
         self.minute.record(secs, micros, error);
-        self.five_minutes.record(secs, micros, error);
-        self.hour.record(secs, micros, error);
+    }
+
+    fn roll_up(&mut self, interval: u64) {
+        // Intervals finish in order, and a slot is only reused after its interval was rolled
+        // up, so the finished one is still held.
+        if let Some(finished) = self.minute.held(interval) {
+            let secs = interval * 10;
+            self.five_minutes.slot(secs / 60).absorb(finished);
+            self.hour.slot(secs / 300).absorb(finished);
+        }
     }
 
     /// The p99 of the minute before the one `at` falls in, when it had at least `min_count`
@@ -213,10 +268,14 @@ impl LatencyWindows {
     /// The figures over `window`, as of `at`.
     pub(crate) fn stats(&self, window: Window, at: Duration) -> LatencyStats {
         let secs = at.as_secs();
+        // The pending interval is not in the coarser rings yet: add it when in the window.
+        let pending = self
+            .pending
+            .and_then(|p| self.minute.held(p).map(|slot| (p * 10, slot)));
         let slots: Vec<&Slot> = match window {
             Window::OneMinute => self.minute.live(secs).collect(),
-            Window::FiveMinutes => self.five_minutes.live(secs).collect(),
-            Window::OneHour => self.hour.live(secs).collect(),
+            Window::FiveMinutes => self.five_minutes.live_with(secs, pending),
+            Window::OneHour => self.hour.live_with(secs, pending),
         };
         let mut stats = LatencyStats::empty(window);
         let mut sum: u64 = 0;
@@ -333,6 +392,30 @@ mod tests {
         assert_eq!((stats.count, stats.errors), (1, 1));
         assert_eq!(stats.max, Duration::from_millis(2));
         assert!((stats.p99.as_secs_f64() - 0.002).abs() < 0.000_01);
+    }
+
+    #[test]
+    fn finished_intervals_reach_the_coarser_windows_and_the_pending_one_is_counted_once() {
+        let mut windows = LatencyWindows::default();
+        for (s, ms) in [(5, 1), (15, 2), (65, 4)] {
+            windows.record(Duration::from_secs(s), Duration::from_millis(ms), false);
+        }
+        let count = |w: &LatencyWindows, window, s| w.stats(window, Duration::from_secs(s)).count;
+        assert_eq!(count(&windows, Window::OneMinute, 65), 2, "15 s and 65 s");
+        assert_eq!(count(&windows, Window::FiveMinutes, 65), 3);
+        assert_eq!(count(&windows, Window::OneHour, 65), 3);
+        // Nothing recorded since: the 65-s interval is still pending, and counted once.
+        assert_eq!(count(&windows, Window::OneMinute, 125), 0);
+        assert_eq!(count(&windows, Window::FiveMinutes, 125), 3);
+        let hour = windows.stats(Window::OneHour, Duration::from_secs(125));
+        assert_eq!((hour.count, hour.max), (3, Duration::from_millis(4)));
+        // A value at 130 s rolls the 65-s interval up: the figures do not change.
+        windows.record(Duration::from_secs(130), Duration::from_millis(8), false);
+        assert_eq!(count(&windows, Window::FiveMinutes, 130), 4);
+        assert_eq!(count(&windows, Window::OneHour, 130), 4);
+        // Past five minutes, only the values of the last five remain.
+        assert_eq!(count(&windows, Window::FiveMinutes, 370), 1, "130 s");
+        assert_eq!(count(&windows, Window::OneHour, 370), 4);
     }
 
     #[test]
