@@ -421,3 +421,27 @@ fn a_slow_route_is_logged_by_the_observer_once_per_window_with_the_count_held_ba
     assert_eq!(json["slow"], 75);
     assert_eq!(json["threshold_ms"], 100.0);
 }
+
+#[test]
+fn the_background_thread_analyses_a_trace_without_a_flush() {
+    let profiling = Profiling::new();
+    let exporter = InMemorySpanExporter::default();
+    let provider = provider(&profiling, &exporter);
+    let tracer = provider.tracer("t");
+    tracer
+        .span_builder("GET /a")
+        .with_kind(SpanKind::Server)
+        .start(&tracer)
+        .end();
+    // Read the analysis state without draining the queue, as `routes()` would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lock(&profiling.shared.analyser).stats.traces == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the thread never analysed the trace"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(profiling.shared.queue.is_empty());
+    assert!(provider.shutdown().is_ok());
+}
