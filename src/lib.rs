@@ -27,6 +27,8 @@
 //! - [`CorrelationId`]: the axum extractor for the request's correlation id.
 //! - [`ErrorTracking`] (module [`errors`]): errors on spans, in fingerprinted groups with a
 //!   severity and a category, read from [`TracingGuard::errors`].
+//! - [`Profiling`] (module [`profiling`]): latency percentiles per operation, slow operations
+//!   and bottlenecks, read from [`TracingGuard::profiling`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
@@ -36,6 +38,7 @@ mod error;
 pub mod errors;
 pub mod export;
 mod logging;
+pub mod profiling;
 mod setup;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
@@ -43,6 +46,7 @@ pub use error::{SetupError, SetupErrorKind};
 pub use errors::{record_error, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
+pub use profiling::Profiling;
 pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
 
 pub use service_tracing_client::TracingMiddleware;

@@ -24,6 +24,7 @@ use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
 use crate::export::{otlp, ExportStats};
 use crate::logging::{bridge_filter, TraceIdFormat};
+use crate::profiling::Profiling;
 
 /// Sets up tracing for the service `name` with everything read from the standard `OTEL_*`
 /// environment variables, and wraps `app` with [`TracingLayer`].
@@ -102,6 +103,8 @@ pub struct ServiceTracing {
     alerts: AlertOptions,
     #[cfg(feature = "redis")]
     error_redis_url: Option<String>,
+    profiling: bool,
+    slow_thresholds: Vec<(String, Duration)>,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -139,6 +142,8 @@ impl ServiceTracing {
             alerts: AlertOptions::default(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
+            profiling: true,
+            slow_thresholds: Vec::new(),
         }
     }
 
@@ -355,6 +360,33 @@ impl ServiceTracing {
         Ok(Some(errors.with_sharing(sharing)))
     }
 
+    /// Whether to profile operations (default yes): latency percentiles per operation, slow
+    /// operations and bottlenecks; read them with [`TracingGuard::profiling`]. See
+    /// [`crate::profiling`].
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").profiling(false);
+    /// ```
+    pub fn profiling(mut self, enabled: bool) -> Self {
+        self.profiling = enabled;
+        self
+    }
+
+    /// A slow threshold for one operation: `{METHOD} {route}` (`GET /orders/{id}`), a client
+    /// target (`GET payments.internal`) or a span name. A slower operation gets a
+    /// `performance.slow` span event and a rate-limited warning. See
+    /// [`crate::profiling`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .slow_threshold("GET /orders/{id}", Duration::from_millis(200));
+    /// ```
+    pub fn slow_threshold(mut self, operation: impl Into<String>, threshold: Duration) -> Self {
+        self.slow_thresholds.push((operation.into(), threshold));
+        self
+    }
+
     /// Whether to install the global `tracing` subscriber (default yes). Say no when the
     /// application installs its own, and add [`TracingGuard::tracing_layer`] to it.
     pub fn install_subscriber(mut self, install: bool) -> Self {
@@ -518,7 +550,19 @@ impl ServiceTracing {
         };
         #[cfg(feature = "redis")]
         let errors = self.share_errors(errors, &config.service_name)?;
-        let pipeline = Pipeline::start(&config, &config.service_name, errors.as_ref())?;
+        let profiling = (self.profiling && !config.disabled).then(|| {
+            self.slow_thresholds
+                .iter()
+                .fold(Profiling::new(), |p, (op, t)| {
+                    p.with_slow_threshold(op.clone(), *t)
+                })
+        });
+        let pipeline = Pipeline::start(
+            &config,
+            &config.service_name,
+            errors.as_ref(),
+            profiling.as_ref(),
+        )?;
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
         if let Some(provider) = &pipeline.provider {
@@ -533,6 +577,7 @@ impl ServiceTracing {
             pipeline.provider.as_ref(),
             &self.layer,
             errors.as_ref(),
+            profiling.as_ref(),
         );
         let guard = TracingGuard {
             inner: Mutex::new(Some(GuardInner {
@@ -542,6 +587,7 @@ impl ServiceTracing {
                 propagation,
                 layer: self.layer,
                 errors,
+                profiling,
             })),
         };
         Ok((layer, guard))
@@ -582,6 +628,7 @@ fn layer_for(
     provider: Option<&SdkTracerProvider>,
     options: &LayerOptions,
     errors: Option<&ErrorTracking>,
+    profiling: Option<&Profiling>,
 ) -> TracingLayer {
     let mut layer = match provider {
         Some(p) => TracingLayer::new().with_tracer_provider(p),
@@ -600,6 +647,10 @@ fn layer_for(
     // Per-route error rates count every request, whatever the sampler.
     if let Some(errors) = errors {
         layer = layer.with_observer(errors.rates_observer());
+    }
+    // So do the per-route latency figures.
+    if let Some(profiling) = profiling {
+        layer = layer.with_observer(profiling.observer());
     }
     let _ = config;
     layer
@@ -667,6 +718,7 @@ impl Pipeline {
         config: &Resolved,
         service: &str,
         errors: Option<&ErrorTracking>,
+        profiling: Option<&Profiling>,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
@@ -698,7 +750,13 @@ impl Pipeline {
             }
         };
         Ok(Self {
-            provider: Some(provider(config, resource, worker.clone(), errors)),
+            provider: Some(provider(
+                config,
+                resource,
+                worker.clone(),
+                errors,
+                profiling,
+            )),
             worker,
         })
     }
@@ -709,19 +767,37 @@ fn provider(
     resource: Resource,
     worker: Option<ExportWorker>,
     errors: Option<&ErrorTracking>,
+    profiling: Option<&Profiling>,
 ) -> SdkTracerProvider {
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(config.sampler.to_sdk());
-    // Error tracking goes in front of the worker as one processor: with two, the SDK would
-    // clone every ended span.
-    match (worker, errors) {
-        (Some(worker), Some(errors)) => builder.with_span_processor(errors.in_front_of(worker)),
-        (Some(worker), None) => builder.with_span_processor(worker),
-        (None, Some(errors)) => builder.with_span_processor(errors.clone()),
-        (None, None) => builder,
+    // Profiling then error tracking go in front of the worker as one processor: with several,
+    // the SDK would clone every ended span. Profiling comes right before the worker, so the
+    // `performance.slow` events it adds are exported.
+    match (worker, profiling) {
+        (Some(worker), Some(profiling)) => {
+            with_errors(builder, errors, profiling.in_front_of(worker))
+        }
+        (Some(worker), None) => with_errors(builder, errors, worker),
+        (None, Some(profiling)) => with_errors(builder, errors, profiling.clone()),
+        (None, None) => match errors {
+            Some(errors) => builder.with_span_processor(errors.clone()),
+            None => builder,
+        },
     }
     .build()
+}
+
+fn with_errors<P: opentelemetry_sdk::trace::SpanProcessor + 'static>(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    errors: Option<&ErrorTracking>,
+    next: P,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    match errors {
+        Some(errors) => builder.with_span_processor(errors.in_front_of(next)),
+        None => builder.with_span_processor(next),
+    }
 }
 
 fn resource(config: &Resolved, service: &str) -> Resource {
@@ -804,6 +880,7 @@ struct GuardInner {
     propagation: Propagation,
     layer: LayerOptions,
     errors: Option<ErrorTracking>,
+    profiling: Option<Profiling>,
 }
 
 impl fmt::Debug for TracingGuard {
@@ -935,11 +1012,17 @@ impl TracingGuard {
                             resource,
                             Some(worker.clone()),
                             inner.errors.as_ref(),
+                            inner.profiling.as_ref(),
                         )),
                         worker: Some(worker),
                     }
                 }
-                _ => Pipeline::start(&inner.config, name, inner.errors.as_ref())?,
+                _ => Pipeline::start(
+                    &inner.config,
+                    name,
+                    inner.errors.as_ref(),
+                    inner.profiling.as_ref(),
+                )?,
             };
             let layer = layer_for(
                 &inner.config,
@@ -947,6 +1030,7 @@ impl TracingGuard {
                 pipeline.provider.as_ref(),
                 &inner.layer,
                 inner.errors.as_ref(),
+                inner.profiling.as_ref(),
             );
             inner.extra.push(pipeline);
             Ok(layer)
@@ -990,6 +1074,22 @@ impl TracingGuard {
     /// ```
     pub fn error_storage_health(&self) -> Option<crate::errors::ErrorStorageHealth> {
         self.errors().map(|errors| errors.storage_health())
+    }
+
+    /// The latency figures, slow operations and bottlenecks of every service set up through
+    /// this guard; `None` when profiling is off ([`ServiceTracing::profiling`]), tracing is
+    /// disabled, or after shutdown.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
+    /// if let Some(profiling) = guard.profiling() {
+    ///     println!("{}", profiling.summary().to_json());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn profiling(&self) -> Option<Profiling> {
+        self.with_inner(|inner| inner.profiling.clone()).flatten()
     }
 
     /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own

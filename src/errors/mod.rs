@@ -255,21 +255,7 @@ impl ErrorEvent {
             .and_then(|a| string_attr(a, "exception.message"))
             .or_else(|| status_error.filter(|d| !d.is_empty()).map(bounded))
             .unwrap_or_default();
-        let method = string_attr(attrs, "http.request.method");
-        let operation = match origin {
-            ErrorOrigin::Server => string_attr(attrs, "http.route").map(|route| {
-                let method = method.unwrap_or_else(|| {
-                    span.name.split(' ').next().map(bounded).unwrap_or_default()
-                });
-                format!("{method} {route}")
-            }),
-            ErrorOrigin::Client => string_attr(attrs, "server.address").map(|address| {
-                let method = method.unwrap_or_else(|| bounded(&span.name));
-                format!("{method} {address}")
-            }),
-            ErrorOrigin::Internal => None,
-        }
-        .unwrap_or_else(|| bounded(&span.name));
+        let operation = operation_name(span);
         Some(Self {
             origin,
             error_type,
@@ -313,12 +299,32 @@ impl ErrorEvent {
     }
 }
 
+/// `{METHOD} {http.route}` for a server span, `{METHOD} {server.address}` for a client span,
+/// else the span name (each part cut to 512 bytes). Profiling keys its operations the same way.
+pub(crate) fn operation_name(span: &SpanData) -> String {
+    let attrs = span.attributes.as_slice();
+    let method = string_attr(attrs, "http.request.method");
+    match span.span_kind {
+        SpanKind::Server => string_attr(attrs, "http.route").map(|route| {
+            let method = method
+                .unwrap_or_else(|| span.name.split(' ').next().map(bounded).unwrap_or_default());
+            format!("{method} {route}")
+        }),
+        SpanKind::Client => string_attr(attrs, "server.address").map(|address| {
+            let method = method.unwrap_or_else(|| bounded(&span.name));
+            format!("{method} {address}")
+        }),
+        _ => None,
+    }
+    .unwrap_or_else(|| bounded(&span.name))
+}
+
 fn attr<'a>(attrs: &'a [KeyValue], key: &'static str) -> Option<&'a Value> {
     let key = Key::from_static_str(key);
     attrs.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
 }
 
-fn string_attr(attrs: &[KeyValue], key: &'static str) -> Option<String> {
+pub(crate) fn string_attr(attrs: &[KeyValue], key: &'static str) -> Option<String> {
     attr(attrs, key).map(|v| match v {
         Value::String(s) => bounded(s.as_str()),
         other => bounded(&other.as_str()),
