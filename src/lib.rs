@@ -27,15 +27,22 @@
 //! - [`CorrelationId`]: the axum extractor for the request's correlation id.
 //! - [`ErrorTracking`] (module [`errors`]): errors on spans, in fingerprinted groups with a
 //!   severity and a category, read from [`TracingGuard::errors`].
+//! - [`metrics`]: HTTP server and client metrics after the semantic conventions, pushed over
+//!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]).
+//! - `cpu_profile` (feature `cpu-profile`): a CPU profile of the process on demand, as a flame
+//!   graph SVG and pprof protobuf.
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
 mod config;
+#[cfg(feature = "cpu-profile")]
+pub mod cpu_profile;
 mod error;
 pub mod errors;
 pub mod export;
 mod logging;
+pub mod metrics;
 mod setup;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
@@ -43,6 +50,7 @@ pub use error::{SetupError, SetupErrorKind};
 pub use errors::{Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
+pub use metrics::Metrics;
 pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
 
 pub use service_tracing_client::TracingMiddleware;

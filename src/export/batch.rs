@@ -49,6 +49,17 @@ pub struct ExportStats {
     pub queued: u64,
 }
 
+impl ExportStats {
+    /// Adds `other`'s figures to these.
+    pub(crate) fn accumulate(&mut self, other: ExportStats) {
+        self.exported += other.exported;
+        self.dropped += other.dropped;
+        self.failed += other.failed;
+        self.export_errors += other.export_errors;
+        self.queued += other.queued;
+    }
+}
+
 enum Control {
     Flush(SyncSender<OTelSdkResult>),
     Shutdown(SyncSender<OTelSdkResult>),
@@ -251,7 +262,7 @@ thread_local! {
 }
 
 /// Threads of the export runtime (its blocking pool, for DNS) get the no-op dispatcher too.
-fn silence_thread() {
+pub(crate) fn silence_thread() {
     QUIET.with(|q| {
         *q.borrow_mut() = Some(tracing::subscriber::set_default(
             tracing::subscriber::NoSubscriber::default(),
