@@ -2,7 +2,7 @@
 //! Prometheus text.
 //!
 //! With metrics on, every request through the layer is measured, whatever the trace sampler
-//! decided (the measurements come from a [`RequestObserver`](crate::RequestObserver), not from
+//! decided (the measurements come from a [`RequestObserver`](service_tracing_middleware::RequestObserver), not from
 //! spans):
 //!
 //! | instrument | kind, unit | attributes |
@@ -45,7 +45,7 @@
 //! use service_tracing::ServiceTracing;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = Router::new().route("/users/{id}", get(|| async { "user" }));
+//! let app: Router = Router::new().route("/users/{id}", get(|| async { "user" }));
 //! let (app, guard) = ServiceTracing::builder("users")
 //!     .otlp_endpoint("http://collector:4318")
 //!     .prometheus_route("/metrics")
