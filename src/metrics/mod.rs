@@ -133,7 +133,7 @@ impl fmt::Debug for Metrics {
 
 /// Lets the provider own a reader that [`Metrics`] reads too.
 #[derive(Debug)]
-struct SharedReader(Arc<ManualReader>);
+pub(crate) struct SharedReader(pub(crate) Arc<ManualReader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {

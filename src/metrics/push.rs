@@ -41,11 +41,25 @@ impl Push {
         config: Resolved,
         interval: Duration,
     ) -> Result<Self, SetupError> {
+        let timeout = config.timeout;
+        Self::start_with(reader, move || exporter(&config), interval, timeout)
+    }
+
+    /// Starts the thread with the exporter `make_exporter` builds on it.
+    fn start_with<E, F>(
+        reader: Arc<ManualReader>,
+        make_exporter: F,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<Self, SetupError>
+    where
+        E: PushMetricExporter,
+        F: FnOnce() -> Result<E, SetupError> + Send + 'static,
+    {
         let (commands, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
         let errors = Arc::new(AtomicU64::new(0));
         let thread_errors = errors.clone();
-        let timeout = config.timeout;
         thread::Builder::new()
             .name("service-tracing-metrics".to_owned())
             .spawn(move || {
@@ -62,7 +76,7 @@ impl Push {
                     .and_then(|rt| {
                         let exporter = {
                             let _entered = rt.enter();
-                            exporter(&config)?
+                            make_exporter()?
                         };
                         Ok((rt, exporter))
                     });
@@ -133,16 +147,16 @@ impl Push {
 /// How often failed exports are reported on standard error.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-struct Worker {
+struct Worker<E> {
     reader: Arc<ManualReader>,
-    exporter: MetricExporter,
+    exporter: E,
     rt: tokio::runtime::Runtime,
     timeout: Duration,
     errors: Arc<AtomicU64>,
     last_report: Option<Instant>,
 }
 
-impl Worker {
+impl<E: PushMetricExporter> Worker<E> {
     fn run(mut self, commands: &Receiver<Command>, interval: Duration) {
         let mut next = Instant::now() + interval;
         loop {
@@ -237,5 +251,76 @@ fn exporter(config: &Resolved) -> Result<MetricExporter, SetupError> {
                 "exporting metrics over this OTLP protocol needs the matching `otlp-grpc` or `otlp-http` feature of service-tracing",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+    use super::*;
+    use crate::export::batch::tests::{chatter, install_bridge_detector};
+
+    /// Emits `tracing` spans where a transport would: on the push thread and on its runtime's
+    /// blocking pool; counts its exports.
+    struct ChattyExporter(Arc<AtomicUsize>);
+
+    impl PushMetricExporter for ChattyExporter {
+        async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+            chatter("export");
+            let _ = tokio::task::spawn_blocking(|| chatter("blocking")).await;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    #[test]
+    fn metric_export_traffic_never_reaches_the_tracing_bridge() {
+        let Some((bridge_provider, leaked)) = install_bridge_detector() else {
+            return;
+        };
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_reader(crate::metrics::SharedReader(reader.clone()))
+            .build();
+        provider
+            .meter("app")
+            .u64_counter("requests")
+            .build()
+            .add(1, &[]);
+        let exports = Arc::new(AtomicUsize::new(0));
+        let made = exports.clone();
+        let push = Push::start_with(
+            reader,
+            move || Ok(ChattyExporter(made)),
+            Duration::from_secs(3600),
+            Duration::from_secs(5),
+        )
+        .expect("starts");
+        push.force_flush().expect("flush");
+        push.shutdown().expect("shutdown");
+        assert_eq!(
+            exports.load(Ordering::SeqCst),
+            2,
+            "flush and shutdown each export"
+        );
+        bridge_provider.force_flush().expect("flush");
+        let spans = leaked.get_finished_spans().expect("spans");
+        assert!(
+            spans.is_empty(),
+            "metric export traffic became spans: {spans:?}"
+        );
     }
 }
