@@ -250,3 +250,43 @@ async fn metrics_exporter_none_stops_the_push_but_not_the_route() {
         collector.raw_output()
     );
 }
+
+/// Over OTLP/HTTP, with an export interval far away: shutting down pushes the last figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_pushes_the_last_metrics_over_http() {
+    let collector = Collector::start_with_metrics();
+    let services = start(
+        options("frontend")
+            .otlp_endpoint(collector.http_endpoint())
+            .otlp_protocol(Protocol::HttpProtobuf)
+            .metric_export_interval(Duration::from_secs(3600)),
+    )
+    .await;
+    let caller = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = caller
+            .get(format!("{}/checkout", services.frontend))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    services.guard.shutdown().expect("shutdown");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let points = parse_metrics(&collector.raw_output());
+        let server = points.iter().find(|p| {
+            p.name == "http.server.request.duration" && p.attr("http.route") == Some("/checkout")
+        });
+        if let Some(server) = server {
+            assert_eq!(server.count, Some(3));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing pushed at shutdown:\n{}",
+            collector.raw_output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
