@@ -53,6 +53,15 @@ async fn checkout(
     r.text().await.unwrap()
 }
 
+/// `GET base + path` with a plain client.
+async fn fetch(base: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Requests through a real server, with the sampler recording no trace at all: `/metrics`
 /// (parsed by an independent Prometheus parser) and the collector (OTLP over gRPC) both count
 /// every one, under the semantic-convention names and attributes, and never the raw path.
@@ -68,18 +77,14 @@ async fn request_counts_match_on_the_prometheus_route_and_at_the_collector() {
             .prometheus_route("/metrics"),
     )
     .await;
-    let caller = reqwest::Client::new();
-    let get = |path: String| {
-        let request = caller.get(format!("{}{path}", services.frontend));
-        async move { request.send().await.unwrap() }
-    };
+    let base = services.frontend.as_str();
     for i in 0..REQUESTS {
-        assert_eq!(get(format!("/checkout?n={i}")).await.status(), 200);
+        assert_eq!(fetch(base, &format!("/checkout?n={i}")).await.status(), 200);
     }
-    assert_eq!(get("/no/such/path-4711".to_owned()).await.status(), 404);
+    assert_eq!(fetch(base, "/no/such/path-4711").await.status(), 404);
 
     // Prometheus text, parsed independently.
-    let response = get("/metrics".to_owned()).await;
+    let response = fetch(base, "/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -220,22 +225,13 @@ async fn metrics_exporter_none_stops_the_push_but_not_the_route() {
             .prometheus_route("/metrics"),
     )
     .await;
-    let caller = reqwest::Client::new();
-    let r = caller
-        .get(format!("{}/checkout", services.frontend))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(fetch(&services.frontend, "/checkout").await.status(), 200);
     services.guard.force_flush().expect("flush");
     collector.wait_for_spans(WAIT, |spans| {
         spans.iter().any(|s| s.name == "GET /checkout")
     });
-    let text = caller
-        .get(format!("{}/metrics", services.frontend))
-        .send()
+    let text = fetch(&services.frontend, "/metrics")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -262,14 +258,8 @@ async fn shutdown_pushes_the_last_metrics_over_http() {
             .metric_export_interval(Duration::from_secs(3600)),
     )
     .await;
-    let caller = reqwest::Client::new();
     for _ in 0..3 {
-        let r = caller
-            .get(format!("{}/checkout", services.frontend))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(fetch(&services.frontend, "/checkout").await.status(), 200);
     }
     services.guard.shutdown().expect("shutdown");
     let deadline = Instant::now() + WAIT;
