@@ -280,3 +280,16 @@ async fn shutdown_pushes_the_last_metrics_over_http() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A Prometheus route the application already serves is a set-up error naming the setting,
+/// not a panic.
+#[tokio::test]
+async fn a_prometheus_route_the_app_already_has_is_a_setup_error() {
+    let app: Router = Router::new().route("/metrics", get(|| async { "mine" }));
+    let err = options("svc")
+        .install_subscriber(false)
+        .prometheus_route("/metrics")
+        .init(app)
+        .expect_err("overlap");
+    assert!(err.to_string().contains("prometheus_route"), "{err}");
+}
