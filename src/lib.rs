@@ -29,15 +29,22 @@
 //!   severity and a category, read from [`TracingGuard::errors`].
 //! - [`Profiling`] (module [`profiling`]): latency percentiles per operation, slow operations
 //!   and bottlenecks, read from [`TracingGuard::profiling`].
+//! - [`metrics`]: HTTP server and client metrics after the semantic conventions, pushed over
+//!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]).
+//! - `cpu_profile` (feature `cpu-profile`): a CPU profile of the process on demand, as a flame
+//!   graph SVG and pprof protobuf.
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
 mod config;
+#[cfg(feature = "cpu-profile")]
+pub mod cpu_profile;
 mod error;
 pub mod errors;
 pub mod export;
 mod logging;
+pub mod metrics;
 pub mod profiling;
 mod setup;
 
@@ -46,6 +53,7 @@ pub use error::{SetupError, SetupErrorKind};
 pub use errors::{record_error, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
+pub use metrics::Metrics;
 pub use profiling::Profiling;
 pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
 

@@ -24,6 +24,7 @@ use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
 use crate::export::{otlp, ExportStats};
 use crate::logging::{bridge_filter, TraceIdFormat};
+use crate::metrics::{Metrics, MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
 use crate::profiling::Profiling;
 
 /// Sets up tracing for the service `name` with everything read from the standard `OTEL_*`
@@ -105,6 +106,15 @@ pub struct ServiceTracing {
     error_redis_url: Option<String>,
     profiling: bool,
     slow_thresholds: Vec<(String, Duration)>,
+    metrics: MetricsOptions,
+}
+
+/// The metrics builder options.
+#[derive(Clone, Debug, Default)]
+struct MetricsOptions {
+    exporter: Option<MetricsExporter>,
+    interval: Option<Duration>,
+    prometheus_route: Option<String>,
 }
 
 impl fmt::Debug for ServiceTracing {
@@ -144,6 +154,7 @@ impl ServiceTracing {
             error_redis_url: None,
             profiling: true,
             slow_thresholds: Vec::new(),
+            metrics: MetricsOptions::default(),
         }
     }
 
@@ -387,6 +398,42 @@ impl ServiceTracing {
         self
     }
 
+    /// Where metrics go (`OTEL_METRICS_EXPORTER`; default OTLP when traces go over OTLP or an
+    /// endpoint is configured, else nowhere). See [`crate::metrics`].
+    ///
+    /// ```
+    /// use service_tracing::{metrics::MetricsExporter, ServiceTracing};
+    /// let options = ServiceTracing::builder("svc").metrics_exporter(MetricsExporter::Otlp);
+    /// ```
+    pub fn metrics_exporter(mut self, exporter: MetricsExporter) -> Self {
+        self.metrics.exporter = Some(exporter);
+        self
+    }
+
+    /// How often metrics are pushed over OTLP (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .metric_export_interval(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metrics.interval = Some(interval);
+        self
+    }
+
+    /// Serves the metrics in the Prometheus text format at `path` (such as `/metrics`) on the
+    /// router [`init`](Self::init) returns, outside the tracing layer (scrapes are neither
+    /// traced nor measured). Turns metrics on even when they are not pushed. The path must
+    /// start with `/` and not be a route of the application.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").prometheus_route("/metrics");
+    /// ```
+    pub fn prometheus_route(mut self, path: impl Into<String>) -> Self {
+        self.metrics.prometheus_route = Some(path.into());
+        self
+    }
+
     /// Whether to install the global `tracing` subscriber (default yes). Say no when the
     /// application installs its own, and add [`TracingGuard::tracing_layer`] to it.
     pub fn install_subscriber(mut self, install: bool) -> Self {
@@ -506,13 +553,86 @@ impl ServiceTracing {
         Ok((resolved, propagation))
     }
 
+    /// The metrics settings, or `None` when metrics are off.
+    fn resolve_metrics(&self, config: &Resolved) -> Result<Option<MetricsSettings>, SetupError> {
+        let menv = match &self.env {
+            Some(lookup) => crate::metrics::read_env(&|name| lookup(name)),
+            None => crate::metrics::read_env(&|name| std::env::var(name).ok()),
+        }?;
+        let env = self.read_env()?;
+        if let Some(path) = &self.metrics.prometheus_route {
+            if !path.starts_with('/') {
+                return Err(SetupError::invalid(
+                    "prometheus_route",
+                    path,
+                    "a path starting with /",
+                ));
+            }
+        }
+        let configured = self.endpoint.is_some()
+            || env.endpoint.is_some()
+            || menv.endpoint.is_some()
+            || config.exporter == TracesExporter::Otlp;
+        let exporter = self
+            .metrics
+            .exporter
+            .or(menv.exporter)
+            .unwrap_or(if configured {
+                MetricsExporter::Otlp
+            } else {
+                MetricsExporter::None
+            });
+        let wanted = exporter != MetricsExporter::None || self.metrics.prometheus_route.is_some();
+        if config.disabled || !wanted {
+            return Ok(None);
+        }
+        let push = (exporter == MetricsExporter::Otlp).then(|| {
+            let mut push = config.clone();
+            push.endpoint = crate::metrics::endpoint(
+                self.endpoint.as_deref(),
+                menv.endpoint.as_deref(),
+                env.endpoint.as_deref(),
+                config.protocol,
+            );
+            push.timeout = menv.timeout.unwrap_or(config.timeout);
+            push
+        });
+        Ok(Some(MetricsSettings {
+            push,
+            interval: self
+                .metrics
+                .interval
+                .or(menv.interval)
+                .unwrap_or(crate::metrics::DEFAULT_INTERVAL),
+            cardinality_limit: MAX_ATTRIBUTE_SETS,
+        }))
+    }
+
     /// Sets everything up and wraps `app`. See [`setup_service_tracing`].
     pub fn init<S>(self, app: Router<S>) -> Result<(Router<S>, TracingGuard), SetupError>
     where
         S: Clone + Send + Sync + 'static,
     {
+        let route = self.metrics.prometheus_route.clone();
         let (layer, guard) = self.init_layer()?;
-        Ok((app.layer(layer), guard))
+        let app = app.layer(layer);
+        match (route, guard.metrics()) {
+            (Some(path), Some(metrics)) => {
+                // axum panics on a path it already routes; say so as a set-up error instead.
+                let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::metrics::with_prometheus_route(app, &path, metrics)
+                }));
+                let app = routed.map_err(|_| {
+                    SetupError::invalid(
+                        "prometheus_route",
+                        &path,
+                        "a path the application does not route",
+                    )
+                })?;
+                Ok((app, guard))
+            }
+            _ => Ok((app, guard)),
+        }
     }
 
     /// Sets everything up and returns the layer, for any Tower service (not only axum).
@@ -563,6 +683,21 @@ impl ServiceTracing {
             errors.as_ref(),
             profiling.as_ref(),
         )?;
+        let metrics_settings = self.resolve_metrics(&config)?;
+        let workers = crate::metrics::Workers::default();
+        if let Some(worker) = &pipeline.worker {
+            workers.add(worker);
+        }
+        let metrics = match &metrics_settings {
+            Some(settings) => {
+                let metrics =
+                    Metrics::start(settings, resource(&config, &config.service_name), &workers)?;
+                // `traced_client` and `TracingMiddleware` record through the global provider.
+                global::set_meter_provider(metrics.meter_provider().clone());
+                Some(metrics)
+            }
+            None => None,
+        };
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
         if let Some(provider) = &pipeline.provider {
@@ -578,6 +713,7 @@ impl ServiceTracing {
             &self.layer,
             errors.as_ref(),
             profiling.as_ref(),
+            metrics.as_ref(),
         );
         let guard = TracingGuard {
             inner: Mutex::new(Some(GuardInner {
@@ -588,6 +724,8 @@ impl ServiceTracing {
                 layer: self.layer,
                 errors,
                 profiling,
+                metrics,
+                workers,
             })),
         };
         Ok((layer, guard))
@@ -629,6 +767,7 @@ fn layer_for(
     options: &LayerOptions,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
+    metrics: Option<&Metrics>,
 ) -> TracingLayer {
     let mut layer = match provider {
         Some(p) => TracingLayer::new().with_tracer_provider(p),
@@ -651,6 +790,10 @@ fn layer_for(
     // So do the per-route latency figures.
     if let Some(profiling) = profiling {
         layer = layer.with_observer(profiling.observer());
+    }
+    // HTTP metrics count every request too.
+    if let Some(metrics) = metrics {
+        layer = layer.with_observer(metrics.http_server());
     }
     let _ = config;
     layer
@@ -881,6 +1024,9 @@ struct GuardInner {
     layer: LayerOptions,
     errors: Option<ErrorTracking>,
     profiling: Option<Profiling>,
+    metrics: Option<Metrics>,
+    /// The export workers whose figures the health metrics report.
+    workers: crate::metrics::Workers,
 }
 
 impl fmt::Debug for TracingGuard {
@@ -915,11 +1061,7 @@ impl TracingGuard {
                     continue;
                 }
                 seen.push(s);
-                total.exported += s.exported;
-                total.dropped += s.dropped;
-                total.failed += s.failed;
-                total.export_errors += s.export_errors;
-                total.queued += s.queued;
+                total.accumulate(s);
             }
             total
         })
@@ -947,7 +1089,11 @@ impl TracingGuard {
                     ));
                 }
             }
-            Ok(())
+            // After the spans, so the health figures include them.
+            match &inner.metrics {
+                Some(metrics) => metrics.force_flush(),
+                None => Ok(()),
+            }
         })
         .unwrap_or(Ok(()))
     }
@@ -987,6 +1133,13 @@ impl TracingGuard {
         #[cfg(feature = "redis")]
         if let Some(errors) = &inner.errors {
             errors.sync_now();
+        }
+        if let Some(metrics) = &inner.metrics {
+            if let Err(e) = metrics.shutdown() {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
         }
         result
     }
@@ -1031,7 +1184,11 @@ impl TracingGuard {
                 &inner.layer,
                 inner.errors.as_ref(),
                 inner.profiling.as_ref(),
+                inner.metrics.as_ref(),
             );
+            if let Some(worker) = &pipeline.worker {
+                inner.workers.add(worker);
+            }
             inner.extra.push(pipeline);
             Ok(layer)
         })
@@ -1090,6 +1247,23 @@ impl TracingGuard {
     /// ```
     pub fn profiling(&self) -> Option<Profiling> {
         self.with_inner(|inner| inner.profiling.clone()).flatten()
+    }
+
+    /// The metrics pipeline (Prometheus text, meter provider); `None` when metrics are off
+    /// (see [`crate::metrics`]), tracing is disabled, or after shutdown.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///     .prometheus_route("/metrics")
+    ///     .init(axum::Router::<()>::new())?;
+    /// if let Some(metrics) = guard.metrics() {
+    ///     print!("{}", metrics.prometheus_text());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(&self) -> Option<Metrics> {
+        self.with_inner(|inner| inner.metrics.clone()).flatten()
     }
 
     /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own
@@ -1180,5 +1354,67 @@ mod tests {
             .init_layer()
             .expect_err("https is not supported");
         assert!(err.to_string().contains("alert_webhook"), "{err}");
+    }
+
+    fn metrics_with(vars: &'static [(&'static str, &'static str)]) -> ServiceTracing {
+        ServiceTracing::builder("svc").env_lookup(move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn resolved_metrics(options: &ServiceTracing) -> Result<Option<MetricsSettings>, SetupError> {
+        let (config, _) = options.resolve()?;
+        options.resolve_metrics(&config)
+    }
+
+    #[test]
+    fn metrics_follow_otlp_unless_told_otherwise() {
+        // Console traces and no route: no metrics at all.
+        assert!(resolved_metrics(&metrics_with(&[]))
+            .expect("valid")
+            .is_none());
+        // An endpoint: pushed to its /v1/metrics, every OTEL_METRIC_EXPORT_INTERVAL.
+        let on = resolved_metrics(&metrics_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
+        ]))
+        .expect("valid")
+        .expect("on");
+        assert_eq!(on.interval, Duration::from_secs(5));
+        assert_eq!(
+            on.push.expect("pushed").endpoint,
+            "http://c:4318/v1/metrics"
+        );
+        // `none` stops the push; a Prometheus route keeps the metrics.
+        let none: &'static [(&str, &str)] = &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ];
+        assert!(resolved_metrics(&metrics_with(none))
+            .expect("valid")
+            .is_none());
+        let pulled = resolved_metrics(&metrics_with(none).prometheus_route("/metrics"))
+            .expect("valid")
+            .expect("on");
+        assert!(pulled.push.is_none());
+        // The builder beats the environment.
+        let builder = resolved_metrics(
+            &metrics_with(none)
+                .metrics_exporter(MetricsExporter::Otlp)
+                .metric_export_interval(Duration::from_secs(1)),
+        )
+        .expect("valid")
+        .expect("on");
+        assert!(builder.push.is_some());
+        assert_eq!(builder.interval, Duration::from_secs(1));
+        // Bad values name the setting.
+        let err = resolved_metrics(&metrics_with(&[("OTEL_METRICS_EXPORTER", "statsd")]))
+            .expect_err("invalid");
+        assert!(err.to_string().contains("OTEL_METRICS_EXPORTER"), "{err}");
+        let err =
+            resolved_metrics(&metrics_with(&[]).prometheus_route("metrics")).expect_err("invalid");
+        assert!(err.to_string().contains("prometheus_route"), "{err}");
     }
 }

@@ -33,10 +33,16 @@
 //! 4. **Finish.** `http.response.status_code`; status Error and `error.type` on 4xx, 5xx
 //!    (the status code) and failures (`timeout`, `connect`, `request`, `body`, `redirect`,
 //!    `decode` or `_OTHER`, with an `exception` event).
+//! 5. **Measure.** The attempt's duration goes into the `http.client.request.duration`
+//!    histogram (seconds, the semantic conventions' advisory buckets) with
+//!    `http.request.method`, `server.address`, `server.port`, `http.response.status_code` and
+//!    `error.type`, through the global meter provider as it is when the middleware is built (a
+//!    no-op until one is installed; `service-tracing` installs one when metrics are on).
 //!
 //! With retries, put the retry middleware first: see [`TracingMiddleware`].
 
 mod builder;
+mod metrics;
 mod middleware;
 mod span;
 

@@ -17,6 +17,7 @@ use service_tracing_middleware::tracer::{self, SharedTracer};
 use service_tracing_middleware::CorrelationId;
 
 use crate::builder::{next_resend_count, DisablePropagation, SpanName};
+use crate::metrics::ClientMetrics;
 use crate::span;
 
 /// A [`reqwest_middleware::Middleware`] that traces every request the client sends.
@@ -65,6 +66,7 @@ pub struct TracingMiddleware {
     tracer: SharedTracer,
     propagator: PropagatorSource,
     correlation_header: Option<HeaderName>,
+    metrics: ClientMetrics,
 }
 
 impl fmt::Debug for TracingMiddleware {
@@ -83,9 +85,10 @@ impl Default for TracingMiddleware {
 }
 
 impl TracingMiddleware {
-    /// A middleware using the global tracer provider as it is now (install yours first, or
-    /// call [`with_tracer_provider`](Self::with_tracer_provider)), W3C Trace Context and
-    /// Baggage, and the correlation header `x-correlation-id`.
+    /// A middleware using the global tracer and meter providers as they are now (install yours
+    /// first, or call [`with_tracer_provider`](Self::with_tracer_provider) and
+    /// [`with_meter_provider`](Self::with_meter_provider)), W3C Trace Context and Baggage, and
+    /// the correlation header `x-correlation-id`.
     ///
     /// ```
     /// let middleware = service_tracing_client::TracingMiddleware::new();
@@ -95,7 +98,24 @@ impl TracingMiddleware {
             tracer: tracer::from_global(env!("CARGO_PKG_VERSION")),
             propagator: PropagatorSource::default(),
             correlation_header: Some(CORRELATION_ID_HEADER),
+            metrics: ClientMetrics::from_global(),
         }
+    }
+
+    /// Records `http.client.request.duration` with this provider's meter instead of the global
+    /// one.
+    ///
+    /// ```
+    /// use opentelemetry::metrics::noop::NoopMeterProvider;
+    /// let middleware =
+    ///     service_tracing_client::TracingMiddleware::new().with_meter_provider(&NoopMeterProvider::new());
+    /// ```
+    pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider,
+    {
+        self.metrics = ClientMetrics::from_provider(provider);
+        self
     }
 
     /// Makes spans with this provider's tracer instead of the global one.
@@ -206,6 +226,8 @@ impl Middleware for TracingMiddleware {
         let name = extensions.get::<SpanName>().map(|n| n.0.clone());
         let propagate = extensions.get::<DisablePropagation>().is_none();
         let correlation = CorrelationId::from_context(&parent);
+        let started = std::time::Instant::now();
+        let measured = ClientMetrics::request_attributes(&req);
 
         let span = self
             .tracer
@@ -230,6 +252,7 @@ impl Middleware for TracingMiddleware {
         let span = cx.span();
         span::record_outcome(&span, &result);
         span.end();
+        self.metrics.record(measured, &result, started.elapsed());
         result
     }
 }

@@ -43,7 +43,7 @@ pub(crate) fn redact_url(url: &Url) -> String {
 
 /// `server.address` (IPv6 without brackets) and `server.port` (explicit, else the scheme's
 /// default), when the URL has a host.
-fn server_address(url: &Url) -> Option<(String, Option<u16>)> {
+pub(crate) fn server_address(url: &Url) -> Option<(String, Option<u16>)> {
     let host = url.host_str().filter(|h| !h.is_empty())?;
     let host = host
         .strip_prefix('[')

@@ -23,7 +23,7 @@ pub use correlation::CorrelationId;
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
 pub use layer::TracingLayer;
-pub use observe::{RequestObserver, RequestOutcome};
+pub use observe::{RequestObserver, RequestOutcome, RequestStart};
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;
 pub use trust::{InvalidNetwork, TrustIncoming};

@@ -35,6 +35,50 @@ use crate::correlation::CorrelationId;
 pub trait RequestObserver: Send + Sync + 'static {
     /// One request ended.
     fn on_request_end(&self, outcome: &RequestOutcome<'_>);
+
+    /// One request entered the layer, before the handler runs (for in-flight counts). Each
+    /// start is followed by exactly one [`on_request_end`](Self::on_request_end) or, when the
+    /// response future is dropped before it produced a response (the caller went away),
+    /// [`on_request_abandoned`](Self::on_request_abandoned). Does nothing by default.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicI64, Ordering};
+    /// use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart};
+    ///
+    /// #[derive(Default)]
+    /// struct InFlight(AtomicI64);
+    ///
+    /// impl RequestObserver for InFlight {
+    ///     fn on_request_start(&self, _: &RequestStart<'_>) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    ///     fn on_request_end(&self, _: &RequestOutcome<'_>) {
+    ///         self.0.fetch_sub(1, Ordering::Relaxed);
+    ///     }
+    ///     fn on_request_abandoned(&self, _: &RequestStart<'_>) {
+    ///         self.0.fetch_sub(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    /// ```
+    fn on_request_start(&self, request: &RequestStart<'_>) {
+        let _ = request;
+    }
+
+    /// A started request whose response future was dropped before it produced a response; no
+    /// [`on_request_end`](Self::on_request_end) follows. Does nothing by default.
+    fn on_request_abandoned(&self, request: &RequestStart<'_>) {
+        let _ = request;
+    }
+}
+
+/// What an observer learns when a request starts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RequestStart<'a> {
+    /// `http.request.method`: a known method or `_OTHER`.
+    pub method: &'a str,
+    /// The route template, when the router matched one.
+    pub route: Option<&'a str>,
 }
 
 impl<F> RequestObserver for F
@@ -79,6 +123,8 @@ pub(crate) struct Observation {
     route: Option<Cow<'static, str>>,
     pub(crate) status: Option<u16>,
     pub(crate) error_type: Option<Cow<'static, str>>,
+    /// Set once the observers heard the end, so dropping reports an abandoned request only.
+    finished: bool,
 }
 
 impl fmt::Debug for Observation {
@@ -95,18 +141,32 @@ impl Observation {
         method: &'static str,
         route: Option<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        let this = Self {
             observers,
             start: Instant::now(),
             method,
             route,
             status: None,
             error_type: None,
+            finished: false,
+        };
+        let request = this.request_start();
+        for observer in this.observers.iter() {
+            observer.on_request_start(&request);
+        }
+        this
+    }
+
+    fn request_start(&self) -> RequestStart<'_> {
+        RequestStart {
+            method: self.method,
+            route: self.route.as_deref(),
         }
     }
 
     /// Reports the request to every observer.
-    pub(crate) fn finish(self, cx: &Context, id: &CorrelationId) {
+    pub(crate) fn finish(mut self, cx: &Context, id: &CorrelationId) {
+        self.finished = true;
         let span = cx.span();
         let sc = span.span_context();
         let outcome = RequestOutcome {
@@ -121,6 +181,17 @@ impl Observation {
         };
         for observer in self.observers.iter() {
             observer.on_request_end(&outcome);
+        }
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        if !self.finished {
+            let request = self.request_start();
+            for observer in self.observers.iter() {
+                observer.on_request_abandoned(&request);
+            }
         }
     }
 }

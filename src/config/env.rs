@@ -53,13 +53,13 @@ where
     Ok(out)
 }
 
-fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+pub(crate) fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
-fn millis(
+pub(crate) fn millis(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &str,
 ) -> Result<Option<Duration>, SetupError> {

@@ -49,6 +49,17 @@ pub struct ExportStats {
     pub queued: u64,
 }
 
+impl ExportStats {
+    /// Adds `other`'s figures to these.
+    pub(crate) fn accumulate(&mut self, other: ExportStats) {
+        self.exported += other.exported;
+        self.dropped += other.dropped;
+        self.failed += other.failed;
+        self.export_errors += other.export_errors;
+        self.queued += other.queued;
+    }
+}
+
 enum Control {
     Flush(SyncSender<OTelSdkResult>),
     Shutdown(SyncSender<OTelSdkResult>),
@@ -456,7 +467,7 @@ impl ExportWorker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use opentelemetry::trace::{Tracer, TracerProvider};
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -479,31 +490,38 @@ mod tests {
         }
     }
 
-    fn chatter(name: &'static str) {
+    /// Opens a `tracing` span and logs in it, as an instrumented transport would.
+    pub(crate) fn chatter(name: &'static str) {
         let span = tracing::info_span!("transport", step = name);
         let _entered = span.enter();
         tracing::info!("sending a batch");
     }
 
-    /// Each unit test runs in its own process under nextest, so a global subscriber is fine.
-    #[test]
-    fn export_traffic_never_reaches_the_tracing_bridge() {
+    /// Installs a global subscriber whose OpenTelemetry bridge exports into the returned
+    /// in-memory exporter, and checks that chatter on an ordinary thread reaches it. `None` when
+    /// a global subscriber is already set (plain `cargo test`): nothing can be proved then.
+    pub(crate) fn install_bridge_detector() -> Option<(SdkTracerProvider, InMemorySpanExporter)> {
         let leaked = InMemorySpanExporter::default();
         let bridge_provider = SdkTracerProvider::builder()
             .with_simple_exporter(leaked.clone())
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(bridge_provider.tracer("bridge")));
-        if tracing::subscriber::set_global_default(subscriber).is_err() {
-            // Sharing a process with other tests (plain `cargo test`): nothing to prove here.
-            return;
-        }
-
+        tracing::subscriber::set_global_default(subscriber).ok()?;
         // The detector works: the same chatter on an ordinary thread becomes a span.
         chatter("control");
         bridge_provider.force_flush().expect("flush");
         assert_eq!(leaked.get_finished_spans().expect("spans").len(), 1);
         leaked.reset();
+        Some((bridge_provider, leaked))
+    }
+
+    /// Each unit test runs in its own process under nextest, so a global subscriber is fine.
+    #[test]
+    fn export_traffic_never_reaches_the_tracing_bridge() {
+        let Some((bridge_provider, leaked)) = install_bridge_detector() else {
+            return;
+        };
 
         let worker = ExportWorker::start(
             || Ok(ChattyExporter),

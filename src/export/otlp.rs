@@ -27,8 +27,25 @@ pub(crate) fn build(config: &Resolved) -> Result<SpanExporter, SetupError> {
 fn grpc(
     config: &Resolved,
 ) -> Result<Result<SpanExporter, SetupError>, opentelemetry_otlp::ExporterBuildError> {
-    use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
     use opentelemetry_otlp::WithTonicConfig;
+    let metadata = match grpc_metadata(config) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(config.endpoint.clone())
+        .with_timeout(config.timeout)
+        .with_metadata(metadata)
+        .build()
+        .map(Ok)
+}
+
+/// The export headers as gRPC metadata.
+#[cfg(feature = "otlp-grpc")]
+pub(crate) fn grpc_metadata(
+    config: &Resolved,
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, SetupError> {
     let mut headers = http::HeaderMap::new();
     for (k, v) in &config.headers {
         let name = http::HeaderName::from_bytes(k.as_bytes());
@@ -38,21 +55,15 @@ fn grpc(
                 headers.insert(n, v);
             }
             _ => {
-                return Ok(Err(SetupError::invalid(
+                return Err(SetupError::invalid(
                     "OTEL_EXPORTER_OTLP_HEADERS",
                     k,
                     "header names and values valid in HTTP",
-                )))
+                ))
             }
         }
     }
-    SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(config.endpoint.clone())
-        .with_timeout(config.timeout)
-        .with_metadata(MetadataMap::from_headers(headers))
-        .build()
-        .map(Ok)
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers))
 }
 
 #[cfg(not(feature = "otlp-grpc"))]

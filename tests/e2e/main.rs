@@ -18,11 +18,14 @@ mod alerts_reach_a_real_webhook_once_per_cooldown;
 mod application_errors_reach_the_groups;
 mod bottleneck_report_names_the_slow_child_span;
 mod collector_down_never_affects_requests;
+#[cfg(feature = "cpu-profile")]
+mod cpu_profile_under_load_shows_the_busy_handler;
 mod error_groups_and_alerts_reach_the_collector_as_log_records;
 mod error_groups_reach_the_summary;
 #[cfg(feature = "redis")]
 mod errors_are_shared_through_redis;
 mod export_traffic_never_becomes_spans;
+mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
 mod profiling_counts_every_request_although_nothing_is_sampled;

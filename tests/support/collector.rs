@@ -2049,3 +2049,145 @@ mod self_test {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+impl Collector {
+    /// Like [`Collector::start`], also printing every received metric
+    /// (`--debug-log metrics`); read them with [`parse_metrics`] over
+    /// [`Collector::raw_output`].
+    pub fn start_with_metrics() -> Collector {
+        Self::start_with_args(&["--debug-log", "metrics"])
+    }
+}
+
+/// One data point the collector printed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectedMetricPoint {
+    pub service_name: String,
+    pub scope_name: String,
+    /// The metric's name, description, unit and data type (`Histogram`, `Sum`, `Gauge`).
+    pub name: String,
+    pub description: String,
+    pub unit: String,
+    pub data_type: String,
+    /// Values unwrapped (`Str(x)` and `Int(3)` become `x` and `3`).
+    pub attributes: BTreeMap<String, String>,
+    /// A histogram point's count.
+    pub count: Option<u64>,
+    /// A sum's or gauge's value, as printed.
+    pub value: Option<String>,
+}
+
+impl CollectedMetricPoint {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// Reads the data points out of the agent's `--debug-log metrics` output (the
+/// debug-exporter layout: `ResourceMetrics #`, `InstrumentationScope`, `Metric #` with a
+/// `Descriptor:` of `-> Name:`, `-> Unit:`, `-> DataType:`, then `NumberDataPoints #` or
+/// `HistogramDataPoints #` with `Data point attributes:`, `Value:` or `Count:`).
+pub fn parse_metrics(output: &str) -> Vec<CollectedMetricPoint> {
+    #[derive(PartialEq)]
+    enum In {
+        Resource,
+        Descriptor,
+        Point,
+        Other,
+    }
+    let mut points = Vec::new();
+    let mut service = String::new();
+    let mut scope = String::new();
+    let mut metric = CollectedMetricPoint::default();
+    let mut current: Option<CollectedMetricPoint> = None;
+    let mut section = In::Other;
+    for line in output.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("ResourceMetrics #") {
+            points.extend(current.take());
+            service.clear();
+            section = In::Other;
+        } else if trimmed == "Resource attributes:" {
+            section = In::Resource;
+        } else if let Some(rest) = trimmed.strip_prefix("InstrumentationScope ") {
+            points.extend(current.take());
+            scope = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            section = In::Other;
+        } else if trimmed.starts_with("Metric #") {
+            points.extend(current.take());
+            metric = CollectedMetricPoint {
+                service_name: service.clone(),
+                scope_name: scope.clone(),
+                ..CollectedMetricPoint::default()
+            };
+        } else if trimmed == "Descriptor:" {
+            section = In::Descriptor;
+        } else if trimmed.starts_with("NumberDataPoints #")
+            || trimmed.starts_with("HistogramDataPoints #")
+        {
+            points.extend(current.replace(metric.clone()));
+            section = In::Point;
+        } else if let Some((key, value)) = trimmed.strip_prefix("-> ").and_then(|kv| {
+            kv.split_once(": ")
+                .or_else(|| kv.strip_suffix(':').map(|k| (k, "")))
+        }) {
+            match section {
+                In::Resource if key == "service.name" => service = unwrap_value(value),
+                In::Descriptor => match key {
+                    "Name" => metric.name = value.to_owned(),
+                    "Description" => metric.description = value.to_owned(),
+                    "Unit" => metric.unit = value.to_owned(),
+                    "DataType" => metric.data_type = value.to_owned(),
+                    _ => {}
+                },
+                In::Point => {
+                    if let Some(point) = current.as_mut() {
+                        point.attributes.insert(key.to_owned(), unwrap_value(value));
+                    }
+                }
+                _ => {}
+            }
+        } else if let (In::Point, Some(point)) = (&section, current.as_mut()) {
+            if let Some(count) = trimmed.strip_prefix("Count: ") {
+                point.count = count.trim().parse().ok();
+            } else if let Some(value) = trimmed.strip_prefix("Value: ") {
+                point.value = Some(value.trim().to_owned());
+            }
+        }
+    }
+    points.extend(current);
+    points
+}
+
+#[cfg(test)]
+mod metric_parse_tests {
+    use super::*;
+
+    #[test]
+    fn metric_points_are_read_with_their_attributes() {
+        let output = "ResourceMetrics #0\nResource attributes:\n     -> service.name: Str(svc)\n\
+ScopeMetrics #0\nInstrumentationScope lib 1.0\nMetric #0\nDescriptor:\n     -> Name: h\n\
+     -> Unit: s\n     -> DataType: Histogram\nHistogramDataPoints #0\nData point attributes:\n\
+     -> http.route: Str(/a)\n     -> http.response.status_code: Int(200)\nCount: 3\n\
+Buckets #0, Count: 3\nMetric #1\nDescriptor:\n     -> Name: c\n     -> Unit: \n\
+     -> DataType: Sum\nNumberDataPoints #0\nValue: 5\n";
+        let points = parse_metrics(output);
+        assert_eq!(points.len(), 2, "{points:?}");
+        assert_eq!(points[0].service_name, "svc");
+        assert_eq!(points[0].scope_name, "lib");
+        assert_eq!(points[0].name, "h");
+        assert_eq!(points[0].unit, "s");
+        assert_eq!(points[0].count, Some(3));
+        assert_eq!(points[0].attr("http.route"), Some("/a"));
+        assert_eq!(points[0].attr("http.response.status_code"), Some("200"));
+        assert_eq!(points[1].name, "c");
+        assert_eq!(points[1].value.as_deref(), Some("5"));
+    }
+}

@@ -1,0 +1,112 @@
+//! The library's own health figures as observable instruments under `service_tracing.`, read
+//! from the export workers' counters at each collection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use opentelemetry::metrics::Meter;
+
+use crate::export::batch::ExportWorker;
+use crate::export::ExportStats;
+
+/// The export workers whose figures are reported (the main service's and those of
+/// [`TracingGuard::service_layer`](crate::TracingGuard::service_layer)).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Workers(Arc<Mutex<Vec<ExportWorker>>>);
+
+impl Workers {
+    /// Adds a worker, unless it is one already reported (services sharing the console worker).
+    pub(crate) fn add(&self, worker: &ExportWorker) {
+        let mut workers = match self.0.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !workers.iter().any(|w| w.same_worker(worker)) {
+            workers.push(worker.clone());
+        }
+    }
+
+    fn stats(&self) -> ExportStats {
+        let workers = match self.0.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut total = ExportStats::default();
+        for worker in workers.iter() {
+            total.accumulate(worker.stats());
+        }
+        total
+    }
+}
+
+/// Registers the instruments:
+///
+/// - `service_tracing.spans.ended` (counter): sampled spans handed to export;
+/// - `service_tracing.spans.exported`, `.dropped` (queue full), `.failed` (lost in failed
+///   exports) (counters);
+/// - `service_tracing.spans.queued` (gauge);
+/// - `service_tracing.export.errors` (counter): failed export calls;
+/// - `service_tracing.exporter.up` (gauge): 1 when no span export failed since the previous
+///   collection, else 0.
+pub(crate) fn register(meter: &Meter, workers: &Workers) {
+    let counter = |name: &'static str,
+                   description: &'static str,
+                   unit: &'static str,
+                   read: fn(&ExportStats) -> u64| {
+        let workers = workers.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_unit(unit)
+            .with_callback(move |observer| observer.observe(read(&workers.stats()), &[]))
+            .build();
+    };
+    counter(
+        "service_tracing.spans.ended",
+        "Sampled spans that ended and were handed to export.",
+        "{span}",
+        |s| s.exported + s.dropped + s.failed + s.queued,
+    );
+    counter(
+        "service_tracing.spans.exported",
+        "Spans the exporter accepted.",
+        "{span}",
+        |s| s.exported,
+    );
+    counter(
+        "service_tracing.spans.dropped",
+        "Spans dropped because the export queue was full.",
+        "{span}",
+        |s| s.dropped,
+    );
+    counter(
+        "service_tracing.spans.failed",
+        "Spans lost in export calls that failed.",
+        "{span}",
+        |s| s.failed,
+    );
+    counter(
+        "service_tracing.export.errors",
+        "Span export calls that failed.",
+        "{error}",
+        |s| s.export_errors,
+    );
+    let queued = workers.clone();
+    meter
+        .u64_observable_gauge("service_tracing.spans.queued")
+        .with_description("Spans waiting in the export queue.")
+        .with_unit("{span}")
+        .with_callback(move |observer| observer.observe(queued.stats().queued, &[]))
+        .build();
+    let up = workers.clone();
+    let seen_errors = AtomicU64::new(0);
+    meter
+        .u64_observable_gauge("service_tracing.exporter.up")
+        .with_description("1 when no span export failed since the previous collection, else 0.")
+        .with_callback(move |observer| {
+            let errors = up.stats().export_errors;
+            let before = seen_errors.swap(errors, Ordering::Relaxed);
+            observer.observe(u64::from(errors == before), &[]);
+        })
+        .build();
+}

@@ -1,0 +1,326 @@
+//! The OTLP push: a dedicated thread with its own single-threaded tokio runtime collects from
+//! the shared reader every export interval and hands the batch to `opentelemetry-otlp`'s metric
+//! exporter. As for spans, the thread's `tracing` dispatcher is a no-op, so export traffic never
+//! becomes telemetry, and the service's runtime never runs the exporter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::MetricExporter;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{ManualReader, Temporality};
+
+use crate::config::{Protocol, Resolved};
+use crate::error::{SetupError, SetupErrorKind};
+use crate::export::batch::silence_thread;
+
+enum Command {
+    Flush(SyncSender<OTelSdkResult>),
+    Shutdown(SyncSender<OTelSdkResult>),
+}
+
+/// The handle on the push thread.
+#[derive(Debug)]
+pub(crate) struct Push {
+    commands: Sender<Command>,
+    errors: Arc<AtomicU64>,
+    wait: Duration,
+}
+
+impl Push {
+    /// Starts the thread; `config.endpoint` is the metrics endpoint. The exporter is built on
+    /// the thread (tonic needs its reactor); a build error is returned here.
+    pub(crate) fn start(
+        reader: Arc<ManualReader>,
+        config: Resolved,
+        interval: Duration,
+    ) -> Result<Self, SetupError> {
+        let timeout = config.timeout;
+        Self::start_with(reader, move || exporter(&config), interval, timeout)
+    }
+
+    /// Starts the thread with the exporter `make_exporter` builds on it.
+    fn start_with<E, F>(
+        reader: Arc<ManualReader>,
+        make_exporter: F,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<Self, SetupError>
+    where
+        E: PushMetricExporter,
+        F: FnOnce() -> Result<E, SetupError> + Send + 'static,
+    {
+        let (commands, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
+        let errors = Arc::new(AtomicU64::new(0));
+        let thread_errors = errors.clone();
+        thread::Builder::new()
+            .name("service-tracing-metrics".to_owned())
+            .spawn(move || {
+                let _quiet =
+                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+                let started = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .on_thread_start(silence_thread)
+                    .build()
+                    .map_err(|e| {
+                        SetupError::new(SetupErrorKind::Worker, "cannot start the metrics runtime")
+                            .with_source(e)
+                    })
+                    .and_then(|rt| {
+                        let exporter = {
+                            let _entered = rt.enter();
+                            make_exporter()?
+                        };
+                        Ok((rt, exporter))
+                    });
+                match started {
+                    Ok((rt, exporter)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        let worker = Worker {
+                            reader,
+                            exporter,
+                            rt,
+                            timeout,
+                            errors: thread_errors,
+                            last_report: None,
+                        };
+                        worker.run(&rx, interval);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| {
+                SetupError::new(SetupErrorKind::Worker, "cannot spawn the metrics thread")
+                    .with_source(e)
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                commands,
+                errors,
+                wait: timeout + Duration::from_secs(1),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SetupError::new(
+                SetupErrorKind::Worker,
+                "the metrics thread stopped while starting",
+            )),
+        }
+    }
+
+    /// Export calls that failed so far.
+    pub(crate) fn export_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Collects and exports now, and waits for the result.
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        self.send(Command::Flush)
+    }
+
+    /// Exports a last time and stops the thread.
+    pub(crate) fn shutdown(&self) -> OTelSdkResult {
+        self.send(Command::Shutdown)
+    }
+
+    fn send(&self, make: impl FnOnce(SyncSender<OTelSdkResult>) -> Command) -> OTelSdkResult {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.commands
+            .send(make(tx))
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        match rx.recv_timeout(self.wait) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(self.wait)),
+            Err(RecvTimeoutError::Disconnected) => Err(OTelSdkError::AlreadyShutdown),
+        }
+    }
+}
+
+/// How often failed exports are reported on standard error.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+struct Worker<E> {
+    reader: Arc<ManualReader>,
+    exporter: E,
+    rt: tokio::runtime::Runtime,
+    timeout: Duration,
+    errors: Arc<AtomicU64>,
+    last_report: Option<Instant>,
+}
+
+impl<E: PushMetricExporter> Worker<E> {
+    fn run(mut self, commands: &Receiver<Command>, interval: Duration) {
+        let mut next = Instant::now() + interval;
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.export();
+                    next = Instant::now() + interval;
+                }
+                Ok(Command::Flush(reply)) => {
+                    let _ = reply.send(self.export());
+                }
+                Ok(Command::Shutdown(reply)) => {
+                    let result = self.export();
+                    let _ = self.exporter.shutdown();
+                    let _ = reply.send(result);
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.export();
+                    let _ = self.exporter.shutdown();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn export(&mut self) -> OTelSdkResult {
+        let mut rm = ResourceMetrics::default();
+        self.reader.collect(&mut rm)?;
+        let result = self
+            .rt
+            .block_on(async { tokio::time::timeout(self.timeout, self.exporter.export(&rm)).await })
+            .unwrap_or(Err(OTelSdkError::Timeout(self.timeout)));
+        if let Err(e) = &result {
+            let errors = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                eprintln!(
+                    "service-tracing: exporting metrics failed ({errors} failures in all): {e}"
+                );
+                self.last_report = Some(Instant::now());
+            }
+        }
+        result
+    }
+}
+
+/// `opentelemetry-otlp`'s metric exporter for `config` (its endpoint is the metrics one).
+/// Must run inside a tokio runtime (tonic needs a reactor).
+fn exporter(config: &Resolved) -> Result<MetricExporter, SetupError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let failed = |e: opentelemetry_otlp::ExporterBuildError| {
+        SetupError::new(
+            SetupErrorKind::Exporter,
+            format!(
+                "cannot build the OTLP metric exporter for {}",
+                config.endpoint
+            ),
+        )
+        .with_source(e)
+    };
+    let builder = MetricExporter::builder().with_temporality(Temporality::Cumulative);
+    match config.protocol {
+        #[cfg(feature = "otlp-grpc")]
+        Protocol::Grpc => {
+            use opentelemetry_otlp::WithTonicConfig;
+            builder
+                .with_tonic()
+                .with_endpoint(config.endpoint.clone())
+                .with_timeout(config.timeout)
+                .with_metadata(crate::export::otlp::grpc_metadata(config)?)
+                .build()
+                .map_err(failed)
+        }
+        #[cfg(feature = "otlp-http")]
+        Protocol::HttpProtobuf => {
+            use opentelemetry_otlp::WithHttpConfig;
+            builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(config.endpoint.clone())
+                .with_timeout(config.timeout)
+                .with_headers(config.headers.iter().cloned().collect())
+                .build()
+                .map_err(failed)
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (builder, failed);
+            Err(SetupError::new(
+                SetupErrorKind::InvalidConfig,
+                "exporting metrics over this OTLP protocol needs the matching `otlp-grpc` or `otlp-http` feature of service-tracing",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+    use super::*;
+    use crate::export::batch::tests::{chatter, install_bridge_detector};
+
+    /// Emits `tracing` spans where a transport would: on the push thread and on its runtime's
+    /// blocking pool; counts its exports.
+    struct ChattyExporter(Arc<AtomicUsize>);
+
+    impl PushMetricExporter for ChattyExporter {
+        async fn export(&self, _metrics: &ResourceMetrics) -> OTelSdkResult {
+            chatter("export");
+            let _ = tokio::task::spawn_blocking(|| chatter("blocking")).await;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    #[test]
+    fn metric_export_traffic_never_reaches_the_tracing_bridge() {
+        let Some((bridge_provider, leaked)) = install_bridge_detector() else {
+            return;
+        };
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_reader(crate::metrics::SharedReader(reader.clone()))
+            .build();
+        provider
+            .meter("app")
+            .u64_counter("requests")
+            .build()
+            .add(1, &[]);
+        let exports = Arc::new(AtomicUsize::new(0));
+        let made = exports.clone();
+        let push = Push::start_with(
+            reader,
+            move || Ok(ChattyExporter(made)),
+            Duration::from_secs(3600),
+            Duration::from_secs(5),
+        )
+        .expect("starts");
+        push.force_flush().expect("flush");
+        push.shutdown().expect("shutdown");
+        assert_eq!(
+            exports.load(Ordering::SeqCst),
+            2,
+            "flush and shutdown each export"
+        );
+        bridge_provider.force_flush().expect("flush");
+        let spans = leaked.get_finished_spans().expect("spans");
+        assert!(
+            spans.is_empty(),
+            "metric export traffic became spans: {spans:?}"
+        );
+    }
+}

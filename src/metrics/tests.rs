@@ -1,0 +1,151 @@
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Waker};
+
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::*;
+
+fn metrics(limit: usize) -> Metrics {
+    let settings = MetricsSettings {
+        push: None,
+        interval: DEFAULT_INTERVAL,
+        cardinality_limit: limit,
+    };
+    Metrics::start(
+        &settings,
+        Resource::builder_empty().build(),
+        &Workers::default(),
+    )
+    .expect("starts")
+}
+
+async fn get_path(app: &Router, path: &str) -> u16 {
+    let response = app
+        .clone()
+        .oneshot(
+            http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+fn value_of(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn templates_with_braces_are_labels_and_raw_paths_never_are() {
+    let m = metrics(MAX_ATTRIBUTE_SETS);
+    let app = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .layer(crate::TracingLayer::new().with_observer(m.http_server()));
+    for id in 0..3 {
+        assert_eq!(get_path(&app, &format!("/users/{id}")).await, 200);
+    }
+    assert_eq!(get_path(&app, "/secret/raw-path-123").await, 404);
+    let text = m.prometheus_text();
+    assert!(!text.contains("raw-path-123"), "{text}");
+    assert!(!text.contains("/users/0"), "{text}");
+    assert_eq!(
+        value_of(
+            &text,
+            "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            "http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",le=\"+Inf\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"404\"}"
+        ),
+        Some(1.0),
+        "the unmatched request is counted without a route:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn attribute_sets_beyond_the_cap_are_counted_in_the_overflow_series() {
+    const LIMIT: usize = 4;
+    let m = metrics(LIMIT);
+    let mut app = Router::new();
+    for i in 0..10 {
+        app = app.route(&format!("/r{i}"), get(|| async { "ok" }));
+    }
+    let app = app.layer(crate::TracingLayer::new().with_observer(m.http_server()));
+    for i in 0..10 {
+        assert_eq!(get_path(&app, &format!("/r{i}")).await, 200);
+    }
+    let text = m.prometheus_text();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+        .collect();
+    assert!(series.len() <= LIMIT + 1, "{series:?}");
+    let total: f64 = series
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 10.0, "every request is counted: {series:?}");
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains("otel_metric_overflow=\"true\"")),
+        "{series:?}"
+    );
+}
+
+#[tokio::test]
+async fn active_requests_rise_while_running_and_fall_when_abandoned() {
+    let m = metrics(MAX_ATTRIBUTE_SETS);
+    let app = Router::new()
+        .route("/slow", get(std::future::pending::<&'static str>))
+        .layer(crate::TracingLayer::new().with_observer(m.http_server()));
+    let active = "http_server_active_requests{http_request_method=\"GET\",http_route=\"/slow\"}";
+    {
+        let mut call = pin!(app.oneshot(
+            http::Request::get("/slow")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        ));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(value_of(&m.prometheus_text(), active), Some(1.0));
+    }
+    // The caller went away: the future was dropped before any response.
+    assert_eq!(value_of(&m.prometheus_text(), active), Some(0.0));
+}
+
+#[test]
+fn health_figures_are_exposed_under_the_library_prefix() {
+    let text = metrics(MAX_ATTRIBUTE_SETS).prometheus_text();
+    for name in [
+        "service_tracing_spans_ended_total 0",
+        "service_tracing_spans_exported_total 0",
+        "service_tracing_spans_dropped_total 0",
+        "service_tracing_export_errors_total 0",
+        "service_tracing_spans_queued 0",
+        "service_tracing_exporter_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == name), "{name} missing:\n{text}");
+    }
+}
