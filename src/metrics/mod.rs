@@ -121,6 +121,8 @@ struct Inner {
     provider: SdkMeterProvider,
     reader: Arc<ManualReader>,
     push: Option<push::Push>,
+    /// One for every layer, so `http.server.active_requests` has one callback.
+    http_server: HttpServerMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -181,6 +183,7 @@ impl Metrics {
             })
             .build();
         health::register(&provider.meter_with_scope(scope()), workers);
+        let http_server = HttpServerMetrics::new(&provider.meter_with_scope(scope()));
         let push = match &settings.push {
             Some(config) => Some(push::Push::start(
                 reader.clone(),
@@ -194,6 +197,7 @@ impl Metrics {
                 provider,
                 reader,
                 push,
+                http_server,
             }),
         })
     }
@@ -220,7 +224,7 @@ impl Metrics {
     /// # }
     /// ```
     pub fn http_server(&self) -> HttpServerMetrics {
-        HttpServerMetrics::new(&self.inner.provider.meter_with_scope(scope()))
+        self.inner.http_server.clone()
     }
 
     /// Every metric in the Prometheus text format (version 0.0.4, served with
