@@ -669,6 +669,12 @@ impl Profiling {
         let (threshold, log) = {
             let mut operations = self.operations_lock();
             match span.span_kind {
+                // Nothing can make a server span slow: skip the lookups.
+                SpanKind::Server
+                    if from_span.is_none() && !config.auto && config.thresholds.is_empty() =>
+                {
+                    (None, None)
+                }
                 SpanKind::Server => {
                     let attrs = span.attributes.as_slice();
                     let method = crate::errors::string_attr(attrs, "http.request.method")
@@ -722,22 +728,34 @@ impl Profiling {
         if self.shared.queue.push(record).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if root || self.shared.queue.len() >= QUEUE_CAPACITY / 2 {
+        // The analysis thread looks every 500 ms and readers analyse what waits, so a wake-up
+        // (a futex call) is paid only when the queue is half full, not once per request.
+        if self.shared.queue.len() >= QUEUE_CAPACITY / 2 {
             self.wake();
+        } else if root {
+            self.start_worker();
         }
     }
 
-    /// Wakes the analysis thread, starting it on first use.
-    fn wake(&self) {
-        let worker = self.shared.worker.get_or_init(|| {
+    /// Starts the analysis thread on first use.
+    fn start_worker(&self) {
+        let _ = self.worker();
+    }
+
+    fn worker(&self) -> &Option<std::thread::Thread> {
+        self.shared.worker.get_or_init(|| {
             let shared = Arc::downgrade(&self.shared);
             std::thread::Builder::new()
                 .name("service-tracing-profiling".to_owned())
                 .spawn(move || analyse_until_dropped(&shared))
                 .ok()
                 .map(|handle| handle.thread().clone())
-        });
-        if let Some(thread) = worker {
+        })
+    }
+
+    /// Wakes the analysis thread, starting it on first use.
+    fn wake(&self) {
+        if let Some(thread) = self.worker() {
             thread.unpark();
         }
     }
