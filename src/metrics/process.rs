@@ -115,7 +115,7 @@ mod tests {
         let sampler = ResourceSampler::new();
         metrics.observe_resources(&sampler);
         // No sample yet: nothing is reported.
-        assert!(!metrics.prometheus_text().contains("process_"));
+        assert!(!metrics.prometheus_text().contains("# TYPE process_"));
 
         sampler.sample_now();
         let latest = sampler.sample_now();

@@ -144,6 +144,6 @@ async fn resource_sampling_can_be_turned_off() {
     assert!(profiling.summary().to_json()["resources"].is_null());
     let text = fetch(&app, "/metrics").await;
     assert!(text.contains("target_info"), "{text}");
-    assert!(!text.contains("process_"), "{text}");
+    assert!(!text.contains("# TYPE process_"), "{text}");
     guard.shutdown().expect("shutdown");
 }
