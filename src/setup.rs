@@ -107,6 +107,14 @@ pub struct ServiceTracing {
     profiling: bool,
     slow_thresholds: Vec<(String, Duration)>,
     metrics: MetricsOptions,
+    resources: ResourceOptions,
+}
+
+/// The resource sampler's builder options.
+#[derive(Clone, Debug)]
+struct ResourceOptions {
+    enabled: bool,
+    interval: Duration,
 }
 
 /// The metrics builder options.
@@ -155,6 +163,10 @@ impl ServiceTracing {
             profiling: true,
             slow_thresholds: Vec::new(),
             metrics: MetricsOptions::default(),
+            resources: ResourceOptions {
+                enabled: true,
+                interval: crate::profiling::DEFAULT_RESOURCE_INTERVAL,
+            },
         }
     }
 
@@ -396,6 +408,42 @@ impl ServiceTracing {
     pub fn slow_threshold(mut self, operation: impl Into<String>, threshold: Duration) -> Self {
         self.slow_thresholds.push((operation.into(), threshold));
         self
+    }
+
+    /// Whether to sample the process's resources (default yes, with profiling): CPU, memory,
+    /// open file descriptors, threads and the tokio runtime set-up runs in. Read them with
+    /// [`Profiling::resources`]; see [`ResourceSampler`](crate::profiling::ResourceSampler).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").resource_sampling(false);
+    /// ```
+    pub fn resource_sampling(mut self, enabled: bool) -> Self {
+        self.resources.enabled = enabled;
+        self
+    }
+
+    /// The time between two resource samples (default 10 s, at least 100 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options =
+    ///     service_tracing::ServiceTracing::builder("svc").resource_interval(Duration::from_secs(30));
+    /// ```
+    pub fn resource_interval(mut self, interval: Duration) -> Self {
+        self.resources.interval = interval;
+        self
+    }
+
+    /// Adds and starts the resource sampler, when on. Called inside the application's
+    /// runtime, the sampler reads that runtime's figures.
+    fn with_resource_sampler(&self, profiling: Profiling) -> Profiling {
+        if !self.resources.enabled {
+            return profiling;
+        }
+        let sampler =
+            crate::profiling::ResourceSampler::new().with_interval(self.resources.interval);
+        sampler.start();
+        profiling.with_resources(sampler)
     }
 
     /// Where metrics go (`OTEL_METRICS_EXPORTER`; default OTLP when traces go over OTLP or an
@@ -677,6 +725,7 @@ impl ServiceTracing {
                     p.with_slow_threshold(op.clone(), *t)
                 })
         });
+        let profiling = profiling.map(|p| self.with_resource_sampler(p));
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
@@ -694,6 +743,9 @@ impl ServiceTracing {
                     Metrics::start(settings, resource(&config, &config.service_name), &workers)?;
                 // `traced_client` and `TracingMiddleware` record through the global provider.
                 global::set_meter_provider(metrics.meter_provider().clone());
+                if let Some(sampler) = profiling.as_ref().and_then(Profiling::resources) {
+                    metrics.observe_resources(&sampler);
+                }
                 Some(metrics)
             }
             None => None,
@@ -1112,6 +1164,9 @@ impl TracingGuard {
         let Some(inner) = taken else {
             return Ok(());
         };
+        if let Some(sampler) = inner.profiling.as_ref().and_then(Profiling::resources) {
+            sampler.stop();
+        }
         let mut result = Ok(());
         for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {
             if let Some(provider) = &p.provider {

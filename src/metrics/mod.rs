@@ -14,6 +14,14 @@
 //! | `service_tracing.spans.queued` | gauge, `{span}` | |
 //! | `service_tracing.export.errors` | counter, `{error}` | |
 //! | `service_tracing.exporter.up` | gauge, 1 or 0 | |
+//! | `process.cpu.utilization` | gauge, `1` | |
+//! | `process.memory.usage`, `process.memory.virtual` | up-down counters, `By` | |
+//! | `process.thread.count` | up-down counter, `{thread}` | |
+//! | `process.unix.file_descriptor.count` | up-down counter, `{file_descriptor}` | |
+//!
+//! The `process.*` figures are the latest sample of the
+//! [resource sampler](crate::profiling::ResourceSampler) (on with profiling; every 10 s by
+//! default).
 //!
 //! Durations use the conventions' advisory buckets ([`DURATION_BOUNDARIES`]). The client
 //! histogram is recorded by [`TracingMiddleware`](crate::TracingMiddleware) (and so by
@@ -59,6 +67,7 @@
 
 mod config;
 mod health;
+mod process;
 mod prometheus;
 mod push;
 mod server;

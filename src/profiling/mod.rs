@@ -107,9 +107,34 @@
 //! 16,384-record queue), and what they drop is counted in [`AnalysisStats`]. The request path
 //! only pushes the record; [`TracingGuard::force_flush`](crate::TracingGuard::force_flush)
 //! also brings the analysis up to date.
+//!
+//! # Resources
+//!
+//! A [`ResourceSampler`] ([`Profiling::resources`]) samples the process's CPU, memory, open
+//! file descriptors and threads, and the tokio runtime's workers, queue and busy time, on a
+//! background thread every 10 s by default; the summary carries them under `resources`. See
+//! [`ResourceSampler`] and
+//! [`ServiceTracing::resource_interval`](crate::ServiceTracing::resource_interval).
+//!
+//! ```
+//! use service_tracing::profiling::{Profiling, ResourceSampler};
+//!
+//! let profiling = Profiling::new().with_resources(ResourceSampler::new());
+//! let sampler = profiling.resources().expect("added");
+//! sampler.sample_now();
+//! let sample = sampler.sample_now(); // rates are over the time since the previous one
+//! if cfg!(target_os = "linux") {
+//!     assert!(sample.memory_rss_bytes.unwrap_or(0) > 0);
+//!     assert!(sample.cpu_utilization.is_some());
+//! }
+//! assert_eq!(sample.tokio_workers, None); // made outside any tokio runtime
+//! let json = profiling.summary().to_json();
+//! assert_eq!(json["resources"]["recent"].as_array().map(Vec::len), Some(2));
+//! ```
 
 mod bottleneck;
 mod histogram;
+mod resources;
 mod slow;
 
 use std::collections::HashMap;
@@ -130,6 +155,11 @@ use service_tracing_middleware::{RequestObserver, RequestOutcome};
 pub use crate::errors::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
 pub use histogram::LatencyStats;
+pub(crate) use resources::WeakResourceSampler;
+pub use resources::{
+    ResourceSample, ResourceSampler, ResourceSummary, DEFAULT_RESOURCE_INTERVAL,
+    MIN_RESOURCE_INTERVAL, OPEN_FDS_CAP, RECENT_SAMPLES,
+};
 pub use slow::{
     set_slow_threshold, slow_threshold_attribute, DURATION_ATTRIBUTE, SLOW_EVENT,
     THRESHOLD_ATTRIBUTE,
@@ -241,6 +271,8 @@ pub struct ProfilingSummary {
     pub recent_bottlenecks: Vec<Bottleneck>,
     /// What the analysis dropped.
     pub analysis: AnalysisStats,
+    /// The process's resources, when sampled ([`Profiling::with_resources`]).
+    pub resources: Option<ResourceSummary>,
 }
 
 impl ProfilingSummary {
@@ -270,6 +302,7 @@ impl ProfilingSummary {
                 "evicted_traces": self.analysis.evicted_traces,
                 "overflow_routes": self.analysis.overflow_routes,
             },
+            "resources": self.resources.as_ref().map(ResourceSummary::to_json),
         })
     }
 }
@@ -280,6 +313,7 @@ struct Config {
     thresholds: HashMap<String, Duration>,
     log_interval: Duration,
     auto: bool,
+    resources: Option<ResourceSampler>,
 }
 
 impl Default for Config {
@@ -289,6 +323,7 @@ impl Default for Config {
             thresholds: HashMap::new(),
             log_interval: DEFAULT_SLOW_LOG_INTERVAL,
             auto: false,
+            resources: None,
         }
     }
 }
@@ -595,6 +630,33 @@ impl Profiling {
         self.reconfigure(|c| c.auto = enabled)
     }
 
+    /// Carries a resource sampler, whose figures [`resources`](Self::resources) and the
+    /// [`summary`](Self::summary) give. The sampler is not started here.
+    ///
+    /// ```
+    /// use service_tracing::profiling::{Profiling, ResourceSampler};
+    /// let profiling = Profiling::new().with_resources(ResourceSampler::new());
+    /// assert!(profiling.resources().is_some());
+    /// ```
+    pub fn with_resources(self, sampler: ResourceSampler) -> Self {
+        self.reconfigure(|c| c.resources = Some(sampler))
+    }
+
+    /// The resource sampler (see [`ResourceSampler`]), when there is one:
+    /// [`ServiceTracing`](crate::ServiceTracing) adds and starts one unless told
+    /// [`resource_sampling(false)`](crate::ServiceTracing::resource_sampling).
+    ///
+    /// ```no_run
+    /// # fn f(profiling: &service_tracing::profiling::Profiling) {
+    /// if let Some(latest) = profiling.resources().and_then(|r| r.latest()) {
+    ///     println!("{:?} bytes resident", latest.memory_rss_bytes);
+    /// }
+    /// # }
+    /// ```
+    pub fn resources(&self) -> Option<ResourceSampler> {
+        self.shared.config.resources.clone()
+    }
+
     #[cfg(test)]
     fn with_clock(self, clock: Clock) -> Self {
         Self::build(self.shared.config.clone(), clock)
@@ -826,6 +888,12 @@ impl Profiling {
             routes: self.routes(),
             recent_bottlenecks: self.recent_bottlenecks(),
             analysis: self.analysis_stats(),
+            resources: self
+                .shared
+                .config
+                .resources
+                .as_ref()
+                .map(ResourceSampler::summary),
         }
     }
 

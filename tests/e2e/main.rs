@@ -30,5 +30,6 @@ mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
 mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
+mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
 mod untrusted_callers_start_new_linked_traces;
