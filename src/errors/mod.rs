@@ -31,10 +31,15 @@
 //!
 //! # Sampling
 //!
-//! A span processor only sees recorded spans, so with a ratio sampler the counts are counts of
-//! *sampled* errors, and so are the per-group windows of [`ErrorGroup::errors_in`]. The
-//! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]) come
-//! from an observer on the server layer and count every request, sampled or not.
+//! A span processor only sees recorded spans. The server layer's observer
+//! ([`ErrorTracking::rates_observer`], added by set-up) sees every request: it counts the
+//! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]), and
+//! the error of a request whose span was *not* recorded goes to its group too, with its type
+//! (`500`, `panic`...), route, status and no message (none is known) and no trace sample (no
+//! backend holds the trace). So server errors are counted whatever the sampler; a 5xx group
+//! holds both; a panic's sampled occurrences group by message, its unsampled ones under an
+//! empty message. Client and internal errors are seen on recorded spans only and follow
+//! sampling.
 //!
 //! # Alerts, log records and redaction
 //!
@@ -647,7 +652,46 @@ impl ErrorTracking {
     ///     service_tracing_middleware::TracingLayer::new().with_observer(errors.rates_observer());
     /// ```
     pub fn rates_observer(&self) -> impl service_tracing_middleware::RequestObserver {
-        self.shared.rates.observer()
+        use service_tracing_middleware::RequestObserver as _;
+        let rates = self.shared.rates.observer();
+        let errors = self.clone();
+        move |outcome: &service_tracing_middleware::RequestOutcome<'_>| {
+            rates.on_request_end(outcome);
+            // A recorded span brings its own error; an unsampled request's error is known
+            // only here, so groups count every request whatever the sampler.
+            if !outcome.sampled {
+                if let Some(error_type) = outcome.error_type {
+                    errors.record_unsampled(outcome, error_type);
+                }
+            }
+        }
+    }
+
+    /// Queues the error of a request whose span was not recorded: its type (`500`, `panic`,
+    /// ...), operation, status and correlation id, no message and no trace sample.
+    fn record_unsampled(
+        &self,
+        outcome: &service_tracing_middleware::RequestOutcome<'_>,
+        error_type: &str,
+    ) {
+        let operation = match outcome.route {
+            Some(route) => format!("{} {route}", outcome.method),
+            None => outcome.method.to_owned(),
+        };
+        let event = ErrorEvent {
+            origin: ErrorOrigin::Server,
+            error_type: bounded(error_type),
+            error_class: Some(bounded(error_type)),
+            message: String::new(),
+            operation: bounded(&operation),
+            status_code: outcome.status,
+            trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
+            correlation_id: Some(bounded(outcome.correlation_id.as_str())),
+            db_system: None,
+            time: SystemTime::now(),
+        };
+        self.enqueue(event);
     }
 
     /// Records the span if it is an error: reads the error off it and leaves the rest
@@ -659,6 +703,11 @@ impl ErrorTracking {
         let Some(event) = ErrorEvent::from_span(span) else {
             return;
         };
+        self.enqueue(event);
+    }
+
+    /// Hands the error to the background thread, or stores it at once when the queue is full.
+    fn enqueue(&self, event: ErrorEvent) {
         self.start_drainer();
         if let Err(event) = self.shared.pending.push(event) {
             self.ingest(event);
@@ -998,6 +1047,67 @@ mod tests {
         assert!(errors.shared.pending.len() <= PENDING);
         assert_eq!(errors.summary().total(), 1 + flood as u64);
         assert!(errors.shared.pending.is_empty(), "readers drain first");
+    }
+
+    #[tokio::test]
+    async fn errors_of_unsampled_requests_are_counted_once_without_samples() {
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+
+        let errors = ErrorTracking::new();
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.5))
+            .with_span_processor(errors.in_front_of(
+                opentelemetry_sdk::trace::SimpleSpanProcessor::new(exporter.clone()),
+            ))
+            .build();
+        let app = axum::Router::new()
+            .route(
+                "/fail/{id}",
+                get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .layer(
+                service_tracing_middleware::TracingLayer::new()
+                    .with_tracer_provider(&provider)
+                    .with_observer(errors.rates_observer()),
+            );
+        const REQUESTS: u64 = 200;
+        for i in 0..REQUESTS {
+            let request = axum::http::Request::get(format!("/fail/{i}"))
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let response = app
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|e| match e {});
+            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        }
+        let exported = exporter.get_finished_spans().unwrap_or_default();
+        assert!(
+            !exported.is_empty() && (exported.len() as u64) < REQUESTS,
+            "some sampled, some not: {}",
+            exported.len()
+        );
+        let groups = errors.groups();
+        assert_eq!(groups.len(), 1, "{groups:#?}");
+        assert_eq!(
+            groups[0].count(),
+            REQUESTS,
+            "each request once, sampled or not"
+        );
+        assert_eq!(groups[0].operations(), ["GET /fail/{id}"]);
+        let exported_ids: Vec<TraceId> =
+            exported.iter().map(|s| s.span_context.trace_id()).collect();
+        assert!(!groups[0].trace_ids().is_empty());
+        for id in groups[0].trace_ids() {
+            assert!(exported_ids.contains(id), "{id} was never exported");
+        }
+        assert_eq!(
+            groups[0].trace_ids().len(),
+            groups[0].correlation_ids().len()
+        );
     }
 
     #[test]

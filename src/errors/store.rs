@@ -100,9 +100,13 @@ impl ErrorGroup {
                 self.status_codes.push(code);
             }
         }
-        push_bounded(&mut self.trace_ids, event.trace_id);
-        if let Some(id) = event.correlation_id {
-            push_bounded(&mut self.correlation_ids, id);
+        // Samples point at traces a backend holds: an unsampled request's error counts, but
+        // leaves no sample.
+        if event.trace_id != TraceId::INVALID {
+            push_bounded(&mut self.trace_ids, event.trace_id);
+            if let Some(id) = event.correlation_id {
+                push_bounded(&mut self.correlation_ids, id);
+            }
         }
     }
 
