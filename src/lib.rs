@@ -47,6 +47,8 @@ mod logging;
 pub mod metrics;
 pub mod profiling;
 mod setup;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};

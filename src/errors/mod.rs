@@ -1052,7 +1052,6 @@ mod tests {
     #[tokio::test]
     async fn errors_of_unsampled_requests_are_counted_once_without_samples() {
         use axum::routing::get;
-        use tower::ServiceExt as _;
 
         let errors = ErrorTracking::new();
         let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
@@ -1074,15 +1073,7 @@ mod tests {
             );
         const REQUESTS: u64 = 200;
         for i in 0..REQUESTS {
-            let request = axum::http::Request::get(format!("/fail/{i}"))
-                .body(axum::body::Body::empty())
-                .unwrap_or_else(|e| panic!("{e}"));
-            let response = app
-                .clone()
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|e| match e {});
-            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            crate::test_support::get(&app, &format!("/fail/{i}")).await;
         }
         let exported = exporter.get_finished_spans().unwrap_or_default();
         assert!(

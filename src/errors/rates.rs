@@ -470,13 +470,11 @@ impl RouteRates {
 pub(crate) mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
+    use axum::http::StatusCode;
     use axum::routing::get;
     use axum::Router;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
     use service_tracing_middleware::TracingLayer;
-    use tower::ServiceExt as _;
 
     use super::*;
 
@@ -668,15 +666,7 @@ pub(crate) mod tests {
             );
         for i in 0..20 {
             let path = if i % 4 == 0 { "/down" } else { "/ok" };
-            let request = Request::get(path)
-                .body(Body::empty())
-                .unwrap_or_else(|e| panic!("{e}"));
-            let response = app
-                .clone()
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|e| match e {});
-            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            crate::test_support::get(&app, path).await;
         }
         let totals = rates
             .snapshot()

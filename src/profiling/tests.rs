@@ -2,8 +2,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Body;
-use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
 use opentelemetry::trace::{
@@ -14,7 +12,6 @@ use opentelemetry_sdk::trace::{
     InMemorySpanExporter, Sampler, SdkTracerProvider, SimpleSpanProcessor,
 };
 use service_tracing_middleware::TracingLayer;
-use tower::ServiceExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::*;
@@ -298,15 +295,7 @@ fn past_the_operation_bound_values_go_to_other_and_are_counted() {
 }
 
 async fn call(app: &Router, path: &str) {
-    let request = Request::get(path)
-        .body(Body::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let response = app
-        .clone()
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|e| match e {});
-    let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    crate::test_support::get(app, path).await;
 }
 
 #[tokio::test]
