@@ -45,6 +45,7 @@ pub mod errors;
 pub mod export;
 mod logging;
 pub mod metrics;
+mod operations;
 pub mod profiling;
 mod setup;
 #[cfg(test)]

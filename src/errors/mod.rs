@@ -674,10 +674,7 @@ impl ErrorTracking {
         outcome: &service_tracing_middleware::RequestOutcome<'_>,
         error_type: &str,
     ) {
-        let operation = match outcome.route {
-            Some(route) => format!("{} {route}", outcome.method),
-            None => outcome.method.to_owned(),
-        };
+        let operation = crate::operations::server_operation(outcome.method, outcome.route);
         let event = ErrorEvent {
             origin: ErrorOrigin::Server,
             error_type: bounded(error_type),

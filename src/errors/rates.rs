@@ -18,11 +18,11 @@
 //! depending on how far into its current bucket the clock is. Bucket boundaries are counted
 //! from the moment the [`RouteRates`] was created.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::operations::{server_operation, ServerKeys};
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
@@ -233,10 +233,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Route → (method, entry index); `lookup` allocates nothing.
-    by_route: HashMap<String, Vec<(String, usize)>>,
-    /// Requests no route matched: (method, entry index).
-    no_route: Vec<(String, usize)>,
+    keys: ServerKeys,
     entries: Vec<Entry>,
     other: Option<Windows>,
     overflow: u64,
@@ -251,32 +248,16 @@ impl State {
             .chain(self.other.as_ref().map(|w| (OTHER_OPERATION, w)))
     }
 
-    fn lookup(&self, method: &str, route: Option<&str>) -> Option<usize> {
-        let methods = match route {
-            Some(route) => self.by_route.get(route)?,
-            None => &self.no_route,
-        };
-        methods.iter().find(|(m, _)| m == method).map(|(_, i)| *i)
-    }
-
     fn windows(&mut self, method: &str, route: Option<&str>, max_keys: usize) -> &mut Windows {
-        let index = match self.lookup(method, route) {
+        let index = match self.keys.get(method, route) {
             Some(index) => Some(index),
             None if self.entries.len() < max_keys => {
                 let index = self.entries.len();
-                let operation = match route {
-                    Some(route) => format!("{method} {route}"),
-                    None => method.to_owned(),
-                };
                 self.entries.push(Entry {
-                    operation,
+                    operation: server_operation(method, route),
                     windows: Windows::default(),
                 });
-                let methods = match route {
-                    Some(route) => self.by_route.entry(route.to_owned()).or_default(),
-                    None => &mut self.no_route,
-                };
-                methods.push((method.to_owned(), index));
+                self.keys.insert(method, route, index);
                 Some(index)
             }
             None => None,

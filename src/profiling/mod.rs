@@ -152,6 +152,8 @@ use opentelemetry_sdk::Resource;
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
+use crate::operations::{server_operation, ServerKeys};
+
 pub use crate::errors::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
 pub use histogram::LatencyStats;
@@ -414,10 +416,7 @@ impl Operation {
 /// The operations, looked up without allocating once known.
 #[derive(Debug, Default)]
 struct Operations {
-    /// Route → (method, index).
-    by_route: HashMap<String, Vec<(String, usize)>>,
-    /// Requests no route matched: (method, index).
-    no_route: Vec<(String, usize)>,
+    server: ServerKeys,
     client: HashMap<String, usize>,
     internal: HashMap<String, usize>,
     entries: Vec<Operation>,
@@ -446,22 +445,10 @@ impl Operations {
     }
 
     fn server(&mut self, method: &str, route: Option<&str>, config: &Config) -> &mut Operation {
-        let methods = match route {
-            Some(route) => self.by_route.get(route),
-            None => Some(&self.no_route),
-        };
-        let known = methods.and_then(|m| m.iter().find(|(m, _)| m == method).map(|(_, i)| *i));
-        let index = known.or_else(|| {
-            let name = match route {
-                Some(route) => format!("{method} {route}"),
-                None => method.to_owned(),
-            };
+        let index = self.server.get(method, route).or_else(|| {
+            let name = server_operation(method, route);
             let index = self.push(name, OperationKind::Server, config)?;
-            let methods = match route {
-                Some(route) => self.by_route.entry(route.to_owned()).or_default(),
-                None => &mut self.no_route,
-            };
-            methods.push((method.to_owned(), index));
+            self.server.insert(method, route, index);
             Some(index)
         });
         self.entry(index, config)
