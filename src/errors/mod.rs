@@ -121,12 +121,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime};
 
+use crate::chain::InFrontOf;
 use crossbeam_queue::ArrayQueue;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use opentelemetry_sdk::Resource;
 
 pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
 pub use capture::{record_error, ErrorEvents};
@@ -769,11 +769,8 @@ impl ErrorTracking {
 
     /// A processor that records errors, then hands every span on to `next` (one processor
     /// in the provider, so the SDK does not clone each span for a second one).
-    pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<P> {
-        InFrontOf {
-            errors: self.clone(),
-            next,
-        }
+    pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<Self, P> {
+        InFrontOf::new(self.clone(), next)
     }
 }
 
@@ -794,38 +791,13 @@ impl SpanProcessor for ErrorTracking {
     }
 }
 
-/// [`ErrorTracking`] in front of another processor (see [`ErrorTracking::in_front_of`]).
-#[derive(Debug)]
-pub(crate) struct InFrontOf<P> {
-    errors: ErrorTracking,
-    next: P,
-}
-
-impl<P: SpanProcessor> SpanProcessor for InFrontOf<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.next.on_start(span, cx);
+impl crate::chain::SpanHook for ErrorTracking {
+    fn on_end(&self, span: &mut SpanData) {
+        self.record(span);
     }
 
-    fn on_end(&self, span: SpanData) {
-        self.errors.record(&span);
-        self.next.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.errors.drain();
-        self.next.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.next.shutdown_with_timeout(timeout)
-    }
-
-    fn shutdown(&self) -> OTelSdkResult {
-        self.next.shutdown()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.next.set_resource(resource);
+    fn flush(&self) {
+        self.drain();
     }
 }
 

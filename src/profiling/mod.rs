@@ -143,12 +143,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::chain::InFrontOf;
 use crossbeam_queue::ArrayQueue;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use opentelemetry_sdk::Resource;
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
@@ -887,11 +887,8 @@ impl Profiling {
     /// A processor that profiles each span, adds the `performance.slow` event when due, then
     /// hands it on to `next` (one processor in the provider, so the SDK does not clone each
     /// span, and the exporter sees the event).
-    pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<P> {
-        InFrontOf {
-            profiling: self.clone(),
-            next,
-        }
+    pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<Self, P> {
+        InFrontOf::new(self.clone(), next)
     }
 }
 
@@ -931,40 +928,13 @@ impl SpanProcessor for Profiling {
     }
 }
 
-/// [`Profiling`] in front of another processor (see [`Profiling::in_front_of`]).
-#[derive(Debug)]
-pub(crate) struct InFrontOf<P> {
-    profiling: Profiling,
-    next: P,
-}
-
-impl<P: SpanProcessor> SpanProcessor for InFrontOf<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.next.on_start(span, cx);
+impl crate::chain::SpanHook for Profiling {
+    fn on_end(&self, span: &mut SpanData) {
+        self.process(span);
     }
 
-    fn on_end(&self, mut span: SpanData) {
-        self.profiling.process(&mut span);
-        self.next.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.profiling.drain();
-        self.next.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.profiling.drain();
-        self.next.shutdown_with_timeout(timeout)
-    }
-
-    fn shutdown(&self) -> OTelSdkResult {
-        self.profiling.drain();
-        self.next.shutdown()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.next.set_resource(resource);
+    fn flush(&self) {
+        self.drain();
     }
 }
 
