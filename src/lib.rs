@@ -37,6 +37,7 @@
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
+mod background;
 mod chain;
 mod config;
 #[cfg(feature = "cpu-profile")]

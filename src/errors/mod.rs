@@ -713,17 +713,16 @@ impl ErrorTracking {
 
     fn start_drainer(&self) {
         self.shared.drainer.call_once(|| {
-            let shared = Arc::downgrade(&self.shared);
             // Without the thread, errors wait until a reader drains them: still counted.
-            let _ = std::thread::Builder::new()
-                .name("service-tracing-errors".to_owned())
-                .spawn(move || loop {
-                    std::thread::sleep(DRAIN_EVERY);
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
+            let _ = crate::background::spawn_while_alive(
+                "service-tracing-errors",
+                DRAIN_EVERY,
+                Arc::downgrade(&self.shared),
+                |shared| {
                     ErrorTracking { shared }.drain();
-                });
+                    true
+                },
+            );
         });
     }
 

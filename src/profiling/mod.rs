@@ -140,7 +140,7 @@ mod slow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::chain::InFrontOf;
@@ -793,12 +793,17 @@ impl Profiling {
 
     fn worker(&self) -> &Option<std::thread::Thread> {
         self.shared.worker.get_or_init(|| {
-            let shared = Arc::downgrade(&self.shared);
-            std::thread::Builder::new()
-                .name("service-tracing-profiling".to_owned())
-                .spawn(move || analyse_until_dropped(&shared))
-                .ok()
-                .map(|handle| handle.thread().clone())
+            // Drains whenever woken, else every 500 ms.
+            crate::background::spawn_while_alive(
+                "service-tracing-profiling",
+                Duration::from_millis(500),
+                Arc::downgrade(&self.shared),
+                |shared| {
+                    shared.drain();
+                    true
+                },
+            )
+            .map(|handle| handle.thread().clone())
         })
     }
 
@@ -894,20 +899,6 @@ impl Profiling {
 
 fn is_error(span: &SpanData) -> bool {
     matches!(span.status, Status::Error { .. })
-}
-
-/// The analysis thread's loop: drain whenever woken (or every 500 ms), until every
-/// [`Profiling`] sharing the state is gone. It logs nothing and talks to no one, and its
-/// `tracing` dispatcher is a no-op all the same.
-fn analyse_until_dropped(shared: &Weak<Shared>) {
-    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-    loop {
-        std::thread::park_timeout(Duration::from_millis(500));
-        match shared.upgrade() {
-            Some(shared) => shared.drain(),
-            None => return,
-        }
-    }
 }
 
 impl SpanProcessor for Profiling {

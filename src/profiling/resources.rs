@@ -307,12 +307,19 @@ impl ResourceSampler {
     /// ```
     pub fn start(&self) {
         self.inner.worker.get_or_init(|| {
-            let weak = Arc::downgrade(&self.inner);
-            let interval = self.inner.interval;
-            std::thread::Builder::new()
-                .name("service-tracing-resources".to_owned())
-                .spawn(move || sample_until_stopped(&weak, interval))
-                .ok()
+            // Samples at once, then every interval, until stopped or every clone is gone.
+            crate::background::spawn_while_alive(
+                "service-tracing-resources",
+                self.inner.interval,
+                Arc::downgrade(&self.inner),
+                |inner| {
+                    if inner.stopped.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    ResourceSampler { inner }.sample_now();
+                    true
+                },
+            )
         });
     }
 
@@ -448,20 +455,6 @@ impl WeakResourceSampler {
     pub(crate) fn latest(&self) -> Option<ResourceSample> {
         let inner = self.0.upgrade()?;
         ResourceSampler { inner }.latest()
-    }
-}
-
-/// The background loop: sample, sleep an interval, until stopped or every clone is gone.
-fn sample_until_stopped(inner: &Weak<Inner>, interval: Duration) {
-    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-    loop {
-        match inner.upgrade() {
-            Some(inner) if !inner.stopped.load(Ordering::Acquire) => {
-                ResourceSampler { inner }.sample_now();
-            }
-            _ => return,
-        }
-        std::thread::park_timeout(interval);
     }
 }
 
