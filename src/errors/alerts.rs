@@ -736,18 +736,7 @@ mod tests {
     }
 
     fn rate(operation: &str, window: Window, requests: u64, errors: u64) -> RouteRate {
-        RouteRate {
-            operation: operation.to_owned(),
-            window,
-            requests,
-            errors,
-            ratio: if requests == 0 {
-                0.0
-            } else {
-                errors as f64 / requests as f64
-            },
-            errors_per_second: 0.0,
-        }
+        RouteRate::new(operation.to_owned(), window, requests, errors)
     }
 
     /// A group on `GET /r` with `errors` errors recorded at time zero.
