@@ -1077,7 +1077,7 @@ struct GuardInner {
     errors: Option<ErrorTracking>,
     profiling: Option<Profiling>,
     metrics: Option<Metrics>,
-    /// The export workers whose figures the health metrics report.
+    /// Every service's export worker, each once: `export_stats` and the health metrics read them.
     workers: crate::metrics::Workers,
 }
 
@@ -1100,24 +1100,10 @@ impl TracingGuard {
 
     /// What happened to ended spans so far, summed over every pipeline.
     pub fn export_stats(&self) -> ExportStats {
-        self.with_inner(|inner| {
-            let mut total = ExportStats::default();
-            let mut seen: Vec<ExportStats> = Vec::new();
-            for worker in std::iter::once(&inner.main)
-                .chain(inner.extra.iter())
-                .filter_map(|p| p.worker.as_ref())
-            {
-                let s = worker.stats();
-                // Handles sharing one worker (console) report the same figures once.
-                if worker_is_shared(worker, &inner.main) && !seen.is_empty() {
-                    continue;
-                }
-                seen.push(s);
-                total.accumulate(s);
-            }
-            total
-        })
-        .unwrap_or_default()
+        // Every service's worker, each once (services sharing the console worker report it
+        // once), as the health metrics read them.
+        self.with_inner(|inner| inner.workers.stats())
+            .unwrap_or_default()
     }
 
     /// Exports every span ended so far and waits for the exporter to accept them, then (up to
@@ -1353,10 +1339,6 @@ impl TracingGuard {
 
 /// How long flushing waits for alerts to be delivered (retries included).
 const ALERT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn worker_is_shared(worker: &ExportWorker, main: &Pipeline) -> bool {
-    main.worker.as_ref().is_some_and(|m| m.same_worker(worker))
-}
 
 impl Drop for TracingGuard {
     fn drop(&mut self) {

@@ -26,7 +26,8 @@ impl Workers {
         }
     }
 
-    fn stats(&self) -> ExportStats {
+    /// The figures of every worker added, summed.
+    pub(crate) fn stats(&self) -> ExportStats {
         let workers = match self.0.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
