@@ -16,9 +16,7 @@ struct Names {
     by_method: [Option<&'static str>; METHODS.len()],
 }
 
-const METHODS: [&str; 9] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-];
+use crate::semconv::KNOWN_METHODS as METHODS;
 
 fn table() -> &'static RwLock<HashMap<Box<str>, Names>> {
     static TABLE: OnceLock<RwLock<HashMap<Box<str>, Names>>> = OnceLock::new();

@@ -53,6 +53,16 @@ pub const REDACTED: &str = "REDACTED";
 /// character boundary.
 pub const MAX_ATTRIBUTE_LEN: usize = 1024;
 
+/// The methods `http.request.method` keeps as they are ([`known_method`]); any other is
+/// `_OTHER`.
+///
+/// ```
+/// assert!(service_tracing_middleware::semconv::KNOWN_METHODS.contains(&"PATCH"));
+/// ```
+pub const KNOWN_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
 /// Normalises a method for `http.request.method`: the known methods as they are, anything else
 /// as `_OTHER` (keeping span names and labels low-cardinality).
 ///

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use opentelemetry::metrics::{AsyncInstrument, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue};
-use service_tracing_middleware::semconv;
+use service_tracing_middleware::semconv::{self, KNOWN_METHODS};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart};
 
 use super::MAX_ATTRIBUTE_SETS;
@@ -72,22 +72,25 @@ impl HttpServerMetrics {
     }
 }
 
-/// The request methods counted apart; anything else is already `_OTHER`.
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
-];
+/// A slot per known method, and the last for `_OTHER` (anything else is already `_OTHER`).
+const METHODS: usize = KNOWN_METHODS.len() + 1;
 
 fn method_index(method: &str) -> usize {
-    METHODS
+    KNOWN_METHODS
         .iter()
         .position(|m| *m == method)
-        .unwrap_or(METHODS.len() - 1)
+        .unwrap_or(KNOWN_METHODS.len())
+}
+
+/// The method of a slot, as a `'static` string (no allocation).
+fn method_name(index: usize) -> &'static str {
+    KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
 }
 
 /// Requests in flight for one route, per method.
 #[derive(Debug, Default)]
 struct Counts {
-    values: [AtomicI64; METHODS.len()],
+    values: [AtomicI64; METHODS],
     /// One bit per method seen: a series, once reported, keeps being reported (at 0).
     seen: AtomicU16,
 }
@@ -102,11 +105,11 @@ impl Counts {
 
     fn observe(&self, observer: &dyn AsyncInstrument<i64>, route: Option<KeyValue>) {
         let seen = self.seen.load(Ordering::Relaxed);
-        for (i, method) in METHODS.iter().enumerate() {
+        for i in 0..METHODS {
             if seen & (1 << i) == 0 {
                 continue;
             }
-            let mut attributes = vec![KeyValue::new(semconv::HTTP_REQUEST_METHOD, *method)];
+            let mut attributes = vec![KeyValue::new(semconv::HTTP_REQUEST_METHOD, method_name(i))];
             attributes.extend(route.clone());
             observer.observe(self.values[i].load(Ordering::Relaxed), &attributes);
         }
@@ -166,11 +169,6 @@ impl ActiveRequests {
     }
 }
 
-/// Known methods as `'static` strings (no allocation).
-fn static_method(method: &str) -> &'static str {
-    METHODS[method_index(method)]
-}
-
 impl RequestObserver for HttpServerMetrics {
     fn on_request_start(&self, request: &RequestStart<'_>) {
         self.active.add(request.method, request.route, 1);
@@ -185,7 +183,7 @@ impl RequestObserver for HttpServerMetrics {
         let mut attributes = Vec::with_capacity(4);
         attributes.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD,
-            static_method(outcome.method),
+            method_name(method_index(outcome.method)),
         ));
         if let Some(route) = outcome.route {
             attributes.push(KeyValue::new(

@@ -174,8 +174,8 @@ use slow::{SlowLog, SlowState};
 /// The default bound on the number of operations kept apart.
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
 
-/// The operation everything past the bound is counted under.
-pub const OTHER_OPERATION: &str = "_OTHER";
+/// The operation everything past the bound is counted under (the same as error rates').
+pub use crate::errors::OTHER_OPERATION;
 
 /// The default interval between two slow-operation log lines of one operation.
 pub const DEFAULT_SLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
