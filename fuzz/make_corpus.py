@@ -21,6 +21,13 @@ seeds = {
         b",".join(b"k%d=v" % i for i in range(40)), b"a=1,a=2", b"A=1", b"a=\xff",
         b"k=" + b"x" * 300, b",".join(b"k%d=%s" % (i, b"v" * 200) for i in range(8)),
         b"\n".join([b"a=1"] * 500), b"=", b"a==b",
+        # Keys of the current grammar (`@` anywhere after the first character, up to 256),
+        # some of which opentelemetry's TraceState refuses; a leading `@`; repeated keys.
+        b"foo@=1", b"a@b@c=1,rojo=2", b"t@abcdefghijklmn=1", b"1foo=1",
+        b"t" * 120 + b"@" + b"s" * 135 + b"=1,foo@=2,congo=3",
+        b"t" * 120 + b"@" + b"s" * 136 + b"=1", b"@foo=1", b"foo=1,foo=2", b"foo=1\nfoo=2,bar=3",
+        b",".join(b"k%d@%s=v" % (i, b"s" * 20) for i in range(32)) + b",k0@" + b"s" * 20 + b"=w",
+        b"rojo=1," + b"t" * 120 + b"@" + b"s" * 135 + b"=" + b"x" * 100 + b",big=" + b"y" * 200,
     ],
     "baggage": [
         b"userId=alice,serverNode=DF%2028,isProduction=false",

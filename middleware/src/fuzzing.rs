@@ -11,7 +11,7 @@ use opentelemetry::trace::TraceContextExt;
 use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::propagation::{
     default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
-    W3cBaggage, W3cTraceContext,
+    W3cBaggage, W3cTraceContext, W3cTraceState,
 };
 use opentelemetry::propagation::TextMapPropagator;
 
@@ -44,7 +44,8 @@ pub fn traceparent(data: &[u8]) {
     }
 }
 
-/// A valid `traceparent` with arbitrary `tracestate` headers (split on newlines).
+/// A valid `traceparent` with arbitrary `tracestate` headers (split on newlines): what the
+/// propagator sends on is within the limits, follows the grammar, and sends itself on unchanged.
 pub fn tracestate(data: &[u8]) {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -57,8 +58,45 @@ pub fn tracestate(data: &[u8]) {
         }
     }
     let sc = W3cTraceContext::extract_from_headers(&headers).expect("the traceparent is valid");
-    let out = sc.trace_state().header();
-    assert!(out.len() <= 8192, "tracestate output must stay bounded");
+    assert!(
+        sc.trace_state().header().len() <= 8192,
+        "tracestate must stay bounded"
+    );
+    let sent = |headers: &HeaderMap| {
+        let mut out = HeaderMap::new();
+        inject(
+            &*default_propagator(),
+            &PropagatorSource::default().extract(headers),
+            &mut out,
+        );
+        out.get(crate::propagation::TRACESTATE)
+            .map(|v| v.to_str().expect("we write visible ASCII").to_owned())
+    };
+    let Some(out) = sent(&headers) else {
+        return;
+    };
+    assert!(
+        !out.is_empty() && out.len() <= 512,
+        "at most 512 characters, never empty"
+    );
+    let mut keys = Vec::new();
+    for member in out.split(',') {
+        let (key, value) = member.split_once('=').expect("key=value");
+        assert!(W3cTraceState::is_valid_key(key) && W3cTraceState::is_valid_value(value));
+        assert!(!keys.contains(&key), "each key once");
+        keys.push(key);
+    }
+    assert!(keys.len() <= 32);
+    let mut again = headers.clone();
+    again.insert(
+        crate::propagation::TRACESTATE,
+        HeaderValue::from_str(&out).expect("valid header value"),
+    );
+    assert_eq!(
+        sent(&again).as_deref(),
+        Some(out.as_str()),
+        "sent on unchanged"
+    );
 }
 
 /// Arbitrary `baggage` headers (split on newlines): limits hold and the output parses back.
