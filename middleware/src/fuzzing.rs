@@ -5,7 +5,7 @@
 //! for every input: no panic, bounded output, and output that parses back to itself.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::TraceContextExt;
 
 use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
@@ -118,17 +118,42 @@ pub fn baggage(data: &[u8]) {
     }
 }
 
-/// One correlation id header value: accepted values are valid, everything else is replaced.
+/// One correlation id, as a header value and as a baggage value: accepted values are valid
+/// (no `%`, CR, LF or NUL even once decoded), everything else is replaced; an accepted id
+/// written into baggage reads back as itself.
 pub fn correlation_id(data: &[u8]) {
-    let Ok(value) = HeaderValue::from_bytes(data) else {
-        return;
+    let names = [CORRELATION_ID_HEADER, REQUEST_ID_HEADER];
+    let check = |id: &CorrelationId| {
+        assert!(CorrelationId::is_valid(id.as_str().as_bytes()));
+        assert!(!id
+            .as_str()
+            .bytes()
+            .any(|b| matches!(b, b'%' | b'\r' | b'\n' | 0)));
+        let header = W3cBaggage::header_value_with(&Baggage::new(), Some(id)).expect("a member");
+        let back = W3cBaggage::parse([header.as_str()]);
+        assert_eq!(
+            correlation::from_baggage(&back),
+            Some(id.as_str()),
+            "baggage round trip"
+        );
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(CORRELATION_ID_HEADER, value);
-    let (id, _) = correlation::resolve(&headers, &[CORRELATION_ID_HEADER, REQUEST_ID_HEADER], None);
-    assert!(CorrelationId::is_valid(id.as_str().as_bytes()));
-    if CorrelationId::is_valid(data) {
-        assert_eq!(id.as_str().as_bytes(), data);
+    if let Ok(value) = HeaderValue::from_bytes(data) {
+        let mut headers = HeaderMap::new();
+        headers.insert(CORRELATION_ID_HEADER, value);
+        let (id, _) = correlation::resolve(&headers, &names, None);
+        check(&id);
+        if CorrelationId::is_valid(data) {
+            assert_eq!(id.as_str().as_bytes(), data);
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let baggage = W3cBaggage::parse([format!("{}={text}", correlation::BAGGAGE_KEY).as_str()]);
+        let (id, _) = correlation::resolve(
+            &HeaderMap::new(),
+            &names,
+            correlation::from_baggage(&baggage),
+        );
+        check(&id);
     }
 }
 
