@@ -131,11 +131,17 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// The `tracestate` members of an extracted context as they were received, kept beside the
 /// span context's [`TraceState`] when that cannot hold all of them (see this module's docs).
 /// Only the propagator makes and reads it.
+///
+/// One pointer wide, so that extraction, which returns it beside the span context, moves no
+/// more bytes when there is none.
 #[derive(Debug, Clone)]
-pub(crate) struct WireTraceState {
+pub(crate) struct WireTraceState(Arc<Wire>);
+
+#[derive(Debug)]
+struct Wire {
     /// The trace the members belong to: a context that switches to another trace ignores them.
     trace_id: TraceId,
-    members: Arc<[WireMember]>,
+    members: Box<[WireMember]>,
 }
 
 #[derive(Debug)]
@@ -149,7 +155,7 @@ struct WireMember {
 impl WireTraceState {
     /// Whether these are the members of `trace_id`'s state.
     pub(crate) fn is_for(&self, trace_id: TraceId) -> bool {
-        self.trace_id == trace_id
+        self.0.trace_id == trace_id
     }
 }
 
@@ -208,7 +214,7 @@ impl<'a> Members<'a> {
         // not the old `tenant@system` one it checks): it holds the others, and the whole list
         // is kept beside it. Asking `TraceState` itself, member by member, keeps this right
         // whatever its rules become; this path only runs for such headers.
-        let members: Arc<[WireMember]> = pairs
+        let members: Box<[WireMember]> = pairs
             .iter()
             .map(|&(key, value)| WireMember {
                 key: key.into(),
@@ -223,7 +229,10 @@ impl<'a> Members<'a> {
                 .map(|m| (&*m.key, &*m.value)),
         )
         .unwrap_or_default();
-        (state, Some(WireTraceState { trace_id, members }))
+        (
+            state,
+            Some(WireTraceState(Arc::new(Wire { trace_id, members }))),
+        )
     }
 }
 
@@ -285,9 +294,9 @@ pub(crate) fn trace_state_from<'a>(
     })
 }
 
-/// The members of `state` the grammar allows, each key once (the first, most recent, wins).
-fn members_of(state: &TraceState) -> Members<'_> {
-    let mut members = Members::new();
+/// Adds the members of `state` the grammar allows to the empty `members`, each key once (the
+/// first, most recent, wins). Filled in place: returning the 1 KiB list would copy it.
+fn fill_from<'a>(members: &mut Members<'a>, state: &'a TraceState) {
     for (key, value) in state {
         // Anything `TraceState` let in that the grammar does not allow is not sent.
         if !is_key(key.as_bytes()) || !is_value(value.as_bytes()) || members.contains_key(key) {
@@ -297,15 +306,15 @@ fn members_of(state: &TraceState) -> Members<'_> {
             break;
         }
     }
-    members
 }
 
-/// `state` with the members of `wire` it could not hold put back where they were received
-/// (see this module's docs).
-fn merged<'a>(state: &'a TraceState, wire: &'a WireTraceState) -> Members<'a> {
-    let current = members_of(state);
+/// Fills the empty `out` with `state` and the members of `wire` it could not hold, put back
+/// where they were received (see this module's docs).
+fn fill_merged<'a>(out: &mut Members<'a>, state: &'a TraceState, wire: &'a WireTraceState) {
+    let mut current = Members::new();
+    fill_from(&mut current, state);
     let current = current.as_slice();
-    let received = &wire.members[..wire.members.len().min(MAX_MEMBERS)];
+    let received = &wire.0.members[..wire.0.members.len().min(MAX_MEMBERS)];
     // The longest tail of `current` found, unchanged and in order, among the received members
     // `TraceState` held: those are the members nobody touched. What comes before it was added
     // or updated since, and goes first (§3.5).
@@ -325,7 +334,6 @@ fn merged<'a>(state: &'a TraceState, wire: &'a WireTraceState) -> Members<'a> {
         }
         break;
     }
-    let mut out = Members::new();
     for &(key, value) in &current[..split] {
         out.push(key, value);
     }
@@ -340,16 +348,16 @@ fn merged<'a>(state: &'a TraceState, wire: &'a WireTraceState) -> Members<'a> {
             break;
         }
     }
-    out
 }
 
 /// The header value to send for `state` (with `wire`'s members it could not hold, when `wire`
 /// is given), or `None` when there is nothing to send.
 pub(crate) fn header_value(state: &TraceState, wire: Option<&WireTraceState>) -> Option<String> {
-    let mut members = match wire {
-        Some(wire) => merged(state, wire),
-        None => members_of(state),
-    };
+    let mut members = Members::new();
+    match wire {
+        Some(wire) => fill_merged(&mut members, state, wire),
+        None => fill_from(&mut members, state),
+    }
     let entry_len = |(key, value): &(&str, &str)| key.len() + 1 + value.len();
     let mut total =
         members.as_slice().iter().map(entry_len).sum::<usize>() + members.len.saturating_sub(1);
