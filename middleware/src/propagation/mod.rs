@@ -31,7 +31,8 @@
 //! - a context that continues another trace, or an untrusted request's new trace, does not
 //!   carry them.
 //!
-//! This costs nothing when there is no `tracestate` or when the `TraceState` holds every member.
+//! When there is no `tracestate`, or the `TraceState` holds every member, this allocates
+//! nothing more (injection does one more context lookup).
 //! Exported spans carry the `TraceState` only, so their `trace_state` lacks those members.
 //!
 //! ```

@@ -26,9 +26,11 @@
 //! the 32-member limit (the right-most members go first) and the 512-character truncation like
 //! the others.
 //!
-//! Cost: with no `tracestate`, or with only members `TraceState` holds, nothing more is done or
-//! allocated than before; the `WireTraceState` (one allocation for the list) exists only for a
-//! header holding a member `TraceState` refuses.
+//! Cost: with no `tracestate`, or with only members `TraceState` holds, nothing more is
+//! allocated than before and injection adds one context lookup (callgrind, extract + inject:
+//! 6,062 -> 6,107 instructions without `tracestate`, 12,220 -> 12,181 with two members); the
+//! `WireTraceState` (two allocations) exists only for a header holding a member `TraceState`
+//! refuses (about 34k instructions with one such member, where the member used to be lost).
 //!
 //! Limitation: exported spans carry the `TraceState`, so the members it cannot hold are
 //! propagated to the next hop but do not appear in the `trace_state` of exported spans.
