@@ -21,6 +21,13 @@ seeds = {
         b",".join(b"k%d=v" % i for i in range(40)), b"a=1,a=2", b"A=1", b"a=\xff",
         b"k=" + b"x" * 300, b",".join(b"k%d=%s" % (i, b"v" * 200) for i in range(8)),
         b"\n".join([b"a=1"] * 500), b"=", b"a==b",
+        # Keys of the current grammar (`@` anywhere after the first character, up to 256),
+        # some of which opentelemetry's TraceState refuses; a leading `@`; repeated keys.
+        b"foo@=1", b"a@b@c=1,rojo=2", b"t@abcdefghijklmn=1", b"1foo=1",
+        b"t" * 120 + b"@" + b"s" * 135 + b"=1,foo@=2,congo=3",
+        b"t" * 120 + b"@" + b"s" * 136 + b"=1", b"@foo=1", b"foo=1,foo=2", b"foo=1\nfoo=2,bar=3",
+        b",".join(b"k%d@%s=v" % (i, b"s" * 20) for i in range(32)) + b",k0@" + b"s" * 20 + b"=w",
+        b"rojo=1," + b"t" * 120 + b"@" + b"s" * 135 + b"=" + b"x" * 100 + b",big=" + b"y" * 200,
     ],
     "baggage": [
         b"userId=alice,serverNode=DF%2028,isProduction=false",
@@ -32,6 +39,10 @@ seeds = {
     "correlation_id": [
         b"order-42", b"a" * 128, b"a" * 129, b"two words", b"tab\tid", b"\x7f", b"caf\xc3\xa9",
         b"\xff\xfe\xfd", b"", b"!~", b"x" * 100000,
+        # Percent-encoded CR/LF (a forged header or log line), NUL, `%` alone, mixed-case hex
+        # escapes, and a double-encoded CR/LF that decodes to `%0D%0A`.
+        b"abc%0D%0AX-Forged:%201", b"abc%0d%0Aforged", b"abc%00", b"%", b"50%",
+        b"order%2d42%3A7", b"abc%250D%250A", b"abc\r\nforged", b"tenant/42", b"a:b.c_d-e",
     ],
     "b3": [
         b"b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
@@ -58,6 +69,8 @@ seeds = {
         b"x-correlation-id: \xff\nx-request-id: fallback",
         b"traceparent: " + b"z" * 10000,
         b"baggage: correlation.id=from-baggage\ntraceparent: " + TP,
+        b"baggage: correlation.id=abc%0D%0Aforged\nx-request-id: abc%0d%0aforged",
+        b"baggage: correlation.id=%25\nx-correlation-id: %",
     ],
 }
 

@@ -82,7 +82,9 @@ pub fn traced_client() -> reqwest_middleware::ClientWithMiddleware {
         .with(TracingMiddleware::new().with_global_propagator())
         .build()
 }
-pub use service_tracing_middleware::{CorrelationId, TracingLayer, TrustIncoming};
+pub use service_tracing_middleware::{
+    CorrelationId, CorrelationIdCharset, TracingLayer, TrustIncoming,
+};
 
 pub use opentelemetry;
 pub use opentelemetry_sdk;

@@ -9,7 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
-use service_tracing_middleware::{TracingLayer, TrustIncoming};
+use service_tracing_middleware::{CorrelationIdCharset, TracingLayer, TrustIncoming};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -267,6 +267,21 @@ impl ServiceTracing {
     /// ```
     pub fn trust_incoming(mut self, trust: TrustIncoming) -> Self {
         self.layer.trust = trust;
+        self
+    }
+
+    /// The bytes an incoming correlation id may hold (default: ASCII letters, digits, `-`, `_`,
+    /// `.` and `:`); an id holding others is replaced by a fresh one. For fleets whose ids use
+    /// other characters. See [`CorrelationIdCharset`](service_tracing_middleware::CorrelationIdCharset)
+    /// for the bytes no charset may allow.
+    ///
+    /// ```
+    /// use service_tracing::{CorrelationIdCharset, ServiceTracing};
+    /// let charset = CorrelationIdCharset::DEFAULT.with_extra(b"/").expect("visible ASCII");
+    /// let options = ServiceTracing::builder("svc").correlation_id_charset(charset);
+    /// ```
+    pub fn correlation_id_charset(mut self, charset: CorrelationIdCharset) -> Self {
+        self.layer.correlation_charset = charset;
         self
     }
 
@@ -810,6 +825,7 @@ struct LayerOptions {
     untraced: Vec<String>,
     trust: TrustIncoming,
     traceresponse: bool,
+    correlation_charset: CorrelationIdCharset,
 }
 
 fn layer_for(
@@ -830,7 +846,8 @@ fn layer_for(
     }
     layer = layer
         .trust_incoming(options.trust.clone())
-        .with_traceresponse(options.traceresponse);
+        .with_traceresponse(options.traceresponse)
+        .with_correlation_charset(options.correlation_charset);
     // The default keeps the layer on its W3C fast path, which reads the same headers.
     if !propagation.is_default() {
         layer = layer.with_propagator(propagation.propagator.clone());

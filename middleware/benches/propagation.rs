@@ -8,9 +8,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
+use service_tracing_middleware::correlation::{self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use service_tracing_middleware::propagation::{
     default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
 };
+use service_tracing_middleware::CorrelationId;
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
@@ -93,6 +95,27 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+    correlation_ids(c);
+}
+
+/// Reading and validating an incoming correlation id, as the layer does for every request.
+fn correlation_ids(c: &mut Criterion) {
+    let mut group = c.benchmark_group("correlation");
+    const ID: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    group.bench_function("is_valid_36", |b| {
+        b.iter(|| black_box(CorrelationId::is_valid(black_box(ID.as_bytes()))))
+    });
+    group.bench_function("is_valid_128", |b| {
+        let long = "a1-b2_c3.d4:".repeat(11);
+        let long = &long[..128];
+        b.iter(|| black_box(CorrelationId::is_valid(black_box(long.as_bytes()))))
+    });
+    let names = [CORRELATION_ID_HEADER, REQUEST_ID_HEADER];
+    let headers = headers_of(&[("x-correlation-id", ID)]);
+    group.bench_function("resolve_from_header", |b| {
+        b.iter(|| black_box(correlation::resolve(black_box(&headers), &names, None)))
+    });
     group.finish();
 }
 

@@ -5,13 +5,13 @@
 //! for every input: no panic, bounded output, and output that parses back to itself.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::TraceContextExt;
 
 use crate::correlation::{self, CorrelationId, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::propagation::{
     default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
-    W3cBaggage, W3cTraceContext,
+    W3cBaggage, W3cTraceContext, W3cTraceState,
 };
 use opentelemetry::propagation::TextMapPropagator;
 
@@ -44,7 +44,8 @@ pub fn traceparent(data: &[u8]) {
     }
 }
 
-/// A valid `traceparent` with arbitrary `tracestate` headers (split on newlines).
+/// A valid `traceparent` with arbitrary `tracestate` headers (split on newlines): what the
+/// propagator sends on is within the limits, follows the grammar, and sends itself on unchanged.
 pub fn tracestate(data: &[u8]) {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -57,8 +58,45 @@ pub fn tracestate(data: &[u8]) {
         }
     }
     let sc = W3cTraceContext::extract_from_headers(&headers).expect("the traceparent is valid");
-    let out = sc.trace_state().header();
-    assert!(out.len() <= 8192, "tracestate output must stay bounded");
+    assert!(
+        sc.trace_state().header().len() <= 8192,
+        "tracestate must stay bounded"
+    );
+    let sent = |headers: &HeaderMap| {
+        let mut out = HeaderMap::new();
+        inject(
+            &*default_propagator(),
+            &PropagatorSource::default().extract(headers),
+            &mut out,
+        );
+        out.get(crate::propagation::TRACESTATE)
+            .map(|v| v.to_str().expect("we write visible ASCII").to_owned())
+    };
+    let Some(out) = sent(&headers) else {
+        return;
+    };
+    assert!(
+        !out.is_empty() && out.len() <= 512,
+        "at most 512 characters, never empty"
+    );
+    let mut keys = Vec::new();
+    for member in out.split(',') {
+        let (key, value) = member.split_once('=').expect("key=value");
+        assert!(W3cTraceState::is_valid_key(key) && W3cTraceState::is_valid_value(value));
+        assert!(!keys.contains(&key), "each key once");
+        keys.push(key);
+    }
+    assert!(keys.len() <= 32);
+    let mut again = headers.clone();
+    again.insert(
+        crate::propagation::TRACESTATE,
+        HeaderValue::from_str(&out).expect("valid header value"),
+    );
+    assert_eq!(
+        sent(&again).as_deref(),
+        Some(out.as_str()),
+        "sent on unchanged"
+    );
 }
 
 /// Arbitrary `baggage` headers (split on newlines): limits hold and the output parses back.
@@ -80,17 +118,42 @@ pub fn baggage(data: &[u8]) {
     }
 }
 
-/// One correlation id header value: accepted values are valid, everything else is replaced.
+/// One correlation id, as a header value and as a baggage value: accepted values are valid
+/// (no `%`, CR, LF or NUL even once decoded), everything else is replaced; an accepted id
+/// written into baggage reads back as itself.
 pub fn correlation_id(data: &[u8]) {
-    let Ok(value) = HeaderValue::from_bytes(data) else {
-        return;
+    let names = [CORRELATION_ID_HEADER, REQUEST_ID_HEADER];
+    let check = |id: &CorrelationId| {
+        assert!(CorrelationId::is_valid(id.as_str().as_bytes()));
+        assert!(!id
+            .as_str()
+            .bytes()
+            .any(|b| matches!(b, b'%' | b'\r' | b'\n' | 0)));
+        let header = W3cBaggage::header_value_with(&Baggage::new(), Some(id)).expect("a member");
+        let back = W3cBaggage::parse([header.as_str()]);
+        assert_eq!(
+            correlation::from_baggage(&back),
+            Some(id.as_str()),
+            "baggage round trip"
+        );
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(CORRELATION_ID_HEADER, value);
-    let (id, _) = correlation::resolve(&headers, &[CORRELATION_ID_HEADER, REQUEST_ID_HEADER], None);
-    assert!(CorrelationId::is_valid(id.as_str().as_bytes()));
-    if CorrelationId::is_valid(data) {
-        assert_eq!(id.as_str().as_bytes(), data);
+    if let Ok(value) = HeaderValue::from_bytes(data) {
+        let mut headers = HeaderMap::new();
+        headers.insert(CORRELATION_ID_HEADER, value);
+        let (id, _) = correlation::resolve(&headers, &names, None);
+        check(&id);
+        if CorrelationId::is_valid(data) {
+            assert_eq!(id.as_str().as_bytes(), data);
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let baggage = W3cBaggage::parse([format!("{}={text}", correlation::BAGGAGE_KEY).as_str()]);
+        let (id, _) = correlation::resolve(
+            &HeaderMap::new(),
+            &names,
+            correlation::from_baggage(&baggage),
+        );
+        check(&id);
     }
 }
 

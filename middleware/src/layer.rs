@@ -8,7 +8,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Tracer, TracerProvider};
 use tower_layer::Layer;
 
-use crate::correlation::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+use crate::correlation::{CorrelationIdCharset, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::observe::{Observers, RequestObserver};
 use crate::propagation::PropagatorSource;
 use crate::service::Tracing;
@@ -47,6 +47,7 @@ pub(crate) struct Config {
     pub(crate) tracer: SharedTracer,
     pub(crate) propagator: PropagatorSource,
     pub(crate) correlation_headers: Vec<HeaderName>,
+    pub(crate) correlation_charset: CorrelationIdCharset,
     pub(crate) response_header: Option<HeaderName>,
     pub(crate) untraced: Vec<String>,
     pub(crate) trust: TrustIncoming,
@@ -58,6 +59,7 @@ impl fmt::Debug for TracingLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TracingLayer")
             .field("correlation_headers", &self.config.correlation_headers)
+            .field("correlation_charset", &self.config.correlation_charset)
             .field("response_header", &self.config.response_header)
             .field("untraced", &self.config.untraced)
             .field("trust", &self.config.trust)
@@ -86,6 +88,7 @@ impl TracingLayer {
                 tracer: tracer::from_global(env!("CARGO_PKG_VERSION")),
                 propagator: PropagatorSource::default(),
                 correlation_headers: vec![CORRELATION_ID_HEADER, REQUEST_ID_HEADER],
+                correlation_charset: CorrelationIdCharset::DEFAULT,
                 response_header: Some(CORRELATION_ID_HEADER),
                 untraced: Vec::new(),
                 trust: TrustIncoming::always(),
@@ -158,6 +161,24 @@ impl TracingLayer {
             .into_iter()
             .filter_map(|n| HeaderName::from_bytes(n.as_ref().as_bytes()).ok())
             .collect();
+        self
+    }
+
+    /// The bytes an incoming correlation id may hold (ASCII letters, digits, `-`, `_`, `.` and
+    /// `:` by default). An id holding anything else, in a header or (once percent-decoded) in
+    /// baggage, is replaced by a fresh one. A charset never allows control bytes, space, `%`,
+    /// `,`, `;`, `=` or non-ASCII bytes: see
+    /// [`CorrelationIdCharset`](crate::correlation::CorrelationIdCharset).
+    ///
+    /// ```
+    /// use service_tracing_middleware::correlation::CorrelationIdCharset;
+    /// use service_tracing_middleware::TracingLayer;
+    ///
+    /// let charset = CorrelationIdCharset::DEFAULT.with_extra(b"/@").expect("visible ASCII");
+    /// let layer = TracingLayer::new().with_correlation_charset(charset);
+    /// ```
+    pub fn with_correlation_charset(mut self, charset: CorrelationIdCharset) -> Self {
+        self.config_mut().correlation_charset = charset;
         self
     }
 

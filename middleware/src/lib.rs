@@ -18,7 +18,7 @@ pub mod tracer;
 mod trust;
 
 pub use body::ResponseBody;
-pub use correlation::CorrelationId;
+pub use correlation::{CorrelationId, CorrelationIdCharset};
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;

@@ -134,10 +134,11 @@ where
             };
             (Context::new(), links)
         };
-        let (id, source) = correlation::resolve(
+        let (id, source) = correlation::resolve_with(
             req.headers(),
             &config.correlation_headers,
-            correlation::from_baggage(parent.baggage()),
+            correlation::from_baggage_with(parent.baggage(), &config.correlation_charset),
+            &config.correlation_charset,
         );
 
         let (method, method_original) = match semconv::known_method(req.method()) {

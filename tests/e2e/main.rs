@@ -18,6 +18,7 @@ mod alerts_reach_a_real_webhook_once_per_cooldown;
 mod application_errors_reach_the_groups;
 mod bottleneck_report_names_the_slow_child_span;
 mod collector_down_never_affects_requests;
+mod correlation_ids_follow_the_configured_charset;
 #[cfg(feature = "cpu-profile")]
 mod cpu_profile_under_load_shows_the_busy_handler;
 mod error_groups_and_alerts_reach_the_collector_as_log_records;

@@ -8,6 +8,45 @@
 //! Neither the SDK's propagators nor the default global one are used by default: the global
 //! propagator does nothing until one is installed, and the SDK's `traceparent` parser accepts
 //! short ids and one-digit flags.
+//!
+//! # `tracestate` members OpenTelemetry cannot hold
+//!
+//! `tracestate` keys follow the current W3C grammar, `( lcalpha / DIGIT ) 0*255 ( keychar )`
+//! with `@` among the key characters ([`W3cTraceState`]). The OpenTelemetry `TraceState` that
+//! a span context carries (opentelemetry 0.33) still checks the older `tenant@system` rule: it
+//! refuses a key with two `@`, or whose `@` is followed by 14 characters or more, or by a
+//! character other than a letter or digit. So that such members are not lost at the first
+//! hop, [`W3cTraceContext`] (alone, in the default propagator, or in a
+//! [`FirstMatchPropagator`]) keeps them out of the `TraceState` but in the extracted
+//! [`Context`], with every received member in order, for that trace only. When it injects a
+//! context of the same trace (the server span's, a client span's), it writes the span's
+//! `TraceState` with those members back in their received places:
+//!
+//! - entries added or updated since extraction ([`W3cTraceState::with_entry`], a sampler) come
+//!   first, as W3C §3.5 asks; then the received members in their order, less those the
+//!   `TraceState` no longer holds unchanged;
+//! - the members the `TraceState` could not hold cannot be changed or deleted through it, so
+//!   they are always written; they count towards the 32-member limit (right-most members go
+//!   first) and the 512-character truncation like the others;
+//! - a context that continues another trace, or an untrusted request's new trace, does not
+//!   carry them.
+//!
+//! When there is no `tracestate`, or the `TraceState` holds every member, this allocates
+//! nothing more (injection does one more context lookup).
+//! Exported spans carry the `TraceState` only, so their `trace_state` lacks those members.
+//!
+//! ```
+//! use service_tracing_middleware::propagation::{default_propagator, extract, inject};
+//!
+//! let key256 = format!("{}@{}", "t".repeat(120), "s".repeat(135)); // an `@` mid-key
+//! let mut incoming = http::HeaderMap::new();
+//! incoming.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());
+//! incoming.insert("tracestate", format!("rojo=1,foo@=2,{key256}=3").parse().unwrap());
+//! let cx = extract(&*default_propagator(), &incoming);
+//! let mut outgoing = http::HeaderMap::new();
+//! inject(&*default_propagator(), &cx, &mut outgoing);
+//! assert_eq!(outgoing["tracestate"], format!("rojo=1,foo@=2,{key256}=3"));
+//! ```
 
 use std::sync::{Arc, OnceLock};
 
@@ -16,7 +55,6 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 
 mod b3;
@@ -142,8 +180,8 @@ impl PropagatorSource {
         match self {
             Self::W3c => {
                 let mut cx = Context::new();
-                if let Some(sc) = W3cTraceContext::extract_from_headers(headers) {
-                    cx = cx.with_remote_span_context(sc);
+                if let Some(parts) = W3cTraceContext::extract_parts(headers) {
+                    cx = W3cTraceContext::with_parts(&cx, parts);
                 }
                 if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
                     cx = cx.with_baggage(baggage);

@@ -9,7 +9,8 @@ use opentelemetry::Context;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{tracestate, TRACEPARENT, TRACESTATE};
+use super::tracestate::{self, WireTraceState};
+use super::{TRACEPARENT, TRACESTATE};
 
 /// The W3C Trace Context propagator (`traceparent`, `tracestate`), parsed to the letter.
 ///
@@ -19,7 +20,9 @@ use super::{tracestate, TRACEPARENT, TRACESTATE};
 /// - trace flags: `sampled` (`0x01`) and the Level 2 `random` flag (`0x02`) are kept as
 ///   received; every other bit is set to zero (Level 1 §3.2.2.5.2 "Other Flags");
 /// - `tracestate` as [`W3cTraceState`](super::W3cTraceState) reads and writes it, and only when
-///   `traceparent` is valid;
+///   `traceparent` is valid; members the OpenTelemetry `TraceState` cannot hold are kept in the
+///   extracted context and written back in their place on injection (see
+///   [the module docs](super#tracestate-members-opentelemetry-cannot-hold));
 /// - on the way out, the `random` flag is also set when the context holds a
 ///   [`RandomTraceId`] for the trace being injected.
 ///
@@ -201,37 +204,68 @@ impl W3cTraceContext {
 
     /// Reads `traceparent` and `tracestate` straight from a header map: no string-keyed
     /// lookups, no allocation when there is no `tracestate`.
+    ///
+    /// The span context's [`TraceState`] lacks any `tracestate` member it cannot hold (see
+    /// [`W3cTraceState`](super::W3cTraceState)); extraction through the propagator or
+    /// [`PropagatorSource`](super::PropagatorSource) keeps those in the context.
     pub fn extract_from_headers(headers: &HeaderMap) -> Option<SpanContext> {
+        Self::extract_parts(headers).map(|(sc, _)| sc)
+    }
+
+    /// [`extract_from_headers`](Self::extract_from_headers), with the received `tracestate`
+    /// members when the span context's `TraceState` cannot hold them all.
+    pub(crate) fn extract_parts(
+        headers: &HeaderMap,
+    ) -> Option<(SpanContext, Option<WireTraceState>)> {
         let mut all = headers.get_all(&TRACEPARENT).iter();
         let first = all.next()?;
         if all.next().is_some() {
             return None;
         }
         let (trace_id, span_id, flags) = Self::parse_traceparent(trim_ows(first.to_str().ok()?))?;
-        let state = if headers.contains_key(&TRACESTATE) {
+        let (state, wire) = if headers.contains_key(&TRACESTATE) {
             tracestate::trace_state_from(
                 headers
                     .get_all(&TRACESTATE)
                     .iter()
                     .map(HeaderValue::as_bytes),
+                trace_id,
             )
         } else {
-            TraceState::NONE
+            (TraceState::NONE, None)
         };
-        Some(SpanContext::new(trace_id, span_id, flags, true, state))
+        Some((
+            SpanContext::new(trace_id, span_id, flags, true, state),
+            wire,
+        ))
     }
 
-    fn span_context(extractor: &dyn Extractor) -> Option<SpanContext> {
+    /// `cx` with `sc` as its remote span context, and `wire` beside it when there is one.
+    pub(crate) fn with_parts(
+        cx: &Context,
+        (sc, wire): (SpanContext, Option<WireTraceState>),
+    ) -> Context {
+        let cx = cx.with_remote_span_context(sc);
+        match wire {
+            Some(wire) => cx.with_value(wire),
+            None => cx,
+        }
+    }
+
+    fn span_context(extractor: &dyn Extractor) -> Option<(SpanContext, Option<WireTraceState>)> {
         let values = extractor.get_all(TRACEPARENT.as_str())?;
         let [value] = values.as_slice() else {
             return None;
         };
         let (trace_id, span_id, flags) = Self::parse_traceparent(trim_ows(value))?;
-        let state = extractor
+        let (state, wire) = extractor
             .get_all(TRACESTATE.as_str())
-            .map(|all| tracestate::trace_state_from(all.iter().map(|v| v.as_bytes())))
+            .map(|all| tracestate::trace_state_from(all.iter().map(|v| v.as_bytes()), trace_id))
             .unwrap_or_default();
-        Some(SpanContext::new(trace_id, span_id, flags, true, state))
+        Some((
+            SpanContext::new(trace_id, span_id, flags, true, state),
+            wire,
+        ))
     }
 }
 
@@ -253,14 +287,18 @@ impl TextMapPropagator for W3cTraceContext {
             TRACEPARENT.as_str(),
             format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), flags),
         );
-        if let Some(state) = tracestate::header_value(sc.trace_state()) {
+        // The received members `TraceState` could not hold go back where they were.
+        let wire = cx
+            .get::<WireTraceState>()
+            .filter(|wire| wire.is_for(sc.trace_id()));
+        if let Some(state) = tracestate::header_value(sc.trace_state(), wire) {
             injector.set(TRACESTATE.as_str(), state);
         }
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         match Self::span_context(extractor) {
-            Some(sc) => cx.with_remote_span_context(sc),
+            Some(parts) => Self::with_parts(cx, parts),
             None => cx.clone(),
         }
     }
@@ -670,11 +708,11 @@ mod tests {
                 )),
             },
             HeadersCase {
-                spec: "L1 §3.3.1.4 Combined Header Value (duplicates across headers)",
+                spec: "L2 §3.3.1.4 Combined Header Value; §3.3.1.3 list (duplicates: the first is kept)",
                 name: "one key in two headers",
                 traceparent: vec![VALID],
-                tracestate: vec!["rojo=1", "rojo=1"],
-                expect: Some((0x01, "")),
+                tracestate: vec!["rojo=1", "rojo=2"],
+                expect: Some((0x01, "rojo=1")),
             },
         ];
         for case in cases {
@@ -865,6 +903,59 @@ mod tests {
             state.as_deref(),
             Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
         );
+    }
+
+    #[test]
+    fn refused_tracestate_members_are_written_back_for_their_trace_only() {
+        // L2 §3.3.1.3.1 Key: valid, but the `TraceState` of opentelemetry 0.33 refuses it.
+        let key = format!("{}@{}", "t".repeat(120), "s".repeat(135));
+        let state = format!("rojo=1,{key}=2,congo=3");
+        let headers =
+            crate::propagation::test_headers(&[("traceparent", VALID), ("tracestate", &state)]);
+        let first_match =
+            crate::propagation::propagator_from_names(["tracecontext", "b3"]).expect("valid names");
+        let contexts = [
+            (
+                "fast path",
+                crate::propagation::PropagatorSource::W3c.extract(&headers),
+            ),
+            ("extractor", slow_context(&headers)),
+            ("first match", extract(&first_match, &headers)),
+        ];
+        for (path, cx) in contexts {
+            assert_eq!(injected(&cx).1.as_deref(), Some(state.as_str()), "{path}");
+            let held = cx.span().span_context().trace_state().clone();
+            assert_eq!(held.header(), "rojo=1,congo=3", "{path}");
+            // A child in the same trace (what a server or client span is) writes them back.
+            let trace_id = cx.span().span_context().trace_id();
+            let child = SpanContext::new(
+                trace_id,
+                SpanId::from(5),
+                TraceFlags::SAMPLED,
+                false,
+                held.clone(),
+            );
+            let child = cx.with_remote_span_context(child);
+            assert_eq!(
+                injected(&child).1.as_deref(),
+                Some(state.as_str()),
+                "{path}"
+            );
+            // Another trace in the same context does not.
+            let other = SpanContext::new(
+                TraceId::from(9),
+                SpanId::from(5),
+                TraceFlags::SAMPLED,
+                false,
+                held,
+            );
+            let other = cx.with_remote_span_context(other);
+            assert_eq!(
+                injected(&other).1.as_deref(),
+                Some("rojo=1,congo=3"),
+                "{path}"
+            );
+        }
     }
 
     #[test]

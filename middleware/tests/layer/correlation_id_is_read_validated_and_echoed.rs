@@ -129,3 +129,113 @@ async fn outbound_baggage_carries_the_resolved_id_over_any_incoming_value() {
     let (_, baggage) = send(app, request).await;
     assert_eq!(baggage, "tenant=acme,correlation.id=from-header");
 }
+
+/// What a handler's outbound call would carry as baggage, and the id it sees.
+fn outbound_app(layer: service_tracing_middleware::TracingLayer) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get_route(|id: CorrelationId| async move {
+                let outbound = crate::support::outbound_headers();
+                format!("{} {}", id.as_str(), outbound["baggage"].to_str().unwrap())
+            }),
+        )
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn percent_encoded_and_reserved_bytes_in_either_header_are_replaced() {
+    // A hop that percent-decodes any of these would get a CR/LF (a forged header or log line),
+    // a NUL, or a `%` to decode again.
+    let values = [
+        "abc%0D%0AX-Forged:%201",
+        "abc%0d%0Aforged",
+        "abc%00",
+        "%",
+        "50%",
+        "order%2d42",
+        "a,b",
+        "a;b",
+        "a=b",
+        "a/b",
+    ];
+    for header in ["x-correlation-id", "x-request-id"] {
+        for value in values {
+            let h = Harness::new();
+            let request = get("/").header(header, value).body(Body::empty()).unwrap();
+            let (response, body) = send(outbound_app(h.layer()), request).await;
+            let (id, baggage) = body.split_once(' ').unwrap();
+            let why = format!("{header}: {value}");
+            assert!(is_uuid_v7(id), "{why} gave {id}");
+            assert_eq!(response.headers()["x-correlation-id"], id, "{why}");
+            assert_eq!(baggage, format!("correlation.id={id}"), "{why}");
+            assert_eq!(
+                attr(&h.only_span(), "correlation.id").as_deref(),
+                Some(id),
+                "{why}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn baggage_ids_are_percent_decoded_then_checked() {
+    // (incoming baggage, the id kept; `None` for a fresh one)
+    let cases = [
+        ("correlation.id=abc%0D%0AX-Forged:%201", None),
+        ("correlation.id=abc%0d%0aforged", None),
+        ("correlation.id=abc%00", None),
+        ("correlation.id=%25", None),
+        ("correlation.id=abc%250D%250A", None),
+        ("correlation.id=order%2d42%3A7", Some("order-42:7")),
+    ];
+    for (incoming, kept) in cases {
+        let h = Harness::new();
+        let request = get("/")
+            .header("baggage", incoming)
+            .body(Body::empty())
+            .unwrap();
+        let (response, body) = send(outbound_app(h.layer()), request).await;
+        let (id, baggage) = body.split_once(' ').unwrap();
+        match kept {
+            Some(kept) => assert_eq!(id, kept, "{incoming}"),
+            None => assert!(is_uuid_v7(id), "{incoming} gave {id}"),
+        }
+        assert_eq!(response.headers()["x-correlation-id"], id, "{incoming}");
+        assert_eq!(baggage, format!("correlation.id={id}"), "{incoming}");
+    }
+}
+
+#[tokio::test]
+async fn a_configured_charset_is_read_echoed_and_encoded_in_baggage() {
+    use service_tracing_middleware::CorrelationIdCharset;
+    let charset = CorrelationIdCharset::DEFAULT
+        .with_extra(b"/\"\\")
+        .expect("visible ASCII");
+    let h = Harness::new();
+    let layer = h.layer().with_correlation_charset(charset);
+    let request = get("/")
+        .header("x-request-id", r#"t/4"2\x"#)
+        .body(Body::empty())
+        .unwrap();
+    let (response, body) = send(outbound_app(layer.clone()), request).await;
+    // `"` and `\` are outside the baggage value's safe set: percent-encoded.
+    assert_eq!(body, r#"t/4"2\x correlation.id=t/4%222%5Cx"#);
+    assert_eq!(response.headers()["x-correlation-id"], r#"t/4"2\x"#);
+
+    // Decoded from baggage, then checked against the same charset.
+    let request = get("/")
+        .header("baggage", "correlation.id=t/4%222%5Cx")
+        .body(Body::empty())
+        .unwrap();
+    let (_, body) = send(outbound_app(layer.clone()), request).await;
+    assert_eq!(body, r#"t/4"2\x correlation.id=t/4%222%5Cx"#);
+
+    // Still never `%`, whatever the charset.
+    let request = get("/")
+        .header("x-correlation-id", "t/4%0A")
+        .body(Body::empty())
+        .unwrap();
+    let (_, body) = send(outbound_app(layer), request).await;
+    assert!(is_uuid_v7(body.split(' ').next().unwrap()), "{body}");
+}
