@@ -129,7 +129,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
-pub use capture::{record_error, ErrorEvents};
+pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEvents};
 pub use classify::{Category, Severity};
 pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
@@ -179,6 +179,19 @@ pub struct ErrorEvent {
     correlation_id: Option<String>,
     db_system: Option<String>,
     time: SystemTime,
+    /// The request it happened in, when it happened in one: its operation and status.
+    request: Option<RequestPart>,
+    /// The failed call's target (or where else it failed), for an error inside a request.
+    target: Option<String>,
+    /// Severity and category stated where the error was recorded ([`record_error_as`]).
+    classification: Option<(Severity, Category)>,
+}
+
+/// The request an error happened in.
+#[derive(Clone, Debug)]
+struct RequestPart {
+    operation: String,
+    status_code: Option<u16>,
 }
 
 impl ErrorEvent {
@@ -229,6 +242,26 @@ impl ErrorEvent {
         self.db_system.as_deref()
     }
 
+    /// For an error inside a request: the request's operation (`{METHOD} {route}`), under
+    /// which its group is kept. The error itself is described by the other fields as it was
+    /// seen: a failed call has origin [`Client`](ErrorOrigin::Client), its target as
+    /// [`operation`](Self::operation) and the dependency's status as
+    /// [`status_code`](Self::status_code). `None` for an error outside any request.
+    pub fn request_operation(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.operation.as_str())
+    }
+
+    /// For an error inside a request: the status the request answered, when it answered.
+    pub fn request_status_code(&self) -> Option<u16> {
+        self.request.as_ref().and_then(|r| r.status_code)
+    }
+
+    /// Severity and category stated where the error was recorded
+    /// ([`record_error_as`]); they win over any classifier.
+    pub fn stated_classification(&self) -> Option<(Severity, Category)> {
+        self.classification
+    }
+
     /// Reads the error off an ended span; `None` when the span is not an error.
     fn from_span(span: &SpanData) -> Option<Self> {
         let exception = span
@@ -251,7 +284,14 @@ impl ErrorEvent {
             return None;
         }
         let attrs = span.attributes.as_slice();
-        let error_class = string_attr(attrs, "error.type");
+        let error_class = exception
+            .and_then(|a| string_attr(a, "error.type"))
+            .or_else(|| string_attr(attrs, "error.type"));
+        let classification = exception.and_then(|a| {
+            let severity = Severity::from_name(&string_attr(a, "error.severity")?)?;
+            let category = Category::from_name(&string_attr(a, "error.category")?)?;
+            Some((severity, category))
+        });
         let error_type = exception
             .and_then(|a| string_attr(a, "exception.type"))
             .or_else(|| error_class.clone())
@@ -278,7 +318,108 @@ impl ErrorEvent {
             db_system: string_attr(attrs, "db.system")
                 .or_else(|| string_attr(attrs, "db.system.name")),
             time: span.end_time,
+            request: None,
+            target: None,
+            classification,
         })
+    }
+
+    /// The error of a request that failed or had an error recorded inside it, sampled or
+    /// not: the root cause as it was seen (or the request's own `5xx`, `panic`... when nothing
+    /// was recorded), kept under the request's operation.
+    fn from_request(outcome: &service_tracing_middleware::RequestOutcome<'_>) -> Option<Self> {
+        let error_type = match (outcome.error_cause, outcome.error_type) {
+            (None, None) => return None,
+            (Some(cause), _) => cause.error_type(),
+            (None, Some(error_type)) => error_type,
+        };
+        let operation = bounded(&crate::operations::server_operation(
+            outcome.method,
+            outcome.route,
+        ));
+        // Samples point at traces a backend holds.
+        let (trace_id, span_id) = if outcome.sampled {
+            (outcome.trace_id, outcome.span_id)
+        } else {
+            (TraceId::INVALID, SpanId::INVALID)
+        };
+        let mut event = Self {
+            origin: ErrorOrigin::Server,
+            error_type: bounded(error_type),
+            error_class: outcome.error_type.map(bounded),
+            message: String::new(),
+            operation: operation.clone(),
+            status_code: outcome.status,
+            trace_id,
+            span_id,
+            correlation_id: Some(bounded(outcome.correlation_id.as_str())),
+            db_system: None,
+            time: SystemTime::now(),
+            request: Some(RequestPart {
+                operation,
+                status_code: outcome.status,
+            }),
+            target: None,
+            classification: None,
+        };
+        if let Some(cause) = outcome.error_cause {
+            event.origin = if cause.is_call() {
+                ErrorOrigin::Client
+            } else if cause.error_class() == Some("panic") {
+                ErrorOrigin::Server
+            } else {
+                ErrorOrigin::Internal
+            };
+            event.error_class = cause.error_class().map(bounded);
+            event.message = bounded(cause.message());
+            event.target = cause.target().map(bounded);
+            if let Some(target) = &event.target {
+                event.operation.clone_from(target);
+            }
+            if cause.is_call() {
+                event.status_code = cause.status_code();
+            }
+            event.db_system = cause.db_system().map(bounded);
+            event.classification = cause.classification();
+        }
+        Some(event)
+    }
+
+    /// The error as the root cause of the request it happened in.
+    fn to_cause(&self) -> service_tracing_middleware::ErrorCause {
+        use service_tracing_middleware::ErrorCause;
+        let error_type = self.error_type.clone();
+        let mut cause = match self.origin {
+            ErrorOrigin::Client => {
+                ErrorCause::call(self.operation.clone(), error_type, self.message.clone())
+            }
+            _ => ErrorCause::new(error_type, self.message.clone())
+                .with_target(self.operation.clone()),
+        };
+        if let Some(class) = &self.error_class {
+            cause = cause.with_class(class.clone());
+        }
+        if let Some(status) = self.status_code {
+            cause = cause.with_status_code(status);
+        }
+        if let Some(system) = &self.db_system {
+            cause = cause.with_db_system(system.clone());
+        }
+        if let Some((severity, category)) = self.classification {
+            cause = cause.with_classification(severity, category);
+        }
+        cause
+    }
+
+    /// Keys the error by the request it happened in: its operation and status become the
+    /// group's, and where it failed becomes the group's target. Done after classification,
+    /// which sees the error as it was.
+    fn into_request_key(mut self) -> Self {
+        if let Some(request) = self.request.take() {
+            self.operation = request.operation;
+            self.status_code = request.status_code;
+        }
+        self
     }
 
     #[cfg(test)]
@@ -300,6 +441,9 @@ impl ErrorEvent {
             correlation_id: None,
             db_system: db_system.map(str::to_owned),
             time: SystemTime::now(),
+            request: None,
+            target: None,
+            classification: None,
         }
     }
 }
@@ -340,7 +484,7 @@ fn bounded(s: &str) -> String {
     fingerprint::truncate(s, MAX_FIELD).to_owned()
 }
 
-type Classifier = dyn Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync;
+pub(crate) type Classifier = dyn Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync;
 
 struct Shared {
     store: Mutex<Store>,
@@ -559,9 +703,14 @@ impl ErrorTracking {
         self.keep_sharing(rebuilt)
     }
 
-    /// Overrides the classification: `classify` returns `Some((severity, category))` to decide,
-    /// or `None` to keep the default. Call it before the tracker is used: it starts from no
-    /// groups. It runs on the thread that ends the span, so keep it quick.
+    /// Replaces the default classification: `classify` returns `Some((severity, category))`
+    /// to decide, or `None` to fall back to the defaults. Severities and categories stated
+    /// where the error was recorded ([`record_error_as`]) win over it. Call it before the
+    /// tracker is used: it starts from no groups. It runs on error tracking's background
+    /// thread (or, when its queue is full, on the thread that ends the span), so keep it
+    /// quick; a panic in it falls back to the defaults.
+    /// [`ServiceTracing::error_classifier`](crate::ServiceTracing::error_classifier) sets it
+    /// on the tracker set-up creates.
     ///
     /// ```
     /// use service_tracing::errors::{Category, ErrorTracking, Severity};
@@ -579,6 +728,17 @@ impl ErrorTracking {
         let rebuilt = Self::build_with(
             self.shared.max_groups,
             Some(Arc::new(classify)),
+            self.shared.rates.clone(),
+            self.shared.options.clone(),
+        );
+        self.keep_sharing(rebuilt)
+    }
+
+    /// [`with_classifier`](Self::with_classifier) with a classifier set-up holds.
+    pub(crate) fn with_shared_classifier(self, classify: Arc<Classifier>) -> Self {
+        let rebuilt = Self::build_with(
+            self.shared.max_groups,
+            Some(classify),
             self.shared.rates.clone(),
             self.shared.options.clone(),
         );
@@ -644,7 +804,9 @@ impl ErrorTracking {
     }
 
     /// An observer for the server layer that counts every request, sampled or not, into
-    /// [`rates`](Self::rates); [`ServiceTracing`](crate::ServiceTracing) adds it.
+    /// [`rates`](Self::rates), and counts each failing request once, under its root cause
+    /// (see [What counts as an error](self#what-counts-as-an-error));
+    /// [`ServiceTracing`](crate::ServiceTracing) adds it.
     ///
     /// ```
     /// let errors = service_tracing::errors::ErrorTracking::new();
@@ -652,42 +814,20 @@ impl ErrorTracking {
     ///     service_tracing_middleware::TracingLayer::new().with_observer(errors.rates_observer());
     /// ```
     pub fn rates_observer(&self) -> impl service_tracing_middleware::RequestObserver {
-        use service_tracing_middleware::RequestObserver as _;
-        let rates = self.shared.rates.observer();
-        let errors = self.clone();
-        move |outcome: &service_tracing_middleware::RequestOutcome<'_>| {
-            rates.on_request_end(outcome);
-            // A recorded span brings its own error; an unsampled request's error is known
-            // only here, so groups count every request whatever the sampler.
-            if !outcome.sampled {
-                if let Some(error_type) = outcome.error_type {
-                    errors.record_unsampled(outcome, error_type);
-                }
-            }
+        RequestErrorsObserver {
+            errors: self.clone(),
         }
     }
 
-    /// Queues the error of a request whose span was not recorded: its type (`500`, `panic`,
-    /// ...), operation, status and correlation id, no message and no trace sample.
-    fn record_unsampled(
-        &self,
-        outcome: &service_tracing_middleware::RequestOutcome<'_>,
-        error_type: &str,
-    ) {
-        let operation = crate::operations::server_operation(outcome.method, outcome.route);
-        let event = ErrorEvent {
-            origin: ErrorOrigin::Server,
-            error_type: bounded(error_type),
-            error_class: Some(bounded(error_type)),
-            message: String::new(),
-            operation: bounded(&operation),
-            status_code: outcome.status,
-            trace_id: TraceId::INVALID,
-            span_id: SpanId::INVALID,
-            correlation_id: Some(bounded(outcome.correlation_id.as_str())),
-            db_system: None,
-            time: SystemTime::now(),
+    /// Queues the one error of a request that failed or had an error recorded inside it.
+    fn record_request(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
+        let Some(event) = ErrorEvent::from_request(outcome) else {
+            return;
         };
+        if outcome.sampled {
+            // The server span ends right after this, on this thread: its error is this one.
+            COUNTED_SERVER_SPAN.set(Some((outcome.trace_id, outcome.span_id)));
+        }
         self.enqueue(event);
     }
 
@@ -700,6 +840,21 @@ impl ErrorTracking {
         let Some(event) = ErrorEvent::from_span(span) else {
             return;
         };
+        if event.origin == ErrorOrigin::Server {
+            let id = (event.trace_id, event.span_id);
+            if COUNTED_SERVER_SPAN.take() == Some(id) {
+                return;
+            }
+        } else {
+            // Inside a request whose observer counts it: part of that request's one error
+            // (its root cause when it is the first), not an error of its own.
+            let seen = Context::map_current(|cx| {
+                service_tracing_middleware::cause::record_cause(cx, || event.to_cause())
+            });
+            if seen.in_request() {
+                return;
+            }
+        }
         self.enqueue(event);
     }
 
@@ -740,13 +895,17 @@ impl ErrorTracking {
     /// Redacts, classifies, fingerprints and stores one error, and tells the alerting thread.
     fn ingest(&self, mut event: ErrorEvent) {
         self.redact(&mut event);
-        // The user's classifier must not take the span's thread down.
-        let custom = self.shared.classifier.as_ref().and_then(|classify| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
-                .ok()
-                .flatten()
+        // Stated where it was recorded, else the user's classifier, else the defaults. The
+        // user's classifier must not take the thread down.
+        let classified = event.classification.unwrap_or_else(|| {
+            let custom = self.shared.classifier.as_ref().and_then(|classify| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
+                    .ok()
+                    .flatten()
+            });
+            custom.unwrap_or_else(|| classify::default_classification(&event))
         });
-        let classified = custom.unwrap_or_else(|| classify::default_classification(&event));
+        let event = event.into_request_key();
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
         let at = self.shared.rates.elapsed();
@@ -770,6 +929,31 @@ impl ErrorTracking {
     /// in the provider, so the SDK does not clone each span for a second one).
     pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<Self, P> {
         InFrontOf::new(self.clone(), next)
+    }
+}
+
+thread_local! {
+    /// The sampled server span whose request [`RequestErrorsObserver`] has just counted; the
+    /// layer ends that span right after, on the same thread, and the processor skips its
+    /// error. Written only for failing requests.
+    static COUNTED_SERVER_SPAN: std::cell::Cell<Option<(TraceId, SpanId)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// [`ErrorTracking::rates_observer`]: route rates, and one error per failing request.
+struct RequestErrorsObserver {
+    errors: ErrorTracking,
+}
+
+impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
+    fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
+        let rates = &self.errors.shared.rates;
+        rates.record(outcome.method, outcome.route, outcome.error_type.is_some());
+        self.errors.record_request(outcome);
+    }
+
+    fn wants_error_cause(&self) -> bool {
+        true
     }
 }
 
