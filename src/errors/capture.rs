@@ -391,6 +391,53 @@ mod tests {
     }
 
     #[test]
+    fn backtraces_are_off_unless_turned_on_even_with_rust_backtrace() {
+        // Containers often set it; formatting a backtrace on the request's thread costs about
+        // 100 ms for the first error of a process. (nextest runs each test in its own process.)
+        std::env::set_var("RUST_BACKTRACE", "1");
+        let stacktrace = |span: &SpanData| {
+            exception(span)
+                .into_iter()
+                .find(|(k, _)| k == "exception.stacktrace")
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        };
+        let error = || Outer(std::io::Error::other("disk 3 is full"));
+        let quiet = in_span(|| record_error(&error()));
+        assert!(
+            !stacktrace(&quiet).contains("Stack backtrace"),
+            "{}",
+            stacktrace(&quiet)
+        );
+        assert!(stacktrace(&quiet).starts_with("Caused by:"));
+        set_backtrace_capture(true);
+        let asked = in_span(|| record_error(&error()));
+        set_backtrace_capture(false);
+        assert!(stacktrace(&asked).contains("Stack backtrace:"));
+    }
+
+    #[test]
+    fn record_error_as_states_category_and_severity_on_the_event() {
+        let span = in_span(|| {
+            record_error_as(
+                &std::io::Error::other("row locked"),
+                Category::Database,
+                Severity::High,
+            );
+        });
+        let attributes = exception(&span);
+        assert_eq!(value(&attributes, "error.category"), "database");
+        assert_eq!(value(&attributes, "error.severity"), "high");
+        let timeout = in_span(|| {
+            record_error(&std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "stock service slow",
+            ));
+        });
+        assert_eq!(value(&exception(&timeout), "error.type"), "timeout");
+    }
+
+    #[test]
     fn record_error_outside_a_span_does_nothing_and_huge_messages_are_cut() {
         record_error(&std::io::Error::other("nobody listens"));
         let huge = "x".repeat(100_000);

@@ -1253,6 +1253,319 @@ mod tests {
         );
     }
 
+    #[derive(Debug)]
+    struct RowLocked(u32);
+
+    impl fmt::Display for RowLocked {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "ledger row {} is locked", self.0)
+        }
+    }
+
+    impl std::error::Error for RowLocked {}
+
+    /// A fault mix through the real layer and client, half the traces sampled: one group per
+    /// fault, one error per failing request, under its root cause, on its route.
+    #[tokio::test]
+    async fn a_failing_request_is_one_error_under_its_root_cause_sampled_or_not() {
+        use axum::extract::{Path, State};
+        use axum::http::StatusCode;
+        use axum::routing::get;
+
+        let errors = ErrorTracking::new();
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.5))
+            .with_span_processor(errors.in_front_of(
+                opentelemetry_sdk::trace::SimpleSpanProcessor::new(exporter.clone()),
+            ))
+            .build();
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(service_tracing_client::TracingMiddleware::new().with_tracer_provider(&provider))
+            .build();
+        // A port nothing listens on.
+        let closed = {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            format!(
+                "http://{}",
+                listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            )
+        };
+        async fn proxy(
+            State((client, closed)): State<(reqwest_middleware::ClientWithMiddleware, String)>,
+            Path(id): Path<u32>,
+        ) -> StatusCode {
+            match client.get(format!("{closed}/items/{id}")).send().await {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }
+        let app = axum::Router::new()
+            .route("/proxy/{id}", get(proxy))
+            .route(
+                "/ledger/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    record_error_as(&RowLocked(id), Category::Database, Severity::High);
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .route(
+                "/slow/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("stock {id}"));
+                    record_error(&e);
+                    StatusCode::GATEWAY_TIMEOUT
+                }),
+            )
+            .route(
+                "/panic/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    if id > 0 {
+                        panic!("order {id} not found");
+                    }
+                    StatusCode::OK
+                }),
+            )
+            .route(
+                "/fail/{id}",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route("/ok/{id}", get(|| async { "fine" }))
+            .with_state((client, closed))
+            .layer(
+                service_tracing_middleware::TracingLayer::new()
+                    .with_tracer_provider(&provider)
+                    .with_observer(errors.rates_observer()),
+            );
+        const REQUESTS: u64 = 40;
+        for i in 1..=REQUESTS {
+            for route in ["proxy", "ledger", "slow", "panic", "fail", "ok"] {
+                crate::test_support::get(&app, &format!("/{route}/{}", i * 7919)).await;
+            }
+        }
+
+        let exported = exporter.get_finished_spans().unwrap_or_default();
+        let sampled_calls = exported
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .count() as u64;
+        assert!(
+            sampled_calls > 0 && sampled_calls < REQUESTS,
+            "some sampled, some not: {sampled_calls}"
+        );
+        let groups = errors.groups();
+        assert_eq!(groups.len(), 5, "one group per fault: {groups:#?}");
+        let on = |operation: &str| -> &ErrorGroup {
+            let found: Vec<&ErrorGroup> = groups
+                .iter()
+                .filter(|g| g.operations() == [operation])
+                .collect();
+            assert_eq!(found.len(), 1, "{operation}: {groups:#?}");
+            found[0]
+        };
+        let cases = [
+            (
+                "GET /proxy/{id}",
+                "reqwest::Error",
+                502,
+                Severity::High,
+                Category::Dependency,
+            ),
+            (
+                "GET /ledger/{id}",
+                std::any::type_name::<RowLocked>(),
+                500,
+                Severity::High,
+                Category::Database,
+            ),
+            (
+                "GET /slow/{id}",
+                "std::io::error::Error",
+                504,
+                Severity::Medium,
+                Category::Timeout,
+            ),
+            (
+                "GET /panic/{id}",
+                "panic",
+                500,
+                Severity::Critical,
+                Category::Application,
+            ),
+            (
+                "GET /fail/{id}",
+                "500",
+                500,
+                Severity::High,
+                Category::Application,
+            ),
+        ];
+        for (operation, error_type, status, severity, category) in cases {
+            let g = on(operation);
+            assert_eq!(g.count(), REQUESTS, "{g:#?}");
+            assert_eq!(g.error_type(), error_type, "{g:#?}");
+            assert_eq!(g.status_codes(), [status], "{g:#?}");
+            assert_eq!((g.severity(), g.category()), (severity, category), "{g:#?}");
+            // Samples only from sampled requests, and some were.
+            assert!(!g.trace_ids().is_empty(), "{g:#?}");
+            let exported_ids: Vec<TraceId> =
+                exported.iter().map(|s| s.span_context.trace_id()).collect();
+            for id in g.trace_ids() {
+                assert!(exported_ids.contains(id), "{id} was never exported");
+            }
+        }
+        assert_eq!(on("GET /proxy/{id}").targets(), ["GET 127.0.0.1"]);
+        assert_eq!(
+            on("GET /panic/{id}").message(),
+            "order 7919 not found",
+            "the panic's message, sampled or not"
+        );
+        let summary = errors.summary();
+        assert_eq!(summary.total(), 5 * REQUESTS, "failing requests, each once");
+        // The failed calls that were sampled keep their own exception events.
+        assert!(exported
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .all(|s| s.events.iter().any(|e| e.name == "exception")));
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("loading stock failed")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    #[derive(Debug)]
+    struct Failed(&'static str);
+    impl fmt::Display for Failed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Failed {}
+
+    /// The default rules read timeouts, database and connection errors off the error itself,
+    /// here on spans outside any request. (Error types are named by their full path, so the
+    /// helper types live at module level, not inside this test, whose name says timeout.)
+    #[tokio::test]
+    async fn timeouts_database_and_refused_connections_are_recognised_by_default() {
+        let errors = ErrorTracking::new();
+        let provider = provider(&errors);
+        let tracer = provider.tracer("t");
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .expect_err("a zero timeout elapses");
+        let record = |name: &str, record: &dyn Fn()| {
+            tracer.in_span(name.to_owned(), |_cx| record());
+        };
+        record("io", &|| {
+            record_error(&std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "stock 7",
+            ))
+        });
+        record("elapsed", &|| record_error(&elapsed));
+        record("source", &|| {
+            record_error(&Wrapped(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+        });
+        record("message", &|| {
+            record_error(&Failed("call took too long: timeout after 2s"))
+        });
+        record("sql", &|| {
+            record_error(&Failed("SQL syntax error near 'FROM'"))
+        });
+        record("database", &|| record_error(&Failed("database is locked")));
+        record("refused", &|| {
+            record_error(&Failed("Connection refused (os error 111)"))
+        });
+        record("plain", &|| record_error(&Failed("order 7 not found")));
+        let groups = errors.groups();
+        let of = |operation: &str| {
+            let g = groups
+                .iter()
+                .find(|g| g.operations() == [operation])
+                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
+            (g.severity(), g.category())
+        };
+        use Category::*;
+        use Severity::*;
+        assert_eq!(of("io"), (Medium, Timeout), "io::ErrorKind::TimedOut");
+        assert_eq!(of("elapsed"), (Medium, Timeout), "tokio's Elapsed");
+        assert_eq!(
+            of("source"),
+            (Medium, Timeout),
+            "TimedOut among the sources"
+        );
+        assert_eq!(of("message"), (Medium, Timeout));
+        assert_eq!(of("sql"), (High, Database));
+        assert_eq!(of("database"), (High, Database));
+        assert_eq!(of("refused"), (High, Dependency));
+        assert_eq!(of("plain"), (Medium, Application));
+    }
+
+    /// A classifier given to `ServiceTracing` replaces the defaults (`None` falls back to them);
+    /// a classification stated with `record_error_as` still wins.
+    #[tokio::test]
+    async fn a_classifier_set_through_service_tracing_replaces_the_defaults() {
+        use axum::http::StatusCode;
+        use axum::routing::get;
+
+        let (layer, guard) = crate::ServiceTracing::builder("svc")
+            .env_lookup(|_| None)
+            .install_subscriber(false)
+            .exporter(crate::TracesExporter::None)
+            .error_classifier(|event| {
+                (event.request_operation() == Some("GET /fail"))
+                    .then_some((Severity::Low, Category::Security))
+            })
+            .init_layer()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let app = axum::Router::new()
+            .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .route(
+                "/other",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route(
+                "/stated",
+                get(|| async {
+                    record_error_as(
+                        &std::io::Error::other("row locked"),
+                        Category::Database,
+                        Severity::Medium,
+                    );
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .layer(layer);
+        for path in ["/fail", "/other", "/stated"] {
+            crate::test_support::get(&app, path).await;
+        }
+        let errors = guard
+            .errors()
+            .unwrap_or_else(|| panic!("error tracking is on"));
+        let groups = errors.groups();
+        let of = |operation: &str| {
+            let g = groups
+                .iter()
+                .find(|g| g.operations() == [operation])
+                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
+            (g.severity(), g.category())
+        };
+        assert_eq!(of("GET /fail"), (Severity::Low, Category::Security));
+        assert_eq!(of("GET /other"), (Severity::High, Category::Application));
+        assert_eq!(of("GET /stated"), (Severity::Medium, Category::Database));
+        let _ = guard.shutdown();
+    }
+
     #[test]
     fn in_front_of_records_and_hands_every_span_on() {
         let errors = ErrorTracking::new();
