@@ -254,6 +254,11 @@ impl ErrorCause {
     }
 
     /// `exception.type`.
+    ///
+    /// ```
+    /// let cause = service_tracing_middleware::ErrorCause::new("panic", "order 7 not found");
+    /// assert_eq!((cause.error_type(), cause.message()), ("panic", "order 7 not found"));
+    /// ```
     pub fn error_type(&self) -> &str {
         &self.error_type
     }
@@ -264,6 +269,11 @@ impl ErrorCause {
     }
 
     /// `error.type`, when known.
+    ///
+    /// ```
+    /// let cause = service_tracing_middleware::ErrorCause::new("io", "slow").with_class("timeout");
+    /// assert_eq!(cause.error_class(), Some("timeout"));
+    /// ```
     pub fn error_class(&self) -> Option<&str> {
         self.error_class.as_deref()
     }
@@ -279,11 +289,25 @@ impl ErrorCause {
     }
 
     /// The dependency's HTTP status.
+    ///
+    /// ```
+    /// use service_tracing_middleware::ErrorCause;
+    /// let cause = ErrorCause::call("GET stock", "503", "").with_status_code(503);
+    /// assert_eq!(cause.status_code(), Some(503));
+    /// ```
     pub fn status_code(&self) -> Option<u16> {
         self.status_code
     }
 
     /// The database system, for a database call.
+    ///
+    /// ```
+    /// use service_tracing_middleware::ErrorCause;
+    /// let cause = ErrorCause::new("sqlx::Error", "deadlock")
+    ///     .with_db_system("postgresql")
+    ///     .with_target("UPDATE orders");
+    /// assert_eq!((cause.db_system(), cause.target()), (Some("postgresql"), Some("UPDATE orders")));
+    /// ```
     pub fn db_system(&self) -> Option<&str> {
         self.db_system.as_deref()
     }
@@ -309,6 +333,12 @@ pub enum Attribution {
 
 impl Attribution {
     /// Whether the request it happened in counts it (the caller must not count it again).
+    ///
+    /// ```
+    /// use service_tracing_middleware::cause::Attribution;
+    /// assert!(Attribution::SameRequest.in_request());
+    /// assert!(!Attribution::NoRequest.in_request());
+    /// ```
     pub fn in_request(self) -> bool {
         self != Attribution::NoRequest
     }

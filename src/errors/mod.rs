@@ -20,26 +20,81 @@
 //!
 //! # What counts as an error
 //!
-//! - a server span with status Error (a 5xx answer, a panic);
+//! **One failing request is one error.** A request that answers 5xx, panics, or has an error
+//! recorded inside it counts once, in the group of its *root cause*, under its route template
+//! (`GET /orders/{id}`):
+//!
+//! - a failed dependency call (the [client middleware](service_tracing_middleware) saw a
+//!   transport error or a 4xx/5xx answer): the group is the call's error (`reqwest::Error`
+//!   and its message) with category `dependency` (`timeout` when it timed out), and the call's
+//!   target (`GET payments.internal`) is kept as [`ErrorGroup::targets`]. The call's client
+//!   span keeps its own `exception` event, but does not make a second error;
+//! - an error stated with [`record_error`] or [`record_error_as`] (which gives the category
+//!   and severity), or a `tracing::error!` event ([`ErrorEvents`]);
+//! - an error on a span of another instrumentation inside the request (a database span with
+//!   `db.system` makes it `database`);
+//! - the request's panic (`panic`, critical), or, with nothing recorded, its own 5xx
+//!   (`application`).
+//!
+//! The first error recorded in the request is its root cause; later ones are part of the same
+//! failure. The status codes of the group are those the requests answered.
+//!
+//! Outside any request (background jobs), each error counts on its own, as before:
+//!
+//! - a server span with status Error (a 5xx answer, a panic) from a layer without error
+//!   tracking's observer;
 //! - a client span with status Error (a transport error, a dependency's 4xx or 5xx);
-//! - any span with an `exception` event, including those the application adds with
-//!   [`record_error`] and, through [`ErrorEvents`] (part of the bridge layer), its
-//!   `tracing::error!` events inside a traced request.
+//! - any span with an `exception` event.
 //!
 //! An internal span with status Error but no `exception` event is not counted: it usually
 //! repeats the error of the request it belongs to.
+//!
+//! ## How a child's error reaches its request
+//!
+//! Spans end separately, children before the server span, and an unsampled request has no
+//! spans at all, so the request's one error is not assembled from spans. Instead, the server
+//! layer puts a small place for the request's root cause into the request's OpenTelemetry
+//! `Context` (when an observer asks for it, as [`rates_observer`](ErrorTracking::rates_observer)
+//! does; see [`service_tracing_middleware::cause`]). Whatever sees an error inside the request
+//! reaches that place through `Context::current()` and states it there, first one wins: the
+//! client middleware when a call fails, [`record_error`], [`ErrorEvents`], the layer when the
+//! handler panics, sampled or not. When the request ends, the layer hands the cause to the
+//! observer with the request's outcome, and the observer queues one error: the cause as it was
+//! seen (classified as such), kept under the request's route. The span processor, for its
+//! part, leaves the errors of spans ending inside such a request to it (a third-party span's
+//! error becomes the root cause when it is the first), and skips the server span whose request
+//! the observer has just counted (the layer ends it right after, on the same thread). On the
+//! request path this costs one context value per request (a few allocations, measured in
+//! BENCHMARKS.md) and, for a failing request, the cause's texts; no lock is shared between
+//! requests and nothing is kept across requests.
+//!
+//! # Classification
+//!
+//! Each group has a [`Severity`] and a [`Category`]: stated where the error was recorded
+//! ([`record_error_as`]), else from the [classifier](ErrorTracking::with_classifier) given at
+//! set-up ([`ServiceTracing::error_classifier`](crate::ServiceTracing::error_classifier)),
+//! else from the default rules, which recognise panics, security and validation statuses,
+//! database spans, timeouts (`std::io::ErrorKind::TimedOut`, `tokio::time::error::Elapsed`,
+//! types and messages that say timeout), database and SQL errors, refused connections and
+//! failed calls. An error inside a request is classified as its root cause was seen.
 //!
 //! # Sampling
 //!
 //! A span processor only sees recorded spans. The server layer's observer
 //! ([`ErrorTracking::rates_observer`], added by set-up) sees every request: it counts the
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]), and
-//! the error of a request whose span was *not* recorded goes to its group too, with its type
-//! (`500`, `panic`...), route, status and no message (none is known) and no trace sample (no
-//! backend holds the trace). So server errors are counted whatever the sampler; a 5xx group
-//! holds both; a panic's sampled occurrences group by message, its unsampled ones under an
-//! empty message. Client and internal errors are seen on recorded spans only and follow
+//! each failing request's one error, as above, sampled or not. An unsampled request's error
+//! has no trace sample (no backend holds the trace). So errors inside requests are counted
+//! whatever the sampler; errors outside requests are seen on recorded spans only and follow
 //! sampling.
+//!
+//! # Backtraces
+//!
+//! [`record_error`] adds no backtrace unless [`set_backtrace_capture`] (or
+//! [`ServiceTracing::error_backtraces`](crate::ServiceTracing::error_backtraces)) asks for
+//! one, whatever `RUST_BACKTRACE` says: formatting a backtrace symbolises it on the request's
+//! thread, which costs about 100 ms for the first error of a process and about 0.15 ms for each
+//! later one.
 //!
 //! # Alerts, log records and redaction
 //!
@@ -247,17 +302,45 @@ impl ErrorEvent {
     /// seen: a failed call has origin [`Client`](ErrorOrigin::Client), its target as
     /// [`operation`](Self::operation) and the dependency's status as
     /// [`status_code`](Self::status_code). `None` for an error outside any request.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorOrigin, ErrorTracking, Severity};
+    /// // Calls to payments that fail inside checkout requests are critical.
+    /// let errors = ErrorTracking::new().with_classifier(|event| {
+    ///     (event.origin() == ErrorOrigin::Client
+    ///         && event.operation().contains("payments")
+    ///         && event.request_operation() == Some("POST /checkout"))
+    ///         .then_some((Severity::Critical, Category::Dependency))
+    /// });
+    /// ```
     pub fn request_operation(&self) -> Option<&str> {
         self.request.as_ref().map(|r| r.operation.as_str())
     }
 
     /// For an error inside a request: the status the request answered, when it answered.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorTracking, Severity};
+    /// // A dependency's 404 that made the request answer 5xx is not a routine 404.
+    /// let errors = ErrorTracking::new().with_classifier(|event| {
+    ///     (event.status_code() == Some(404) && event.request_status_code() >= Some(500))
+    ///         .then_some((Severity::High, Category::Dependency))
+    /// });
+    /// ```
     pub fn request_status_code(&self) -> Option<u16> {
         self.request.as_ref().and_then(|r| r.status_code)
     }
 
     /// Severity and category stated where the error was recorded
     /// ([`record_error_as`]); they win over any classifier.
+    ///
+    /// ```
+    /// let errors = service_tracing::errors::ErrorTracking::new().with_classifier(|event| {
+    ///     // Never reached for stated errors, which keep what was stated.
+    ///     assert!(event.stated_classification().is_none());
+    ///     None
+    /// });
+    /// ```
     pub fn stated_classification(&self) -> Option<(Severity, Category)> {
         self.classification
     }
