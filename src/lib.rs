@@ -55,7 +55,9 @@ mod test_support;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};
-pub use errors::{record_error, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity};
+pub use errors::{
+    record_error, record_error_as, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity,
+};
 pub use export::ExportStats;
 pub use logging::TraceIdFormat;
 pub use metrics::Metrics;

@@ -101,6 +101,8 @@ pub struct ServiceTracing {
     log_filter: Option<String>,
     env: Option<EnvLookup>,
     error_tracking: bool,
+    error_classifier: Option<Arc<crate::errors::Classifier>>,
+    error_backtraces: bool,
     alerts: AlertOptions,
     #[cfg(feature = "redis")]
     error_redis_url: Option<String>,
@@ -157,6 +159,8 @@ impl ServiceTracing {
             log_filter: None,
             env: None,
             error_tracking: true,
+            error_classifier: None,
+            error_backtraces: false,
             alerts: AlertOptions::default(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
@@ -299,6 +303,46 @@ impl ServiceTracing {
     /// ```
     pub fn error_tracking(mut self, enabled: bool) -> Self {
         self.error_tracking = enabled;
+        self
+    }
+
+    /// Classifies errors with `classify` instead of the default rules: it returns
+    /// `Some((severity, category))` to decide, or `None` to fall back to the defaults (see
+    /// [`ErrorTracking::with_classifier`], which this sets on the tracker set-up creates).
+    /// Severities and categories stated where an error is recorded
+    /// ([`record_error_as`](crate::errors::record_error_as)) still win.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorOrigin, Severity};
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_classifier(|event| {
+    ///     (event.origin() == ErrorOrigin::Client && event.operation().contains("payments"))
+    ///         .then_some((Severity::Critical, Category::Dependency))
+    /// });
+    /// ```
+    pub fn error_classifier(
+        mut self,
+        classify: impl Fn(
+                &crate::errors::ErrorEvent,
+            ) -> Option<(crate::errors::Severity, crate::errors::Category)>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.error_classifier = Some(Arc::new(classify));
+        self
+    }
+
+    /// Whether `record_error` adds a backtrace to the `exception` event (default no, even with
+    /// `RUST_BACKTRACE=1`: symbolising it on the request's thread costs about 100 ms for the
+    /// first error of a process and about 0.15 ms for each later one). See
+    /// [`set_backtrace_capture`](crate::errors::set_backtrace_capture); the setting is
+    /// process-wide.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_backtraces(true);
+    /// ```
+    pub fn error_backtraces(mut self, enabled: bool) -> Self {
+        self.error_backtraces = enabled;
         self
     }
 
@@ -714,7 +758,13 @@ impl ServiceTracing {
             return Err(already_set());
         }
         // One tracker shared by every service's provider.
-        let errors = (self.error_tracking && !config.disabled).then(ErrorTracking::new);
+        let errors = (self.error_tracking && !config.disabled).then(|| {
+            crate::errors::set_backtrace_capture(self.error_backtraces);
+            match &self.error_classifier {
+                Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
+                None => ErrorTracking::new(),
+            }
+        });
         // Alerts, redaction, and new groups and alerts as OTLP log records.
         let errors = match errors {
             Some(errors) => {

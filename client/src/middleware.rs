@@ -29,7 +29,10 @@ use crate::span;
 /// `http.response.status_code`, `error.type`, `http.request.resend_count`) and
 /// `correlation.id` when the current context carries one. Status is Error on 4xx, 5xx and
 /// transport failures; a failure also gets an `exception` event. The span ends when the
-/// response headers arrive (or the attempt fails).
+/// response headers arrive (or the attempt fails). Inside a traced request, sampled or not, a
+/// failed attempt is also stated as the request's root cause
+/// ([`service_tracing_middleware::cause`]), so error tracking counts the failing request once,
+/// as a dependency failure.
 ///
 /// It writes `traceparent`, `tracestate` and `baggage` for the client span's context, and the
 /// current [`CorrelationId`] as `x-correlation-id`, unless the request carries
@@ -228,6 +231,8 @@ impl Middleware for TracingMiddleware {
         let correlation = CorrelationId::from_context(&parent);
         let started = std::time::Instant::now();
         let measured = ClientMetrics::request_attributes(&req);
+        let method =
+            service_tracing_middleware::semconv::known_method(req.method()).unwrap_or("_OTHER");
 
         let span = self
             .tracer
@@ -250,7 +255,7 @@ impl Middleware for TracingMiddleware {
         let result = next.run(req, extensions).with_context(cx.clone()).await;
 
         let span = cx.span();
-        span::record_outcome(&span, &result);
+        span::record_outcome(&span, &parent, method, &result);
         span.end();
         self.metrics.record(measured, &result, started.elapsed());
         result

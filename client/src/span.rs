@@ -6,8 +6,9 @@ use std::error::Error as _;
 use std::fmt::Write as _;
 
 use opentelemetry::trace::{SpanBuilder, SpanKind, SpanRef, Status};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::{Context, KeyValue, Value};
 use reqwest::{Request, Response, Url};
+use service_tracing_middleware::cause::{self, ErrorCause};
 use service_tracing_middleware::semconv::{self, redact_query, truncate, MAX_ATTRIBUTE_LEN};
 use service_tracing_middleware::CorrelationId;
 
@@ -106,14 +107,34 @@ pub(crate) fn more_attributes(
 }
 
 /// Records a response (status code; Error on 4xx and 5xx) or a failure (error class,
-/// `exception` event, Error).
-pub(crate) fn record_outcome(span: &SpanRef<'_>, result: &reqwest_middleware::Result<Response>) {
-    if !span.is_recording() {
-        return;
-    }
+/// `exception` event, Error) on the span, and a failure as the root cause of the request
+/// `parent` belongs to, recorded or not ([`cause`]): one failing request is one error, and
+/// its cause is this call. `method` is `http.request.method` (known or `_OTHER`).
+pub(crate) fn record_outcome(
+    span: &SpanRef<'_>,
+    parent: &Context,
+    method: &'static str,
+    result: &reqwest_middleware::Result<Response>,
+) {
+    let recording = span.is_recording();
     match result {
         Ok(response) => {
             let status = response.status();
+            let failed = status.is_client_error() || status.is_server_error();
+            if failed {
+                cause::record_cause(parent, || {
+                    ErrorCause::call(
+                        target(method, Some(response.url())),
+                        status.as_str().to_owned(),
+                        "",
+                    )
+                    .with_class(status.as_str().to_owned())
+                    .with_status_code(status.as_u16())
+                });
+            }
+            if !recording {
+                return;
+            }
             let mut attributes = vec![
                 KeyValue::new(
                     semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -124,7 +145,7 @@ pub(crate) fn record_outcome(span: &SpanRef<'_>, result: &reqwest_middleware::Re
                     semconv::protocol_version(response.version()),
                 ),
             ];
-            if status.is_client_error() || status.is_server_error() {
+            if failed {
                 attributes.push(KeyValue::new(
                     semconv::ERROR_TYPE,
                     status.as_str().to_owned(),
@@ -134,7 +155,18 @@ pub(crate) fn record_outcome(span: &SpanRef<'_>, result: &reqwest_middleware::Re
             span.set_attributes(attributes);
         }
         Err(error) => {
-            let message = error_message(error);
+            // Built once for the cause and the span; the error path only.
+            let mut message = None;
+            cause::record_cause(parent, || {
+                let text = error_message(error);
+                message = Some(text.clone());
+                ErrorCause::call(target(method, error.url()), exception_type(error), text)
+                    .with_class(error_class(error))
+            });
+            if !recording {
+                return;
+            }
+            let message = message.unwrap_or_else(|| error_message(error));
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_class(error)));
             span.add_event(
                 semconv::EXCEPTION_EVENT,
@@ -145,6 +177,14 @@ pub(crate) fn record_outcome(span: &SpanRef<'_>, result: &reqwest_middleware::Re
             );
             span.set_status(Status::error(message));
         }
+    }
+}
+
+/// The call's target as error tracking names client operations: `{METHOD} {server.address}`.
+fn target(method: &'static str, url: Option<&Url>) -> String {
+    match url.and_then(server_address) {
+        Some((host, _)) => format!("{method} {host}"),
+        None => method.to_owned(),
     }
 }
 

@@ -112,6 +112,10 @@ impl<F> ResponseFuture<F> {
 
 /// Records a panic on the span and makes the `500` response that replaces it.
 fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
+    // The request's root cause, unless an error recorded before the panic is.
+    crate::cause::record_cause(&state.cx, || {
+        crate::cause::ErrorCause::new("panic", message.to_owned()).with_class("panic")
+    });
     {
         let span = state.cx.span();
         span.add_event(

@@ -53,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) trust: TrustIncoming,
     pub(crate) traceresponse: bool,
     pub(crate) observers: Observers,
+    /// An observer reads root causes: each request gets a place for one.
+    pub(crate) error_causes: bool,
 }
 
 impl fmt::Debug for TracingLayer {
@@ -94,6 +96,7 @@ impl TracingLayer {
                 trust: TrustIncoming::always(),
                 traceresponse: false,
                 observers: Arc::new([]),
+                error_causes: false,
             }),
         }
     }
@@ -245,6 +248,7 @@ impl TracingLayer {
     /// ```
     pub fn with_observer(mut self, observer: impl RequestObserver) -> Self {
         let config = self.config_mut();
+        config.error_causes |= observer.wants_error_cause();
         let mut all: Vec<Arc<dyn RequestObserver>> = config.observers.iter().cloned().collect();
         all.push(Arc::new(observer));
         config.observers = all.into();

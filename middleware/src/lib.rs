@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod body;
+pub mod cause;
 pub mod correlation;
 #[cfg(feature = "axum")]
 mod extract;
@@ -18,6 +19,7 @@ pub mod tracer;
 mod trust;
 
 pub use body::ResponseBody;
+pub use cause::ErrorCause;
 pub use correlation::{CorrelationId, CorrelationIdCharset};
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;

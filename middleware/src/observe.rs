@@ -10,9 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use opentelemetry::Context;
 
+use crate::cause::{ErrorCause, RequestErrors};
 use crate::correlation::CorrelationId;
 
 /// Told about each traced request when its response ends (or the request fails).
@@ -69,6 +70,31 @@ pub trait RequestObserver: Send + Sync + 'static {
     fn on_request_abandoned(&self, request: &RequestStart<'_>) {
         let _ = request;
     }
+
+    /// Whether this observer reads [`RequestOutcome::error_cause`]. When one of a layer's
+    /// observers does, each request gets a place for its root cause in its context (one small
+    /// allocation per request), which the client middleware, the facade's `record_error` and
+    /// the layer itself fill ([`cause`](crate::cause)). `false` by default.
+    ///
+    /// ```
+    /// use service_tracing_middleware::{RequestObserver, RequestOutcome};
+    ///
+    /// struct Causes;
+    ///
+    /// impl RequestObserver for Causes {
+    ///     fn on_request_end(&self, outcome: &RequestOutcome<'_>) {
+    ///         if let Some(cause) = outcome.error_cause {
+    ///             eprintln!("{:?} failed: {}", outcome.route, cause.message());
+    ///         }
+    ///     }
+    ///     fn wants_error_cause(&self) -> bool {
+    ///         true
+    ///     }
+    /// }
+    /// ```
+    fn wants_error_cause(&self) -> bool {
+        false
+    }
 }
 
 /// What an observer learns when a request starts.
@@ -106,10 +132,15 @@ pub struct RequestOutcome<'a> {
     pub duration: Duration,
     /// The request's trace.
     pub trace_id: TraceId,
+    /// The request's server span.
+    pub span_id: SpanId,
     /// Whether the trace is sampled (the span was recorded and exported).
     pub sampled: bool,
     /// The request's correlation id.
     pub correlation_id: &'a CorrelationId,
+    /// The first error recorded inside the request ([`cause`](crate::cause)), when an observer
+    /// [wants it](RequestObserver::wants_error_cause); `None` when nothing was recorded.
+    pub error_cause: Option<&'a ErrorCause>,
 }
 
 /// The observers a layer reports to.
@@ -169,6 +200,8 @@ impl Observation {
         self.finished = true;
         let span = cx.span();
         let sc = span.span_context();
+        // Closed first: an error recorded after the end is counted on its own.
+        let error_cause = cx.get::<RequestErrors>().and_then(RequestErrors::close);
         let outcome = RequestOutcome {
             method: self.method,
             route: self.route.as_deref(),
@@ -176,8 +209,10 @@ impl Observation {
             error_type: self.error_type.as_deref(),
             duration: self.start.elapsed(),
             trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
             sampled: sc.is_sampled(),
             correlation_id: id,
+            error_cause,
         };
         for observer in self.observers.iter() {
             observer.on_request_end(&outcome);

@@ -200,6 +200,12 @@ where
         // The correlation id joins outbound baggage when it is injected (see `W3cBaggage`), so
         // nothing is copied here.
         let cx = parent.with_span(span).with_value(id.clone());
+        // A place for the request's root cause, filled by whatever sees an error inside it.
+        let cx = if config.error_causes {
+            cx.with_value(crate::cause::RequestErrors::default())
+        } else {
+            cx
+        };
         // W3C Level 2: a new root's trace id is random; say so to the next hop.
         let cx = crate::propagation::RandomTraceId::mark(&parent, cx);
         let span = cx.span();

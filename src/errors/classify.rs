@@ -2,124 +2,34 @@
 //!
 //! [`ErrorTracking`]: super::ErrorTracking
 
-use std::fmt;
-
 use super::{ErrorEvent, ErrorOrigin};
 
-/// How urgent an error group is, most urgent first.
-///
-/// ```
-/// use service_tracing::errors::Severity;
-/// assert!(Severity::Critical < Severity::Low);
-/// assert_eq!(Severity::High.as_str(), "high");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Severity {
-    /// The service itself broke (a panic).
-    Critical,
-    /// A request failed on the server's side (5xx) or a dependency is down.
-    High,
-    /// Degraded: a timeout, a security refusal, an error without an HTTP status.
-    Medium,
-    /// Expected now and then: a dependency's 4xx, a validation error.
-    Low,
-}
-
-impl Severity {
-    /// Every severity, most urgent first.
-    pub const ALL: [Severity; 4] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ];
-
-    /// The lowercase name (`critical`, `high`, `medium`, `low`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where an error comes from.
-///
-/// ```
-/// use service_tracing::errors::Category;
-/// assert_eq!(Category::Dependency.to_string(), "dependency");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Category {
-    /// The service's own code (panics, its own 5xx).
-    Application,
-    /// A service this one calls failed or refused (transport errors, 4xx/5xx answers).
-    Dependency,
-    /// A database call (a span with `db.system` or `db.system.name`).
-    Database,
-    /// Something took too long (including a timeout talking to a dependency).
-    Timeout,
-    /// A request was refused as malformed (400, 422).
-    Validation,
-    /// A request was refused for its credentials (401, 403).
-    Security,
-}
-
-impl Category {
-    /// Every category.
-    pub const ALL: [Category; 6] = [
-        Category::Application,
-        Category::Dependency,
-        Category::Database,
-        Category::Timeout,
-        Category::Validation,
-        Category::Security,
-    ];
-
-    /// The lowercase name (`application`, `dependency`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Application => "application",
-            Category::Dependency => "dependency",
-            Category::Database => "database",
-            Category::Timeout => "timeout",
-            Category::Validation => "validation",
-            Category::Security => "security",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Shared with the middleware and client crates, which state a request's root cause with them.
+pub use service_tracing_middleware::cause::{Category, Severity};
 
 /// The default classification, first rule that matches:
 ///
-/// Rules read `error.type` ([`ErrorEvent::error_class`]), falling back to the error type.
+/// Rules read `error.type` ([`ErrorEvent::error_class`]), falling back to the error type. An
+/// error inside a request is classified as its root cause was seen (a failed call has origin
+/// [`ErrorOrigin::Client`] and the dependency's status), then kept under the request's route.
 ///
 /// 1. a panic → Critical / Application;
 /// 2. status 401 or 403 → Medium / Security;
 /// 3. status 400 or 422 → Low / Validation;
 /// 4. a database span (`db.system`) → Medium / Database on a timeout, else High / Database;
-/// 5. `error.type` `timeout` (any span) → Medium / Timeout. A timeout talking to a dependency
-///    is a dependency timeout: its category is Timeout, and its origin
+/// 5. a timeout (any span) → Medium / Timeout: `error.type` `timeout` (which `record_error`
+///    sets for a `std::io::ErrorKind::TimedOut` and `tokio::time::error::Elapsed`, also
+///    among the error's sources), an error type named `Elapsed` or `Timeout`, or a type or
+///    message that says `timeout`, `timed out` or `deadline has elapsed`. A timeout talking to
+///    a dependency is a dependency timeout: its category is Timeout, and its origin
 ///    ([`ErrorOrigin::Client`]) and operation (`GET payments:443`) name the dependency;
 /// 6. a client span: 4xx → Low / Dependency; anything else (5xx, `connect`, other transport
 ///    errors) → High / Dependency;
-/// 7. a server span: 5xx → High / Application; anything else → Medium / Application;
-/// 8. any other span with an `exception` event → Medium / Application.
+/// 7. a type or message that says `database` or `sql` (`sqlx::Error`, `SqlState`...) → High /
+///    Database;
+/// 8. a type or message that says `connection refused` → High / Dependency;
+/// 9. a server span: 5xx → High / Application; anything else → Medium / Application;
+/// 10. any other span with an `exception` event → Medium / Application.
 pub(crate) fn default_classification(event: &ErrorEvent) -> (Severity, Category) {
     let status = event.status_code();
     let class = event.error_class().unwrap_or(event.error_type());
@@ -131,7 +41,12 @@ pub(crate) fn default_classification(event: &ErrorEvent) -> (Severity, Category)
         Some(400 | 422) => return (Severity::Low, Category::Validation),
         _ => {}
     }
-    let timeout = class.eq_ignore_ascii_case("timeout");
+    let says = |words: &[&str]| {
+        contains_any(event.error_type(), words) || contains_any(event.message(), words)
+    };
+    let timeout = class.eq_ignore_ascii_case("timeout")
+        || ends_with_ignore_case(event.error_type(), "elapsed")
+        || says(&["timeout", "timed out", "deadline has elapsed"]);
     if event.db_system().is_some() {
         return if timeout {
             (Severity::Medium, Category::Database)
@@ -144,13 +59,36 @@ pub(crate) fn default_classification(event: &ErrorEvent) -> (Severity, Category)
     }
     let client_error = status.is_some_and(|s| (400..500).contains(&s));
     match event.origin() {
-        ErrorOrigin::Client if client_error => (Severity::Low, Category::Dependency),
-        ErrorOrigin::Client => (Severity::High, Category::Dependency),
+        ErrorOrigin::Client if client_error => return (Severity::Low, Category::Dependency),
+        ErrorOrigin::Client => return (Severity::High, Category::Dependency),
+        _ => {}
+    }
+    if says(&["database", "sql"]) {
+        return (Severity::High, Category::Database);
+    }
+    if says(&["connection refused"]) {
+        return (Severity::High, Category::Dependency);
+    }
+    match event.origin() {
         ErrorOrigin::Server if status.is_some_and(|s| s >= 500) => {
             (Severity::High, Category::Application)
         }
         _ => (Severity::Medium, Category::Application),
     }
+}
+
+/// Whether `text` holds one of `words` (lowercase ASCII), ignoring ASCII case; no allocation.
+fn contains_any(text: &str, words: &[&str]) -> bool {
+    words.iter().any(|word| {
+        text.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    })
+}
+
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 #[cfg(test)]

@@ -181,7 +181,8 @@ fn severity_number(severity: Severity) -> u64 {
         Severity::Critical => 21, // FATAL
         Severity::High => 17,     // ERROR
         Severity::Medium => 13,   // WARN
-        Severity::Low => 9,       // INFO
+        // `Severity` is shared with the middleware crate and open to new levels.
+        _ => 9, // INFO (Low)
     }
 }
 

@@ -20,26 +20,81 @@
 //!
 //! # What counts as an error
 //!
-//! - a server span with status Error (a 5xx answer, a panic);
+//! **One failing request is one error.** A request that answers 5xx, panics, or has an error
+//! recorded inside it counts once, in the group of its *root cause*, under its route template
+//! (`GET /orders/{id}`):
+//!
+//! - a failed dependency call (the [client middleware](service_tracing_middleware) saw a
+//!   transport error or a 4xx/5xx answer): the group is the call's error (`reqwest::Error`
+//!   and its message) with category `dependency` (`timeout` when it timed out), and the call's
+//!   target (`GET payments.internal`) is kept as [`ErrorGroup::targets`]. The call's client
+//!   span keeps its own `exception` event, but does not make a second error;
+//! - an error stated with [`record_error`] or [`record_error_as`] (which gives the category
+//!   and severity), or a `tracing::error!` event ([`ErrorEvents`]);
+//! - an error on a span of another instrumentation inside the request (a database span with
+//!   `db.system` makes it `database`);
+//! - the request's panic (`panic`, critical), or, with nothing recorded, its own 5xx
+//!   (`application`).
+//!
+//! The first error recorded in the request is its root cause; later ones are part of the same
+//! failure. The status codes of the group are those the requests answered.
+//!
+//! Outside any request (background jobs), each error counts on its own, as before:
+//!
+//! - a server span with status Error (a 5xx answer, a panic) from a layer without error
+//!   tracking's observer;
 //! - a client span with status Error (a transport error, a dependency's 4xx or 5xx);
-//! - any span with an `exception` event, including those the application adds with
-//!   [`record_error`] and, through [`ErrorEvents`] (part of the bridge layer), its
-//!   `tracing::error!` events inside a traced request.
+//! - any span with an `exception` event.
 //!
 //! An internal span with status Error but no `exception` event is not counted: it usually
 //! repeats the error of the request it belongs to.
+//!
+//! ## How a child's error reaches its request
+//!
+//! Spans end separately, children before the server span, and an unsampled request has no
+//! spans at all, so the request's one error is not assembled from spans. Instead, the server
+//! layer puts a small place for the request's root cause into the request's OpenTelemetry
+//! `Context` (when an observer asks for it, as [`rates_observer`](ErrorTracking::rates_observer)
+//! does; see [`service_tracing_middleware::cause`]). Whatever sees an error inside the request
+//! reaches that place through `Context::current()` and states it there, first one wins: the
+//! client middleware when a call fails, [`record_error`], [`ErrorEvents`], the layer when the
+//! handler panics, sampled or not. When the request ends, the layer hands the cause to the
+//! observer with the request's outcome, and the observer queues one error: the cause as it was
+//! seen (classified as such), kept under the request's route. The span processor, for its
+//! part, leaves the errors of spans ending inside such a request to it (a third-party span's
+//! error becomes the root cause when it is the first), and skips the server span whose request
+//! the observer has just counted (the layer ends it right after, on the same thread). On the
+//! request path this costs one context value per request (a few allocations, measured in
+//! BENCHMARKS.md) and, for a failing request, the cause's texts; no lock is shared between
+//! requests and nothing is kept across requests.
+//!
+//! # Classification
+//!
+//! Each group has a [`Severity`] and a [`Category`]: stated where the error was recorded
+//! ([`record_error_as`]), else from the [classifier](ErrorTracking::with_classifier) given at
+//! set-up ([`ServiceTracing::error_classifier`](crate::ServiceTracing::error_classifier)),
+//! else from the default rules, which recognise panics, security and validation statuses,
+//! database spans, timeouts (`std::io::ErrorKind::TimedOut`, `tokio::time::error::Elapsed`,
+//! types and messages that say timeout), database and SQL errors, refused connections and
+//! failed calls. An error inside a request is classified as its root cause was seen.
 //!
 //! # Sampling
 //!
 //! A span processor only sees recorded spans. The server layer's observer
 //! ([`ErrorTracking::rates_observer`], added by set-up) sees every request: it counts the
 //! per-route requests, errors and ratios of [`ErrorSummary::route_rates`] ([`RouteRates`]), and
-//! the error of a request whose span was *not* recorded goes to its group too, with its type
-//! (`500`, `panic`...), route, status and no message (none is known) and no trace sample (no
-//! backend holds the trace). So server errors are counted whatever the sampler; a 5xx group
-//! holds both; a panic's sampled occurrences group by message, its unsampled ones under an
-//! empty message. Client and internal errors are seen on recorded spans only and follow
+//! each failing request's one error, as above, sampled or not. An unsampled request's error
+//! has no trace sample (no backend holds the trace). So errors inside requests are counted
+//! whatever the sampler; errors outside requests are seen on recorded spans only and follow
 //! sampling.
+//!
+//! # Backtraces
+//!
+//! [`record_error`] adds no backtrace unless [`set_backtrace_capture`] (or
+//! [`ServiceTracing::error_backtraces`](crate::ServiceTracing::error_backtraces)) asks for
+//! one, whatever `RUST_BACKTRACE` says: formatting a backtrace symbolises it on the request's
+//! thread, which costs about 100 ms for the first error of a process and about 0.15 ms for each
+//! later one.
 //!
 //! # Alerts, log records and redaction
 //!
@@ -129,7 +184,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
-pub use capture::{record_error, ErrorEvents};
+pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEvents};
 pub use classify::{Category, Severity};
 pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
@@ -179,6 +234,19 @@ pub struct ErrorEvent {
     correlation_id: Option<String>,
     db_system: Option<String>,
     time: SystemTime,
+    /// The request it happened in, when it happened in one: its operation and status.
+    request: Option<RequestPart>,
+    /// The failed call's target (or where else it failed), for an error inside a request.
+    target: Option<String>,
+    /// Severity and category stated where the error was recorded ([`record_error_as`]).
+    classification: Option<(Severity, Category)>,
+}
+
+/// The request an error happened in.
+#[derive(Clone, Debug)]
+struct RequestPart {
+    operation: String,
+    status_code: Option<u16>,
 }
 
 impl ErrorEvent {
@@ -229,6 +297,54 @@ impl ErrorEvent {
         self.db_system.as_deref()
     }
 
+    /// For an error inside a request: the request's operation (`{METHOD} {route}`), under
+    /// which its group is kept. The error itself is described by the other fields as it was
+    /// seen: a failed call has origin [`Client`](ErrorOrigin::Client), its target as
+    /// [`operation`](Self::operation) and the dependency's status as
+    /// [`status_code`](Self::status_code). `None` for an error outside any request.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorOrigin, ErrorTracking, Severity};
+    /// // Calls to payments that fail inside checkout requests are critical.
+    /// let errors = ErrorTracking::new().with_classifier(|event| {
+    ///     (event.origin() == ErrorOrigin::Client
+    ///         && event.operation().contains("payments")
+    ///         && event.request_operation() == Some("POST /checkout"))
+    ///         .then_some((Severity::Critical, Category::Dependency))
+    /// });
+    /// ```
+    pub fn request_operation(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.operation.as_str())
+    }
+
+    /// For an error inside a request: the status the request answered, when it answered.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorTracking, Severity};
+    /// // A dependency's 404 that made the request answer 5xx is not a routine 404.
+    /// let errors = ErrorTracking::new().with_classifier(|event| {
+    ///     (event.status_code() == Some(404) && event.request_status_code() >= Some(500))
+    ///         .then_some((Severity::High, Category::Dependency))
+    /// });
+    /// ```
+    pub fn request_status_code(&self) -> Option<u16> {
+        self.request.as_ref().and_then(|r| r.status_code)
+    }
+
+    /// Severity and category stated where the error was recorded
+    /// ([`record_error_as`]); they win over any classifier.
+    ///
+    /// ```
+    /// let errors = service_tracing::errors::ErrorTracking::new().with_classifier(|event| {
+    ///     // Never reached for stated errors, which keep what was stated.
+    ///     assert!(event.stated_classification().is_none());
+    ///     None
+    /// });
+    /// ```
+    pub fn stated_classification(&self) -> Option<(Severity, Category)> {
+        self.classification
+    }
+
     /// Reads the error off an ended span; `None` when the span is not an error.
     fn from_span(span: &SpanData) -> Option<Self> {
         let exception = span
@@ -251,7 +367,14 @@ impl ErrorEvent {
             return None;
         }
         let attrs = span.attributes.as_slice();
-        let error_class = string_attr(attrs, "error.type");
+        let error_class = exception
+            .and_then(|a| string_attr(a, "error.type"))
+            .or_else(|| string_attr(attrs, "error.type"));
+        let classification = exception.and_then(|a| {
+            let severity = Severity::from_name(&string_attr(a, "error.severity")?)?;
+            let category = Category::from_name(&string_attr(a, "error.category")?)?;
+            Some((severity, category))
+        });
         let error_type = exception
             .and_then(|a| string_attr(a, "exception.type"))
             .or_else(|| error_class.clone())
@@ -278,7 +401,108 @@ impl ErrorEvent {
             db_system: string_attr(attrs, "db.system")
                 .or_else(|| string_attr(attrs, "db.system.name")),
             time: span.end_time,
+            request: None,
+            target: None,
+            classification,
         })
+    }
+
+    /// The error of a request that failed or had an error recorded inside it, sampled or
+    /// not: the root cause as it was seen (or the request's own `5xx`, `panic`... when nothing
+    /// was recorded), kept under the request's operation.
+    fn from_request(outcome: &service_tracing_middleware::RequestOutcome<'_>) -> Option<Self> {
+        let error_type = match (outcome.error_cause, outcome.error_type) {
+            (None, None) => return None,
+            (Some(cause), _) => cause.error_type(),
+            (None, Some(error_type)) => error_type,
+        };
+        let operation = bounded(&crate::operations::server_operation(
+            outcome.method,
+            outcome.route,
+        ));
+        // Samples point at traces a backend holds.
+        let (trace_id, span_id) = if outcome.sampled {
+            (outcome.trace_id, outcome.span_id)
+        } else {
+            (TraceId::INVALID, SpanId::INVALID)
+        };
+        let mut event = Self {
+            origin: ErrorOrigin::Server,
+            error_type: bounded(error_type),
+            error_class: outcome.error_type.map(bounded),
+            message: String::new(),
+            operation: operation.clone(),
+            status_code: outcome.status,
+            trace_id,
+            span_id,
+            correlation_id: Some(bounded(outcome.correlation_id.as_str())),
+            db_system: None,
+            time: SystemTime::now(),
+            request: Some(RequestPart {
+                operation,
+                status_code: outcome.status,
+            }),
+            target: None,
+            classification: None,
+        };
+        if let Some(cause) = outcome.error_cause {
+            event.origin = if cause.is_call() {
+                ErrorOrigin::Client
+            } else if cause.error_class() == Some("panic") {
+                ErrorOrigin::Server
+            } else {
+                ErrorOrigin::Internal
+            };
+            event.error_class = cause.error_class().map(bounded);
+            event.message = bounded(cause.message());
+            event.target = cause.target().map(bounded);
+            if let Some(target) = &event.target {
+                event.operation.clone_from(target);
+            }
+            if cause.is_call() {
+                event.status_code = cause.status_code();
+            }
+            event.db_system = cause.db_system().map(bounded);
+            event.classification = cause.classification();
+        }
+        Some(event)
+    }
+
+    /// The error as the root cause of the request it happened in.
+    fn to_cause(&self) -> service_tracing_middleware::ErrorCause {
+        use service_tracing_middleware::ErrorCause;
+        let error_type = self.error_type.clone();
+        let mut cause = match self.origin {
+            ErrorOrigin::Client => {
+                ErrorCause::call(self.operation.clone(), error_type, self.message.clone())
+            }
+            _ => ErrorCause::new(error_type, self.message.clone())
+                .with_target(self.operation.clone()),
+        };
+        if let Some(class) = &self.error_class {
+            cause = cause.with_class(class.clone());
+        }
+        if let Some(status) = self.status_code {
+            cause = cause.with_status_code(status);
+        }
+        if let Some(system) = &self.db_system {
+            cause = cause.with_db_system(system.clone());
+        }
+        if let Some((severity, category)) = self.classification {
+            cause = cause.with_classification(severity, category);
+        }
+        cause
+    }
+
+    /// Keys the error by the request it happened in: its operation and status become the
+    /// group's, and where it failed becomes the group's target. Done after classification,
+    /// which sees the error as it was.
+    fn into_request_key(mut self) -> Self {
+        if let Some(request) = self.request.take() {
+            self.operation = request.operation;
+            self.status_code = request.status_code;
+        }
+        self
     }
 
     #[cfg(test)]
@@ -300,6 +524,9 @@ impl ErrorEvent {
             correlation_id: None,
             db_system: db_system.map(str::to_owned),
             time: SystemTime::now(),
+            request: None,
+            target: None,
+            classification: None,
         }
     }
 }
@@ -340,7 +567,7 @@ fn bounded(s: &str) -> String {
     fingerprint::truncate(s, MAX_FIELD).to_owned()
 }
 
-type Classifier = dyn Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync;
+pub(crate) type Classifier = dyn Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync;
 
 struct Shared {
     store: Mutex<Store>,
@@ -559,9 +786,14 @@ impl ErrorTracking {
         self.keep_sharing(rebuilt)
     }
 
-    /// Overrides the classification: `classify` returns `Some((severity, category))` to decide,
-    /// or `None` to keep the default. Call it before the tracker is used: it starts from no
-    /// groups. It runs on the thread that ends the span, so keep it quick.
+    /// Replaces the default classification: `classify` returns `Some((severity, category))`
+    /// to decide, or `None` to fall back to the defaults. Severities and categories stated
+    /// where the error was recorded ([`record_error_as`]) win over it. Call it before the
+    /// tracker is used: it starts from no groups. It runs on error tracking's background
+    /// thread (or, when its queue is full, on the thread that ends the span), so keep it
+    /// quick; a panic in it falls back to the defaults.
+    /// [`ServiceTracing::error_classifier`](crate::ServiceTracing::error_classifier) sets it
+    /// on the tracker set-up creates.
     ///
     /// ```
     /// use service_tracing::errors::{Category, ErrorTracking, Severity};
@@ -579,6 +811,17 @@ impl ErrorTracking {
         let rebuilt = Self::build_with(
             self.shared.max_groups,
             Some(Arc::new(classify)),
+            self.shared.rates.clone(),
+            self.shared.options.clone(),
+        );
+        self.keep_sharing(rebuilt)
+    }
+
+    /// [`with_classifier`](Self::with_classifier) with a classifier set-up holds.
+    pub(crate) fn with_shared_classifier(self, classify: Arc<Classifier>) -> Self {
+        let rebuilt = Self::build_with(
+            self.shared.max_groups,
+            Some(classify),
             self.shared.rates.clone(),
             self.shared.options.clone(),
         );
@@ -644,7 +887,9 @@ impl ErrorTracking {
     }
 
     /// An observer for the server layer that counts every request, sampled or not, into
-    /// [`rates`](Self::rates); [`ServiceTracing`](crate::ServiceTracing) adds it.
+    /// [`rates`](Self::rates), and counts each failing request once, under its root cause
+    /// (see [What counts as an error](self#what-counts-as-an-error));
+    /// [`ServiceTracing`](crate::ServiceTracing) adds it.
     ///
     /// ```
     /// let errors = service_tracing::errors::ErrorTracking::new();
@@ -652,42 +897,20 @@ impl ErrorTracking {
     ///     service_tracing_middleware::TracingLayer::new().with_observer(errors.rates_observer());
     /// ```
     pub fn rates_observer(&self) -> impl service_tracing_middleware::RequestObserver {
-        use service_tracing_middleware::RequestObserver as _;
-        let rates = self.shared.rates.observer();
-        let errors = self.clone();
-        move |outcome: &service_tracing_middleware::RequestOutcome<'_>| {
-            rates.on_request_end(outcome);
-            // A recorded span brings its own error; an unsampled request's error is known
-            // only here, so groups count every request whatever the sampler.
-            if !outcome.sampled {
-                if let Some(error_type) = outcome.error_type {
-                    errors.record_unsampled(outcome, error_type);
-                }
-            }
+        RequestErrorsObserver {
+            errors: self.clone(),
         }
     }
 
-    /// Queues the error of a request whose span was not recorded: its type (`500`, `panic`,
-    /// ...), operation, status and correlation id, no message and no trace sample.
-    fn record_unsampled(
-        &self,
-        outcome: &service_tracing_middleware::RequestOutcome<'_>,
-        error_type: &str,
-    ) {
-        let operation = crate::operations::server_operation(outcome.method, outcome.route);
-        let event = ErrorEvent {
-            origin: ErrorOrigin::Server,
-            error_type: bounded(error_type),
-            error_class: Some(bounded(error_type)),
-            message: String::new(),
-            operation: bounded(&operation),
-            status_code: outcome.status,
-            trace_id: TraceId::INVALID,
-            span_id: SpanId::INVALID,
-            correlation_id: Some(bounded(outcome.correlation_id.as_str())),
-            db_system: None,
-            time: SystemTime::now(),
+    /// Queues the one error of a request that failed or had an error recorded inside it.
+    fn record_request(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
+        let Some(event) = ErrorEvent::from_request(outcome) else {
+            return;
         };
+        if outcome.sampled {
+            // The server span ends right after this, on this thread: its error is this one.
+            COUNTED_SERVER_SPAN.set(Some((outcome.trace_id, outcome.span_id)));
+        }
         self.enqueue(event);
     }
 
@@ -700,6 +923,21 @@ impl ErrorTracking {
         let Some(event) = ErrorEvent::from_span(span) else {
             return;
         };
+        if event.origin == ErrorOrigin::Server {
+            let id = (event.trace_id, event.span_id);
+            if COUNTED_SERVER_SPAN.take() == Some(id) {
+                return;
+            }
+        } else {
+            // Inside a request whose observer counts it: part of that request's one error
+            // (its root cause when it is the first), not an error of its own.
+            let seen = Context::map_current(|cx| {
+                service_tracing_middleware::cause::record_cause(cx, || event.to_cause())
+            });
+            if seen.in_request() {
+                return;
+            }
+        }
         self.enqueue(event);
     }
 
@@ -740,13 +978,17 @@ impl ErrorTracking {
     /// Redacts, classifies, fingerprints and stores one error, and tells the alerting thread.
     fn ingest(&self, mut event: ErrorEvent) {
         self.redact(&mut event);
-        // The user's classifier must not take the span's thread down.
-        let custom = self.shared.classifier.as_ref().and_then(|classify| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
-                .ok()
-                .flatten()
+        // Stated where it was recorded, else the user's classifier, else the defaults. The
+        // user's classifier must not take the thread down.
+        let classified = event.classification.unwrap_or_else(|| {
+            let custom = self.shared.classifier.as_ref().and_then(|classify| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
+                    .ok()
+                    .flatten()
+            });
+            custom.unwrap_or_else(|| classify::default_classification(&event))
         });
-        let classified = custom.unwrap_or_else(|| classify::default_classification(&event));
+        let event = event.into_request_key();
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
         let at = self.shared.rates.elapsed();
@@ -770,6 +1012,31 @@ impl ErrorTracking {
     /// in the provider, so the SDK does not clone each span for a second one).
     pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<Self, P> {
         InFrontOf::new(self.clone(), next)
+    }
+}
+
+thread_local! {
+    /// The sampled server span whose request [`RequestErrorsObserver`] has just counted; the
+    /// layer ends that span right after, on the same thread, and the processor skips its
+    /// error. Written only for failing requests.
+    static COUNTED_SERVER_SPAN: std::cell::Cell<Option<(TraceId, SpanId)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// [`ErrorTracking::rates_observer`]: route rates, and one error per failing request.
+struct RequestErrorsObserver {
+    errors: ErrorTracking,
+}
+
+impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
+    fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
+        let rates = &self.errors.shared.rates;
+        rates.record(outcome.method, outcome.route, outcome.error_type.is_some());
+        self.errors.record_request(outcome);
+    }
+
+    fn wants_error_cause(&self) -> bool {
+        true
     }
 }
 
@@ -1067,6 +1334,319 @@ mod tests {
             groups[0].trace_ids().len(),
             groups[0].correlation_ids().len()
         );
+    }
+
+    #[derive(Debug)]
+    struct RowLocked(u32);
+
+    impl fmt::Display for RowLocked {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "ledger row {} is locked", self.0)
+        }
+    }
+
+    impl std::error::Error for RowLocked {}
+
+    /// A fault mix through the real layer and client, half the traces sampled: one group per
+    /// fault, one error per failing request, under its root cause, on its route.
+    #[tokio::test]
+    async fn a_failing_request_is_one_error_under_its_root_cause_sampled_or_not() {
+        use axum::extract::{Path, State};
+        use axum::http::StatusCode;
+        use axum::routing::get;
+
+        let errors = ErrorTracking::new();
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.5))
+            .with_span_processor(errors.in_front_of(
+                opentelemetry_sdk::trace::SimpleSpanProcessor::new(exporter.clone()),
+            ))
+            .build();
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(service_tracing_client::TracingMiddleware::new().with_tracer_provider(&provider))
+            .build();
+        // A port nothing listens on.
+        let closed = {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            format!(
+                "http://{}",
+                listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            )
+        };
+        async fn proxy(
+            State((client, closed)): State<(reqwest_middleware::ClientWithMiddleware, String)>,
+            Path(id): Path<u32>,
+        ) -> StatusCode {
+            match client.get(format!("{closed}/items/{id}")).send().await {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }
+        let app = axum::Router::new()
+            .route("/proxy/{id}", get(proxy))
+            .route(
+                "/ledger/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    record_error_as(&RowLocked(id), Category::Database, Severity::High);
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .route(
+                "/slow/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("stock {id}"));
+                    record_error(&e);
+                    StatusCode::GATEWAY_TIMEOUT
+                }),
+            )
+            .route(
+                "/panic/{id}",
+                get(|Path(id): Path<u32>| async move {
+                    if id > 0 {
+                        panic!("order {id} not found");
+                    }
+                    StatusCode::OK
+                }),
+            )
+            .route(
+                "/fail/{id}",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route("/ok/{id}", get(|| async { "fine" }))
+            .with_state((client, closed))
+            .layer(
+                service_tracing_middleware::TracingLayer::new()
+                    .with_tracer_provider(&provider)
+                    .with_observer(errors.rates_observer()),
+            );
+        const REQUESTS: u64 = 40;
+        for i in 1..=REQUESTS {
+            for route in ["proxy", "ledger", "slow", "panic", "fail", "ok"] {
+                crate::test_support::get(&app, &format!("/{route}/{}", i * 7919)).await;
+            }
+        }
+
+        let exported = exporter.get_finished_spans().unwrap_or_default();
+        let sampled_calls = exported
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .count() as u64;
+        assert!(
+            sampled_calls > 0 && sampled_calls < REQUESTS,
+            "some sampled, some not: {sampled_calls}"
+        );
+        let groups = errors.groups();
+        assert_eq!(groups.len(), 5, "one group per fault: {groups:#?}");
+        let on = |operation: &str| -> &ErrorGroup {
+            let found: Vec<&ErrorGroup> = groups
+                .iter()
+                .filter(|g| g.operations() == [operation])
+                .collect();
+            assert_eq!(found.len(), 1, "{operation}: {groups:#?}");
+            found[0]
+        };
+        let cases = [
+            (
+                "GET /proxy/{id}",
+                "reqwest::Error",
+                502,
+                Severity::High,
+                Category::Dependency,
+            ),
+            (
+                "GET /ledger/{id}",
+                std::any::type_name::<RowLocked>(),
+                500,
+                Severity::High,
+                Category::Database,
+            ),
+            (
+                "GET /slow/{id}",
+                "std::io::error::Error",
+                504,
+                Severity::Medium,
+                Category::Timeout,
+            ),
+            (
+                "GET /panic/{id}",
+                "panic",
+                500,
+                Severity::Critical,
+                Category::Application,
+            ),
+            (
+                "GET /fail/{id}",
+                "500",
+                500,
+                Severity::High,
+                Category::Application,
+            ),
+        ];
+        for (operation, error_type, status, severity, category) in cases {
+            let g = on(operation);
+            assert_eq!(g.count(), REQUESTS, "{g:#?}");
+            assert_eq!(g.error_type(), error_type, "{g:#?}");
+            assert_eq!(g.status_codes(), [status], "{g:#?}");
+            assert_eq!((g.severity(), g.category()), (severity, category), "{g:#?}");
+            // Samples only from sampled requests, and some were.
+            assert!(!g.trace_ids().is_empty(), "{g:#?}");
+            let exported_ids: Vec<TraceId> =
+                exported.iter().map(|s| s.span_context.trace_id()).collect();
+            for id in g.trace_ids() {
+                assert!(exported_ids.contains(id), "{id} was never exported");
+            }
+        }
+        assert_eq!(on("GET /proxy/{id}").targets(), ["GET 127.0.0.1"]);
+        assert_eq!(
+            on("GET /panic/{id}").message(),
+            "order 7919 not found",
+            "the panic's message, sampled or not"
+        );
+        let summary = errors.summary();
+        assert_eq!(summary.total(), 5 * REQUESTS, "failing requests, each once");
+        // The failed calls that were sampled keep their own exception events.
+        assert!(exported
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .all(|s| s.events.iter().any(|e| e.name == "exception")));
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("loading stock failed")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    #[derive(Debug)]
+    struct Failed(&'static str);
+    impl fmt::Display for Failed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Failed {}
+
+    /// The default rules read timeouts, database and connection errors off the error itself,
+    /// here on spans outside any request. (Error types are named by their full path, so the
+    /// helper types live at module level, not inside this test, whose name says timeout.)
+    #[tokio::test]
+    async fn timeouts_database_and_refused_connections_are_recognised_by_default() {
+        let errors = ErrorTracking::new();
+        let provider = provider(&errors);
+        let tracer = provider.tracer("t");
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .expect_err("a zero timeout elapses");
+        let record = |name: &str, record: &dyn Fn()| {
+            tracer.in_span(name.to_owned(), |_cx| record());
+        };
+        record("io", &|| {
+            record_error(&std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "stock 7",
+            ))
+        });
+        record("elapsed", &|| record_error(&elapsed));
+        record("source", &|| {
+            record_error(&Wrapped(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+        });
+        record("message", &|| {
+            record_error(&Failed("call took too long: timeout after 2s"))
+        });
+        record("sql", &|| {
+            record_error(&Failed("SQL syntax error near 'FROM'"))
+        });
+        record("database", &|| record_error(&Failed("database is locked")));
+        record("refused", &|| {
+            record_error(&Failed("Connection refused (os error 111)"))
+        });
+        record("plain", &|| record_error(&Failed("order 7 not found")));
+        let groups = errors.groups();
+        let of = |operation: &str| {
+            let g = groups
+                .iter()
+                .find(|g| g.operations() == [operation])
+                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
+            (g.severity(), g.category())
+        };
+        use Category::*;
+        use Severity::*;
+        assert_eq!(of("io"), (Medium, Timeout), "io::ErrorKind::TimedOut");
+        assert_eq!(of("elapsed"), (Medium, Timeout), "tokio's Elapsed");
+        assert_eq!(
+            of("source"),
+            (Medium, Timeout),
+            "TimedOut among the sources"
+        );
+        assert_eq!(of("message"), (Medium, Timeout));
+        assert_eq!(of("sql"), (High, Database));
+        assert_eq!(of("database"), (High, Database));
+        assert_eq!(of("refused"), (High, Dependency));
+        assert_eq!(of("plain"), (Medium, Application));
+    }
+
+    /// A classifier given to `ServiceTracing` replaces the defaults (`None` falls back to them);
+    /// a classification stated with `record_error_as` still wins.
+    #[tokio::test]
+    async fn a_classifier_set_through_service_tracing_replaces_the_defaults() {
+        use axum::http::StatusCode;
+        use axum::routing::get;
+
+        let (layer, guard) = crate::ServiceTracing::builder("svc")
+            .env_lookup(|_| None)
+            .install_subscriber(false)
+            .exporter(crate::TracesExporter::None)
+            .error_classifier(|event| {
+                (event.request_operation() == Some("GET /fail"))
+                    .then_some((Severity::Low, Category::Security))
+            })
+            .init_layer()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let app = axum::Router::new()
+            .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .route(
+                "/other",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route(
+                "/stated",
+                get(|| async {
+                    record_error_as(
+                        &std::io::Error::other("row locked"),
+                        Category::Database,
+                        Severity::Medium,
+                    );
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }),
+            )
+            .layer(layer);
+        for path in ["/fail", "/other", "/stated"] {
+            crate::test_support::get(&app, path).await;
+        }
+        let errors = guard
+            .errors()
+            .unwrap_or_else(|| panic!("error tracking is on"));
+        let groups = errors.groups();
+        let of = |operation: &str| {
+            let g = groups
+                .iter()
+                .find(|g| g.operations() == [operation])
+                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
+            (g.severity(), g.category())
+        };
+        assert_eq!(of("GET /fail"), (Severity::Low, Category::Security));
+        assert_eq!(of("GET /other"), (Severity::High, Category::Application));
+        assert_eq!(of("GET /stated"), (Severity::Medium, Category::Database));
+        let _ = guard.shutdown();
     }
 
     #[test]

@@ -337,6 +337,12 @@ impl ErrorTracking {
         event.message = redactor.redact(&event.message);
         event.error_type = redactor.redact(&event.error_type);
         event.operation = redactor.redact(&event.operation);
+        if let Some(target) = &mut event.target {
+            *target = redactor.redact(target);
+        }
+        if let Some(request) = &mut event.request {
+            request.operation = redactor.redact(&request.operation);
+        }
     }
 
     /// How the alerting thread reads groups and rates: through a weak handle, so the thread

@@ -40,6 +40,7 @@ pub struct ErrorGroup {
     error_type: String,
     message: String,
     operations: Vec<String>,
+    targets: Vec<String>,
     status_codes: Vec<u16>,
     count: u64,
     first_seen: SystemTime,
@@ -67,6 +68,7 @@ impl ErrorGroup {
             fingerprint,
             message: truncate(&event.message, MAX_MESSAGE).to_owned(),
             operations: Vec::new(),
+            targets: Vec::new(),
             status_codes: Vec::new(),
             count: 0,
             first_seen: now,
@@ -94,6 +96,11 @@ impl ErrorGroup {
         }
         if self.operations.len() < MAX_OPERATIONS && !self.operations.contains(&event.operation) {
             self.operations.push(event.operation);
+        }
+        if let Some(target) = event.target {
+            if self.targets.len() < MAX_OPERATIONS && !self.targets.contains(&target) {
+                self.targets.push(target);
+            }
         }
         if let Some(code) = event.status_code {
             if self.status_codes.len() < MAX_STATUS_CODES && !self.status_codes.contains(&code) {
@@ -130,7 +137,22 @@ impl ErrorGroup {
         &self.operations
     }
 
-    /// The HTTP status codes seen, at most 8.
+    /// Where the errors of requests in this group failed, when that was not the request's
+    /// own code: the failed calls' targets (`GET payments.internal`, as client operations are
+    /// named) or a database span's name; at most 8. The calls' spans keep their own
+    /// `exception` events, but a failing request is one error, kept under its route.
+    ///
+    /// ```
+    /// for group in service_tracing::errors::ErrorTracking::new().groups() {
+    ///     println!("{} failed at {:?}", group.operations().join(", "), group.targets());
+    /// }
+    /// ```
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
+    /// The HTTP status codes seen, at most 8: the statuses the requests answered, or, for an
+    /// error outside any request, the span's.
     pub fn status_codes(&self) -> &[u16] {
         &self.status_codes
     }
@@ -199,6 +221,7 @@ impl ErrorGroup {
             "error_type": self.error_type,
             "message": self.message,
             "operations": self.operations,
+            "targets": self.targets,
             "status_codes": self.status_codes,
             "count": self.count,
             "first_seen_unix_ms": unix_ms(self.first_seen),
@@ -256,6 +279,7 @@ impl From<GroupParts> for ErrorGroup {
             error_type: group_type(&p.error_type),
             message: truncate(&p.message, MAX_MESSAGE).to_owned(),
             operations: bound(p.operations, false, MAX_OPERATIONS),
+            targets: Vec::new(),
             status_codes,
             count: p.count,
             first_seen: p.first_seen,
@@ -286,6 +310,11 @@ impl ErrorGroup {
         for op in &local.operations {
             if self.operations.len() < MAX_OPERATIONS && !self.operations.contains(op) {
                 self.operations.push(op.clone());
+            }
+        }
+        for target in &local.targets {
+            if self.targets.len() < MAX_OPERATIONS && !self.targets.contains(target) {
+                self.targets.push(target.clone());
             }
         }
         for code in &local.status_codes {

@@ -128,3 +128,110 @@ async fn failures_panics_and_untraced_routes() {
         ("GET", None, Some(404))
     );
 }
+
+/// (route, `error_type: message` of the cause) per request.
+type SeenCauses = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+/// Observes only `error_cause`: the first error recorded inside each request.
+struct Causes(SeenCauses);
+
+impl service_tracing_middleware::RequestObserver for Causes {
+    fn on_request_end(&self, o: &RequestOutcome<'_>) {
+        self.0.lock().unwrap().push((
+            o.route.map(str::to_owned),
+            o.error_cause
+                .map(|c| format!("{}: {}", c.error_type(), c.message())),
+        ));
+    }
+
+    fn wants_error_cause(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_first_error_recorded_inside_a_request_reaches_observers_sampled_or_not() {
+    use opentelemetry::Context;
+    use service_tracing_middleware::cause::{record_cause, Attribution};
+    use service_tracing_middleware::ErrorCause;
+
+    for sampler in [Sampler::AlwaysOn, Sampler::AlwaysOff] {
+        let h = Harness::with_sampler(sampler);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route(
+                "/call",
+                get_route(|| async {
+                    let first = record_cause(&Context::current(), || {
+                        ErrorCause::call("GET stock", "reqwest::Error", "connection refused")
+                    });
+                    let second = record_cause(&Context::current(), || {
+                        ErrorCause::new("io::Error", "later")
+                    });
+                    assert_eq!(
+                        (first, second),
+                        (Attribution::RootCause, Attribution::SameRequest)
+                    );
+                    StatusCode::BAD_GATEWAY
+                }),
+            )
+            .route(
+                "/panic",
+                get_route(|| async {
+                    panic!("order 7 not found");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .route("/ok", get_route(|| async { "ok" }))
+            .layer(h.layer().with_observer(Causes(seen.clone())));
+        for path in ["/call", "/panic", "/ok"] {
+            send(app.clone(), get(path).body(Body::empty()).unwrap()).await;
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (
+                    Some("/call".to_owned()),
+                    Some("reqwest::Error: connection refused".to_owned())
+                ),
+                (
+                    Some("/panic".to_owned()),
+                    Some("panic: order 7 not found".to_owned())
+                ),
+                (Some("/ok".to_owned()), None),
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_an_observer_asking_for_causes_nothing_is_attributed_to_the_request() {
+    use opentelemetry::Context;
+    use service_tracing_middleware::cause::{record_cause, Attribution};
+    use service_tracing_middleware::ErrorCause;
+
+    let h = Harness::new();
+    let (app, seen) = {
+        let seen = Arc::new(Mutex::new(Vec::<Attribution>::new()));
+        let sink = seen.clone();
+        let app = Router::new()
+            .route(
+                "/call",
+                get_route(move || {
+                    let sink = sink.clone();
+                    async move {
+                        let seen = record_cause(&Context::current(), || {
+                            ErrorCause::new("io::Error", "refused")
+                        });
+                        sink.lock().unwrap().push(seen);
+                        StatusCode::BAD_GATEWAY
+                    }
+                }),
+            )
+            .layer(h.layer().with_observer(|_: &RequestOutcome<'_>| {}));
+        (app, seen)
+    };
+    send(app, get("/call").body(Body::empty()).unwrap()).await;
+    assert_eq!(*seen.lock().unwrap(), [Attribution::NoRequest]);
+}
