@@ -829,7 +829,11 @@ impl ServiceTracing {
             global::set_tracer_provider(provider.clone());
         }
         if self.install_subscriber {
-            install_subscriber(pipeline.provider.as_ref(), self.log_filter.as_deref())?;
+            install_subscriber(
+                pipeline.provider.as_ref(),
+                self.log_filter.as_deref(),
+                &self.redactor,
+            )?;
         }
         let layer = layer_for(
             &config,
@@ -948,6 +952,7 @@ fn layer_for(
 fn install_subscriber(
     provider: Option<&SdkTracerProvider>,
     filter: Option<&str>,
+    redactor: &Redactor,
 ) -> Result<(), SetupError> {
     let filter = match filter {
         Some(f) => EnvFilter::try_new(f).map_err(|e| {
@@ -962,7 +967,7 @@ fn install_subscriber(
     };
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .event_format(TraceIdFormat::new())
+        .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))
         .with_filter(filter);
     let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
     tracing_subscriber::registry()
