@@ -47,9 +47,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::Status;
@@ -231,6 +229,10 @@ struct Keys {
     kv: Option<Regex>,
     /// Whether the default literals are looked for.
     literals: bool,
+    /// The shortest text any pattern can match: `pwd=x` and `a@b.io` with the defaults, two
+    /// bytes more than the shortest term otherwise. Shorter strings (`GET`, `1.1`, `200`)
+    /// are not scanned.
+    shortest: usize,
 }
 
 impl Keys {
@@ -281,12 +283,19 @@ impl Keys {
             ))
             .ok()
         }).flatten();
+        let shortest = terms
+            .iter()
+            .map(|t| t.len() + 2)
+            .chain(literals.then_some(5))
+            .min()
+            .unwrap_or(usize::MAX);
         Self {
             terms,
             first,
             pairs,
-            kv,
             literals,
+            shortest,
+            kv,
         }
     }
 
@@ -295,6 +304,9 @@ impl Keys {
     #[inline]
     fn scan(&self, text: &str) -> Needs {
         let b = text.as_bytes();
+        if b.len() < self.shortest {
+            return Needs::default();
+        }
         let (flags, digits) = classify(b);
         let has = |class: u16| flags & class != 0;
         let scheme = self.literals && has(C_SPACE) && has(C_B) && has_scheme(b);
@@ -346,14 +358,13 @@ impl Keys {
                 .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
                 .map_or(0, |p| p + 1);
             let key = &before[start..];
-            !key.is_empty() && std::str::from_utf8(key).is_ok_and(|k| self.denies(k))
+            !key.is_empty() && self.denies(key)
         })
     }
 
     /// Whether `key` holds a denied term that starts and ends at word boundaries (`.`, `_`,
     /// `-`, `/`, a space, a lower-to-upper case change, or either end).
-    fn denies(&self, key: &str) -> bool {
-        let b = key.as_bytes();
+    fn denies(&self, b: &[u8]) -> bool {
         let mut prev = b'.';
         for (i, &c) in b.iter().enumerate() {
             if self.first[usize::from(c)] && boundary(prev, c) && self.term_at(b, i) {
@@ -393,66 +404,62 @@ thread_local! {
     static KEY_VERDICTS: RefCell<KeyVerdicts> = RefCell::new(KeyVerdicts::default());
 }
 
-/// At most this many keys are remembered per thread; beyond, the memory starts over.
-const MAX_KEY_VERDICTS: usize = 4096;
+/// How many keys are remembered per thread (a direct-mapped table: a key whose slot is taken
+/// replaces the one there).
+const KEY_SLOTS: usize = 1024;
 
 /// Whether a key is denied, remembered by the key's address and length.
 ///
-/// Sound because an entry keeps its key alive: only keys whose clone shares their bytes are
+/// Sound because a slot keeps its key alive: only keys whose clone shares their bytes are
 /// remembered (`&'static str` keys, which every semantic-convention and `tracing` field key
-/// is, and `Arc<str>` keys), so while the entry lives no other string can sit at that
+/// is, and `Arc<str>` keys), so while the slot holds one no other string can sit at that
 /// address. Keys made from a `String` are checked every time. The key list the verdicts were
 /// made with is kept too, and a redactor with another list starts the memory over.
 #[derive(Default)]
 struct KeyVerdicts {
     keys: Option<Arc<Keys>>,
-    seen: HashMap<(usize, usize), (Key, bool), BuildHasherDefault<AddressHasher>>,
+    slots: Vec<Option<(usize, usize, Key, bool)>>,
 }
 
 impl KeyVerdicts {
+    #[inline]
     fn denies(&mut self, keys: &Arc<Keys>, key: &Key) -> bool {
         if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
             self.keys = Some(keys.clone());
-            self.seen.clear();
+            self.slots.clear();
+            self.slots.resize_with(KEY_SLOTS, || None);
         }
         let text = key.as_str();
-        let address = (text.as_ptr() as usize, text.len());
-        if let Some((_, denied)) = self.seen.get(&address) {
-            return *denied;
+        let (address, len) = (text.as_ptr() as usize, text.len());
+        // Two neighbouring slots per key, so two keys that hash alike do not evict each other.
+        let hash =
+            ((address as u64) ^ (len as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let first = ((hash >> 40) as usize % KEY_SLOTS) & !1;
+        for slot in [first, first + 1] {
+            if let Some(Some((a, l, _, denied))) = self.slots.get(slot) {
+                if *a == address && *l == len {
+                    return *denied;
+                }
+            }
         }
-        let denied = keys.denies(text);
+        self.remember(keys, key, first)
+    }
+
+    #[cold]
+    fn remember(&mut self, keys: &Keys, key: &Key, first: usize) -> bool {
+        let text = key.as_str();
+        let denied = keys.denies(text.as_bytes());
         let kept = key.clone();
         if kept.as_str().as_ptr() == text.as_ptr() {
-            if self.seen.len() >= MAX_KEY_VERDICTS {
-                self.seen.clear();
+            let slot = match self.slots.get(first) {
+                Some(Some(_)) => first + 1,
+                _ => first,
+            };
+            if let Some(entry) = self.slots.get_mut(slot) {
+                *entry = Some((text.as_ptr() as usize, text.len(), kept, denied));
             }
-            self.seen.insert(address, (kept, denied));
         }
         denied
-    }
-}
-
-/// FxHash over the two words of an address: the keys are addresses, not attacker-chosen text.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_usize(&mut self, word: usize) {
-        self.write_u64(word as u64);
     }
 }
 
@@ -612,7 +619,7 @@ impl Redactor {
     /// assert!(!redactor.denies_key("gen_ai.usage.input_tokens"));
     /// ```
     pub fn denies_key(&self, key: &str) -> bool {
-        self.keys.denies(key)
+        self.keys.denies(key.as_bytes())
     }
 
     /// The text with the policy applied, cut to the length bound (what error tracking stores).
@@ -718,7 +725,7 @@ impl Redactor {
             }
             Err(_) => {
                 for kv in attributes.iter_mut() {
-                    let denied = self.keys.denies(kv.key.as_str());
+                    let denied = self.keys.denies(kv.key.as_str().as_bytes());
                     self.redact_attribute(kv, denied);
                 }
             }
@@ -807,7 +814,7 @@ impl Redactor {
                     let kept = value.eq_ignore_ascii_case("bearer")
                         || value.eq_ignore_ascii_case("basic")
                         || value.starts_with(REDACTED)
-                        || !self.keys.denies(&c[1]);
+                        || !self.keys.denies(c[1].as_bytes());
                     if kept {
                         Cow::Owned(c[0].to_owned())
                     } else {
@@ -897,24 +904,23 @@ fn redact_cards(text: &str) -> Option<String> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut i = 0;
-    // (end, digits so far) of each group; a card has at most 19 groups.
-    let mut group_ends = [(0usize, 0usize); 19];
     while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && (joined(b[i - 1]) || b[i - 1] == b'-')) {
+        // Skip to a digit that starts a word: most strings with 12 digits are ids (UUIDs)
+        // whose digits all follow a letter, a digit or a dash.
+        let mut prev = if i == 0 { b' ' } else { b[i - 1] };
+        while i < b.len() && (!b[i].is_ascii_digit() || joined(prev) || prev == b'-') {
+            prev = b[i];
             i += 1;
-            continue;
+        }
+        if i == b.len() {
+            break;
         }
         let start = i;
         let mut digits = 0;
-        let mut groups = 0;
         loop {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
                 digits += 1;
-            }
-            if let Some(slot) = group_ends.get_mut(groups) {
-                *slot = (i, digits);
-                groups += 1;
             }
             let grouped =
                 i + 1 < b.len() && matches!(b[i], b' ' | b'-') && b[i + 1].is_ascii_digit();
@@ -929,14 +935,10 @@ fn redact_cards(text: &str) -> Option<String> {
             Some(b'-') => !b.get(i + 1).is_some_and(|&c| joined(c)),
             Some(_) => true,
         };
-        if !alone {
+        if digits < 12 || !alone {
             continue;
         }
-        let card = group_ends[..groups]
-            .iter()
-            .rev()
-            .find(|&&(end, digits)| (12..=19).contains(&digits) && luhn(&text[start..end]));
-        if let Some(&(end, _)) = card {
+        if let Some(end) = card_end(text, start, i) {
             let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
             o.push_str(&text[copied..start]);
             o.push_str(REDACTED);
@@ -947,6 +949,23 @@ fn redact_cards(text: &str) -> Option<String> {
         o.push_str(&text[copied..]);
         o
     })
+}
+
+/// Where the card in the digit run `text[start..end]` ends: the whole run, else the longest
+/// run of its leading groups, that has 12 to 19 digits and passes the Luhn check.
+fn card_end(text: &str, start: usize, end: usize) -> Option<usize> {
+    let mut end = end;
+    loop {
+        let run = &text[start..end];
+        let digits = run.bytes().filter(u8::is_ascii_digit).count();
+        if digits < 12 {
+            return None;
+        }
+        if digits <= 19 && luhn(run) {
+            return Some(end);
+        }
+        end = start + run.bytes().rposition(|c| c == b' ' || c == b'-')?;
+    }
 }
 
 /// The Luhn check over the digits of a 12 to 19 digit run.

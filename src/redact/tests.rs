@@ -313,3 +313,13 @@ fn card_numbers_are_found_alone_and_not_inside_identifiers() {
         assert_eq!(redact_cards(input).as_deref(), expected, "{input}");
     }
 }
+
+#[test]
+fn the_shortest_matches_are_still_found() {
+    let r = Redactor::new();
+    assert_eq!(r.redact("pwd=x"), "pwd=[REDACTED]");
+    assert_eq!(r.redact("a@b.io"), REDACTED);
+    let short = Redactor::without_defaults().with_denied_key("pk");
+    assert_eq!(short.redact("pk=1"), "pk=[REDACTED]");
+    assert_eq!(short.redact("pk="), "pk=");
+}
