@@ -164,11 +164,24 @@ fn classify(b: &[u8]) -> (u16, usize) {
 #[cold]
 #[inline(never)]
 fn has_scheme(b: &[u8]) -> bool {
-    memchr::memchr2_iter(b'b', b'B', b).any(|i| {
-        let rest = &b[i..];
-        (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
-            || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"))
+    (0..b.len().saturating_sub(4)).any(|i| {
+        // `b`, then `e` or `a` (ASCII case folded by setting bit 5).
+        b[i] | 0x20 == b'b' && matches!(b[i + 1] | 0x20, b'e' | b'a') && {
+            let rest = &b[i..];
+            (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
+                || rest[..5].eq_ignore_ascii_case(b"basic")
+        }
     })
+}
+
+/// Whether `b` is a canonical UUID (`8-4-4-4-12` hex digits): an id, never a card number,
+/// however many of its digits are decimal.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// Which checks a string needs, from the byte scan.
@@ -318,7 +331,7 @@ impl Keys {
             literal: scheme || literal,
             pair,
             email: self.literals && has(C_AT),
-            card: self.literals && digits >= 12,
+            card: self.literals && digits >= 12 && !is_uuid(b),
         }
     }
 
@@ -351,15 +364,17 @@ impl Keys {
     #[cold]
     #[inline(never)]
     fn denied_pair(&self, b: &[u8]) -> bool {
-        memchr::memchr2_iter(b'=', b':', b).any(|at| {
-            let before = b[..at].trim_ascii_end();
-            let start = before
-                .iter()
-                .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
-                .map_or(0, |p| p + 1);
-            let key = &before[start..];
-            !key.is_empty() && self.denies(key)
-        })
+        (0..b.len())
+            .filter(|&i| matches!(b[i], b'=' | b':'))
+            .any(|at| {
+                let before = b[..at].trim_ascii_end();
+                let start = before
+                    .iter()
+                    .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
+                    .map_or(0, |p| p + 1);
+                let key = &before[start..];
+                !key.is_empty() && self.denies(key)
+            })
     }
 
     /// Whether `key` holds a denied term that starts and ends at word boundaries (`.`, `_`,
@@ -386,6 +401,7 @@ impl Keys {
         self.terms.iter().any(|t| {
             let end = i + t.len();
             end <= b.len()
+                && b[i + 1].to_ascii_lowercase() == t[1]
                 && b[i..end].eq_ignore_ascii_case(t)
                 && (end == b.len() || boundary(b[end - 1], b[end]))
         })

@@ -307,11 +307,23 @@ fn card_numbers_are_found_alone_and_not_inside_identifiers() {
         ("order_4111111111111111", None),
         ("x4111111111111111", None),
         ("4111111111111111abc", None),
+        // A whole UUID whose digit groups happen to hold a valid card number: still an id.
+        ("01a24458-4394-7108-4111-111111111111 x", None),
         // Twenty digits: no card, and no 19-digit prefix passes.
         ("12345678901234567890", None),
     ] {
         assert_eq!(redact_cards(input).as_deref(), expected, "{input}");
     }
+}
+
+#[test]
+fn a_uuid_is_never_taken_for_a_card() {
+    let r = Redactor::new();
+    let id = "12345678-1234-5678-4111-111111111111";
+    assert!(is_uuid(id.as_bytes()));
+    assert!(!r.keys.scan(id).card);
+    assert_eq!(r.redact(id), id);
+    assert!(!is_uuid(b"4111-1111-1111-1111"));
 }
 
 #[test]
