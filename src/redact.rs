@@ -164,14 +164,18 @@ fn classify(b: &[u8]) -> (u16, usize) {
 #[cold]
 #[inline(never)]
 fn has_scheme(b: &[u8]) -> bool {
-    (0..b.len().saturating_sub(4)).any(|i| {
-        // `b`, then `e` or `a` (ASCII case folded by setting bit 5).
-        b[i] | 0x20 == b'b' && matches!(b[i + 1] | 0x20, b'e' | b'a') && {
-            let rest = &b[i..];
-            (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
-                || rest[..5].eq_ignore_ascii_case(b"basic")
+    let mut from = 0;
+    // Each `b` or `B` (ASCII case folded by setting bit 5), then the word.
+    while let Some(found) = b[from..].iter().position(|&c| c | 0x20 == b'b') {
+        let rest = &b[from + found..];
+        if (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
+            || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"))
+        {
+            return true;
         }
-    })
+        from += found + 1;
+    }
+    false
 }
 
 /// Whether `b` is a canonical UUID (`8-4-4-4-12` hex digits): an id, never a card number,
