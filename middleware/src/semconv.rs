@@ -102,7 +102,7 @@ pub fn is_sensitive_header(name: &str) -> bool {
 /// capture.record(&headers, &mut attributes);
 /// assert_eq!(attributes.len(), 1);
 /// assert_eq!(attributes[0].key.as_str(), "http.request.header.x-tenant");
-/// assert_eq!(attributes[0].value.as_str(), "[acme,beta]");
+/// assert_eq!(attributes[0].value.as_str(), r#"["acme","beta"]"#);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct HeaderCapture {
