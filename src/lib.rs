@@ -29,6 +29,8 @@
 //!   severity and a category, read from [`TracingGuard::errors`].
 //! - [`Profiling`] (module [`profiling`]): latency percentiles per operation, slow operations
 //!   and bottlenecks, read from [`TracingGuard::profiling`].
+//! - [`redact`]: the one redaction policy ([`redact::Redactor`]) applied to spans, error
+//!   groups, webhook bodies and log records before they leave the process.
 //! - [`metrics`]: HTTP server and client metrics after the semantic conventions, pushed over
 //!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]).
 //! - `cpu_profile` (feature `cpu-profile`): a CPU profile of the process on demand, as a flame
@@ -49,6 +51,7 @@ mod logging;
 pub mod metrics;
 mod operations;
 pub mod profiling;
+pub mod redact;
 mod setup;
 #[cfg(test)]
 mod test_support;

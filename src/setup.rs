@@ -19,13 +19,14 @@ use crate::config::{
     BatchConfig, Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::{SetupError, SetupErrorKind};
-use crate::errors::{AlertOptions, AlertRule, ErrorTracking, Redactor};
+use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
 use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
 use crate::export::{otlp, ExportStats};
 use crate::logging::{bridge_filter, TraceIdFormat};
 use crate::metrics::{Metrics, MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
 use crate::profiling::Profiling;
+use crate::redact::{Redactor, Regex};
 
 /// Sets up tracing for the service `name` with everything read from the standard `OTEL_*`
 /// environment variables, and wraps `app` with [`TracingLayer`].
@@ -104,6 +105,7 @@ pub struct ServiceTracing {
     error_classifier: Option<Arc<crate::errors::Classifier>>,
     error_backtraces: bool,
     alerts: AlertOptions,
+    redactor: Redactor,
     #[cfg(feature = "redis")]
     error_redis_url: Option<String>,
     profiling: bool,
@@ -162,6 +164,7 @@ impl ServiceTracing {
             error_classifier: None,
             error_backtraces: false,
             alerts: AlertOptions::default(),
+            redactor: Redactor::new(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
             profiling: true,
@@ -387,16 +390,82 @@ impl ServiceTracing {
         self
     }
 
-    /// The redaction applied to error messages and attributes before they are stored or sent
-    /// (default: [`Redactor::new`]).
+    /// The redaction policy applied wherever data leaves the process: to every exported span
+    /// (attributes, events, links, name, status; console output included), to error groups
+    /// and so to webhook bodies and log records (default: [`Redactor::new`]). See
+    /// [`crate::redact`]. [`redact_key`](Self::redact_key) and
+    /// [`redact_pattern`](Self::redact_pattern) add to the policy set here, so call this first.
     ///
     /// ```
-    /// use service_tracing::errors::Redactor;
+    /// use service_tracing::redact::Redactor;
     /// let options = service_tracing::ServiceTracing::builder("svc")
     ///     .redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
     /// ```
     pub fn redactor(mut self, redactor: Redactor) -> Self {
-        self.alerts.redactor = Some(redactor);
+        self.redactor = redactor;
+        self
+    }
+
+    /// Denies one more attribute-key term (any case, at word boundaries): values under such
+    /// keys, and in `key=value` pairs of free text, are replaced. The defaults
+    /// ([`DEFAULT_DENIED_KEYS`](crate::redact::DEFAULT_DENIED_KEYS)) stay.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").redact_key("ssn");
+    /// ```
+    pub fn redact_key(mut self, term: impl Into<String>) -> Self {
+        self.redactor = self.redactor.with_denied_key(term);
+        self
+    }
+
+    /// Replaces every match of `pattern` in exported free text with `[REDACTED]`, after the
+    /// default patterns. Runs on every string, so keep such patterns few.
+    ///
+    /// ```
+    /// use service_tracing::redact::Regex;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .redact_pattern(Regex::new(r"\bEMP-[0-9]{6}\b").expect("valid"));
+    /// ```
+    pub fn redact_pattern(mut self, pattern: Regex) -> Self {
+        self.redactor = self.redactor.with_pattern(pattern);
+        self
+    }
+
+    /// Records these request headers on server spans as `http.request.header.<name>` (string
+    /// arrays, lowercase names, as the HTTP semantic conventions say). Off by default.
+    /// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`-style
+    /// headers and names the redaction policy denies are never captured, even if listed.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .capture_request_headers(["x-tenant", "accept-language"]);
+    /// ```
+    pub fn capture_request_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.layer
+            .request_headers
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records these response headers on server spans as `http.response.header.<name>`, as
+    /// [`capture_request_headers`](Self::capture_request_headers) does for requests.
+    ///
+    /// ```
+    /// let options =
+    ///     service_tracing::ServiceTracing::builder("svc").capture_response_headers(["x-cache"]);
+    /// ```
+    pub fn capture_response_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.layer
+            .response_headers
+            .extend(names.into_iter().map(Into::into));
         self
     }
 
@@ -777,7 +846,10 @@ impl ServiceTracing {
                     resource(&config, &config.service_name),
                     &lookup,
                 );
-                Some(self.alerts.clone().apply(errors, logs)?)
+                // Error groups (and so webhook bodies and log records) use the same policy.
+                let mut alerts = self.alerts.clone();
+                alerts.redactor = Some(self.redactor.clone());
+                Some(alerts.apply(errors, logs)?)
             }
             None => None,
         };
@@ -796,6 +868,7 @@ impl ServiceTracing {
             &config.service_name,
             errors.as_ref(),
             profiling.as_ref(),
+            &self.redactor,
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::metrics::Workers::default();
@@ -821,13 +894,18 @@ impl ServiceTracing {
             global::set_tracer_provider(provider.clone());
         }
         if self.install_subscriber {
-            install_subscriber(pipeline.provider.as_ref(), self.log_filter.as_deref())?;
+            install_subscriber(
+                pipeline.provider.as_ref(),
+                self.log_filter.as_deref(),
+                &self.redactor,
+            )?;
         }
         let layer = layer_for(
             &config,
             &propagation,
             pipeline.provider.as_ref(),
             &self.layer,
+            &self.redactor,
             errors.as_ref(),
             profiling.as_ref(),
             metrics.as_ref(),
@@ -839,6 +917,7 @@ impl ServiceTracing {
                 config,
                 propagation,
                 layer: self.layer,
+                redactor: self.redactor,
                 errors,
                 profiling,
                 metrics,
@@ -876,13 +955,17 @@ struct LayerOptions {
     trust: TrustIncoming,
     traceresponse: bool,
     correlation_charset: CorrelationIdCharset,
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)] // Each is one independent part of the set-up.
 fn layer_for(
     config: &Resolved,
     propagation: &Propagation,
     provider: Option<&SdkTracerProvider>,
     options: &LayerOptions,
+    redactor: &Redactor,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
     metrics: Option<&Metrics>,
@@ -898,6 +981,21 @@ fn layer_for(
         .trust_incoming(options.trust.clone())
         .with_traceresponse(options.traceresponse)
         .with_correlation_charset(options.correlation_charset);
+    // Header names the policy denies are not captured either (the layer itself never captures
+    // credentials and cookies).
+    let allowed = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !redactor.denies_key(n))
+            .cloned()
+            .collect()
+    };
+    if !options.request_headers.is_empty() {
+        layer = layer.capture_request_headers(allowed(&options.request_headers));
+    }
+    if !options.response_headers.is_empty() {
+        layer = layer.capture_response_headers(allowed(&options.response_headers));
+    }
     // The default keeps the layer on its W3C fast path, which reads the same headers.
     if !propagation.is_default() {
         layer = layer.with_propagator(propagation.propagator.clone());
@@ -921,6 +1019,7 @@ fn layer_for(
 fn install_subscriber(
     provider: Option<&SdkTracerProvider>,
     filter: Option<&str>,
+    redactor: &Redactor,
 ) -> Result<(), SetupError> {
     let filter = match filter {
         Some(f) => EnvFilter::try_new(f).map_err(|e| {
@@ -935,7 +1034,7 @@ fn install_subscriber(
     };
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .event_format(TraceIdFormat::new())
+        .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))
         .with_filter(filter);
     let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
     tracing_subscriber::registry()
@@ -981,6 +1080,7 @@ impl Pipeline {
         service: &str,
         errors: Option<&ErrorTracking>,
         profiling: Option<&Profiling>,
+        redactor: &Redactor,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
@@ -997,9 +1097,14 @@ impl Pipeline {
                     .batch
                     .with_scheduled_delay(config.batch.scheduled_delay.min(Duration::from_secs(1)));
                 Some(
-                    ExportWorker::start(|| Ok(ConsoleExporter::stdout()), batch, resource.clone())?
-                        .tagged(service)
-                        .ticking(),
+                    ExportWorker::start(
+                        || Ok(ConsoleExporter::stdout()),
+                        batch,
+                        resource.clone(),
+                        Some(redactor.clone()),
+                    )?
+                    .tagged(service)
+                    .ticking(),
                 )
             }
             TracesExporter::Otlp => {
@@ -1008,6 +1113,7 @@ impl Pipeline {
                     move || otlp::build_preferred(&otlp_config),
                     config.batch,
                     resource.clone(),
+                    Some(redactor.clone()),
                 )?)
             }
         };
@@ -1141,6 +1247,8 @@ struct GuardInner {
     config: Resolved,
     propagation: Propagation,
     layer: LayerOptions,
+    /// The redaction policy, for the pipelines of extra services.
+    redactor: Redactor,
     errors: Option<ErrorTracking>,
     profiling: Option<Profiling>,
     metrics: Option<Metrics>,
@@ -1283,6 +1391,7 @@ impl TracingGuard {
                     name,
                     inner.errors.as_ref(),
                     inner.profiling.as_ref(),
+                    &inner.redactor,
                 )?,
             };
             let layer = layer_for(
@@ -1290,6 +1399,7 @@ impl TracingGuard {
                 &inner.propagation,
                 pipeline.provider.as_ref(),
                 &inner.layer,
+                &inner.redactor,
                 inner.errors.as_ref(),
                 inner.profiling.as_ref(),
                 inner.metrics.as_ref(),

@@ -13,6 +13,7 @@ use service_tracing_middleware::correlation::CORRELATION_ID_HEADER;
 use service_tracing_middleware::propagation::{
     HeaderInjector, PropagatorSource, TRACEPARENT, TRACESTATE,
 };
+use service_tracing_middleware::semconv::HeaderCapture;
 use service_tracing_middleware::tracer::{self, SharedTracer};
 use service_tracing_middleware::CorrelationId;
 
@@ -70,6 +71,8 @@ pub struct TracingMiddleware {
     propagator: PropagatorSource,
     correlation_header: Option<HeaderName>,
     metrics: ClientMetrics,
+    request_headers: HeaderCapture,
+    response_headers: HeaderCapture,
 }
 
 impl fmt::Debug for TracingMiddleware {
@@ -102,7 +105,44 @@ impl TracingMiddleware {
             propagator: PropagatorSource::default(),
             correlation_header: Some(CORRELATION_ID_HEADER),
             metrics: ClientMetrics::from_global(),
+            request_headers: HeaderCapture::default(),
+            response_headers: HeaderCapture::default(),
         }
+    }
+
+    /// Records these request headers (as the caller set them, before propagation headers are
+    /// added) on the client span as `http.request.header.<name>`, string arrays with lowercase
+    /// names. Off by default; each call replaces the list. `Authorization`,
+    /// `Proxy-Authorization`, `Cookie`, `Set-Cookie` and `X-Api-Key`-style headers are never
+    /// captured, even when listed.
+    ///
+    /// ```
+    /// let middleware = service_tracing_client::TracingMiddleware::new()
+    ///     .capture_request_headers(["x-tenant"]);
+    /// ```
+    pub fn capture_request_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.request_headers = HeaderCapture::request(names);
+        self
+    }
+
+    /// Records these response headers on the client span as `http.response.header.<name>`,
+    /// with the same rules as [`capture_request_headers`](Self::capture_request_headers).
+    ///
+    /// ```
+    /// let middleware = service_tracing_client::TracingMiddleware::new()
+    ///     .capture_response_headers(["x-cache"]);
+    /// ```
+    pub fn capture_response_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.response_headers = HeaderCapture::response(names);
+        self
     }
 
     /// Records `http.client.request.duration` with this provider's meter instead of the global
@@ -241,11 +281,9 @@ impl Middleware for TracingMiddleware {
         {
             let span = cx.span();
             if span.is_recording() {
-                span.set_attributes(span::more_attributes(
-                    &req,
-                    resend_count,
-                    correlation.as_ref(),
-                ));
+                let mut more = span::more_attributes(&req, resend_count, correlation.as_ref());
+                self.request_headers.record(req.headers(), &mut more);
+                span.set_attributes(more);
             }
         }
         if propagate {
@@ -255,6 +293,14 @@ impl Middleware for TracingMiddleware {
         let result = next.run(req, extensions).with_context(cx.clone()).await;
 
         let span = cx.span();
+        if let Ok(response) = &result {
+            if !self.response_headers.is_empty() && span.is_recording() {
+                let mut captured = Vec::new();
+                self.response_headers
+                    .record(response.headers(), &mut captured);
+                span.set_attributes(captured);
+            }
+        }
         span::record_outcome(&span, &parent, method, &result);
         span.end();
         self.metrics.record(measured, &result, started.elapsed());

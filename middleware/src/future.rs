@@ -159,6 +159,8 @@ pub(crate) struct Echo {
     /// The incoming header value that carried the (valid) correlation id, echoed as it is:
     /// cloning it costs a reference count, building a new one an allocation.
     pub(crate) incoming: Option<HeaderValue>,
+    /// Response headers to record on the span (only when configured and recording).
+    pub(crate) response_headers: Option<crate::semconv::HeaderCapture>,
 }
 
 impl Echo {
@@ -247,6 +249,11 @@ where
                                     status.as_str().to_owned(),
                                 ));
                                 span.set_status(Status::error(""));
+                            }
+                            if let Some(capture) = &state.echo.response_headers {
+                                let mut captured = Vec::new();
+                                capture.record(response.headers(), &mut captured);
+                                span.set_attributes(captured);
                             }
                         }
                         state.echo.write(&mut response, &state.cx, &state.id);

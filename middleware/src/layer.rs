@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use crate::correlation::{CorrelationIdCharset, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use crate::observe::{Observers, RequestObserver};
 use crate::propagation::PropagatorSource;
+use crate::semconv::HeaderCapture;
 use crate::service::Tracing;
 use crate::tracer::{self, SharedTracer};
 use crate::trust::TrustIncoming;
@@ -55,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) observers: Observers,
     /// An observer reads root causes: each request gets a place for one.
     pub(crate) error_causes: bool,
+    pub(crate) request_headers: HeaderCapture,
+    pub(crate) response_headers: HeaderCapture,
 }
 
 impl fmt::Debug for TracingLayer {
@@ -97,6 +100,8 @@ impl TracingLayer {
                 traceresponse: false,
                 observers: Arc::new([]),
                 error_causes: false,
+                request_headers: HeaderCapture::default(),
+                response_headers: HeaderCapture::default(),
             }),
         }
     }
@@ -231,6 +236,42 @@ impl TracingLayer {
     /// ```
     pub fn with_traceresponse(mut self, enabled: bool) -> Self {
         self.config_mut().traceresponse = enabled;
+        self
+    }
+
+    /// Records these request headers on the server span as `http.request.header.<name>`
+    /// (string arrays, lowercase names, after the HTTP semantic conventions). Off by default;
+    /// each call replaces the list. `Authorization`, `Proxy-Authorization`, `Cookie`,
+    /// `Set-Cookie` and `X-Api-Key`-style headers are never captured, even when listed (see
+    /// [`semconv::is_sensitive_header`](crate::semconv::is_sensitive_header)). Unsampled
+    /// requests and a layer without a list pay nothing.
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new()
+    ///     .capture_request_headers(["x-tenant", "accept-language"]);
+    /// ```
+    pub fn capture_request_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.config_mut().request_headers = HeaderCapture::request(names);
+        self
+    }
+
+    /// Records these response headers on the server span as `http.response.header.<name>`,
+    /// with the same rules as [`capture_request_headers`](Self::capture_request_headers).
+    ///
+    /// ```
+    /// let layer = service_tracing_middleware::TracingLayer::new()
+    ///     .capture_response_headers(["x-cache", "content-type"]);
+    /// ```
+    pub fn capture_response_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.config_mut().response_headers = HeaderCapture::response(names);
         self
     }
 

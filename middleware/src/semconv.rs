@@ -46,6 +46,152 @@ pub const EXCEPTION_MESSAGE: &str = "exception.message";
 /// A backtrace, when one was captured.
 pub const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
 
+/// Prefix of a captured request header: `http.request.header.<lowercase name>`, a string array.
+pub const HTTP_REQUEST_HEADER_PREFIX: &str = "http.request.header.";
+/// Prefix of a captured response header: `http.response.header.<lowercase name>`.
+pub const HTTP_RESPONSE_HEADER_PREFIX: &str = "http.response.header.";
+
+/// At most this many values of one captured header are recorded.
+pub const MAX_HEADER_VALUES: usize = 16;
+
+/// Whether a header carries credentials or session state, and so is never captured, even when
+/// an allowlist names it: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and
+/// any name holding `auth`, `token`, `secret`, `password`, `passwd`, `api-key`, `apikey`,
+/// `api_key`, `session`, `cookie`, `credential`, `csrf`, `xsrf` or `signature` (any case).
+///
+/// ```
+/// use service_tracing_middleware::semconv::is_sensitive_header;
+/// assert!(is_sensitive_header("Authorization"));
+/// assert!(is_sensitive_header("x-api-key"));
+/// assert!(is_sensitive_header("X-Auth-Token"));
+/// assert!(!is_sensitive_header("accept-language"));
+/// ```
+pub fn is_sensitive_header(name: &str) -> bool {
+    const WORDS: [&str; 14] = [
+        "auth",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "api_key",
+        "session",
+        "cookie",
+        "credential",
+        "csrf",
+        "xsrf",
+        "signature",
+    ];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|w| name.contains(w))
+}
+
+/// The headers recorded on a span, made once when the layer or client is built: each name with
+/// its attribute key, sensitive names (see [`is_sensitive_header`]) and invalid names left out.
+///
+/// ```
+/// use service_tracing_middleware::semconv::HeaderCapture;
+///
+/// let capture = HeaderCapture::request(["X-Tenant", "authorization"]);
+/// let mut headers = http::HeaderMap::new();
+/// headers.append("x-tenant", "acme".parse().unwrap());
+/// headers.append("x-tenant", "beta".parse().unwrap());
+/// headers.insert("authorization", "Bearer secret".parse().unwrap());
+/// let mut attributes = Vec::new();
+/// capture.record(&headers, &mut attributes);
+/// assert_eq!(attributes.len(), 1);
+/// assert_eq!(attributes[0].key.as_str(), "http.request.header.x-tenant");
+/// assert_eq!(attributes[0].value.as_str(), r#"["acme","beta"]"#);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HeaderCapture {
+    names: std::sync::Arc<[(http::HeaderName, opentelemetry::Key)]>,
+}
+
+impl HeaderCapture {
+    /// Request headers, recorded as `http.request.header.<name>`.
+    pub fn request<I, N>(names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        Self::with_prefix(HTTP_REQUEST_HEADER_PREFIX, names)
+    }
+
+    /// Response headers, recorded as `http.response.header.<name>`.
+    ///
+    /// ```
+    /// let capture = service_tracing_middleware::semconv::HeaderCapture::response(["set-cookie"]);
+    /// assert!(capture.is_empty()); // never captured
+    /// ```
+    pub fn response<I, N>(names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        Self::with_prefix(HTTP_RESPONSE_HEADER_PREFIX, names)
+    }
+
+    fn with_prefix<I, N>(prefix: &str, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        let mut kept: Vec<(http::HeaderName, opentelemetry::Key)> = Vec::new();
+        for name in names {
+            let Ok(name) = http::HeaderName::from_bytes(name.as_ref().trim().as_bytes()) else {
+                continue;
+            };
+            if is_sensitive_header(name.as_str()) || kept.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            // `HeaderName` is lowercase already. An `Arc<str>` key: cloned per span for a
+            // reference count, not a copy.
+            let key: std::sync::Arc<str> = format!("{prefix}{}", name.as_str()).into();
+            kept.push((name, opentelemetry::Key::from(key)));
+        }
+        Self { names: kept.into() }
+    }
+
+    /// Whether no header is captured.
+    ///
+    /// ```
+    /// assert!(service_tracing_middleware::semconv::HeaderCapture::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Appends one string-array attribute per captured header present in `headers`: its
+    /// values that are visible ASCII, at most [`MAX_HEADER_VALUES`], each cut to
+    /// [`MAX_ATTRIBUTE_LEN`].
+    ///
+    /// ```
+    /// let capture = service_tracing_middleware::semconv::HeaderCapture::response(["x-cache"]);
+    /// let mut attributes = Vec::new();
+    /// capture.record(&http::HeaderMap::new(), &mut attributes);
+    /// assert!(attributes.is_empty());
+    /// ```
+    pub fn record(&self, headers: &http::HeaderMap, out: &mut Vec<opentelemetry::KeyValue>) {
+        for (name, key) in self.names.iter() {
+            let values: Vec<opentelemetry::StringValue> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .take(MAX_HEADER_VALUES)
+                .map(|v| truncate(v.to_owned(), MAX_ATTRIBUTE_LEN).into())
+                .collect();
+            if !values.is_empty() {
+                out.push(opentelemetry::KeyValue::new(
+                    key.clone(),
+                    opentelemetry::Value::Array(opentelemetry::Array::String(values)),
+                ));
+            }
+        }
+    }
+}
+
 /// What replaces a redacted value in `url.query` and `url.full`.
 pub const REDACTED: &str = "REDACTED";
 

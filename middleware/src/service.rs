@@ -250,8 +250,12 @@ where
                     truncate(agent.to_owned(), 512),
                 ));
             }
+            config.request_headers.record(req.headers(), &mut more);
             span.set_attributes(more);
         }
+        // Read at the response only for a recorded span and a configured list.
+        let response_headers = (!config.response_headers.is_empty() && span.is_recording())
+            .then(|| config.response_headers.clone());
         req.extensions_mut().insert(id.clone());
 
         // The header value the id came in, if it did: its bytes are exactly the id's.
@@ -268,6 +272,7 @@ where
             correlation: config.response_header.clone(),
             traceresponse: config.traceresponse,
             incoming,
+            response_headers,
         };
         let called = {
             let _guard = cx.clone().attach();

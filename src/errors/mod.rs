@@ -166,7 +166,6 @@ mod health;
 pub(crate) mod logs;
 mod notify;
 mod rates;
-mod redact;
 #[cfg(feature = "redis")]
 pub mod shared;
 mod store;
@@ -188,7 +187,8 @@ pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEve
 pub use classify::{Category, Severity};
 pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, Window, DEFAULT_MAX_KEYS, OTHER_OPERATION};
-pub use redact::{Redactor, REDACTED};
+// The policy lives in `crate::redact`, shared by every exit; re-exported here as before.
+pub use crate::redact::{Redactor, REDACTED};
 #[cfg(feature = "redis")]
 pub use shared::{RedisSharing, DEFAULT_PREFIX};
 pub use store::{ErrorGroup, ErrorSummary};

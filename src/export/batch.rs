@@ -9,6 +9,10 @@
 //!
 //! The request path does O(1) work: one push into a lock-free bounded queue, and a wake-up of
 //! the worker only once a batch is ready. A full queue drops the span and counts it.
+//!
+//! Redaction happens here, on the worker thread, just before the exporter sees a batch: every
+//! exporter behind a worker (OTLP, console) gets redacted spans, and the request path pays
+//! nothing for it. See [`crate::redact`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +29,7 @@ use opentelemetry_sdk::Resource;
 
 use crate::config::BatchConfig;
 use crate::error::{SetupError, SetupErrorKind};
+use crate::redact::Redactor;
 
 /// Counts of what happened to ended spans, for health checks and tests.
 ///
@@ -138,10 +143,12 @@ impl fmt::Debug for ExportWorker {
 impl ExportWorker {
     /// Starts the export thread. `make_exporter` runs on that thread inside its runtime, so
     /// exporters that need a tokio reactor (tonic) can be built; its error is returned here.
+    /// With a `redactor`, every span is redacted on that thread before the exporter sees it.
     pub(crate) fn start<E, F>(
         make_exporter: F,
         batch: BatchConfig,
         resource: Resource,
+        redactor: Option<Redactor>,
     ) -> Result<Self, SetupError>
     where
         E: SpanExporter + 'static,
@@ -198,7 +205,14 @@ impl ExportWorker {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                run(&worker_shared, exporter, &runtime, batch, max_batch);
+                let worker = Worker {
+                    shared: &worker_shared,
+                    runtime: &runtime,
+                    timeout: batch.export_timeout,
+                    max_batch,
+                    redactor: redactor.as_ref(),
+                };
+                run(&worker, exporter, batch);
             })
             .map_err(|e| {
                 SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread")
@@ -273,13 +287,18 @@ pub(crate) fn silence_thread() {
 /// How often the worker reports drops and export errors on standard error.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-fn run<E: SpanExporter>(
-    shared: &Shared,
-    mut exporter: E,
-    runtime: &tokio::runtime::Runtime,
-    batch: BatchConfig,
+/// What the worker thread holds while it runs.
+struct Worker<'a> {
+    shared: &'a Shared,
+    runtime: &'a tokio::runtime::Runtime,
+    timeout: Duration,
     max_batch: usize,
-) {
+    redactor: Option<&'a Redactor>,
+}
+
+fn run<E: SpanExporter>(worker: &Worker<'_>, mut exporter: E, batch: BatchConfig) {
+    let shared = worker.shared;
+    let runtime = worker.runtime;
     let mut next_export = Instant::now() + batch.scheduled_delay;
     let mut reporter = Reporter::default();
     loop {
@@ -297,14 +316,7 @@ fn run<E: SpanExporter>(
         if now >= next_export && shared.queue.is_empty() && shared.tick.load(Ordering::Relaxed) {
             let _ = runtime.block_on(exporter.export(Vec::new()));
         }
-        export_queued(
-            shared,
-            &exporter,
-            runtime,
-            batch.export_timeout,
-            max_batch,
-            draining_all,
-        );
+        export_queued(worker, &exporter, draining_all);
         next_export = Instant::now() + batch.scheduled_delay;
         reporter.maybe_report(shared);
 
@@ -320,14 +332,7 @@ fn run<E: SpanExporter>(
         }
         if let Some(reply) = stop {
             shared.stopped.store(true, Ordering::Release);
-            export_queued(
-                shared,
-                &exporter,
-                runtime,
-                batch.export_timeout,
-                max_batch,
-                true,
-            );
+            export_queued(worker, &exporter, true);
             reporter.maybe_report(shared);
             let result = exporter.shutdown_with_timeout(batch.export_timeout);
             let _ = reply.send(result);
@@ -336,15 +341,11 @@ fn run<E: SpanExporter>(
     }
 }
 
-/// Exports full batches; with `all`, also the last partial one.
-fn export_queued<E: SpanExporter>(
-    shared: &Shared,
-    exporter: &E,
-    runtime: &tokio::runtime::Runtime,
-    timeout: Duration,
-    max_batch: usize,
-    all: bool,
-) {
+/// Exports full batches; with `all`, also the last partial one. Spans are redacted here, on
+/// the worker thread.
+fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) {
+    let shared = worker.shared;
+    let (max_batch, timeout) = (worker.max_batch, worker.timeout);
     loop {
         let available = shared.queue.len();
         if available == 0 || (!all && available < max_batch) {
@@ -354,12 +355,17 @@ fn export_queued<E: SpanExporter>(
         let mut batch = Vec::with_capacity(take);
         while batch.len() < take {
             match shared.queue.pop() {
-                Some(span) => batch.push(span),
+                Some(mut span) => {
+                    if let Some(redactor) = worker.redactor {
+                        redactor.redact_span(&mut span);
+                    }
+                    batch.push(span)
+                }
                 None => break,
             }
         }
         let n = batch.len() as u64;
-        let result = runtime.block_on(async {
+        let result = worker.runtime.block_on(async {
             match tokio::time::timeout(timeout, exporter.export(batch)).await {
                 Ok(r) => r,
                 Err(_) => Err(OTelSdkError::Timeout(timeout)),
@@ -527,6 +533,7 @@ pub(crate) mod tests {
             || Ok(ChattyExporter),
             BatchConfig::default(),
             Resource::builder_empty().build(),
+            None,
         )
         .expect("worker starts");
         let app = SdkTracerProvider::builder()
@@ -557,8 +564,9 @@ pub(crate) mod tests {
             .with_max_queue_size(16)
             .with_max_export_batch_size(4)
             .with_export_timeout(Duration::from_millis(50));
-        let worker = ExportWorker::start(|| Ok(Stuck), batch, Resource::builder_empty().build())
-            .expect("starts");
+        let worker =
+            ExportWorker::start(|| Ok(Stuck), batch, Resource::builder_empty().build(), None)
+                .expect("starts");
         let app = SdkTracerProvider::builder()
             .with_span_processor(worker.clone())
             .build();
@@ -617,6 +625,7 @@ pub(crate) mod tests {
             Resource::builder_empty()
                 .with_service_name("backend")
                 .build(),
+            None,
         )
         .expect("starts")
         .ticking();
@@ -653,5 +662,60 @@ pub(crate) mod tests {
             assert!(Instant::now() < deadline, "never printed: {text:?}");
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// What the console prints went through the redaction policy: a panic message, a
+    /// `record_error` message and a status holding secrets are printed redacted.
+    #[test]
+    fn the_console_prints_redacted_spans() {
+        use crate::export::console::ConsoleExporter;
+        use opentelemetry::trace::{Span as _, Status, Tracer as _};
+
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let worker = ExportWorker::start(
+            move || Ok(ConsoleExporter::with_writer(writer)),
+            BatchConfig::default(),
+            Resource::builder_empty().with_service_name("shop").build(),
+            Some(Redactor::new()),
+        )
+        .expect("starts");
+        let app = SdkTracerProvider::builder()
+            .with_span_processor(worker.clone())
+            .build();
+        let mut span = app.tracer("app").start("POST /pay");
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "panic"),
+                KeyValue::new(
+                    "exception.message",
+                    "charge failed: card 4111 1111 1111 1111, Bearer 9f8e7d6c5b4a39281706",
+                ),
+            ],
+        );
+        span.add_event(
+            "exception",
+            vec![KeyValue::new(
+                "exception.message",
+                "upstream said password=hunter2 for bob@example.com",
+            )],
+        );
+        span.set_status(Status::error("token AKIAIOSFODNN7EXAMPLE rejected"));
+        span.end();
+        worker.force_flush().expect("flush");
+
+        let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+        assert!(text.contains("POST /pay"), "{text}");
+        for secret in [
+            "4111 1111 1111 1111",
+            "9f8e7d6c5b4a39281706",
+            "hunter2",
+            "bob@example.com",
+            "AKIAIOSFODNN7EXAMPLE",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed: {text}");
+        }
+        assert!(text.contains("[REDACTED]"), "{text}");
     }
 }

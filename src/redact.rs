@@ -1,0 +1,1030 @@
+//! [`Redactor`]: the one redaction policy applied wherever data leaves the process.
+//!
+//! # Where it runs
+//!
+//! Once per exit, never on the request path:
+//!
+//! - **Spans** (OTLP and the console exporter): the export worker runs
+//!   [`Redactor::redact_span`] on its own thread, on each span of a batch just before the
+//!   exporter sees it: the name, every attribute, every event (so `exception.message` and
+//!   `exception.stacktrace`), every link's attributes and the status description.
+//! - **Error groups** and what is made from them (the summary, alert callbacks, webhook bodies,
+//!   OTLP log records): error tracking runs [`Redactor::redact`] on each error's type, message
+//!   and operation before it is fingerprinted and stored, so nothing downstream ever held the
+//!   secret. Log records and webhook bodies carry only those redacted texts plus fixed
+//!   vocabulary (rule names, severities, counts, ids).
+//! - **Metric labels** never see free text: they are the normalised method, the route
+//!   template (never the raw path), the status code, an error class from a fixed list and, on
+//!   the client, the server's host name.
+//! - **Headers**: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie` and
+//!   `X-Api-Key`-style headers are never captured (see the middleware's
+//!   `semconv::is_sensitive_header`); others only when allow-listed.
+//!
+//! # What it replaces
+//!
+//! - An attribute whose **key** holds a denied term at a word boundary (`password`, `passwd`,
+//!   `pwd`, `secret`, `token`, `api_key`, `apikey`, `api-key`, `authorization`, `private_key`,
+//!   `credential`, `cookie`, and any added with [`Redactor::with_denied_key`]) has its value
+//!   replaced with `[REDACTED]` whatever it is (booleans excepted). `db.password`,
+//!   `access_token`, `x-api-key` and `accessToken` are denied; `input_tokens` and `tokenizer`
+//!   are not.
+//! - In free text (string values, event and span names, the status description), by the
+//!   default value patterns, in this order: `Bearer <token>` and `Basic <credentials>` (the
+//!   scheme kept; prose such as "basic auth is disabled" or "the bearer of" is left alone),
+//!   `key=value` / `key: value` pairs whose key is denied (the value), JWTs, cloud keys (AWS
+//!   `AKIA…`/`ASIA…`, Google `AIza…`, GitHub `ghp_…`/`github_pat_…`, GitLab `glpat-…`,
+//!   Slack `xox?-…`, Stripe `sk_live_…`), e-mail addresses, and card numbers (12 to 19
+//!   digits, optionally grouped by single spaces or dashes, that pass the Luhn check).
+//!
+//! # Cost
+//!
+//! Every string first goes through one branch-free byte scan that looks for what any default
+//! pattern needs: an `@`, a run of 12 digits, an `=` or `:` next to a denied term, or the first
+//! two letters of a literal (`eyJ`, `AKIA`, `ghp_`, `xox`, `sk_live_`, `AIza`, `Bearer`,
+//! `Basic` and the like, through a 64 Ki-bit table of byte pairs). A string that cannot hold
+//! any of them is not handed to a regular expression, and nothing is allocated. Extra
+//! patterns and rules run on every string. See BENCHMARKS.md ("Redaction's cost").
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::trace::Status;
+use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::SpanData;
+use regex::Captures;
+/// The pattern type [`Redactor::with_pattern`] takes (the `regex` crate's).
+pub use regex::Regex;
+
+/// What a redacted part is replaced with.
+///
+/// ```
+/// use service_tracing::redact::{Redactor, REDACTED};
+/// assert_eq!(Redactor::new().redact("a@b.io"), REDACTED);
+/// ```
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The default bound on text redacted with [`Redactor::redact`], in bytes.
+pub(crate) const DEFAULT_MAX_LEN: usize = 512;
+
+/// The attribute-key terms denied by default.
+pub const DEFAULT_DENIED_KEYS: [&str; 12] = [
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "private_key",
+    "credential",
+    "cookie",
+];
+
+/// Literals whose first two bytes mark a string for the full check: (literal, any case).
+const LITERALS: [(&str, bool); 19] = [
+    ("bearer", true),
+    ("basic", true),
+    ("eyJ", false),
+    ("AKIA", false),
+    ("ASIA", false),
+    ("AIza", false),
+    ("ghp_", false),
+    ("gho_", false),
+    ("ghu_", false),
+    ("ghs_", false),
+    ("ghr_", false),
+    ("github_pat_", false),
+    ("glpat-", false),
+    ("xox", false),
+    ("sk_live_", false),
+    ("sk_test_", false),
+    ("rk_live_", false),
+    ("rk_test_", false),
+    ("pk_live_", false),
+];
+
+const C_DIGIT: u16 = 1;
+const C_SPACE: u16 = 2;
+const C_AT: u16 = 4;
+const C_PAIR: u16 = 8; // `=` or `:`
+const C_UNDERSCORE: u16 = 16;
+const C_DASH: u16 = 32;
+const C_X_OR_G: u16 = 64;
+const C_J: u16 = 128;
+const C_I: u16 = 256;
+const C_B: u16 = 512;
+
+/// What each byte may take part in. Every default literal holds one of these classes: `eyJ` a
+/// `J`; `AKIA`, `ASIA` and `AIza` an `I`; the GitHub and Stripe prefixes an `_`; `glpat-` and
+/// `xox?-` a `-` and a `g` or `x`; `Bearer` and `Basic` a `b` and the space after them.
+const CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut b = b'0';
+    while b <= b'9' {
+        t[b as usize] = C_DIGIT;
+        b += 1;
+    }
+    t[b' ' as usize] = C_SPACE;
+    t[b'\t' as usize] = C_SPACE;
+    t[b'\n' as usize] = C_SPACE;
+    t[b'\r' as usize] = C_SPACE;
+    t[b'@' as usize] = C_AT;
+    t[b'=' as usize] = C_PAIR;
+    t[b':' as usize] = C_PAIR;
+    t[b'_' as usize] = C_UNDERSCORE;
+    t[b'-' as usize] = C_DASH;
+    t[b'x' as usize] = C_X_OR_G;
+    t[b'g' as usize] = C_X_OR_G;
+    t[b'J' as usize] = C_J;
+    t[b'I' as usize] = C_I;
+    t[b'b' as usize] = C_B;
+    t[b'B' as usize] = C_B;
+    t
+};
+
+/// The classes present in `b` and its count of digits: one table load, an `or` and an add
+/// per byte, with no branch and no dependency between bytes beyond the two accumulators.
+#[inline]
+fn classify(b: &[u8]) -> (u16, usize) {
+    let mut flags = 0u16;
+    let mut digits = 0usize;
+    for &byte in b {
+        let c = CLASS[usize::from(byte)];
+        flags |= c;
+        digits += usize::from(c & C_DIGIT);
+    }
+    (flags, digits)
+}
+
+/// Whether `Bearer` or `Basic` (any case) appears.
+#[cold]
+#[inline(never)]
+fn has_scheme(b: &[u8]) -> bool {
+    let mut from = 0;
+    // Each `b` or `B` (ASCII case folded by setting bit 5), then the word.
+    while let Some(found) = b[from..].iter().position(|&c| c | 0x20 == b'b') {
+        let rest = &b[from + found..];
+        if (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
+            || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"))
+        {
+            return true;
+        }
+        from += found + 1;
+    }
+    false
+}
+
+/// Whether `b` is a canonical UUID (`8-4-4-4-12` hex digits): an id, never a card number,
+/// however many of its digits are decimal.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Which checks a string needs, from the byte scan.
+#[derive(Clone, Copy, Default)]
+struct Needs {
+    literal: bool,
+    pair: bool,
+    email: bool,
+    card: bool,
+}
+
+impl Needs {
+    fn any(self) -> bool {
+        self.literal || self.pair || self.email || self.card
+    }
+}
+
+/// The default value patterns, compiled once.
+struct Patterns {
+    bearer: Regex,
+    basic: Regex,
+    jwt: Regex,
+    cloud: Regex,
+    email: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    PATTERNS.get_or_init(|| Patterns {
+        bearer: compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]+=*)"),
+        basic: compile(r"(?i)\b(basic)(\s+)([A-Za-z0-9+/]+=*)"),
+        jwt: compile(r"\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
+        cloud: compile(concat!(
+            r"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35}",
+            r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
+            r"|glpat-[A-Za-z0-9_\-]{20,}|xox[abposr]-[A-Za-z0-9\-]{10,}",
+            r"|[spr]k_(?:live|test)_[A-Za-z0-9]{16,})\b"
+        )),
+        email: compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+    })
+}
+
+/// Compiles a constant pattern (the unit tests compile every one).
+fn compile(pattern: &str) -> Regex {
+    #[allow(clippy::expect_used)] // A constant pattern, compiled by every test run.
+    Regex::new(pattern).expect("a valid constant pattern")
+}
+
+/// The denied key terms and what is precomputed from them.
+struct Keys {
+    /// Lowercase ASCII terms of at least two bytes.
+    terms: Vec<Box<[u8]>>,
+    /// Bytes (either case) a term starts with.
+    first: [bool; 256],
+    /// Byte pairs that start a literal or a term, one bit each.
+    pairs: Box<[u64; 1024]>,
+    /// `key=value` and `key: value` pairs whose key may hold a term.
+    kv: Option<Regex>,
+    /// Whether the default literals are looked for.
+    literals: bool,
+    /// The shortest text any pattern can match: `pwd=x` and `a@b.io` with the defaults, two
+    /// bytes more than the shortest term otherwise. Shorter strings (`GET`, `1.1`, `200`)
+    /// are not scanned.
+    shortest: usize,
+}
+
+impl Keys {
+    fn new(terms: &[String], literals: bool) -> Self {
+        let terms: Vec<Box<[u8]>> = terms
+            .iter()
+            .map(|t| t.to_ascii_lowercase().into_bytes().into_boxed_slice())
+            .filter(|t| t.len() >= 2)
+            .collect();
+        let mut first = [false; 256];
+        let mut pairs = Box::new([0u64; 1024]);
+        let mut mark = |a: u8, b: u8| {
+            let i = (usize::from(a) << 8) | usize::from(b);
+            pairs[i >> 6] |= 1 << (i & 63);
+        };
+        let mut mark_any_case = |a: u8, b: u8, any: bool| {
+            if any {
+                for x in [a.to_ascii_lowercase(), a.to_ascii_uppercase()] {
+                    for y in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                        mark(x, y);
+                    }
+                }
+            } else {
+                mark(a, b);
+            }
+        };
+        if literals {
+            for (literal, any) in LITERALS {
+                let l = literal.as_bytes();
+                mark_any_case(l[0], l[1], any);
+            }
+        }
+        for t in &terms {
+            mark_any_case(t[0], t[1], true);
+            first[usize::from(t[0])] = true;
+            first[usize::from(t[0].to_ascii_uppercase())] = true;
+        }
+        let kv = (!terms.is_empty()).then(|| {
+            let alternatives: Vec<String> = terms
+                .iter()
+                .map(|t| regex::escape(&String::from_utf8_lossy(t)))
+                .collect();
+            // Escaped terms always make a valid pattern; a list too large for the regex size
+            // limit leaves only the attribute-key check.
+            Regex::new(&format!(
+                r#"(?i)([A-Za-z0-9_.\-]*(?:{})[A-Za-z0-9_.\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)"#,
+                alternatives.join("|")
+            ))
+            .ok()
+        }).flatten();
+        let shortest = terms
+            .iter()
+            .map(|t| t.len() + 2)
+            .chain(literals.then_some(5))
+            .min()
+            .unwrap_or(usize::MAX);
+        Self {
+            terms,
+            first,
+            pairs,
+            literals,
+            shortest,
+            kv,
+        }
+    }
+
+    /// One pass over the bytes, then a closer look only where a class every pattern needs is
+    /// present: what the full check must look at.
+    #[inline]
+    fn scan(&self, text: &str) -> Needs {
+        let b = text.as_bytes();
+        if b.len() < self.shortest {
+            return Needs::default();
+        }
+        let (flags, digits) = classify(b);
+        let has = |class: u16| flags & class != 0;
+        let scheme = self.literals && has(C_SPACE) && has(C_B) && has_scheme(b);
+        let other =
+            self.literals && (has(C_J | C_I | C_UNDERSCORE) || (has(C_DASH) && has(C_X_OR_G)));
+        let pair = has(C_PAIR) && !self.terms.is_empty() && self.denied_pair(b);
+        let literal = other && self.confirm(b);
+        Needs {
+            literal: scheme || literal,
+            pair,
+            email: self.literals && has(C_AT),
+            card: self.literals && digits >= 12 && !is_uuid(b),
+        }
+    }
+
+    /// After the class check: whether a whole default literal starts somewhere. The pair
+    /// table skips most positions; common pairs (`gh`, `sk`) start ordinary words too, hence
+    /// the comparison.
+    #[cold]
+    #[inline(never)]
+    fn confirm(&self, b: &[u8]) -> bool {
+        (0..b.len().saturating_sub(1)).any(|i| {
+            let pair = (usize::from(b[i]) << 8) | usize::from(b[i + 1]);
+            if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
+                return false;
+            }
+            let rest = &b[i..];
+            LITERALS.iter().any(|(l, any_case)| {
+                let l = l.as_bytes();
+                rest.len() >= l.len()
+                    && if *any_case {
+                        rest[..l.len()].eq_ignore_ascii_case(l)
+                    } else {
+                        &rest[..l.len()] == l
+                    }
+            })
+        })
+    }
+
+    /// Whether some `=` or `:` follows (spaces allowed) a key this list denies: what the
+    /// `key=value` pattern would replace.
+    #[cold]
+    #[inline(never)]
+    fn denied_pair(&self, b: &[u8]) -> bool {
+        (0..b.len())
+            .filter(|&i| matches!(b[i], b'=' | b':'))
+            .any(|at| {
+                let before = b[..at].trim_ascii_end();
+                let start = before
+                    .iter()
+                    .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
+                    .map_or(0, |p| p + 1);
+                let key = &before[start..];
+                !key.is_empty() && self.denies(key)
+            })
+    }
+
+    /// Whether `key` holds a denied term that starts and ends at word boundaries (`.`, `_`,
+    /// `-`, `/`, a space, a lower-to-upper case change, or either end).
+    fn denies(&self, b: &[u8]) -> bool {
+        let mut prev = b'.';
+        for (i, &c) in b.iter().enumerate() {
+            if self.first[usize::from(c)] && boundary(prev, c) && self.term_at(b, i) {
+                return true;
+            }
+            prev = c;
+        }
+        false
+    }
+
+    fn term_at(&self, b: &[u8], i: usize) -> bool {
+        if let Some(&next) = b.get(i + 1) {
+            let pair = (usize::from(b[i].to_ascii_lowercase()) << 8)
+                | usize::from(next.to_ascii_lowercase());
+            if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
+                return false;
+            }
+        }
+        self.terms.iter().any(|t| {
+            let end = i + t.len();
+            end <= b.len()
+                && b[i + 1].to_ascii_lowercase() == t[1]
+                && b[i..end].eq_ignore_ascii_case(t)
+                && (end == b.len() || boundary(b[end - 1], b[end]))
+        })
+    }
+}
+
+#[inline]
+fn boundary(prev: u8, next: u8) -> bool {
+    matches!(prev, b'.' | b'_' | b'-' | b'/' | b' ')
+        || matches!(next, b'.' | b'_' | b'-' | b'/' | b' ')
+        || (prev.is_ascii_lowercase() && next.is_ascii_uppercase())
+}
+
+thread_local! {
+    /// Verdicts on attribute keys seen on this thread (the export worker's, error tracking's).
+    static KEY_VERDICTS: RefCell<KeyVerdicts> = RefCell::new(KeyVerdicts::default());
+}
+
+/// How many keys are remembered per thread (a direct-mapped table: a key whose slot is taken
+/// replaces the one there).
+const KEY_SLOTS: usize = 1024;
+
+/// Whether a key is denied, remembered by the key's address and length.
+///
+/// Sound because a slot keeps its key alive: only keys whose clone shares their bytes are
+/// remembered (`&'static str` keys, which every semantic-convention and `tracing` field key
+/// is, and `Arc<str>` keys), so while the slot holds one no other string can sit at that
+/// address. Keys made from a `String` are checked every time. The key list the verdicts were
+/// made with is kept too, and a redactor with another list starts the memory over.
+#[derive(Default)]
+struct KeyVerdicts {
+    keys: Option<Arc<Keys>>,
+    slots: Vec<Option<(usize, usize, Key, bool)>>,
+}
+
+impl KeyVerdicts {
+    #[inline]
+    fn denies(&mut self, keys: &Arc<Keys>, key: &Key) -> bool {
+        if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
+            self.keys = Some(keys.clone());
+            self.slots.clear();
+            self.slots.resize_with(KEY_SLOTS, || None);
+        }
+        let text = key.as_str();
+        let (address, len) = (text.as_ptr() as usize, text.len());
+        // Two neighbouring slots per key, so two keys that hash alike do not evict each other.
+        let hash =
+            ((address as u64) ^ (len as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let first = ((hash >> 40) as usize % KEY_SLOTS) & !1;
+        for slot in [first, first + 1] {
+            if let Some(Some((a, l, _, denied))) = self.slots.get(slot) {
+                if *a == address && *l == len {
+                    return *denied;
+                }
+            }
+        }
+        self.remember(keys, key, first)
+    }
+
+    #[cold]
+    fn remember(&mut self, keys: &Keys, key: &Key, first: usize) -> bool {
+        let text = key.as_str();
+        let denied = keys.denies(text.as_bytes());
+        let kept = key.clone();
+        if kept.as_str().as_ptr() == text.as_ptr() {
+            let slot = match self.slots.get(first) {
+                Some(Some(_)) => first + 1,
+                _ => first,
+            };
+            if let Some(entry) = self.slots.get_mut(slot) {
+                *entry = Some((text.as_ptr() as usize, text.len(), kept, denied));
+            }
+        }
+        denied
+    }
+}
+
+type Rule = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The redaction policy: takes secrets and personal data out of everything the process
+/// exports. See the [module docs](self) for where it runs and what it replaces.
+///
+/// [`ServiceTracing::redactor`](crate::ServiceTracing::redactor) sets the one used for spans,
+/// error groups, webhook bodies and log records (default: [`Redactor::new`]).
+///
+/// ```
+/// use service_tracing::redact::Redactor;
+///
+/// let redactor = Redactor::new()
+///     .with_denied_key("ssn")
+///     .with_rule(|text| text.contains("acme-internal").then(|| "[host withheld]".to_owned()));
+/// assert_eq!(
+///     redactor.redact("login failed for bob@example.com with password=hunter2"),
+///     "login failed for [REDACTED] with password=[REDACTED]"
+/// );
+/// assert_eq!(redactor.redact("customer ssn: 123-45-6789"), "customer ssn: [REDACTED]");
+/// assert_eq!(redactor.redact("acme-internal down"), "[host withheld]");
+/// // Prose is left alone.
+/// assert_eq!(redactor.redact("basic auth is disabled"), "basic auth is disabled");
+/// ```
+#[derive(Clone)]
+pub struct Redactor {
+    defaults: bool,
+    denied: Vec<String>,
+    keys: Arc<Keys>,
+    patterns: Vec<Regex>,
+    rules: Vec<Arc<Rule>>,
+    max_len: usize,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("defaults", &self.defaults)
+            .field("denied_keys", &self.denied)
+            .field("extra_patterns", &self.patterns.len())
+            .field("custom_rules", &self.rules.len())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Redactor {
+    /// The default value patterns and denied keys; [`redact`](Self::redact) cuts its output to
+    /// 512 bytes.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new();
+    /// assert_eq!(redactor.redact("pwd=x"), "pwd=[REDACTED]");
+    /// ```
+    pub fn new() -> Self {
+        let denied: Vec<String> = DEFAULT_DENIED_KEYS.map(str::to_owned).to_vec();
+        Self {
+            defaults: true,
+            keys: Arc::new(Keys::new(&denied, true)),
+            denied,
+            patterns: Vec::new(),
+            rules: Vec::new(),
+            max_len: DEFAULT_MAX_LEN,
+        }
+    }
+
+    /// Neither the default value patterns nor the default denied keys: only what is added and
+    /// the length bound.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::without_defaults();
+    /// assert_eq!(redactor.redact("bob@example.com password=x"), "bob@example.com password=x");
+    /// ```
+    pub fn without_defaults() -> Self {
+        Self {
+            defaults: false,
+            keys: Arc::new(Keys::new(&[], false)),
+            denied: Vec::new(),
+            ..Self::new()
+        }
+    }
+
+    /// Denies one more attribute-key term (any case, at least two bytes; matched at word
+    /// boundaries as the defaults are). Its values are replaced, in attributes and in
+    /// `key=value` pairs of free text.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// let redactor = service_tracing::redact::Redactor::new().with_denied_key("ssn");
+    /// assert_eq!(redactor.redact("ssn=123-45-6789"), "ssn=[REDACTED]");
+    /// let mut attributes = vec![KeyValue::new("customer.ssn", "123-45-6789")];
+    /// redactor.redact_attributes(&mut attributes);
+    /// assert_eq!(attributes[0].value.as_str(), "[REDACTED]");
+    /// ```
+    pub fn with_denied_key(mut self, term: impl Into<String>) -> Self {
+        self.denied.push(term.into());
+        self.keys = Arc::new(Keys::new(&self.denied, self.defaults));
+        self
+    }
+
+    /// Adds a pattern whose every match is replaced with `[REDACTED]`, after the default ones.
+    /// Extra patterns run on every string (no byte scan skips them), so keep them few.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new()
+    ///     .with_pattern(service_tracing::redact::Regex::new(r"\bEMP-[0-9]{6}\b").expect("valid"));
+    /// assert_eq!(redactor.redact("employee EMP-123456 left"), "employee [REDACTED] left");
+    /// ```
+    pub fn with_pattern(mut self, pattern: Regex) -> Self {
+        self.patterns.push(pattern);
+        self
+    }
+
+    /// Adds a rule run after the patterns: it gets the text redacted so far and returns
+    /// `Some(replacement)` to replace it, or `None` to keep it. A rule that panics replaces the
+    /// whole text with `[REDACTED]`. Rules run on every string.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new()
+    ///     .with_rule(|text| Some(text.replace("acme-internal", "[host]")));
+    /// assert_eq!(redactor.redact("acme-internal down"), "[host] down");
+    /// ```
+    pub fn with_rule(
+        mut self,
+        rule: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.push(Arc::new(rule));
+        self
+    }
+
+    /// Cuts what [`redact`](Self::redact) returns to at most `max` bytes (at least 16). Spans
+    /// are not cut.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new().with_max_len(16);
+    /// assert_eq!(redactor.redact("a rather long message indeed"), "a rather long me");
+    /// ```
+    pub fn with_max_len(mut self, max: usize) -> Self {
+        self.max_len = max.max(16);
+        self
+    }
+
+    /// Whether values under this attribute key are replaced whole.
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new();
+    /// assert!(redactor.denies_key("db.password"));
+    /// assert!(redactor.denies_key("http.request.header.x-api-key"));
+    /// assert!(!redactor.denies_key("gen_ai.usage.input_tokens"));
+    /// ```
+    pub fn denies_key(&self, key: &str) -> bool {
+        self.keys.denies(key.as_bytes())
+    }
+
+    /// The text with the policy applied, cut to the length bound (what error tracking stores).
+    ///
+    /// ```
+    /// let redactor = service_tracing::redact::Redactor::new();
+    /// assert_eq!(
+    ///     redactor.redact("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"),
+    ///     "Authorization: Bearer [REDACTED]"
+    /// );
+    /// ```
+    pub fn redact(&self, text: &str) -> String {
+        let text = truncate(text, self.max_len.saturating_mul(4));
+        match self.scrub(text) {
+            Some(redacted) => truncate(&redacted, self.max_len).to_owned(),
+            None => truncate(text, self.max_len).to_owned(),
+        }
+    }
+
+    /// The policy applied to one span in place: its name, attributes, events (with
+    /// `exception.message` and `exception.stacktrace`), links' attributes and status
+    /// description. The export worker calls it on its own thread; call it yourself in an
+    /// exporter of your own.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status};
+    /// use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    /// use std::time::SystemTime;
+    ///
+    /// let mut events = SpanEvents::default();
+    /// events.events.push(Event::new(
+    ///     "exception",
+    ///     SystemTime::now(),
+    ///     vec![KeyValue::new("exception.message", "bad card 4111 1111 1111 1111")],
+    ///     0,
+    /// ));
+    /// let mut span = SpanData {
+    ///     span_context: SpanContext::empty_context(),
+    ///     parent_span_id: SpanId::INVALID,
+    ///     parent_span_is_remote: false,
+    ///     span_kind: SpanKind::Server,
+    ///     name: "POST /pay".into(),
+    ///     start_time: SystemTime::now(),
+    ///     end_time: SystemTime::now(),
+    ///     attributes: vec![KeyValue::new("user.password", "hunter2")],
+    ///     dropped_attributes_count: 0,
+    ///     events,
+    ///     links: SpanLinks::default(),
+    ///     status: Status::error("login of bob@example.com failed"),
+    ///     instrumentation_scope: Default::default(),
+    /// };
+    /// service_tracing::redact::Redactor::new().redact_span(&mut span);
+    /// assert_eq!(span.attributes[0].value.as_str(), "[REDACTED]");
+    /// assert_eq!(span.events[0].attributes[0].value.as_str(), "bad card [REDACTED]");
+    /// assert_eq!(span.status, Status::error("login of [REDACTED] failed"));
+    /// ```
+    pub fn redact_span(&self, span: &mut SpanData) {
+        if let Some(name) = self.scrub(&span.name) {
+            span.name = Cow::Owned(name);
+        }
+        self.redact_attributes(&mut span.attributes);
+        for event in span.events.events.iter_mut() {
+            if let Some(name) = self.scrub(&event.name) {
+                event.name = Cow::Owned(name);
+            }
+            self.redact_attributes(&mut event.attributes);
+        }
+        for link in span.links.links.iter_mut() {
+            self.redact_attributes(&mut link.attributes);
+        }
+        if let Status::Error { description } = &mut span.status {
+            if let Some(redacted) = self.scrub(description) {
+                *description = Cow::Owned(redacted);
+            }
+        }
+    }
+
+    /// The policy applied to attributes in place: denied keys' values replaced whole (booleans
+    /// kept), string and string-array values run through the value patterns.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// let mut attributes = vec![
+    ///     KeyValue::new("db.password", "hunter2"),
+    ///     KeyValue::new("note", "mail bob@example.com"),
+    ///     KeyValue::new("input_tokens", 42),
+    /// ];
+    /// service_tracing::redact::Redactor::new().redact_attributes(&mut attributes);
+    /// assert_eq!(attributes[0].value.as_str(), "[REDACTED]");
+    /// assert_eq!(attributes[1].value.as_str(), "mail [REDACTED]");
+    /// assert_eq!(attributes[2].value.as_str(), "42");
+    /// ```
+    pub fn redact_attributes(&self, attributes: &mut [KeyValue]) {
+        // A custom rule that redacts attributes itself finds the memory borrowed and goes
+        // without it.
+        KEY_VERDICTS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut verdicts) => {
+                for kv in attributes.iter_mut() {
+                    let denied = verdicts.denies(&self.keys, &kv.key);
+                    self.redact_attribute(kv, denied);
+                }
+            }
+            Err(_) => {
+                for kv in attributes.iter_mut() {
+                    let denied = self.keys.denies(kv.key.as_str().as_bytes());
+                    self.redact_attribute(kv, denied);
+                }
+            }
+        });
+    }
+
+    fn redact_attribute(&self, kv: &mut KeyValue, denied: bool) {
+        if denied {
+            if !matches!(kv.value, Value::Bool(_) | Value::Array(Array::Bool(_))) {
+                kv.value = Value::String(StringValue::from(REDACTED));
+            }
+            return;
+        }
+        match &mut kv.value {
+            Value::String(s) => {
+                if let Some(redacted) = self.scrub(s.as_str()) {
+                    *s = StringValue::from(redacted);
+                }
+            }
+            Value::Array(Array::String(values)) => {
+                for s in values.iter_mut() {
+                    if let Some(redacted) = self.scrub(s.as_str()) {
+                        *s = StringValue::from(redacted);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The text with the patterns and rules applied, or `None` when nothing changed. Not cut.
+    #[inline]
+    pub(crate) fn scrub(&self, text: &str) -> Option<String> {
+        let needs = self.keys.scan(text);
+        if !needs.any() && self.patterns.is_empty() && self.rules.is_empty() {
+            return None;
+        }
+        self.scrub_further(text, needs)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn scrub_further(&self, text: &str, needs: Needs) -> Option<String> {
+        let mut out: Cow<'_, str> = Cow::Borrowed(text);
+        if needs.any() {
+            self.apply_defaults(&mut out, needs);
+        }
+        for pattern in &self.patterns {
+            replace(&mut out, pattern, |_| Cow::Borrowed(REDACTED));
+        }
+        for rule in &self.rules {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rule(&out)));
+            match outcome {
+                Ok(Some(replaced)) => out = Cow::Owned(replaced),
+                Ok(None) => {}
+                Err(_) => out = Cow::Borrowed(REDACTED),
+            }
+        }
+        (out != text).then(|| out.into_owned())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn apply_defaults(&self, out: &mut Cow<'_, str>, needs: Needs) {
+        let p = patterns();
+        if needs.literal && self.defaults {
+            replace(out, &p.bearer, |c| {
+                if looks_like_token(&c[3]) {
+                    Cow::Owned(format!("{}{}{REDACTED}", &c[1], &c[2]))
+                } else {
+                    Cow::Owned(c[0].to_owned())
+                }
+            });
+            replace(out, &p.basic, |c| {
+                if is_basic_credential(&c[3]) {
+                    Cow::Owned(format!("{}{}{REDACTED}", &c[1], &c[2]))
+                } else {
+                    Cow::Owned(c[0].to_owned())
+                }
+            });
+        }
+        if needs.pair {
+            if let Some(kv) = &self.keys.kv {
+                replace(out, kv, |c| {
+                    let value = &c[3];
+                    let kept = value.eq_ignore_ascii_case("bearer")
+                        || value.eq_ignore_ascii_case("basic")
+                        || value.starts_with(REDACTED)
+                        || !self.keys.denies(c[1].as_bytes());
+                    if kept {
+                        Cow::Owned(c[0].to_owned())
+                    } else {
+                        Cow::Owned(format!("{}{}{REDACTED}", &c[1], &c[2]))
+                    }
+                });
+            }
+        }
+        if !self.defaults {
+            return;
+        }
+        if needs.literal {
+            replace(out, &p.jwt, |_| Cow::Borrowed(REDACTED));
+            replace(out, &p.cloud, |_| Cow::Borrowed(REDACTED));
+        }
+        if needs.email {
+            replace(out, &p.email, |_| Cow::Borrowed(REDACTED));
+        }
+        if needs.card {
+            if let Some(redacted) = redact_cards(out) {
+                *out = Cow::Owned(redacted);
+            }
+        }
+    }
+}
+
+/// Replaces the matches of `pattern` in `text`, keeping it borrowed when nothing matched.
+fn replace<'t>(
+    text: &mut Cow<'t, str>,
+    pattern: &Regex,
+    with: impl Fn(&Captures<'_>) -> Cow<'static, str>,
+) {
+    if !pattern.is_match(text) {
+        return;
+    }
+    let replaced = pattern
+        .replace_all(text, |c: &Captures<'_>| with(c).into_owned())
+        .into_owned();
+    *text = Cow::Owned(replaced);
+}
+
+/// A bearer token, not a word of prose: at least 8 characters with a digit or a symbol, or at
+/// least 20 (trailing dots, the end of a sentence, do not count).
+fn looks_like_token(token: &str) -> bool {
+    let token = token.trim_end_matches('.');
+    let marked = token
+        .bytes()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
+    (token.len() >= 8 && marked) || token.len() >= 20
+}
+
+/// Basic credentials: base64 of printable `user:password`. "basic auth" decodes to bytes that
+/// are not, so prose is kept.
+fn is_basic_credential(token: &str) -> bool {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine as _;
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let token = token.trim_end_matches('=');
+    if token.len() < 4 {
+        return false;
+    }
+    match ENGINE.decode(token) {
+        Ok(bytes) => {
+            bytes.contains(&b':') && bytes.iter().all(|b| (0x20..0x7f).contains(b) || *b >= 0x80)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Card numbers replaced: runs of 12 to 19 digits, contiguous or grouped by single spaces or
+/// dashes, standing alone as a word, that pass the Luhn check. A run joined to letters, an
+/// `_` or a `-` and more (a UUID's `…-4394-7108-a4e7`, an order code) is not one; when a
+/// whole run fails, its leading groups are tried (a card followed by a CVV). `None` when
+/// nothing was replaced. A hand-written scan rather than a pattern: the word and dash rules
+/// and the Luhn check would need a pattern and a second pass anyway.
+#[cold]
+#[inline(never)]
+fn redact_cards(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let joined = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Skip to a digit that starts a word: most strings with 12 digits are ids (UUIDs)
+        // whose digits all follow a letter, a digit or a dash.
+        let mut prev = if i == 0 { b' ' } else { b[i - 1] };
+        while i < b.len() && (!b[i].is_ascii_digit() || joined(prev) || prev == b'-') {
+            prev = b[i];
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let start = i;
+        let mut digits = 0;
+        loop {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+                digits += 1;
+            }
+            let grouped =
+                i + 1 < b.len() && matches!(b[i], b' ' | b'-') && b[i + 1].is_ascii_digit();
+            if !grouped {
+                break;
+            }
+            i += 1;
+        }
+        let alone = match b.get(i) {
+            None => true,
+            Some(&c) if joined(c) => false,
+            Some(b'-') => !b.get(i + 1).is_some_and(|&c| joined(c)),
+            Some(_) => true,
+        };
+        if digits < 12 || !alone {
+            continue;
+        }
+        if let Some(end) = card_end(text, start, i) {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            o.push_str(&text[copied..start]);
+            o.push_str(REDACTED);
+            copied = end;
+        }
+    }
+    out.map(|mut o| {
+        o.push_str(&text[copied..]);
+        o
+    })
+}
+
+/// Where the card in the digit run `text[start..end]` ends: the whole run, else the longest
+/// run of its leading groups, that has 12 to 19 digits and passes the Luhn check.
+fn card_end(text: &str, start: usize, end: usize) -> Option<usize> {
+    let mut end = end;
+    loop {
+        let run = &text[start..end];
+        let digits = run.bytes().filter(u8::is_ascii_digit).count();
+        if digits < 12 {
+            return None;
+        }
+        if digits <= 19 && luhn(run) {
+            return Some(end);
+        }
+        end = start + run.bytes().rposition(|c| c == b' ' || c == b'-')?;
+    }
+}
+
+/// The Luhn check over the digits of a 12 to 19 digit run.
+fn luhn(run: &str) -> bool {
+    let digits: Vec<u32> = run.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(12..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let d = d * 2;
+                if d > 9 {
+                    d - 9
+                } else {
+                    d
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
