@@ -1014,8 +1014,9 @@ fn luhn(run: &str) -> bool {
     sum % 10 == 0
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes on a character boundary (error tracking cuts its texts with it
+/// too).
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

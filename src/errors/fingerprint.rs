@@ -31,17 +31,9 @@ pub(crate) fn fingerprint(error_type: &str, operation: &str, message: &str) -> u
     hash
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
-}
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary: the one
+/// the redaction policy cuts with.
+pub(crate) use crate::redact::truncate;
 
 /// Replaces the variable parts of an error message, in one left-to-right pass:
 ///
