@@ -1284,11 +1284,13 @@ mod tests {
         assert!(errors.shared.pending.is_empty(), "readers drain first");
     }
 
-    #[tokio::test]
-    async fn errors_of_unsampled_requests_are_counted_once_without_samples() {
-        use axum::routing::get;
-
-        let errors = ErrorTracking::new();
+    /// A provider sampling half the traces, error tracking in front of an in-memory exporter.
+    fn half_sampled(
+        errors: &ErrorTracking,
+    ) -> (
+        SdkTracerProvider,
+        opentelemetry_sdk::trace::InMemorySpanExporter,
+    ) {
         let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.5))
@@ -1296,6 +1298,15 @@ mod tests {
                 opentelemetry_sdk::trace::SimpleSpanProcessor::new(exporter.clone()),
             ))
             .build();
+        (provider, exporter)
+    }
+
+    #[tokio::test]
+    async fn errors_of_unsampled_requests_are_counted_once_without_samples() {
+        use axum::routing::get;
+
+        let errors = ErrorTracking::new();
+        let (provider, exporter) = half_sampled(&errors);
         let app = axum::Router::new()
             .route(
                 "/fail/{id}",
@@ -1356,13 +1367,7 @@ mod tests {
         use axum::routing::get;
 
         let errors = ErrorTracking::new();
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(0.5))
-            .with_span_processor(errors.in_front_of(
-                opentelemetry_sdk::trace::SimpleSpanProcessor::new(exporter.clone()),
-            ))
-            .build();
+        let (provider, exporter) = half_sampled(&errors);
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(service_tracing_client::TracingMiddleware::new().with_tracer_provider(&provider))
             .build();
