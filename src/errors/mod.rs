@@ -1284,6 +1284,15 @@ mod tests {
         assert!(errors.shared.pending.is_empty(), "readers drain first");
     }
 
+    /// Severity and category of the one group on `operation`.
+    fn classification_on(groups: &[ErrorGroup], operation: &str) -> (Severity, Category) {
+        let g = groups
+            .iter()
+            .find(|g| g.operations() == [operation])
+            .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
+        (g.severity(), g.category())
+    }
+
     /// A provider sampling half the traces, error tracking in front of an in-memory exporter.
     fn half_sampled(
         errors: &ErrorTracking,
@@ -1576,13 +1585,7 @@ mod tests {
         });
         record("plain", &|| record_error(&Failed("order 7 not found")));
         let groups = errors.groups();
-        let of = |operation: &str| {
-            let g = groups
-                .iter()
-                .find(|g| g.operations() == [operation])
-                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
-            (g.severity(), g.category())
-        };
+        let of = |operation: &str| classification_on(&groups, operation);
         use Category::*;
         use Severity::*;
         assert_eq!(of("io"), (Medium, Timeout), "io::ErrorKind::TimedOut");
@@ -1641,13 +1644,7 @@ mod tests {
             .errors()
             .unwrap_or_else(|| panic!("error tracking is on"));
         let groups = errors.groups();
-        let of = |operation: &str| {
-            let g = groups
-                .iter()
-                .find(|g| g.operations() == [operation])
-                .unwrap_or_else(|| panic!("{operation}: {groups:#?}"));
-            (g.severity(), g.category())
-        };
+        let of = |operation: &str| classification_on(&groups, operation);
         assert_eq!(of("GET /fail"), (Severity::Low, Category::Security));
         assert_eq!(of("GET /other"), (Severity::High, Category::Application));
         assert_eq!(of("GET /stated"), (Severity::Medium, Category::Database));
