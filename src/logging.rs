@@ -162,24 +162,11 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("capture").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// The console's log lines go through the policy: fields under denied keys, secrets in
     /// the message and in other fields are printed redacted; ordinary lines are unchanged.
     #[test]
     fn log_lines_are_printed_redacted() {
-        let capture = Capture::default();
+        let capture = crate::test_support::SharedBuffer::default();
         let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()
             .event_format(
@@ -196,7 +183,7 @@ mod tests {
             );
             tracing::info!(order = 42, "order shipped");
         });
-        let out = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
+        let out = capture.text();
         for secret in [
             "planted-field-pw",
             "carol@example.com",

@@ -590,19 +590,6 @@ pub(crate) mod tests {
         assert!(stats.dropped > 0);
     }
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A lone backend's trace (its root has a remote parent) reaches the console without a
     /// flush and without further traffic: the worker ticks the exporter, which prints it once
     /// its grace period has passed.
@@ -613,7 +600,7 @@ pub(crate) mod tests {
             Span as _, SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState,
         };
 
-        let buffer = Buffer::default();
+        let buffer = crate::test_support::SharedBuffer::default();
         let writer = buffer.clone();
         let batch = BatchConfig::default().with_scheduled_delay(Duration::from_millis(20));
         let worker = ExportWorker::start(
@@ -654,7 +641,7 @@ pub(crate) mod tests {
 
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+            let text = buffer.text();
             if text.contains("GET /orders/{id}") {
                 assert!(text.contains("[backend]"), "{text}");
                 break;
@@ -671,7 +658,7 @@ pub(crate) mod tests {
         use crate::export::console::ConsoleExporter;
         use opentelemetry::trace::{Span as _, Status, Tracer as _};
 
-        let buffer = Buffer::default();
+        let buffer = crate::test_support::SharedBuffer::default();
         let writer = buffer.clone();
         let worker = ExportWorker::start(
             move || Ok(ConsoleExporter::with_writer(writer)),
@@ -705,7 +692,7 @@ pub(crate) mod tests {
         span.end();
         worker.force_flush().expect("flush");
 
-        let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+        let text = buffer.text();
         assert!(text.contains("POST /pay"), "{text}");
         for secret in [
             "4111 1111 1111 1111",
