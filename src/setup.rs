@@ -971,7 +971,11 @@ fn layer_for(
     metrics: Option<&Metrics>,
 ) -> TracingLayer {
     let mut layer = match provider {
-        Some(p) => TracingLayer::new().with_tracer_provider(p),
+        // The layer is told how the installed sampler decides, so unsampled requests skip
+        // the tracer's work (none of set-up's span processors reads attributes at start).
+        Some(p) => TracingLayer::new()
+            .with_tracer_provider(p)
+            .sampler_hint(config.sampler.hint()),
         None => TracingLayer::new(),
     };
     for route in &options.untraced {

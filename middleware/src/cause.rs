@@ -359,6 +359,11 @@ pub(crate) struct RequestErrors {
 }
 
 impl RequestErrors {
+    /// The place of the request `cx` belongs to, if it has one.
+    pub(crate) fn of(cx: &Context) -> Option<&Self> {
+        crate::scope::RequestScope::of(cx).and_then(|s| s.errors.as_ref())
+    }
+
     /// Closes the place; returns the cause recorded before, if any.
     pub(crate) fn close(&self) -> Option<&ErrorCause> {
         self.closed.store(true, Ordering::Release);
@@ -381,7 +386,7 @@ impl RequestErrors {
 /// assert_eq!(seen, Attribution::NoRequest);
 /// ```
 pub fn record_cause(cx: &Context, make: impl FnOnce() -> ErrorCause) -> Attribution {
-    let Some(errors) = cx.get::<RequestErrors>() else {
+    let Some(errors) = RequestErrors::of(cx) else {
         return Attribution::NoRequest;
     };
     if errors.closed.load(Ordering::Acquire) {
@@ -409,20 +414,23 @@ pub fn record_cause(cx: &Context, make: impl FnOnce() -> ErrorCause) -> Attribut
 /// assert!(!service_tracing_middleware::cause::in_open_request(&cx));
 /// ```
 pub fn in_open_request(cx: &Context) -> bool {
-    cx.get::<RequestErrors>()
-        .is_some_and(|e| !e.closed.load(Ordering::Acquire))
+    RequestErrors::of(cx).is_some_and(|e| !e.closed.load(Ordering::Acquire))
 }
 
 /// A context inside a request that counts its errors, for tests of code that records causes.
 #[doc(hidden)]
 pub fn test_request_context() -> Context {
-    Context::current().with_value(RequestErrors::default())
+    Context::current().with_value(crate::scope::RequestScope {
+        id: None,
+        errors: Some(RequestErrors::default()),
+        random_trace_id: None,
+    })
 }
 
 /// Closes the request place of `cx` as the layer does at the end, returning its cause.
 #[doc(hidden)]
 pub fn test_close(cx: &Context) -> Option<ErrorCause> {
-    cx.get::<RequestErrors>().and_then(|e| e.close().cloned())
+    RequestErrors::of(cx).and_then(|e| e.close().cloned())
 }
 
 #[cfg(test)]

@@ -78,10 +78,10 @@ impl CorrelationId {
         CorrelationIdCharset::DEFAULT.from_bytes(value)
     }
 
-    /// Makes a new id: a UUIDv7, so ids sort by creation time.
+    /// Makes a new id: a UUIDv7, so ids sort by creation time (to the millisecond).
     pub fn generate() -> Self {
         let mut buf = uuid::Uuid::encode_buffer();
-        let s = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        let s = crate::ids::uuid_v7().hyphenated().encode_lower(&mut buf);
         Self(Arc::from(&*s))
     }
 
@@ -116,12 +116,23 @@ impl CorrelationId {
     /// assert_eq!(CorrelationId::current(), Some(id));
     /// ```
     pub fn current() -> Option<Self> {
-        opentelemetry::Context::map_current(|cx| cx.get::<Self>().cloned())
+        opentelemetry::Context::map_current(Self::from_context)
     }
 
-    /// The id carried by a given context.
+    /// The id carried by a given context: the request's, in a context the layer made, else a
+    /// `CorrelationId` value set on the context.
+    ///
+    /// ```
+    /// use opentelemetry::Context;
+    /// use service_tracing_middleware::CorrelationId;
+    /// let id = CorrelationId::parse("abc").unwrap();
+    /// assert_eq!(CorrelationId::from_context(&Context::new().with_value(id.clone())), Some(id));
+    /// ```
     pub fn from_context(cx: &opentelemetry::Context) -> Option<Self> {
-        cx.get::<Self>().cloned()
+        match crate::scope::RequestScope::of(cx).and_then(|s| s.id.as_ref()) {
+            Some(id) => Some(id.clone()),
+            None => cx.get::<Self>().cloned(),
+        }
     }
 }
 

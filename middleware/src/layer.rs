@@ -58,6 +58,63 @@ pub(crate) struct Config {
     pub(crate) error_causes: bool,
     pub(crate) request_headers: HeaderCapture,
     pub(crate) response_headers: HeaderCapture,
+    pub(crate) sampler_hint: SamplerHint,
+}
+
+/// What the layer may assume of the tracer provider's sampler, to skip work its decision
+/// would make useless ([`TracingLayer::sampler_hint`]).
+///
+/// The layer cannot ask an OpenTelemetry tracer how it samples; told, it saves most of an
+/// unsampled request's cost. A wrong hint changes what is sampled, so give the one that
+/// matches the provider's sampler. [`ServiceTracing`] sets it from the sampler it installs.
+///
+/// [`ServiceTracing`]: https://docs.rs/service-tracing
+///
+/// ```
+/// use service_tracing_middleware::SamplerHint;
+/// assert_eq!(SamplerHint::default(), SamplerHint::Unknown);
+/// assert!(SamplerHint::ParentBased.ignores_attributes());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SamplerHint {
+    /// Nothing is assumed (the default): each span is started with its name and attributes,
+    /// and the tracer decides.
+    #[default]
+    Unknown,
+    /// The sampler reads neither the span's name nor its attributes, as none of the samplers
+    /// the OpenTelemetry SDK ships does: the attributes are set once the span records, and
+    /// never built for a span that does not.
+    IgnoresAttributes,
+    /// As [`IgnoresAttributes`](Self::IgnoresAttributes), and an incoming parent that is valid
+    /// and not sampled means the span is dropped, as the SDK's `ParentBased` samplers decide
+    /// with their default rules for remote parents: such a request skips the tracer, and its
+    /// span is a non-recording one with a fresh span id under the parent's trace and the
+    /// parent's `tracestate`, exactly what the SDK would make.
+    ParentBased,
+}
+
+impl SamplerHint {
+    /// Whether attributes may wait until the span records.
+    ///
+    /// ```
+    /// use service_tracing_middleware::SamplerHint;
+    /// assert!(!SamplerHint::Unknown.ignores_attributes());
+    /// ```
+    pub fn ignores_attributes(self) -> bool {
+        self != SamplerHint::Unknown
+    }
+
+    /// Whether a valid, unsampled incoming parent means a dropped span.
+    ///
+    /// ```
+    /// use service_tracing_middleware::SamplerHint;
+    /// assert!(SamplerHint::ParentBased.drops_unsampled_parents());
+    /// assert!(!SamplerHint::IgnoresAttributes.drops_unsampled_parents());
+    /// ```
+    pub fn drops_unsampled_parents(self) -> bool {
+        self == SamplerHint::ParentBased
+    }
 }
 
 impl fmt::Debug for TracingLayer {
@@ -69,6 +126,7 @@ impl fmt::Debug for TracingLayer {
             .field("untraced", &self.config.untraced)
             .field("trust", &self.config.trust)
             .field("traceresponse", &self.config.traceresponse)
+            .field("sampler_hint", &self.config.sampler_hint)
             .finish_non_exhaustive()
     }
 }
@@ -102,12 +160,32 @@ impl TracingLayer {
                 error_causes: false,
                 request_headers: HeaderCapture::default(),
                 response_headers: HeaderCapture::default(),
+                sampler_hint: SamplerHint::Unknown,
             }),
         }
     }
 
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    /// Tells the layer how the tracer provider's sampler decides ([`SamplerHint`]), so an
+    /// unsampled request skips the work its span would not use.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    /// use service_tracing_middleware::{SamplerHint, TracingLayer};
+    ///
+    /// let provider = SdkTracerProvider::builder()
+    ///     .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1))))
+    ///     .build();
+    /// let layer = TracingLayer::new()
+    ///     .with_tracer_provider(&provider)
+    ///     .sampler_hint(SamplerHint::ParentBased);
+    /// ```
+    pub fn sampler_hint(mut self, hint: SamplerHint) -> Self {
+        self.config_mut().sampler_hint = hint;
+        self
     }
 
     /// Makes spans with this provider's tracer instead of the global one.

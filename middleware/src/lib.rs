@@ -9,10 +9,12 @@ mod extract;
 mod future;
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
 mod layer;
 mod observe;
 pub mod propagation;
 mod route_names;
+mod scope;
 pub mod semconv;
 mod service;
 pub mod tracer;
@@ -24,7 +26,7 @@ pub use correlation::{CorrelationId, CorrelationIdCharset};
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
-pub use layer::TracingLayer;
+pub use layer::{SamplerHint, TracingLayer};
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;

@@ -201,7 +201,7 @@ impl Observation {
         let span = cx.span();
         let sc = span.span_context();
         // Closed first: an error recorded after the end is counted on its own.
-        let error_cause = cx.get::<RequestErrors>().and_then(RequestErrors::close);
+        let error_cause = RequestErrors::of(cx).and_then(RequestErrors::close);
         let outcome = RequestOutcome {
             method: self.method,
             route: self.route.as_deref(),

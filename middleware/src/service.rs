@@ -9,16 +9,20 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{
+    Link, SpanBuilder, SpanContext, SpanKind, TraceContextExt, TraceFlags, Tracer,
+};
 use opentelemetry::{Context, KeyValue, Value};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
+use crate::cause::RequestErrors;
 use crate::correlation;
 use crate::future::{Echo, ResponseFuture};
 use crate::layer::Config;
 use crate::observe::Observation;
 use crate::route_names;
+use crate::scope::RequestScope;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
 /// The service [`TracingLayer`](crate::TracingLayer) wraps around yours.
@@ -177,40 +181,74 @@ where
             Some("https") => "https",
             _ => "http",
         };
-        // The SDK moves this Vec into the span: room for every attribute added later (the
-        // request's and the response's) saves reallocations on the hot path.
-        let mut attributes = Vec::with_capacity(16);
-        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
-        attributes.push(KeyValue::new(
-            semconv::URL_PATH,
-            truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
-        ));
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-        if let Some(route) = route_value {
-            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
-        }
-        let span = config.tracer.build_with_context(
-            SpanBuilder::from_name(name)
-                .with_kind(SpanKind::Server)
-                .with_attributes(attributes)
-                .with_links(links),
-            &parent,
-        );
-
-        // The correlation id joins outbound baggage when it is injected (see `W3cBaggage`), so
-        // nothing is copied here.
-        let cx = parent.with_span(span).with_value(id.clone());
-        // A place for the request's root cause, filled by whatever sees an error inside it.
-        let cx = if config.error_causes {
-            cx.with_value(crate::cause::RequestErrors::default())
+        let first = |attributes: &mut Vec<KeyValue>, route: Option<Value>| {
+            attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+            attributes.push(KeyValue::new(
+                semconv::URL_PATH,
+                truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
+            ));
+            attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+            if let Some(route) = route {
+                attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+            }
+        };
+        let parent_span = parent.span();
+        let parent_sc = parent_span.span_context();
+        let mut pending_first = None;
+        let with_span = if config.sampler_hint.drops_unsampled_parents()
+            && parent_sc.is_valid()
+            && !parent_sc.is_sampled()
+        {
+            // What the parent-based sampler would decide, without the tracer: a span that
+            // does not record, with its own id under the parent's trace (local: not remote).
+            parent.with_remote_span_context(SpanContext::new(
+                parent_sc.trace_id(),
+                crate::ids::span_id(),
+                TraceFlags::default(),
+                false,
+                parent_sc.trace_state().clone(),
+            ))
         } else {
-            cx
+            // The SDK moves this Vec into the span: room for every attribute added later (the
+            // request's and the response's) saves reallocations on the hot path.
+            let mut attributes = Vec::with_capacity(16);
+            // A sampler that reads no attributes gets none: they are set below, on a span
+            // that records, and never built for one that does not.
+            if config.sampler_hint.ignores_attributes() {
+                pending_first = Some(route_value);
+            } else {
+                first(&mut attributes, route_value);
+            }
+            parent.with_span(
+                config.tracer.build_with_context(
+                    SpanBuilder::from_name(name)
+                        .with_kind(SpanKind::Server)
+                        .with_attributes(attributes)
+                        .with_links(links),
+                    &parent,
+                ),
+            )
         };
         // W3C Level 2: a new root's trace id is random; say so to the next hop.
-        let cx = crate::propagation::RandomTraceId::mark(&parent, cx);
+        let random_trace_id = crate::propagation::RandomTraceId::vouch(
+            &parent,
+            with_span.span().span_context().trace_id(),
+        )
+        .map(|m| m.trace_id());
+        // One value for the correlation id, the root-cause place and the random flag: one
+        // copy of the context's map instead of three. The correlation id joins outbound
+        // baggage when it is injected (see `W3cBaggage`), so nothing is copied here.
+        let cx = with_span.with_value(RequestScope {
+            id: Some(id.clone()),
+            errors: config.error_causes.then(RequestErrors::default),
+            random_trace_id,
+        });
         let span = cx.span();
         if span.is_recording() {
-            let mut more = Vec::with_capacity(8);
+            let mut more = Vec::with_capacity(12);
+            if let Some(route) = pending_first {
+                first(&mut more, route);
+            }
             more.push(KeyValue::new(
                 semconv::CORRELATION_ID,
                 Value::String(id.as_arc().into()),

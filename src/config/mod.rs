@@ -47,6 +47,20 @@ pub enum Sampler {
 }
 
 impl Sampler {
+    /// What the server layer may assume of this sampler: none reads attributes, and the
+    /// parent-based ones drop a span whose remote parent is not sampled.
+    pub(crate) fn hint(self) -> service_tracing_middleware::SamplerHint {
+        use service_tracing_middleware::SamplerHint;
+        match self {
+            Sampler::ParentBasedAlwaysOn
+            | Sampler::ParentBasedAlwaysOff
+            | Sampler::ParentBasedTraceIdRatio(_) => SamplerHint::ParentBased,
+            Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatio(_) => {
+                SamplerHint::IgnoresAttributes
+            }
+        }
+    }
+
     pub(crate) fn to_sdk(self) -> opentelemetry_sdk::trace::Sampler {
         use opentelemetry_sdk::trace::Sampler as S;
         match self {

@@ -112,17 +112,22 @@ impl RandomTraceId {
     /// assert!(cx.get::<RandomTraceId>().is_none());
     /// ```
     pub fn mark(parent: &Context, cx: Context) -> Context {
+        let trace_id = cx.span().span_context().trace_id();
+        match Self::vouch(parent, trace_id) {
+            Some(marker) => cx.with_value(marker),
+            None => cx,
+        }
+    }
+
+    /// The marker [`mark`](Self::mark) would add for a span of trace `trace_id` started from
+    /// `parent`, without adding it.
+    pub(crate) fn vouch(parent: &Context, trace_id: TraceId) -> Option<Self> {
         let random = {
             let parent_span = parent.span();
             let psc = parent_span.span_context();
             !psc.is_valid() || psc.trace_flags().to_u8() & RANDOM_FLAG != 0
         };
-        let trace_id = cx.span().span_context().trace_id();
-        if random && trace_id != TraceId::INVALID {
-            cx.with_value(Self::new(trace_id))
-        } else {
-            cx
-        }
+        (random && trace_id != TraceId::INVALID).then(|| Self::new(trace_id))
     }
 }
 
@@ -277,10 +282,12 @@ impl TextMapPropagator for W3cTraceContext {
             return;
         }
         let mut flags = sc.trace_flags().to_u8() & KNOWN_FLAGS;
-        if cx
-            .get::<RandomTraceId>()
-            .is_some_and(|marker| marker.trace_id == sc.trace_id())
-        {
+        let random = match crate::scope::RequestScope::of(cx) {
+            Some(scope) => scope.random_trace_id,
+            None => None,
+        }
+        .or_else(|| cx.get::<RandomTraceId>().map(|m| m.trace_id));
+        if random == Some(sc.trace_id()) {
             flags |= RANDOM_FLAG;
         }
         injector.set(
