@@ -28,6 +28,7 @@ pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
 pub use layer::{SamplerHint, TracingLayer};
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
+pub use route_names::RouteId;
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;
 pub use trust::{InvalidNetwork, TrustIncoming};

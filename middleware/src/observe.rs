@@ -15,6 +15,7 @@ use opentelemetry::Context;
 
 use crate::cause::{ErrorCause, RequestErrors};
 use crate::correlation::CorrelationId;
+use crate::route_names::RouteId;
 
 /// Told about each traced request when its response ends (or the request fails).
 ///
@@ -105,6 +106,9 @@ pub struct RequestStart<'a> {
     pub method: &'a str,
     /// The route template, when the router matched one.
     pub route: Option<&'a str>,
+    /// The route template's id in the process ([`RouteId`]), when it has one: a key for
+    /// per-route tables that needs no hashing.
+    pub route_id: Option<RouteId>,
 }
 
 impl<F> RequestObserver for F
@@ -124,6 +128,8 @@ pub struct RequestOutcome<'a> {
     pub method: &'a str,
     /// The route template, when the router matched one.
     pub route: Option<&'a str>,
+    /// The route template's id in the process ([`RouteId`]), when it has one.
+    pub route_id: Option<RouteId>,
     /// The response status; `None` when the inner service failed without a response.
     pub status: Option<u16>,
     /// `error.type`: a 5xx status code, `panic`, `response_body`, `_OTHER`, or `None`.
@@ -152,6 +158,7 @@ pub(crate) struct Observation {
     start: Instant,
     method: &'static str,
     route: Option<Cow<'static, str>>,
+    route_id: Option<RouteId>,
     pub(crate) status: Option<u16>,
     pub(crate) error_type: Option<Cow<'static, str>>,
     /// Set once the observers heard the end, so dropping reports an abandoned request only.
@@ -171,12 +178,14 @@ impl Observation {
         observers: Observers,
         method: &'static str,
         route: Option<Cow<'static, str>>,
+        route_id: Option<RouteId>,
     ) -> Self {
         let this = Self {
             observers,
             start: Instant::now(),
             method,
             route,
+            route_id,
             status: None,
             error_type: None,
             finished: false,
@@ -192,6 +201,7 @@ impl Observation {
         RequestStart {
             method: self.method,
             route: self.route.as_deref(),
+            route_id: self.route_id,
         }
     }
 
@@ -205,6 +215,7 @@ impl Observation {
         let outcome = RequestOutcome {
             method: self.method,
             route: self.route.as_deref(),
+            route_id: self.route_id,
             status: self.status,
             error_type: self.error_type.as_deref(),
             duration: self.start.elapsed(),

@@ -10,8 +10,49 @@ use std::sync::{OnceLock, RwLock};
 /// Most distinct route templates interned per process.
 const MAX_ROUTES: usize = 1024;
 
+/// A route template's place in the process's table of interned routes: the same template
+/// has the same id in every layer of the process, and ids are dense from 0, below
+/// [`RouteId::MAX`]. Observers index their per-route tables with it instead of hashing the
+/// template on every request ([`RequestOutcome::route_id`](crate::RequestOutcome::route_id)).
+///
+/// ```
+/// use service_tracing_middleware::RouteId;
+/// assert_eq!(RouteId::MAX, 1024);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(u16);
+
+impl RouteId {
+    /// No more route templates than this get an id (later ones have none).
+    pub const MAX: usize = MAX_ROUTES;
+
+    /// The id of the route template `route`, interning it as the layer does at its first
+    /// request; `None` once [`MAX`](Self::MAX) templates have ids.
+    ///
+    /// ```
+    /// use service_tracing_middleware::RouteId;
+    /// let id = RouteId::of("/users/{id}").unwrap();
+    /// assert_eq!(RouteId::of("/users/{id}"), Some(id));
+    /// assert_ne!(RouteId::of("/orders/{id}"), Some(id));
+    /// ```
+    pub fn of(route: &str) -> Option<Self> {
+        route_only(route).map(|(_, id)| id)
+    }
+
+    /// The id as an index, below [`MAX`](Self::MAX).
+    ///
+    /// ```
+    /// # use service_tracing_middleware::RouteId;
+    /// # fn show(id: RouteId) { assert!(id.index() < RouteId::MAX); }
+    /// ```
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
 /// Interned names for one route template: the route itself and one span name per method.
 struct Names {
+    id: RouteId,
     route: &'static str,
     by_method: [Option<&'static str>; METHODS.len()],
 }
@@ -23,14 +64,17 @@ fn table() -> &'static RwLock<HashMap<Box<str>, Names>> {
     TABLE.get_or_init(|| RwLock::new(HashMap::new()))
 }
 
-/// The interned route and `{METHOD} {route}` span name, or `None` past the cap (or for a
-/// method outside the known nine).
-pub(crate) fn lookup(method: &'static str, route: &str) -> Option<(&'static str, &'static str)> {
+/// The interned route, `{METHOD} {route}` span name and route id, or `None` past the cap (or
+/// for a method outside the known nine).
+pub(crate) fn lookup(
+    method: &'static str,
+    route: &str,
+) -> Option<(&'static str, &'static str, RouteId)> {
     let index = METHODS.iter().position(|m| *m == method)?;
     if let Ok(t) = table().read() {
         if let Some(names) = t.get(route) {
             if let Some(name) = names.by_method[index] {
-                return Some((names.route, name));
+                return Some((names.route, name, names.id));
             }
         }
     }
@@ -38,13 +82,36 @@ pub(crate) fn lookup(method: &'static str, route: &str) -> Option<(&'static str,
     if !t.contains_key(route) && t.len() >= MAX_ROUTES {
         return None;
     }
+    let next = RouteId(t.len() as u16);
     let names = t.entry(Box::from(route)).or_insert_with(|| Names {
+        id: next,
         route: Box::leak(Box::from(route)),
         by_method: [None; METHODS.len()],
     });
     let name = *names.by_method[index]
         .get_or_insert_with(|| Box::leak(format!("{method} {route}").into_boxed_str()));
-    Some((names.route, name))
+    Some((names.route, name, names.id))
+}
+
+/// The interned route and its id, for a request whose method is none of the known nine (its
+/// span is named `HTTP`): the same id as the route's known-method requests.
+pub(crate) fn route_only(route: &str) -> Option<(&'static str, RouteId)> {
+    if let Ok(t) = table().read() {
+        if let Some(names) = t.get(route) {
+            return Some((names.route, names.id));
+        }
+    }
+    let mut t = table().write().ok()?;
+    if !t.contains_key(route) && t.len() >= MAX_ROUTES {
+        return None;
+    }
+    let next = RouteId(t.len() as u16);
+    let names = t.entry(Box::from(route)).or_insert_with(|| Names {
+        id: next,
+        route: Box::leak(Box::from(route)),
+        by_method: [None; METHODS.len()],
+    });
+    Some((names.route, names.id))
 }
 
 #[cfg(test)]
@@ -53,10 +120,17 @@ mod tests {
 
     #[test]
     fn names_are_interned_once() {
-        let (route, name) = lookup("GET", "/interned/{id}").expect("interned");
+        let (route, name, id) = lookup("GET", "/interned/{id}").expect("interned");
         assert_eq!((route, name), ("/interned/{id}", "GET /interned/{id}"));
-        let (route2, name2) = lookup("GET", "/interned/{id}").expect("interned");
+        let (route2, name2, id2) = lookup("GET", "/interned/{id}").expect("interned");
         assert!(std::ptr::eq(name, name2) && std::ptr::eq(route, route2));
+        assert_eq!(id, id2);
+        let (_, _, post) = lookup("POST", "/interned/{id}").expect("interned");
+        assert_eq!(post, id, "one id per route, whatever the method");
+        let (_, _, other) = lookup("GET", "/interned/other").expect("interned");
+        assert_ne!(other, id);
+        assert!(other.index() < RouteId::MAX && id.index() < RouteId::MAX);
+        assert_eq!(route_only("/interned/{id}").map(|r| r.1), Some(id));
         assert_eq!(
             lookup("POST", "/interned/{id}").map(|n| n.1),
             Some("POST /interned/{id}")

@@ -150,18 +150,26 @@ where
             None => ("_OTHER", Some(req.method().as_str())),
         };
         // Interned: no allocation for the name or the route on the hot path.
+        let mut route_id = None;
         let (route_cow, name): (Option<Cow<'static, str>>, Cow<'static, str>) =
             match (route, method_original) {
                 (Some(route), None) => match route_names::lookup(method, route) {
-                    Some((route, name)) => (Some(Cow::Borrowed(route)), Cow::Borrowed(name)),
+                    Some((route, name, id)) => {
+                        route_id = Some(id);
+                        (Some(Cow::Borrowed(route)), Cow::Borrowed(name))
+                    }
                     None => (
                         Some(Cow::Owned(route.to_owned())),
                         Cow::Owned(format!("{method} {route}")),
                     ),
                 },
-                (Some(route), Some(_)) => {
-                    (Some(Cow::Owned(route.to_owned())), Cow::Borrowed("HTTP"))
-                }
+                (Some(route), Some(_)) => match route_names::route_only(route) {
+                    Some((route, id)) => {
+                        route_id = Some(id);
+                        (Some(Cow::Borrowed(route)), Cow::Borrowed("HTTP"))
+                    }
+                    None => (Some(Cow::Owned(route.to_owned())), Cow::Borrowed("HTTP")),
+                },
                 (None, None) => (None, Cow::Borrowed(method)),
                 (None, Some(_)) => (None, Cow::Borrowed("HTTP")),
             };
@@ -171,6 +179,7 @@ where
                 config.observers.clone(),
                 method,
                 route_cow.clone(),
+                route_id,
             ))
         });
         let route_value: Option<Value> = route_cow.map(|r| match r {

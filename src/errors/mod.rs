@@ -1031,7 +1031,12 @@ struct RequestErrorsObserver {
 impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
     fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
         let rates = &self.errors.shared.rates;
-        rates.record(outcome.method, outcome.route, outcome.error_type.is_some());
+        rates.record_with_id(
+            outcome.method,
+            outcome.route,
+            outcome.route_id,
+            outcome.error_type.is_some(),
+        );
         self.errors.record_request(outcome);
     }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::operations::{server_operation, ServerKeys};
 use serde_json::{json, Value};
-use service_tracing_middleware::{RequestObserver, RequestOutcome};
+use service_tracing_middleware::{RequestObserver, RequestOutcome, RouteId};
 
 /// The default bound on the number of operations (`{method} {route}`) counted apart.
 pub const DEFAULT_MAX_KEYS: usize = 512;
@@ -248,8 +248,15 @@ impl State {
             .chain(self.other.as_ref().map(|w| (OTHER_OPERATION, w)))
     }
 
-    fn windows(&mut self, method: &str, route: Option<&str>, max_keys: usize) -> &mut Windows {
-        let index = match self.keys.get(method, route) {
+    fn windows(
+        &mut self,
+        method: &str,
+        route: Option<&str>,
+        id: Option<RouteId>,
+        max_keys: usize,
+    ) -> &mut Windows {
+        let by_id = id.and_then(|id| self.keys.get_by_id(method, id));
+        let index = match by_id.or_else(|| self.keys.get(method, route)) {
             Some(index) => Some(index),
             None if self.entries.len() < max_keys => {
                 let index = self.entries.len();
@@ -262,6 +269,9 @@ impl State {
             }
             None => None,
         };
+        if let (None, Some(id), Some(index)) = (by_id, id, index) {
+            self.keys.remember_id(method, id, index);
+        }
         match index.and_then(|i| self.entries.get_mut(i)) {
             Some(entry) => &mut entry.windows,
             None => {
@@ -391,10 +401,21 @@ impl RouteRates {
     /// assert_eq!(rates.snapshot().len(), 6, "two operations, three windows each");
     /// ```
     pub fn record(&self, method: &str, route: Option<&str>, error: bool) {
+        self.record_with_id(method, route, None, error);
+    }
+
+    /// [`record`](Self::record), with the layer's id for the route when it has one.
+    pub(crate) fn record_with_id(
+        &self,
+        method: &str,
+        route: Option<&str>,
+        id: Option<RouteId>,
+        error: bool,
+    ) {
         let at = self.elapsed();
         let max_keys = self.inner.max_keys;
         self.state()
-            .windows(method, route, max_keys)
+            .windows(method, route, id, max_keys)
             .add(at, 1, u64::from(error));
     }
 
@@ -408,7 +429,12 @@ impl RouteRates {
     pub fn observer(&self) -> impl RequestObserver {
         let rates = self.clone();
         move |outcome: &RequestOutcome<'_>| {
-            rates.record(outcome.method, outcome.route, outcome.error_type.is_some());
+            rates.record_with_id(
+                outcome.method,
+                outcome.route,
+                outcome.route_id,
+                outcome.error_type.is_some(),
+            );
         }
     }
 

@@ -2,13 +2,13 @@
 //! and `http.server.active_requests`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use opentelemetry::metrics::{AsyncInstrument, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue};
 use service_tracing_middleware::semconv::{self, KNOWN_METHODS};
-use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart};
+use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart, RouteId};
 
 use super::MAX_ATTRIBUTE_SETS;
 
@@ -118,22 +118,69 @@ impl Counts {
 
 /// `http.server.active_requests`, counted in atomics and read by an observable instrument
 /// at collection: two atomic additions per request instead of two passes through the SDK's
-/// attribute maps (about 2,300 instructions). At most [`MAX_ATTRIBUTE_SETS`] routes are
-/// counted apart; later ones share a series marked `otel.metric.overflow`.
-#[derive(Debug, Default)]
+/// attribute maps (about 2,300 instructions). Routes the layer interned are found by their
+/// [`RouteId`] (an array index, no lock); others by name. At most [`MAX_ATTRIBUTE_SETS`]
+/// routes are counted apart; later ones share a series marked `otel.metric.overflow`.
+#[derive(Debug)]
 struct ActiveRequests {
     unmatched: Counts,
+    /// By route id: `None` once set means the route came past the cap (overflow).
+    by_id: Box<[OnceLock<Option<Box<RouteCounts>>>]>,
     routes: RwLock<HashMap<Box<str>, Counts>>,
+    /// Routes counted apart, by id or by name.
+    series: AtomicUsize,
     overflow: Counts,
 }
 
+#[derive(Debug)]
+struct RouteCounts {
+    route: Box<str>,
+    counts: Counts,
+}
+
+impl Default for ActiveRequests {
+    fn default() -> Self {
+        Self {
+            unmatched: Counts::default(),
+            by_id: (0..RouteId::MAX).map(|_| OnceLock::new()).collect(),
+            routes: RwLock::default(),
+            series: AtomicUsize::new(0),
+            overflow: Counts::default(),
+        }
+    }
+}
+
 impl ActiveRequests {
-    fn add(&self, method: &str, route: Option<&str>, delta: i64) {
+    /// Whether one more route may be counted apart.
+    fn admit(&self) -> bool {
+        self.series
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_ATTRIBUTE_SETS).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn add(&self, method: &str, route: Option<&str>, id: Option<RouteId>, delta: i64) {
         let method = method_index(method);
         let Some(route) = route else {
             self.unmatched.add(method, delta);
             return;
         };
+        if let Some(slot) = id.and_then(|id| self.by_id.get(id.index())) {
+            let counted = slot.get_or_init(|| {
+                self.admit().then(|| {
+                    Box::new(RouteCounts {
+                        route: route.into(),
+                        counts: Counts::default(),
+                    })
+                })
+            });
+            match counted {
+                Some(c) => c.counts.add(method, delta),
+                None => self.overflow.add(method, delta),
+            }
+            return;
+        }
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         if let Some(counts) = routes.get(route) {
             counts.add(method, delta);
@@ -143,7 +190,7 @@ impl ActiveRequests {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         if let Some(counts) = routes.get(route) {
             counts.add(method, delta);
-        } else if routes.len() >= MAX_ATTRIBUTE_SETS {
+        } else if !self.admit() {
             self.overflow.add(method, delta);
         } else {
             let counts = Counts::default();
@@ -154,15 +201,18 @@ impl ActiveRequests {
 
     fn observe(&self, observer: &dyn AsyncInstrument<i64>) {
         self.unmatched.observe(observer, None);
+        let route = |route: &str| {
+            Some(KeyValue::new(
+                semconv::HTTP_ROUTE,
+                StringValue::from(route.to_owned()),
+            ))
+        };
+        for counted in self.by_id.iter().filter_map(|s| s.get()).flatten() {
+            counted.counts.observe(observer, route(&counted.route));
+        }
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        for (route, counts) in routes.iter() {
-            counts.observe(
-                observer,
-                Some(KeyValue::new(
-                    semconv::HTTP_ROUTE,
-                    StringValue::from(route.to_string()),
-                )),
-            );
+        for (name, counts) in routes.iter() {
+            counts.observe(observer, route(name));
         }
         self.overflow
             .observe(observer, Some(KeyValue::new("otel.metric.overflow", true)));
@@ -171,15 +221,18 @@ impl ActiveRequests {
 
 impl RequestObserver for HttpServerMetrics {
     fn on_request_start(&self, request: &RequestStart<'_>) {
-        self.active.add(request.method, request.route, 1);
+        self.active
+            .add(request.method, request.route, request.route_id, 1);
     }
 
     fn on_request_abandoned(&self, request: &RequestStart<'_>) {
-        self.active.add(request.method, request.route, -1);
+        self.active
+            .add(request.method, request.route, request.route_id, -1);
     }
 
     fn on_request_end(&self, outcome: &RequestOutcome<'_>) {
-        self.active.add(outcome.method, outcome.route, -1);
+        self.active
+            .add(outcome.method, outcome.route, outcome.route_id, -1);
         let mut attributes = Vec::with_capacity(4);
         attributes.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD,
@@ -210,13 +263,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn routes_with_ids_are_counted_by_id_once_and_share_the_cap() {
+        let active = ActiveRequests::default();
+        let id = RouteId::of("/active/{id}").expect("an id");
+        active.add("GET", Some("/active/{id}"), Some(id), 1);
+        active.add("GET", Some("/active/{id}"), Some(id), 1);
+        active.add("POST", Some("/active/{id}"), Some(id), 1);
+        active.add("GET", Some("/active/{id}"), Some(id), -1);
+        let counted = active.by_id[id.index()]
+            .get()
+            .and_then(Option::as_ref)
+            .expect("counted by id");
+        assert_eq!(&*counted.route, "/active/{id}");
+        assert_eq!(
+            counted.counts.values[method_index("GET")].load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            counted.counts.values[method_index("POST")].load(Ordering::Relaxed),
+            1
+        );
+        assert!(active.routes.read().map(|r| r.is_empty()).unwrap_or(false));
+        assert_eq!(active.series.load(Ordering::Relaxed), 1);
+
+        // Past the cap, a new route with an id goes to the overflow series, for good.
+        active.series.store(MAX_ATTRIBUTE_SETS, Ordering::Relaxed);
+        let late = RouteId::of("/active/late").expect("an id");
+        active.add("GET", Some("/active/late"), Some(late), 1);
+        active.add("GET", Some("/active/late"), Some(late), 1);
+        assert_eq!(
+            active.overflow.values[method_index("GET")].load(Ordering::Relaxed),
+            2
+        );
+        assert!(matches!(active.by_id[late.index()].get(), Some(None)));
+    }
+
+    #[test]
     fn active_requests_count_per_route_and_method_and_overflow_past_the_cap() {
         let active = ActiveRequests::default();
-        active.add("GET", Some("/a"), 1);
-        active.add("GET", Some("/a"), 1);
-        active.add("BREW", Some("/a"), 1);
-        active.add("GET", None, 1);
-        active.add("GET", Some("/a"), -1);
+        active.add("GET", Some("/a"), None, 1);
+        active.add("GET", Some("/a"), None, 1);
+        active.add("BREW", Some("/a"), None, 1);
+        active.add("GET", None, None, 1);
+        active.add("GET", Some("/a"), None, -1);
         let a = active.routes.read().unwrap_or_else(|p| p.into_inner());
         let counts = a.get("/a").expect("a series for /a");
         assert_eq!(
@@ -231,7 +320,7 @@ mod tests {
         drop(a);
         assert_eq!(active.unmatched.values[0].load(Ordering::Relaxed), 1);
         for n in 0..MAX_ATTRIBUTE_SETS + 10 {
-            active.add("POST", Some(&format!("/r{n}")), 1);
+            active.add("POST", Some(&format!("/r{n}")), None, 1);
         }
         assert_eq!(
             active.routes.read().map(|r| r.len()).unwrap_or(0),

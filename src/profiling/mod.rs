@@ -153,6 +153,7 @@ use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
 use crate::operations::{server_operation, ServerKeys};
+use service_tracing_middleware::RouteId;
 
 pub use crate::errors::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
@@ -444,13 +445,25 @@ impl Operations {
         }
     }
 
-    fn server(&mut self, method: &str, route: Option<&str>, config: &Config) -> &mut Operation {
-        let index = self.server.get(method, route).or_else(|| {
-            let name = server_operation(method, route);
-            let index = self.push(name, OperationKind::Server, config)?;
-            self.server.insert(method, route, index);
-            Some(index)
-        });
+    fn server(
+        &mut self,
+        method: &str,
+        route: Option<&str>,
+        id: Option<RouteId>,
+        config: &Config,
+    ) -> &mut Operation {
+        let by_id = id.and_then(|id| self.server.get_by_id(method, id));
+        let index = by_id
+            .or_else(|| self.server.get(method, route))
+            .or_else(|| {
+                let name = server_operation(method, route);
+                let index = self.push(name, OperationKind::Server, config)?;
+                self.server.insert(method, route, index);
+                Some(index)
+            });
+        if let (None, Some(id), Some(index)) = (by_id, id, index) {
+            self.server.remember_id(method, id, index);
+        }
         self.entry(index, config)
     }
 
@@ -673,11 +686,23 @@ impl Profiling {
         duration: Duration,
         error: bool,
     ) {
+        self.record_request_with_id(method, route, None, duration, error);
+    }
+
+    /// [`record_request`](Self::record_request), with the layer's id for the route.
+    fn record_request_with_id(
+        &self,
+        method: &str,
+        route: Option<&str>,
+        id: Option<RouteId>,
+        duration: Duration,
+        error: bool,
+    ) {
         let at = self.elapsed();
         let config = &self.shared.config;
         let (_, log) = self
             .operations_lock()
-            .server(method, route, config)
+            .server(method, route, id, config)
             .record(at, duration, error, None, config);
         if let Some(log) = log {
             log.emit();
@@ -695,9 +720,10 @@ impl Profiling {
     pub fn observer(&self) -> impl RequestObserver {
         let profiling = self.clone();
         move |outcome: &RequestOutcome<'_>| {
-            profiling.record_request(
+            profiling.record_request_with_id(
                 outcome.method,
                 outcome.route,
+                outcome.route_id,
                 outcome.duration,
                 outcome.error_type.is_some(),
             );
@@ -729,7 +755,7 @@ impl Profiling {
                     let method = crate::errors::string_attr(attrs, "http.request.method")
                         .unwrap_or_else(|| operation.split(' ').next().unwrap_or("").to_owned());
                     let route = crate::errors::string_attr(attrs, "http.route");
-                    let entry = operations.server(&method, route.as_deref(), config);
+                    let entry = operations.server(&method, route.as_deref(), None, config);
                     // The observer counted and logged this request; only a threshold it
                     // cannot see (on the span) is counted here.
                     match entry.threshold(at, from_span, config) {

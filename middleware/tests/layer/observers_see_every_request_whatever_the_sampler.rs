@@ -235,3 +235,49 @@ async fn without_an_observer_asking_for_causes_nothing_is_attributed_to_the_requ
     send(app, get("/call").body(Body::empty()).unwrap()).await;
     assert_eq!(*seen.lock().unwrap(), [Attribution::NoRequest]);
 }
+
+#[tokio::test]
+async fn each_route_template_has_one_id_whatever_the_method() {
+    let h = Harness::new();
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let sink = ids.clone();
+    let app = Router::new()
+        .route("/ids/{id}", axum::routing::any(|| async { "ok" }))
+        .route("/ids/other", get_route(|| async { "ok" }))
+        .layer(h.layer().with_observer(move |o: &RequestOutcome<'_>| {
+            sink.lock().unwrap().push((
+                o.method.to_owned(),
+                o.route.map(str::to_owned),
+                o.route_id,
+            ));
+        }));
+    for (method, uri) in [
+        ("GET", "/ids/1"),
+        ("POST", "/ids/2"),
+        ("BREW", "/ids/3"),
+        ("GET", "/ids/other"),
+        ("GET", "/nowhere"),
+    ] {
+        send(
+            app.clone(),
+            get(uri).method(method).body(Body::empty()).unwrap(),
+        )
+        .await;
+    }
+    let seen = ids.lock().unwrap().clone();
+    let template = service_tracing_middleware::RouteId::of("/ids/{id}");
+    assert!(template.is_some());
+    assert_eq!(seen[0].2, template, "{seen:?}");
+    assert_eq!(seen[1].2, template, "{seen:?}");
+    assert_eq!(seen[2].0, "_OTHER");
+    assert_eq!(
+        seen[2].2, template,
+        "an unknown method shares the route's id"
+    );
+    assert_eq!(
+        seen[3].2,
+        service_tracing_middleware::RouteId::of("/ids/other")
+    );
+    assert_ne!(seen[3].2, template);
+    assert_eq!((seen[4].1.as_deref(), seen[4].2), (None, None));
+}
