@@ -1,11 +1,12 @@
 //! [`HttpServerMetrics`]: the request observer that records `http.server.request.duration`
 //! and `http.server.active_requests`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use opentelemetry::metrics::{AsyncInstrument, Histogram, Meter};
+use opentelemetry::metrics::{AsyncInstrument, BoundHistogram, Histogram, Meter};
 use opentelemetry::{KeyValue, StringValue};
 use service_tracing_middleware::semconv::{self, KNOWN_METHODS};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart, RouteId};
@@ -47,6 +48,8 @@ pub const DURATION_BOUNDARIES: [f64; 14] = [
 pub struct HttpServerMetrics {
     duration: Histogram<f64>,
     active: Arc<ActiveRequests>,
+    /// Tells this instance's series apart in the per-thread caches of bound series.
+    instance: u64,
 }
 
 impl HttpServerMetrics {
@@ -68,8 +71,92 @@ impl HttpServerMetrics {
                 .with_boundaries(DURATION_BOUNDARIES.to_vec())
                 .build(),
             active,
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed) & INSTANCE_MASK,
         }
     }
+
+    /// The attributes of `outcome`'s duration series.
+    fn attributes(outcome: &RequestOutcome<'_>) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            method_name(method_index(outcome.method)),
+        ));
+        if let Some(route) = outcome.route {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_ROUTE,
+                StringValue::from(route.to_owned()),
+            ));
+        }
+        if let Some(status) = outcome.status {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(status),
+            ));
+        }
+        if let Some(error_type) = outcome.error_type {
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+        }
+        attributes
+    }
+
+    /// The key of `outcome`'s series in the per-thread cache, when it has one: a route the
+    /// layer gave an id (or no route), a known status, and no `error.type` but the status
+    /// itself. Other requests (rare) record through the SDK's attribute lookup.
+    fn series_key(&self, outcome: &RequestOutcome<'_>) -> Option<u64> {
+        let route = match (outcome.route, outcome.route_id) {
+            (None, _) => 0,
+            (Some(_), Some(id)) => id.index() as u64 + 1,
+            (Some(_), None) => return None,
+        };
+        let status = outcome.status.map_or(0, u64::from);
+        let error = match (outcome.error_type, outcome.status) {
+            (None, _) => 0,
+            (Some(e), Some(status)) if e.parse::<u16>().ok() == Some(status) => 1,
+            (Some(_), _) => return None,
+        };
+        if status >= 1 << 10 {
+            return None;
+        }
+        let method = method_index(outcome.method) as u64;
+        Some(self.instance << 26 | route << 15 | method << 11 | status << 1 | error)
+    }
+}
+
+/// Instances are told apart by 24 bits in the cache key (route 11, method 4, status 10,
+/// error 1 below them).
+const INSTANCE_MASK: u64 = (1 << 24) - 1;
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+/// Most bound series one thread keeps; past it, requests record through the SDK's lookup.
+const MAX_BOUND_PER_THREAD: usize = 4096;
+
+/// A multiplicative hash of the packed series key (the key is already unique: a full
+/// SipHash of it would only cost time).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b) ^ self.0.rotate_left(8));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        let wide = u128::from(n) * 0x9E37_79B9_7F4A_7C15;
+        self.0 = (wide >> 64) as u64 ^ wide as u64;
+    }
+}
+
+type BoundSeries = HashMap<u64, BoundHistogram<f64>, std::hash::BuildHasherDefault<KeyHasher>>;
+
+thread_local! {
+    /// This thread's bound `http.server.request.duration` series: a request finds its series
+    /// here without hashing its attributes or taking the SDK's attribute-map lock.
+    static BOUND: RefCell<BoundSeries> = RefCell::new(BoundSeries::default());
 }
 
 /// A slot per known method, and the last for `_OTHER` (anything else is already `_OTHER`).
@@ -233,28 +320,30 @@ impl RequestObserver for HttpServerMetrics {
     fn on_request_end(&self, outcome: &RequestOutcome<'_>) {
         self.active
             .add(outcome.method, outcome.route, outcome.route_id, -1);
-        let mut attributes = Vec::with_capacity(4);
-        attributes.push(KeyValue::new(
-            semconv::HTTP_REQUEST_METHOD,
-            method_name(method_index(outcome.method)),
-        ));
-        if let Some(route) = outcome.route {
-            attributes.push(KeyValue::new(
-                semconv::HTTP_ROUTE,
-                StringValue::from(route.to_owned()),
-            ));
+        let seconds = outcome.duration.as_secs_f64();
+        let recorded = self.series_key(outcome).is_some_and(|key| {
+            BOUND
+                .try_with(|bound| {
+                    let Ok(mut bound) = bound.try_borrow_mut() else {
+                        return false;
+                    };
+                    if let Some(series) = bound.get(&key) {
+                        series.record(seconds);
+                        return true;
+                    }
+                    if bound.len() >= MAX_BOUND_PER_THREAD {
+                        return false;
+                    }
+                    let series = self.duration.bind(&Self::attributes(outcome));
+                    series.record(seconds);
+                    bound.insert(key, series);
+                    true
+                })
+                .unwrap_or(false)
+        });
+        if !recorded {
+            self.duration.record(seconds, &Self::attributes(outcome));
         }
-        if let Some(status) = outcome.status {
-            attributes.push(KeyValue::new(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status),
-            ));
-        }
-        if let Some(error_type) = outcome.error_type {
-            attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
-        }
-        self.duration
-            .record(outcome.duration.as_secs_f64(), &attributes);
     }
 }
 

@@ -149,3 +149,87 @@ fn health_figures_are_exposed_under_the_library_prefix() {
         assert!(text.lines().any(|l| l == name), "{name} missing:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn every_request_lands_in_its_own_series_and_instance_bound_or_not() {
+    // Two instances on one thread: the per-thread cache of bound series keeps them apart.
+    let (a, b) = (metrics(MAX_ATTRIBUTE_SETS), metrics(MAX_ATTRIBUTE_SETS));
+    let router = || {
+        Router::new()
+            .route("/ok/{id}", axum::routing::any(|| async { "ok" }))
+            .route(
+                "/fail",
+                get(|| async { http::StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(
+                "/panic",
+                get(|| async {
+                    panic!("boom");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+    };
+    let app_a = router().layer(crate::TracingLayer::new().with_observer(a.http_server()));
+    let app_b = router().layer(crate::TracingLayer::new().with_observer(b.http_server()));
+    let send = |app: Router, method: &'static str, path: &'static str| async move {
+        let response = app
+            .oneshot(
+                http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let _ = response.into_body().collect().await;
+    };
+    for _ in 0..3 {
+        send(app_a.clone(), "GET", "/ok/1").await;
+        send(app_a.clone(), "BREW", "/ok/2").await;
+        send(app_a.clone(), "GET", "/fail").await;
+        send(app_a.clone(), "GET", "/panic").await;
+        send(app_a.clone(), "GET", "/nowhere").await;
+    }
+    send(app_b.clone(), "GET", "/ok/1").await;
+    let text = a.prometheus_text();
+    let count = |labels: &str| {
+        value_of(
+            &text,
+            &format!("http_server_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    let ok =
+        "http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/ok/{id}\"";
+    assert_eq!(count(ok), Some(3.0), "{text}");
+    assert_eq!(
+        count("http_request_method=\"_OTHER\",http_response_status_code=\"200\",http_route=\"/ok/{id}\""),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("error_type=\"503\",http_request_method=\"GET\",http_response_status_code=\"503\",http_route=\"/fail\""),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("error_type=\"panic\",http_request_method=\"GET\",http_response_status_code=\"500\",http_route=\"/panic\""),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("http_request_method=\"GET\",http_response_status_code=\"404\""),
+        Some(3.0),
+        "{text}"
+    );
+    let other = b.prometheus_text();
+    assert_eq!(
+        value_of(
+            &other,
+            &format!("http_server_request_duration_seconds_count{{{ok}}}")
+        ),
+        Some(1.0),
+        "the second instance counts its own request only:\n{other}"
+    );
+}
