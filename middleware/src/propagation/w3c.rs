@@ -148,14 +148,21 @@ fn trace_context_fields() -> &'static [String; 2] {
     })
 }
 
-/// The value of one lowercase hex digit.
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lowercase hex digit, or `0xff` (high bits set) when it is not one.
+const HEX: [u8; 256] = {
+    let mut table = [0xff_u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Decodes exactly `N` bytes from `2N` lowercase hex digits.
 fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
@@ -163,10 +170,25 @@ fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        out[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+    // One table load per digit and one check at the end: an invalid digit sets high bits.
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = high << 4 | low;
     }
-    Some(out)
+    (invalid & 0xf0 == 0).then_some(out)
+}
+
+/// A header field value's bytes without the OWS (spaces, tabs) around them.
+fn trim_ows_bytes(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// A header field value without the OWS (spaces, tabs) around it, which RFC 7230 §3.2 says is
@@ -189,7 +211,17 @@ impl W3cTraceContext {
     ///
     /// The flags keep `sampled` and `random` and zero every other bit.
     pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
-        let b = value.as_bytes();
+        Self::parse_traceparent_bytes(value.as_bytes())
+    }
+
+    /// [`parse_traceparent`](Self::parse_traceparent) on a header's bytes: the 55 bytes of a
+    /// version-00 value are all checked as hex or dashes, so only a longer (future version)
+    /// value is checked for visible ASCII.
+    fn parse_traceparent_bytes(b: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
+        let visible = |c: &u8| *c == b'\t' || (0x20..0x7f).contains(c);
+        if b.len() > 55 && !b.iter().all(visible) {
+            return None;
+        }
         if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
@@ -227,15 +259,11 @@ impl W3cTraceContext {
         if all.next().is_some() {
             return None;
         }
-        let (trace_id, span_id, flags) = Self::parse_traceparent(trim_ows(first.to_str().ok()?))?;
-        let (state, wire) = if headers.contains_key(&TRACESTATE) {
-            tracestate::trace_state_from(
-                headers
-                    .get_all(&TRACESTATE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                trace_id,
-            )
+        let (trace_id, span_id, flags) =
+            Self::parse_traceparent_bytes(trim_ows_bytes(first.as_bytes()))?;
+        let mut tracestate = headers.get_all(&TRACESTATE).iter().peekable();
+        let (state, wire) = if tracestate.peek().is_some() {
+            tracestate::trace_state_from(tracestate.map(HeaderValue::as_bytes), trace_id)
         } else {
             (TraceState::NONE, None)
         };
@@ -318,6 +346,33 @@ impl TextMapPropagator for W3cTraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_byte_but_lowercase_hex_is_refused_in_every_id_position() {
+        let valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert!(W3cTraceContext::parse_traceparent(valid).is_some());
+        for position in [0, 1, 3, 20, 34, 36, 51, 53, 54] {
+            for byte in 0..=255u8 {
+                let mut bytes = valid.as_bytes().to_vec();
+                bytes[position] = byte;
+                let hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+                let parsed = W3cTraceContext::parse_traceparent_bytes(&bytes);
+                // The version ff is invalid; a zero trace or parent id is too, not their digits.
+                if hex && !(position < 2 && byte == b'f') {
+                    assert!(parsed.is_some(), "{position} {byte:#x}");
+                } else if !hex {
+                    assert!(parsed.is_none(), "{position} {byte:#x}");
+                }
+            }
+        }
+        assert!(
+            W3cTraceContext::parse_traceparent_bytes(
+                b" \t00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\t "
+            )
+            .is_none(),
+            "OWS is trimmed by the caller, not here"
+        );
+    }
     use crate::propagation::{extract, inject, HeaderExtractor, W3cTraceState};
     use http::HeaderMap;
 
