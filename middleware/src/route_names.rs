@@ -64,6 +64,33 @@ fn table() -> &'static RwLock<HashMap<Box<str>, Names>> {
     TABLE.get_or_init(|| RwLock::new(HashMap::new()))
 }
 
+/// One answer of [`lookup`], remembered by the thread that asked.
+#[derive(Clone, Copy)]
+struct Recent {
+    /// Address of the route text asked about: axum hands every request of a route the same
+    /// `Arc<str>`, so the address finds the entry and a comparison of the text confirms it.
+    address: usize,
+    method: usize,
+    route: &'static str,
+    name: &'static str,
+    id: RouteId,
+}
+
+/// Entries of each thread's cache of recent answers.
+const RECENT: usize = 32;
+
+thread_local! {
+    /// The shared table is behind a lock that every thread would touch on every request, and
+    /// a lookup in it hashes the whole template: each thread keeps its recent answers here.
+    static RECENT_ANSWERS: [std::cell::Cell<Option<Recent>>; RECENT] =
+        const { [const { std::cell::Cell::new(None) }; RECENT] };
+}
+
+fn recent_slot(address: usize, method: usize) -> usize {
+    let mixed = (address as u64 ^ method as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 59) as usize % RECENT
+}
+
 /// The interned route, `{METHOD} {route}` span name and route id, or `None` past the cap (or
 /// for a method outside the known nine).
 pub(crate) fn lookup(
@@ -71,6 +98,35 @@ pub(crate) fn lookup(
     route: &str,
 ) -> Option<(&'static str, &'static str, RouteId)> {
     let index = METHODS.iter().position(|m| *m == method)?;
+    let address = route.as_ptr() as usize;
+    let slot = recent_slot(address, index);
+    let recent = RECENT_ANSWERS
+        .try_with(|r| r[slot].get())
+        .ok()
+        .flatten()
+        .filter(|r| r.address == address && r.method == index && r.route == route);
+    if let Some(r) = recent {
+        return Some((r.route, r.name, r.id));
+    }
+    let found = lookup_shared(method, index, route)?;
+    let _ = RECENT_ANSWERS.try_with(|r| {
+        r[slot].set(Some(Recent {
+            address,
+            method: index,
+            route: found.0,
+            name: found.1,
+            id: found.2,
+        }));
+    });
+    Some(found)
+}
+
+/// [`lookup`] in the shared table.
+fn lookup_shared(
+    method: &'static str,
+    index: usize,
+    route: &str,
+) -> Option<(&'static str, &'static str, RouteId)> {
     if let Ok(t) = table().read() {
         if let Some(names) = t.get(route) {
             if let Some(name) = names.by_method[index] {
