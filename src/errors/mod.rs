@@ -533,6 +533,29 @@ impl ErrorEvent {
 
 /// `{METHOD} {http.route}` for a server span, `{METHOD} {server.address}` for a client span,
 /// else the span name (each part cut to 512 bytes). Profiling keys its operations the same way.
+/// [`operation_name`] without building it when the span's name already is it: a server span
+/// the layer named `{method} {route}` (its name is interned, so cloning it costs nothing).
+pub(crate) fn operation_name_of(span: &SpanData) -> std::borrow::Cow<'static, str> {
+    if span.span_kind == SpanKind::Server {
+        let attrs = span.attributes.as_slice();
+        let text = |key| match attr(attrs, key) {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        if let (Some(method), Some(route)) = (text("http.request.method"), text("http.route")) {
+            let name: &str = &span.name;
+            let named_so = name.len() == method.len() + 1 + route.len()
+                && name.starts_with(method)
+                && name.as_bytes()[method.len()] == b' '
+                && name.ends_with(route);
+            if named_so && method.len() <= MAX_FIELD && route.len() <= MAX_FIELD {
+                return span.name.clone();
+            }
+        }
+    }
+    std::borrow::Cow::Owned(operation_name(span))
+}
+
 pub(crate) fn operation_name(span: &SpanData) -> String {
     let attrs = span.attributes.as_slice();
     let method = string_attr(attrs, "http.request.method");
@@ -1079,6 +1102,50 @@ mod tests {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
+
+    #[test]
+    fn the_interned_operation_name_is_the_built_one_and_only_used_when_it_is() {
+        let span =
+            |kind: SpanKind, name: &str, attrs: Vec<KeyValue>| opentelemetry_sdk::trace::SpanData {
+                span_context: opentelemetry::trace::SpanContext::empty_context(),
+                parent_span_id: opentelemetry::trace::SpanId::INVALID,
+                parent_span_is_remote: false,
+                span_kind: kind,
+                name: std::borrow::Cow::Owned(name.to_owned()),
+                start_time: std::time::SystemTime::UNIX_EPOCH,
+                end_time: std::time::SystemTime::UNIX_EPOCH,
+                attributes: attrs,
+                dropped_attributes_count: 0,
+                events: Default::default(),
+                links: Default::default(),
+                status: Status::Unset,
+                instrumentation_scope: Default::default(),
+            };
+        let route = |r: &str| {
+            vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("http.route", r.to_owned()),
+                KeyValue::new("server.address", "db"),
+            ]
+        };
+        let long = format!("/{}", "r".repeat(MAX_FIELD + 10));
+        for data in [
+            span(SpanKind::Server, "GET /orders/{id}", route("/orders/{id}")),
+            span(SpanKind::Server, "renamed", route("/orders/{id}")),
+            span(SpanKind::Server, "GET /orders/{idx}", route("/orders/{id}")),
+            span(SpanKind::Server, &format!("GET {long}"), route(&long)),
+            span(SpanKind::Server, "GET", vec![]),
+            span(SpanKind::Client, "GET", route("/x")),
+            span(SpanKind::Internal, "work", vec![]),
+        ] {
+            assert_eq!(
+                operation_name_of(&data),
+                operation_name(&data),
+                "{}",
+                data.name
+            );
+        }
+    }
 
     fn provider(errors: &ErrorTracking) -> SdkTracerProvider {
         SdkTracerProvider::builder()

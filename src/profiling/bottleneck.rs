@@ -47,7 +47,8 @@ pub(crate) struct SpanRecord {
     pub(crate) parent_span_id: SpanId,
     /// A server span whose parent is remote or absent: the trace's root in this process.
     pub(crate) local_root: bool,
-    pub(crate) operation: String,
+    /// Interned for the layer's server spans (no allocation), built for the others.
+    pub(crate) operation: std::borrow::Cow<'static, str>,
     pub(crate) start: SystemTime,
     pub(crate) end: SystemTime,
 }
@@ -350,7 +351,7 @@ impl Analyser {
                 }
                 self.recent.push_back(Bottleneck {
                     trace_id: root.trace_id,
-                    route: root.operation.clone(),
+                    route: root.operation.to_string(),
                     operation: operation.clone(),
                     share,
                     critical: *critical,
@@ -360,14 +361,14 @@ impl Analyser {
                 });
             }
         }
-        if !self.routes.contains_key(&root.operation) {
+        if !self.routes.contains_key(root.operation.as_ref()) {
             if self.routes.len() >= self.max_routes {
                 self.stats.overflow_routes += 1;
                 return;
             }
-            self.route_order.push(root.operation.clone());
+            self.route_order.push(root.operation.to_string());
         }
-        let aggregate = self.routes.entry(root.operation.clone()).or_default();
+        let aggregate = self.routes.entry(root.operation.to_string()).or_default();
         aggregate.traces += 1;
         aggregate.total += duration;
         for (operation, time) in &shares {
@@ -528,7 +529,7 @@ mod tests {
             span_id: SpanId::from(id),
             parent_span_id: SpanId::from(parent),
             local_root: parent == 0,
-            operation: operation.to_owned(),
+            operation: operation.to_owned().into(),
             start: at(start),
             end: at(end),
         }

@@ -740,7 +740,7 @@ impl Profiling {
         let from_span = slow::span_threshold(&span.attributes);
         let at = self.elapsed();
         let config = &self.shared.config;
-        let operation = crate::errors::operation_name(span);
+        let operation = crate::errors::operation_name_of(span);
         let (threshold, log) = {
             let mut operations = self.operations_lock();
             match span.span_kind {
