@@ -741,15 +741,16 @@ impl Profiling {
         let at = self.elapsed();
         let config = &self.shared.config;
         let operation = crate::errors::operation_name_of(span);
-        let (threshold, log) = {
+        // Nothing can make a server span slow: skip the lookups and the lock.
+        let nothing_to_check = span.span_kind == SpanKind::Server
+            && from_span.is_none()
+            && !config.auto
+            && config.thresholds.is_empty();
+        let (threshold, log) = if nothing_to_check {
+            (None, None)
+        } else {
             let mut operations = self.operations_lock();
             match span.span_kind {
-                // Nothing can make a server span slow: skip the lookups.
-                SpanKind::Server
-                    if from_span.is_none() && !config.auto && config.thresholds.is_empty() =>
-                {
-                    (None, None)
-                }
                 SpanKind::Server => {
                     let attrs = span.attributes.as_slice();
                     let method = crate::errors::string_attr(attrs, "http.request.method")
