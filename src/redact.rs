@@ -236,11 +236,12 @@ fn compile(pattern: &str) -> Regex {
 
 /// The denied key terms and what is precomputed from them.
 struct Keys {
-    /// Lowercase ASCII terms of at least two bytes.
+    /// Lowercase ASCII terms of at least two bytes, ordered by their first byte.
     terms: Vec<Box<[u8]>>,
-    /// Bytes (either case) a term starts with.
-    first: [bool; 256],
-    /// Byte pairs that start a literal or a term, one bit each.
+    /// For each byte (either case), the range of `terms` that start with it (most bytes start
+    /// none), so a key is compared only with the few terms that can start where it stands.
+    starting: Box<[(usize, usize); 256]>,
+    /// Byte pairs that start a literal, one bit each.
     pairs: Box<[u64; 1024]>,
     /// `key=value` and `key: value` pairs whose key may hold a term.
     kv: Option<Regex>,
@@ -254,12 +255,34 @@ struct Keys {
 
 impl Keys {
     fn new(terms: &[String], literals: bool) -> Self {
-        let terms: Vec<Box<[u8]>> = terms
+        let mut terms: Vec<Box<[u8]>> = terms
             .iter()
             .map(|t| t.to_ascii_lowercase().into_bytes().into_boxed_slice())
             .filter(|t| t.len() >= 2)
             .collect();
-        let mut first = [false; 256];
+        let kv = (!terms.is_empty()).then(|| {
+            let alternatives: Vec<String> = terms
+                .iter()
+                .map(|t| regex::escape(&String::from_utf8_lossy(t)))
+                .collect();
+            // Escaped terms always make a valid pattern; a list too large for the regex size
+            // limit leaves only the attribute-key check.
+            Regex::new(&format!(
+                r#"(?i)([A-Za-z0-9_.\-]*(?:{})[A-Za-z0-9_.\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)"#,
+                alternatives.join("|")
+            ))
+            .ok()
+        }).flatten();
+        terms.sort_by_key(|t| t[0]);
+        let mut starting = Box::new([(0, 0); 256]);
+        let mut from = 0;
+        while let Some(t) = terms.get(from) {
+            let byte = t[0];
+            let to = from + terms[from..].iter().take_while(|t| t[0] == byte).count();
+            starting[usize::from(byte)] = (from, to);
+            starting[usize::from(byte.to_ascii_uppercase())] = (from, to);
+            from = to;
+        }
         let mut pairs = Box::new([0u64; 1024]);
         let mut mark = |a: u8, b: u8| {
             let i = (usize::from(a) << 8) | usize::from(b);
@@ -282,24 +305,6 @@ impl Keys {
                 mark_any_case(l[0], l[1], any);
             }
         }
-        for t in &terms {
-            mark_any_case(t[0], t[1], true);
-            first[usize::from(t[0])] = true;
-            first[usize::from(t[0].to_ascii_uppercase())] = true;
-        }
-        let kv = (!terms.is_empty()).then(|| {
-            let alternatives: Vec<String> = terms
-                .iter()
-                .map(|t| regex::escape(&String::from_utf8_lossy(t)))
-                .collect();
-            // Escaped terms always make a valid pattern; a list too large for the regex size
-            // limit leaves only the attribute-key check.
-            Regex::new(&format!(
-                r#"(?i)([A-Za-z0-9_.\-]*(?:{})[A-Za-z0-9_.\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)"#,
-                alternatives.join("|")
-            ))
-            .ok()
-        }).flatten();
         let shortest = terms
             .iter()
             .map(|t| t.len() + 2)
@@ -308,7 +313,7 @@ impl Keys {
             .unwrap_or(usize::MAX);
         Self {
             terms,
-            first,
+            starting,
             pairs,
             literals,
             shortest,
@@ -386,7 +391,8 @@ impl Keys {
     fn denies(&self, b: &[u8]) -> bool {
         let mut prev = b'.';
         for (i, &c) in b.iter().enumerate() {
-            if self.first[usize::from(c)] && boundary(prev, c) && self.term_at(b, i) {
+            let (from, to) = self.starting[usize::from(c)];
+            if from != to && boundary(prev, c) && self.term_at(b, i, from, to) {
                 return true;
             }
             prev = c;
@@ -394,21 +400,23 @@ impl Keys {
         false
     }
 
-    fn term_at(&self, b: &[u8], i: usize) -> bool {
-        if let Some(&next) = b.get(i + 1) {
-            let pair = (usize::from(b[i].to_ascii_lowercase()) << 8)
-                | usize::from(next.to_ascii_lowercase());
-            if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
-                return false;
-            }
-        }
-        self.terms.iter().any(|t| {
-            let end = i + t.len();
-            end <= b.len()
-                && b[i + 1].to_ascii_lowercase() == t[1]
-                && b[i..end].eq_ignore_ascii_case(t)
-                && (end == b.len() || boundary(b[end - 1], b[end]))
-        })
+    /// Whether one of `terms[from..to]` (those starting with `b[i]`) ends at a boundary there.
+    fn term_at(&self, b: &[u8], i: usize, from: usize, to: usize) -> bool {
+        // Every term has two bytes or more.
+        let Some(next) = b.get(i + 1).map(u8::to_ascii_lowercase) else {
+            return false;
+        };
+        self.terms
+            .get(from..to)
+            .unwrap_or_default()
+            .iter()
+            .any(|t| {
+                let end = i + t.len();
+                t[1] == next
+                    && end <= b.len()
+                    && b[i..end].eq_ignore_ascii_case(t)
+                    && (end == b.len() || boundary(b[end - 1], b[end]))
+            })
     }
 }
 
