@@ -117,47 +117,56 @@ const C_X_OR_G: u16 = 64;
 const C_J: u16 = 128;
 const C_I: u16 = 256;
 const C_B: u16 = 512;
+const C_NOT_IN_UUID: u16 = 1024; // neither a hex digit nor `-`
 
 /// What each byte may take part in. Every default literal holds one of these classes: `eyJ` a
 /// `J`; `AKIA`, `ASIA` and `AIza` an `I`; the GitHub and Stripe prefixes an `_`; `glpat-` and
-/// `xox?-` a `-` and a `g` or `x`; `Bearer` and `Basic` a `b` and the space after them.
+/// `xox?-` a `-` and a `g` or `x`; `Bearer` and `Basic` a `b` and the space after them. A
+/// string none of whose bytes is `C_NOT_IN_UUID` may be a UUID.
 const CLASS: [u16; 256] = {
     let mut t = [0u16; 256];
-    let mut b = b'0';
-    while b <= b'9' {
-        t[b as usize] = C_DIGIT;
+    let mut b = 0;
+    while b < 256 {
+        if !(b as u8).is_ascii_hexdigit() && b != b'-' as usize {
+            t[b] = C_NOT_IN_UUID;
+        }
         b += 1;
     }
-    t[b' ' as usize] = C_SPACE;
-    t[b'\t' as usize] = C_SPACE;
-    t[b'\n' as usize] = C_SPACE;
-    t[b'\r' as usize] = C_SPACE;
-    t[b'@' as usize] = C_AT;
-    t[b'=' as usize] = C_PAIR;
-    t[b':' as usize] = C_PAIR;
-    t[b'_' as usize] = C_UNDERSCORE;
-    t[b'-' as usize] = C_DASH;
-    t[b'x' as usize] = C_X_OR_G;
-    t[b'g' as usize] = C_X_OR_G;
-    t[b'J' as usize] = C_J;
-    t[b'I' as usize] = C_I;
-    t[b'b' as usize] = C_B;
-    t[b'B' as usize] = C_B;
+    let mut b = b'0';
+    while b <= b'9' {
+        t[b as usize] |= C_DIGIT;
+        b += 1;
+    }
+    t[b' ' as usize] |= C_SPACE;
+    t[b'\t' as usize] |= C_SPACE;
+    t[b'\n' as usize] |= C_SPACE;
+    t[b'\r' as usize] |= C_SPACE;
+    t[b'@' as usize] |= C_AT;
+    t[b'=' as usize] |= C_PAIR;
+    t[b':' as usize] |= C_PAIR;
+    t[b'_' as usize] |= C_UNDERSCORE;
+    t[b'-' as usize] |= C_DASH;
+    t[b'x' as usize] |= C_X_OR_G;
+    t[b'g' as usize] |= C_X_OR_G;
+    t[b'J' as usize] |= C_J;
+    t[b'I' as usize] |= C_I;
+    t[b'b' as usize] |= C_B;
+    t[b'B' as usize] |= C_B;
     t
 };
 
-/// The classes present in `b` and its count of digits: one table load, an `or` and an add
-/// per byte, with no branch and no dependency between bytes beyond the two accumulators.
+/// The classes present in `b`: one table load and an `or` per byte, with no branch. Digits
+/// are counted only where a card number could be (see [`Keys::scan`]).
 #[inline]
-fn classify(b: &[u8]) -> (u16, usize) {
-    let mut flags = 0u16;
-    let mut digits = 0usize;
-    for &byte in b {
-        let c = CLASS[usize::from(byte)];
-        flags |= c;
-        digits += usize::from(c & C_DIGIT);
-    }
-    (flags, digits)
+fn classify(b: &[u8]) -> u16 {
+    b.iter()
+        .fold(0, |flags, &byte| flags | CLASS[usize::from(byte)])
+}
+
+/// Whether `b`, whose classes are `flags`, holds 12 digits or more: what a card number needs.
+#[inline]
+fn card_digits(b: &[u8], flags: u16) -> bool {
+    flags & C_DIGIT != 0 && b.len() >= 12 && b.iter().filter(|c| c.is_ascii_digit()).count() >= 12
 }
 
 /// Whether `Bearer` or `Basic` (any case) appears.
@@ -178,14 +187,16 @@ fn has_scheme(b: &[u8]) -> bool {
     false
 }
 
-/// Whether `b` is a canonical UUID (`8-4-4-4-12` hex digits): an id, never a card number,
-/// however many of its digits are decimal.
-fn is_uuid(b: &[u8]) -> bool {
+/// Whether `b`, whose classes are `flags`, is a canonical UUID (`8-4-4-4-12` hex digits): an
+/// id, never a card number, however many of its digits are decimal. The classes tell that
+/// every byte is a hex digit or a `-`; then the four dashes must be where a UUID has them, and
+/// be the only ones.
+#[inline]
+fn is_uuid(b: &[u8], flags: u16) -> bool {
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+        && flags & C_NOT_IN_UUID == 0
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && b.iter().filter(|&&c| c == b'-').count() == 4
 }
 
 /// Which checks a string needs, from the byte scan.
@@ -329,7 +340,7 @@ impl Keys {
         if b.len() < self.shortest {
             return Needs::default();
         }
-        let (flags, digits) = classify(b);
+        let flags = classify(b);
         let has = |class: u16| flags & class != 0;
         let scheme = self.literals && has(C_SPACE) && has(C_B) && has_scheme(b);
         let other =
@@ -340,7 +351,7 @@ impl Keys {
             literal: scheme || literal,
             pair,
             email: self.literals && has(C_AT),
-            card: self.literals && digits >= 12 && !is_uuid(b),
+            card: self.literals && !is_uuid(b, flags) && card_digits(b, flags),
         }
     }
 

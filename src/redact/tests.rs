@@ -320,10 +320,20 @@ fn card_numbers_are_found_alone_and_not_inside_identifiers() {
 fn a_uuid_is_never_taken_for_a_card() {
     let r = Redactor::new();
     let id = "12345678-1234-5678-4111-111111111111";
-    assert!(is_uuid(id.as_bytes()));
+    assert!(is_uuid(id.as_bytes(), classify(id.as_bytes())));
     assert!(!r.keys.scan(id).card);
     assert_eq!(r.redact(id), id);
-    assert!(!is_uuid(b"4111-1111-1111-1111"));
+    let card = b"4111-1111-1111-1111";
+    assert!(!is_uuid(card, classify(card)));
+    for not_quite in [
+        "12345678-1234-5678-4111-11111111111g",
+        "12345678-1234-5678-41111111111111111",
+        "1234567801234-5678-4111-111111111111",
+        "12345678-1234-5678-4111-1111-1111111",
+    ] {
+        let b = not_quite.as_bytes();
+        assert!(!is_uuid(b, classify(b)), "{not_quite}");
+    }
 }
 
 #[test]
