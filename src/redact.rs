@@ -170,21 +170,47 @@ fn card_digits(b: &[u8], flags: u16) -> bool {
 }
 
 /// Whether `Bearer` or `Basic` (any case) appears.
+///
+/// Eight bytes at a time: `|= 0x20` folds `B` onto `b`, the `xor` turns each `b` into a zero
+/// byte, and the zero-byte test (`(x - 0x01…) & !x & 0x80…`) flags every zero byte (a byte
+/// above one may be flagged too; each flag is checked against the text, so that costs only a
+/// look).
 #[cold]
 #[inline(never)]
 fn has_scheme(b: &[u8]) -> bool {
-    let mut from = 0;
-    // Each `b` or `B` (ASCII case folded by setting bit 5), then the word.
-    while let Some(found) = b[from..].iter().position(|&c| c | 0x20 == b'b') {
-        let rest = &b[from + found..];
-        if (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
-            || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"))
-        {
-            return true;
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = (u64::from_le_bytes(word) | ONES * 0x20) ^ ONES * u64::from(b'b');
+        let mut flagged = x.wrapping_sub(ONES) & !x & HIGH;
+        while flagged != 0 {
+            if scheme_at(b, at + (flagged.trailing_zeros() / 8) as usize) {
+                return true;
+            }
+            flagged &= flagged - 1;
         }
-        from += found + 1;
+        at += 8;
     }
-    false
+    chunks
+        .remainder()
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c | 0x20 == b'b' && scheme_at(b, at + i))
+}
+
+/// Whether `Bearer` or `Basic` (any case) starts at `b[i]`.
+#[inline]
+fn scheme_at(b: &[u8], i: usize) -> bool {
+    let rest = b.get(i..).unwrap_or_default();
+    match rest.get(1).map(|c| c | 0x20) {
+        Some(b'e') => rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"),
+        Some(b'a') => rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"),
+        _ => false,
+    }
 }
 
 /// Whether `b`, whose classes are `flags`, is a canonical UUID (`8-4-4-4-12` hex digits): an
