@@ -487,13 +487,20 @@ struct KeyVerdicts {
 }
 
 impl KeyVerdicts {
+    /// The memory for `keys`, started over if it was made with another list.
     #[inline]
-    fn denies(&mut self, keys: &Arc<Keys>, key: &Key) -> bool {
+    fn of(&mut self, keys: &Arc<Keys>) -> &mut Self {
         if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
             self.keys = Some(keys.clone());
             self.slots.clear();
             self.slots.resize_with(KEY_SLOTS, || None);
         }
+        self
+    }
+
+    /// Whether `key` is denied by `keys`, the list [`of`](Self::of) was last called with.
+    #[inline]
+    fn denies(&mut self, keys: &Keys, key: &Key) -> bool {
         let text = key.as_str();
         let (address, len) = (text.as_ptr() as usize, text.len());
         // Two neighbouring slots per key, so two keys that hash alike do not evict each other.
@@ -783,6 +790,7 @@ impl Redactor {
         // without it.
         KEY_VERDICTS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut verdicts) => {
+                let verdicts = verdicts.of(&self.keys);
                 for kv in attributes.iter_mut() {
                     let denied = verdicts.denies(&self.keys, &kv.key);
                     self.redact_attribute(kv, denied);
@@ -797,7 +805,27 @@ impl Redactor {
         });
     }
 
+    /// A string the scan clears is settled here, inline in the loop over attributes; anything
+    /// else goes to [`redact_attribute_further`](Self::redact_attribute_further).
+    #[inline(always)]
     fn redact_attribute(&self, kv: &mut KeyValue, denied: bool) {
+        match &mut kv.value {
+            Value::String(s) if !denied => {
+                let needs = self.keys.scan(s.as_str());
+                if needs.any() || !self.patterns.is_empty() || !self.rules.is_empty() {
+                    if let Some(redacted) = self.scrub_further(s.as_str(), needs) {
+                        *s = StringValue::from(redacted);
+                    }
+                }
+            }
+            Value::Bool(_) | Value::I64(_) | Value::F64(_) if !denied => {}
+            _ => self.redact_attribute_further(kv, denied),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn redact_attribute_further(&self, kv: &mut KeyValue, denied: bool) {
         if denied {
             if !matches!(kv.value, Value::Bool(_) | Value::Array(Array::Bool(_))) {
                 kv.value = Value::String(StringValue::from(REDACTED));
@@ -822,7 +850,7 @@ impl Redactor {
     }
 
     /// The text with the patterns and rules applied, or `None` when nothing changed. Not cut.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn scrub(&self, text: &str) -> Option<String> {
         let needs = self.keys.scan(text);
         if !needs.any() && self.patterns.is_empty() && self.rules.is_empty() {
