@@ -163,10 +163,66 @@ fn classify(b: &[u8]) -> u16 {
         .fold(0, |flags, &byte| flags | CLASS[usize::from(byte)])
 }
 
+/// A byte's value repeated in every byte of a word.
+const fn each(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// Calls `f` with each little-endian 64-bit word of `b` and the index of its first byte, until
+/// it returns `true`; the last word holds the bytes left over in its low bytes and zero bytes
+/// above them.
+#[inline(always)]
+fn any_word(b: &[u8], mut f: impl FnMut(usize, u64) -> bool) -> bool {
+    let read = |bytes: &[u8]| {
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    };
+    let mut at = 0;
+    while let Some(chunk) = b.get(at..at + 8) {
+        if f(at, read(chunk)) {
+            return true;
+        }
+        at += 8;
+    }
+    let left = b.len() - at;
+    if left == 0 {
+        return false;
+    }
+    let last = match b.len().checked_sub(8) {
+        // The last eight bytes, shifted down past those a whole word already held.
+        Some(from) => read(&b[from..]) >> (8 * (8 - left)),
+        None => {
+            let mut word = [0; 8];
+            word[..left].copy_from_slice(&b[at..]);
+            u64::from_le_bytes(word)
+        }
+    };
+    f(at, last)
+}
+
 /// Whether `b`, whose classes are `flags`, holds 12 digits or more: what a card number needs.
 #[inline]
 fn card_digits(b: &[u8], flags: u16) -> bool {
-    flags & C_DIGIT != 0 && b.len() >= 12 && b.iter().filter(|c| c.is_ascii_digit()).count() >= 12
+    let mut digits = 0;
+    flags & C_DIGIT != 0
+        && b.len() >= 12
+        && any_word(b, |_, w| {
+            digits += digits_in(w);
+            digits >= 12
+        })
+}
+
+/// How many of a word's bytes are ASCII digits.
+#[inline]
+fn digits_in(w: u64) -> u64 {
+    // Digits become 0 to 9; then a byte is one if neither its high bit is set nor adding 0x76
+    // to its low seven bits (which cannot carry into the next byte) reaches 0x80.
+    let x = w ^ each(b'0');
+    let ten_or_more = (x & each(0x7f)) + each(0x76);
+    let digit = !(ten_or_more | x) & each(0x80);
+    // Sums the bytes' single bits into the top byte.
+    (digit >> 7).wrapping_mul(each(1)) >> 56
 }
 
 /// Whether `Bearer` or `Basic` (any case) appears.
@@ -178,28 +234,24 @@ fn card_digits(b: &[u8], flags: u16) -> bool {
 #[cold]
 #[inline(never)]
 fn has_scheme(b: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    let mut chunks = b.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = (u64::from_le_bytes(word) | ONES * 0x20) ^ ONES * u64::from(b'b');
-        let mut flagged = x.wrapping_sub(ONES) & !x & HIGH;
-        while flagged != 0 {
-            if scheme_at(b, at + (flagged.trailing_zeros() / 8) as usize) {
-                return true;
-            }
-            flagged &= flagged - 1;
+    any_word(b, |at, w| {
+        let x = (w | each(0x20)) ^ each(b'b');
+        let flagged = x.wrapping_sub(each(1)) & !x & each(0x80);
+        flagged != 0 && scheme_at_flagged(b, at, flagged)
+    })
+}
+
+/// Whether `Bearer` or `Basic` starts at one of the bytes flagged (by their high bit) in the
+/// word at `b[at..]`.
+#[inline(never)]
+fn scheme_at_flagged(b: &[u8], at: usize, mut flagged: u64) -> bool {
+    while flagged != 0 {
+        if scheme_at(b, at + (flagged.trailing_zeros() / 8) as usize) {
+            return true;
         }
-        at += 8;
+        flagged &= flagged - 1;
     }
-    chunks
-        .remainder()
-        .iter()
-        .enumerate()
-        .any(|(i, &c)| c | 0x20 == b'b' && scheme_at(b, at + i))
+    false
 }
 
 /// Whether `Bearer` or `Basic` (any case) starts at `b[i]`.
@@ -214,15 +266,26 @@ fn scheme_at(b: &[u8], i: usize) -> bool {
 }
 
 /// Whether `b`, whose classes are `flags`, is a canonical UUID (`8-4-4-4-12` hex digits): an
-/// id, never a card number, however many of its digits are decimal. The classes tell that
-/// every byte is a hex digit or a `-`; then the four dashes must be where a UUID has them, and
-/// be the only ones.
+/// id, never a card number, however many of its digits are decimal.
 #[inline]
 fn is_uuid(b: &[u8], flags: u16) -> bool {
-    b.len() == 36
-        && flags & C_NOT_IN_UUID == 0
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && b.iter().filter(|&&c| c == b'-').count() == 4
+    if b.len() != 36 || flags & C_NOT_IN_UUID != 0 {
+        return false;
+    }
+    // Every byte is a hex digit or a `-` (the classes say so), and only `-` (0x2d) has neither
+    // bit 4 (digits, 0x3_) nor bit 6 (letters, 0x4_ and 0x6_) set: one bit per byte marks the
+    // dashes, which must be at 8, 13, 18 and 23 and nowhere else.
+    let dashes = |from: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&b[from..from + 8]);
+        let w = u64::from_le_bytes(word);
+        !(w >> 4 | w >> 6) & each(1)
+    };
+    dashes(0) == 0
+        && dashes(8) == 1 | 1 << 40
+        && dashes(16) == 1 << 16 | 1 << 56
+        && dashes(24) == 0
+        && dashes(28) == 0
 }
 
 /// Which checks a string needs, from the byte scan.
