@@ -351,6 +351,9 @@ struct Keys {
     /// bytes more than the shortest term otherwise. Shorter strings (`GET`, `1.1`, `200`)
     /// are not scanned.
     shortest: usize,
+    /// The classes at least one of which any check needs; a string with none of them is clear
+    /// after the class scan.
+    wanted: u16,
 }
 
 impl Keys {
@@ -411,12 +414,21 @@ impl Keys {
             .chain(literals.then_some(5))
             .min()
             .unwrap_or(usize::MAX);
+        // A class each check in `look_closer` starts from.
+        let mut wanted = 0;
+        if literals {
+            wanted |= C_B | C_J | C_I | C_UNDERSCORE | C_DASH | C_AT | C_DIGIT;
+        }
+        if !terms.is_empty() {
+            wanted |= C_PAIR;
+        }
         Self {
             terms,
             starting,
             pairs,
             literals,
             shortest,
+            wanted,
             kv,
         }
     }
@@ -430,6 +442,15 @@ impl Keys {
             return Needs::default();
         }
         let flags = classify(b);
+        if flags & self.wanted == 0 {
+            return Needs::default();
+        }
+        self.look_closer(b, flags)
+    }
+
+    /// What [`scan`](Self::scan) found worth a look: the checks each class present calls for.
+    #[inline(never)]
+    fn look_closer(&self, b: &[u8], flags: u16) -> Needs {
         let has = |class: u16| flags & class != 0;
         let scheme = self.literals && has(C_SPACE) && has(C_B) && has_scheme(b);
         let other =
