@@ -225,33 +225,41 @@ fn digits_in(w: u64) -> u64 {
     (digit >> 7).wrapping_mul(each(1)) >> 56
 }
 
-/// Whether `Bearer` or `Basic` (any case) appears.
-///
-/// Eight bytes at a time: `|= 0x20` folds `B` onto `b`, the `xor` turns each `b` into a zero
-/// byte, and the zero-byte test (`(x - 0x01…) & !x & 0x80…`) flags every zero byte (a byte
-/// above one may be flagged too; each flag is checked against the text, so that costs only a
-/// look).
-#[cold]
-#[inline(never)]
-fn has_scheme(b: &[u8]) -> bool {
-    any_word(b, |at, w| {
-        let x = (w | each(0x20)) ^ each(b'b');
-        let flagged = x.wrapping_sub(each(1)) & !x & each(0x80);
-        flagged != 0 && scheme_at_flagged(b, at, flagged)
-    })
+/// The high bit of each byte of `w` equal to `byte`: the `xor` makes those zero, and the
+/// zero-byte test (`(x - 0x01…) & !x & 0x80…`) flags every zero byte. A byte just above a
+/// flagged one may be flagged too, so callers check each flagged byte against the text.
+#[inline(always)]
+fn bytes_equal(w: u64, byte: u8) -> u64 {
+    let x = w ^ each(byte);
+    x.wrapping_sub(each(1)) & !x & each(0x80)
 }
 
-/// Whether `Bearer` or `Basic` starts at one of the bytes flagged (by their high bit) in the
-/// word at `b[at..]`.
-#[inline(never)]
-fn scheme_at_flagged(b: &[u8], at: usize, mut flagged: u64) -> bool {
+/// Whether `f` holds for the index of some byte flagged in `flagged`, the word at `b[at..]`.
+#[inline(always)]
+fn any_flagged(at: usize, mut flagged: u64, mut f: impl FnMut(usize) -> bool) -> bool {
     while flagged != 0 {
-        if scheme_at(b, at + (flagged.trailing_zeros() / 8) as usize) {
+        if f(at + (flagged.trailing_zeros() / 8) as usize) {
             return true;
         }
         flagged &= flagged - 1;
     }
     false
+}
+
+/// Whether `Bearer` or `Basic` (any case) appears: each `b` or `B` (`| 0x20` folds case),
+/// eight bytes at a time, then the words there.
+#[cold]
+#[inline(never)]
+fn has_scheme(b: &[u8]) -> bool {
+    any_word(b, |at, w| {
+        let flagged = bytes_equal(w | each(0x20), b'b');
+        flagged != 0 && scheme_at_flagged(b, at, flagged)
+    })
+}
+
+#[inline(never)]
+fn scheme_at_flagged(b: &[u8], at: usize, flagged: u64) -> bool {
+    any_flagged(at, flagged, |i| scheme_at(b, i))
 }
 
 /// Whether `Bearer` or `Basic` (any case) starts at `b[i]`.
@@ -489,22 +497,35 @@ impl Keys {
         })
     }
 
-    /// Whether some `=` or `:` follows (spaces allowed) a key this list denies: what the
-    /// `key=value` pattern would replace.
+    /// Whether some `=` or `:` follows (spaces allowed) a key this list denies, with a value
+    /// the `key=value` pattern would replace (not a marker: see [`kept_value`]).
     #[cold]
     #[inline(never)]
     fn denied_pair(&self, b: &[u8]) -> bool {
-        (0..b.len())
-            .filter(|&i| matches!(b[i], b'=' | b':'))
-            .any(|at| {
-                let before = b[..at].trim_ascii_end();
-                let start = before
-                    .iter()
-                    .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
-                    .map_or(0, |p| p + 1);
-                let key = &before[start..];
-                !key.is_empty() && self.denies(key)
-            })
+        // Each `=` and `:`, eight bytes at a time.
+        any_word(b, |at, w| {
+            let flagged = bytes_equal(w, b'=') | bytes_equal(w, b':');
+            flagged != 0 && self.denied_pair_flagged(b, at, flagged)
+        })
+    }
+
+    #[inline(never)]
+    fn denied_pair_flagged(&self, b: &[u8], at: usize, flagged: u64) -> bool {
+        any_flagged(at, flagged, |i| self.denied_pair_at(b, i))
+    }
+
+    /// Whether `b[at]` is a `=` or `:` after a denied key, before a value not kept.
+    fn denied_pair_at(&self, b: &[u8], at: usize) -> bool {
+        if !matches!(b.get(at), Some(b'=' | b':')) || starts_with_kept_value(&b[at + 1..]) {
+            return false;
+        }
+        let before = b[..at].trim_ascii_end();
+        let start = before
+            .iter()
+            .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
+            .map_or(0, |p| p + 1);
+        let key = &before[start..];
+        !key.is_empty() && self.denies(key)
     }
 
     /// Whether `key` holds a denied term that starts and ends at word boundaries (`.`, `_`,
@@ -990,7 +1011,7 @@ impl Redactor {
                     let value = &c[3];
                     let kept = value.eq_ignore_ascii_case("bearer")
                         || value.eq_ignore_ascii_case("basic")
-                        || value.starts_with(REDACTED)
+                        || kept_value(value)
                         || !self.keys.denies(c[1].as_bytes());
                     if kept {
                         Cow::Owned(c[0].to_owned())
@@ -1016,6 +1037,18 @@ impl Redactor {
             }
         }
     }
+}
+
+/// Whether the value of a `key=value` pair is a marker, kept whatever the key: one that starts
+/// with [`REDACTED`] (redacted already).
+fn kept_value(value: &str) -> bool {
+    value.starts_with(REDACTED)
+}
+
+/// Whether what follows a `=` or `:` (after ASCII spaces) is a value [`kept_value`] keeps: the
+/// byte scan's side of the same rule.
+fn starts_with_kept_value(after: &[u8]) -> bool {
+    after.trim_ascii_start().starts_with(REDACTED.as_bytes())
 }
 
 /// Replaces the matches of `pattern` in `text`, keeping it borrowed when nothing matched.
