@@ -31,7 +31,9 @@
 //! - In free text (string values, event and span names, the status description), by the
 //!   default value patterns, in this order: `Bearer <token>` and `Basic <credentials>` (the
 //!   scheme kept; prose such as "basic auth is disabled" or "the bearer of" is left alone),
-//!   `key=value` / `key: value` pairs whose key is denied (the value), JWTs, cloud keys (AWS
+//!   `key=value` / `key: value` pairs whose key is denied (the value, unless it is already a
+//!   marker: `[REDACTED]…`, or exactly the `REDACTED` the tracing layer writes for every query
+//!   value, as in `url.query` = `api_key=REDACTED`), JWTs, cloud keys (AWS
 //!   `AKIA…`/`ASIA…`, Google `AIza…`, GitHub `ghp_…`/`github_pat_…`, GitLab `glpat-…`,
 //!   Slack `xox?-…`, Stripe `sk_live_…`), e-mail addresses, and card numbers (12 to 19
 //!   digits, optionally grouped by single spaces or dashes, that pass the Luhn check).
@@ -64,6 +66,10 @@ pub use regex::Regex;
 /// assert_eq!(Redactor::new().redact("a@b.io"), REDACTED);
 /// ```
 pub const REDACTED: &str = "[REDACTED]";
+
+/// What the tracing layer writes for each query value (`url.query`, `url.full`): a value that
+/// is exactly this holds nothing left to hide, whatever its key.
+const QUERY_VALUE_REDACTED: &str = service_tracing_middleware::semconv::REDACTED;
 
 /// The default bound on text redacted with [`Redactor::redact`], in bytes.
 pub(crate) const DEFAULT_MAX_LEN: usize = 512;
@@ -1040,15 +1046,26 @@ impl Redactor {
 }
 
 /// Whether the value of a `key=value` pair is a marker, kept whatever the key: one that starts
-/// with [`REDACTED`] (redacted already).
+/// with [`REDACTED`] (redacted already) or is exactly the tracing layer's query marker.
 fn kept_value(value: &str) -> bool {
-    value.starts_with(REDACTED)
+    value.starts_with(REDACTED) || value == QUERY_VALUE_REDACTED
 }
 
 /// Whether what follows a `=` or `:` (after ASCII spaces) is a value [`kept_value`] keeps: the
-/// byte scan's side of the same rule.
+/// byte scan's side of the same rule. The value ends where the pattern's does, at a space or
+/// one of `&,;"'`; anything else that follows (a non-ASCII space included) makes it a value
+/// to look at.
 fn starts_with_kept_value(after: &[u8]) -> bool {
-    after.trim_ascii_start().starts_with(REDACTED.as_bytes())
+    let value = after.trim_ascii_start();
+    value.starts_with(REDACTED.as_bytes())
+        || value
+            .strip_prefix(QUERY_VALUE_REDACTED.as_bytes())
+            .is_some_and(|rest| match rest.first() {
+                None => true,
+                Some(&c) => {
+                    c.is_ascii_whitespace() || matches!(c, b'&' | b',' | b';' | b'"' | b'\'')
+                }
+            })
 }
 
 /// Replaces the matches of `pattern` in `text`, keeping it borrowed when nothing matched.

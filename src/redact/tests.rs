@@ -442,3 +442,33 @@ fn the_byte_scan_never_skips_what_the_full_check_would_replace() {
         }
     }
 }
+
+#[test]
+fn a_value_that_is_already_a_marker_is_kept_whatever_its_key() {
+    let r = Redactor::new();
+    // What the tracing layer makes of `?api_key=k&page=2`, and text redacted twice.
+    for kept in [
+        "api_key=REDACTED&page=REDACTED",
+        "token: REDACTED, retry",
+        "password=[REDACTED]",
+        "token=[REDACTED]&api_key=REDACTED",
+    ] {
+        assert_eq!(r.redact(kept), kept);
+    }
+    // The server span's `url.query` needs no closer look.
+    assert!(!r.keys.scan("page=REDACTED").any());
+    assert!(!r.keys.scan("api_key=REDACTED").any());
+    // Only the marker itself: anything more, or a look-alike, is a value to replace.
+    for (input, expected) in [
+        ("api_key=REDACTEDx", "api_key=[REDACTED]"),
+        ("api_key=REDACTED:hunter2", "api_key=[REDACTED]"),
+        ("password=redacted", "password=[REDACTED]"),
+        (r#"password="REDACTED""#, "password=[REDACTED]"),
+        (
+            "api_key=REDACTED&token=abc",
+            "api_key=REDACTED&token=[REDACTED]",
+        ),
+    ] {
+        assert_eq!(r.redact(input), expected, "{input}");
+    }
+}
