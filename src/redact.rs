@@ -40,12 +40,14 @@
 //!
 //! # Cost
 //!
-//! Every string first goes through one branch-free byte scan that looks for what any default
-//! pattern needs: an `@`, a run of 12 digits, an `=` or `:` next to a denied term, or the first
-//! two letters of a literal (`eyJ`, `AKIA`, `ghp_`, `xox`, `sk_live_`, `AIza`, `Bearer`,
-//! `Basic` and the like, through a 64 Ki-bit table of byte pairs). A string that cannot hold
-//! any of them is not handed to a regular expression, and nothing is allocated. Extra
-//! patterns and rules run on every string. See BENCHMARKS.md ("Redaction's cost").
+//! Every string first goes through one branch-free byte scan (a class table, one load and one
+//! `or` per byte) that looks for what any default pattern needs: an `@`, 12 digits, an `=` or
+//! `:` next to a denied term, or the first two letters of a literal (`eyJ`, `AKIA`, `ghp_`,
+//! `xox`, `sk_live_`, `AIza`, `Bearer`, `Basic` and the like, through a 64 Ki-bit table of
+//! byte pairs). Most strings stop there; the closer looks (digits, dashes of a UUID, `b`s, `=`
+//! and `:`) read eight bytes at a time. A string that cannot hold any of them is not handed to
+//! a regular expression, and nothing is allocated. Extra patterns and rules run on every
+//! string. See BENCHMARKS.md ("Redaction's cost").
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -162,7 +164,7 @@ const CLASS: [u16; 256] = {
 };
 
 /// The classes present in `b`: one table load and an `or` per byte, with no branch. Digits
-/// are counted only where a card number could be (see [`Keys::scan`]).
+/// are counted afterwards, only where a card number could be ([`card_digits`]).
 #[inline]
 fn classify(b: &[u8]) -> u16 {
     b.iter()
@@ -263,6 +265,7 @@ fn has_scheme(b: &[u8]) -> bool {
     })
 }
 
+/// Out of line, so the loop over words stays small: most words hold no `b`.
 #[inline(never)]
 fn scheme_at_flagged(b: &[u8], at: usize, flagged: u64) -> bool {
     any_flagged(at, flagged, |i| scheme_at(b, i))
@@ -515,6 +518,7 @@ impl Keys {
         })
     }
 
+    /// Out of line, so the loop over words stays small: most words hold no `=` or `:`.
     #[inline(never)]
     fn denied_pair_flagged(&self, b: &[u8], at: usize, flagged: u64) -> bool {
         any_flagged(at, flagged, |i| self.denied_pair_at(b, i))
