@@ -31,19 +31,23 @@
 //! - In free text (string values, event and span names, the status description), by the
 //!   default value patterns, in this order: `Bearer <token>` and `Basic <credentials>` (the
 //!   scheme kept; prose such as "basic auth is disabled" or "the bearer of" is left alone),
-//!   `key=value` / `key: value` pairs whose key is denied (the value), JWTs, cloud keys (AWS
+//!   `key=value` / `key: value` pairs whose key is denied (the value, unless it is already a
+//!   marker: `[REDACTED]…`, or exactly the `REDACTED` the tracing layer writes for every query
+//!   value, as in `url.query` = `api_key=REDACTED`), JWTs, cloud keys (AWS
 //!   `AKIA…`/`ASIA…`, Google `AIza…`, GitHub `ghp_…`/`github_pat_…`, GitLab `glpat-…`,
 //!   Slack `xox?-…`, Stripe `sk_live_…`), e-mail addresses, and card numbers (12 to 19
 //!   digits, optionally grouped by single spaces or dashes, that pass the Luhn check).
 //!
 //! # Cost
 //!
-//! Every string first goes through one branch-free byte scan that looks for what any default
-//! pattern needs: an `@`, a run of 12 digits, an `=` or `:` next to a denied term, or the first
-//! two letters of a literal (`eyJ`, `AKIA`, `ghp_`, `xox`, `sk_live_`, `AIza`, `Bearer`,
-//! `Basic` and the like, through a 64 Ki-bit table of byte pairs). A string that cannot hold
-//! any of them is not handed to a regular expression, and nothing is allocated. Extra
-//! patterns and rules run on every string. See BENCHMARKS.md ("Redaction's cost").
+//! Every string first goes through one branch-free byte scan (a class table, one load and one
+//! `or` per byte) that looks for what any default pattern needs: an `@`, 12 digits, an `=` or
+//! `:` next to a denied term, or the first two letters of a literal (`eyJ`, `AKIA`, `ghp_`,
+//! `xox`, `sk_live_`, `AIza`, `Bearer`, `Basic` and the like, through a 64 Ki-bit table of
+//! byte pairs). Most strings stop there; the closer looks (digits, dashes of a UUID, `b`s, `=`
+//! and `:`) read eight bytes at a time. A string that cannot hold any of them is not handed to
+//! a regular expression, and nothing is allocated. Extra patterns and rules run on every
+//! string. See BENCHMARKS.md ("Redaction's cost").
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -64,6 +68,10 @@ pub use regex::Regex;
 /// assert_eq!(Redactor::new().redact("a@b.io"), REDACTED);
 /// ```
 pub const REDACTED: &str = "[REDACTED]";
+
+/// What the tracing layer writes for each query value (`url.query`, `url.full`): a value that
+/// is exactly this holds nothing left to hide, whatever its key.
+const QUERY_VALUE_REDACTED: &str = service_tracing_middleware::semconv::REDACTED;
 
 /// The default bound on text redacted with [`Redactor::redact`], in bytes.
 pub(crate) const DEFAULT_MAX_LEN: usize = 512;
@@ -117,75 +125,184 @@ const C_X_OR_G: u16 = 64;
 const C_J: u16 = 128;
 const C_I: u16 = 256;
 const C_B: u16 = 512;
+const C_NOT_IN_UUID: u16 = 1024; // neither a hex digit nor `-`
 
 /// What each byte may take part in. Every default literal holds one of these classes: `eyJ` a
 /// `J`; `AKIA`, `ASIA` and `AIza` an `I`; the GitHub and Stripe prefixes an `_`; `glpat-` and
-/// `xox?-` a `-` and a `g` or `x`; `Bearer` and `Basic` a `b` and the space after them.
+/// `xox?-` a `-` and a `g` or `x`; `Bearer` and `Basic` a `b` and the space after them. A
+/// string none of whose bytes is `C_NOT_IN_UUID` may be a UUID.
 const CLASS: [u16; 256] = {
     let mut t = [0u16; 256];
-    let mut b = b'0';
-    while b <= b'9' {
-        t[b as usize] = C_DIGIT;
+    let mut b = 0;
+    while b < 256 {
+        if !(b as u8).is_ascii_hexdigit() && b != b'-' as usize {
+            t[b] = C_NOT_IN_UUID;
+        }
         b += 1;
     }
-    t[b' ' as usize] = C_SPACE;
-    t[b'\t' as usize] = C_SPACE;
-    t[b'\n' as usize] = C_SPACE;
-    t[b'\r' as usize] = C_SPACE;
-    t[b'@' as usize] = C_AT;
-    t[b'=' as usize] = C_PAIR;
-    t[b':' as usize] = C_PAIR;
-    t[b'_' as usize] = C_UNDERSCORE;
-    t[b'-' as usize] = C_DASH;
-    t[b'x' as usize] = C_X_OR_G;
-    t[b'g' as usize] = C_X_OR_G;
-    t[b'J' as usize] = C_J;
-    t[b'I' as usize] = C_I;
-    t[b'b' as usize] = C_B;
-    t[b'B' as usize] = C_B;
+    let mut b = b'0';
+    while b <= b'9' {
+        t[b as usize] |= C_DIGIT;
+        b += 1;
+    }
+    t[b' ' as usize] |= C_SPACE;
+    t[b'\t' as usize] |= C_SPACE;
+    t[b'\n' as usize] |= C_SPACE;
+    t[b'\r' as usize] |= C_SPACE;
+    t[b'@' as usize] |= C_AT;
+    t[b'=' as usize] |= C_PAIR;
+    t[b':' as usize] |= C_PAIR;
+    t[b'_' as usize] |= C_UNDERSCORE;
+    t[b'-' as usize] |= C_DASH;
+    t[b'x' as usize] |= C_X_OR_G;
+    t[b'g' as usize] |= C_X_OR_G;
+    t[b'J' as usize] |= C_J;
+    t[b'I' as usize] |= C_I;
+    t[b'b' as usize] |= C_B;
+    t[b'B' as usize] |= C_B;
     t
 };
 
-/// The classes present in `b` and its count of digits: one table load, an `or` and an add
-/// per byte, with no branch and no dependency between bytes beyond the two accumulators.
+/// The classes present in `b`: one table load and an `or` per byte, with no branch. Digits
+/// are counted afterwards, only where a card number could be ([`card_digits`]).
 #[inline]
-fn classify(b: &[u8]) -> (u16, usize) {
-    let mut flags = 0u16;
-    let mut digits = 0usize;
-    for &byte in b {
-        let c = CLASS[usize::from(byte)];
-        flags |= c;
-        digits += usize::from(c & C_DIGIT);
-    }
-    (flags, digits)
+fn classify(b: &[u8]) -> u16 {
+    b.iter()
+        .fold(0, |flags, &byte| flags | CLASS[usize::from(byte)])
 }
 
-/// Whether `Bearer` or `Basic` (any case) appears.
-#[cold]
-#[inline(never)]
-fn has_scheme(b: &[u8]) -> bool {
-    let mut from = 0;
-    // Each `b` or `B` (ASCII case folded by setting bit 5), then the word.
-    while let Some(found) = b[from..].iter().position(|&c| c | 0x20 == b'b') {
-        let rest = &b[from + found..];
-        if (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
-            || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"))
-        {
+/// A byte's value repeated in every byte of a word.
+const fn each(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// Calls `f` with each little-endian 64-bit word of `b` and the index of its first byte, until
+/// it returns `true`; the last word holds the bytes left over in its low bytes and zero bytes
+/// above them.
+#[inline(always)]
+fn any_word(b: &[u8], mut f: impl FnMut(usize, u64) -> bool) -> bool {
+    let read = |bytes: &[u8]| {
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    };
+    let mut at = 0;
+    while let Some(chunk) = b.get(at..at + 8) {
+        if f(at, read(chunk)) {
             return true;
         }
-        from += found + 1;
+        at += 8;
+    }
+    let left = b.len() - at;
+    if left == 0 {
+        return false;
+    }
+    let last = match b.len().checked_sub(8) {
+        // The last eight bytes, shifted down past those a whole word already held.
+        Some(from) => read(&b[from..]) >> (8 * (8 - left)),
+        None => {
+            let mut word = [0; 8];
+            word[..left].copy_from_slice(&b[at..]);
+            u64::from_le_bytes(word)
+        }
+    };
+    f(at, last)
+}
+
+/// Whether `b`, whose classes are `flags`, holds 12 digits or more: what a card number needs.
+#[inline]
+fn card_digits(b: &[u8], flags: u16) -> bool {
+    let mut digits = 0;
+    flags & C_DIGIT != 0
+        && b.len() >= 12
+        && any_word(b, |_, w| {
+            digits += digits_in(w);
+            digits >= 12
+        })
+}
+
+/// How many of a word's bytes are ASCII digits.
+#[inline]
+fn digits_in(w: u64) -> u64 {
+    // Digits become 0 to 9; then a byte is one if neither its high bit is set nor adding 0x76
+    // to its low seven bits (which cannot carry into the next byte) reaches 0x80.
+    let x = w ^ each(b'0');
+    let ten_or_more = (x & each(0x7f)) + each(0x76);
+    let digit = !(ten_or_more | x) & each(0x80);
+    // Sums the bytes' single bits into the top byte.
+    (digit >> 7).wrapping_mul(each(1)) >> 56
+}
+
+/// The high bit of each byte of `w` equal to `byte`: the `xor` makes those zero, and the
+/// zero-byte test (`(x - 0x01…) & !x & 0x80…`) flags every zero byte. A byte just above a
+/// flagged one may be flagged too, so callers check each flagged byte against the text.
+#[inline(always)]
+fn bytes_equal(w: u64, byte: u8) -> u64 {
+    let x = w ^ each(byte);
+    x.wrapping_sub(each(1)) & !x & each(0x80)
+}
+
+/// Whether `f` holds for the index of some byte flagged in `flagged`, the word at `b[at..]`.
+#[inline(always)]
+fn any_flagged(at: usize, mut flagged: u64, mut f: impl FnMut(usize) -> bool) -> bool {
+    while flagged != 0 {
+        if f(at + (flagged.trailing_zeros() / 8) as usize) {
+            return true;
+        }
+        flagged &= flagged - 1;
     }
     false
 }
 
-/// Whether `b` is a canonical UUID (`8-4-4-4-12` hex digits): an id, never a card number,
-/// however many of its digits are decimal.
-fn is_uuid(b: &[u8]) -> bool {
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+/// Whether `Bearer` or `Basic` (any case) appears: each `b` or `B` (`| 0x20` folds case),
+/// eight bytes at a time, then the words there.
+#[cold]
+#[inline(never)]
+fn has_scheme(b: &[u8]) -> bool {
+    any_word(b, |at, w| {
+        let flagged = bytes_equal(w | each(0x20), b'b');
+        flagged != 0 && scheme_at_flagged(b, at, flagged)
+    })
+}
+
+/// Out of line, so the loop over words stays small: most words hold no `b`.
+#[inline(never)]
+fn scheme_at_flagged(b: &[u8], at: usize, flagged: u64) -> bool {
+    any_flagged(at, flagged, |i| scheme_at(b, i))
+}
+
+/// Whether `Bearer` or `Basic` (any case) starts at `b[i]`.
+#[inline]
+fn scheme_at(b: &[u8], i: usize) -> bool {
+    let rest = b.get(i..).unwrap_or_default();
+    match rest.get(1).map(|c| c | 0x20) {
+        Some(b'e') => rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"),
+        Some(b'a') => rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"),
+        _ => false,
+    }
+}
+
+/// Whether `b`, whose classes are `flags`, is a canonical UUID (`8-4-4-4-12` hex digits): an
+/// id, never a card number, however many of its digits are decimal.
+#[inline]
+fn is_uuid(b: &[u8], flags: u16) -> bool {
+    if b.len() != 36 || flags & C_NOT_IN_UUID != 0 {
+        return false;
+    }
+    // Every byte is a hex digit or a `-` (the classes say so), and only `-` (0x2d) has neither
+    // bit 4 (digits, 0x3_) nor bit 6 (letters, 0x4_ and 0x6_) set: one bit per byte marks the
+    // dashes, which must be at 8, 13, 18 and 23 and nowhere else.
+    let dashes = |from: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&b[from..from + 8]);
+        let w = u64::from_le_bytes(word);
+        !(w >> 4 | w >> 6) & each(1)
+    };
+    dashes(0) == 0
+        && dashes(8) == 1 | 1 << 40
+        && dashes(16) == 1 << 16 | 1 << 56
+        && dashes(24) == 0
+        && dashes(28) == 0
 }
 
 /// Which checks a string needs, from the byte scan.
@@ -236,11 +353,12 @@ fn compile(pattern: &str) -> Regex {
 
 /// The denied key terms and what is precomputed from them.
 struct Keys {
-    /// Lowercase ASCII terms of at least two bytes.
+    /// Lowercase ASCII terms of at least two bytes, ordered by their first byte.
     terms: Vec<Box<[u8]>>,
-    /// Bytes (either case) a term starts with.
-    first: [bool; 256],
-    /// Byte pairs that start a literal or a term, one bit each.
+    /// For each byte (either case), the range of `terms` that start with it (most bytes start
+    /// none), so a key is compared only with the few terms that can start where it stands.
+    starting: Box<[(usize, usize); 256]>,
+    /// Byte pairs that start a literal, one bit each.
     pairs: Box<[u64; 1024]>,
     /// `key=value` and `key: value` pairs whose key may hold a term.
     kv: Option<Regex>,
@@ -250,16 +368,41 @@ struct Keys {
     /// bytes more than the shortest term otherwise. Shorter strings (`GET`, `1.1`, `200`)
     /// are not scanned.
     shortest: usize,
+    /// The classes at least one of which any check needs; a string with none of them is clear
+    /// after the class scan.
+    wanted: u16,
 }
 
 impl Keys {
     fn new(terms: &[String], literals: bool) -> Self {
-        let terms: Vec<Box<[u8]>> = terms
+        let mut terms: Vec<Box<[u8]>> = terms
             .iter()
             .map(|t| t.to_ascii_lowercase().into_bytes().into_boxed_slice())
             .filter(|t| t.len() >= 2)
             .collect();
-        let mut first = [false; 256];
+        let kv = (!terms.is_empty()).then(|| {
+            let alternatives: Vec<String> = terms
+                .iter()
+                .map(|t| regex::escape(&String::from_utf8_lossy(t)))
+                .collect();
+            // Escaped terms always make a valid pattern; a list too large for the regex size
+            // limit leaves only the attribute-key check.
+            Regex::new(&format!(
+                r#"(?i)([A-Za-z0-9_.\-]*(?:{})[A-Za-z0-9_.\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)"#,
+                alternatives.join("|")
+            ))
+            .ok()
+        }).flatten();
+        terms.sort_by_key(|t| t[0]);
+        let mut starting = Box::new([(0, 0); 256]);
+        let mut from = 0;
+        while let Some(t) = terms.get(from) {
+            let byte = t[0];
+            let to = from + terms[from..].iter().take_while(|t| t[0] == byte).count();
+            starting[usize::from(byte)] = (from, to);
+            starting[usize::from(byte.to_ascii_uppercase())] = (from, to);
+            from = to;
+        }
         let mut pairs = Box::new([0u64; 1024]);
         let mut mark = |a: u8, b: u8| {
             let i = (usize::from(a) << 8) | usize::from(b);
@@ -282,36 +425,27 @@ impl Keys {
                 mark_any_case(l[0], l[1], any);
             }
         }
-        for t in &terms {
-            mark_any_case(t[0], t[1], true);
-            first[usize::from(t[0])] = true;
-            first[usize::from(t[0].to_ascii_uppercase())] = true;
-        }
-        let kv = (!terms.is_empty()).then(|| {
-            let alternatives: Vec<String> = terms
-                .iter()
-                .map(|t| regex::escape(&String::from_utf8_lossy(t)))
-                .collect();
-            // Escaped terms always make a valid pattern; a list too large for the regex size
-            // limit leaves only the attribute-key check.
-            Regex::new(&format!(
-                r#"(?i)([A-Za-z0-9_.\-]*(?:{})[A-Za-z0-9_.\-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)"#,
-                alternatives.join("|")
-            ))
-            .ok()
-        }).flatten();
         let shortest = terms
             .iter()
             .map(|t| t.len() + 2)
             .chain(literals.then_some(5))
             .min()
             .unwrap_or(usize::MAX);
+        // A class each check in `look_closer` starts from.
+        let mut wanted = 0;
+        if literals {
+            wanted |= C_B | C_J | C_I | C_UNDERSCORE | C_DASH | C_AT | C_DIGIT;
+        }
+        if !terms.is_empty() {
+            wanted |= C_PAIR;
+        }
         Self {
             terms,
-            first,
+            starting,
             pairs,
             literals,
             shortest,
+            wanted,
             kv,
         }
     }
@@ -324,7 +458,16 @@ impl Keys {
         if b.len() < self.shortest {
             return Needs::default();
         }
-        let (flags, digits) = classify(b);
+        let flags = classify(b);
+        if flags & self.wanted == 0 {
+            return Needs::default();
+        }
+        self.look_closer(b, flags)
+    }
+
+    /// What [`scan`](Self::scan) found worth a look: the checks each class present calls for.
+    #[inline(never)]
+    fn look_closer(&self, b: &[u8], flags: u16) -> Needs {
         let has = |class: u16| flags & class != 0;
         let scheme = self.literals && has(C_SPACE) && has(C_B) && has_scheme(b);
         let other =
@@ -335,7 +478,7 @@ impl Keys {
             literal: scheme || literal,
             pair,
             email: self.literals && has(C_AT),
-            card: self.literals && digits >= 12 && !is_uuid(b),
+            card: self.literals && !is_uuid(b, flags) && card_digits(b, flags),
         }
     }
 
@@ -363,22 +506,36 @@ impl Keys {
         })
     }
 
-    /// Whether some `=` or `:` follows (spaces allowed) a key this list denies: what the
-    /// `key=value` pattern would replace.
+    /// Whether some `=` or `:` follows (spaces allowed) a key this list denies, with a value
+    /// the `key=value` pattern would replace (not a marker: see [`kept_value`]).
     #[cold]
     #[inline(never)]
     fn denied_pair(&self, b: &[u8]) -> bool {
-        (0..b.len())
-            .filter(|&i| matches!(b[i], b'=' | b':'))
-            .any(|at| {
-                let before = b[..at].trim_ascii_end();
-                let start = before
-                    .iter()
-                    .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
-                    .map_or(0, |p| p + 1);
-                let key = &before[start..];
-                !key.is_empty() && self.denies(key)
-            })
+        // Each `=` and `:`, eight bytes at a time.
+        any_word(b, |at, w| {
+            let flagged = bytes_equal(w, b'=') | bytes_equal(w, b':');
+            flagged != 0 && self.denied_pair_flagged(b, at, flagged)
+        })
+    }
+
+    /// Out of line, so the loop over words stays small: most words hold no `=` or `:`.
+    #[inline(never)]
+    fn denied_pair_flagged(&self, b: &[u8], at: usize, flagged: u64) -> bool {
+        any_flagged(at, flagged, |i| self.denied_pair_at(b, i))
+    }
+
+    /// Whether `b[at]` is a `=` or `:` after a denied key, before a value not kept.
+    fn denied_pair_at(&self, b: &[u8], at: usize) -> bool {
+        if !matches!(b.get(at), Some(b'=' | b':')) || starts_with_kept_value(&b[at + 1..]) {
+            return false;
+        }
+        let before = b[..at].trim_ascii_end();
+        let start = before
+            .iter()
+            .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))
+            .map_or(0, |p| p + 1);
+        let key = &before[start..];
+        !key.is_empty() && self.denies(key)
     }
 
     /// Whether `key` holds a denied term that starts and ends at word boundaries (`.`, `_`,
@@ -386,7 +543,8 @@ impl Keys {
     fn denies(&self, b: &[u8]) -> bool {
         let mut prev = b'.';
         for (i, &c) in b.iter().enumerate() {
-            if self.first[usize::from(c)] && boundary(prev, c) && self.term_at(b, i) {
+            let (from, to) = self.starting[usize::from(c)];
+            if from != to && boundary(prev, c) && self.term_at(b, i, from, to) {
                 return true;
             }
             prev = c;
@@ -394,21 +552,23 @@ impl Keys {
         false
     }
 
-    fn term_at(&self, b: &[u8], i: usize) -> bool {
-        if let Some(&next) = b.get(i + 1) {
-            let pair = (usize::from(b[i].to_ascii_lowercase()) << 8)
-                | usize::from(next.to_ascii_lowercase());
-            if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
-                return false;
-            }
-        }
-        self.terms.iter().any(|t| {
-            let end = i + t.len();
-            end <= b.len()
-                && b[i + 1].to_ascii_lowercase() == t[1]
-                && b[i..end].eq_ignore_ascii_case(t)
-                && (end == b.len() || boundary(b[end - 1], b[end]))
-        })
+    /// Whether one of `terms[from..to]` (those starting with `b[i]`) ends at a boundary there.
+    fn term_at(&self, b: &[u8], i: usize, from: usize, to: usize) -> bool {
+        // Every term has two bytes or more.
+        let Some(next) = b.get(i + 1).map(u8::to_ascii_lowercase) else {
+            return false;
+        };
+        self.terms
+            .get(from..to)
+            .unwrap_or_default()
+            .iter()
+            .any(|t| {
+                let end = i + t.len();
+                t[1] == next
+                    && end <= b.len()
+                    && b[i..end].eq_ignore_ascii_case(t)
+                    && (end == b.len() || boundary(b[end - 1], b[end]))
+            })
     }
 }
 
@@ -442,13 +602,20 @@ struct KeyVerdicts {
 }
 
 impl KeyVerdicts {
+    /// The memory for `keys`, started over if it was made with another list.
     #[inline]
-    fn denies(&mut self, keys: &Arc<Keys>, key: &Key) -> bool {
+    fn of(&mut self, keys: &Arc<Keys>) -> &mut Self {
         if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
             self.keys = Some(keys.clone());
             self.slots.clear();
             self.slots.resize_with(KEY_SLOTS, || None);
         }
+        self
+    }
+
+    /// Whether `key` is denied by `keys`, the list [`of`](Self::of) was last called with.
+    #[inline]
+    fn denies(&mut self, keys: &Keys, key: &Key) -> bool {
         let text = key.as_str();
         let (address, len) = (text.as_ptr() as usize, text.len());
         // Two neighbouring slots per key, so two keys that hash alike do not evict each other.
@@ -738,6 +905,7 @@ impl Redactor {
         // without it.
         KEY_VERDICTS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut verdicts) => {
+                let verdicts = verdicts.of(&self.keys);
                 for kv in attributes.iter_mut() {
                     let denied = verdicts.denies(&self.keys, &kv.key);
                     self.redact_attribute(kv, denied);
@@ -752,7 +920,27 @@ impl Redactor {
         });
     }
 
+    /// A string the scan clears is settled here, inline in the loop over attributes; anything
+    /// else goes to [`redact_attribute_further`](Self::redact_attribute_further).
+    #[inline(always)]
     fn redact_attribute(&self, kv: &mut KeyValue, denied: bool) {
+        match &mut kv.value {
+            Value::String(s) if !denied => {
+                let needs = self.keys.scan(s.as_str());
+                if needs.any() || !self.patterns.is_empty() || !self.rules.is_empty() {
+                    if let Some(redacted) = self.scrub_further(s.as_str(), needs) {
+                        *s = StringValue::from(redacted);
+                    }
+                }
+            }
+            Value::Bool(_) | Value::I64(_) | Value::F64(_) if !denied => {}
+            _ => self.redact_attribute_further(kv, denied),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn redact_attribute_further(&self, kv: &mut KeyValue, denied: bool) {
         if denied {
             if !matches!(kv.value, Value::Bool(_) | Value::Array(Array::Bool(_))) {
                 kv.value = Value::String(StringValue::from(REDACTED));
@@ -777,7 +965,7 @@ impl Redactor {
     }
 
     /// The text with the patterns and rules applied, or `None` when nothing changed. Not cut.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn scrub(&self, text: &str) -> Option<String> {
         let needs = self.keys.scan(text);
         if !needs.any() && self.patterns.is_empty() && self.rules.is_empty() {
@@ -833,7 +1021,7 @@ impl Redactor {
                     let value = &c[3];
                     let kept = value.eq_ignore_ascii_case("bearer")
                         || value.eq_ignore_ascii_case("basic")
-                        || value.starts_with(REDACTED)
+                        || kept_value(value)
                         || !self.keys.denies(c[1].as_bytes());
                     if kept {
                         Cow::Owned(c[0].to_owned())
@@ -859,6 +1047,29 @@ impl Redactor {
             }
         }
     }
+}
+
+/// Whether the value of a `key=value` pair is a marker, kept whatever the key: one that starts
+/// with [`REDACTED`] (redacted already) or is exactly the tracing layer's query marker.
+fn kept_value(value: &str) -> bool {
+    value.starts_with(REDACTED) || value == QUERY_VALUE_REDACTED
+}
+
+/// Whether what follows a `=` or `:` (after ASCII spaces) is a value [`kept_value`] keeps: the
+/// byte scan's side of the same rule. The value ends where the pattern's does, at a space or
+/// one of `&,;"'`; anything else that follows (a non-ASCII space included) makes it a value
+/// to look at.
+fn starts_with_kept_value(after: &[u8]) -> bool {
+    let value = after.trim_ascii_start();
+    value.starts_with(REDACTED.as_bytes())
+        || value
+            .strip_prefix(QUERY_VALUE_REDACTED.as_bytes())
+            .is_some_and(|rest| match rest.first() {
+                None => true,
+                Some(&c) => {
+                    c.is_ascii_whitespace() || matches!(c, b'&' | b',' | b';' | b'"' | b'\'')
+                }
+            })
 }
 
 /// Replaces the matches of `pattern` in `text`, keeping it borrowed when nothing matched.

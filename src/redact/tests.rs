@@ -320,10 +320,20 @@ fn card_numbers_are_found_alone_and_not_inside_identifiers() {
 fn a_uuid_is_never_taken_for_a_card() {
     let r = Redactor::new();
     let id = "12345678-1234-5678-4111-111111111111";
-    assert!(is_uuid(id.as_bytes()));
+    assert!(is_uuid(id.as_bytes(), classify(id.as_bytes())));
     assert!(!r.keys.scan(id).card);
     assert_eq!(r.redact(id), id);
-    assert!(!is_uuid(b"4111-1111-1111-1111"));
+    let card = b"4111-1111-1111-1111";
+    assert!(!is_uuid(card, classify(card)));
+    for not_quite in [
+        "12345678-1234-5678-4111-11111111111g",
+        "12345678-1234-5678-41111111111111111",
+        "1234567801234-5678-4111-111111111111",
+        "12345678-1234-5678-4111-1111-1111111",
+    ] {
+        let b = not_quite.as_bytes();
+        assert!(!is_uuid(b, classify(b)), "{not_quite}");
+    }
 }
 
 #[test]
@@ -334,4 +344,131 @@ fn the_shortest_matches_are_still_found() {
     let short = Redactor::without_defaults().with_denied_key("pk");
     assert_eq!(short.redact("pk=1"), "pk=[REDACTED]");
     assert_eq!(short.redact("pk="), "pk=");
+}
+
+/// Strings built from the pieces every check looks for (and their near misses), in random
+/// order, with a fixed seed.
+fn fragment_soup(cases: usize, seed: u64) -> Vec<String> {
+    const PIECES: [&str; 55] = [
+        "bearer",
+        "Bearer",
+        "BASIC",
+        "basic",
+        "b",
+        "be",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "=",
+        ":",
+        "&",
+        ",",
+        ";",
+        "\"",
+        "'",
+        ".",
+        "_",
+        "-",
+        "/",
+        "password",
+        "Token",
+        "api_key",
+        "apiKey",
+        "db.pwd",
+        "page",
+        "REDACTED",
+        "[REDACTED]",
+        "[REDACTED]x",
+        "REDACTEDx",
+        "dXNlcjpwYXNz",
+        "0123456789abcdef0123",
+        "eyJhbGciOi",
+        "eyJ",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_",
+        "0123456789abcdefghijABCDEFGHIJ012345",
+        "xoxb-",
+        "glpat-",
+        "sk_live_",
+        "a@b.io",
+        "@",
+        "4111",
+        "1111",
+        "12345678-1234-5678-4111-111111111111",
+        "x",
+        "é",
+        "checkout-web/2.3.1 (reqwest)",
+        "0190c2d5-7c3e-7d4f-8a1b-2c3d4e5f6a7b",
+        // Near misses of a UUID, each of which may hide a card number.
+        "12345678-1234-5678-4111-11111111111g",
+        "12345678-1234-5678-4111-1111111111111",
+        "1234567801234-5678-4111-111111111111",
+        "12345678-1234-5678-41111111111111111",
+        "4111111111111111-1234-5678-4111-1234",
+    ];
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..cases)
+        .map(|_| {
+            let n = 1 + (next() % 10) as usize;
+            (0..n)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_byte_scan_never_skips_what_the_full_check_would_replace() {
+    let all = Needs {
+        literal: true,
+        pair: true,
+        email: true,
+        card: true,
+    };
+    for r in [
+        Redactor::new(),
+        Redactor::new().with_denied_key("ssn"),
+        Redactor::without_defaults().with_denied_key("pk"),
+    ] {
+        for text in fragment_soup(20_000, 0x9E37_79B9_7F4A_7C15) {
+            assert_eq!(r.scrub(&text), r.scrub_further(&text, all), "{text:?}");
+        }
+    }
+}
+
+#[test]
+fn a_value_that_is_already_a_marker_is_kept_whatever_its_key() {
+    let r = Redactor::new();
+    // What the tracing layer makes of `?api_key=k&page=2`, and text redacted twice.
+    for kept in [
+        "api_key=REDACTED&page=REDACTED",
+        "token: REDACTED, retry",
+        "password=[REDACTED]",
+        "token=[REDACTED]&api_key=REDACTED",
+    ] {
+        assert_eq!(r.redact(kept), kept);
+    }
+    // The server span's `url.query` needs no closer look.
+    assert!(!r.keys.scan("page=REDACTED").any());
+    assert!(!r.keys.scan("api_key=REDACTED").any());
+    // Only the marker itself: anything more, or a look-alike, is a value to replace.
+    for (input, expected) in [
+        ("api_key=REDACTEDx", "api_key=[REDACTED]"),
+        ("api_key=REDACTED:hunter2", "api_key=[REDACTED]"),
+        ("password=redacted", "password=[REDACTED]"),
+        (r#"password="REDACTED""#, "password=[REDACTED]"),
+        (
+            "api_key=REDACTED&token=abc",
+            "api_key=REDACTED&token=[REDACTED]",
+        ),
+    ] {
+        assert_eq!(r.redact(input), expected, "{input}");
+    }
 }
