@@ -149,6 +149,15 @@ const CLASS: [u16; 256] = {
     t[b'\t' as usize] |= C_SPACE;
     t[b'\n' as usize] |= C_SPACE;
     t[b'\r' as usize] |= C_SPACE;
+    // The patterns' `\s` is Unicode whitespace: vertical tab, form feed, and the lead bytes of
+    // every non-ASCII White_Space character in UTF-8 (U+0085 and U+00A0: C2; U+1680: E1;
+    // U+2000-U+200A, U+2028, U+2029, U+202F, U+205F: E2; U+3000: E3).
+    t[0x0b] |= C_SPACE;
+    t[0x0c] |= C_SPACE;
+    t[0xc2] |= C_SPACE;
+    t[0xe1] |= C_SPACE;
+    t[0xe2] |= C_SPACE;
+    t[0xe3] |= C_SPACE;
     t[b'@' as usize] |= C_AT;
     t[b'=' as usize] |= C_PAIR;
     t[b':' as usize] |= C_PAIR;
@@ -529,7 +538,8 @@ impl Keys {
         if !matches!(b.get(at), Some(b'=' | b':')) || starts_with_kept_value(&b[at + 1..]) {
             return false;
         }
-        let before = b[..at].trim_ascii_end();
+        // `b[at]` is ASCII, so `b[..at]` ends on a character boundary; trim what `\s` takes.
+        let before = std::str::from_utf8(&b[..at]).map_or(&b[..at], |s| s.trim_end().as_bytes());
         let start = before
             .iter()
             .rposition(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')))

@@ -349,7 +349,7 @@ fn the_shortest_matches_are_still_found() {
 /// Strings built from the pieces every check looks for (and their near misses), in random
 /// order, with a fixed seed.
 fn fragment_soup(cases: usize, seed: u64) -> Vec<String> {
-    const PIECES: [&str; 55] = [
+    const PIECES: [&str; 61] = [
         "bearer",
         "Bearer",
         "BASIC",
@@ -360,6 +360,13 @@ fn fragment_soup(cases: usize, seed: u64) -> Vec<String> {
         "  ",
         "\t",
         "\n",
+        // Whitespace the patterns' `\s` takes and ASCII trimming does not.
+        "\u{b}",
+        "\u{c}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{3000}",
         "=",
         ":",
         "&",
@@ -470,5 +477,26 @@ fn a_value_that_is_already_a_marker_is_kept_whatever_its_key() {
         ),
     ] {
         assert_eq!(r.redact(input), expected, "{input}");
+    }
+}
+
+#[test]
+fn unusual_whitespace_hides_no_credential() {
+    let r = Redactor::new();
+    for text in [
+        "token\u{b}=secret1",
+        "token\u{a0}=secret1",
+        "token\u{3000}: secret1",
+        "Bearer\u{a0}abcdef0123456789",
+        "Bearer\u{c}abcdef0123456789",
+        "Basic\u{2003}dXNlcjpwYXNzd29yZA==",
+    ] {
+        let out = r.scrub(text).unwrap_or_else(|| text.to_owned());
+        assert!(
+            !out.contains("secret1")
+                && !out.contains("abcdef0123456789")
+                && !out.contains("dXNlcjpw"),
+            "{text:?} -> {out:?}"
+        );
     }
 }
