@@ -359,11 +359,6 @@ pub(crate) struct RequestErrors {
 }
 
 impl RequestErrors {
-    /// The place of the request `cx` belongs to, if it has one.
-    pub(crate) fn of(cx: &Context) -> Option<&Self> {
-        crate::scope::RequestScope::of(cx).and_then(|s| s.errors.as_ref())
-    }
-
     /// Closes the place; returns the cause recorded before, if any.
     pub(crate) fn close(&self) -> Option<&ErrorCause> {
         self.closed.store(true, Ordering::Release);
@@ -417,52 +412,9 @@ pub fn in_open_request(cx: &Context) -> bool {
     RequestErrors::of(cx).is_some_and(|e| !e.closed.load(Ordering::Acquire))
 }
 
-/// A context inside a request that counts its errors, for tests of code that records causes.
-#[doc(hidden)]
-pub fn test_request_context() -> Context {
-    Context::current().with_value(crate::scope::RequestScope {
-        id: None,
-        errors: Some(RequestErrors::default()),
-        random_trace_id: None,
-    })
-}
-
-/// Closes the request place of `cx` as the layer does at the end, returning its cause.
-#[doc(hidden)]
-pub fn test_close(cx: &Context) -> Option<ErrorCause> {
-    RequestErrors::of(cx).and_then(|e| e.close().cloned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_cause_wins_and_a_closed_request_takes_none() {
-        let cx = test_request_context();
-        assert!(in_open_request(&cx));
-        let first = record_cause(&cx, || {
-            ErrorCause::call("GET db", "reqwest::Error", "refused")
-        });
-        assert_eq!(first, Attribution::RootCause);
-        let second = record_cause(&cx, || unreachable!("not built when a cause exists"));
-        assert_eq!(second, Attribution::SameRequest);
-        let cause = test_close(&cx).expect("a cause");
-        assert_eq!(cause.target(), Some("GET db"));
-        assert_eq!(
-            record_cause(&cx, || ErrorCause::new("late", "")),
-            Attribution::NoRequest,
-            "the request was counted: a later error counts on its own"
-        );
-
-        let quiet = test_request_context();
-        assert_eq!(test_close(&quiet), None);
-        assert!(!in_open_request(&quiet));
-        assert_eq!(
-            record_cause(&quiet, || ErrorCause::new("late", "")),
-            Attribution::NoRequest
-        );
-    }
 
     #[test]
     fn long_texts_are_cut() {

@@ -105,35 +105,6 @@ impl CorrelationId {
     pub fn is_valid(value: &[u8]) -> bool {
         CorrelationIdCharset::DEFAULT.is_valid(value)
     }
-
-    /// The id of the request being served, from the current OpenTelemetry context.
-    ///
-    /// ```
-    /// use service_tracing_middleware::CorrelationId;
-    /// assert!(CorrelationId::current().is_none());
-    /// let id = CorrelationId::parse("abc").unwrap();
-    /// let _guard = opentelemetry::Context::current_with_value(id.clone()).attach();
-    /// assert_eq!(CorrelationId::current(), Some(id));
-    /// ```
-    pub fn current() -> Option<Self> {
-        opentelemetry::Context::map_current(Self::from_context)
-    }
-
-    /// The id carried by a given context: the request's, in a context the layer made, else a
-    /// `CorrelationId` value set on the context.
-    ///
-    /// ```
-    /// use opentelemetry::Context;
-    /// use service_tracing_middleware::CorrelationId;
-    /// let id = CorrelationId::parse("abc").unwrap();
-    /// assert_eq!(CorrelationId::from_context(&Context::new().with_value(id.clone())), Some(id));
-    /// ```
-    pub fn from_context(cx: &opentelemetry::Context) -> Option<Self> {
-        match crate::scope::RequestScope::of(cx).and_then(|s| s.id.as_ref()) {
-            Some(id) => Some(id.clone()),
-            None => cx.get::<Self>().cloned(),
-        }
-    }
 }
 
 impl fmt::Display for CorrelationId {

@@ -164,6 +164,36 @@ pub(crate) struct Echo {
 }
 
 impl Echo {
+    /// What to add to the response of a request whose context is `cx`, its correlation id
+    /// `id` read from `source`.
+    pub(crate) fn for_request(
+        config: &crate::config::Config,
+        headers: &http::HeaderMap,
+        source: crate::correlation::CorrelationSource,
+        id: &CorrelationId,
+        cx: &Context,
+    ) -> Self {
+        // The header value the id came in, if it did: its bytes are exactly the id's.
+        let incoming = match source {
+            crate::correlation::CorrelationSource::Header => config
+                .correlation_headers
+                .iter()
+                .filter_map(|name| headers.get(name))
+                .find(|value| value.as_bytes() == id.as_str().as_bytes())
+                .cloned(),
+            _ => None,
+        };
+        // Read at the response only for a recorded span and a configured list.
+        let response_headers = (!config.response_headers.is_empty() && cx.span().is_recording())
+            .then(|| config.response_headers.clone());
+        Self {
+            correlation: config.response_header.clone(),
+            traceresponse: config.traceresponse,
+            incoming,
+            response_headers,
+        }
+    }
+
     fn write<B>(&self, response: &mut Response<B>, cx: &Context, id: &CorrelationId) {
         if let Some(name) = &self.correlation {
             let value = match &self.incoming {

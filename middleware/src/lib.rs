@@ -3,6 +3,7 @@
 
 mod body;
 pub mod cause;
+mod config;
 pub mod correlation;
 #[cfg(feature = "axum")]
 mod extract;
@@ -13,6 +14,7 @@ mod ids;
 mod layer;
 mod observe;
 pub mod propagation;
+mod request;
 mod route_names;
 mod scope;
 pub mod semconv;
@@ -22,11 +24,12 @@ mod trust;
 
 pub use body::ResponseBody;
 pub use cause::ErrorCause;
+pub use config::SamplerHint;
 pub use correlation::{CorrelationId, CorrelationIdCharset};
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
-pub use layer::{SamplerHint, TracingLayer};
+pub use layer::TracingLayer;
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
 pub use route_names::RouteId;
 pub use service::Tracing;

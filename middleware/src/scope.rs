@@ -7,9 +7,11 @@
 //! `Context::with_value` copies the context's map and allocates, so they travel as one value:
 //! one copy per request instead of three.
 //!
-//! Readers go through [`CorrelationId::from_context`], [`cause::record_cause`] and the W3C
-//! injector, which also accept the values set on their own (a `Context` built by hand or by
-//! code that predates this value).
+//! How each of them is found in a context is this module's business: the lookups
+//! ([`CorrelationId::from_context`], `RequestErrors::of`, which [`cause::record_cause`] uses,
+//! and [`RequestScope::of`], which the W3C injector uses) are defined here, so the types'
+//! own modules know nothing of the context value that carries them. [`CorrelationId`] is also
+//! found when set on a context on its own (by hand, or by code that predates this value).
 //!
 //! [`cause::record_cause`]: crate::cause::record_cause
 
@@ -36,10 +38,90 @@ impl RequestScope {
     }
 }
 
+impl RequestErrors {
+    /// The place of the request `cx` belongs to, if it has one.
+    pub(crate) fn of(cx: &Context) -> Option<&Self> {
+        RequestScope::of(cx).and_then(|s| s.errors.as_ref())
+    }
+}
+
+impl CorrelationId {
+    /// The id of the request being served, from the current OpenTelemetry context.
+    ///
+    /// ```
+    /// use service_tracing_middleware::CorrelationId;
+    /// assert!(CorrelationId::current().is_none());
+    /// let id = CorrelationId::parse("abc").unwrap();
+    /// let _guard = opentelemetry::Context::current_with_value(id.clone()).attach();
+    /// assert_eq!(CorrelationId::current(), Some(id));
+    /// ```
+    pub fn current() -> Option<Self> {
+        opentelemetry::Context::map_current(Self::from_context)
+    }
+
+    /// The id carried by a given context: the request's, in a context the layer made, else a
+    /// `CorrelationId` value set on the context.
+    ///
+    /// ```
+    /// use opentelemetry::Context;
+    /// use service_tracing_middleware::CorrelationId;
+    /// let id = CorrelationId::parse("abc").unwrap();
+    /// assert_eq!(CorrelationId::from_context(&Context::new().with_value(id.clone())), Some(id));
+    /// ```
+    pub fn from_context(cx: &opentelemetry::Context) -> Option<Self> {
+        match RequestScope::of(cx).and_then(|s| s.id.as_ref()) {
+            Some(id) => Some(id.clone()),
+            None => cx.get::<Self>().cloned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cause::{record_cause, Attribution, ErrorCause};
+    use crate::cause::{in_open_request, record_cause, Attribution, ErrorCause};
+
+    /// A context inside a request that counts its errors.
+    fn test_request_context() -> Context {
+        Context::current().with_value(RequestScope {
+            id: None,
+            errors: Some(RequestErrors::default()),
+            random_trace_id: None,
+        })
+    }
+
+    /// Closes the request place of `cx` as the layer does at the end, returning its cause.
+    fn test_close(cx: &Context) -> Option<ErrorCause> {
+        RequestErrors::of(cx).and_then(|e| e.close().cloned())
+    }
+
+    #[test]
+    fn the_first_cause_wins_and_a_closed_request_takes_none() {
+        let cx = test_request_context();
+        assert!(in_open_request(&cx));
+        let first = record_cause(&cx, || {
+            ErrorCause::call("GET db", "reqwest::Error", "refused")
+        });
+        assert_eq!(first, Attribution::RootCause);
+        let second = record_cause(&cx, || unreachable!("not built when a cause exists"));
+        assert_eq!(second, Attribution::SameRequest);
+        let cause = test_close(&cx).expect("a cause");
+        assert_eq!(cause.target(), Some("GET db"));
+        assert_eq!(
+            record_cause(&cx, || ErrorCause::new("late", "")),
+            Attribution::NoRequest,
+            "the request was counted: a later error counts on its own"
+        );
+
+        let quiet = test_request_context();
+        assert_eq!(test_close(&quiet), None);
+        assert!(!in_open_request(&quiet));
+        assert_eq!(
+            record_cause(&quiet, || ErrorCause::new("late", "")),
+            Attribution::NoRequest
+        );
+    }
+
     use crate::propagation::{inject, W3cTraceContext};
     use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
 

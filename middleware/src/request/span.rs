@@ -1,0 +1,258 @@
+//! The server span: started from the parent context, named and attributed after the HTTP
+//! semantic conventions, and the one context value the layer adds ([`RequestScope`]).
+//!
+//! What the sampler is known to decide ([`SamplerHint`](crate::SamplerHint)) saves work: an
+//! unsampled parent under a parent-based sampler gets its non-recording span without the
+//! tracer, and attributes are built only for a span that records.
+
+use http::Request;
+use opentelemetry::trace::{
+    Link, SpanBuilder, SpanContext, SpanKind, SpanRef, TraceContextExt, TraceFlags, Tracer,
+};
+use opentelemetry::{Context, KeyValue, Value};
+
+use super::naming::Naming;
+use crate::cause::RequestErrors;
+use crate::config::Config;
+use crate::correlation::CorrelationId;
+use crate::scope::RequestScope;
+use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
+
+/// The request's context: the server span, current under `parent`, with the layer's value.
+pub(crate) fn start<B>(
+    config: &Config,
+    req: &Request<B>,
+    parent: &Context,
+    links: Vec<Link>,
+    naming: &Naming<'_>,
+    id: &CorrelationId,
+) -> Context {
+    let parent_span = parent.span();
+    let parent_sc = parent_span.span_context();
+    // Attributes the sampler may read go into the builder; with a sampler known to read none,
+    // they wait until the span records.
+    let mut early_attributes_pending = false;
+    let with_span = if config.sampler_hint.drops_unsampled_parents()
+        && parent_sc.is_valid()
+        && !parent_sc.is_sampled()
+    {
+        // What the parent-based sampler would decide, without the tracer: a span that does not
+        // record, with its own id under the parent's trace (local: not remote).
+        parent.with_remote_span_context(SpanContext::new(
+            parent_sc.trace_id(),
+            crate::ids::span_id(),
+            TraceFlags::default(),
+            false,
+            parent_sc.trace_state().clone(),
+        ))
+    } else {
+        // The SDK moves this Vec into the span: room for every attribute added later (the
+        // request's and the response's) saves reallocations on the hot path.
+        let mut attributes = Vec::with_capacity(16);
+        if config.sampler_hint.ignores_attributes() {
+            early_attributes_pending = true;
+        } else {
+            early_attributes(req, naming, &mut attributes);
+        }
+        parent.with_span(
+            config.tracer.build_with_context(
+                SpanBuilder::from_name(naming.span_name.clone())
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(attributes)
+                    .with_links(links),
+                parent,
+            ),
+        )
+    };
+    // W3C Level 2: a new root's trace id is random; say so to the next hop.
+    let random_trace_id = crate::propagation::RandomTraceId::vouch(
+        parent,
+        with_span.span().span_context().trace_id(),
+    )
+    .map(|m| m.trace_id());
+    // One value for the correlation id, the root-cause place and the random flag: one copy of
+    // the context's map instead of three. The correlation id joins outbound baggage when it is
+    // injected (see `W3cBaggage`), so nothing is copied here.
+    let cx = with_span.with_value(RequestScope {
+        id: Some(id.clone()),
+        errors: config.error_causes.then(RequestErrors::default),
+        random_trace_id,
+    });
+    let span = cx.span();
+    if span.is_recording() {
+        record_request(config, req, naming, id, early_attributes_pending, &span);
+    }
+    cx
+}
+
+/// The attributes a sampler may read: method, path, scheme and route.
+fn early_attributes<B>(req: &Request<B>, naming: &Naming<'_>, attributes: &mut Vec<KeyValue>) {
+    let scheme = match req.uri().scheme_str() {
+        Some("https") => "https",
+        _ => "http",
+    };
+    attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, naming.method));
+    attributes.push(KeyValue::new(
+        semconv::URL_PATH,
+        truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
+    ));
+    attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+    if let Some(route) = &naming.route {
+        let route = match route {
+            std::borrow::Cow::Borrowed(r) => Value::from(*r),
+            std::borrow::Cow::Owned(r) => Value::from(r.clone()),
+        };
+        attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+    }
+}
+
+/// Sets the request's attributes on a recording span, in one call (one lock of the span).
+fn record_request<B>(
+    config: &Config,
+    req: &Request<B>,
+    naming: &Naming<'_>,
+    id: &CorrelationId,
+    with_early: bool,
+    span: &SpanRef<'_>,
+) {
+    let mut more = Vec::with_capacity(12);
+    if with_early {
+        early_attributes(req, naming, &mut more);
+    }
+    more.push(KeyValue::new(
+        semconv::CORRELATION_ID,
+        Value::String(id.as_arc().into()),
+    ));
+    if let Some(original) = naming.method_original {
+        more.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            truncate(original.to_owned(), 64),
+        ));
+    }
+    if let Some(query) = req.uri().query() {
+        more.push(KeyValue::new(
+            semconv::URL_QUERY,
+            semconv::redact_query(query),
+        ));
+    }
+    if let Some((host, port)) = server_address(req) {
+        more.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
+        if let Some(port) = port {
+            more.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
+    }
+    if let Some(client) = crate::trust::peer_ip(req) {
+        more.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.to_string()));
+    }
+    more.push(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        semconv::protocol_version(req.version()),
+    ));
+    if let Some(agent) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        more.push(KeyValue::new(
+            semconv::USER_AGENT_ORIGINAL,
+            truncate(agent.to_owned(), 512),
+        ));
+    }
+    config.request_headers.record(req.headers(), &mut more);
+    span.set_attributes(more);
+}
+
+/// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
+fn server_address<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+    let authority = match req.uri().authority() {
+        Some(authority) => authority.as_str().as_bytes(),
+        None => req.headers().get(http::header::HOST)?.as_bytes(),
+    };
+    let (host, port) = split_authority(authority)?;
+    Some((truncate(host.to_owned(), 255), port))
+}
+
+/// Host and port of an authority (`host`, `host:port`, `[v6]:port`, with any `userinfo@`
+/// dropped), as `http::uri::Authority` gives them, or `None` when it is not one. Parsing
+/// into an `Authority` first cost an allocation and three passes over the text.
+fn split_authority(authority: &[u8]) -> Option<(&str, Option<u16>)> {
+    let text = std::str::from_utf8(authority).ok()?;
+    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
+    let (host, port) = if text.starts_with('[') {
+        let end = text.find(']')?;
+        let (host, rest) = text.split_at(end + 1);
+        let inner = &host[1..end];
+        let v6 = !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        match (v6, rest) {
+            (false, _) => return None,
+            (true, "") => (host, None),
+            (true, rest) => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    if !host.starts_with('[') && (host.is_empty() || !host.bytes().all(reg_name)) {
+        return None;
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => Some(digits.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split_as_http_splits_them() {
+        let same = [
+            "example.com",
+            "example.com:8080",
+            "EXAMPLE.com:443",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+            "[2001:db8::7]:65535",
+            "user:pass@example.com:81",
+            "a@b@example.com",
+            "host:",
+            "sub-domain.example_1.com",
+            "example.com:65535",
+        ];
+        for text in same {
+            let http: http::uri::Authority = text.parse().expect(text);
+            assert_eq!(
+                split_authority(text.as_bytes()),
+                Some((http.host(), http.port_u16())),
+                "{text}"
+            );
+        }
+        // Refused by both; or, for the last ones, accepted by `http` but no host to report.
+        for text in [
+            "",
+            "example.com:99999",
+            "example.com:8o",
+            "exa mple.com",
+            "exa\"mple",
+            "[::1",
+            "[zz]:80",
+            "[::1]x",
+            "\u{e9}t\u{e9}.example",
+            ":8080",
+            "@",
+        ] {
+            assert_eq!(split_authority(text.as_bytes()), None, "{text:?}");
+        }
+        assert_eq!(split_authority(b"\xff\xfe"), None);
+    }
+}
