@@ -176,38 +176,90 @@ fn server_address<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
 /// dropped), as `http::uri::Authority` gives them, or `None` when it is not one. Parsing
 /// into an `Authority` first cost an allocation and three passes over the text.
 fn split_authority(authority: &[u8]) -> Option<(&str, Option<u16>)> {
-    let text = std::str::from_utf8(authority).ok()?;
-    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
-    let (host, port) = if text.starts_with('[') {
-        let end = text.find(']')?;
-        let (host, rest) = text.split_at(end + 1);
-        let inner = &host[1..end];
+    // Whatever comes before the last `@` is userinfo.
+    let start = authority
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let text = &authority[start..];
+    let (host, port) = if text.first() == Some(&b'[') {
+        let end = text.iter().position(|&b| b == b']')?;
+        let inner = &text[1..end];
         let v6 = !inner.is_empty()
             && inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-        match (v6, rest) {
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        match (v6, &text[end + 1..]) {
             (false, _) => return None,
-            (true, "") => (host, None),
-            (true, rest) => (host, Some(rest.strip_prefix(':')?)),
+            (true, []) => (&text[..=end], None),
+            (true, [b':', port @ ..]) => (&text[..=end], Some(port)),
+            (true, _) => return None,
         }
     } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
+        // One pass: every byte a reg-name byte (RFC 3986), the last `:` splitting off the port.
+        let mut colon = None;
+        for (i, &b) in text.iter().enumerate() {
+            match REG_NAME[usize::from(b)] {
+                true => {}
+                false if b == b':' => colon = Some(i),
+                false => return None,
+            }
         }
+        let (host, port) = match colon {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        };
+        // A `:` before the last one is no reg-name byte.
+        if host.is_empty() || host.contains(&b':') {
+            return None;
+        }
+        (host, port)
     };
-    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
-    if !host.starts_with('[') && (host.is_empty() || !host.bytes().all(reg_name)) {
-        return None;
-    }
     let port = match port {
-        None | Some("") => None,
-        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => Some(digits.parse().ok()?),
+        None | Some([]) => None,
+        Some(digits) if digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit) => Some(
+            u16::try_from(
+                digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0')),
+            )
+            .ok()?,
+        ),
         Some(_) => return None,
     };
-    Some((host, port))
+    // Every byte kept is ASCII.
+    Some((std::str::from_utf8(host).ok()?, port))
 }
+
+/// The bytes of an RFC 3986 reg-name: unreserved, percent and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
