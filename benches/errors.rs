@@ -110,7 +110,7 @@ fn request_context(tracer: &opentelemetry_sdk::trace::SdkTracer) -> Context {
         .span_builder("POST /payments/{id}")
         .with_kind(SpanKind::Server)
         .start(tracer);
-    service_tracing_middleware::cause::test_request_context().with_span(span)
+    service_tracing_middleware::test_request_context().with_span(span)
 }
 
 fn error_path(c: &mut Criterion) {

@@ -32,6 +32,8 @@ pub use future::ResponseFuture;
 pub use layer::TracingLayer;
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
 pub use route_names::RouteId;
+#[doc(hidden)]
+pub use scope::test_request_context;
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;
 pub use trust::{InvalidNetwork, TrustIncoming};

@@ -76,19 +76,21 @@ impl CorrelationId {
     }
 }
 
+/// A context inside a request that counts its errors, for benchmarks and tests of code that
+/// records causes outside the layer.
+#[doc(hidden)]
+pub fn test_request_context() -> Context {
+    Context::current().with_value(RequestScope {
+        id: None,
+        errors: Some(RequestErrors::default()),
+        random_trace_id: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cause::{in_open_request, record_cause, Attribution, ErrorCause};
-
-    /// A context inside a request that counts its errors.
-    fn test_request_context() -> Context {
-        Context::current().with_value(RequestScope {
-            id: None,
-            errors: Some(RequestErrors::default()),
-            random_trace_id: None,
-        })
-    }
 
     /// Closes the request place of `cx` as the layer does at the end, returning its cause.
     fn test_close(cx: &Context) -> Option<ErrorCause> {

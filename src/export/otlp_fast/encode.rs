@@ -643,7 +643,7 @@ impl Encoder {
             let scope = &span.instrumentation_scope;
             let index = match last {
                 // Fast path: the same scope as the span before.
-                Some((prev, index)) if prev == scope => index,
+                Some((prev, index)) if same_scope(prev, scope) => index,
                 _ => {
                     let found = self.scopes.iter().position(|(first, _)| {
                         spans
@@ -664,4 +664,20 @@ impl Encoder {
             self.scope_of.push(index);
         }
     }
+}
+
+/// Whether two scopes are equal, without comparing their texts when they share them: spans of
+/// one tracer carry the same `&'static` name, version and schema URL.
+pub(super) fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    let same_text = |x: Option<&str>, y: Option<&str>| match (x, y) {
+        (Some(x), Some(y)) => std::ptr::eq(x, y),
+        (None, None) => true,
+        _ => false,
+    };
+    let shared = std::ptr::eq(a.name(), b.name())
+        && same_text(a.version(), b.version())
+        && same_text(a.schema_url(), b.schema_url())
+        && a.attributes().next().is_none()
+        && b.attributes().next().is_none();
+    shared || a == b
 }

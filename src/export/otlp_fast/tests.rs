@@ -865,3 +865,29 @@ fn encode_at_overwrites_a_reused_buffer_in_place() {
         assert!(buffer[start..] == expected[..], "seed {seed}");
     }
 }
+
+#[test]
+fn scopes_are_equal_by_shared_text_or_by_value() {
+    use opentelemetry::InstrumentationScope;
+    let shared = InstrumentationScope::builder("service-tracing")
+        .with_version("1.0")
+        .build();
+    let owned = InstrumentationScope::builder(String::from("service-tracing"))
+        .with_version(String::from("1.0"))
+        .build();
+    let other = InstrumentationScope::builder("service-tracing")
+        .with_version("2.0")
+        .build();
+    let with_attributes = InstrumentationScope::builder("service-tracing")
+        .with_version("1.0")
+        .with_attributes([opentelemetry::KeyValue::new("k", "v")])
+        .build();
+    assert!(super::encode::same_scope(&shared, &shared.clone()));
+    assert!(super::encode::same_scope(&shared, &owned));
+    assert!(!super::encode::same_scope(&shared, &other));
+    assert!(!super::encode::same_scope(&shared, &with_attributes));
+    assert!(super::encode::same_scope(
+        &with_attributes,
+        &with_attributes.clone()
+    ));
+}
