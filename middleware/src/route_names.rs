@@ -135,18 +135,23 @@ fn lookup_shared(
         }
     }
     let mut t = table().write().ok()?;
+    let names = entry(&mut t, route)?;
+    let name = *names.by_method[index]
+        .get_or_insert_with(|| Box::leak(format!("{method} {route}").into_boxed_str()));
+    Some((names.route, name, names.id))
+}
+
+/// The names of `route` in the locked table, added when new; `None` past the cap.
+fn entry<'t>(t: &'t mut HashMap<Box<str>, Names>, route: &str) -> Option<&'t mut Names> {
     if !t.contains_key(route) && t.len() >= MAX_ROUTES {
         return None;
     }
     let next = RouteId(t.len() as u16);
-    let names = t.entry(Box::from(route)).or_insert_with(|| Names {
+    Some(t.entry(Box::from(route)).or_insert_with(|| Names {
         id: next,
         route: Box::leak(Box::from(route)),
         by_method: [None; METHODS.len()],
-    });
-    let name = *names.by_method[index]
-        .get_or_insert_with(|| Box::leak(format!("{method} {route}").into_boxed_str()));
-    Some((names.route, name, names.id))
+    }))
 }
 
 /// The interned route and its id, for a request whose method is none of the known nine (its
@@ -158,15 +163,7 @@ pub(crate) fn route_only(route: &str) -> Option<(&'static str, RouteId)> {
         }
     }
     let mut t = table().write().ok()?;
-    if !t.contains_key(route) && t.len() >= MAX_ROUTES {
-        return None;
-    }
-    let next = RouteId(t.len() as u16);
-    let names = t.entry(Box::from(route)).or_insert_with(|| Names {
-        id: next,
-        route: Box::leak(Box::from(route)),
-        by_method: [None; METHODS.len()],
-    });
+    let names = entry(&mut t, route)?;
     Some((names.route, names.id))
 }
 
