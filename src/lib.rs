@@ -88,7 +88,8 @@ pub fn traced_client() -> reqwest_middleware::ClientWithMiddleware {
         .build()
 }
 pub use service_tracing_middleware::{
-    CorrelationId, CorrelationIdCharset, TracingLayer, TrustIncoming,
+    CorrelationId, CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TracingLayer,
+    TrustIncoming,
 };
 
 pub use opentelemetry;

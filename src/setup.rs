@@ -9,7 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{global, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use opentelemetry_sdk::Resource;
-use service_tracing_middleware::{CorrelationIdCharset, TracingLayer, TrustIncoming};
+use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TracingLayer, TrustIncoming};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -289,6 +289,25 @@ impl ServiceTracing {
     /// ```
     pub fn correlation_id_charset(mut self, charset: CorrelationIdCharset) -> Self {
         self.layer.correlation_charset = charset;
+        self
+    }
+
+    /// Adds a hook called with the server span of each sampled request, at the request and at
+    /// the response head, after the layer's own attributes ([`SpanHook`]).
+    ///
+    /// ```
+    /// use opentelemetry::trace::SpanRef;
+    /// use opentelemetry::KeyValue;
+    /// use service_tracing::{RequestHead, ServiceTracing};
+    ///
+    /// let options = ServiceTracing::builder("svc").span_hook(|request: &RequestHead<'_>, span: &SpanRef<'_>| {
+    ///     if let Some(tenant) = request.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.tenant", tenant.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn span_hook(mut self, hook: impl SpanHook) -> Self {
+        self.layer.span_hooks.push(std::sync::Arc::new(hook));
         self
     }
 
@@ -949,7 +968,7 @@ fn signal_endpoint(base: &str, protocol: Protocol) -> String {
 }
 
 /// What the server layer is told, kept so extra in-process services get the same.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct LayerOptions {
     untraced: Vec<String>,
     trust: TrustIncoming,
@@ -957,6 +976,42 @@ struct LayerOptions {
     correlation_charset: CorrelationIdCharset,
     request_headers: Vec<String>,
     response_headers: Vec<String>,
+    span_hooks: Vec<std::sync::Arc<dyn SpanHook>>,
+}
+
+impl std::fmt::Debug for LayerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerOptions")
+            .field("untraced", &self.untraced)
+            .field("trust", &self.trust)
+            .field("traceresponse", &self.traceresponse)
+            .field("correlation_charset", &self.correlation_charset)
+            .field("request_headers", &self.request_headers)
+            .field("response_headers", &self.response_headers)
+            .field("span_hooks", &self.span_hooks.len())
+            .finish()
+    }
+}
+
+/// One hook shared by every layer set-up makes.
+struct SharedHook(std::sync::Arc<dyn SpanHook>);
+
+impl SpanHook for SharedHook {
+    fn on_request(
+        &self,
+        request: &service_tracing_middleware::RequestHead<'_>,
+        span: &opentelemetry::trace::SpanRef<'_>,
+    ) {
+        self.0.on_request(request, span);
+    }
+
+    fn on_response(
+        &self,
+        response: &service_tracing_middleware::ResponseHead<'_>,
+        span: &opentelemetry::trace::SpanRef<'_>,
+    ) {
+        self.0.on_response(response, span);
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // Each is one independent part of the set-up.
@@ -980,6 +1035,9 @@ fn layer_for(
     };
     for route in &options.untraced {
         layer = layer.untraced_route(route.clone());
+    }
+    for hook in &options.span_hooks {
+        layer = layer.with_span_hook(SharedHook(hook.clone()));
     }
     layer = layer
         .trust_incoming(options.trust.clone())

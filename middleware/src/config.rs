@@ -5,6 +5,7 @@
 use http::HeaderName;
 
 use crate::correlation::CorrelationIdCharset;
+use crate::hook::SpanHooks;
 use crate::observe::Observers;
 use crate::propagation::PropagatorSource;
 use crate::semconv::HeaderCapture;
@@ -27,6 +28,8 @@ pub(crate) struct Config {
     pub(crate) request_headers: HeaderCapture,
     pub(crate) response_headers: HeaderCapture,
     pub(crate) sampler_hint: SamplerHint,
+    /// Called with each recording server span.
+    pub(crate) span_hooks: SpanHooks,
 }
 
 impl Config {

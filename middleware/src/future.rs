@@ -150,7 +150,7 @@ fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
 }
 
 /// The response headers the layer adds.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Echo {
     /// Echoes the correlation id under this name.
     pub(crate) correlation: Option<HeaderName>,
@@ -161,6 +161,8 @@ pub(crate) struct Echo {
     pub(crate) incoming: Option<HeaderValue>,
     /// Response headers to record on the span (only when configured and recording).
     pub(crate) response_headers: Option<crate::semconv::HeaderCapture>,
+    /// Hooks to call at the response head (only when set and recording).
+    pub(crate) span_hooks: Option<crate::hook::SpanHooks>,
 }
 
 impl Echo {
@@ -184,13 +186,17 @@ impl Echo {
             _ => None,
         };
         // Read at the response only for a recorded span and a configured list.
-        let response_headers = (!config.response_headers.is_empty() && cx.span().is_recording())
+        let recording = cx.span().is_recording();
+        let response_headers = (recording && !config.response_headers.is_empty())
             .then(|| config.response_headers.clone());
+        let span_hooks =
+            (recording && !config.span_hooks.is_empty()).then(|| config.span_hooks.clone());
         Self {
             correlation: config.response_header.clone(),
             traceresponse: config.traceresponse,
             incoming,
             response_headers,
+            span_hooks,
         }
     }
 
@@ -284,6 +290,12 @@ where
                                 let mut captured = Vec::new();
                                 capture.record(response.headers(), &mut captured);
                                 span.set_attributes(captured);
+                            }
+                            if let Some(hooks) = &state.echo.span_hooks {
+                                let head = crate::hook::ResponseHead::of(&response);
+                                for hook in hooks.iter() {
+                                    hook.on_response(&head, &span);
+                                }
                             }
                         }
                         state.echo.write(&mut response, &state.cx, &state.id);

@@ -10,6 +10,7 @@ use tower_layer::Layer;
 
 use crate::config::{Config, SamplerHint};
 use crate::correlation::{CorrelationIdCharset, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
+use crate::hook::SpanHook;
 use crate::observe::RequestObserver;
 use crate::propagation::PropagatorSource;
 use crate::semconv::HeaderCapture;
@@ -88,6 +89,7 @@ impl TracingLayer {
                 request_headers: HeaderCapture::default(),
                 response_headers: HeaderCapture::default(),
                 sampler_hint: SamplerHint::Unknown,
+                span_hooks: Arc::new([]),
             }),
         }
     }
@@ -277,6 +279,28 @@ impl TracingLayer {
         N: AsRef<str>,
     {
         self.config_mut().response_headers = HeaderCapture::response(names);
+        self
+    }
+
+    /// Adds a hook called with the server span of each sampled request, at the request and at
+    /// the response head ([`SpanHook`]); hooks run in the order added.
+    ///
+    /// ```
+    /// use opentelemetry::trace::SpanRef;
+    /// use opentelemetry::KeyValue;
+    /// use service_tracing_middleware::{RequestHead, TracingLayer};
+    ///
+    /// let layer = TracingLayer::new().with_span_hook(|request: &RequestHead<'_>, span: &SpanRef<'_>| {
+    ///     if let Some(plan) = request.headers.get("x-plan").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.plan", plan.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn with_span_hook(mut self, hook: impl SpanHook) -> Self {
+        let config = self.config_mut();
+        let mut all: Vec<Arc<dyn SpanHook>> = config.span_hooks.iter().cloned().collect();
+        all.push(Arc::new(hook));
+        config.span_hooks = all.into();
         self
     }
 

@@ -10,6 +10,7 @@ mod extract;
 mod future;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hook;
 mod ids;
 mod layer;
 mod observe;
@@ -29,6 +30,7 @@ pub use correlation::{CorrelationId, CorrelationIdCharset};
 #[cfg(feature = "axum")]
 pub use extract::MissingCorrelationId;
 pub use future::ResponseFuture;
+pub use hook::{RequestHead, ResponseHead, SpanHook};
 pub use layer::TracingLayer;
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
 pub use route_names::RouteId;

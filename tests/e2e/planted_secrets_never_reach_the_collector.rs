@@ -13,7 +13,7 @@ use crate::collector::{span_named, Collector};
 use crate::support::{options, serve, WAIT};
 
 /// Every planted secret; none may appear in the collector's output.
-const SECRETS: [&str; 16] = [
+const SECRETS: [&str; 17] = [
     "planted-header-bearer-1",
     "planted-cookie",
     "planted-api-key",
@@ -30,6 +30,7 @@ const SECRETS: [&str; 16] = [
     "AKIAIOSFODNN7EXAMPLE",
     "s3ssion-planted",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.c2lnbmF0dXJl",
+    "planted-hook-token",
 ];
 
 async fn panics() -> &'static str {
@@ -74,6 +75,24 @@ async fn planted_secrets_never_reach_the_collector() {
         .alert_rule(AlertRule::new_group())
         .capture_request_headers(["x-tenant", "authorization", "cookie", "x-api-key"])
         .capture_response_headers(["x-cache", "set-cookie"])
+        // A span hook's attributes leave through the same redaction as the layer's.
+        .span_hook(
+            |request: &service_tracing::RequestHead<'_>,
+             span: &opentelemetry::trace::SpanRef<'_>| {
+                let tenant = request
+                    .headers
+                    .get("x-tenant")
+                    .and_then(|v| v.to_str().ok());
+                span.set_attribute(opentelemetry::KeyValue::new(
+                    "app.tenant",
+                    tenant.unwrap_or("none").to_owned(),
+                ));
+                span.set_attribute(opentelemetry::KeyValue::new(
+                    "app.session_token",
+                    "planted-hook-token",
+                ));
+            },
+        )
         .init(
             Router::new()
                 .route("/panics", get(panics))
@@ -133,6 +152,11 @@ async fn planted_secrets_never_reach_the_collector() {
             .attr("http.request.header.x-tenant")
             .is_some_and(|v| v.contains("acme")),
         "{panicked:#?}"
+    );
+    assert_eq!(
+        panicked.attr("app.tenant"),
+        Some("acme"),
+        "the builder's span hook ran"
     );
     let recorded = span_named(&spans, "GET /records");
     assert_eq!(

@@ -81,6 +81,12 @@ pub(crate) fn start<B>(
     let span = cx.span();
     if span.is_recording() {
         record_request(config, req, naming, id, early_attributes_pending, &span);
+        if !config.span_hooks.is_empty() {
+            let head = crate::hook::RequestHead::of(req);
+            for hook in config.span_hooks.iter() {
+                hook.on_request(&head, &span);
+            }
+        }
     }
     cx
 }
