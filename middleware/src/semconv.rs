@@ -267,14 +267,22 @@ pub fn redact_query(query: &str) -> String {
 /// assert_eq!(truncate("héllo".to_owned(), 2), "h");
 /// ```
 pub fn truncate(mut value: String, max: usize) -> String {
-    if value.len() > max {
-        let mut end = max;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
-    }
+    let end = truncate_str(&value, max).len();
+    value.truncate(end);
     value
+}
+
+/// [`truncate`] on a borrowed string: its longest prefix of at most `max` bytes that ends at a
+/// character boundary.
+pub(crate) fn truncate_str(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 /// The `network.protocol.version` value for an HTTP version.

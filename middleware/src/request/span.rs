@@ -142,7 +142,7 @@ fn record_request<B>(
         ));
     }
     if let Some((host, port)) = server_address(req) {
-        more.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
+        more.push(KeyValue::new(semconv::SERVER_ADDRESS, shared_text(host)));
         if let Some(port) = port {
             more.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
         }
@@ -161,7 +161,7 @@ fn record_request<B>(
     {
         more.push(KeyValue::new(
             semconv::USER_AGENT_ORIGINAL,
-            truncate(agent.to_owned(), 512),
+            shared_text(crate::semconv::truncate_str(agent, 512)),
         ));
     }
     config.request_headers.record(req.headers(), &mut more);
@@ -169,13 +169,51 @@ fn record_request<B>(
 }
 
 /// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
-fn server_address<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+fn server_address<B>(req: &Request<B>) -> Option<(&str, Option<u16>)> {
     let authority = match req.uri().authority() {
         Some(authority) => authority.as_str().as_bytes(),
         None => req.headers().get(http::header::HOST)?.as_bytes(),
     };
     let (host, port) = split_authority(authority)?;
-    Some((truncate(host.to_owned(), 255), port))
+    Some((crate::semconv::truncate_str(host, 255), port))
+}
+
+/// Entries of each thread's cache of recent attribute texts.
+const SHARED_TEXTS: usize = 16;
+
+thread_local! {
+    /// Texts that repeat from request to request (the host a service is called by, its
+    /// callers' user agents), kept as `Arc<str>`: a repeat costs a comparison and a reference
+    /// count, not an allocation here and a free on the export thread.
+    static RECENT_TEXTS: std::cell::RefCell<[Option<std::sync::Arc<str>>; SHARED_TEXTS]> =
+        const { std::cell::RefCell::new([const { None }; SHARED_TEXTS]) };
+}
+
+/// `text` as an attribute value, shared with the last request that had the same text.
+fn shared_text(text: &str) -> Value {
+    let b = text.as_bytes();
+    let slot = match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            (usize::from(first) ^ usize::from(last).rotate_left(3) ^ b.len()) % SHARED_TEXTS
+        }
+        _ => 0,
+    };
+    let shared = RECENT_TEXTS.try_with(|recent| {
+        let mut recent = recent.try_borrow_mut().ok()?;
+        let entry = &mut recent[slot];
+        match entry {
+            Some(kept) if &**kept == text => Some(kept.clone()),
+            _ => {
+                let kept: std::sync::Arc<str> = std::sync::Arc::from(text);
+                *entry = Some(kept.clone());
+                Some(kept)
+            }
+        }
+    });
+    match shared.ok().flatten() {
+        Some(kept) => Value::String(kept.into()),
+        None => Value::from(text.to_owned()),
+    }
 }
 
 /// Host and port of an authority (`host`, `host:port`, `[v6]:port`, with any `userinfo@`
@@ -269,7 +307,35 @@ const REG_NAME: [bool; 256] = {
 
 #[cfg(test)]
 mod tests {
-    use super::split_authority;
+    use super::{shared_text, split_authority};
+    use opentelemetry::{StringValue, Value};
+
+    fn text_of(value: &Value) -> &StringValue {
+        match value {
+            Value::String(s) => s,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repeated_texts_share_one_allocation_and_others_keep_their_own() {
+        let a = shared_text("checkout-web/2.3.1");
+        let b = shared_text(&String::from("checkout-web/2.3.1"));
+        assert_eq!(text_of(&a).as_str(), "checkout-web/2.3.1");
+        assert!(std::ptr::eq(
+            text_of(&a).as_str().as_ptr(),
+            text_of(&b).as_str().as_ptr()
+        ));
+        // Same first byte, last byte and length: the same slot, another text.
+        let c = shared_text("checkout-web/2.9.1");
+        assert_eq!(text_of(&c).as_str(), "checkout-web/2.9.1");
+        assert_eq!(
+            text_of(&a).as_str(),
+            "checkout-web/2.3.1",
+            "a value never changes"
+        );
+        assert_eq!(text_of(&shared_text("")).as_str(), "");
+    }
 
     #[test]
     fn authorities_split_as_http_splits_them() {
