@@ -1022,3 +1022,93 @@ fn encode_at_overwrites_a_reused_buffer_in_place() {
         assert!(buffer[start..] == expected[..], "seed {seed}");
     }
 }
+
+/// The calling thread's CPU time (user + system), from `/proc/thread-self/stat`.
+#[cfg(feature = "tls")]
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+    let after_name = &stat[stat.rfind(')').expect("stat layout") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of the line; the slice starts at field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // CLK_TCK is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Measures the export thread's CPU per span over https and plain http, both wires, in
+/// interleaved rounds against in-process collectors (served on other threads, so not counted).
+/// Run in release: `cargo nextest run --release -p service-tracing --all-features
+/// --run-ignored only -E 'test(export_cpu_per_span)' --no-capture`.
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "a measurement, not a check; run in release (see the doc comment)"]
+fn export_cpu_per_span_with_and_without_tls() {
+    const BATCH: usize = 512;
+    const BATCHES: usize = 200;
+    const ROUNDS: usize = 5;
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let (ca, config) = test_pki(&[b"h2", b"http/1.1"]);
+    let mut variants = Vec::new();
+    for wire in [Wire::Grpc, Wire::Http] {
+        let reply = match wire {
+            Wire::Grpc => Reply::GrpcTrailers("0", ""),
+            Wire::Http => Reply::Http(200),
+        };
+        let path = if wire == Wire::Http { "/v1/traces" } else { "" };
+        let (plain, plain_log) = servers.block_on(collector(reply));
+        let (tls, tls_log) = servers.block_on(tls_collector(reply, config.clone()));
+        let _enter = client.enter();
+        variants.push((
+            format!("{wire:?} plain"),
+            tls_exporter(
+                wire,
+                &format!("http://127.0.0.1:{}{path}", plain.port()),
+                None,
+            ),
+            plain_log,
+        ));
+        variants.push((
+            format!("{wire:?} tls"),
+            tls_exporter(
+                wire,
+                &format!("https://localhost:{}{path}", tls.port()),
+                Some(&ca),
+            ),
+            tls_log,
+        ));
+    }
+    let spans = random_spans(51, BATCH);
+    let mut cpu = vec![Duration::ZERO; variants.len()];
+    for round in 0..=ROUNDS {
+        for (i, (_, exporter, log)) in variants.iter().enumerate() {
+            let batches: Vec<Vec<SpanData>> = (0..BATCHES).map(|_| spans.clone()).collect();
+            let start = thread_cpu();
+            client.block_on(async {
+                for batch in batches {
+                    exporter.export(batch).await.expect("export");
+                }
+            });
+            // Round 0 warms up (connections, handshakes, buffers).
+            if round > 0 {
+                cpu[i] += thread_cpu() - start;
+            }
+            log.lock().expect("log lock").clear();
+        }
+    }
+    let per_span = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCHES * BATCH) as f64;
+    for ((name, _, _), d) in variants.iter().zip(&cpu) {
+        println!(
+            "{name}: {:.0} ns of export-thread CPU per span",
+            per_span(*d)
+        );
+    }
+}
