@@ -1,6 +1,7 @@
 //! [`setup_service_tracing`], the [`ServiceTracing`] builder and the [`TracingGuard`].
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::error::{SetupError, SetupErrorKind};
 use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
 use crate::export::batch::ExportWorker;
 use crate::export::console::ConsoleExporter;
+use crate::export::otlp_fast::tls::ExtraRoots;
 use crate::export::{otlp, ExportStats};
 use crate::logging::{bridge_filter, TraceIdFormat};
 use crate::metrics::{Metrics, MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
@@ -94,6 +96,7 @@ pub struct ServiceTracing {
     protocol: Option<Protocol>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    certificate: Option<PathBuf>,
     sampler: Option<Sampler>,
     batch: Option<BatchConfig>,
     propagators: Option<Vec<String>>,
@@ -153,6 +156,7 @@ impl ServiceTracing {
             protocol: None,
             headers: Vec::new(),
             timeout: None,
+            certificate: None,
             sampler: None,
             batch: None,
             propagators: None,
@@ -223,6 +227,21 @@ impl ServiceTracing {
     /// Timeout of one export request (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// A PEM file of CA certificates to trust, beside the system's roots, for an `https` endpoint
+    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`, or `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`): a private
+    /// CA, or a collector's self-signed certificate. Read at set-up; an unreadable file or one
+    /// without a certificate fails set-up. Needs the `tls` feature (on by default) to matter.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("https://collector.internal:4318")
+    ///     .otlp_certificate("/etc/ssl/private-ca.pem"); // read by `init`
+    /// ```
+    pub fn otlp_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.certificate = Some(path.into());
         self
     }
 
@@ -738,6 +757,12 @@ impl ServiceTracing {
                 .timeout
                 .or(env.timeout)
                 .unwrap_or(Duration::from_secs(10)),
+            // The environment < the builder, as for the other settings.
+            extra_roots: match (&self.certificate, &env.certificate) {
+                (Some(path), _) => ExtraRoots::load("otlp_certificate", path)?,
+                (None, Some((name, path))) => ExtraRoots::load(name, Path::new(path))?,
+                (None, None) => ExtraRoots::default(),
+            },
             sampler: self
                 .sampler
                 .or(env.sampler)
@@ -1619,6 +1644,55 @@ mod tests {
             .expect_err("unsupported");
         assert!(err.to_string().contains("propagators"), "{err}");
         assert!(with_env(Some("none,b3")).resolve().is_err());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_bad_certificate_file_fails_setup_naming_the_variable() {
+        let dir = std::env::temp_dir();
+        let empty = dir.join(format!("st-no-cert-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let missing = dir.join(format!("st-missing-{}.pem", std::process::id()));
+        for (variable, path) in [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &missing),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &empty),
+        ] {
+            let path = path.display().to_string();
+            let err = ServiceTracing::builder("svc")
+                .env_lookup(move |name| (name == variable).then(|| path.clone()))
+                .resolve()
+                .expect_err("bad file");
+            assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+            assert!(err.to_string().contains(variable), "{err}");
+        }
+        let err = with_env(None)
+            .otlp_certificate(&empty)
+            .resolve()
+            .expect_err("bad file");
+        assert!(err.to_string().contains("otlp_certificate"), "{err}");
+        assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
+        std::fs::remove_file(&empty).expect("remove");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_certificate_builder_call_beats_the_variable() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let good = std::env::temp_dir().join(format!("st-ca-{}.pem", std::process::id()));
+        std::fs::write(&good, cert.pem()).expect("write");
+        let (config, _) = ServiceTracing::builder("svc")
+            .env_lookup(|name| {
+                (name == "OTEL_EXPORTER_OTLP_CERTIFICATE").then(|| "/nonexistent.pem".to_owned())
+            })
+            .otlp_certificate(&good)
+            .resolve()
+            .expect("the builder's file is read, not the variable's");
+        assert_eq!(config.extra_roots.len(), 1);
+        std::fs::remove_file(&good).expect("remove");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub(crate) struct EnvConfig {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Option<Duration>,
+    /// The PEM file of extra CA certificates and the variable that named it
+    /// (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub(crate) certificate: Option<(&'static str, String)>,
     pub(crate) sampler: Option<Sampler>,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
@@ -205,6 +208,12 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
+    env.certificate = [
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ]
+    .into_iter()
+    .find_map(|name| non_empty(lookup, name).map(|v| (name, v)));
 
     if let Some(v) = non_empty(lookup, "OTEL_TRACES_SAMPLER") {
         env.sampler = Some(match v.as_str() {
@@ -276,6 +285,30 @@ mod tests {
     fn empty_environment_gives_defaults() {
         let e = env(&[]).expect("valid");
         assert_eq!(e, EnvConfig::default());
+    }
+
+    #[test]
+    fn the_traces_certificate_beats_the_shared_one_and_names_itself() {
+        let shared = env(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem")]).expect("valid");
+        assert_eq!(
+            shared.certificate,
+            Some(("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem".to_owned()))
+        );
+        let both = env(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/etc/traces-ca.pem",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            both.certificate,
+            Some((
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/etc/traces-ca.pem".to_owned()
+            ))
+        );
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub(crate) struct Resolved {
     pub(crate) endpoint: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Duration,
+    /// CA certificates trusted beside the system's for `https` endpoints
+    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub(crate) extra_roots: crate::export::otlp_fast::tls::ExtraRoots,
     pub(crate) sampler: Sampler,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,

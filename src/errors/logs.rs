@@ -33,6 +33,7 @@ pub(crate) struct LogExport {
     endpoint: String,
     headers: Vec<(String, String)>,
     timeout: std::time::Duration,
+    extra_roots: crate::export::otlp_fast::tls::ExtraRoots,
     resource: Resource,
 }
 
@@ -64,6 +65,7 @@ impl LogExport {
             endpoint,
             headers: config.headers.clone(),
             timeout: config.timeout,
+            extra_roots: config.extra_roots.clone(),
             resource,
         })
     }
@@ -205,6 +207,7 @@ impl LogSender {
             GRPC_LOGS_PATH,
             &export.headers,
             export.timeout,
+            &export.extra_roots,
         )?;
         Ok(Self {
             transport,
@@ -366,6 +369,7 @@ mod tests {
             endpoint: "http://c:4318/v1/traces".to_owned(),
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(1),
+            extra_roots: Default::default(),
             sampler: crate::config::Sampler::ParentBasedAlwaysOn,
             batch: crate::config::BatchConfig::default(),
             disabled: false,

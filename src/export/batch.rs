@@ -17,7 +17,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,9 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     export_errors: AtomicU64,
+    /// The last failed export's error, quoted in the next loss report (an untrusted
+    /// certificate or a refused connection is otherwise invisible).
+    last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -168,6 +171,7 @@ impl ExportWorker {
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             export_errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
         let worker_shared = shared.clone();
@@ -373,7 +377,11 @@ fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) 
         });
         match result {
             Ok(()) => shared.exported.fetch_add(n, Ordering::Relaxed),
-            Err(_) => {
+            Err(e) => {
+                *shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                 shared.export_errors.fetch_add(1, Ordering::Relaxed);
                 shared.failed.fetch_add(n, Ordering::Relaxed)
             }
@@ -400,8 +408,15 @@ impl Reporter {
         if dropped == self.reported_dropped && failed == self.reported_failed {
             return;
         }
+        let last_error = shared
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .map(|e| format!("; last error: {e}"))
+            .unwrap_or_default();
         eprintln!(
-            "service-tracing: {} span(s) dropped (export queue full) and {} lost in failed exports since the last report; {} errors in all",
+            "service-tracing: {} span(s) dropped (export queue full) and {} lost in failed exports since the last report; {} errors in all{last_error}",
             dropped - self.reported_dropped,
             failed - self.reported_failed,
             shared.export_errors.load(Ordering::Relaxed),

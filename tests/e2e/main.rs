@@ -12,6 +12,9 @@ mod collector;
 #[path = "../support/redis.rs"]
 mod redis_server;
 mod support;
+#[cfg(feature = "tls")]
+#[path = "../support/tls_proxy.rs"]
+mod tls_proxy;
 
 mod a_dead_webhook_never_delays_requests;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
@@ -34,4 +37,6 @@ mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
 mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
+#[cfg(feature = "tls")]
+mod spans_reach_an_https_collector_over_both_protocols;
 mod untrusted_callers_start_new_linked_traces;

@@ -3,11 +3,11 @@
 //! to proto structs, grouping and `prost` encoding, which cost more per span than the request
 //! that made it.
 //!
-//! Same settings as [`super::otlp::build`]: protocol, endpoint, headers, timeout. Plain `http`
-//! endpoints only: for `https`, [`build`] fails so the caller can fall back to the
-//! `opentelemetry-otlp` exporter.
+//! Same settings as [`super::otlp::build`]: protocol, endpoint, headers, timeout, plus the extra
+//! CA certificates for `https` endpoints ([`tls`], feature `tls`).
 
 mod encode;
+pub(crate) mod tls;
 pub(crate) mod transport;
 
 use std::fmt;
@@ -55,14 +55,20 @@ impl fmt::Debug for FastOtlpExporter {
 }
 
 /// Builds the exporter. Needs no runtime itself; exports must run inside a tokio runtime with
-/// I/O and time enabled. Fails on an `https` endpoint (no TLS here), an invalid URL or invalid
-/// headers.
+/// I/O and time enabled. Fails on an `https` endpoint without the `tls` feature, an invalid URL
+/// or invalid headers.
 pub(crate) fn build(config: &Resolved) -> Result<FastOtlpExporter, SetupError> {
     let wire = match config.protocol {
         Protocol::Grpc => Wire::Grpc,
         Protocol::HttpProtobuf => Wire::Http,
     };
-    let transport = Transport::new(wire, &config.endpoint, &config.headers, config.timeout)?;
+    let transport = Transport::new(
+        wire,
+        &config.endpoint,
+        &config.headers,
+        config.timeout,
+        &config.extra_roots,
+    )?;
     Ok(FastOtlpExporter::new(transport))
 }
 

@@ -587,6 +587,159 @@ async fn respond(
     Ok(response)
 }
 
+/// A CA (as a PEM file's contents) and a TLS server config for `localhost` signed by it,
+/// offering the ALPN protocols `alpn`.
+#[cfg(feature = "tls")]
+fn test_pki(alpn: &[&[u8]]) -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    #[allow(deprecated, reason = "the exporter's provider (see Cargo.toml)")]
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+/// Like [`collector`], behind TLS with `config`.
+#[cfg(feature = "tls")]
+async fn tls_collector(reply: Reply, config: Arc<rustls::ServerConfig>) -> (SocketAddr, Log) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let log = Log::default();
+    let server_log = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = server_log.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let log = log.clone();
+                    async move { respond(request, reply, &log).await }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// An exporter trusting the CA in `ca_pem` (none when `None`).
+#[cfg(feature = "tls")]
+fn tls_exporter(wire: Wire, endpoint: &str, ca_pem: Option<&str>) -> FastOtlpExporter {
+    let roots = match ca_pem {
+        Some(pem) => {
+            let file = std::env::temp_dir().join(format!(
+                "st-fast-ca-{}-{}.pem",
+                std::process::id(),
+                endpoint
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or_default()
+                    .replace('/', "_")
+            ));
+            std::fs::write(&file, pem).expect("write CA");
+            let roots = super::tls::ExtraRoots::load("test", &file).expect("CA file");
+            std::fs::remove_file(&file).expect("remove CA");
+            roots
+        }
+        None => super::tls::ExtraRoots::default(),
+    };
+    let mut exporter = FastOtlpExporter::new(
+        Transport::new(wire, endpoint, &[], Duration::from_secs(5), &roots).expect("transport"),
+    );
+    exporter.set_resource(&RESOURCE);
+    exporter
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_reaches_a_tls_collector_on_both_wires_in_the_version_alpn_chose() {
+    let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let http1: &[&[u8]] = &[b"http/1.1"];
+    for (wire, alpn, reply, path, version) in [
+        (
+            Wire::Http,
+            both,
+            Reply::Http(200),
+            "/v1/traces",
+            Version::HTTP_2,
+        ),
+        (
+            Wire::Http,
+            http1,
+            Reply::Http(200),
+            "/v1/traces",
+            Version::HTTP_11,
+        ),
+        (
+            Wire::Grpc,
+            both,
+            Reply::GrpcTrailers("0", ""),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Version::HTTP_2,
+        ),
+    ] {
+        let (ca, config) = test_pki(alpn);
+        let (addr, log) = tls_collector(reply, config).await;
+        let endpoint = match wire {
+            Wire::Http => format!("https://localhost:{}/v1/traces", addr.port()),
+            Wire::Grpc => format!("https://localhost:{}", addr.port()),
+        };
+        let exporter = tls_exporter(wire, &endpoint, Some(&ca));
+        exporter
+            .export(random_spans(41, 3))
+            .await
+            .unwrap_or_else(|e| panic!("{wire:?} over TLS: {e}"));
+        let received = log.lock().expect("log lock").clone();
+        assert_eq!(received.len(), 1, "{wire:?}");
+        assert_eq!(received[0].path, path);
+        assert_eq!(received[0].version, version, "{wire:?} with ALPN {alpn:?}");
+    }
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_an_untrusted_collector_fails_naming_the_certificate() {
+    let (_ca, config) = test_pki(&[b"h2", b"http/1.1"]);
+    let (addr, log) = tls_collector(Reply::Http(200), config).await;
+    let endpoint = format!("https://localhost:{}/v1/traces", addr.port());
+    let exporter = tls_exporter(Wire::Http, &endpoint, None);
+    let started = Instant::now();
+    let err = exporter
+        .export(random_spans(42, 2))
+        .await
+        .expect_err("the test CA is not trusted");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let message = err.to_string();
+    assert!(message.contains(&endpoint), "{message}");
+    assert!(message.contains("invalid peer certificate"), "{message}");
+    assert!(log.lock().expect("log lock").is_empty());
+}
+
 /// One resource for the transport tests: the encoding of a resource follows its map's iteration
 /// order, which differs between equal resources.
 static RESOURCE: std::sync::LazyLock<Resource> = std::sync::LazyLock::new(resource_with_schema);
@@ -597,7 +750,7 @@ fn fast_exporter(wire: Wire, endpoint: &str, timeout: Duration) -> FastOtlpExpor
         ("x-tenant".to_owned(), "blue".to_owned()),
     ];
     let mut exporter = FastOtlpExporter::new(
-        Transport::new(wire, endpoint, &headers, timeout).expect("transport"),
+        Transport::new(wire, endpoint, &headers, timeout, &Default::default()).expect("transport"),
     );
     exporter.set_resource(&RESOURCE);
     exporter
@@ -804,6 +957,7 @@ fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resol
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         timeout: Duration::from_secs(10),
+        extra_roots: Default::default(),
         sampler: crate::config::Sampler::AlwaysOn,
         batch: crate::config::BatchConfig::default(),
         disabled: false,
@@ -820,16 +974,19 @@ fn build_accepts_plain_http_and_rejects_what_it_cannot_serve() {
     .expect("http/protobuf");
     build(&config(Protocol::Grpc, "http://localhost:4317", &[])).expect("grpc");
 
-    let tls = build(&config(Protocol::Grpc, "https://collector:4317", &[]))
-        .expect_err("https is not supported");
-    assert!(tls.to_string().contains("TLS is not supported"), "{tls}");
-    let tls = build(&config(
-        Protocol::HttpProtobuf,
-        "https://collector/v1/traces",
-        &[],
-    ))
-    .expect_err("https is not supported");
-    assert!(tls.to_string().contains("TLS is not supported"), "{tls}");
+    for (protocol, endpoint) in [
+        (Protocol::Grpc, "https://collector:4317"),
+        (Protocol::HttpProtobuf, "https://collector/v1/traces"),
+    ] {
+        let built = build(&config(protocol, endpoint, &[]));
+        #[cfg(feature = "tls")]
+        built.expect("https with the tls feature");
+        #[cfg(not(feature = "tls"))]
+        {
+            let e = built.expect_err("https needs the tls feature");
+            assert!(e.to_string().contains("`tls` feature"), "{e}");
+        }
+    }
 
     for bad in ["not a url", "localhost:4318", "ftp://x/v1/traces", ""] {
         let e = build(&config(Protocol::HttpProtobuf, bad, &[])).expect_err(bad);
@@ -890,4 +1047,94 @@ fn scopes_are_equal_by_shared_text_or_by_value() {
         &with_attributes,
         &with_attributes.clone()
     ));
+}
+
+/// The calling thread's CPU time (user + system), from `/proc/thread-self/stat`.
+#[cfg(feature = "tls")]
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+    let after_name = &stat[stat.rfind(')').expect("stat layout") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of the line; the slice starts at field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // CLK_TCK is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Measures the export thread's CPU per span over https and plain http, both wires, in
+/// interleaved rounds against in-process collectors (served on other threads, so not counted).
+/// Run in release: `cargo nextest run --release -p service-tracing --all-features
+/// --run-ignored only -E 'test(export_cpu_per_span)' --no-capture`.
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "a measurement, not a check; run in release (see the doc comment)"]
+fn export_cpu_per_span_with_and_without_tls() {
+    const BATCH: usize = 512;
+    const BATCHES: usize = 200;
+    const ROUNDS: usize = 5;
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let (ca, config) = test_pki(&[b"h2", b"http/1.1"]);
+    let mut variants = Vec::new();
+    for wire in [Wire::Grpc, Wire::Http] {
+        let reply = match wire {
+            Wire::Grpc => Reply::GrpcTrailers("0", ""),
+            Wire::Http => Reply::Http(200),
+        };
+        let path = if wire == Wire::Http { "/v1/traces" } else { "" };
+        let (plain, plain_log) = servers.block_on(collector(reply));
+        let (tls, tls_log) = servers.block_on(tls_collector(reply, config.clone()));
+        let _enter = client.enter();
+        variants.push((
+            format!("{wire:?} plain"),
+            tls_exporter(
+                wire,
+                &format!("http://127.0.0.1:{}{path}", plain.port()),
+                None,
+            ),
+            plain_log,
+        ));
+        variants.push((
+            format!("{wire:?} tls"),
+            tls_exporter(
+                wire,
+                &format!("https://localhost:{}{path}", tls.port()),
+                Some(&ca),
+            ),
+            tls_log,
+        ));
+    }
+    let spans = random_spans(51, BATCH);
+    let mut cpu = vec![Duration::ZERO; variants.len()];
+    for round in 0..=ROUNDS {
+        for (i, (_, exporter, log)) in variants.iter().enumerate() {
+            let batches: Vec<Vec<SpanData>> = (0..BATCHES).map(|_| spans.clone()).collect();
+            let start = thread_cpu();
+            client.block_on(async {
+                for batch in batches {
+                    exporter.export(batch).await.expect("export");
+                }
+            });
+            // Round 0 warms up (connections, handshakes, buffers).
+            if round > 0 {
+                cpu[i] += thread_cpu() - start;
+            }
+            log.lock().expect("log lock").clear();
+        }
+    }
+    let per_span = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCHES * BATCH) as f64;
+    for ((name, _, _), d) in variants.iter().zip(&cpu) {
+        println!(
+            "{name}: {:.0} ns of export-thread CPU per span",
+            per_span(*d)
+        );
+    }
 }

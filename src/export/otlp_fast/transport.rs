@@ -1,6 +1,8 @@
 //! The thin transport of the fast exporter: one pooled hyper client posting encoded requests,
 //! as OTLP/HTTP (`application/x-protobuf`, success = 2xx) or as unary gRPC over h2c with prior
-//! knowledge (success = HTTP 200 and `grpc-status: 0`). Plain `http` endpoints only.
+//! knowledge (success = HTTP 200 and `grpc-status: 0`). `https` endpoints go through rustls
+//! (feature `tls`, see [`super::tls`]): gRPC over h2 with ALPN `h2`, OTLP/HTTP over h2 or
+//! HTTP/1.1 as ALPN decides. Plain `http` endpoints keep a client without TLS in the way.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -15,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry_sdk::error::OTelSdkError;
 
+use super::tls::ExtraRoots;
 use crate::error::{SetupError, SetupErrorKind};
 
 /// The path of the OTLP trace export method, appended to a gRPC endpoint.
@@ -32,9 +35,26 @@ pub(crate) enum Wire {
     Grpc,
 }
 
+/// The pooled hyper client: plain for `http`, rustls for `https`.
+enum Pool {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    #[cfg(feature = "tls")]
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Pool {
+    fn request(&self, request: Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Self::Plain(client) => client.request(request),
+            #[cfg(feature = "tls")]
+            Self::Tls(client) => client.request(request),
+        }
+    }
+}
+
 /// A pooled client bound to one endpoint.
 pub(crate) struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Pool,
     uri: Uri,
     headers: HeaderMap,
     wire: Wire,
@@ -54,14 +74,23 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// A transport posting to `endpoint` (for HTTP the full `/v1/traces` URL; for gRPC the base
     /// URL, to which the export method's path is appended). Fails on a URL that does not parse,
-    /// on `https` (TLS is not supported here), and on headers invalid in HTTP.
+    /// on `https` without the `tls` feature, and on headers invalid in HTTP. `extra_roots` are
+    /// trusted beside the system's roots for `https`.
     pub(crate) fn new(
         wire: Wire,
         endpoint: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        extra_roots: &ExtraRoots,
     ) -> Result<Self, SetupError> {
-        Self::for_method(wire, endpoint, GRPC_EXPORT_PATH, headers, timeout)
+        Self::for_method(
+            wire,
+            endpoint,
+            GRPC_EXPORT_PATH,
+            headers,
+            timeout,
+            extra_roots,
+        )
     }
 
     /// Like [`new`](Self::new), for another OTLP export method (`grpc_path` is appended to a
@@ -72,6 +101,7 @@ impl Transport {
         grpc_path: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        extra_roots: &ExtraRoots,
     ) -> Result<Self, SetupError> {
         let uri = request_uri(wire, endpoint, grpc_path)?;
 
@@ -114,11 +144,16 @@ impl Transport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .http2_only(wire == Wire::Grpc)
-            .build(connector);
+            .http2_only(wire == Wire::Grpc);
+        let client = if uri.scheme_str() == Some("https") {
+            tls_pool(&builder, wire, extra_roots, connector)?
+        } else {
+            Pool::Plain(builder.build(connector))
+        };
         Ok(Self {
             client,
             uri,
@@ -211,6 +246,33 @@ impl Transport {
     }
 }
 
+/// The client for an `https` endpoint: ALPN chooses the HTTP version (gRPC offers only `h2`).
+#[cfg(feature = "tls")]
+fn tls_pool(
+    builder: &hyper_util::client::legacy::Builder,
+    wire: Wire,
+    extra_roots: &ExtraRoots,
+    mut connector: HttpConnector,
+) -> Result<Pool, SetupError> {
+    // The TLS connector hands `https` URIs to the TCP connector.
+    connector.enforce_http(false);
+    let https = super::tls::connector(wire == Wire::Grpc, extra_roots, connector)?;
+    Ok(Pool::Tls(builder.build(https)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_pool(
+    _builder: &hyper_util::client::legacy::Builder,
+    _wire: Wire,
+    _extra_roots: &ExtraRoots,
+    _connector: HttpConnector,
+) -> Result<Pool, SetupError> {
+    Err(SetupError::new(
+        SetupErrorKind::Exporter,
+        "an https:// OTLP endpoint needs the `tls` feature of service-tracing",
+    ))
+}
+
 /// The URI requests go to.
 fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, SetupError> {
     let bad = |why: &str| {
@@ -227,9 +289,8 @@ fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, Setup
         .parse()
         .map_err(|e: http::uri::InvalidUri| bad("not a valid URL").with_source(e))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(bad("TLS is not supported by the fast exporter")),
-        _ => return Err(bad("the URL needs an http:// scheme")),
+        Some("http" | "https") => {}
+        _ => return Err(bad("the URL needs an http:// or https:// scheme")),
     }
     if uri.authority().is_none() {
         return Err(bad("the URL has no host"));
