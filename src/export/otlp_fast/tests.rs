@@ -526,19 +526,24 @@ async fn collector(reply: Reply) -> (SocketAddr, Log) {
     let server_log = log.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let log = server_log.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let log = log.clone();
-                    async move { respond(request, reply, &log).await }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::spawn(serve(stream, reply, server_log.clone()));
         }
     });
     (addr, log)
+}
+
+/// Serves one connection (HTTP/1.1 or h2, by what the client speaks), recording each request.
+async fn serve<S>(stream: S, reply: Reply, log: Log)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let log = log.clone();
+        async move { respond(request, reply, &log).await }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn respond(
@@ -631,16 +636,9 @@ async fn tls_collector(reply: Reply, config: Arc<rustls::ServerConfig>) -> (Sock
             let log = server_log.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let log = log.clone();
-                    async move { respond(request, reply, &log).await }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    serve(stream, reply, log).await;
+                }
             });
         }
     });
