@@ -1236,17 +1236,8 @@ fn luhn(run: &str) -> bool {
 }
 
 /// `s` cut to at most `max` bytes on a character boundary (error tracking cuts its texts with it
-/// too).
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
-}
+/// too): the server layer's own cut, so every text is cut one way.
+pub(crate) use service_tracing_middleware::semconv::truncate_str as truncate;
 
 #[cfg(test)]
 mod tests;

@@ -166,14 +166,14 @@ pub(crate) struct Echo {
 }
 
 impl Echo {
-    /// What to add to the response of a request whose context is `cx`, its correlation id
-    /// `id` read from `source`.
+    /// What to add to the response of a request whose span records or not (`recording`), its
+    /// correlation id `id` read from `source`.
     pub(crate) fn for_request(
         config: &crate::config::Config,
         headers: &http::HeaderMap,
         source: crate::correlation::CorrelationSource,
         id: &CorrelationId,
-        cx: &Context,
+        recording: bool,
     ) -> Self {
         // The header value the id came in, if it did: its bytes are exactly the id's.
         let incoming = match source {
@@ -186,7 +186,6 @@ impl Echo {
             _ => None,
         };
         // Read at the response only for a recorded span and a configured list.
-        let recording = cx.span().is_recording();
         let response_headers = (recording && !config.response_headers.is_empty())
             .then(|| config.response_headers.clone());
         let span_hooks =

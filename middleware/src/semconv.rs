@@ -274,7 +274,13 @@ pub fn truncate(mut value: String, max: usize) -> String {
 
 /// [`truncate`] on a borrowed string: its longest prefix of at most `max` bytes that ends at a
 /// character boundary.
-pub(crate) fn truncate_str(value: &str, max: usize) -> &str {
+///
+/// ```
+/// use service_tracing_middleware::semconv::truncate_str;
+/// assert_eq!(truncate_str("héllo", 2), "h");
+/// assert_eq!(truncate_str("hello", 10), "hello");
+/// ```
+pub fn truncate_str(value: &str, max: usize) -> &str {
     if value.len() <= max {
         return value;
     }

@@ -91,8 +91,8 @@ where
                 naming.route_id,
             ))
         });
-        let cx = span::start(config, &req, &parent, links, &naming, &id);
-        let echo = Echo::for_request(config, req.headers(), source, &id, &cx);
+        let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
+        let echo = Echo::for_request(config, req.headers(), source, &id, recording);
         req.extensions_mut().insert(id.clone());
         let called = {
             let _guard = cx.clone().attach();

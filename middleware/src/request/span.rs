@@ -18,7 +18,8 @@ use crate::correlation::CorrelationId;
 use crate::scope::RequestScope;
 use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
-/// The request's context: the server span, current under `parent`, with the layer's value.
+/// The request's context: the server span, current under `parent`, with the layer's value;
+/// and whether the span records (asked once: it locks the span).
 pub(crate) fn start<B>(
     config: &Config,
     req: &Request<B>,
@@ -26,7 +27,7 @@ pub(crate) fn start<B>(
     links: Vec<Link>,
     naming: &Naming<'_>,
     id: &CorrelationId,
-) -> Context {
+) -> (Context, bool) {
     let parent_span = parent.span();
     let parent_sc = parent_span.span_context();
     // Attributes the sampler may read go into the builder; with a sampler known to read none,
@@ -79,7 +80,8 @@ pub(crate) fn start<B>(
         random_trace_id,
     });
     let span = cx.span();
-    if span.is_recording() {
+    let recording = span.is_recording();
+    if recording {
         record_request(config, req, naming, id, early_attributes_pending, &span);
         if !config.span_hooks.is_empty() {
             let head = crate::hook::RequestHead::of(req);
@@ -88,7 +90,7 @@ pub(crate) fn start<B>(
             }
         }
     }
-    cx
+    (cx, recording)
 }
 
 /// The attributes a sampler may read: method, path, scheme and route.
