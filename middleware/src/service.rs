@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::correlation;
 use crate::future::{Echo, ResponseFuture};
 use crate::observe::Observation;
+use crate::request::headers::Present;
 use crate::request::naming::{self, Naming};
 use crate::request::{parent, span};
 
@@ -74,10 +75,15 @@ where
         if config.is_untraced(route.unwrap_or_else(|| req.uri().path())) {
             return ResponseFuture::untraced(self.inner.call(req));
         }
-        let (parent, links) = parent::parent(config, &req);
+        let present = Present::scan(req.headers(), &config.correlation_headers);
+        let (parent, links) = parent::parent(config, &req, &present);
         let (id, source) = correlation::resolve_with(
             req.headers(),
-            &config.correlation_headers,
+            if present.correlation {
+                &config.correlation_headers
+            } else {
+                &[]
+            },
             correlation::from_baggage_with(parent.baggage(), &config.correlation_charset),
             &config.correlation_charset,
         );

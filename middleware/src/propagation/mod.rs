@@ -157,6 +157,23 @@ pub enum PropagatorSource {
     Global,
 }
 
+/// Which of the W3C headers a request carries, when the caller already knows.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct W3cHeaders {
+    pub(crate) traceparent: bool,
+    pub(crate) tracestate: bool,
+    pub(crate) baggage: bool,
+}
+
+impl W3cHeaders {
+    /// All of them, for callers that did not look.
+    pub(crate) const ALL: W3cHeaders = W3cHeaders {
+        traceparent: true,
+        tracestate: true,
+        baggage: true,
+    };
+}
+
 impl Default for PropagatorSource {
     /// W3C Trace Context and Baggage.
     fn default() -> Self {
@@ -177,14 +194,25 @@ impl std::fmt::Debug for PropagatorSource {
 impl PropagatorSource {
     /// Reads a context out of headers, starting from an empty context.
     pub fn extract(&self, headers: &HeaderMap) -> Context {
+        self.extract_present(headers, W3cHeaders::ALL)
+    }
+
+    /// [`extract`](Self::extract), told which W3C headers the request carries (the W3C
+    /// formats then look up only those).
+    pub(crate) fn extract_present(&self, headers: &HeaderMap, present: W3cHeaders) -> Context {
         match self {
             Self::W3c => {
                 let mut cx = Context::new();
-                if let Some(parts) = W3cTraceContext::extract_parts(headers) {
-                    cx = W3cTraceContext::with_parts(&cx, parts);
+                if present.traceparent {
+                    if let Some(parts) = W3cTraceContext::extract_parts(headers, present.tracestate)
+                    {
+                        cx = W3cTraceContext::with_parts(&cx, parts);
+                    }
                 }
-                if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
-                    cx = cx.with_baggage(baggage);
+                if present.baggage {
+                    if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
+                        cx = cx.with_baggage(baggage);
+                    }
                 }
                 cx
             }

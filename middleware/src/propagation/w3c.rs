@@ -246,13 +246,15 @@ impl W3cTraceContext {
     /// [`W3cTraceState`](super::W3cTraceState)); extraction through the propagator or
     /// [`PropagatorSource`](super::PropagatorSource) keeps those in the context.
     pub fn extract_from_headers(headers: &HeaderMap) -> Option<SpanContext> {
-        Self::extract_parts(headers).map(|(sc, _)| sc)
+        Self::extract_parts(headers, true).map(|(sc, _)| sc)
     }
 
     /// [`extract_from_headers`](Self::extract_from_headers), with the received `tracestate`
     /// members when the span context's `TraceState` cannot hold them all.
+    /// Reads `tracestate` only when `tracestate` says it may be there.
     pub(crate) fn extract_parts(
         headers: &HeaderMap,
+        tracestate: bool,
     ) -> Option<(SpanContext, Option<WireTraceState>)> {
         let mut all = headers.get_all(&TRACEPARENT).iter();
         let first = all.next()?;
@@ -261,11 +263,11 @@ impl W3cTraceContext {
         }
         let (trace_id, span_id, flags) =
             Self::parse_traceparent_bytes(trim_ows_bytes(first.as_bytes()))?;
-        let mut tracestate = headers.get_all(&TRACESTATE).iter().peekable();
-        let (state, wire) = if tracestate.peek().is_some() {
-            tracestate::trace_state_from(tracestate.map(HeaderValue::as_bytes), trace_id)
-        } else {
-            (TraceState::NONE, None)
+        let (state, wire) = match tracestate.then(|| headers.get_all(&TRACESTATE)) {
+            Some(values) if values.iter().next().is_some() => {
+                tracestate::trace_state_from(values.iter().map(HeaderValue::as_bytes), trace_id)
+            }
+            _ => (TraceState::NONE, None),
         };
         Some((
             SpanContext::new(trace_id, span_id, flags, true, state),

@@ -1,5 +1,6 @@
 //! What the layer makes of a request before the handler runs, in the order it does it:
 //!
+//! 0. [`headers`]: which of the headers it reads the request carries, in one pass;
 //! 1. [`parent`]: the incoming context (propagators) and whether to continue it (the trust
 //!    boundary), or a new trace linked to it;
 //! 2. the correlation id ([`correlation::resolve_with`](crate::correlation::resolve_with),
@@ -11,6 +12,7 @@
 //! [`Tracing::call`](crate::Tracing) strings these together; the response side is in
 //! `future` (status, panics, echoed headers) and `body` (the span's end).
 
+pub(crate) mod headers;
 pub(crate) mod naming;
 pub(crate) mod parent;
 pub(crate) mod span;

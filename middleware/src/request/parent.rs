@@ -5,12 +5,19 @@ use http::Request;
 use opentelemetry::trace::{Link, TraceContextExt};
 use opentelemetry::Context;
 
+use super::headers::Present;
 use crate::config::Config;
 
 /// The context the server span starts from, and its links (one, to an incoming trace that is
 /// not continued).
-pub(crate) fn parent<B>(config: &Config, req: &Request<B>) -> (Context, Vec<Link>) {
-    let extracted = config.propagator.extract(req.headers());
+pub(crate) fn parent<B>(
+    config: &Config,
+    req: &Request<B>,
+    present: &Present,
+) -> (Context, Vec<Link>) {
+    let extracted = config
+        .propagator
+        .extract_present(req.headers(), present.w3c);
     if config.trust.is_always() || config.trust.is_trusted(req) {
         return (extracted, Vec::new());
     }
