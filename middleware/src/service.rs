@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
-use opentelemetry::baggage::BaggageExt;
 use tower_service::Service;
 
 use crate::body::ResponseBody;

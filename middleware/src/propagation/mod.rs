@@ -55,6 +55,7 @@ use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry::Context;
 
 mod b3;
@@ -202,24 +203,59 @@ impl PropagatorSource {
     pub(crate) fn extract_present(&self, headers: &HeaderMap, present: W3cHeaders) -> Context {
         match self {
             Self::W3c => {
-                let mut cx = Context::new();
-                if present.traceparent {
-                    if let Some(parts) = W3cTraceContext::extract_parts(headers, present.tracestate)
-                    {
-                        cx = W3cTraceContext::with_parts(&cx, parts);
-                    }
+                let (remote, cx) = Self::extract_w3c(headers, present);
+                match remote {
+                    Some(sc) => cx.with_remote_span_context(sc),
+                    None => cx,
                 }
-                if present.baggage {
-                    if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
-                        cx = cx.with_baggage(baggage);
-                    }
-                }
-                cx
             }
             Self::Fixed(p) => extract(&**p, headers),
             Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
                 p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
             }),
+        }
+    }
+
+    /// The default formats' extraction in two parts: the remote span context, and a context
+    /// with everything else (baggage, `tracestate` members the span context cannot hold) but
+    /// not that span, so a caller that puts a span of its own in builds one context, not two.
+    fn extract_w3c(headers: &HeaderMap, present: W3cHeaders) -> (Option<SpanContext>, Context) {
+        let mut cx = Context::new();
+        let mut remote = None;
+        if present.traceparent {
+            if let Some((sc, wire)) = W3cTraceContext::extract_parts(headers, present.tracestate) {
+                if let Some(wire) = wire {
+                    cx = cx.with_value(wire);
+                }
+                remote = Some(sc);
+            }
+        }
+        if present.baggage {
+            if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
+                cx = cx.with_baggage(baggage);
+            }
+        }
+        (remote, cx)
+    }
+
+    /// [`extract_present`](Self::extract_present) in two parts: the remote span context, when
+    /// there is a valid one, and a context holding the rest, which also holds that span unless
+    /// the `bool` says it does not.
+    pub(crate) fn extract_split(
+        &self,
+        headers: &HeaderMap,
+        present: W3cHeaders,
+    ) -> (Option<SpanContext>, Context, bool) {
+        match self {
+            Self::W3c => {
+                let (remote, cx) = Self::extract_w3c(headers, present);
+                (remote, cx, false)
+            }
+            _ => {
+                let cx = self.extract_present(headers, present);
+                let sc = cx.span().span_context().clone();
+                (sc.is_valid().then_some(sc), cx, true)
+            }
         }
     }
 

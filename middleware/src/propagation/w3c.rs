@@ -122,11 +122,12 @@ impl RandomTraceId {
     /// The marker [`mark`](Self::mark) would add for a span of trace `trace_id` started from
     /// `parent`, without adding it.
     pub(crate) fn vouch(parent: &Context, trace_id: TraceId) -> Option<Self> {
-        let random = {
-            let parent_span = parent.span();
-            let psc = parent_span.span_context();
-            !psc.is_valid() || psc.trace_flags().to_u8() & RANDOM_FLAG != 0
-        };
+        Self::vouch_after(parent.span().span_context(), trace_id)
+    }
+
+    /// [`vouch`](Self::vouch), given the parent's span context.
+    pub(crate) fn vouch_after(psc: &SpanContext, trace_id: TraceId) -> Option<Self> {
+        let random = !psc.is_valid() || psc.trace_flags().to_u8() & RANDOM_FLAG != 0;
         (random && trace_id != TraceId::INVALID).then(|| Self::new(trace_id))
     }
 }

@@ -12,6 +12,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue, Value};
 
 use super::naming::Naming;
+use super::parent::Parent;
 use crate::cause::RequestErrors;
 use crate::config::Config;
 use crate::correlation::CorrelationId;
@@ -23,13 +24,12 @@ use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 pub(crate) fn start<B>(
     config: &Config,
     req: &Request<B>,
-    parent: &Context,
+    parent: &Parent,
     links: Vec<Link>,
     naming: &Naming<'_>,
     id: &CorrelationId,
 ) -> (Context, bool) {
-    let parent_span = parent.span();
-    let parent_sc = parent_span.span_context();
+    let parent_sc = parent.span_context();
     // Attributes the sampler may read go into the builder; with a sampler known to read none,
     // they wait until the span records.
     let mut early_attributes_pending = false;
@@ -39,7 +39,7 @@ pub(crate) fn start<B>(
     {
         // What the parent-based sampler would decide, without the tracer: a span that does not
         // record, with its own id under the parent's trace (local: not remote).
-        parent.with_remote_span_context(SpanContext::new(
+        parent.with_span_context(SpanContext::new(
             parent_sc.trace_id(),
             crate::ids::span_id(),
             TraceFlags::default(),
@@ -55,19 +55,20 @@ pub(crate) fn start<B>(
         } else {
             early_attributes(req, naming, &mut attributes);
         }
+        let parent = parent.context();
         parent.with_span(
             config.tracer.build_with_context(
                 SpanBuilder::from_name(naming.span_name.clone())
                     .with_kind(SpanKind::Server)
                     .with_attributes(attributes)
                     .with_links(links),
-                parent,
+                &parent,
             ),
         )
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
-    let random_trace_id = crate::propagation::RandomTraceId::vouch(
-        parent,
+    let random_trace_id = crate::propagation::RandomTraceId::vouch_after(
+        parent_sc,
         with_span.span().span_context().trace_id(),
     )
     .map(|m| m.trace_id());
