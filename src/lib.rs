@@ -39,6 +39,7 @@
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
+mod attributes;
 mod background;
 mod chain;
 mod config;
@@ -49,12 +50,13 @@ pub mod errors;
 pub mod export;
 mod logging;
 pub mod metrics;
-mod operations;
+mod operation;
 pub mod profiling;
 pub mod redact;
 mod setup;
 #[cfg(test)]
 mod test_support;
+mod window;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};

@@ -21,7 +21,8 @@ use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{json, Value};
 
 use super::classify::Severity;
-use super::rates::{RouteRate, Window};
+use super::rates::RouteRate;
+use crate::window::Window;
 use super::store::ErrorGroup;
 
 /// The default time a rule stays quiet for a group after firing.

@@ -240,7 +240,7 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
 
 // `ErrorTracking`'s redaction and alerting options.
 impl ErrorTracking {
-    fn with_options(self, change: impl FnOnce(&mut super::Options)) -> Self {
+    fn with_options(self, change: impl FnOnce(&mut super::tracking::Options)) -> Self {
         let mut options = self.shared.options.clone();
         change(&mut options);
         Self::build_with(

@@ -71,9 +71,11 @@ use opentelemetry::trace::TraceId;
 use redis::{Client, Connection, Pipeline, RedisResult, Value};
 
 use super::health::ErrorStorageHealth;
-use super::rates::{RouteRate, Window};
+use super::rates::RouteRate;
+use crate::window::Window;
 use super::store::{sort_groups, summarize, unix_ms, ErrorGroup, ErrorSummary, GroupParts};
-use super::{Category, Severity, Shared, DEFAULT_MAX_GROUPS};
+use super::tracking::Shared;
+use super::{Category, Severity, DEFAULT_MAX_GROUPS};
 use crate::error::SetupError;
 
 /// The default key prefix.

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::classify::{Category, Severity};
 use super::fingerprint::truncate;
-use super::rates::{RouteRate, Window, Windows};
+use super::rates::{RouteRate, Windows};
+use crate::window::Window;
 use super::ErrorEvent;
 
 /// The longest sample message kept per group, in bytes.
