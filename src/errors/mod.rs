@@ -168,6 +168,7 @@ pub(crate) mod logs;
 mod notify;
 mod rates;
 #[cfg(feature = "redis")]
+#[path = "redis/mod.rs"]
 pub mod shared;
 mod store;
 mod tracking;
