@@ -157,24 +157,20 @@
 //! # fn main() {}
 //! ```
 
-mod alerts;
+mod alerting;
 mod capture;
 mod classify;
-mod delivery;
 mod event;
 mod fingerprint;
 mod health;
-pub(crate) mod logs;
-mod notify;
 mod rates;
 #[cfg(feature = "redis")]
 #[path = "redis/mod.rs"]
 pub mod shared;
 mod store;
 mod tracking;
-mod webhook;
 
-pub use alerts::{Alert, AlertKind, AlertRule, AlertStats, DEFAULT_COOLDOWN};
+pub use alerting::{Alert, AlertKind, AlertRule, AlertStats, Webhook, DEFAULT_COOLDOWN};
 pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEvents};
 pub use classify::{Category, Severity};
 pub use event::{ErrorEvent, ErrorOrigin};
@@ -189,9 +185,8 @@ pub use crate::window::Window;
 #[cfg(feature = "redis")]
 pub use shared::{RedisSharing, DEFAULT_PREFIX};
 pub use store::{ErrorGroup, ErrorSummary};
-pub use webhook::Webhook;
 
-pub(crate) use notify::AlertOptions;
+pub(crate) use alerting::{logs, AlertOptions};
 pub(crate) use tracking::Classifier;
 
 /// The default bound on the number of groups held.

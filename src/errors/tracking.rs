@@ -11,12 +11,11 @@ use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-use super::alerts::Signal;
+use super::alerting::{AlertConfig, Notifier, Signal};
 use super::classify::{self, Category, Severity};
 use super::event::{ErrorEvent, ErrorOrigin};
 use super::fingerprint;
 use super::health::ErrorStorageHealth;
-use super::notify::{AlertConfig, Notifier};
 use super::rates::RouteRates;
 use super::store::{ErrorGroup, ErrorSummary, Store};
 use super::DEFAULT_MAX_GROUPS;

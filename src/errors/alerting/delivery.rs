@@ -14,7 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::Semaphore;
 
-use super::alerts::Alert;
+use super::rules::Alert;
 use super::logs::{LogExport, LogRecord, LogSender};
 use super::notify::{flush_through, Counters};
 use super::webhook::Webhook;
@@ -226,7 +226,7 @@ mod tests {
     use opentelemetry::trace::{SpanId, TraceId};
 
     use super::*;
-    use crate::errors::alerts::{AlertRule, Evaluator, Signal};
+    use crate::errors::alerting::rules::{AlertRule, Evaluator, Signal};
     use crate::errors::rates::RouteRates;
     use crate::errors::{AlertStats, ErrorTracking};
 

@@ -13,9 +13,9 @@ use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::Resource;
 
-use super::alerts::{Alert, Signal};
-use super::classify::Severity;
-use super::store::ErrorGroup;
+use super::rules::{Alert, Signal};
+use crate::errors::classify::Severity;
+use crate::errors::store::ErrorGroup;
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
 use crate::export::otlp_fast::transport::{Transport, Wire};

@@ -12,13 +12,13 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::alerts::{Alert, AlertRule, AlertStats, Evaluator, Signal};
+use super::rules::{Alert, AlertRule, AlertStats, Evaluator, Signal};
 use super::delivery::Delivery;
 use super::logs::{LogExport, LogRecord};
-use super::rates::RouteRate;
-use super::store::ErrorGroup;
+use crate::errors::rates::RouteRate;
+use crate::errors::store::ErrorGroup;
 use super::webhook::Webhook;
-use super::ErrorTracking;
+use crate::errors::ErrorTracking;
 
 /// Signals waiting for the alerting thread, at most.
 const SIGNAL_QUEUE: usize = 4_096;
@@ -240,7 +240,7 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
 
 // `ErrorTracking`'s redaction and alerting options.
 impl ErrorTracking {
-    fn with_options(self, change: impl FnOnce(&mut super::tracking::Options)) -> Self {
+    fn with_options(self, change: impl FnOnce(&mut crate::errors::tracking::Options)) -> Self {
         let mut options = self.shared.options.clone();
         change(&mut options);
         Self::build_with(
@@ -251,18 +251,18 @@ impl ErrorTracking {
         )
     }
 
-    /// Replaces the [`Redactor`](super::Redactor) run on each error's type, message and
+    /// Replaces the [`Redactor`](crate::errors::Redactor) run on each error's type, message and
     /// operation before they are fingerprinted and stored (default: [`Redactor::new`], its
     /// default rules). Call it before the tracker is used: it starts from no groups.
     ///
-    /// [`Redactor::new`]: super::Redactor::new
+    /// [`Redactor::new`]: crate::errors::Redactor::new
     ///
     /// ```
     /// use service_tracing::errors::{ErrorTracking, Redactor};
     /// let errors = ErrorTracking::new()
     ///     .with_redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
     /// ```
-    pub fn with_redactor(self, redactor: super::Redactor) -> Self {
+    pub fn with_redactor(self, redactor: crate::errors::Redactor) -> Self {
         self.with_options(|o| o.redactor = redactor)
     }
 
@@ -332,7 +332,7 @@ impl ErrorTracking {
     }
 
     /// Redacts what is kept of an error.
-    pub(super) fn redact(&self, event: &mut super::ErrorEvent) {
+    pub(in crate::errors) fn redact(&self, event: &mut crate::errors::ErrorEvent) {
         let redactor = &self.shared.options.redactor;
         event.message = redactor.redact(&event.message);
         event.error_type = redactor.redact(&event.error_type);
@@ -347,7 +347,7 @@ impl ErrorTracking {
 
     /// How the alerting thread reads groups and rates: through a weak handle, so the thread
     /// ends once the tracker is dropped.
-    pub(super) fn lookup(&self) -> Lookup {
+    pub(in crate::errors) fn lookup(&self) -> Lookup {
         let shared = Arc::downgrade(&self.shared);
         Box::new(move |fingerprint, with_rates| {
             let shared = shared.upgrade()?;
@@ -369,10 +369,10 @@ impl ErrorTracking {
     pub(crate) fn record_test_errors(&self, operation: &str, n: u64) {
         for _ in 0..n {
             let mut event =
-                super::ErrorEvent::for_test(super::ErrorOrigin::Server, "500", Some(500), None);
+                crate::errors::ErrorEvent::for_test(crate::errors::ErrorOrigin::Server, "500", Some(500), None);
             event.operation = operation.to_owned();
-            let fingerprint = super::fingerprint::fingerprint("500", operation, "");
-            let classified = super::classify::default_classification(&event);
+            let fingerprint = crate::errors::fingerprint::fingerprint("500", operation, "");
+            let classified = crate::errors::classify::default_classification(&event);
             let at = self.shared.rates.elapsed();
             let mut store = self.store();
             store.record(fingerprint, event, classified);
@@ -388,7 +388,7 @@ pub(crate) struct AlertOptions {
     pub(crate) rules: Vec<AlertRule>,
     pub(crate) callbacks: Vec<Arc<Callback>>,
     pub(crate) webhook: Option<String>,
-    pub(crate) redactor: Option<super::Redactor>,
+    pub(crate) redactor: Option<crate::errors::Redactor>,
 }
 
 impl AlertOptions {
@@ -426,7 +426,7 @@ mod tests {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
-    use crate::errors::alerts::AlertKind;
+    use crate::errors::alerting::rules::AlertKind;
     use crate::errors::rates::tests::TestClock;
     use crate::errors::rates::RouteRates;
     use crate::errors::{Window, DEFAULT_MAX_GROUPS};
