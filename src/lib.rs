@@ -40,7 +40,6 @@
 //! against are re-exported, so an application never links two versions by accident.
 
 mod attributes;
-mod background;
 mod chain;
 mod config;
 #[cfg(feature = "cpu-profile")]
@@ -53,6 +52,7 @@ pub mod metrics;
 mod operation;
 pub mod profiling;
 pub mod redact;
+mod runtime;
 mod setup;
 #[cfg(test)]
 mod test_support;

@@ -411,7 +411,7 @@ impl ErrorTracking {
     fn start_drainer(&self) {
         self.shared.drainer.call_once(|| {
             // Without the thread, errors wait until a reader drains them: still counted.
-            let _ = crate::background::spawn_while_alive(
+            let _ = crate::runtime::spawn_while_alive(
                 "service-tracing-errors",
                 DRAIN_EVERY,
                 Arc::downgrade(&self.shared),

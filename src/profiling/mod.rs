@@ -821,7 +821,7 @@ impl Profiling {
     fn worker(&self) -> &Option<std::thread::Thread> {
         self.shared.worker.get_or_init(|| {
             // Drains whenever woken, else every 500 ms.
-            crate::background::spawn_while_alive(
+            crate::runtime::spawn_while_alive(
                 "service-tracing-profiling",
                 Duration::from_millis(500),
                 Arc::downgrade(&self.shared),
