@@ -1,5 +1,5 @@
 //! Errors the application reports itself: [`record_error`] for any `std::error::Error`, and
-//! `tracing` events at level `ERROR` inside a traced request ([`ErrorEvents`]).
+//! `tracing` events at level `ERROR` inside a traced request ([`ErrorEventLayer`]).
 //!
 //! Both become an `exception` event on the current span, per the OpenTelemetry semantic
 //! conventions for exceptions, which [`ErrorTracking`](super::ErrorTracking) then groups like
@@ -217,23 +217,23 @@ fn bounded(text: String) -> String {
 /// ```
 /// use tracing_subscriber::prelude::*;
 /// let subscriber =
-///     tracing_subscriber::registry().with(service_tracing::errors::ErrorEvents::new());
+///     tracing_subscriber::registry().with(service_tracing::errors::ErrorEventLayer::new());
 /// tracing::subscriber::with_default(subscriber, || {
 ///     tracing::error!(order = 42, "payment declined"); // no span current: nothing recorded
 /// });
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
-pub struct ErrorEvents;
+pub struct ErrorEventLayer;
 
-impl ErrorEvents {
+impl ErrorEventLayer {
     /// The layer.
     pub fn new() -> Self {
         Self
     }
 }
 
-impl<S: Subscriber> Layer<S> for ErrorEvents {
+impl<S: Subscriber> Layer<S> for ErrorEventLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         if *event.metadata().level() != Level::ERROR {
             return;
@@ -271,6 +271,16 @@ impl<S: Subscriber> Layer<S> for ErrorEvents {
         });
     }
 }
+
+/// The former name of [`ErrorEventLayer`], too close to [`ErrorEvent`](super::ErrorEvent).
+#[deprecated(note = "renamed `ErrorEventLayer`")]
+pub type ErrorEvents = ErrorEventLayer;
+
+/// The former unit value `ErrorEvents`, so `.with(ErrorEvents)` still builds (a type alias
+/// alone would not be a value).
+#[deprecated(note = "renamed `ErrorEventLayer`")]
+#[allow(non_upper_case_globals)]
+pub const ErrorEvents: ErrorEventLayer = ErrorEventLayer;
 
 /// The `message` and `error` fields of an event, each bounded.
 #[derive(Default)]
@@ -448,7 +458,7 @@ mod tests {
 
     #[test]
     fn error_events_become_exception_events_and_other_levels_do_not() {
-        let subscriber = tracing_subscriber::registry().with(ErrorEvents::new());
+        let subscriber = tracing_subscriber::registry().with(ErrorEventLayer::new());
         let span = tracing::subscriber::with_default(subscriber, || {
             in_span(|| {
                 tracing::warn!("slow disk");

@@ -30,7 +30,7 @@
 //!   target (`GET payments.internal`) is kept as [`ErrorGroup::targets`]. The call's client
 //!   span keeps its own `exception` event, but does not make a second error;
 //! - an error stated with [`record_error`] or [`record_error_as`] (which gives the category
-//!   and severity), or a `tracing::error!` event ([`ErrorEvents`]);
+//!   and severity), or a `tracing::error!` event ([`ErrorEventLayer`]);
 //! - an error on a span of another instrumentation inside the request (a database span with
 //!   `db.system` makes it `database`);
 //! - the request's panic (`panic`, critical), or, with nothing recorded, its own 5xx
@@ -57,7 +57,7 @@
 //! `Context` (when an observer asks for it, as [`rates_observer`](ErrorTracking::rates_observer)
 //! does; see [`service_tracing_middleware::cause`]). Whatever sees an error inside the request
 //! reaches that place through `Context::current()` and states it there, first one wins: the
-//! client middleware when a call fails, [`record_error`], [`ErrorEvents`], the layer when the
+//! client middleware when a call fails, [`record_error`], [`ErrorEventLayer`], the layer when the
 //! handler panics, sampled or not. When the request ends, the layer hands the cause to the
 //! observer with the request's outcome, and the observer queues one error: the cause as it was
 //! seen (classified as such), kept under the request's route. The span processor, for its
@@ -144,7 +144,7 @@
 //! and pulls the fleet's every second. Redis down or slow: requests are unaffected, tracking
 //! goes on locally, [`ErrorTracking::storage_health`] says
 //! [`Degraded`](ErrorStorageHealth::Degraded), and the thread reconnects by itself and then
-//! pushes what it could not. How, and the keys it uses: the `shared` module (feature `redis`).
+//! pushes what it could not. How, and the keys it uses: the `redis` module (feature `redis`).
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]
@@ -165,13 +165,14 @@ mod fingerprint;
 mod health;
 mod rates;
 #[cfg(feature = "redis")]
-#[path = "redis/mod.rs"]
-pub mod shared;
+pub mod redis;
 mod store;
 mod tracking;
 
 pub use alerting::{Alert, AlertKind, AlertRule, AlertStats, Webhook, DEFAULT_COOLDOWN};
-pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEvents};
+#[allow(deprecated)]
+pub use capture::ErrorEvents;
+pub use capture::{record_error, record_error_as, set_backtrace_capture, ErrorEventLayer};
 pub use classify::{Category, Severity};
 pub use event::{ErrorEvent, ErrorOrigin};
 pub use health::ErrorStorageHealth;
@@ -183,7 +184,11 @@ pub use crate::redact::{Redactor, REDACTED};
 pub use crate::operation::OTHER_OPERATION;
 pub use crate::window::Window;
 #[cfg(feature = "redis")]
-pub use shared::{RedisSharing, DEFAULT_PREFIX};
+pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
+/// The former name of [`redis`](self::redis), kept so existing paths still resolve.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use self::redis as shared;
 pub use store::{ErrorGroup, ErrorSummary};
 
 pub(crate) use alerting::{logs, AlertOptions};

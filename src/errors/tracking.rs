@@ -28,7 +28,7 @@ use crate::redact::Redactor;
 
 pub(crate) type Classifier = dyn Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync;
 
-pub(super) struct Shared {
+pub(super) struct Tracker {
     pub(super) store: Mutex<Store>,
     pub(super) classifier: Option<Arc<Classifier>>,
     pub(super) max_groups: usize,
@@ -44,7 +44,7 @@ pub(super) struct Shared {
     pub(super) notifier: Notifier,
     /// Sharing through Redis, when configured ([`ErrorTracking::with_sharing`]).
     #[cfg(feature = "redis")]
-    pub(super) sharing: Option<super::shared::Sharing>,
+    pub(super) sharing: Option<super::redis::Sharing>,
 }
 
 /// Redaction and alerting settings, kept across rebuilds by the other builder methods.
@@ -87,14 +87,14 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// ```
 #[derive(Clone)]
 pub struct ErrorTracking {
-    pub(super) shared: Arc<Shared>,
+    pub(super) tracker: Arc<Tracker>,
 }
 
 impl fmt::Debug for ErrorTracking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErrorTracking")
-            .field("max_groups", &self.shared.max_groups)
-            .field("classifier", &self.shared.classifier.is_some())
+            .field("max_groups", &self.tracker.max_groups)
+            .field("classifier", &self.tracker.classifier.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +122,7 @@ impl ErrorTracking {
         options: Options,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            tracker: Arc::new(Tracker {
                 store: Mutex::new(Store::new(max_groups)),
                 classifier,
                 max_groups: max_groups.max(1),
@@ -142,7 +142,7 @@ impl ErrorTracking {
     /// thread; the old one ends with the old store).
     fn keep_sharing(self, rebuilt: Self) -> Self {
         #[cfg(feature = "redis")]
-        if let Some(sharing) = &self.shared.sharing {
+        if let Some(sharing) = &self.tracker.sharing {
             return rebuilt.with_sharing(sharing.config().clone());
         }
         let _ = self;
@@ -150,7 +150,7 @@ impl ErrorTracking {
     }
 
     /// Shares groups, counts and rates with every replica using the same Redis and prefix
-    /// (feature `redis`); see [`RedisSharing`] for the options and [`shared`](super::shared) for how.
+    /// (feature `redis`); see [`RedisSharing`] for the options and [`redis`](super::redis) for how.
     /// Starts a background sync thread and waits for its first sync (bounded by the
     /// timeouts): an unreachable Redis starts [`Degraded`](ErrorStorageHealth::Degraded), it
     /// does not fail. Call it last: [`with_max_groups`](Self::with_max_groups) and
@@ -167,14 +167,14 @@ impl ErrorTracking {
     #[cfg(feature = "redis")]
     pub fn with_sharing(self, sharing: RedisSharing) -> Self {
         let mut rebuilt = Self::build(
-            self.shared.max_groups,
-            self.shared.classifier.clone(),
-            self.shared.rates.clone(),
+            self.tracker.max_groups,
+            self.tracker.classifier.clone(),
+            self.tracker.rates.clone(),
         );
-        let (handle, worker) = super::shared::Sharing::new(sharing);
-        if let Some(state) = Arc::get_mut(&mut rebuilt.shared) {
+        let (handle, worker) = super::redis::Sharing::new(sharing);
+        if let Some(state) = Arc::get_mut(&mut rebuilt.tracker) {
             state.sharing = Some(handle);
-            worker.spawn(Arc::downgrade(&rebuilt.shared));
+            worker.spawn(Arc::downgrade(&rebuilt.tracker));
             rebuilt.sync_now();
         }
         rebuilt
@@ -207,7 +207,7 @@ impl ErrorTracking {
     #[cfg(feature = "redis")]
     pub fn sync_now(&self) -> ErrorStorageHealth {
         self.drain();
-        match &self.shared.sharing {
+        match &self.tracker.sharing {
             Some(sharing) => sharing.sync_now(),
             None => ErrorStorageHealth::Local,
         }
@@ -223,7 +223,7 @@ impl ErrorTracking {
     /// ```
     pub fn storage_health(&self) -> ErrorStorageHealth {
         #[cfg(feature = "redis")]
-        if let Some(sharing) = &self.shared.sharing {
+        if let Some(sharing) = &self.tracker.sharing {
             return sharing.health();
         }
         ErrorStorageHealth::Local
@@ -238,9 +238,9 @@ impl ErrorTracking {
     pub fn with_max_groups(self, max: usize) -> Self {
         let rebuilt = Self::build_with(
             max,
-            self.shared.classifier.clone(),
-            self.shared.rates.clone(),
-            self.shared.options.clone(),
+            self.tracker.classifier.clone(),
+            self.tracker.rates.clone(),
+            self.tracker.options.clone(),
         );
         self.keep_sharing(rebuilt)
     }
@@ -268,10 +268,10 @@ impl ErrorTracking {
         classify: impl Fn(&ErrorEvent) -> Option<(Severity, Category)> + Send + Sync + 'static,
     ) -> Self {
         let rebuilt = Self::build_with(
-            self.shared.max_groups,
+            self.tracker.max_groups,
             Some(Arc::new(classify)),
-            self.shared.rates.clone(),
-            self.shared.options.clone(),
+            self.tracker.rates.clone(),
+            self.tracker.options.clone(),
         );
         self.keep_sharing(rebuilt)
     }
@@ -279,16 +279,16 @@ impl ErrorTracking {
     /// [`with_classifier`](Self::with_classifier) with a classifier set-up holds.
     pub(crate) fn with_shared_classifier(self, classify: Arc<Classifier>) -> Self {
         let rebuilt = Self::build_with(
-            self.shared.max_groups,
+            self.tracker.max_groups,
             Some(classify),
-            self.shared.rates.clone(),
-            self.shared.options.clone(),
+            self.tracker.rates.clone(),
+            self.tracker.options.clone(),
         );
         self.keep_sharing(rebuilt)
     }
 
     pub(super) fn store(&self) -> MutexGuard<'_, Store> {
-        match self.shared.store.lock() {
+        match self.tracker.store.lock() {
             Ok(store) => store,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -298,25 +298,25 @@ impl ErrorTracking {
     /// rates ([`ErrorSummary::route_rates`]).
     pub fn summary(&self) -> ErrorSummary {
         self.drain();
-        let at = self.shared.rates.elapsed();
+        let at = self.tracker.rates.elapsed();
         #[cfg(feature = "redis")]
         if let Some(summary) = self
-            .shared
+            .tracker
             .sharing
             .as_ref()
-            .and_then(|s| s.summary(&self.shared, at))
+            .and_then(|s| s.summary(&self.tracker, at))
         {
             return summary;
         }
         let mut summary = self.store().summary();
-        summary.set_rates(at, self.shared.rates.snapshot());
+        summary.set_rates(at, self.tracker.rates.snapshot());
         summary
     }
 
     /// Every group held, most errors first.
     pub fn groups(&self) -> Vec<ErrorGroup> {
         self.drain();
-        let at = self.shared.rates.elapsed();
+        let at = self.tracker.rates.elapsed();
         let mut groups = self
             .shared_groups()
             .unwrap_or_else(|| self.store().groups());
@@ -329,8 +329,8 @@ impl ErrorTracking {
     /// The fleet's groups when shared and a fleet view was pulled.
     fn shared_groups(&self) -> Option<Vec<ErrorGroup>> {
         #[cfg(feature = "redis")]
-        if let Some(sharing) = &self.shared.sharing {
-            return sharing.groups(&self.shared);
+        if let Some(sharing) = &self.tracker.sharing {
+            return sharing.groups(&self.tracker);
         }
         None
     }
@@ -342,7 +342,7 @@ impl ErrorTracking {
     /// assert!(errors.rates().snapshot().is_empty());
     /// ```
     pub fn rates(&self) -> &RouteRates {
-        &self.shared.rates
+        &self.tracker.rates
     }
 
     /// An observer for the server layer that counts every request, sampled or not, into
@@ -403,20 +403,20 @@ impl ErrorTracking {
     /// Hands the error to the background thread, or stores it at once when the queue is full.
     fn enqueue(&self, event: ErrorEvent) {
         self.start_drainer();
-        if let Err(event) = self.shared.pending.push(event) {
+        if let Err(event) = self.tracker.pending.push(event) {
             self.ingest(event);
         }
     }
 
     fn start_drainer(&self) {
-        self.shared.drainer.call_once(|| {
+        self.tracker.drainer.call_once(|| {
             // Without the thread, errors wait until a reader drains them: still counted.
             let _ = crate::runtime::spawn_while_alive(
                 "service-tracing-errors",
                 DRAIN_EVERY,
-                Arc::downgrade(&self.shared),
-                |shared| {
-                    ErrorTracking { shared }.drain();
+                Arc::downgrade(&self.tracker),
+                |tracker| {
+                    ErrorTracking { tracker }.drain();
                     true
                 },
             );
@@ -425,11 +425,11 @@ impl ErrorTracking {
 
     /// Stores every error waiting in the queue.
     pub(super) fn drain(&self) {
-        let _draining = match self.shared.draining.lock() {
+        let _draining = match self.tracker.draining.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        while let Some(event) = self.shared.pending.pop() {
+        while let Some(event) = self.tracker.pending.pop() {
             self.ingest(event);
         }
     }
@@ -440,7 +440,7 @@ impl ErrorTracking {
         // Stated where it was recorded, else the user's classifier, else the defaults. The
         // user's classifier must not take the thread down.
         let classified = event.classification.unwrap_or_else(|| {
-            let custom = self.shared.classifier.as_ref().and_then(|classify| {
+            let custom = self.tracker.classifier.as_ref().and_then(|classify| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify(&event)))
                     .ok()
                     .flatten()
@@ -450,20 +450,20 @@ impl ErrorTracking {
         let event = event.into_request_key();
         let fingerprint =
             fingerprint::fingerprint(&event.error_type, &event.operation, &event.message);
-        let at = self.shared.rates.elapsed();
+        let at = self.tracker.rates.elapsed();
         let (trace_id, span_id) = (event.trace_id, event.span_id);
         let mut store = self.store();
         let is_new = store.record(fingerprint, event, classified);
         store.observe(fingerprint, at);
         drop(store);
-        if self.shared.notifier.is_active() {
+        if self.tracker.notifier.is_active() {
             let signal = Signal {
                 fingerprint,
                 is_new,
                 trace_id,
                 span_id,
             };
-            self.shared.notifier.signal(signal, || self.lookup());
+            self.tracker.notifier.signal(signal, || self.lookup());
         }
     }
 
@@ -489,7 +489,7 @@ struct RequestErrorsObserver {
 
 impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
     fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
-        let rates = &self.errors.shared.rates;
+        let rates = &self.errors.tracker.rates;
         rates.record_with_id(
             outcome.method,
             outcome.route,
@@ -739,15 +739,15 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(errors.shared.pending.is_empty());
+        assert!(errors.tracker.pending.is_empty());
         // More errors than the queue holds: none is lost.
         let flood = PENDING * 2 + 5;
         for _ in 0..flood {
             server_span(&provider, 503, None);
         }
-        assert!(errors.shared.pending.len() <= PENDING);
+        assert!(errors.tracker.pending.len() <= PENDING);
         assert_eq!(errors.summary().total(), 1 + flood as u64);
-        assert!(errors.shared.pending.is_empty(), "readers drain first");
+        assert!(errors.tracker.pending.is_empty(), "readers drain first");
     }
 
     /// Severity and category of the one group on `operation`.

@@ -241,12 +241,12 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
 // `ErrorTracking`'s redaction and alerting options.
 impl ErrorTracking {
     fn with_options(self, change: impl FnOnce(&mut crate::errors::tracking::Options)) -> Self {
-        let mut options = self.shared.options.clone();
+        let mut options = self.tracker.options.clone();
         change(&mut options);
         Self::build_with(
-            self.shared.max_groups,
-            self.shared.classifier.clone(),
-            self.shared.rates.clone(),
+            self.tracker.max_groups,
+            self.tracker.classifier.clone(),
+            self.tracker.rates.clone(),
             options,
         )
     }
@@ -314,7 +314,7 @@ impl ErrorTracking {
     /// assert_eq!((stats.fired, stats.delivered, stats.failed, stats.dropped), (0, 0, 0, 0));
     /// ```
     pub fn alert_stats(&self) -> AlertStats {
-        self.shared.notifier.stats()
+        self.tracker.notifier.stats()
     }
 
     /// Waits until the errors recorded so far are evaluated, their callbacks called, their
@@ -328,12 +328,12 @@ impl ErrorTracking {
     /// ```
     pub fn flush_alerts(&self, timeout: Duration) -> bool {
         self.drain();
-        self.shared.notifier.flush(timeout)
+        self.tracker.notifier.flush(timeout)
     }
 
     /// Redacts what is kept of an error.
     pub(in crate::errors) fn redact(&self, event: &mut crate::errors::ErrorEvent) {
-        let redactor = &self.shared.options.redactor;
+        let redactor = &self.tracker.options.redactor;
         event.message = redactor.redact(&event.message);
         event.error_type = redactor.redact(&event.error_type);
         event.operation = redactor.redact(&event.operation);
@@ -348,15 +348,15 @@ impl ErrorTracking {
     /// How the alerting thread reads groups and rates: through a weak handle, so the thread
     /// ends once the tracker is dropped.
     pub(in crate::errors) fn lookup(&self) -> Lookup {
-        let shared = Arc::downgrade(&self.shared);
+        let tracker = Arc::downgrade(&self.tracker);
         Box::new(move |fingerprint, with_rates| {
-            let shared = shared.upgrade()?;
-            let tracking = Self { shared };
-            let now = tracking.shared.rates.elapsed();
+            let tracker = tracker.upgrade()?;
+            let tracking = Self { tracker };
+            let now = tracking.tracker.rates.elapsed();
             let mut group = tracking.store().get(fingerprint).cloned()?;
             group.set_as_of(now);
             let rates = if with_rates {
-                tracking.shared.rates.snapshot()
+                tracking.tracker.rates.snapshot()
             } else {
                 Vec::new()
             };
@@ -373,7 +373,7 @@ impl ErrorTracking {
             event.operation = operation.to_owned();
             let fingerprint = crate::errors::fingerprint::fingerprint("500", operation, "");
             let classified = crate::errors::classify::default_classification(&event);
-            let at = self.shared.rates.elapsed();
+            let at = self.tracker.rates.elapsed();
             let mut store = self.store();
             store.record(fingerprint, event, classified);
             store.observe(fingerprint, at);

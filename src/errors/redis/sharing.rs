@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::super::health::ErrorStorageHealth;
 use super::super::store::{summarize, ErrorGroup, ErrorSummary};
-use super::super::tracking::Shared;
+use super::super::tracking::Tracker;
 use super::sync::Syncer;
 use super::view::FleetView;
 use super::{lock, RedisSharing};
@@ -94,34 +94,34 @@ impl Sharing {
 
     /// The fleet's summary with this replica's counts since the last pull; `None` before the
     /// first successful pull.
-    pub(in crate::errors) fn summary(&self, shared: &Shared, at: Duration) -> Option<ErrorSummary> {
+    pub(in crate::errors) fn summary(&self, tracker: &Tracker, at: Duration) -> Option<ErrorSummary> {
         let view = lock(&self.state.view);
         let view = view.as_ref()?;
         let mut summary = {
-            let store = lock(&shared.store);
+            let store = lock(&tracker.store);
             let groups = view.merge_groups(store.iter());
             let total = view
                 .total
                 .saturating_add(store.total().saturating_sub(view.pushed_total));
             summarize(groups.iter(), total, store.evictions())
         };
-        let rates = view.merge_rates(&shared.rates.snapshot(), &shared.rates.totals());
+        let rates = view.merge_rates(&tracker.rates.snapshot(), &tracker.rates.totals());
         summary.set_rates(at, rates);
         Some(summary)
     }
 
     /// The fleet's groups with this replica's folded in; `None` before the first pull.
-    pub(in crate::errors) fn groups(&self, shared: &Shared) -> Option<Vec<ErrorGroup>> {
+    pub(in crate::errors) fn groups(&self, tracker: &Tracker) -> Option<Vec<ErrorGroup>> {
         let view = lock(&self.state.view);
         let view = view.as_ref()?;
-        let store = lock(&shared.store);
+        let store = lock(&tracker.store);
         Some(view.merge_groups(store.iter()))
     }
 }
 
 impl Worker {
     /// Starts the sync thread. It holds `shared` weakly and ends when the tracking is dropped.
-    pub(in crate::errors) fn spawn(self, shared: Weak<Shared>) {
+    pub(in crate::errors) fn spawn(self, tracker: Weak<Tracker>) {
         let state = self.syncer.state.clone();
         let started = thread::Builder::new()
             .name("service-tracing-errors-sync".to_owned())
@@ -129,7 +129,7 @@ impl Worker {
                 // Redis traffic must never feed the tracing bridge.
                 let _quiet =
                     tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                self.run(&shared);
+                self.run(&tracker);
             });
         if let Err(e) = started {
             *lock(&state.health) = ErrorStorageHealth::Degraded {
@@ -139,14 +139,14 @@ impl Worker {
         }
     }
 
-    fn run(mut self, shared: &Weak<Shared>) {
+    fn run(mut self, tracker: &Weak<Tracker>) {
         loop {
             let reply = match self.requests.recv_timeout(self.syncer.config.interval) {
                 Ok(reply) => Some(reply),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let Some(tracking) = shared.upgrade() else {
+            let Some(tracking) = tracker.upgrade() else {
                 return;
             };
             let health = self.syncer.sync(&tracking, reply.is_some());

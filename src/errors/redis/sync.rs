@@ -10,7 +10,7 @@ use redis::{Connection, Pipeline, RedisResult, Value};
 
 use super::super::health::ErrorStorageHealth;
 use super::super::store::{unix_ms, ErrorGroup, GroupParts};
-use super::super::tracking::Shared;
+use super::super::tracking::Tracker;
 use super::super::{Category, Severity, DEFAULT_MAX_GROUPS};
 use super::sharing::State;
 use super::view::{FleetRates, FleetView};
@@ -139,7 +139,7 @@ impl Syncer {
     }
 
     /// One sync: connect if need be (`forced` skips the backoff), push, pull.
-    pub(super) fn sync(&mut self, shared: &Shared, forced: bool) -> ErrorStorageHealth {
+    pub(super) fn sync(&mut self, tracker: &Tracker, forced: bool) -> ErrorStorageHealth {
         let connection = match self.connection.take() {
             Some(connection) => connection,
             None if !forced && Instant::now() < self.next_attempt => {
@@ -151,7 +151,7 @@ impl Syncer {
             },
         };
         let mut connection = connection;
-        match self.exchange(&mut connection, shared) {
+        match self.exchange(&mut connection, tracker) {
             Ok(view) => {
                 self.connection = Some(connection);
                 self.backoff = self.config.interval;
@@ -189,9 +189,9 @@ impl Syncer {
         health.clone()
     }
 
-    pub(super) fn exchange(&mut self, con: &mut Connection, shared: &Shared) -> RedisResult<FleetView> {
+    pub(super) fn exchange(&mut self, con: &mut Connection, tracker: &Tracker) -> RedisResult<FleetView> {
         self.check_epoch(con)?;
-        self.push(con, shared)?;
+        self.push(con, tracker)?;
         self.pull(con)
     }
 
@@ -199,7 +199,7 @@ impl Syncer {
     /// `applied:{replica}` marker and sets it to its number, so of the transactions sent
     /// while the marker holds a value, at most one is applied (the others abort), even one
     /// whose reply was lost to a timeout and that Redis runs later. The marker tells which.
-    pub(super) fn push(&mut self, con: &mut Connection, shared: &Shared) -> RedisResult<()> {
+    pub(super) fn push(&mut self, con: &mut Connection, tracker: &Tracker) -> RedisResult<()> {
         let marker = self.keys.key(&format!("applied:{}", self.replica));
         redis::cmd("WATCH").arg(&marker).exec(con)?;
         let applied: Option<u64> = redis::cmd("GET").arg(&marker).query(con)?;
@@ -216,7 +216,7 @@ impl Syncer {
         // With too many outcomes unknown, a transaction that only sets the marker settles
         // them (none of them was applied if it is); the counts follow at the next sync.
         let batch = (self.uncertain.len() < MAX_UNCERTAIN)
-            .then(|| self.collect(shared))
+            .then(|| self.collect(tracker))
             .filter(|batch| !batch.is_empty());
         if batch.is_none() && self.uncertain.is_empty() {
             return redis::cmd("UNWATCH").exec(con);
@@ -295,10 +295,10 @@ impl Syncer {
     }
 
     /// What changed since the last push, read under the store's lock (no I/O under it).
-    pub(super) fn collect(&mut self, shared: &Shared) -> Batch {
+    pub(super) fn collect(&mut self, tracker: &Tracker) -> Batch {
         let mut batch = Batch::default();
         {
-            let store = lock(&shared.store);
+            let store = lock(&tracker.store);
             // Evicted groups are forgotten (what they had not pushed is lost with them).
             self.pushed.retain(|fp, _| store.get(*fp).is_some());
             for group in store.iter() {
@@ -341,7 +341,7 @@ impl Syncer {
             batch.total = (total.saturating_sub(self.pushed_total), total);
         }
         let skip_history = std::mem::take(&mut self.skip_rate_history);
-        for (operation, requests, errors) in shared.rates.totals() {
+        for (operation, requests, errors) in tracker.rates.totals() {
             if skip_history {
                 self.pushed_rates.insert(operation, (requests, errors));
                 continue;

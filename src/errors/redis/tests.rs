@@ -53,7 +53,7 @@ fn fail(provider: &SdkTracerProvider, correlation: &str) {
 /// What the next push would carry, once the errors waiting for grouping are grouped.
 fn collect(syncer: &mut Syncer, errors: &ErrorTracking) -> Batch {
     errors.drain();
-    syncer.collect(&errors.shared)
+    syncer.collect(&errors.tracker)
 }
 
 fn tracked() -> (ErrorTracking, SdkTracerProvider) {
@@ -220,7 +220,7 @@ fn the_fleet_view_and_the_local_counts_merge() {
         pushed_total: 3,
         pushed_rates: HashMap::from([("GET /fail/{id}".to_owned(), (1, 1))]),
     };
-    let store = lock(&errors.shared.store);
+    let store = lock(&errors.tracker.store);
     let merged = view.merge_groups(store.iter());
     assert_eq!(merged.len(), 2);
     assert_eq!(merged[0].fingerprint(), fingerprint);
