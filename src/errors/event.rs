@@ -13,7 +13,6 @@ use super::{record_error_as, ErrorTracking};
 use crate::attributes::{attr, bounded, string_attr};
 use crate::operation::operation_name;
 
-
 /// Which kind of span an error was found on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -218,7 +217,9 @@ impl ErrorEvent {
     /// The error of a request that failed or had an error recorded inside it, sampled or
     /// not: the root cause as it was seen (or the request's own `5xx`, `panic`... when nothing
     /// was recorded), kept under the request's operation.
-    pub(super) fn from_request(outcome: &service_tracing_middleware::RequestOutcome<'_>) -> Option<Self> {
+    pub(super) fn from_request(
+        outcome: &service_tracing_middleware::RequestOutcome<'_>,
+    ) -> Option<Self> {
         let error_type = match (outcome.error_cause, outcome.error_type) {
             (None, None) => return None,
             (Some(cause), _) => cause.error_type(),

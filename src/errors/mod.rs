@@ -181,14 +181,14 @@ pub use tracking::ErrorTracking;
 // The policy lives in `crate::redact`, shared by every exit; re-exported here as before.
 pub use crate::redact::{Redactor, REDACTED};
 // Shared with profiling; re-exported here as before.
-pub use crate::operation::OTHER_OPERATION;
-pub use crate::window::Window;
-#[cfg(feature = "redis")]
-pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
 /// The former name of [`redis`](self::redis), kept so existing paths still resolve.
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use self::redis as shared;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
+pub use crate::operation::OTHER_OPERATION;
+pub use crate::window::Window;
 pub use store::{ErrorGroup, ErrorSummary};
 
 pub(crate) use alerting::{logs, AlertOptions};

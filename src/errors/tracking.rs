@@ -18,9 +18,9 @@ use super::fingerprint;
 use super::health::ErrorStorageHealth;
 use super::rates::RouteRates;
 use super::store::{ErrorGroup, ErrorSummary, Store};
-use super::DEFAULT_MAX_GROUPS;
 #[cfg(feature = "redis")]
 use super::RedisSharing;
+use super::DEFAULT_MAX_GROUPS;
 #[cfg(doc)]
 use super::{record_error, record_error_as};
 use crate::chain::InFrontOf;
@@ -111,7 +111,11 @@ impl ErrorTracking {
         Self::build(DEFAULT_MAX_GROUPS, None, RouteRates::new())
     }
 
-    pub(super) fn build(max_groups: usize, classifier: Option<Arc<Classifier>>, rates: RouteRates) -> Self {
+    pub(super) fn build(
+        max_groups: usize,
+        classifier: Option<Arc<Classifier>>,
+        rates: RouteRates,
+    ) -> Self {
         Self::build_with(max_groups, classifier, rates, Options::default())
     }
 
@@ -539,7 +543,6 @@ mod tests {
 
     use super::*;
     use crate::errors::{record_error, record_error_as, ErrorGroup};
-
 
     fn provider(errors: &ErrorTracking) -> SdkTracerProvider {
         SdkTracerProvider::builder()
@@ -1132,4 +1135,3 @@ mod tests {
         assert!(provider.shutdown().is_ok());
     }
 }
-

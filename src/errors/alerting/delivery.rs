@@ -14,9 +14,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::Semaphore;
 
-use super::rules::Alert;
 use super::logs::{LogExport, LogRecord, LogSender};
 use super::notify::{flush_through, Counters};
+use super::rules::Alert;
 use super::webhook::Webhook;
 
 /// Webhook posts in flight at once, at most.

@@ -12,12 +12,12 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::rules::{Alert, AlertRule, AlertStats, Evaluator, Signal};
 use super::delivery::Delivery;
 use super::logs::{LogExport, LogRecord};
+use super::rules::{Alert, AlertRule, AlertStats, Evaluator, Signal};
+use super::webhook::Webhook;
 use crate::errors::rates::RouteRate;
 use crate::errors::store::ErrorGroup;
-use super::webhook::Webhook;
 use crate::errors::ErrorTracking;
 
 /// Signals waiting for the alerting thread, at most.
@@ -368,8 +368,12 @@ impl ErrorTracking {
     #[cfg(test)]
     pub(crate) fn record_test_errors(&self, operation: &str, n: u64) {
         for _ in 0..n {
-            let mut event =
-                crate::errors::ErrorEvent::for_test(crate::errors::ErrorOrigin::Server, "500", Some(500), None);
+            let mut event = crate::errors::ErrorEvent::for_test(
+                crate::errors::ErrorOrigin::Server,
+                "500",
+                Some(500),
+                None,
+            );
             event.operation = operation.to_owned();
             let fingerprint = crate::errors::fingerprint::fingerprint("500", operation, "");
             let classified = crate::errors::classify::default_classification(&event);

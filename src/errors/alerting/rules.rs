@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::errors::classify::Severity;
 use crate::errors::rates::RouteRate;
-use crate::window::Window;
 use crate::errors::store::ErrorGroup;
+use crate::window::Window;
 
 /// The default time a rule stays quiet for a group after firing.
 ///

@@ -86,7 +86,6 @@ const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3_600);
 /// The TTL is never shorter than the longest rate window.
 const MIN_TTL: Duration = Duration::from_secs(3_600);
 
-
 /// How to share error tracking through Redis: the URL and options for
 /// [`ErrorTracking::with_sharing`](super::ErrorTracking::with_sharing).
 ///

@@ -94,7 +94,11 @@ impl Sharing {
 
     /// The fleet's summary with this replica's counts since the last pull; `None` before the
     /// first successful pull.
-    pub(in crate::errors) fn summary(&self, tracker: &Tracker, at: Duration) -> Option<ErrorSummary> {
+    pub(in crate::errors) fn summary(
+        &self,
+        tracker: &Tracker,
+        at: Duration,
+    ) -> Option<ErrorSummary> {
         let view = lock(&self.state.view);
         let view = view.as_ref()?;
         let mut summary = {

@@ -189,7 +189,11 @@ impl Syncer {
         health.clone()
     }
 
-    pub(super) fn exchange(&mut self, con: &mut Connection, tracker: &Tracker) -> RedisResult<FleetView> {
+    pub(super) fn exchange(
+        &mut self,
+        con: &mut Connection,
+        tracker: &Tracker,
+    ) -> RedisResult<FleetView> {
         self.check_epoch(con)?;
         self.push(con, tracker)?;
         self.pull(con)

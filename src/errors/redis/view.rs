@@ -24,7 +24,10 @@ pub(super) struct FleetView {
 impl FleetView {
     /// The fleet's groups with this replica's folded in (see [`ErrorGroup::merge_local`]);
     /// local groups the view lacks are shown as they are. Most errors first.
-    pub(super) fn merge_groups<'a>(&self, local: impl Iterator<Item = &'a ErrorGroup>) -> Vec<ErrorGroup> {
+    pub(super) fn merge_groups<'a>(
+        &self,
+        local: impl Iterator<Item = &'a ErrorGroup>,
+    ) -> Vec<ErrorGroup> {
         let mut merged = self.groups.clone();
         let index: HashMap<u64, usize> = merged
             .iter()
@@ -51,7 +54,11 @@ impl FleetView {
     /// The fleet's rates plus this replica's requests since the pull; operations the fleet
     /// lacks keep their local figures. `local` is `RouteRates::snapshot` (three windows per
     /// operation) and `totals` `RouteRates::totals`, in the same order.
-    pub(super) fn merge_rates(&self, local: &[RouteRate], totals: &[(String, u64, u64)]) -> Vec<RouteRate> {
+    pub(super) fn merge_rates(
+        &self,
+        local: &[RouteRate],
+        totals: &[(String, u64, u64)],
+    ) -> Vec<RouteRate> {
         let fleet: HashMap<&str, &[(u64, u64); 3]> =
             self.rates.iter().map(|(op, w)| (op.as_str(), w)).collect();
         let mut merged = Vec::with_capacity(local.len() + self.rates.len() * 3);
