@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -66,16 +65,9 @@ impl Delivery {
             logs: logs.is_some(),
             counters: counters.clone(),
         };
-        let spawned = thread::Builder::new()
-            .name("service-tracing-alert-delivery".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_start(crate::export::batch::silence_thread)
-                    .build()
-                else {
+        let spawned =
+            crate::runtime::spawn_with_runtime("service-tracing-alert-delivery", move |runtime| {
+                let Ok(runtime) = runtime else {
                     return;
                 };
                 let logs = logs.and_then(|l| {
@@ -270,7 +262,7 @@ mod tests {
             seen: Arc::default(),
             bodies: bodies.clone(),
         };
-        thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

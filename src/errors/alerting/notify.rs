@@ -131,15 +131,11 @@ impl Notifier {
         let (tx, rx) = mpsc::sync_channel(SIGNAL_QUEUE);
         let config = self.config.clone();
         let counters = self.counters.clone();
-        thread::Builder::new()
-            .name("service-tracing-alerts".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                run(&rx, &lookup, &config, &counters);
-            })
-            .ok()
-            .map(|_| tx)
+        crate::runtime::spawn_quiet("service-tracing-alerts", move || {
+            run(&rx, &lookup, &config, &counters);
+        })
+        .ok()
+        .map(|_| tx)
     }
 
     /// Waits until every signal queued so far is evaluated, its callbacks called, its webhook

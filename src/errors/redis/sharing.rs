@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
-use std::thread;
 use std::time::{Duration, SystemTime};
 
 use super::super::health::ErrorStorageHealth;
@@ -127,14 +126,9 @@ impl Worker {
     /// Starts the sync thread. It holds `shared` weakly and ends when the tracking is dropped.
     pub(in crate::errors) fn spawn(self, tracker: Weak<Tracker>) {
         let state = self.syncer.state.clone();
-        let started = thread::Builder::new()
-            .name("service-tracing-errors-sync".to_owned())
-            .spawn(move || {
-                // Redis traffic must never feed the tracing bridge.
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                self.run(&tracker);
-            });
+        // Quiet: Redis traffic must never feed the tracing bridge.
+        let started =
+            crate::runtime::spawn_quiet("service-tracing-errors-sync", move || self.run(&tracker));
         if let Err(e) = started {
             *lock(&state.health) = ErrorStorageHealth::Degraded {
                 since: SystemTime::now(),
