@@ -97,14 +97,20 @@ pub fn set_backtrace_capture(enabled: bool) {
 
 static BACKTRACES: AtomicBool = AtomicBool::new(false);
 
-fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
+/// Calls `f` with the current context when an error seen now has somewhere to go: the current
+/// span records (`recording`), or the context is inside an open request (`in_request`).
+fn with_error_destination(f: impl FnOnce(&Context, bool, bool)) {
     Context::map_current(|cx| {
-        let span = cx.span();
-        let recording = span.is_recording();
+        let recording = cx.span().is_recording();
         let in_request = cause::in_open_request(cx);
-        if !recording && !in_request {
-            return;
+        if recording || in_request {
+            f(cx, recording, in_request);
         }
+    });
+}
+
+fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
+    with_error_destination(|cx, recording, in_request| {
         let error_type = std::any::type_name::<E>();
         let message = bounded(error.to_string());
         let timeout = is_timeout(error, error_type);
@@ -161,6 +167,7 @@ fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
             attributes.push(KeyValue::new("error.category", category.as_str()));
             attributes.push(KeyValue::new("error.severity", severity.as_str()));
         }
+        let span = cx.span();
         span.add_event("exception", attributes);
         span.set_status(Status::error(message));
     });
@@ -238,13 +245,7 @@ impl<S: Subscriber> Layer<S> for ErrorEventLayer {
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        Context::map_current(|cx| {
-            let span = cx.span();
-            let recording = span.is_recording();
-            let in_request = cause::in_open_request(cx);
-            if !recording && !in_request {
-                return;
-            }
+        with_error_destination(|cx, recording, in_request| {
             let mut fields = MessageFields::default();
             event.record(&mut fields);
             let mut message = fields.message;
@@ -260,7 +261,7 @@ impl<S: Subscriber> Layer<S> for ErrorEventLayer {
                 cause::record_cause(cx, || ErrorCause::new(target.to_owned(), message.clone()));
             }
             if recording {
-                span.add_event(
+                cx.span().add_event(
                     "exception",
                     vec![
                         KeyValue::new("exception.type", target.to_owned()),
