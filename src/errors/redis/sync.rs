@@ -377,61 +377,8 @@ impl Syncer {
             .arg("EX")
             .arg(ttl)
             .ignore();
-        for d in &batch.groups {
-            let member = format!("{:016x}", d.fingerprint);
-            pipe.cmd("ZINCRBY")
-                .arg(&groups)
-                .arg(d.added)
-                .arg(&member)
-                .ignore();
-            let group = keys.of_group("group", d.fingerprint);
-            pipe.cmd("HSETNX")
-                .arg(&group)
-                .arg("error_type")
-                .arg(&d.error_type)
-                .ignore();
-            pipe.cmd("HSETNX")
-                .arg(&group)
-                .arg("message")
-                .arg(&d.message)
-                .ignore();
-            let mut fields = pipe.cmd("HSET");
-            fields = fields
-                .arg(&group)
-                .arg(format!("severity:{}", d.severity.as_str()))
-                .arg(d.category.as_str());
-            for op in &d.operations {
-                fields = fields.arg(format!("operation:{op}")).arg(1);
-            }
-            for code in &d.status_codes {
-                fields = fields.arg(format!("status_code:{code}")).arg(1);
-            }
-            fields.ignore();
-            pipe.cmd("EXPIRE").arg(&group).arg(ttl).ignore();
-            let seen = keys.of_group("seen", d.fingerprint);
-            pipe.cmd("ZADD")
-                .arg(&seen)
-                .arg("LT")
-                .arg(d.first_seen_ms)
-                .arg("first")
-                .ignore();
-            pipe.cmd("ZADD")
-                .arg(&seen)
-                .arg("GT")
-                .arg(d.last_seen_ms)
-                .arg("last")
-                .ignore();
-            pipe.cmd("EXPIRE").arg(&seen).arg(ttl).ignore();
-            let traces: Vec<String> = d.trace_ids.iter().map(ToString::to_string).collect();
-            for (kind, samples) in [("traces", &traces), ("correlations", &d.correlation_ids)] {
-                if samples.is_empty() {
-                    continue;
-                }
-                let key = keys.of_group(kind, d.fingerprint);
-                pipe.cmd("RPUSH").arg(&key).arg(samples).ignore();
-                pipe.cmd("LTRIM").arg(&key).arg(-5).arg(-1).ignore();
-                pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-            }
+        for delta in &batch.groups {
+            self.push_group(&mut pipe, delta, &groups, ttl);
         }
         if !batch.groups.is_empty() {
             let cap = i64::try_from(DEFAULT_MAX_GROUPS).unwrap_or(i64::MAX);
@@ -446,13 +393,80 @@ impl Syncer {
         pipe.cmd("INCRBY").arg(&total).arg(batch.total.0).ignore();
         pipe.cmd("EXPIRE").arg(&total).arg(ttl).ignore();
         pipe.cmd("EXPIRE").arg(keys.key("epoch")).arg(ttl).ignore();
+        self.push_rates(&mut pipe, &batch.rates);
+        pipe
+    }
+
+    /// One group's changes: its count in the sorted set of groups, its fields, first and last
+    /// seen, and its new samples, each key with the TTL.
+    fn push_group(&self, pipe: &mut Pipeline, d: &GroupDelta, groups: &str, ttl: u64) {
+        let keys = &self.keys;
+        let member = format!("{:016x}", d.fingerprint);
+        pipe.cmd("ZINCRBY")
+            .arg(groups)
+            .arg(d.added)
+            .arg(&member)
+            .ignore();
+        let group = keys.of_group("group", d.fingerprint);
+        pipe.cmd("HSETNX")
+            .arg(&group)
+            .arg("error_type")
+            .arg(&d.error_type)
+            .ignore();
+        pipe.cmd("HSETNX")
+            .arg(&group)
+            .arg("message")
+            .arg(&d.message)
+            .ignore();
+        let mut fields = pipe.cmd("HSET");
+        fields = fields
+            .arg(&group)
+            .arg(format!("severity:{}", d.severity.as_str()))
+            .arg(d.category.as_str());
+        for op in &d.operations {
+            fields = fields.arg(format!("operation:{op}")).arg(1);
+        }
+        for code in &d.status_codes {
+            fields = fields.arg(format!("status_code:{code}")).arg(1);
+        }
+        fields.ignore();
+        pipe.cmd("EXPIRE").arg(&group).arg(ttl).ignore();
+        let seen = keys.of_group("seen", d.fingerprint);
+        pipe.cmd("ZADD")
+            .arg(&seen)
+            .arg("LT")
+            .arg(d.first_seen_ms)
+            .arg("first")
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg(&seen)
+            .arg("GT")
+            .arg(d.last_seen_ms)
+            .arg("last")
+            .ignore();
+        pipe.cmd("EXPIRE").arg(&seen).arg(ttl).ignore();
+        let traces: Vec<String> = d.trace_ids.iter().map(ToString::to_string).collect();
+        for (kind, samples) in [("traces", &traces), ("correlations", &d.correlation_ids)] {
+            if samples.is_empty() {
+                continue;
+            }
+            let key = keys.of_group(kind, d.fingerprint);
+            pipe.cmd("RPUSH").arg(&key).arg(samples).ignore();
+            pipe.cmd("LTRIM").arg(&key).arg(-5).arg(-1).ignore();
+            pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+        }
+    }
+
+    /// The requests and errors counted since the last push, into the current bucket of each
+    /// ring, each bucket expiring after its window.
+    fn push_rates(&self, pipe: &mut Pipeline, rates: &[(String, u64, u64, u64, u64)]) {
         let now = unix_secs();
         for (width, buckets) in RINGS {
-            if batch.rates.is_empty() {
+            if rates.is_empty() {
                 break;
             }
-            let key = keys.rates(width, now / width);
-            for (operation, requests, errors, _, _) in &batch.rates {
+            let key = self.keys.rates(width, now / width);
+            for (operation, requests, errors, _, _) in rates {
                 pipe.cmd("HINCRBY")
                     .arg(&key)
                     .arg(format!("requests:{operation}"))
@@ -469,7 +483,6 @@ impl Syncer {
                 .arg(width * (buckets + 1))
                 .ignore();
         }
-        pipe
     }
 
     /// The transaction committed: remember what Redis now holds of ours.
@@ -540,35 +553,7 @@ impl Syncer {
             let parts = read_group(fingerprint, count, hash, seen, traces, correlations);
             groups.extend(parts.map(ErrorGroup::from));
         }
-        let mut rates: FleetRates = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (window, (_, buckets)) in RINGS.into_iter().enumerate() {
-            for _ in 0..buckets {
-                let Some(value) = values.next() else { break };
-                let fields: HashMap<String, u64> =
-                    redis::from_redis_value(value).unwrap_or_default();
-                for (field, n) in fields {
-                    let Some((kind, operation)) = field.split_once(':') else {
-                        continue;
-                    };
-                    let i = match index.get(operation) {
-                        Some(&i) => i,
-                        None if rates.len() < MAX_FLEET_OPERATIONS => {
-                            index.insert(operation.to_owned(), rates.len());
-                            rates.push((operation.to_owned(), [(0, 0); 3]));
-                            rates.len() - 1
-                        }
-                        None => continue,
-                    };
-                    let figures = &mut rates[i].1[window];
-                    match kind {
-                        "requests" => figures.0 = figures.0.saturating_add(n),
-                        "errors" => figures.1 = figures.1.saturating_add(n),
-                        _ => {}
-                    }
-                }
-            }
-        }
+        let rates = read_rates(values);
         Ok(FleetView {
             total: total.unwrap_or(0),
             groups,
@@ -578,6 +563,41 @@ impl Syncer {
             pushed_rates: self.pushed_rates.clone(),
         })
     }
+}
+
+/// The per-operation figures of each window, summed over the buckets `values` holds in
+/// [`RINGS`] order (the hashes of `rates:{width}:{bucket}`); at most
+/// [`MAX_FLEET_OPERATIONS`] operations.
+pub(super) fn read_rates(mut values: impl Iterator<Item = Value>) -> FleetRates {
+    let mut rates: FleetRates = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (window, (_, buckets)) in RINGS.into_iter().enumerate() {
+        for _ in 0..buckets {
+            let Some(value) = values.next() else { break };
+            let fields: HashMap<String, u64> = redis::from_redis_value(value).unwrap_or_default();
+            for (field, n) in fields {
+                let Some((kind, operation)) = field.split_once(':') else {
+                    continue;
+                };
+                let i = match index.get(operation) {
+                    Some(&i) => i,
+                    None if rates.len() < MAX_FLEET_OPERATIONS => {
+                        index.insert(operation.to_owned(), rates.len());
+                        rates.push((operation.to_owned(), [(0, 0); 3]));
+                        rates.len() - 1
+                    }
+                    None => continue,
+                };
+                let figures = &mut rates[i].1[window];
+                match kind {
+                    "requests" => figures.0 = figures.0.saturating_add(n),
+                    "errors" => figures.1 = figures.1.saturating_add(n),
+                    _ => {}
+                }
+            }
+        }
+    }
+    rates
 }
 
 /// A name no other replica, tracker in this process or earlier call has: time, process, count.
