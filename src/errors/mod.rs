@@ -1,8 +1,9 @@
 //! Error tracking inside the service: errors recognised on ended spans, grouped by a stable
 //! fingerprint, with a severity and a category (think Sentry's grouping, in process).
 //!
-//! [`ErrorTracking`] is a [`SpanProcessor`]. [`ServiceTracing`](crate::ServiceTracing) adds
-//! one, shared by every service's provider, unless told
+//! [`ErrorTracking`] is a [`SpanProcessor`](opentelemetry_sdk::trace::SpanProcessor).
+//! [`ServiceTracing`](crate::ServiceTracing) adds one, shared by every service's provider, unless
+//! told
 //! [`error_tracking(false)`](crate::ServiceTracing::error_tracking); read it back with
 //! [`TracingGuard::errors`](crate::TracingGuard::errors).
 //!
