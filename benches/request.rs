@@ -4,7 +4,8 @@
 //! started here; `scripts/bench` provisions it). BENCHMARKS.md reports the results.
 //!
 //! Group `request` (one current-thread runtime, as a server pinned to one core runs):
-//! - `bare_axum`;
+//! - `bare_axum`, and `bare_axum/with_traceparent` (the request the unsampled cases get: what
+//!   they add is measured against it);
 //! - `ours/sampled` (default set-up, always-on sampling, exported through the export worker) and
 //!   `ours/unsampled` (incoming `traceparent` with flags 00 under the parent-based sampler);
 //! - `tower_http_trace_layer` (tower-http's `TraceLayer`, its spans in a plain `tracing`
@@ -195,6 +196,8 @@ fn bench(c: &mut Criterion) {
             }
         };
     case("bare_axum", &bare, None, None);
+    // The request the unsampled cases get: what they add is measured against this one.
+    case("bare_axum/with_traceparent", &bare, Some(UNSAMPLED), None);
     case("ours/sampled", &ours, None, None);
     case("ours/unsampled", &ours, Some(UNSAMPLED), None);
     case(

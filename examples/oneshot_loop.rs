@@ -6,6 +6,7 @@
 //! oneshot_loop bare 2000
 //! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc oneshot_loop sampled 2000
 //! oneshot_loop unsampled 2000    # incoming traceparent with flags 00
+//! oneshot_loop bare_unsampled 2000    # bare axum given that same request
 //! ```
 
 use axum::body::Body;
@@ -24,14 +25,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u32 = args.next().as_deref().unwrap_or("2000").parse()?;
     let traceparent = match variant.as_str() {
         "bare" | "sampled" => None,
-        "unsampled" => Some(UNSAMPLED),
-        other => return Err(format!("unknown variant {other:?}: bare, sampled, unsampled").into()),
+        "unsampled" | "bare_unsampled" => Some(UNSAMPLED),
+        other => {
+            return Err(format!(
+                "unknown variant {other:?}: bare, bare_unsampled, sampled, unsampled"
+            )
+            .into())
+        }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let app = Router::new().route("/users/{id}", get(|| async { "ok" }));
-    let (app, guard) = if variant == "bare" {
+    let (app, guard) = if variant.starts_with("bare") {
         (app, None)
     } else {
         let _entered = runtime.enter();

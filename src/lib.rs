@@ -50,6 +50,7 @@ pub mod export;
 mod logging;
 pub mod metrics;
 mod operation;
+mod per_thread;
 pub mod profiling;
 pub mod redact;
 mod runtime;

@@ -136,6 +136,9 @@ pub struct RequestOutcome<'a> {
     pub error_type: Option<&'a str>,
     /// From the request entering the layer to the end of the response body.
     pub duration: Duration,
+    /// When the response body ended (the end of [`duration`](Self::duration)): observers that
+    /// keep time windows place the request with it instead of reading the clock again.
+    pub ended_at: Instant,
     /// The request's trace.
     pub trace_id: TraceId,
     /// The request's server span.
@@ -212,13 +215,15 @@ impl Observation {
         let sc = span.span_context();
         // Closed first: an error recorded after the end is counted on its own.
         let error_cause = RequestErrors::of(cx).and_then(RequestErrors::close);
+        let ended_at = Instant::now();
         let outcome = RequestOutcome {
             method: self.method,
             route: self.route.as_deref(),
             route_id: self.route_id,
             status: self.status,
             error_type: self.error_type.as_deref(),
-            duration: self.start.elapsed(),
+            duration: ended_at.saturating_duration_since(self.start),
+            ended_at,
             trace_id: sc.trace_id(),
             span_id: sc.span_id(),
             sampled: sc.is_sampled(),

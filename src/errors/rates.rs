@@ -18,11 +18,13 @@
 //! depending on how far into its current bucket the clock is. Bucket boundaries are counted
 //! from the moment the [`RouteRates`] was created.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::operation::{server_operation, ServerKeys, OTHER_OPERATION};
+use crate::per_thread::PerThread;
 use crate::window::Window;
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RouteId};
@@ -197,14 +199,6 @@ struct State {
 }
 
 impl State {
-    /// Every operation's windows, in the order first seen, `_OTHER` last.
-    fn operations(&self) -> impl Iterator<Item = (&str, &Windows)> {
-        self.entries
-            .iter()
-            .map(|e| (e.operation.as_str(), &e.windows))
-            .chain(self.other.as_ref().map(|w| (OTHER_OPERATION, w)))
-    }
-
     fn windows(
         &mut self,
         method: &str,
@@ -241,9 +235,12 @@ impl State {
 
 struct Inner {
     clock: Clock,
+    /// `clock` is `Instant::now`: a request's end read by the layer is on it.
+    system_clock: bool,
     start: Instant,
     max_keys: usize,
-    state: Mutex<State>,
+    /// Each recording thread's own table; merged on read.
+    shards: PerThread<State>,
 }
 
 /// Requests, errors and error ratios per operation (`{method} {route}`) over sliding windows
@@ -256,8 +253,9 @@ struct Inner {
 /// An error is a request with an `error.type`: a 5xx answer, a panic, a failed body or an
 /// inner service failure.
 ///
-/// Cost: O(1) per request under a `Mutex` whose critical section is a map lookup and three
-/// bucket updates; nothing is allocated once an operation is known. At most
+/// Cost: O(1) per request: a lookup by the layer's route id and three bucket updates in the
+/// recording thread's own table (no lock shared between threads; see `per_thread`), nothing
+/// allocated once an operation is known. Reading merges the threads' tables. At most
 /// [`max_keys`](Self::with_max_keys) operations (default 512) are counted apart; past that,
 /// requests are counted under `_OTHER` and [`overflow`](Self::overflow) counts them.
 ///
@@ -306,22 +304,24 @@ impl Default for RouteRates {
 impl RouteRates {
     /// Rates on the system clock, at most 512 operations apart.
     pub fn new() -> Self {
-        Self::with_clock(Arc::new(Instant::now))
+        Self::build(Arc::new(Instant::now), true, DEFAULT_MAX_KEYS)
     }
 
     /// Rates on an injected clock (tests).
+    #[cfg(test)]
     pub(crate) fn with_clock(clock: Clock) -> Self {
-        Self::build(clock, DEFAULT_MAX_KEYS)
+        Self::build(clock, false, DEFAULT_MAX_KEYS)
     }
 
-    fn build(clock: Clock, max_keys: usize) -> Self {
+    fn build(clock: Clock, system_clock: bool, max_keys: usize) -> Self {
         let start = clock();
         Self {
             inner: Arc::new(Inner {
                 clock,
+                system_clock,
                 start,
                 max_keys: max_keys.max(1),
-                state: Mutex::new(State::default()),
+                shards: PerThread::default(),
             }),
         }
     }
@@ -333,7 +333,7 @@ impl RouteRates {
     /// let rates = service_tracing::errors::RouteRates::new().with_max_keys(64);
     /// ```
     pub fn with_max_keys(self, max: usize) -> Self {
-        Self::build(self.inner.clock.clone(), max)
+        Self::build(self.inner.clock.clone(), self.inner.system_clock, max)
     }
 
     /// Time since the rates started, on their clock.
@@ -341,10 +341,13 @@ impl RouteRates {
         (self.inner.clock)().saturating_duration_since(self.inner.start)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        match self.inner.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
+    /// `ended_at` (a request's end, read on the system clock) as time since the rates started;
+    /// on an injected clock, that clock's present.
+    fn at(&self, ended_at: Instant) -> Duration {
+        if self.inner.system_clock {
+            ended_at.saturating_duration_since(self.inner.start)
+        } else {
+            self.elapsed()
         }
     }
 
@@ -358,22 +361,35 @@ impl RouteRates {
     /// assert_eq!(rates.snapshot().len(), 6, "two operations, three windows each");
     /// ```
     pub fn record(&self, method: &str, route: Option<&str>, error: bool) {
-        self.record_with_id(method, route, None, error);
+        self.record_at(self.elapsed(), method, route, None, error);
     }
 
-    /// [`record`](Self::record), with the layer's id for the route when it has one.
-    pub(crate) fn record_with_id(
+    /// Counts the request `outcome` tells of.
+    pub(crate) fn record_outcome(&self, outcome: &RequestOutcome<'_>) {
+        self.record_at(
+            self.at(outcome.ended_at),
+            outcome.method,
+            outcome.route,
+            outcome.route_id,
+            outcome.error_type.is_some(),
+        );
+    }
+
+    /// [`record`](Self::record) at `at`, with the layer's id for the route when it has one.
+    fn record_at(
         &self,
+        at: Duration,
         method: &str,
         route: Option<&str>,
         id: Option<RouteId>,
         error: bool,
     ) {
-        let at = self.elapsed();
         let max_keys = self.inner.max_keys;
-        self.state()
-            .windows(method, route, id, max_keys)
-            .add(at, 1, u64::from(error));
+        self.inner.shards.with_mine(|state| {
+            state
+                .windows(method, route, id, max_keys)
+                .add(at, 1, u64::from(error));
+        });
     }
 
     /// An observer for [`TracingLayer::with_observer`](service_tracing_middleware::TracingLayer::with_observer)
@@ -385,36 +401,34 @@ impl RouteRates {
     /// ```
     pub fn observer(&self) -> impl RequestObserver {
         let rates = self.clone();
-        move |outcome: &RequestOutcome<'_>| {
-            rates.record_with_id(
-                outcome.method,
-                outcome.route,
-                outcome.route_id,
-                outcome.error_type.is_some(),
-            );
-        }
+        move |outcome: &RequestOutcome<'_>| rates.record_outcome(outcome)
     }
 
     /// How many requests were counted under `_OTHER` because the operation bound was reached.
     pub fn overflow(&self) -> u64 {
-        self.state().overflow
+        let mut overflow = 0u64;
+        self.inner
+            .shards
+            .for_each(|state| overflow = overflow.saturating_add(state.overflow));
+        overflow
     }
 
     /// Every operation's figures over each [`Window`], operations in the order first seen
     /// (`_OTHER` last), shortest window first.
     pub fn snapshot(&self) -> Vec<RouteRate> {
         let at = self.elapsed();
-        let state = self.state();
-        let mut rates = Vec::with_capacity((state.entries.len() + 1) * Window::ALL.len());
-        for (operation, windows) in state.operations() {
-            for window in Window::ALL {
-                let (requests, errors) = windows.sum(window, at);
-                rates.push(RouteRate::new(
-                    operation.to_owned(),
-                    window,
-                    requests,
-                    errors,
-                ));
+        let merged = self.merged(
+            |windows| Window::ALL.map(|window| windows.sum(window, at)),
+            |sum, more| {
+                for (s, m) in sum.iter_mut().zip(more) {
+                    *s = (s.0.saturating_add(m.0), s.1.saturating_add(m.1));
+                }
+            },
+        );
+        let mut rates = Vec::with_capacity(merged.len() * Window::ALL.len());
+        for (operation, sums) in merged {
+            for (window, (requests, errors)) in Window::ALL.into_iter().zip(sums) {
+                rates.push(RouteRate::new(operation.clone(), window, requests, errors));
             }
         }
         rates
@@ -423,10 +437,45 @@ impl RouteRates {
     /// Every operation's requests and errors since start (`_OTHER` last).
     #[cfg(feature = "redis")]
     pub(crate) fn totals(&self) -> Vec<(String, u64, u64)> {
-        self.state()
-            .operations()
-            .map(|(operation, w)| (operation.to_owned(), w.total.0, w.total.1))
-            .collect()
+        self.merged(
+            |windows| windows.total,
+            |sum, more| *sum = (sum.0.saturating_add(more.0), sum.1.saturating_add(more.1)),
+        )
+        .into_iter()
+        .map(|(operation, (requests, errors))| (operation, requests, errors))
+        .collect()
+    }
+
+    /// `figures` of every operation, summed over the threads' tables with `add`, in the order
+    /// first met (`_OTHER` last); past [`max_keys`](Self::with_max_keys) operations, the rest
+    /// are summed under `_OTHER`.
+    fn merged<V: Default>(
+        &self,
+        figures: impl Fn(&Windows) -> V,
+        add: impl Fn(&mut V, V),
+    ) -> Vec<(String, V)> {
+        let mut merged: Vec<(String, V)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut other: Option<V> = None;
+        let max_keys = self.inner.max_keys;
+        self.inner.shards.for_each(|state| {
+            for entry in &state.entries {
+                let value = figures(&entry.windows);
+                match index.get(entry.operation.as_str()) {
+                    Some(&i) => add(&mut merged[i].1, value),
+                    None if merged.len() < max_keys => {
+                        index.insert(entry.operation.clone(), merged.len());
+                        merged.push((entry.operation.clone(), value));
+                    }
+                    None => add(other.get_or_insert_with(V::default), value),
+                }
+            }
+            if let Some(windows) = &state.other {
+                add(other.get_or_insert_with(V::default), figures(windows));
+            }
+        });
+        merged.extend(other.map(|value| (OTHER_OPERATION.to_owned(), value)));
+        merged
     }
 }
 
@@ -484,6 +533,39 @@ pub(crate) mod tests {
             rates.record("GET", Some("/orders/{id}"), i % 10 == 0);
         }
         clock.set(Duration::from_secs(30));
+    }
+
+    #[test]
+    fn requests_counted_on_many_threads_add_up_under_one_bound() {
+        let (_clock, now) = TestClock::new();
+        let rates = RouteRates::with_clock(now).with_max_keys(3);
+        std::thread::scope(|scope| {
+            for t in 0..4usize {
+                let rates = &rates;
+                scope.spawn(move || {
+                    for i in 0..100usize {
+                        let route = format!("/r{}", (t + i) % 5);
+                        rates.record("GET", Some(&route), i % 10 == 0);
+                    }
+                });
+            }
+        });
+        let minute: Vec<RouteRate> = rates
+            .snapshot()
+            .into_iter()
+            .filter(|r| r.window == Window::OneMinute)
+            .collect();
+        assert_eq!(minute.iter().map(|r| r.requests).sum::<u64>(), 400);
+        assert_eq!(minute.iter().map(|r| r.errors).sum::<u64>(), 40);
+        assert_eq!(
+            minute.len(),
+            4,
+            "three operations, then `_OTHER`: {minute:?}"
+        );
+        assert_eq!(minute[3].operation, OTHER_OPERATION);
+        let names: std::collections::HashSet<&str> =
+            minute.iter().map(|r| r.operation.as_str()).collect();
+        assert_eq!(names.len(), 4, "each operation once: {minute:?}");
     }
 
     #[test]

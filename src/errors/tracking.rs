@@ -493,13 +493,7 @@ struct RequestErrorsObserver {
 
 impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
     fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
-        let rates = &self.errors.tracker.rates;
-        rates.record_with_id(
-            outcome.method,
-            outcome.route,
-            outcome.route_id,
-            outcome.error_type.is_some(),
-        );
+        self.errors.tracker.rates.record_outcome(outcome);
         self.errors.record_request(outcome);
     }
 

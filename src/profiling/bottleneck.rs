@@ -20,6 +20,7 @@
 //! The request path only builds the record and pushes it: the analysis, its maps and the
 //! trace buffers live on the background thread.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
@@ -48,7 +49,7 @@ pub(crate) struct SpanRecord {
     /// A server span whose parent is remote or absent: the trace's root in this process.
     pub(crate) local_root: bool,
     /// Interned for the layer's server spans (no allocation), built for the others.
-    pub(crate) operation: std::borrow::Cow<'static, str>,
+    pub(crate) operation: Cow<'static, str>,
     pub(crate) start: SystemTime,
     pub(crate) end: SystemTime,
 }
@@ -252,6 +253,14 @@ struct RouteAggregate {
 }
 
 impl RouteAggregate {
+    fn add_trace(&mut self, duration: Duration, shares: &[(Cow<'static, str>, Duration)]) {
+        self.traces += 1;
+        self.total += duration;
+        for (operation, time) in shares {
+            self.add(operation, *time);
+        }
+    }
+
     fn add(&mut self, operation: &str, time: Duration) {
         if let Some((_, t)) = self.by_operation.iter_mut().find(|(op, _)| op == operation) {
             *t += time;
@@ -298,15 +307,20 @@ impl Analyser {
     pub(crate) fn add(&mut self, record: SpanRecord) {
         let trace_id = record.trace_id;
         if record.local_root {
-            let mut spans = match self.in_flight.remove(&trace_id) {
-                Some(spans) => {
-                    self.order.retain(|t| *t != trace_id);
-                    spans
-                }
-                None => Vec::new(),
+            // A trace of one span (no child ended before its root) is the common case: no
+            // lookup, and its analysis allocates nothing once its route is known.
+            let buffered = if self.in_flight.is_empty() {
+                None
+            } else {
+                self.in_flight.remove(&trace_id)
             };
-            spans.push(record);
-            self.analyse(&spans);
+            match buffered {
+                Some(mut spans) => {
+                    spans.push(record);
+                    self.analyse(&spans);
+                }
+                None => self.analyse(std::slice::from_ref(&record)),
+            }
             return;
         }
         if !self.in_flight.contains_key(&trace_id) {
@@ -317,6 +331,12 @@ impl Analyser {
                 if self.in_flight.remove(&oldest).is_some() {
                     self.stats.evicted_traces += 1;
                 }
+            }
+            // `order` keeps the ids of traces analysed since (removing them one by one would
+            // scan it per trace); it is compacted when it holds twice the bound.
+            if self.order.len() >= 2 * MAX_TRACES_IN_FLIGHT {
+                let in_flight = &self.in_flight;
+                self.order.retain(|t| in_flight.contains_key(t));
             }
             self.order.push_back(trace_id);
         }
@@ -352,7 +372,7 @@ impl Analyser {
                 self.recent.push_back(Bottleneck {
                     trace_id: root.trace_id,
                     route: root.operation.to_string(),
-                    operation: operation.clone(),
+                    operation: operation.to_string(),
                     share,
                     critical: *critical,
                     duration,
@@ -361,18 +381,16 @@ impl Analyser {
                 });
             }
         }
-        if !self.routes.contains_key(root.operation.as_ref()) {
-            if self.routes.len() >= self.max_routes {
-                self.stats.overflow_routes += 1;
-                return;
-            }
+        if let Some(aggregate) = self.routes.get_mut(root.operation.as_ref()) {
+            aggregate.add_trace(duration, &shares);
+        } else if self.routes.len() >= self.max_routes {
+            self.stats.overflow_routes += 1;
+        } else {
             self.route_order.push(root.operation.to_string());
-        }
-        let aggregate = self.routes.entry(root.operation.to_string()).or_default();
-        aggregate.traces += 1;
-        aggregate.total += duration;
-        for (operation, time) in &shares {
-            aggregate.add(operation, *time);
+            self.routes
+                .entry(root.operation.to_string())
+                .or_default()
+                .add_trace(duration, &shares);
         }
     }
 
@@ -415,7 +433,17 @@ impl Analyser {
 }
 
 /// Each operation's time on the critical path of the tree under `root`, largest first.
-fn critical_path(spans: &[SpanRecord], root: usize) -> Vec<(String, Duration)> {
+fn critical_path(spans: &[SpanRecord], root: usize) -> Vec<(Cow<'static, str>, Duration)> {
+    if spans.len() == 1 {
+        // No child: the root's whole time is its own.
+        let root = &spans[root];
+        let time = root.duration();
+        return if time.is_zero() {
+            Vec::new()
+        } else {
+            vec![(root.operation.clone(), time)]
+        };
+    }
     let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
     for (i, span) in spans.iter().enumerate() {
         if i != root {
@@ -426,14 +454,14 @@ fn critical_path(spans: &[SpanRecord], root: usize) -> Vec<(String, Duration)> {
         // Latest end first.
         list.sort_by_key(|i| std::cmp::Reverse(spans[*i].end));
     }
-    let mut totals: Vec<(String, Duration)> = Vec::new();
-    let mut add = |operation: &str, time: Duration| {
+    let mut totals: Vec<(Cow<'static, str>, Duration)> = Vec::new();
+    let mut add = |operation: &Cow<'static, str>, time: Duration| {
         if time.is_zero() {
             return;
         }
         match totals.iter_mut().find(|(op, _)| op == operation) {
             Some((_, t)) => *t += time,
-            None => totals.push((operation.to_owned(), time)),
+            None => totals.push((operation.clone(), time)),
         }
     };
     // An explicit stack: (span, lower bound, upper bound, next child to look at, cursor).
@@ -535,7 +563,47 @@ mod tests {
         }
     }
 
-    fn share(shares: &[(String, Duration)], operation: &str) -> u128 {
+    #[test]
+    fn analysed_traces_leave_no_trace_behind() {
+        let mut analyser = Analyser::new(4);
+        for n in 0..(10 * MAX_TRACES_IN_FLIGHT as u128) {
+            let mut child = span(2, 1, "SELECT", 1, 5);
+            let mut root = span(1, 0, "GET /r", 0, 10);
+            child.trace_id = TraceId::from(n + 1);
+            root.trace_id = TraceId::from(n + 1);
+            analyser.add(child);
+            analyser.add(root);
+        }
+        assert!(analyser.in_flight.is_empty());
+        assert!(
+            analyser.order.len() <= 2 * MAX_TRACES_IN_FLIGHT,
+            "{} ids kept for traces already analysed",
+            analyser.order.len()
+        );
+        assert_eq!(analyser.stats.evicted_traces, 0);
+        assert_eq!(analyser.stats.traces, 10 * MAX_TRACES_IN_FLIGHT as u64);
+        let routes = analyser.routes();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(share_of(&routes[0], "SELECT"), 40);
+    }
+
+    #[test]
+    fn a_root_alone_is_all_its_own_time() {
+        let mut analyser = Analyser::new(4);
+        analyser.add(span(1, 0, "GET /r", 0, 10));
+        analyser.add(span(1, 0, "GET /r", 0, 30));
+        let routes = analyser.routes();
+        assert_eq!(routes[0].traces, 2);
+        assert_eq!(routes[0].mean, Duration::from_millis(20));
+        assert_eq!(share_of(&routes[0], "GET /r"), 100);
+    }
+
+    fn share_of(route: &RouteProfile, operation: &str) -> u32 {
+        let share = route.breakdown.iter().find(|s| s.operation == operation);
+        share.map_or(0, |s| (s.share * 100.0).round() as u32)
+    }
+
+    fn share(shares: &[(Cow<'static, str>, Duration)], operation: &str) -> u128 {
         shares
             .iter()
             .find(|(op, _)| op == operation)

@@ -488,6 +488,8 @@ impl Operations {
 struct Shared {
     config: Config,
     clock: Clock,
+    /// `clock` is `Instant::now`: a request's end read by the layer is on it.
+    system_clock: bool,
     start: Instant,
     operations: Mutex<Operations>,
     queue: ArrayQueue<SpanRecord>,
@@ -556,16 +558,17 @@ impl Profiling {
     /// Profiling on the system clock with the defaults: 100 operations, no slow thresholds,
     /// one slow log line per operation per minute.
     pub fn new() -> Self {
-        Self::build(Config::default(), Arc::new(Instant::now))
+        Self::build(Config::default(), Arc::new(Instant::now), true)
     }
 
-    fn build(config: Config, clock: Clock) -> Self {
+    fn build(config: Config, clock: Clock, system_clock: bool) -> Self {
         let start = clock();
         let max_routes = config.max_operations;
         Self {
             shared: Arc::new(Shared {
                 config,
                 clock,
+                system_clock,
                 start,
                 operations: Mutex::new(Operations::default()),
                 queue: ArrayQueue::new(QUEUE_CAPACITY),
@@ -579,7 +582,7 @@ impl Profiling {
     fn reconfigure(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         change(&mut config);
-        Self::build(config, self.shared.clock.clone())
+        Self::build(config, self.shared.clock.clone(), self.shared.system_clock)
     }
 
     /// At most `max` operations (at least 1) are kept apart, and as many routes analysed;
@@ -659,7 +662,7 @@ impl Profiling {
 
     #[cfg(test)]
     fn with_clock(self, clock: Clock) -> Self {
-        Self::build(self.shared.config.clone(), clock)
+        Self::build(self.shared.config.clone(), clock, false)
     }
 
     fn elapsed(&self) -> Duration {
@@ -686,19 +689,19 @@ impl Profiling {
         duration: Duration,
         error: bool,
     ) {
-        self.record_request_with_id(method, route, None, duration, error);
+        self.record_request_at(self.elapsed(), method, route, None, duration, error);
     }
 
-    /// [`record_request`](Self::record_request), with the layer's id for the route.
-    fn record_request_with_id(
+    /// [`record_request`](Self::record_request) at `at`, with the layer's id for the route.
+    fn record_request_at(
         &self,
+        at: Duration,
         method: &str,
         route: Option<&str>,
         id: Option<RouteId>,
         duration: Duration,
         error: bool,
     ) {
-        let at = self.elapsed();
         let config = &self.shared.config;
         let (_, log) = self
             .operations_lock()
@@ -720,7 +723,16 @@ impl Profiling {
     pub fn observer(&self) -> impl RequestObserver {
         let profiling = self.clone();
         move |outcome: &RequestOutcome<'_>| {
-            profiling.record_request_with_id(
+            // On the system clock, the layer's reading of the request's end is the present.
+            let at = if profiling.shared.system_clock {
+                outcome
+                    .ended_at
+                    .saturating_duration_since(profiling.shared.start)
+            } else {
+                profiling.elapsed()
+            };
+            profiling.record_request_at(
+                at,
                 outcome.method,
                 outcome.route,
                 outcome.route_id,
