@@ -45,7 +45,13 @@ use tracing_subscriber::layer::SubscriberExt;
 const UNSAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
 
 fn app() -> Router {
-    Router::new().route("/users/{id}", get(|| async { "ok" }))
+    served(Router::new().route("/users/{id}", get(|| async { "ok" })))
+}
+
+/// The router as `axum::serve` runs it (`into_make_service` calls `with_state` first): each
+/// handler made a route once, not per request, with the layers applied to it.
+fn served(app: Router) -> Router {
+    app.with_state(())
 }
 
 fn request(traceparent: Option<&str>) -> Request<Body> {
@@ -174,15 +180,18 @@ fn bench(c: &mut Criterion) {
             .init(app())
             .expect("setup")
     };
+    let ours = served(ours);
     let bare = app();
     let registry_only = Dispatch::new(tracing_subscriber::registry());
     let (peer_dispatch, peer_provider) = tracing_opentelemetry_dispatch(&export_rt, &endpoint);
     install_fastrace(&export_rt, &endpoint);
-    let tower_http = app().layer(tower_http::trace::TraceLayer::new_for_http());
-    let axum_tracing_opentelemetry = app()
-        .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
-        .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default());
-    let fastrace_axum = app().layer(fastrace_axum::FastraceLayer::default());
+    let tower_http = served(app().layer(tower_http::trace::TraceLayer::new_for_http()));
+    let axum_tracing_opentelemetry = served(
+        app()
+            .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
+            .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default()),
+    );
+    let fastrace_axum = served(app().layer(fastrace_axum::FastraceLayer::default()));
 
     let mut group = c.benchmark_group("request");
     let mut case =

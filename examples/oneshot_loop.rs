@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .init(app)?;
         (app, Some(guard))
     };
+    // What `axum::serve` does first (`into_make_service`): every handler becomes a route once,
+    // instead of per request.
+    let app: Router = app.with_state(());
     runtime.block_on(async {
         for _ in 0..count {
             let mut request =

@@ -48,6 +48,21 @@ impl RouteId {
     pub fn index(self) -> usize {
         usize::from(self.0)
     }
+
+    /// The route template this id was given to. It reads the process's shared table (a scan
+    /// under a read lock): for an observer's first sight of an id, not for every request.
+    ///
+    /// ```
+    /// use service_tracing_middleware::RouteId;
+    /// let id = RouteId::of("/invoices/{id}").unwrap();
+    /// assert_eq!(id.template(), Some("/invoices/{id}"));
+    /// ```
+    pub fn template(self) -> Option<&'static str> {
+        let t = table().read().ok()?;
+        t.values()
+            .find(|names| names.id == self)
+            .map(|names| names.route)
+    }
 }
 
 /// Interned names for one route template: the route itself and one span name per method.

@@ -135,6 +135,7 @@
 mod bottleneck;
 mod histogram;
 mod resources;
+mod served;
 mod slow;
 
 use std::collections::HashMap;
@@ -153,6 +154,7 @@ use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
 use crate::operation::{server_operation, ServerKeys};
+use crate::per_thread::PerThread;
 use service_tracing_middleware::RouteId;
 
 pub use crate::window::Window;
@@ -170,6 +172,7 @@ pub use slow::{
 
 use bottleneck::{Analyser, SpanRecord, QUEUE_CAPACITY};
 use histogram::LatencyWindows;
+use served::Served;
 use slow::{SlowLog, SlowState};
 
 /// The default bound on the number of operations kept apart.
@@ -496,6 +499,8 @@ struct Shared {
     dropped: AtomicU64,
     analyser: Mutex<Analyser>,
     worker: OnceLock<Option<std::thread::Thread>>,
+    /// Requests the observer recorded, per thread, not yet in `operations` ([`served`]).
+    served: PerThread<Vec<Served>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -506,6 +511,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Records a thread's batch of served requests into the table and empties it.
+    fn record_served(&self, batch: &mut Vec<Served>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut operations = lock(&self.operations);
+        for served in batch.drain(..) {
+            served.record(&mut operations, &self.config);
+        }
+    }
+
     /// Analyses every record queued so far.
     fn drain(&self) {
         let mut analyser = lock(&self.analyser);
@@ -575,6 +591,7 @@ impl Profiling {
                 dropped: AtomicU64::new(0),
                 analyser: Mutex::new(Analyser::new(max_routes)),
                 worker: OnceLock::new(),
+                served: PerThread::default(),
             }),
         }
     }
@@ -731,14 +748,26 @@ impl Profiling {
             } else {
                 profiling.elapsed()
             };
-            profiling.record_request_at(
-                at,
-                outcome.method,
-                outcome.route,
-                outcome.route_id,
-                outcome.duration,
-                outcome.error_type.is_some(),
-            );
+            if profiling.server_requests_may_be_slow() {
+                // A slow request is logged when it ends.
+                profiling.record_request_at(
+                    at,
+                    outcome.method,
+                    outcome.route,
+                    outcome.route_id,
+                    outcome.duration,
+                    outcome.error_type.is_some(),
+                );
+                return;
+            }
+            let served = Served::of(outcome, at);
+            let shared = &profiling.shared;
+            shared.served.with_mine(|batch| {
+                batch.push(served);
+                if batch.len() >= served::BATCH {
+                    shared.record_served(batch);
+                }
+            });
         }
     }
 
@@ -873,7 +902,22 @@ impl Profiling {
         self.profiles(|name| name == operation).into_iter().next()
     }
 
+    /// Whether a configured threshold or the automatic baseline could find a server request
+    /// slow: the observer then records each request at once instead of batching it.
+    fn server_requests_may_be_slow(&self) -> bool {
+        let config = &self.shared.config;
+        config.auto || !config.thresholds.is_empty()
+    }
+
+    /// Moves every thread's batch of served requests into the table ([`served`]).
+    fn move_served(&self) {
+        self.shared
+            .served
+            .for_each(|batch| self.shared.record_served(batch));
+    }
+
     fn profiles(&self, keep: impl Fn(&str) -> bool) -> Vec<OperationProfile> {
+        self.move_served();
         let at = self.elapsed();
         let config = &self.shared.config;
         let operations = self.operations_lock();
@@ -888,6 +932,7 @@ impl Profiling {
 
     /// How many values were counted under `_OTHER` because the operation bound was reached.
     pub fn overflow(&self) -> u64 {
+        self.move_served();
         self.operations_lock().overflow
     }
 

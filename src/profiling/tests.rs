@@ -435,3 +435,53 @@ fn the_background_thread_analyses_a_trace_without_a_flush() {
     assert!(profiling.shared.queue.is_empty());
     assert!(provider.shutdown().is_ok());
 }
+
+#[test]
+fn requests_served_on_many_threads_are_all_counted() {
+    let profiling = Profiling::new();
+    let app = Router::new()
+        .route("/orders/{id}", get(|| async { "ok" }))
+        .layer(TracingLayer::new().with_observer(profiling.observer()));
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            let app = app.clone();
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    // Not a multiple of the batch: some requests wait in each thread's batch.
+                    for i in 0..(served::BATCH * 2 + 5) {
+                        call(&app, &format!("/orders/{i}")).await;
+                    }
+                });
+            });
+        }
+    });
+    let op = profiling.operation("GET /orders/{id}").expect("recorded");
+    let count = op.window(Window::OneMinute).map(|w| w.count);
+    assert_eq!(count, Some(3 * (served::BATCH as u64 * 2 + 5)));
+}
+
+#[tokio::test]
+async fn with_a_threshold_a_slow_request_is_logged_when_it_ends() {
+    let profiling = Profiling::new().with_slow_threshold("GET /slow", Duration::from_millis(1));
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                "ok"
+            }),
+        )
+        .layer(TracingLayer::new().with_observer(profiling.observer()));
+    let lines = SlowLines::default();
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    call(&app, "/slow").await;
+    assert_eq!(
+        lock(&lines.0).len(),
+        1,
+        "logged before anything read the figures"
+    );
+}
