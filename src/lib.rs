@@ -39,7 +39,7 @@
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
-mod background;
+mod attributes;
 mod chain;
 mod config;
 #[cfg(feature = "cpu-profile")]
@@ -49,13 +49,15 @@ pub mod errors;
 pub mod export;
 mod logging;
 pub mod metrics;
-mod operations;
+mod operation;
 mod per_thread;
 pub mod profiling;
 pub mod redact;
+mod runtime;
 mod setup;
 #[cfg(test)]
 mod test_support;
+mod window;
 
 pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};

@@ -1134,10 +1134,10 @@ fn install_subscriber(
 /// The bridge layer's type, named so it can be handed out.
 ///
 /// The OpenTelemetry layer of `tracing-opentelemetry`, followed by
-/// [`ErrorEvents`](crate::errors::ErrorEvents) so `ERROR` events reach error tracking.
+/// [`ErrorEventLayer`](crate::errors::ErrorEventLayer) so `ERROR` events reach error tracking.
 pub type BridgeLayer<S> = tracing_subscriber::filter::Filtered<
     tracing_subscriber::layer::Layered<
-        crate::errors::ErrorEvents,
+        crate::errors::ErrorEventLayer,
         tracing_opentelemetry::OpenTelemetryLayer<S, Tracer>,
         S,
     >,
@@ -1151,7 +1151,7 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .and_then(crate::errors::ErrorEvents::new())
+        .and_then(crate::errors::ErrorEventLayer::new())
         .with_filter(bridge_filter())
 }
 

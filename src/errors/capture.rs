@@ -1,5 +1,5 @@
 //! Errors the application reports itself: [`record_error`] for any `std::error::Error`, and
-//! `tracing` events at level `ERROR` inside a traced request ([`ErrorEvents`]).
+//! `tracing` events at level `ERROR` inside a traced request ([`ErrorEventLayer`]).
 //!
 //! Both become an `exception` event on the current span, per the OpenTelemetry semantic
 //! conventions for exceptions, which [`ErrorTracking`](super::ErrorTracking) then groups like
@@ -97,14 +97,20 @@ pub fn set_backtrace_capture(enabled: bool) {
 
 static BACKTRACES: AtomicBool = AtomicBool::new(false);
 
-fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
+/// Calls `f` with the current context when an error seen now has somewhere to go: the current
+/// span records (`recording`), or the context is inside an open request (`in_request`).
+fn with_error_destination(f: impl FnOnce(&Context, bool, bool)) {
     Context::map_current(|cx| {
-        let span = cx.span();
-        let recording = span.is_recording();
+        let recording = cx.span().is_recording();
         let in_request = cause::in_open_request(cx);
-        if !recording && !in_request {
-            return;
+        if recording || in_request {
+            f(cx, recording, in_request);
         }
+    });
+}
+
+fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
+    with_error_destination(|cx, recording, in_request| {
         let error_type = std::any::type_name::<E>();
         let message = bounded(error.to_string());
         let timeout = is_timeout(error, error_type);
@@ -161,6 +167,7 @@ fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
             attributes.push(KeyValue::new("error.category", category.as_str()));
             attributes.push(KeyValue::new("error.severity", severity.as_str()));
         }
+        let span = cx.span();
         span.add_event("exception", attributes);
         span.set_status(Status::error(message));
     });
@@ -217,34 +224,28 @@ fn bounded(text: String) -> String {
 /// ```
 /// use tracing_subscriber::prelude::*;
 /// let subscriber =
-///     tracing_subscriber::registry().with(service_tracing::errors::ErrorEvents::new());
+///     tracing_subscriber::registry().with(service_tracing::errors::ErrorEventLayer::new());
 /// tracing::subscriber::with_default(subscriber, || {
 ///     tracing::error!(order = 42, "payment declined"); // no span current: nothing recorded
 /// });
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
-pub struct ErrorEvents;
+pub struct ErrorEventLayer;
 
-impl ErrorEvents {
+impl ErrorEventLayer {
     /// The layer.
     pub fn new() -> Self {
         Self
     }
 }
 
-impl<S: Subscriber> Layer<S> for ErrorEvents {
+impl<S: Subscriber> Layer<S> for ErrorEventLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        Context::map_current(|cx| {
-            let span = cx.span();
-            let recording = span.is_recording();
-            let in_request = cause::in_open_request(cx);
-            if !recording && !in_request {
-                return;
-            }
+        with_error_destination(|cx, recording, in_request| {
             let mut fields = MessageFields::default();
             event.record(&mut fields);
             let mut message = fields.message;
@@ -260,7 +261,7 @@ impl<S: Subscriber> Layer<S> for ErrorEvents {
                 cause::record_cause(cx, || ErrorCause::new(target.to_owned(), message.clone()));
             }
             if recording {
-                span.add_event(
+                cx.span().add_event(
                     "exception",
                     vec![
                         KeyValue::new("exception.type", target.to_owned()),
@@ -271,6 +272,16 @@ impl<S: Subscriber> Layer<S> for ErrorEvents {
         });
     }
 }
+
+/// The former name of [`ErrorEventLayer`], too close to [`ErrorEvent`](super::ErrorEvent).
+#[deprecated(note = "renamed `ErrorEventLayer`")]
+pub type ErrorEvents = ErrorEventLayer;
+
+/// The former unit value `ErrorEvents`, so `.with(ErrorEvents)` still builds (a type alias
+/// alone would not be a value).
+#[deprecated(note = "renamed `ErrorEventLayer`")]
+#[allow(non_upper_case_globals)]
+pub const ErrorEvents: ErrorEventLayer = ErrorEventLayer;
 
 /// The `message` and `error` fields of an event, each bounded.
 #[derive(Default)]
@@ -448,7 +459,7 @@ mod tests {
 
     #[test]
     fn error_events_become_exception_events_and_other_levels_do_not() {
-        let subscriber = tracing_subscriber::registry().with(ErrorEvents::new());
+        let subscriber = tracing_subscriber::registry().with(ErrorEventLayer::new());
         let span = tracing::subscriber::with_default(subscriber, || {
             in_span(|| {
                 tracing::warn!("slow disk");

@@ -23,60 +23,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::operations::{server_operation, ServerKeys};
+use crate::operation::{server_operation, ServerKeys, OTHER_OPERATION};
 use crate::per_thread::PerThread;
+use crate::window::Window;
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RouteId};
 
 /// The default bound on the number of operations (`{method} {route}`) counted apart.
 pub const DEFAULT_MAX_KEYS: usize = 512;
 
-/// The operation requests are counted under once [`DEFAULT_MAX_KEYS`] (or the bound given)
-/// is reached.
-pub const OTHER_OPERATION: &str = "_OTHER";
-
 /// The clock: `Instant::now` unless a test injects one.
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
-
-/// A sliding window over which rates are given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Window {
-    /// The last minute (50 to 60 s, in 10-second buckets).
-    OneMinute,
-    /// The last 5 minutes (4 to 5 min, in 1-minute buckets).
-    FiveMinutes,
-    /// The last hour (55 to 60 min, in 5-minute buckets).
-    OneHour,
-}
-
-impl Window {
-    /// Every window, shortest first.
-    pub const ALL: [Window; 3] = [Window::OneMinute, Window::FiveMinutes, Window::OneHour];
-
-    /// The window's nominal length.
-    ///
-    /// ```
-    /// use service_tracing::errors::Window;
-    /// assert_eq!(Window::FiveMinutes.duration().as_secs(), 300);
-    /// ```
-    pub fn duration(self) -> Duration {
-        Duration::from_secs(match self {
-            Window::OneMinute => 60,
-            Window::FiveMinutes => 300,
-            Window::OneHour => 3_600,
-        })
-    }
-
-    /// `1m`, `5m` or `1h`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Window::OneMinute => "1m",
-            Window::FiveMinutes => "5m",
-            Window::OneHour => "1h",
-        }
-    }
-}
 
 /// One operation's requests and errors over one window.
 #[derive(Clone, Debug, PartialEq)]

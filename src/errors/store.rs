@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use super::classify::{Category, Severity};
 use super::fingerprint::truncate;
-use super::rates::{RouteRate, Window, Windows};
+use super::rates::{RouteRate, Windows};
 use super::ErrorEvent;
+use crate::window::Window;
 
 /// The longest sample message kept per group, in bytes.
 pub(crate) const MAX_MESSAGE: usize = 512;

@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::MetricExporter;
@@ -18,7 +17,6 @@ use opentelemetry_sdk::metrics::{ManualReader, Temporality};
 
 use crate::config::{Protocol, Resolved};
 use crate::error::{SetupError, SetupErrorKind};
-use crate::export::batch::silence_thread;
 
 enum Command {
     Flush(SyncSender<OTelSdkResult>),
@@ -60,48 +58,41 @@ impl Push {
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
         let errors = Arc::new(AtomicU64::new(0));
         let thread_errors = errors.clone();
-        thread::Builder::new()
-            .name("service-tracing-metrics".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                let started = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_start(silence_thread)
-                    .build()
-                    .map_err(|e| {
-                        SetupError::new(SetupErrorKind::Worker, "cannot start the metrics runtime")
-                            .with_source(e)
-                    })
-                    .and_then(|rt| {
-                        let exporter = {
-                            let _entered = rt.enter();
-                            make_exporter()?
-                        };
-                        Ok((rt, exporter))
-                    });
-                match started {
-                    Ok((rt, exporter)) => {
-                        let _ = ready_tx.send(Ok(()));
-                        let worker = Worker {
-                            reader,
-                            exporter,
-                            rt,
-                            timeout,
-                            errors: thread_errors,
-                            last_report: None,
-                        };
-                        worker.run(&rx, interval);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
+        crate::runtime::spawn_with_runtime("service-tracing-metrics", move |runtime| {
+            let started = runtime
+                .map_err(|e| {
+                    SetupError::new(SetupErrorKind::Worker, "cannot start the metrics runtime")
+                        .with_source(e)
+                })
+                .and_then(|rt| {
+                    let exporter = {
+                        let _entered = rt.enter();
+                        make_exporter()?
+                    };
+                    Ok((rt, exporter))
+                });
+            match started {
+                Ok((rt, exporter)) => {
+                    let _ = ready_tx.send(Ok(()));
+                    let worker = Worker {
+                        reader,
+                        exporter,
+                        rt,
+                        timeout,
+                        errors: thread_errors,
+                        last_report: None,
+                    };
+                    worker.run(&rx, interval);
                 }
-            })
-            .map_err(|e| {
-                SetupError::new(SetupErrorKind::Worker, "cannot spawn the metrics thread")
-                    .with_source(e)
-            })?;
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| {
+            SetupError::new(SetupErrorKind::Worker, "cannot spawn the metrics thread")
+                .with_source(e)
+        })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self {
                 commands,

@@ -1,7 +1,7 @@
 //! Latency over sliding windows: rings of per-interval HDR histograms, merged on read.
 //!
 //! Each operation keeps three rings with the granularity of the error rates
-//! ([`Window`](crate::errors::Window)): 6 × 10 s (the 1-minute window), 5 × 60 s (5 minutes) and
+//! ([`Window`](crate::window::Window)): 6 × 10 s (the 1-minute window), 5 × 60 s (5 minutes) and
 //! 12 × 300 s (1 hour). A value is recorded into the current 10-s interval; when an interval
 //! is finished, it is added to the 60-s and 300-s intervals it falls in. A window's figures
 //! merge its ring's intervals from the current one back (plus the 10-s interval not added
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::errors::Window;
+use crate::window::Window;
 
 /// Significant digits kept by every histogram.
 pub(crate) const SIGNIFICANT_DIGITS: u8 = 3;

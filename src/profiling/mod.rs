@@ -153,11 +153,11 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
-use crate::operations::{server_operation, ServerKeys};
+use crate::operation::{server_operation, ServerKeys};
 use crate::per_thread::PerThread;
 use service_tracing_middleware::RouteId;
 
-pub use crate::errors::Window;
+pub use crate::window::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
 pub use histogram::LatencyStats;
 pub(crate) use resources::WeakResourceSampler;
@@ -179,7 +179,7 @@ use slow::{SlowLog, SlowState};
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
 
 /// The operation everything past the bound is counted under (the same as error rates').
-pub use crate::errors::OTHER_OPERATION;
+pub use crate::operation::OTHER_OPERATION;
 
 /// The default interval between two slow-operation log lines of one operation.
 pub const DEFAULT_SLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -781,7 +781,7 @@ impl Profiling {
         let from_span = slow::span_threshold(&span.attributes);
         let at = self.elapsed();
         let config = &self.shared.config;
-        let operation = crate::errors::operation_name_of(span);
+        let operation = crate::operation::operation_name_of(span);
         // Nothing can make a server span slow: skip the lookups and the lock.
         let nothing_to_check = span.span_kind == SpanKind::Server
             && from_span.is_none()
@@ -794,9 +794,9 @@ impl Profiling {
             match span.span_kind {
                 SpanKind::Server => {
                     let attrs = span.attributes.as_slice();
-                    let method = crate::errors::string_attr(attrs, "http.request.method")
+                    let method = crate::attributes::string_attr(attrs, "http.request.method")
                         .unwrap_or_else(|| operation.split(' ').next().unwrap_or("").to_owned());
-                    let route = crate::errors::string_attr(attrs, "http.route");
+                    let route = crate::attributes::string_attr(attrs, "http.route");
                     let entry = operations.server(&method, route.as_deref(), None, config);
                     // The observer counted and logged this request; only a threshold it
                     // cannot see (on the span) is counted here.
@@ -862,7 +862,7 @@ impl Profiling {
     fn worker(&self) -> &Option<std::thread::Thread> {
         self.shared.worker.get_or_init(|| {
             // Drains whenever woken, else every 500 ms.
-            crate::background::spawn_while_alive(
+            crate::runtime::spawn_while_alive(
                 "service-tracing-profiling",
                 Duration::from_millis(500),
                 Arc::downgrade(&self.shared),

@@ -308,7 +308,7 @@ impl ResourceSampler {
     pub fn start(&self) {
         self.inner.worker.get_or_init(|| {
             // Samples at once, then every interval, until stopped or every clone is gone.
-            crate::background::spawn_while_alive(
+            crate::runtime::spawn_while_alive(
                 "service-tracing-resources",
                 self.inner.interval,
                 Arc::downgrade(&self.inner),

@@ -28,11 +28,11 @@ pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// default 500 ms and 30 s); another 4xx fails at once. At most
 /// [`queue_size`](Self::queue_size) alerts (default 256) wait for delivery; more are dropped.
 /// Delivered, failed, retried and dropped posts are counted in
-/// [`AlertStats`](super::AlertStats).
+/// [`AlertStats`](crate::errors::AlertStats).
 ///
 /// Plain `http` only: for an `https` endpoint, post through a local relay.
 ///
-/// [`Alert::to_json`]: super::Alert::to_json
+/// [`Alert::to_json`]: crate::errors::Alert::to_json
 ///
 /// ```
 /// use std::time::Duration;

@@ -7,7 +7,7 @@
 //! | rule | fires for a group when |
 //! |---|---|
 //! | [`count(n, window)`](AlertRule::count) | the group's (sampled) errors over `window` reach `n` |
-//! | [`ratio(r, window, min_requests)`](AlertRule::ratio) | one of the group's operations has at least `min_requests` requests over `window` and an error ratio of at least `r` ([`RouteRates`](super::RouteRates), every request counted) |
+//! | [`ratio(r, window, min_requests)`](AlertRule::ratio) | one of the group's operations has at least `min_requests` requests over `window` and an error ratio of at least `r` ([`RouteRates`](crate::errors::RouteRates), every request counted) |
 //! | [`new_group()`](AlertRule::new_group) | the group is first seen |
 //! | [`spike(factor, window)`](AlertRule::spike) | the errors over `window` reach `factor` times what the baseline (the rest of the last hour) predicts for such a window, and at least [`min_errors`](AlertRule::min_errors) |
 //!
@@ -20,9 +20,10 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{json, Value};
 
-use super::classify::Severity;
-use super::rates::{RouteRate, Window};
-use super::store::ErrorGroup;
+use crate::errors::classify::Severity;
+use crate::errors::rates::RouteRate;
+use crate::errors::store::ErrorGroup;
+use crate::window::Window;
 
 /// The default time a rule stays quiet for a group after firing.
 ///
@@ -420,9 +421,9 @@ struct Figures {
 }
 
 /// An alert: a rule fired for an error group. Handed to the
-/// [callbacks](super::ErrorTracking::with_alert_callback), posted to the
-/// [webhook](super::ErrorTracking::with_webhook) as [`to_json`](Self::to_json), and exported
-/// as an OTLP log record. Every text in it went through the [`Redactor`](super::Redactor).
+/// [callbacks](crate::errors::ErrorTracking::with_alert_callback), posted to the
+/// [webhook](crate::errors::ErrorTracking::with_webhook) as [`to_json`](Self::to_json), and exported
+/// as an OTLP log record. Every text in it went through the [`Redactor`](crate::errors::Redactor).
 ///
 /// ```
 /// use service_tracing::errors::{AlertRule, ErrorTracking};
@@ -609,7 +610,7 @@ impl Alert {
             "trace_ids": self.group.trace_ids().iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "trace_id": self.trace_id.to_string(),
             "span_id": self.span_id.to_string(),
-            "fired_at_unix_ms": super::store::unix_ms(self.fired_at),
+            "fired_at_unix_ms": crate::errors::store::unix_ms(self.fired_at),
         })
     }
 }
@@ -689,7 +690,7 @@ impl Evaluator {
 }
 
 /// What happened to alerts, their deliveries and the OTLP log records, for health checks and
-/// tests ([`ErrorTracking::alert_stats`](super::ErrorTracking::alert_stats)).
+/// tests ([`ErrorTracking::alert_stats`](crate::errors::ErrorTracking::alert_stats)).
 ///
 /// ```
 /// let stats = service_tracing::errors::ErrorTracking::new().alert_stats();

@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,9 +13,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::Semaphore;
 
-use super::alerts::Alert;
 use super::logs::{LogExport, LogRecord, LogSender};
 use super::notify::{flush_through, Counters};
+use super::rules::Alert;
 use super::webhook::Webhook;
 
 /// Webhook posts in flight at once, at most.
@@ -66,16 +65,9 @@ impl Delivery {
             logs: logs.is_some(),
             counters: counters.clone(),
         };
-        let spawned = thread::Builder::new()
-            .name("service-tracing-alert-delivery".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_start(crate::export::batch::silence_thread)
-                    .build()
-                else {
+        let spawned =
+            crate::runtime::spawn_with_runtime("service-tracing-alert-delivery", move |runtime| {
+                let Ok(runtime) = runtime else {
                     return;
                 };
                 let logs = logs.and_then(|l| {
@@ -226,7 +218,7 @@ mod tests {
     use opentelemetry::trace::{SpanId, TraceId};
 
     use super::*;
-    use crate::errors::alerts::{AlertRule, Evaluator, Signal};
+    use crate::errors::alerting::rules::{AlertRule, Evaluator, Signal};
     use crate::errors::rates::RouteRates;
     use crate::errors::{AlertStats, ErrorTracking};
 
@@ -270,7 +262,7 @@ mod tests {
             seen: Arc::default(),
             bodies: bodies.clone(),
         };
-        thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -13,11 +13,11 @@ use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::Resource;
 
-use super::alerts::{Alert, Signal};
-use super::classify::Severity;
-use super::store::ErrorGroup;
+use super::rules::{Alert, Signal};
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
+use crate::errors::classify::Severity;
+use crate::errors::store::ErrorGroup;
 use crate::export::otlp_fast::transport::{Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.

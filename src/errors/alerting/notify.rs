@@ -12,13 +12,13 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::alerts::{Alert, AlertRule, AlertStats, Evaluator, Signal};
 use super::delivery::Delivery;
 use super::logs::{LogExport, LogRecord};
-use super::rates::RouteRate;
-use super::store::ErrorGroup;
+use super::rules::{Alert, AlertRule, AlertStats, Evaluator, Signal};
 use super::webhook::Webhook;
-use super::ErrorTracking;
+use crate::errors::rates::RouteRate;
+use crate::errors::store::ErrorGroup;
+use crate::errors::ErrorTracking;
 
 /// Signals waiting for the alerting thread, at most.
 const SIGNAL_QUEUE: usize = 4_096;
@@ -131,15 +131,11 @@ impl Notifier {
         let (tx, rx) = mpsc::sync_channel(SIGNAL_QUEUE);
         let config = self.config.clone();
         let counters = self.counters.clone();
-        thread::Builder::new()
-            .name("service-tracing-alerts".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                run(&rx, &lookup, &config, &counters);
-            })
-            .ok()
-            .map(|_| tx)
+        crate::runtime::spawn_quiet("service-tracing-alerts", move || {
+            run(&rx, &lookup, &config, &counters);
+        })
+        .ok()
+        .map(|_| tx)
     }
 
     /// Waits until every signal queued so far is evaluated, its callbacks called, its webhook
@@ -240,29 +236,29 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
 
 // `ErrorTracking`'s redaction and alerting options.
 impl ErrorTracking {
-    fn with_options(self, change: impl FnOnce(&mut super::Options)) -> Self {
-        let mut options = self.shared.options.clone();
+    fn with_options(self, change: impl FnOnce(&mut crate::errors::tracking::Options)) -> Self {
+        let mut options = self.tracker.options.clone();
         change(&mut options);
         Self::build_with(
-            self.shared.max_groups,
-            self.shared.classifier.clone(),
-            self.shared.rates.clone(),
+            self.tracker.max_groups,
+            self.tracker.classifier.clone(),
+            self.tracker.rates.clone(),
             options,
         )
     }
 
-    /// Replaces the [`Redactor`](super::Redactor) run on each error's type, message and
+    /// Replaces the [`Redactor`](crate::errors::Redactor) run on each error's type, message and
     /// operation before they are fingerprinted and stored (default: [`Redactor::new`], its
     /// default rules). Call it before the tracker is used: it starts from no groups.
     ///
-    /// [`Redactor::new`]: super::Redactor::new
+    /// [`Redactor::new`]: crate::errors::Redactor::new
     ///
     /// ```
     /// use service_tracing::errors::{ErrorTracking, Redactor};
     /// let errors = ErrorTracking::new()
     ///     .with_redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
     /// ```
-    pub fn with_redactor(self, redactor: super::Redactor) -> Self {
+    pub fn with_redactor(self, redactor: crate::errors::Redactor) -> Self {
         self.with_options(|o| o.redactor = redactor)
     }
 
@@ -314,7 +310,7 @@ impl ErrorTracking {
     /// assert_eq!((stats.fired, stats.delivered, stats.failed, stats.dropped), (0, 0, 0, 0));
     /// ```
     pub fn alert_stats(&self) -> AlertStats {
-        self.shared.notifier.stats()
+        self.tracker.notifier.stats()
     }
 
     /// Waits until the errors recorded so far are evaluated, their callbacks called, their
@@ -328,12 +324,12 @@ impl ErrorTracking {
     /// ```
     pub fn flush_alerts(&self, timeout: Duration) -> bool {
         self.drain();
-        self.shared.notifier.flush(timeout)
+        self.tracker.notifier.flush(timeout)
     }
 
     /// Redacts what is kept of an error.
-    pub(super) fn redact(&self, event: &mut super::ErrorEvent) {
-        let redactor = &self.shared.options.redactor;
+    pub(in crate::errors) fn redact(&self, event: &mut crate::errors::ErrorEvent) {
+        let redactor = &self.tracker.options.redactor;
         event.message = redactor.redact(&event.message);
         event.error_type = redactor.redact(&event.error_type);
         event.operation = redactor.redact(&event.operation);
@@ -347,16 +343,16 @@ impl ErrorTracking {
 
     /// How the alerting thread reads groups and rates: through a weak handle, so the thread
     /// ends once the tracker is dropped.
-    pub(super) fn lookup(&self) -> Lookup {
-        let shared = Arc::downgrade(&self.shared);
+    pub(in crate::errors) fn lookup(&self) -> Lookup {
+        let tracker = Arc::downgrade(&self.tracker);
         Box::new(move |fingerprint, with_rates| {
-            let shared = shared.upgrade()?;
-            let tracking = Self { shared };
-            let now = tracking.shared.rates.elapsed();
+            let tracker = tracker.upgrade()?;
+            let tracking = Self { tracker };
+            let now = tracking.tracker.rates.elapsed();
             let mut group = tracking.store().get(fingerprint).cloned()?;
             group.set_as_of(now);
             let rates = if with_rates {
-                tracking.shared.rates.snapshot()
+                tracking.tracker.rates.snapshot()
             } else {
                 Vec::new()
             };
@@ -368,12 +364,16 @@ impl ErrorTracking {
     #[cfg(test)]
     pub(crate) fn record_test_errors(&self, operation: &str, n: u64) {
         for _ in 0..n {
-            let mut event =
-                super::ErrorEvent::for_test(super::ErrorOrigin::Server, "500", Some(500), None);
+            let mut event = crate::errors::ErrorEvent::for_test(
+                crate::errors::ErrorOrigin::Server,
+                "500",
+                Some(500),
+                None,
+            );
             event.operation = operation.to_owned();
-            let fingerprint = super::fingerprint::fingerprint("500", operation, "");
-            let classified = super::classify::default_classification(&event);
-            let at = self.shared.rates.elapsed();
+            let fingerprint = crate::errors::fingerprint::fingerprint("500", operation, "");
+            let classified = crate::errors::classify::default_classification(&event);
+            let at = self.tracker.rates.elapsed();
             let mut store = self.store();
             store.record(fingerprint, event, classified);
             store.observe(fingerprint, at);
@@ -388,7 +388,7 @@ pub(crate) struct AlertOptions {
     pub(crate) rules: Vec<AlertRule>,
     pub(crate) callbacks: Vec<Arc<Callback>>,
     pub(crate) webhook: Option<String>,
-    pub(crate) redactor: Option<super::Redactor>,
+    pub(crate) redactor: Option<crate::errors::Redactor>,
 }
 
 impl AlertOptions {
@@ -426,7 +426,7 @@ mod tests {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
-    use crate::errors::alerts::AlertKind;
+    use crate::errors::alerting::rules::AlertKind;
     use crate::errors::rates::tests::TestClock;
     use crate::errors::rates::RouteRates;
     use crate::errors::{Window, DEFAULT_MAX_GROUPS};
