@@ -56,7 +56,7 @@ mod setup;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
+pub use config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};
 pub use errors::{
     record_error, record_error_as, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity,
