@@ -82,6 +82,9 @@ async fn same_spans_with_and_without_gzip(
         };
         for request in &seen {
             assert_eq!(request.status, 200, "the collector took it: {request:?}");
+            if compressed && protocol == Protocol::HttpProtobuf {
+                assert_eq!(request.headers["x-api-key"], "k3y,w1th space");
+            }
             let encoding = request.headers.get(header).map(|v| v.to_str().unwrap());
             assert_eq!(encoding, compressed.then_some("gzip"), "{request:?}");
         }
@@ -139,10 +142,16 @@ async fn grpc_with_gzip_from_the_builder() {
         .await;
 }
 
+/// With the variables a hosted backend needs: compression and an API-key header, whose
+/// percent-encoded value reaches the wire decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_protobuf_with_gzip_from_the_variable() {
+async fn http_protobuf_with_gzip_and_an_api_key_from_the_variables() {
     same_spans_with_and_without_gzip(Protocol::HttpProtobuf, |o| {
-        o.env_lookup(|name| (name == "OTEL_EXPORTER_OTLP_COMPRESSION").then(|| "gzip".to_owned()))
+        o.env_lookup(|name| match name {
+            "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("gzip".to_owned()),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("x-api-key=k3y%2Cw1th%20space".to_owned()),
+            _ => None,
+        })
     })
     .await;
 }

@@ -33,7 +33,6 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub at: Instant,
-    pub version: Version,
     pub headers: HeaderMap,
     pub body_len: usize,
     /// The status it was answered with (the collector's when forwarded).
@@ -186,7 +185,6 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
     };
     state.seen.lock().unwrap().push(Seen {
         at,
-        version: parts.version,
         headers: parts.headers,
         body_len: body.len(),
         status: response.status().as_u16(),

@@ -1362,7 +1362,6 @@ fn scopes_are_equal_by_shared_text_or_by_value() {
 }
 
 /// The calling thread's CPU time (user + system), from `/proc/thread-self/stat`.
-#[cfg(feature = "tls")]
 fn thread_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
     let after_name = &stat[stat.rfind(')').expect("stat layout") + 2..];
@@ -1447,6 +1446,113 @@ fn export_cpu_per_span_with_and_without_tls() {
         println!(
             "{name}: {:.0} ns of export-thread CPU per span",
             per_span(*d)
+        );
+    }
+}
+
+/// Spans like the server layer's: a route name, the HTTP semantic-convention attributes with
+/// per-request values (path, correlation id, peer port), random ids.
+fn server_spans(seed: u64, count: usize) -> Vec<SpanData> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..count)
+        .map(|i| {
+            let id = rng.u64(..);
+            let mut s = span(rng.u128(..), id, 0, "GET /users/{id}");
+            s.instrumentation_scope = InstrumentationScope::builder("service-tracing")
+                .with_version("0.1.0")
+                .build();
+            let user = rng.u32(..100_000);
+            s.attributes = vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("url.path", format!("/users/{user}")),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new("http.route", "/users/{id}"),
+                KeyValue::new(
+                    "http.response.status_code",
+                    if i % 50 == 0 { 500 } else { 200 },
+                ),
+                KeyValue::new("server.address", "api.internal"),
+                KeyValue::new("network.protocol.version", "1.1"),
+                KeyValue::new("client.address", format!("10.0.{}.{}", user % 256, i % 256)),
+                KeyValue::new("user_agent.original", "checkout-service/2.3 (reqwest)"),
+                KeyValue::new("correlation.id", format!("{:032x}", rng.u128(..))),
+            ];
+            s
+        })
+        .collect()
+}
+
+/// Measures, for OTLP/HTTP and gRPC, the bytes on the wire and the export thread's CPU per
+/// span without compression and with gzip at levels 1 (the one used) and 6 (zlib's default),
+/// in interleaved rounds against an in-process collector (served on another thread, so not
+/// counted). Batches of 512 spans shaped like the server layer's. Run in release:
+/// `cargo nextest run --release -p service-tracing --all-features --run-ignored only
+/// -E 'test(export_bytes_and_cpu_per_span_with_and_without_gzip)' --no-capture`.
+#[test]
+#[ignore = "a measurement, not a check; run in release (see the doc comment)"]
+fn export_bytes_and_cpu_per_span_with_and_without_gzip() {
+    const BATCH: usize = 512;
+    const BATCHES: usize = 100;
+    const ROUNDS: usize = 5;
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut variants = Vec::new();
+    for wire in [Wire::Http, Wire::Grpc] {
+        for (name, compression, level) in [
+            ("none", Compression::None, 0),
+            ("gzip level 1", Compression::Gzip, 1),
+            ("gzip level 6", Compression::Gzip, 6),
+        ] {
+            let reply = match wire {
+                Wire::Grpc => Reply::GrpcTrailers("0", ""),
+                Wire::Http => Reply::Http(200),
+            };
+            let (addr, log) = servers.block_on(collector(reply));
+            let _enter = client.enter();
+            let (mut exporter, _) =
+                counted_exporter(wire, addr, Duration::from_secs(5), compression);
+            if level > 0 {
+                exporter = exporter.with_gzip_level(level);
+            }
+            variants.push((format!("{wire:?} {name}"), exporter, log));
+        }
+    }
+    let batches: Vec<Vec<SpanData>> = (0..BATCHES as u64)
+        .map(|seed| server_spans(seed, BATCH))
+        .collect();
+    let mut cpu = vec![Duration::ZERO; variants.len()];
+    let mut bytes = vec![0_usize; variants.len()];
+    for round in 0..=ROUNDS {
+        for (i, (_, exporter, log)) in variants.iter().enumerate() {
+            let work = batches.clone();
+            let start = thread_cpu();
+            client.block_on(async {
+                for batch in work {
+                    exporter.export(batch).await.expect("export");
+                }
+            });
+            // Round 0 warms up (connections, buffers).
+            let mut log = log.lock().expect("log lock");
+            if round > 0 {
+                cpu[i] += thread_cpu() - start;
+                bytes[i] += log.iter().map(|r| r.body.len()).sum::<usize>();
+            }
+            log.clear();
+        }
+    }
+    let spans = (ROUNDS * BATCHES * BATCH) as f64;
+    for (((name, _, _), d), b) in variants.iter().zip(&cpu).zip(&bytes) {
+        println!(
+            "{name}: {:.0} bytes and {:.0} ns of export-thread CPU per span",
+            *b as f64 / spans,
+            d.as_nanos() as f64 / spans,
         );
     }
 }
