@@ -516,17 +516,22 @@ fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, Setup
     Ok(uri)
 }
 
-/// Whether `error` or one of its sources is a rustls error (wrapped in an `io::Error` by the
-/// TLS stream, whose own `source` skips it).
+/// Whether `error` or one of its sources is a rustls error. The TLS stream wraps it in an
+/// `io::Error`, which hyper-rustls wraps in another, and an `io::Error`'s `source` skips the
+/// error it wraps: each is opened with `get_ref`.
 #[cfg(feature = "tls")]
 fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref);
-        if e.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
-            return true;
+        let mut wrapped: Option<&(dyn StdError + 'static)> = Some(e);
+        while let Some(w) = wrapped {
+            if w.is::<rustls::Error>() {
+                return true;
+            }
+            wrapped = w
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|inner| inner as &(dyn StdError + 'static));
         }
         next = e.source();
     }
