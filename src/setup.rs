@@ -1734,6 +1734,18 @@ mod tests {
         })
     }
 
+    #[test]
+    fn compression_defaults_to_none_and_the_builder_beats_the_variable() {
+        let compression = |options: ServiceTracing| options.resolve().expect("valid").0.compression;
+        assert_eq!(compression(metrics_with(&[])), Compression::None);
+        let gzip_env = &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
+        assert_eq!(compression(metrics_with(gzip_env)), Compression::Gzip);
+        assert_eq!(
+            compression(metrics_with(gzip_env).otlp_compression(Compression::None)),
+            Compression::None
+        );
+    }
+
     fn resolved_metrics(options: &ServiceTracing) -> Result<Option<MetricsSettings>, SetupError> {
         let (config, _) = options.resolve()?;
         options.resolve_metrics(&config)
