@@ -17,7 +17,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::env::{self, EnvConfig};
 use crate::config::{
-    BatchConfig, Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
+    BatchConfig, Compression, Propagation, Protocol, Resolved, Sampler, TracesExporter,
+    DEFAULT_PROPAGATORS,
 };
 use crate::error::{SetupError, SetupErrorKind};
 use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
@@ -96,6 +97,7 @@ pub struct ServiceTracing {
     protocol: Option<Protocol>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    compression: Option<Compression>,
     certificate: Option<PathBuf>,
     sampler: Option<Sampler>,
     batch: Option<BatchConfig>,
@@ -156,6 +158,7 @@ impl ServiceTracing {
             protocol: None,
             headers: Vec::new(),
             timeout: None,
+            compression: None,
             certificate: None,
             sampler: None,
             batch: None,
@@ -224,9 +227,25 @@ impl ServiceTracing {
         self
     }
 
-    /// Timeout of one export request (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
+    /// How long the export of one batch may take, retries included
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s). Within it, throttling and transient
+    /// failures are retried with exponential backoff, honouring `Retry-After` and `RetryInfo`.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Compresses export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`, default none): gzip, over
+    /// gRPC and OTLP/HTTP alike. Worth it to a hosted backend that bills or limits bytes.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("https://otlp.example.com")
+    ///     .otlp_compression(service_tracing::Compression::Gzip);
+    /// # let _ = options;
+    /// ```
+    pub fn otlp_compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
         self
     }
 
@@ -757,6 +776,7 @@ impl ServiceTracing {
                 .timeout
                 .or(env.timeout)
                 .unwrap_or(Duration::from_secs(10)),
+            compression: self.compression.or(env.compression).unwrap_or_default(),
             // The environment < the builder, as for the other settings.
             extra_roots: match (&self.certificate, &env.certificate) {
                 (Some(path), _) => ExtraRoots::load("otlp_certificate", path)?,
@@ -1196,8 +1216,8 @@ impl Pipeline {
             }
             TracesExporter::Otlp => {
                 let otlp_config = config.clone();
-                Some(ExportWorker::start(
-                    move || otlp::build_preferred(&otlp_config),
+                Some(ExportWorker::start_with_tally(
+                    move |tally| otlp::build_preferred(&otlp_config, tally),
                     config.batch,
                     resource.clone(),
                     Some(redactor.clone()),
@@ -1712,6 +1732,18 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn compression_defaults_to_none_and_the_builder_beats_the_variable() {
+        let compression = |options: ServiceTracing| options.resolve().expect("valid").0.compression;
+        assert_eq!(compression(metrics_with(&[])), Compression::None);
+        let gzip_env = &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
+        assert_eq!(compression(metrics_with(gzip_env)), Compression::Gzip);
+        assert_eq!(
+            compression(metrics_with(gzip_env).otlp_compression(Compression::None)),
+            Compression::None
+        );
     }
 
     fn resolved_metrics(options: &ServiceTracing) -> Result<Option<MetricsSettings>, SetupError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
-use super::{BatchConfig, Protocol, Sampler, TracesExporter};
+use super::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 use crate::SetupError;
 
 /// What the environment says; `None` where a variable is unset or empty.
@@ -19,6 +19,7 @@ pub(crate) struct EnvConfig {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) compression: Option<Compression>,
     /// The PEM file of extra CA certificates and the variable that named it
     /// (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE`).
     pub(crate) certificate: Option<(&'static str, String)>,
@@ -208,6 +209,19 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
+    let compression = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", v))
+        .or_else(|| {
+            non_empty(lookup, "OTEL_EXPORTER_OTLP_COMPRESSION")
+                .map(|v| ("OTEL_EXPORTER_OTLP_COMPRESSION", v))
+        });
+    if let Some((name, v)) = compression {
+        env.compression = Some(match v.to_ascii_lowercase().as_str() {
+            "gzip" => Compression::Gzip,
+            "none" => Compression::None,
+            _ => return Err(SetupError::invalid(name, &v, "\"gzip\" or \"none\"")),
+        });
+    }
     env.certificate = [
         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
@@ -325,6 +339,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret,x=1"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=2"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
             ("OTEL_SDK_DISABLED", "TRUE"),
@@ -343,6 +358,7 @@ mod tests {
         assert_eq!(e.protocol, Some(Protocol::Grpc));
         assert_eq!(e.headers.last(), Some(&("x".to_owned(), "2".to_owned())));
         assert_eq!(e.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(e.compression, Some(Compression::Gzip));
         assert_eq!(e.sampler, Some(Sampler::ParentBasedTraceIdRatio(0.25)));
         assert!(e.disabled);
         assert_eq!(e.batch.max_queue_size, 4096);
@@ -369,6 +385,16 @@ mod tests {
             ("OTEL_BSP_SCHEDULE_DELAY", "5s", "milliseconds"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "http://"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            (
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "zstd",
+                "\"gzip\" or \"none\"",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "deflate",
+                "\"gzip\" or \"none\"",
+            ),
         ];
         for (name, value, accepted) in cases {
             let err = env(&[(name, value)]).expect_err(name);
@@ -416,6 +442,37 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_traces_compression_beats_the_shared_one() {
+        let shared = env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).expect("valid");
+        assert_eq!(shared.compression, Some(Compression::Gzip));
+        let both = env(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ])
+        .expect("valid");
+        assert_eq!(both.compression, Some(Compression::None));
+    }
+
+    /// `OTEL_EXPORTER_OTLP_HEADERS` as the specification writes it: comma-separated
+    /// `key=value` pairs, values percent-decoded, spaces around members ignored.
+    #[test]
+    fn export_headers_are_percent_decoded_pairs() {
+        let e = env(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=abc%3D%3D , x-scope=team%20blue,authorization=Basic%20dXNlcjpwdw==",
+        )])
+        .expect("valid");
+        assert_eq!(
+            e.headers,
+            vec![
+                ("api-key".to_owned(), "abc==".to_owned()),
+                ("x-scope".to_owned(), "team blue".to_owned()),
+                ("authorization".to_owned(), "Basic dXNlcjpwdw==".to_owned()),
+            ]
+        );
     }
 
     #[test]
