@@ -274,10 +274,7 @@ impl Middleware for TracingMiddleware {
         let method =
             service_tracing_middleware::semconv::known_method(req.method()).unwrap_or("_OTHER");
 
-        let span = self
-            .tracer
-            .build_with_context(span::builder(&req, name), &parent);
-        let cx = parent.with_span(span);
+        let cx = self.tracer.start_in(span::builder(&req, name), &parent);
         {
             let span = cx.span();
             if span.is_recording() {

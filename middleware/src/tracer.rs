@@ -3,15 +3,46 @@
 
 use std::sync::Arc;
 
-use opentelemetry::global::{self, BoxedTracer};
-use opentelemetry::trace::{Tracer, TracerProvider};
-use opentelemetry::InstrumentationScope;
+use opentelemetry::global;
+use opentelemetry::trace::{SpanBuilder, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, InstrumentationScope};
 
 /// Name of the instrumentation scope of the spans this library makes.
 pub const SCOPE_NAME: &str = "service-tracing";
 
 /// A tracer, cheap to clone.
-pub type SharedTracer = Arc<BoxedTracer>;
+pub type SharedTracer = Arc<dyn ContextTracer>;
+
+/// Starts spans straight into a context. Any OpenTelemetry [`Tracer`] is one.
+///
+/// The span keeps its own type up to the context, which boxes it once: a tracer made
+/// type-erased first (`BoxedTracer`) hands out boxed spans that the context boxes again, so
+/// every call on the span would go through two boxes (and one more allocation per span).
+///
+/// ```
+/// use opentelemetry::trace::{SpanBuilder, TraceContextExt};
+/// use service_tracing_middleware::tracer::{from_provider, ContextTracer};
+///
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+/// let tracer = from_provider(&provider, "1.0.0");
+/// let cx = tracer.start_in(SpanBuilder::from_name("work"), &opentelemetry::Context::new());
+/// assert!(cx.span().span_context().is_valid());
+/// ```
+pub trait ContextTracer: Send + Sync + 'static {
+    /// Starts a span from `builder` under `parent` and returns `parent` with it as the
+    /// current span.
+    fn start_in(&self, builder: SpanBuilder, parent: &Context) -> Context;
+}
+
+impl<T> ContextTracer for T
+where
+    T: Tracer + Send + Sync + 'static,
+    T::Span: Send + Sync + 'static,
+{
+    fn start_in(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        parent.with_span(self.build_with_context(builder, parent))
+    }
+}
 
 /// The instrumentation scope, with the version of the crate making the spans.
 ///
@@ -47,7 +78,5 @@ where
     P::Tracer: Send + Sync + 'static,
     <P::Tracer as Tracer>::Span: Send + Sync + 'static,
 {
-    Arc::new(BoxedTracer::new(Box::new(
-        provider.tracer_with_scope(scope(version)),
-    )))
+    Arc::new(provider.tracer_with_scope(scope(version)))
 }

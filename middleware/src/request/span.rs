@@ -7,7 +7,7 @@
 
 use http::Request;
 use opentelemetry::trace::{
-    Link, SpanBuilder, SpanContext, SpanKind, SpanRef, TraceContextExt, TraceFlags, Tracer,
+    Link, SpanBuilder, SpanContext, SpanKind, SpanRef, TraceContextExt, TraceFlags,
 };
 use opentelemetry::{Context, KeyValue, Value};
 
@@ -55,15 +55,12 @@ pub(crate) fn start<B>(
         } else {
             early_attributes(req, naming, &mut attributes);
         }
-        let parent = parent.context();
-        parent.with_span(
-            config.tracer.build_with_context(
-                SpanBuilder::from_name(naming.span_name.clone())
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(attributes)
-                    .with_links(links),
-                &parent,
-            ),
+        config.tracer.start_in(
+            SpanBuilder::from_name(naming.span_name.clone())
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes)
+                .with_links(links),
+            &parent.context(),
         )
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
