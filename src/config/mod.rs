@@ -2,6 +2,7 @@
 //! in code, each layer overriding the one before.
 
 pub(crate) mod env;
+pub(crate) mod metrics;
 
 use std::time::Duration;
 

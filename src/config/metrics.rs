@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::env::{millis, non_empty, validate_endpoint};
+use super::env::{millis, non_empty, validate_endpoint};
 use crate::SetupError;
 
 /// Where metrics go (`OTEL_METRICS_EXPORTER`).
@@ -18,7 +18,7 @@ pub enum MetricsExporter {
     /// Pushed over OTLP to the collector every export interval (`otlp`). The default when an
     /// OTLP endpoint is configured or traces go over OTLP.
     Otlp,
-    /// Only pulled: the Prometheus text from [`Metrics::prometheus_text`](super::Metrics::prometheus_text)
+    /// Only pulled: the Prometheus text from [`Metrics::prometheus_text`](crate::metrics::Metrics::prometheus_text)
     /// or the route set with [`ServiceTracing::prometheus_route`](crate::ServiceTracing::prometheus_route)
     /// (`prometheus`).
     Prometheus,
