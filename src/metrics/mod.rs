@@ -89,7 +89,6 @@ pub use crate::config::metrics::MetricsExporter;
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use server::{HttpServerMetrics, DURATION_BOUNDARIES};
 
-pub(crate) use crate::config::metrics::{endpoint, read as read_env, DEFAULT_INTERVAL};
 pub(crate) use health::Workers;
 
 use crate::config::Resolved;

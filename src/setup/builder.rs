@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
 
+use crate::config::env;
 use crate::config::{BatchConfig, Protocol, Sampler, TracesExporter};
 use crate::errors::{AlertOptions, AlertRule};
 use crate::metrics::MetricsExporter;
 
 use crate::redact::{Redactor, Regex};
-
-/// Reads one setting by name.
-type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Options for [`setup_service_tracing`](crate::setup_service_tracing), each overriding the environment.
 ///
@@ -52,7 +50,8 @@ pub struct ServiceTracing {
     pub(super) layer: LayerOptions,
     pub(super) install_subscriber: bool,
     pub(super) log_filter: Option<String>,
-    pub(super) env: Option<EnvLookup>,
+    /// Where the variables are read.
+    pub(super) env: env::Source,
     pub(super) error_tracking: bool,
     pub(super) error_classifier: Option<Arc<crate::errors::Classifier>>,
     pub(super) error_backtraces: bool,
@@ -112,7 +111,7 @@ impl ServiceTracing {
             layer: LayerOptions::default(),
             install_subscriber: true,
             log_filter: None,
-            env: None,
+            env: env::Source::default(),
             error_tracking: true,
             error_classifier: None,
             error_backtraces: false,
@@ -585,7 +584,7 @@ impl ServiceTracing {
         mut self,
         lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        self.env = Some(Arc::new(lookup));
+        self.env = env::Source::lookup(Arc::new(lookup));
         self
     }
 }

@@ -27,29 +27,48 @@ use crate::profiling::Profiling;
 use crate::redact::Redactor;
 
 impl ServiceTracing {
-    /// Error tracking shared through Redis when a URL is set (builder, else environment).
-    #[cfg(feature = "redis")]
-    fn share_errors(
-        &self,
-        errors: Option<ErrorTracking>,
-        service: &str,
-    ) -> Result<Option<ErrorTracking>, SetupError> {
-        const ENV: &str = "SERVICE_TRACING_ERRORS_REDIS_URL";
-        let Some(errors) = errors else {
+    /// Error tracking, with its alerts, the redaction policy and, for OTLP traces, new groups
+    /// and alerts as log records; shared through Redis when a URL is set. One tracker is
+    /// shared by every service's provider.
+    fn start_errors(&self, config: &Resolved) -> Result<Option<ErrorTracking>, SetupError> {
+        if !self.error_tracking || config.disabled {
             return Ok(None);
+        }
+        crate::errors::set_backtrace_capture(self.error_backtraces);
+        let errors = match &self.error_classifier {
+            Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
+            None => ErrorTracking::new(),
         };
-        let from_env = || match &self.env {
-            Some(lookup) => lookup(ENV),
-            None => std::env::var(ENV).ok(),
+        let logs = crate::errors::logs::LogExport::from_config(
+            config,
+            resource(config, &config.service_name),
+            &self.env.logs(),
+        );
+        // Error groups (and so webhook bodies and log records) use the same policy.
+        let mut alerts = self.alerts.clone();
+        alerts.redactor = Some(self.redactor.clone());
+        let errors = alerts.apply(errors, logs)?;
+        #[cfg(feature = "redis")]
+        let errors = match self.resolve_errors_redis_url() {
+            Some((setting, url)) => errors.with_sharing(
+                crate::errors::RedisSharing::parse(setting, url.trim())?
+                    .prefix(format!("service-tracing:{}:errors", config.service_name)),
+            ),
+            None => errors,
         };
-        let (setting, url) = match (&self.error_redis_url, from_env()) {
-            (Some(url), _) => ("error_redis_url", url.clone()),
-            (None, Some(url)) if !url.trim().is_empty() => (ENV, url),
-            _ => return Ok(Some(errors)),
-        };
-        let sharing = crate::errors::RedisSharing::parse(setting, url.trim())?
-            .prefix(format!("service-tracing:{service}:errors"));
-        Ok(Some(errors.with_sharing(sharing)))
+        Ok(Some(errors))
+    }
+
+    /// Profiling with the slow thresholds and, when on, the resource sampler.
+    fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
+        let profiling = (self.profiling && !config.disabled).then(|| {
+            self.slow_thresholds
+                .iter()
+                .fold(Profiling::new(), |p, (op, t)| {
+                    p.with_slow_threshold(op.clone(), *t)
+                })
+        });
+        profiling.map(|p| self.with_resource_sampler(p))
     }
 
     /// Adds and starts the resource sampler, when on. Called inside the application's
@@ -106,43 +125,8 @@ impl ServiceTracing {
         if self.install_subscriber && tracing::dispatcher::has_been_set() {
             return Err(already_set());
         }
-        // One tracker shared by every service's provider.
-        let errors = (self.error_tracking && !config.disabled).then(|| {
-            crate::errors::set_backtrace_capture(self.error_backtraces);
-            match &self.error_classifier {
-                Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
-                None => ErrorTracking::new(),
-            }
-        });
-        // Alerts, redaction, and new groups and alerts as OTLP log records.
-        let errors = match errors {
-            Some(errors) => {
-                let lookup = |name: &str| match &self.env {
-                    Some(lookup) => lookup(name),
-                    None => std::env::var(name).ok(),
-                };
-                let logs = crate::errors::logs::LogExport::from_config(
-                    &config,
-                    resource(&config, &config.service_name),
-                    &lookup,
-                );
-                // Error groups (and so webhook bodies and log records) use the same policy.
-                let mut alerts = self.alerts.clone();
-                alerts.redactor = Some(self.redactor.clone());
-                Some(alerts.apply(errors, logs)?)
-            }
-            None => None,
-        };
-        #[cfg(feature = "redis")]
-        let errors = self.share_errors(errors, &config.service_name)?;
-        let profiling = (self.profiling && !config.disabled).then(|| {
-            self.slow_thresholds
-                .iter()
-                .fold(Profiling::new(), |p, (op, t)| {
-                    p.with_slow_threshold(op.clone(), *t)
-                })
-        });
-        let profiling = profiling.map(|p| self.with_resource_sampler(p));
+        let errors = self.start_errors(&config)?;
+        let profiling = self.start_profiling(&config);
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
@@ -156,16 +140,12 @@ impl ServiceTracing {
             workers.add(worker);
         }
         let metrics = match &metrics_settings {
-            Some(settings) => {
-                let metrics =
-                    Metrics::start(settings, resource(&config, &config.service_name), &workers)?;
-                // `traced_client` and `TracingMiddleware` record through the global provider.
-                global::set_meter_provider(metrics.meter_provider().clone());
-                if let Some(sampler) = profiling.as_ref().and_then(Profiling::resources) {
-                    metrics.observe_resources(&sampler);
-                }
-                Some(metrics)
-            }
+            Some(settings) => Some(start_metrics(
+                settings,
+                resource(&config, &config.service_name),
+                &workers,
+                profiling.as_ref(),
+            )?),
             None => None,
         };
         // The layer and `traced_client` share this choice (see `layer_for`).
@@ -176,7 +156,7 @@ impl ServiceTracing {
         if self.install_subscriber {
             install_subscriber(
                 pipeline.provider.as_ref(),
-                self.log_filter.as_deref(),
+                self.resolve_log_filter()?,
                 &self.redactor,
             )?;
         }
@@ -206,6 +186,22 @@ impl ServiceTracing {
         };
         Ok((layer, guard))
     }
+}
+
+/// The metrics pipeline, installed as the global meter provider (`traced_client` and
+/// `TracingMiddleware` record through it), observing the resource sampler when there is one.
+fn start_metrics(
+    settings: &crate::metrics::MetricsSettings,
+    resource: Resource,
+    workers: &crate::metrics::Workers,
+    profiling: Option<&Profiling>,
+) -> Result<Metrics, SetupError> {
+    let metrics = Metrics::start(settings, resource, workers)?;
+    global::set_meter_provider(metrics.meter_provider().clone());
+    if let Some(sampler) = profiling.and_then(Profiling::resources) {
+        metrics.observe_resources(&sampler);
+    }
+    Ok(metrics)
 }
 
 /// One hook shared by every layer set-up makes.

@@ -1,62 +1,50 @@
 //! Resolution: each setting is the builder's value, else the environment's, else the default
-//! (except the service name, where `OTEL_SERVICE_NAME` wins).
+//! ([`layered`]), except the service name, where `OTEL_SERVICE_NAME` wins. The variables are
+//! read in [`crate::config`], through the builder's [`Source`](crate::config::env::Source).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
 
 use super::ServiceTracing;
 use crate::config::env::{self, EnvConfig};
 use crate::config::{
-    Propagation, Protocol, Resolved, Sampler, TracesExporter, DEFAULT_PROPAGATORS,
+    layered, signal_endpoint, BatchConfig, Propagation, Protocol, Resolved, Sampler,
+    TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
 use crate::export::otlp_fast::tls::ExtraRoots;
 use crate::metrics::{MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
 
 impl ServiceTracing {
-    pub(super) fn read_env(&self) -> Result<EnvConfig, SetupError> {
-        match &self.env {
-            Some(lookup) => env::read(&|name| lookup(name)),
-            None => env::read(&|name| std::env::var(name).ok()),
-        }
-    }
-
     pub(super) fn resolve(&self) -> Result<(Resolved, Propagation), SetupError> {
-        let env = self.read_env()?;
+        let env = self.env.traces()?;
         if let Some(endpoint) = &self.endpoint {
             env::validate_endpoint("otlp_endpoint", endpoint)?;
         }
-        let protocol = self
-            .protocol
-            .or(env.protocol)
-            .unwrap_or(Protocol::HttpProtobuf);
-        let base = self.endpoint.clone().or(
-            if self.endpoint.is_none() && env.traces_endpoint.is_some() {
-                None
-            } else {
-                env.endpoint.clone()
-            },
+        let protocol = layered(self.protocol, env.protocol, || Protocol::HttpProtobuf);
+        let endpoint = signal_endpoint(
+            "traces",
+            self.endpoint.as_deref(),
+            env.traces_endpoint.as_deref(),
+            env.endpoint.as_deref(),
+            protocol,
         );
         let configured =
             self.endpoint.is_some() || env.traces_endpoint.is_some() || env.endpoint.is_some();
-        let endpoint = match (&base, &env.traces_endpoint) {
-            (Some(base), _) => signal_endpoint(base, protocol),
-            (None, Some(traces)) => traces.clone(),
-            (None, None) => match protocol {
-                Protocol::Grpc => "http://localhost:4317".to_owned(),
-                Protocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
-            },
-        };
-        let exporter = self.exporter.or(env.exporter).unwrap_or(if configured {
-            TracesExporter::Otlp
-        } else {
-            TracesExporter::Console
+        let exporter = layered(self.exporter, env.exporter, || {
+            if configured {
+                TracesExporter::Otlp
+            } else {
+                TracesExporter::Console
+            }
         });
         let mut resource_attributes = env.resource_attributes.clone();
         resource_attributes.extend(self.resource_attributes.iter().cloned());
         let mut headers = env.headers.clone();
         headers.extend(self.headers.iter().cloned());
-        let batch = self.batch.unwrap_or(env.batch);
+        let batch = layered(self.batch, Some(env.batch), BatchConfig::default);
         if batch.max_export_batch_size > batch.max_queue_size {
             return Err(SetupError::invalid(
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
@@ -64,21 +52,8 @@ impl ServiceTracing {
                 &format!("at most OTEL_BSP_MAX_QUEUE_SIZE ({})", batch.max_queue_size),
             ));
         }
-        // Defaults < OTEL_PROPAGATORS < the builder.
-        let names = match &self.propagators {
-            Some(names) => env::propagator_names("propagators", &names.join(","), names)?,
-            None => env
-                .propagators
-                .clone()
-                .unwrap_or_else(|| DEFAULT_PROPAGATORS.map(str::to_owned).to_vec()),
-        };
-        let propagator = service_tracing_middleware::propagation::propagator_from_names(&names)
-            .map_err(|e| {
-                SetupError::invalid("propagators", &names.join(","), env::PROPAGATORS_ACCEPTED)
-                    .with_source(e)
-            })?;
-        let propagation = Propagation { names, propagator };
         let resolved = Resolved {
+            // The exception to the layering: operators rename deployments, not code.
             service_name: env
                 .service_name
                 .clone()
@@ -90,24 +65,52 @@ impl ServiceTracing {
             protocol,
             endpoint,
             headers,
-            timeout: self
-                .timeout
-                .or(env.timeout)
-                .unwrap_or(Duration::from_secs(10)),
-            // The environment < the builder, as for the other settings.
-            extra_roots: match (&self.certificate, &env.certificate) {
-                (Some(path), _) => ExtraRoots::load("otlp_certificate", path)?,
-                (None, Some((name, path))) => ExtraRoots::load(name, Path::new(path))?,
-                (None, None) => ExtraRoots::default(),
-            },
-            sampler: self
-                .sampler
-                .or(env.sampler)
-                .unwrap_or(Sampler::ParentBasedAlwaysOn),
+            timeout: layered(self.timeout, env.timeout, || Duration::from_secs(10)),
+            extra_roots: self.resolve_extra_roots(&env)?,
+            sampler: layered(self.sampler, env.sampler, || Sampler::ParentBasedAlwaysOn),
             batch,
             disabled: env.disabled,
         };
-        Ok((resolved, propagation))
+        Ok((resolved, self.resolve_propagation(&env)?))
+    }
+
+    /// Defaults < `OTEL_PROPAGATORS` < the builder.
+    fn resolve_propagation(&self, env: &EnvConfig) -> Result<Propagation, SetupError> {
+        let from_builder = match &self.propagators {
+            Some(names) => Some(env::propagator_names(
+                "propagators",
+                &names.join(","),
+                names,
+            )?),
+            None => None,
+        };
+        let names = layered(from_builder, env.propagators.clone(), || {
+            DEFAULT_PROPAGATORS.map(str::to_owned).to_vec()
+        });
+        let propagator = service_tracing_middleware::propagation::propagator_from_names(&names)
+            .map_err(|e| {
+                SetupError::invalid("propagators", &names.join(","), env::PROPAGATORS_ACCEPTED)
+                    .with_source(e)
+            })?;
+        Ok(Propagation { names, propagator })
+    }
+
+    /// The CA certificates of `otlp_certificate`, else of the variable that named a file; an
+    /// error names the one that was read.
+    fn resolve_extra_roots(&self, env: &EnvConfig) -> Result<ExtraRoots, SetupError> {
+        let file = layered(
+            self.certificate
+                .clone()
+                .map(|path| Some(("otlp_certificate", path))),
+            env.certificate
+                .clone()
+                .map(|(name, path)| Some((name, PathBuf::from(path)))),
+            || None,
+        );
+        match file {
+            Some((setting, path)) => ExtraRoots::load(setting, &path),
+            None => Ok(ExtraRoots::default()),
+        }
     }
 
     /// The metrics settings, or `None` when metrics are off.
@@ -115,11 +118,8 @@ impl ServiceTracing {
         &self,
         config: &Resolved,
     ) -> Result<Option<MetricsSettings>, SetupError> {
-        let menv = match &self.env {
-            Some(lookup) => crate::metrics::read_env(&|name| lookup(name)),
-            None => crate::metrics::read_env(&|name| std::env::var(name).ok()),
-        }?;
-        let env = self.read_env()?;
+        let menv = self.env.metrics()?;
+        let env = self.env.traces()?;
         if let Some(path) = &self.metrics.prometheus_route {
             if !path.starts_with('/') {
                 return Err(SetupError::invalid(
@@ -133,46 +133,63 @@ impl ServiceTracing {
             || env.endpoint.is_some()
             || menv.endpoint.is_some()
             || config.exporter == TracesExporter::Otlp;
-        let exporter = self
-            .metrics
-            .exporter
-            .or(menv.exporter)
-            .unwrap_or(if configured {
+        let exporter = layered(self.metrics.exporter, menv.exporter, || {
+            if configured {
                 MetricsExporter::Otlp
             } else {
                 MetricsExporter::None
-            });
+            }
+        });
         let wanted = exporter != MetricsExporter::None || self.metrics.prometheus_route.is_some();
         if config.disabled || !wanted {
             return Ok(None);
         }
         let push = (exporter == MetricsExporter::Otlp).then(|| {
             let mut push = config.clone();
-            push.endpoint = crate::metrics::endpoint(
+            push.endpoint = crate::config::metrics::endpoint(
                 self.endpoint.as_deref(),
                 menv.endpoint.as_deref(),
                 env.endpoint.as_deref(),
                 config.protocol,
             );
+            // No builder call of its own: the metrics variable, else the traces' timeout.
             push.timeout = menv.timeout.unwrap_or(config.timeout);
             push
         });
         Ok(Some(MetricsSettings {
             push,
-            interval: self
-                .metrics
-                .interval
-                .or(menv.interval)
-                .unwrap_or(crate::metrics::DEFAULT_INTERVAL),
+            interval: layered(self.metrics.interval, menv.interval, || {
+                crate::config::metrics::DEFAULT_INTERVAL
+            }),
             cardinality_limit: MAX_ATTRIBUTE_SETS,
         }))
     }
-}
 
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` semantics: for HTTP the signal path is appended.
-fn signal_endpoint(base: &str, protocol: Protocol) -> String {
-    match protocol {
-        Protocol::Grpc => base.to_owned(),
-        Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+    /// Which log lines are printed: `log_filter`, else `RUST_LOG`, else `info`; an invalid
+    /// filter names the one that was read.
+    pub(super) fn resolve_log_filter(&self) -> Result<EnvFilter, SetupError> {
+        let (setting, filter) = layered(
+            self.log_filter.clone().map(|f| ("log_filter", f)),
+            env::rust_log().map(|f| ("RUST_LOG", f)),
+            || ("log_filter", "info".to_owned()),
+        );
+        EnvFilter::try_new(&filter).map_err(|e| {
+            SetupError::invalid(setting, &filter, "a RUST_LOG-style filter").with_source(e)
+        })
+    }
+
+    /// The Redis error groups are shared through: `error_redis_url`, else
+    /// `SERVICE_TRACING_ERRORS_REDIS_URL`, else none; with the name of the one that was read.
+    #[cfg(feature = "redis")]
+    pub(super) fn resolve_errors_redis_url(&self) -> Option<(&'static str, String)> {
+        layered(
+            self.error_redis_url
+                .clone()
+                .map(|url| Some(("error_redis_url", url))),
+            self.env
+                .errors_redis_url()
+                .map(|url| Some((env::ERRORS_REDIS_URL, url))),
+            || None,
+        )
     }
 }

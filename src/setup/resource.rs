@@ -48,7 +48,7 @@ pub(super) fn resource(config: &Resolved, service: &str) -> Resource {
 fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| crate::config::env::process_var("HOSTNAME"))
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
 }

@@ -25,20 +25,9 @@ pub(super) fn already_set() -> SetupError {
 
 pub(super) fn install_subscriber(
     provider: Option<&SdkTracerProvider>,
-    filter: Option<&str>,
+    filter: EnvFilter,
     redactor: &Redactor,
 ) -> Result<(), SetupError> {
-    let filter = match filter {
-        Some(f) => EnvFilter::try_new(f).map_err(|e| {
-            SetupError::invalid("log_filter", f, "a RUST_LOG-style filter").with_source(e)
-        })?,
-        None => match std::env::var("RUST_LOG") {
-            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).map_err(|e| {
-                SetupError::invalid("RUST_LOG", &v, "a RUST_LOG-style filter").with_source(e)
-            })?,
-            _ => EnvFilter::new("info"),
-        },
-    };
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))

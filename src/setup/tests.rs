@@ -98,11 +98,7 @@ fn a_bad_alert_webhook_fails_setup_naming_the_setting() {
 }
 
 fn metrics_with(vars: &'static [(&'static str, &'static str)]) -> ServiceTracing {
-    ServiceTracing::builder("svc").env_lookup(move |name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    })
+    with_vars(vars)
 }
 
 fn resolved_metrics(options: &ServiceTracing) -> Result<Option<MetricsSettings>, SetupError> {
@@ -157,4 +153,96 @@ fn metrics_follow_otlp_unless_told_otherwise() {
     let err =
         resolved_metrics(&metrics_with(&[]).prometheus_route("metrics")).expect_err("invalid");
     assert!(err.to_string().contains("prometheus_route"), "{err}");
+}
+
+fn with_vars(vars: &'static [(&'static str, &'static str)]) -> ServiceTracing {
+    ServiceTracing::builder("svc").env_lookup(move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+}
+
+#[test]
+fn the_traces_endpoint_is_the_builders_base_else_the_traces_variable_else_the_base_one() {
+    let endpoint = |options: ServiceTracing| options.resolve().expect("valid").0.endpoint;
+    let both: &'static [(&str, &str)] = &[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318/"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://traces:4318/custom",
+        ),
+    ];
+    assert_eq!(
+        endpoint(with_vars(both).otlp_endpoint("http://b:4318")),
+        "http://b:4318/v1/traces"
+    );
+    assert_eq!(endpoint(with_vars(both)), "http://traces:4318/custom");
+    assert_eq!(
+        endpoint(with_vars(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://base:4318/"
+        )])),
+        "http://base:4318/v1/traces"
+    );
+    assert_eq!(
+        endpoint(with_vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ])),
+        "http://base:4317"
+    );
+    assert_eq!(endpoint(with_vars(&[])), "http://localhost:4318/v1/traces");
+    assert_eq!(
+        endpoint(with_vars(&[]).otlp_protocol(crate::Protocol::Grpc)),
+        "http://localhost:4317"
+    );
+}
+
+#[test]
+fn an_invalid_log_filter_fails_setup_naming_the_setting() {
+    let err = with_vars(&[])
+        .log_filter("info,[")
+        .resolve_log_filter()
+        .expect_err("invalid");
+    assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("log_filter"), "{err}");
+    assert!(with_vars(&[])
+        .log_filter("warn,my_app=debug")
+        .resolve_log_filter()
+        .is_ok());
+}
+
+#[test]
+fn the_log_records_follow_the_lookup_not_the_process_environment() {
+    let options = with_vars(&[("OTEL_LOGS_EXPORTER", "none")]);
+    assert!(options.env.logs().off);
+    let options = with_vars(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", " http://logs:4318/x ")]);
+    let logs = options.env.logs();
+    assert!(!logs.off);
+    assert_eq!(logs.endpoint.as_deref(), Some("http://logs:4318/x"));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_redis_url_is_the_builders_else_the_variable() {
+    let env: &'static [(&str, &str)] =
+        &[("SERVICE_TRACING_ERRORS_REDIS_URL", " redis://env:6379 ")];
+    assert_eq!(
+        with_vars(env).resolve_errors_redis_url(),
+        Some((
+            "SERVICE_TRACING_ERRORS_REDIS_URL",
+            "redis://env:6379".to_owned()
+        ))
+    );
+    assert_eq!(
+        with_vars(env)
+            .error_redis_url("redis://builder:6379")
+            .resolve_errors_redis_url(),
+        Some(("error_redis_url", "redis://builder:6379".to_owned()))
+    );
+    assert_eq!(
+        with_vars(&[("SERVICE_TRACING_ERRORS_REDIS_URL", "  ")]).resolve_errors_redis_url(),
+        None
+    );
 }
