@@ -93,11 +93,13 @@ impl<B: Body> Body for ResponseBody<B> {
             return Poll::Ready(None);
         };
         let polled = match this.guard.as_ref() {
-            Some(guard) => {
+            // A body that says it has ended runs no code of the application when polled (it
+            // answers `None`): no context to attach for that.
+            Some(guard) if !inner.is_end_stream() => {
                 let _attached = guard.cx.clone().attach();
                 inner.poll_frame(task)
             }
-            None => inner.poll_frame(task),
+            _ => inner.poll_frame(task),
         };
         match &polled {
             Poll::Ready(None) => {

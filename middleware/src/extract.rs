@@ -10,7 +10,9 @@ use http::StatusCode;
 
 use crate::correlation::CorrelationId;
 
-/// Reads the request's correlation id, put there by [`TracingLayer`](crate::TracingLayer).
+/// Reads the request's correlation id from the context [`TracingLayer`](crate::TracingLayer)
+/// makes current while the handler runs ([`CorrelationId::current`]), or from the request's
+/// extensions when something put one there.
 ///
 /// Without the layer it rejects with [`MissingCorrelationId`] (a `500` naming the missing
 /// layer). `Option<CorrelationId>` never rejects.
@@ -29,8 +31,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     type Rejection = MissingCorrelationId;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<CorrelationId>() {
-            Some(id) => Ok(id.clone()),
+        match of_request(parts) {
+            Some(id) => Ok(id),
             None => {
                 tracing::trace!(
                     target: "service_tracing::rejection",
@@ -50,8 +52,19 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CorrelationId {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<CorrelationId>().cloned())
+        Ok(of_request(parts))
     }
+}
+
+/// The id in the request's extensions, else the current context's. The layer puts none in the
+/// extensions (an insertion there costs an allocation and a map per request): the handler runs
+/// inside the request's context.
+fn of_request(parts: &Parts) -> Option<CorrelationId> {
+    parts
+        .extensions
+        .get::<CorrelationId>()
+        .cloned()
+        .or_else(CorrelationId::current)
 }
 
 /// Rejection of the [`CorrelationId`] extractor: the request did not pass through

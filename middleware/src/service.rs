@@ -68,7 +68,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let route = naming::route_of(&req);
         if config.is_untraced(route.unwrap_or_else(|| req.uri().path())) {
@@ -98,7 +98,6 @@ where
         });
         let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
         let echo = Echo::for_request(config, req.headers(), source, &id, recording);
-        req.extensions_mut().insert(id.clone());
         let called = {
             let _guard = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))

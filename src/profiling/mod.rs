@@ -779,7 +779,6 @@ impl Profiling {
             .duration_since(span.start_time)
             .unwrap_or_default();
         let from_span = slow::span_threshold(&span.attributes);
-        let at = self.elapsed();
         let config = &self.shared.config;
         let operation = crate::operation::operation_name_of(span);
         // Nothing can make a server span slow: skip the lookups and the lock.
@@ -790,6 +789,7 @@ impl Profiling {
         let (threshold, log) = if nothing_to_check {
             (None, None)
         } else {
+            let at = self.elapsed();
             let mut operations = self.operations_lock();
             match span.span_kind {
                 SpanKind::Server => {
