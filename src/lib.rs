@@ -59,7 +59,7 @@ mod setup;
 mod test_support;
 mod window;
 
-pub use config::{BatchConfig, Protocol, Sampler, TracesExporter};
+pub use config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 pub use error::{SetupError, SetupErrorKind};
 pub use errors::{
     record_error, record_error_as, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 
 use super::metrics::MetricsEnv;
-use super::{BatchConfig, Protocol, Sampler, TracesExporter};
+use super::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 use crate::SetupError;
 
 /// Reads one variable by name.
@@ -99,6 +99,7 @@ pub(crate) struct EnvConfig {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) compression: Option<Compression>,
     /// The PEM file of extra CA certificates and the variable that named it
     /// (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE`).
     pub(crate) certificate: Option<(&'static str, String)>,
@@ -222,12 +223,11 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
         non_empty(lookup, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
     env.exporter = exporter(lookup)?;
-    let protocol = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
-        .or_else(|| {
-            non_empty(lookup, "OTEL_EXPORTER_OTLP_PROTOCOL")
-                .map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v))
-        });
+    let protocol = traces_else_shared(
+        lookup,
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    );
     if let Some((name, v)) = protocol {
         env.protocol = Some(match v.as_str() {
             "grpc" => Protocol::Grpc,
@@ -262,12 +262,23 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
-    env.certificate = [
+    let compression = traces_else_shared(
+        lookup,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    );
+    if let Some((name, v)) = compression {
+        env.compression = Some(match v.to_ascii_lowercase().as_str() {
+            "gzip" => Compression::Gzip,
+            "none" => Compression::None,
+            _ => return Err(SetupError::invalid(name, &v, "\"gzip\" or \"none\"")),
+        });
+    }
+    env.certificate = traces_else_shared(
+        lookup,
         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    ]
-    .into_iter()
-    .find_map(|name| non_empty(lookup, name).map(|v| (name, v)));
+    );
 
     env.sampler = sampler(lookup)?;
     if let Some(v) = non_empty(lookup, "OTEL_PROPAGATORS") {
@@ -275,6 +286,18 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.batch = batch(lookup)?;
     Ok(env)
+}
+
+/// The traces' own variable, else the one shared by every signal, with the name of the one
+/// that was set (an error about the value names it).
+fn traces_else_shared(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    traces: &'static str,
+    shared: &'static str,
+) -> Option<(&'static str, String)> {
+    [traces, shared]
+        .into_iter()
+        .find_map(|name| non_empty(lookup, name).map(|v| (name, v)))
 }
 
 /// `OTEL_TRACES_EXPORTER`: one exporter, possibly repeated.
@@ -434,6 +457,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret,x=1"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=2"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
             ("OTEL_SDK_DISABLED", "TRUE"),
@@ -452,6 +476,7 @@ mod tests {
         assert_eq!(e.protocol, Some(Protocol::Grpc));
         assert_eq!(e.headers.last(), Some(&("x".to_owned(), "2".to_owned())));
         assert_eq!(e.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(e.compression, Some(Compression::Gzip));
         assert_eq!(e.sampler, Some(Sampler::ParentBasedTraceIdRatio(0.25)));
         assert!(e.disabled);
         assert_eq!(e.batch.max_queue_size, 4096);
@@ -478,6 +503,16 @@ mod tests {
             ("OTEL_BSP_SCHEDULE_DELAY", "5s", "milliseconds"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "http://"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            (
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "zstd",
+                "\"gzip\" or \"none\"",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "deflate",
+                "\"gzip\" or \"none\"",
+            ),
         ];
         for (name, value, accepted) in cases {
             let err = env(&[(name, value)]).expect_err(name);
@@ -525,6 +560,37 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_traces_compression_beats_the_shared_one() {
+        let shared = env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).expect("valid");
+        assert_eq!(shared.compression, Some(Compression::Gzip));
+        let both = env(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ])
+        .expect("valid");
+        assert_eq!(both.compression, Some(Compression::None));
+    }
+
+    /// `OTEL_EXPORTER_OTLP_HEADERS` as the specification writes it: comma-separated
+    /// `key=value` pairs, values percent-decoded, spaces around members ignored.
+    #[test]
+    fn export_headers_are_percent_decoded_pairs() {
+        let e = env(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=abc%3D%3D , x-scope=team%20blue,authorization=Basic%20dXNlcjpwdw==",
+        )])
+        .expect("valid");
+        assert_eq!(
+            e.headers,
+            vec![
+                ("api-key".to_owned(), "abc==".to_owned()),
+                ("x-scope".to_owned(), "team blue".to_owned()),
+                ("authorization".to_owned(), "Basic dXNlcjpwdw==".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -33,22 +33,37 @@ use crate::redact::Redactor;
 
 /// Counts of what happened to ended spans, for health checks and tests.
 ///
+/// Every sampled span that ended is, at any moment, in exactly one of `exported`, `dropped`,
+/// `rejected`, `failed` and `queued` (or in the batch being exported). `retried` and
+/// `export_errors` count requests, not spans.
+///
 /// ```
 /// # fn show(guard: &service_tracing::TracingGuard) {
 /// let stats = guard.export_stats();
-/// println!("{} exported, {} dropped", stats.exported, stats.dropped);
+/// println!(
+///     "{} exported, {} dropped, {} rejected, {} failed after {} retries",
+///     stats.exported, stats.dropped, stats.rejected, stats.failed, stats.retried
+/// );
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportStats {
-    /// Spans the exporter accepted.
+    /// Spans the backend accepted.
     pub exported: u64,
-    /// Spans dropped because the queue was full.
+    /// Spans dropped because the queue was full (the backend was slow, throttling, or down, and
+    /// the queue reached `OTEL_BSP_MAX_QUEUE_SIZE`).
     pub dropped: u64,
-    /// Spans lost in export calls that failed (collector down, timeout).
+    /// Spans the backend refused for good, never sent again: requests answered with a
+    /// non-retryable status (HTTP 400 and other 4xx, gRPC `INVALID_ARGUMENT`...) and the
+    /// `rejected_spans` of partial-success answers.
+    pub rejected: u64,
+    /// Spans given up on: still failing (no connection, throttled, unavailable) when retries
+    /// ran out of the export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), or timed out.
     pub failed: u64,
-    /// Export calls that failed.
+    /// Export requests sent again after a retryable failure (each retry counts once).
+    pub retried: u64,
+    /// Export calls that ended in failure (rejected or failed).
     pub export_errors: u64,
     /// Spans waiting in the queue now.
     pub queued: u64,
@@ -59,9 +74,55 @@ impl ExportStats {
     pub(crate) fn accumulate(&mut self, other: ExportStats) {
         self.exported += other.exported;
         self.dropped += other.dropped;
+        self.rejected += other.rejected;
         self.failed += other.failed;
+        self.retried += other.retried;
         self.export_errors += other.export_errors;
         self.queued += other.queued;
+    }
+}
+
+/// What an exporter tells the worker beyond success or failure: spans the backend refused for
+/// good and requests it sent again. The worker reads it after each export call (they are
+/// sequential), so of a batch, what is not rejected is exported (on success) or failed.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    rejected: AtomicU64,
+    retried: AtomicU64,
+    /// The backend's last word on a rejection or partial success, for the next loss report.
+    last_rejection: Mutex<Option<String>>,
+}
+
+impl Tally {
+    /// `spans` were refused for good; `reason` is reported (rate-limited) on standard error.
+    pub(crate) fn reject(&self, spans: u64, reason: String) {
+        self.rejected.fetch_add(spans, Ordering::Relaxed);
+        *self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    /// A request is about to be sent again.
+    pub(crate) fn retry(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Rejected spans, retries, and the last rejection's text.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> (u64, u64, Option<String>) {
+        (
+            self.rejected(),
+            self.retried.load(Ordering::Relaxed),
+            self.last_rejection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
@@ -84,6 +145,8 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     export_errors: AtomicU64,
+    /// Rejections and retries, counted by the exporter.
+    tally: Arc<Tally>,
     /// The last failed export's error, quoted in the next loss report (an untrusted
     /// certificate or a refused connection is otherwise invisible).
     last_error: Mutex<Option<String>>,
@@ -157,6 +220,21 @@ impl ExportWorker {
         E: SpanExporter + 'static,
         F: FnOnce() -> Result<E, SetupError> + Send + 'static,
     {
+        Self::start_with_tally(|_| make_exporter(), batch, resource, redactor)
+    }
+
+    /// Like [`start`](Self::start), for an exporter that counts rejections and retries into
+    /// the worker's [`Tally`] (the OTLP exporter).
+    pub(crate) fn start_with_tally<E, F>(
+        make_exporter: F,
+        batch: BatchConfig,
+        resource: Resource,
+        redactor: Option<Redactor>,
+    ) -> Result<Self, SetupError>
+    where
+        E: SpanExporter + 'static,
+        F: FnOnce(Arc<Tally>) -> Result<E, SetupError> + Send + 'static,
+    {
         let max_batch = batch
             .max_export_batch_size
             .clamp(1, batch.max_queue_size.max(1));
@@ -171,6 +249,7 @@ impl ExportWorker {
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             export_errors: AtomicU64::new(0),
+            tally: Arc::default(),
             last_error: Mutex::new(None),
         });
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
@@ -197,7 +276,7 @@ impl ExportWorker {
                 };
                 let exporter = {
                     let _entered = runtime.enter();
-                    match make_exporter() {
+                    match make_exporter(worker_shared.tally.clone()) {
                         Ok(mut e) => {
                             e.set_resource(&resource);
                             e
@@ -268,7 +347,9 @@ impl ExportWorker {
         ExportStats {
             exported: s.exported.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            rejected: s.tally.rejected(),
             failed: s.failed.load(Ordering::Relaxed),
+            retried: s.tally.retried.load(Ordering::Relaxed),
             export_errors: s.export_errors.load(Ordering::Relaxed),
             queued: s.queue.len() as u64,
         }
@@ -369,21 +450,24 @@ fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) 
             }
         }
         let n = batch.len() as u64;
+        let rejected_before = shared.tally.rejected();
         let result = worker.runtime.block_on(async {
             match tokio::time::timeout(timeout, exporter.export(batch)).await {
                 Ok(r) => r,
                 Err(_) => Err(OTelSdkError::Timeout(timeout)),
             }
         });
+        // What the exporter counted as rejected is not exported, nor failed.
+        let rest = n.saturating_sub(shared.tally.rejected() - rejected_before);
         match result {
-            Ok(()) => shared.exported.fetch_add(n, Ordering::Relaxed),
+            Ok(()) => shared.exported.fetch_add(rest, Ordering::Relaxed),
             Err(e) => {
                 *shared
                     .last_error
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                 shared.export_errors.fetch_add(1, Ordering::Relaxed);
-                shared.failed.fetch_add(n, Ordering::Relaxed)
+                shared.failed.fetch_add(rest, Ordering::Relaxed)
             }
         };
     }
@@ -395,6 +479,7 @@ fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) 
 struct Reporter {
     last: Option<Instant>,
     reported_dropped: u64,
+    reported_rejected: u64,
     reported_failed: u64,
 }
 
@@ -404,10 +489,25 @@ impl Reporter {
             return;
         }
         let dropped = shared.dropped.load(Ordering::Relaxed);
+        let rejected = shared.tally.rejected();
         let failed = shared.failed.load(Ordering::Relaxed);
-        if dropped == self.reported_dropped && failed == self.reported_failed {
+        let mut last_rejection = shared
+            .tally
+            .last_rejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if dropped == self.reported_dropped
+            && rejected == self.reported_rejected
+            && failed == self.reported_failed
+            && last_rejection.is_none()
+        {
             return;
         }
+        // A partial success may carry a warning with nothing rejected: reported all the same.
+        let last_rejection = last_rejection
+            .take()
+            .map(|e| format!("; the backend said: {e}"))
+            .unwrap_or_default();
         let last_error = shared
             .last_error
             .lock()
@@ -416,12 +516,15 @@ impl Reporter {
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default();
         eprintln!(
-            "service-tracing: {} span(s) dropped (export queue full) and {} lost in failed exports since the last report; {} errors in all{last_error}",
+            "service-tracing: {} span(s) dropped (export queue full), {} rejected by the backend and {} lost in failed exports since the last report; {} errors and {} retries in all{last_rejection}{last_error}",
             dropped - self.reported_dropped,
+            rejected - self.reported_rejected,
             failed - self.reported_failed,
             shared.export_errors.load(Ordering::Relaxed),
+            shared.tally.retried.load(Ordering::Relaxed),
         );
         self.reported_dropped = dropped;
+        self.reported_rejected = rejected;
         self.reported_failed = failed;
         self.last = Some(Instant::now());
     }
@@ -603,6 +706,65 @@ pub(crate) mod tests {
             "{stats:?}"
         );
         assert!(stats.dropped > 0);
+    }
+
+    /// Rejects two spans of each batch (a partial success) after one retry; fails every third
+    /// batch after rejecting one of its spans outright.
+    #[derive(Debug)]
+    struct Judging {
+        tally: Arc<Tally>,
+        calls: AtomicU64,
+    }
+
+    impl SpanExporter for Judging {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            self.tally.retry();
+            if self.calls.fetch_add(1, Ordering::Relaxed) % 3 == 2 {
+                self.tally.reject(1, "one bad span".to_owned());
+                return Err(OTelSdkError::InternalFailure("gave up".to_owned()));
+            }
+            self.tally.reject(2, "two too old".to_owned());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rejected_spans_are_neither_exported_nor_failed() {
+        let batch = BatchConfig::default()
+            .with_max_queue_size(64)
+            .with_max_export_batch_size(5);
+        let worker = ExportWorker::start_with_tally(
+            |tally| {
+                Ok(Judging {
+                    tally,
+                    calls: AtomicU64::new(0),
+                })
+            },
+            batch,
+            Resource::builder_empty().build(),
+            None,
+        )
+        .expect("starts");
+        let app = SdkTracerProvider::builder()
+            .with_span_processor(worker.clone())
+            .build();
+        for _ in 0..15 {
+            app.tracer("app").in_span("request", |_| ());
+        }
+        worker.force_flush().expect("flush");
+        let stats = worker.stats();
+        // Three batches of 5: two partial successes (3 exported, 2 rejected each), one failure
+        // (1 rejected, 4 failed).
+        assert_eq!(
+            (stats.exported, stats.rejected, stats.failed, stats.retried),
+            (6, 5, 4, 3),
+            "{stats:?}"
+        );
+        assert_eq!(stats.export_errors, 1);
+        assert_eq!(
+            stats.exported + stats.rejected + stats.failed + stats.dropped,
+            15
+        );
     }
 
     /// A lone backend's trace (its root has a remote parent) reaches the console without a

@@ -126,8 +126,13 @@ pub(crate) enum OtlpExporter {
 /// Builds the fast exporter, for `http` and `https` alike: `opentelemetry-otlp` is built
 /// without a TLS stack here, so falling back to it for `https` would export nothing. Without
 /// the `tls` feature an `https` endpoint fails set-up, saying so.
-pub(crate) fn build_preferred(config: &Resolved) -> Result<OtlpExporter, SetupError> {
-    crate::export::otlp_fast::build(config).map(|e| OtlpExporter::Fast(Box::new(e)))
+/// Rejected spans and retries are counted into `tally`, the export worker's.
+pub(crate) fn build_preferred(
+    config: &Resolved,
+    tally: std::sync::Arc<crate::export::batch::Tally>,
+) -> Result<OtlpExporter, SetupError> {
+    crate::export::otlp_fast::build(config)
+        .map(|e| OtlpExporter::Fast(Box::new(e.with_tally(tally))))
 }
 
 impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {

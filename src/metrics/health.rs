@@ -43,8 +43,9 @@ impl Workers {
 /// Registers the instruments:
 ///
 /// - `service_tracing.spans.ended` (counter): sampled spans handed to export;
-/// - `service_tracing.spans.exported`, `.dropped` (queue full), `.failed` (lost in failed
-///   exports) (counters);
+/// - `service_tracing.spans.exported`, `.dropped` (queue full), `.rejected` (refused by the
+///   backend for good), `.failed` (given up after retries) (counters);
+/// - `service_tracing.export.retries` (counter): export requests sent again;
 /// - `service_tracing.spans.queued` (gauge);
 /// - `service_tracing.export.errors` (counter): failed export calls;
 /// - `service_tracing.exporter.up` (gauge): 1 when no span export failed since the previous
@@ -66,7 +67,7 @@ pub(crate) fn register(meter: &Meter, workers: &Workers) {
         "service_tracing.spans.ended",
         "Sampled spans that ended and were handed to export.",
         "{span}",
-        |s| s.exported + s.dropped + s.failed + s.queued,
+        |s| s.exported + s.dropped + s.rejected + s.failed + s.queued,
     );
     counter(
         "service_tracing.spans.exported",
@@ -81,10 +82,22 @@ pub(crate) fn register(meter: &Meter, workers: &Workers) {
         |s| s.dropped,
     );
     counter(
+        "service_tracing.spans.rejected",
+        "Spans the backend refused for good (final error statuses, partial successes).",
+        "{span}",
+        |s| s.rejected,
+    );
+    counter(
         "service_tracing.spans.failed",
-        "Spans lost in export calls that failed.",
+        "Spans given up on after retries or the export timeout.",
         "{span}",
         |s| s.failed,
+    );
+    counter(
+        "service_tracing.export.retries",
+        "Span export requests sent again after a retryable failure.",
+        "{request}",
+        |s| s.retried,
     );
     counter(
         "service_tracing.export.errors",

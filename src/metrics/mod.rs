@@ -10,9 +10,10 @@
 //! | `http.server.request.duration` | histogram, `s` | `http.request.method`, `http.route`, `http.response.status_code`, `error.type` |
 //! | `http.server.active_requests` | up-down counter, `{request}` | `http.request.method`, `http.route` |
 //! | `http.client.request.duration` | histogram, `s` | `http.request.method`, `server.address`, `server.port`, `http.response.status_code`, `error.type` |
-//! | `service_tracing.spans.{ended,exported,dropped,failed}` | counters, `{span}` | |
+//! | `service_tracing.spans.{ended,exported,dropped,rejected,failed}` | counters, `{span}` | |
 //! | `service_tracing.spans.queued` | gauge, `{span}` | |
 //! | `service_tracing.export.errors` | counter, `{error}` | |
+//! | `service_tracing.export.retries` | counter, `{request}` | |
 //! | `service_tracing.exporter.up` | gauge, 1 or 0 | |
 //! | `process.cpu.utilization` | gauge, `1` | |
 //! | `process.memory.usage`, `process.memory.virtual` | up-down counters, `By` | |

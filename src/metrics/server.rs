@@ -174,20 +174,46 @@ fn method_name(index: usize) -> &'static str {
     KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
 }
 
-/// Requests in flight for one route, per method.
+/// Stripes of each route's in-flight counts: threads add into different ones.
+const STRIPES: usize = 8;
+
+/// One stripe of counts, alone on its cache lines so two threads adding into two stripes do
+/// not contend for one line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe([AtomicI64; METHODS]);
+
+/// The stripe this thread adds into: threads take them in turn as they first count.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    MINE.try_with(|s| *s).unwrap_or(0)
+}
+
+/// Requests in flight for one route, per method. A request may start on one thread and end
+/// on another: a stripe can go below zero, the sum over stripes cannot.
 #[derive(Debug, Default)]
 struct Counts {
-    values: [AtomicI64; METHODS],
+    stripes: [Stripe; STRIPES],
     /// One bit per method seen: a series, once reported, keeps being reported (at 0).
     seen: AtomicU16,
 }
 
 impl Counts {
     fn add(&self, method: usize, delta: i64) {
-        self.values[method].fetch_add(delta, Ordering::Relaxed);
+        self.stripes[stripe()].0[method].fetch_add(delta, Ordering::Relaxed);
         if self.seen.load(Ordering::Relaxed) & (1 << method) == 0 {
             self.seen.fetch_or(1 << method, Ordering::Relaxed);
         }
+    }
+
+    fn value(&self, method: usize) -> i64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe.0[method].load(Ordering::Relaxed))
+            .sum()
     }
 
     fn observe(&self, observer: &dyn AsyncInstrument<i64>, route: Option<KeyValue>) {
@@ -198,7 +224,7 @@ impl Counts {
             }
             let mut attributes = vec![KeyValue::new(semconv::HTTP_REQUEST_METHOD, method_name(i))];
             attributes.extend(route.clone());
-            observer.observe(self.values[i].load(Ordering::Relaxed), &attributes);
+            observer.observe(self.value(i), &attributes);
         }
     }
 }
@@ -364,14 +390,8 @@ mod tests {
             .and_then(Option::as_ref)
             .expect("counted by id");
         assert_eq!(&*counted.route, "/active/{id}");
-        assert_eq!(
-            counted.counts.values[method_index("GET")].load(Ordering::Relaxed),
-            1
-        );
-        assert_eq!(
-            counted.counts.values[method_index("POST")].load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(counted.counts.value(method_index("GET")), 1);
+        assert_eq!(counted.counts.value(method_index("POST")), 1);
         assert!(active.routes.read().map(|r| r.is_empty()).unwrap_or(false));
         assert_eq!(active.series.load(Ordering::Relaxed), 1);
 
@@ -380,10 +400,7 @@ mod tests {
         let late = RouteId::of("/active/late").expect("an id");
         active.add("GET", Some("/active/late"), Some(late), 1);
         active.add("GET", Some("/active/late"), Some(late), 1);
-        assert_eq!(
-            active.overflow.values[method_index("GET")].load(Ordering::Relaxed),
-            2
-        );
+        assert_eq!(active.overflow.value(method_index("GET")), 2);
         assert!(matches!(active.by_id[late.index()].get(), Some(None)));
     }
 
@@ -397,17 +414,11 @@ mod tests {
         active.add("GET", Some("/a"), None, -1);
         let a = active.routes.read().unwrap_or_else(|p| p.into_inner());
         let counts = a.get("/a").expect("a series for /a");
-        assert_eq!(
-            counts.values[method_index("GET")].load(Ordering::Relaxed),
-            1
-        );
-        assert_eq!(
-            counts.values[method_index("_OTHER")].load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(counts.value(method_index("GET")), 1);
+        assert_eq!(counts.value(method_index("_OTHER")), 1);
         assert_eq!(counts.seen.load(Ordering::Relaxed).count_ones(), 2);
         drop(a);
-        assert_eq!(active.unmatched.values[0].load(Ordering::Relaxed), 1);
+        assert_eq!(active.unmatched.value(0), 1);
         for n in 0..MAX_ATTRIBUTE_SETS + 10 {
             active.add("POST", Some(&format!("/r{n}")), None, 1);
         }
@@ -415,9 +426,37 @@ mod tests {
             active.routes.read().map(|r| r.len()).unwrap_or(0),
             MAX_ATTRIBUTE_SETS
         );
-        assert_eq!(
-            active.overflow.values[method_index("POST")].load(Ordering::Relaxed),
-            11
-        );
+        assert_eq!(active.overflow.value(method_index("POST")), 11);
+    }
+
+    #[test]
+    fn requests_started_and_ended_on_different_threads_add_up() {
+        let active = ActiveRequests::default();
+        let id = RouteId::of("/active/threads").expect("an id");
+        let route = Some("/active/threads");
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        active.add("GET", route, Some(id), 1);
+                    }
+                });
+            }
+        });
+        // Ended on other threads than they started on.
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..1_500 {
+                        active.add("GET", route, Some(id), -1);
+                    }
+                });
+            }
+        });
+        let counted = active.by_id[id.index()]
+            .get()
+            .and_then(Option::as_ref)
+            .expect("counted by id");
+        assert_eq!(counted.counts.value(method_index("GET")), 1_000);
     }
 }

@@ -143,6 +143,8 @@ fn health_figures_are_exposed_under_the_library_prefix() {
         "service_tracing_spans_ended_total 0",
         "service_tracing_spans_exported_total 0",
         "service_tracing_spans_dropped_total 0",
+        "service_tracing_spans_rejected_total 0",
+        "service_tracing_export_retries_total 0",
         "service_tracing_export_errors_total 0",
         "service_tracing_spans_queued 0",
         "service_tracing_exporter_up 1",

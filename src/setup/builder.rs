@@ -9,7 +9,7 @@ use std::time::Duration;
 use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
 
 use crate::config::env;
-use crate::config::{BatchConfig, Protocol, Sampler, TracesExporter};
+use crate::config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 use crate::errors::{AlertOptions, AlertRule};
 use crate::metrics::MetricsExporter;
 
@@ -43,6 +43,7 @@ pub struct ServiceTracing {
     pub(super) protocol: Option<Protocol>,
     pub(super) headers: Vec<(String, String)>,
     pub(super) timeout: Option<Duration>,
+    pub(super) compression: Option<Compression>,
     pub(super) certificate: Option<PathBuf>,
     pub(super) sampler: Option<Sampler>,
     pub(super) batch: Option<BatchConfig>,
@@ -104,6 +105,7 @@ impl ServiceTracing {
             protocol: None,
             headers: Vec::new(),
             timeout: None,
+            compression: None,
             certificate: None,
             sampler: None,
             batch: None,
@@ -172,9 +174,25 @@ impl ServiceTracing {
         self
     }
 
-    /// Timeout of one export request (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
+    /// How long the export of one batch may take, retries included
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s). Within it, throttling and transient
+    /// failures are retried with exponential backoff, honouring `Retry-After` and `RetryInfo`.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Compresses export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`, default none): gzip, over
+    /// gRPC and OTLP/HTTP alike. Worth it to a hosted backend that bills or limits bytes.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("https://otlp.example.com")
+    ///     .otlp_compression(service_tracing::Compression::Gzip);
+    /// # let _ = options;
+    /// ```
+    pub fn otlp_compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
         self
     }
 

@@ -330,8 +330,8 @@ impl Pipeline {
             }
             TracesExporter::Otlp => {
                 let otlp_config = config.clone();
-                Some(ExportWorker::start(
-                    move || otlp::build_preferred(&otlp_config),
+                Some(ExportWorker::start_with_tally(
+                    move |tally| otlp::build_preferred(&otlp_config, tally),
                     config.batch,
                     resource.clone(),
                     Some(redactor.clone()),

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use super::ServiceTracing;
 use crate::config::env::{self, EnvConfig};
 use crate::config::{
-    layered, signal_endpoint, BatchConfig, Propagation, Protocol, Resolved, Sampler,
+    layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved, Sampler,
     TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
@@ -66,6 +66,7 @@ impl ServiceTracing {
             endpoint,
             headers,
             timeout: layered(self.timeout, env.timeout, || Duration::from_secs(10)),
+            compression: layered(self.compression, env.compression, Compression::default),
             extra_roots: self.resolve_extra_roots(&env)?,
             sampler: layered(self.sampler, env.sampler, || Sampler::ParentBasedAlwaysOn),
             batch,

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::ServiceTracing;
-use crate::config::TracesExporter;
+use crate::config::{Compression, TracesExporter};
 use crate::error::{SetupError, SetupErrorKind};
 use crate::metrics::{MetricsExporter, MetricsSettings};
 
@@ -99,6 +99,18 @@ fn a_bad_alert_webhook_fails_setup_naming_the_setting() {
 
 fn metrics_with(vars: &'static [(&'static str, &'static str)]) -> ServiceTracing {
     with_vars(vars)
+}
+
+#[test]
+fn compression_defaults_to_none_and_the_builder_beats_the_variable() {
+    let compression = |options: ServiceTracing| options.resolve().expect("valid").0.compression;
+    assert_eq!(compression(metrics_with(&[])), Compression::None);
+    let gzip_env = &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
+    assert_eq!(compression(metrics_with(gzip_env)), Compression::Gzip);
+    assert_eq!(
+        compression(metrics_with(gzip_env).otlp_compression(Compression::None)),
+        Compression::None
+    );
 }
 
 fn resolved_metrics(options: &ServiceTracing) -> Result<Option<MetricsSettings>, SetupError> {

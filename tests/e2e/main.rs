@@ -8,6 +8,8 @@
 
 #[path = "../support/collector.rs"]
 mod collector;
+#[path = "../support/otlp_proxy.rs"]
+mod otlp_proxy;
 #[cfg(feature = "redis")]
 #[path = "../support/redis.rs"]
 mod redis_server;
@@ -16,6 +18,7 @@ mod support;
 #[path = "../support/tls_proxy.rs"]
 mod tls_proxy;
 
+mod a_backend_refusing_every_export_costs_counted_spans_not_memory;
 mod a_dead_webhook_never_delays_requests;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
 mod application_errors_reach_the_groups;
@@ -29,6 +32,7 @@ mod error_groups_reach_the_summary;
 #[cfg(feature = "redis")]
 mod errors_are_shared_through_redis;
 mod export_traffic_never_becomes_spans;
+mod gzip_spans_reach_the_collector_over_both_protocols;
 mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;
 mod one_trace_crosses_frontend_client_and_backend;
@@ -39,4 +43,5 @@ mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
+mod throttled_exports_are_retried_and_every_span_arrives_once;
 mod untrusted_callers_start_new_linked_traces;

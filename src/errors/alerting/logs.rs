@@ -364,6 +364,7 @@ mod tests {
             endpoint: "http://c:4318/v1/traces".to_owned(),
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(1),
+            compression: Default::default(),
             extra_roots: Default::default(),
             sampler: crate::config::Sampler::ParentBasedAlwaysOn,
             batch: crate::config::BatchConfig::default(),

@@ -29,7 +29,8 @@ use prost::Message;
 use super::encode::Encoder;
 use super::transport::{Transport, Wire};
 use super::{build, FastOtlpExporter, GRPC_PREFIX};
-use crate::config::{Protocol, Resolved};
+use crate::config::{Compression, Protocol, Resolved};
+use crate::export::batch::Tally;
 
 // ---------------------------------------------------------------------------------------------
 // Building spans
@@ -502,43 +503,65 @@ struct Received {
 }
 
 /// How a test collector answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Reply {
     /// An HTTP status with an empty body.
     Http(u16),
+    /// An HTTP status with headers and a body.
+    HttpWith(u16, Vec<(&'static str, String)>, Vec<u8>),
     /// HTTP 200, then `grpc-status` and `grpc-message` in trailers.
     GrpcTrailers(&'static str, &'static str),
+    /// HTTP 200 with this (unframed) message, then `grpc-status: 0`.
+    GrpcOk(Vec<u8>),
     /// A trailers-only gRPC response: `grpc-status` in the headers.
     GrpcHeadersOnly(&'static str),
+    /// A trailers-only gRPC response with `grpc-status-details-bin`.
+    GrpcDetails(&'static str, Vec<u8>),
     /// Never answers.
     Hang,
 }
 
 type Log = Arc<Mutex<Vec<Received>>>;
 
+/// The replies of a test collector, in order; the last one repeats.
+type Script = Arc<(Vec<Reply>, std::sync::atomic::AtomicUsize)>;
+
+fn script(replies: Vec<Reply>) -> Script {
+    Arc::new((replies, std::sync::atomic::AtomicUsize::new(0)))
+}
+
 /// Serves HTTP/1.1 and h2c (prior knowledge) on a free local port, recording every request.
 async fn collector(reply: Reply) -> (SocketAddr, Log) {
+    scripted(vec![reply]).await
+}
+
+/// Like [`collector`], answering the n-th request with `replies[n]` (the last one from then
+/// on).
+async fn scripted(replies: Vec<Reply>) -> (SocketAddr, Log) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a local port");
     let addr = listener.local_addr().expect("local address");
     let log = Log::default();
     let server_log = log.clone();
+    let replies = script(replies);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream, reply, server_log.clone()));
+            tokio::spawn(serve(stream, replies.clone(), server_log.clone()));
         }
     });
     (addr, log)
 }
 
 /// Serves one connection (HTTP/1.1 or h2, by what the client speaks), recording each request.
-async fn serve<S>(stream: S, reply: Reply, log: Log)
+async fn serve<S>(stream: S, replies: Script, log: Log)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let log = log.clone();
+        let n = replies.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reply = replies.0[n.min(replies.0.len() - 1)].clone();
         async move { respond(request, reply, &log).await }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -560,11 +583,32 @@ async fn respond(
         body,
     });
     let empty = || Full::new(Bytes::new());
+    let grpc_ok = |message: Bytes| {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .body(
+                Full::new(message)
+                    .with_trailers(async move { Some(Ok(trailers)) })
+                    .boxed(),
+            )
+            .expect("response")
+    };
     let response = match reply {
         Reply::Http(code) => Response::builder()
             .status(code)
             .body(empty().boxed())
             .expect("response"),
+        Reply::HttpWith(code, headers, body) => {
+            let mut response = Response::builder().status(code);
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response
+                .body(Full::new(Bytes::from(body)).boxed())
+                .expect("response")
+        }
         Reply::GrpcTrailers(code, message) => {
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", HeaderValue::from_static(code));
@@ -578,10 +622,26 @@ async fn respond(
                 )
                 .expect("response")
         }
+        Reply::GrpcOk(message) => {
+            let mut framed = vec![0];
+            framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&message);
+            grpc_ok(Bytes::from(framed))
+        }
         Reply::GrpcHeadersOnly(code) => Response::builder()
             .header("content-type", "application/grpc")
             .header("grpc-status", code)
             .header("grpc-message", "no%20collector%20here")
+            .body(empty().boxed())
+            .expect("response"),
+        Reply::GrpcDetails(code, details) => Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", code)
+            .header("grpc-message", "slow%20down")
+            .header(
+                "grpc-status-details-bin",
+                HeaderValue::from_bytes(&details).expect("base64 is a valid value"),
+            )
             .body(empty().boxed())
             .expect("response"),
         Reply::Hang => {
@@ -631,13 +691,15 @@ async fn tls_collector(reply: Reply, config: Arc<rustls::ServerConfig>) -> (Sock
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let log = Log::default();
     let server_log = log.clone();
+    let replies = script(vec![reply]);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let log = server_log.clone();
             let acceptor = acceptor.clone();
+            let replies = replies.clone();
             tokio::spawn(async move {
                 if let Ok(stream) = acceptor.accept(stream).await {
-                    serve(stream, reply, log).await;
+                    serve(stream, replies, log).await;
                 }
             });
         }
@@ -725,14 +787,22 @@ async fn https_to_an_untrusted_collector_fails_naming_the_certificate() {
     let (_ca, config) = test_pki(&[b"h2", b"http/1.1"]);
     let (addr, log) = tls_collector(Reply::Http(200), config).await;
     let endpoint = format!("https://localhost:{}/v1/traces", addr.port());
-    let exporter = tls_exporter(Wire::Http, &endpoint, None);
+    let tally = Arc::new(Tally::default());
+    let exporter = tls_exporter(Wire::Http, &endpoint, None).with_tally(tally.clone());
     let started = Instant::now();
     let err = exporter
         .export(random_spans(42, 2))
         .await
         .expect_err("the test CA is not trusted");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Not retried: an untrusted certificate fails the same way every time.
+    assert_eq!(tally.snapshot().1, 0, "retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let message = err.to_string();
+    assert!(!message.contains("gave up"), "{message}");
     assert!(message.contains(&endpoint), "{message}");
     assert!(message.contains("invalid peer certificate"), "{message}");
     assert!(log.lock().expect("log lock").is_empty());
@@ -793,7 +863,7 @@ async fn http_posts_the_encoded_request_with_headers() {
 
 #[tokio::test]
 async fn http_error_status_is_an_export_error() {
-    let (addr, _log) = collector(Reply::Http(503)).await;
+    let (addr, _log) = collector(Reply::Http(400)).await;
     let exporter = fast_exporter(
         Wire::Http,
         &format!("http://{addr}/v1/traces"),
@@ -801,7 +871,7 @@ async fn http_error_status_is_an_export_error() {
     );
     match exporter.export(varied_spans()).await {
         Err(OTelSdkError::InternalFailure(message)) => {
-            assert!(message.contains("503"), "{message}")
+            assert!(message.contains("400"), "{message}")
         }
         other => panic!("expected a failure, got {other:?}"),
     }
@@ -843,10 +913,11 @@ async fn grpc_posts_a_framed_message_over_h2c() {
 #[tokio::test]
 async fn grpc_error_status_in_trailers_is_an_export_error() {
     let (addr, _log) = collector(Reply::GrpcTrailers("14", "collector unavailable")).await;
+    // UNAVAILABLE is retried: a timeout shorter than the first backoff gives up at once.
     let exporter = fast_exporter(
         Wire::Grpc,
         &format!("http://{addr}"),
-        Duration::from_secs(5),
+        Duration::from_millis(400),
     );
     match exporter.export(varied_spans()).await {
         Err(OTelSdkError::InternalFailure(message)) => {
@@ -939,6 +1010,256 @@ async fn export_after_shutdown_fails() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Retries, rejections, partial success, compression
+
+/// An exporter counting into a tally of its own, with `compression`.
+fn counted_exporter(
+    wire: Wire,
+    addr: SocketAddr,
+    timeout: Duration,
+    compression: Compression,
+) -> (FastOtlpExporter, Arc<Tally>) {
+    let endpoint = match wire {
+        Wire::Http => format!("http://{addr}/v1/traces"),
+        Wire::Grpc => format!("http://{addr}"),
+    };
+    let tally = Arc::new(Tally::default());
+    let mut exporter = FastOtlpExporter::new(
+        Transport::new(wire, &endpoint, &[], timeout, &Default::default())
+            .expect("transport")
+            .with_compression(compression),
+    )
+    .with_tally(tally.clone());
+    exporter.set_resource(&RESOURCE);
+    (exporter, tally)
+}
+
+fn bodies(log: &Log) -> Vec<Bytes> {
+    log.lock()
+        .expect("log")
+        .iter()
+        .map(|r| r.body.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn throttled_http_exports_wait_for_retry_after_and_are_sent_again_until_accepted() {
+    let (addr, log) = scripted(vec![
+        Reply::HttpWith(429, vec![("retry-after", "1".to_owned())], Vec::new()),
+        Reply::Http(503),
+        Reply::Http(200),
+    ])
+    .await;
+    let (exporter, tally) =
+        counted_exporter(Wire::Http, addr, Duration::from_secs(10), Compression::None);
+    let spans = random_spans(61, 20);
+    let started = Instant::now();
+    exporter
+        .export(spans)
+        .await
+        .expect("accepted on the third attempt");
+    let elapsed = started.elapsed();
+    let sent = bodies(&log);
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent.iter().all(|b| *b == sent[0]),
+        "the same request each time"
+    );
+    assert_eq!(tally.snapshot().0, 0, "nothing rejected");
+    assert_eq!(tally.snapshot().1, 2, "two retries");
+    // Retry-After: 1, then at least half of the doubled 2 s window.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_final_http_status_is_rejected_at_once_and_never_sent_again() {
+    for status in [400, 401, 413, 500] {
+        let (addr, log) = collector(Reply::HttpWith(
+            status,
+            vec![("retry-after", "1".to_owned())],
+            b"invalid span".to_vec(),
+        ))
+        .await;
+        let (exporter, tally) =
+            counted_exporter(Wire::Http, addr, Duration::from_secs(10), Compression::None);
+        let started = Instant::now();
+        let err = exporter
+            .export(random_spans(62, 7))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("invalid span"), "{err}");
+        assert_eq!(log.lock().expect("log").len(), 1, "{status} sent once");
+        let (rejected, retried, reason) = tally.snapshot();
+        assert_eq!((rejected, retried), (7, 0), "{status}");
+        assert!(reason.is_some_and(|r| r.contains(&status.to_string())));
+        assert!(started.elapsed() < Duration::from_millis(500), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn retries_give_up_within_the_export_timeout() {
+    let (addr, log) = collector(Reply::Http(503)).await;
+    let timeout = Duration::from_millis(1500);
+    let (exporter, tally) = counted_exporter(Wire::Http, addr, timeout, Compression::None);
+    let started = Instant::now();
+    let err = exporter
+        .export(random_spans(63, 5))
+        .await
+        .expect_err("never accepted");
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    assert!(err.to_string().contains("gave up"), "{err}");
+    let sent = log.lock().expect("log").len() as u64;
+    let (rejected, retried, _) = tally.snapshot();
+    assert!(sent >= 2, "retried at least once: {sent}");
+    assert_eq!((rejected, retried), (0, sent - 1));
+}
+
+#[tokio::test]
+async fn grpc_retries_follow_the_status_code_and_retry_info() {
+    // RESOURCE_EXHAUSTED with RetryInfo, then UNAVAILABLE, then OK.
+    let (addr, log) = scripted(vec![
+        Reply::GrpcDetails(
+            "8",
+            super::retry::retry_info_bin(Duration::from_millis(1200)),
+        ),
+        Reply::GrpcHeadersOnly("14"),
+        Reply::GrpcTrailers("0", ""),
+    ])
+    .await;
+    let (exporter, tally) =
+        counted_exporter(Wire::Grpc, addr, Duration::from_secs(10), Compression::None);
+    let started = Instant::now();
+    exporter
+        .export(random_spans(64, 9))
+        .await
+        .expect("accepted on the third attempt");
+    assert_eq!(log.lock().expect("log").len(), 3);
+    assert_eq!(tally.snapshot().1, 2);
+    // RetryInfo's 1.2 s is above the first window (0.5..1 s): it was the wait.
+    assert!(started.elapsed() >= Duration::from_millis(1200 + 1000));
+
+    // RESOURCE_EXHAUSTED without RetryInfo, and INVALID_ARGUMENT, are final.
+    for code in ["8", "3"] {
+        let (addr, log) = collector(Reply::GrpcHeadersOnly(code)).await;
+        let (exporter, tally) =
+            counted_exporter(Wire::Grpc, addr, Duration::from_secs(10), Compression::None);
+        exporter
+            .export(random_spans(65, 4))
+            .await
+            .expect_err("refused");
+        assert_eq!(log.lock().expect("log").len(), 1, "code {code}");
+        assert_eq!(tally.snapshot().0, 4, "code {code}");
+    }
+}
+
+#[tokio::test]
+async fn partial_success_counts_the_rejected_spans_and_keeps_the_message() {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    let response = |rejected: i64, message: &str| {
+        ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: message.to_owned(),
+            }),
+        }
+        .encode_to_vec()
+    };
+    for wire in [Wire::Http, Wire::Grpc] {
+        let reply = |body: Vec<u8>| match wire {
+            Wire::Http => Reply::HttpWith(
+                200,
+                vec![("content-type", "application/x-protobuf".to_owned())],
+                body,
+            ),
+            Wire::Grpc => Reply::GrpcOk(body),
+        };
+        let (addr, log) = scripted(vec![
+            reply(response(3, "spans older than 24 h")),
+            reply(response(0, "")),
+            reply(response(0, "attribute values truncated")),
+        ])
+        .await;
+        let (exporter, tally) =
+            counted_exporter(wire, addr, Duration::from_secs(5), Compression::None);
+        exporter.export(random_spans(66, 10)).await.expect("taken");
+        let (rejected, retried, reason) = tally.snapshot();
+        assert_eq!((rejected, retried), (3, 0), "{wire:?}");
+        let reason = reason.expect("a reason");
+        assert!(reason.contains("spans older than 24 h"), "{reason}");
+        assert!(reason.contains("3 of 10"), "{reason}");
+        // An empty partial success is a plain success; a warning with nothing rejected is
+        // kept for the report.
+        exporter.export(random_spans(67, 10)).await.expect("taken");
+        exporter.export(random_spans(68, 10)).await.expect("taken");
+        let (rejected, _, reason) = tally.snapshot();
+        assert_eq!(rejected, 3, "{wire:?}");
+        assert!(reason.is_some_and(|r| r.contains("attribute values truncated")));
+        assert_eq!(log.lock().expect("log").len(), 3, "never resent");
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
+#[tokio::test]
+async fn gzip_bodies_decompress_to_the_encoded_request_on_both_wires() {
+    for (wire, reply) in [
+        (Wire::Http, Reply::Http(200)),
+        (Wire::Grpc, Reply::GrpcTrailers("0", "")),
+    ] {
+        let (addr, log) = collector(reply).await;
+        let (exporter, _) = counted_exporter(wire, addr, Duration::from_secs(5), Compression::Gzip);
+        // Batches of varied sizes: the reused buffers and deflate state reset each time. The
+        // last repeats realistic spans (random text, as in the others, hardly compresses).
+        let realistic = || (0..30).flat_map(|_| varied_spans()).collect::<Vec<_>>();
+        for (seed, count) in [(71, 200), (72, 1), (73, 50), (0, 0)] {
+            let spans = if seed == 0 {
+                realistic()
+            } else {
+                random_spans(seed, count)
+            };
+            let expected = encoded(&spans);
+            exporter.export(spans).await.expect("export succeeds");
+            let received = log.lock().expect("log").pop().expect("one request");
+            let body = &received.body;
+            let unzipped = match wire {
+                Wire::Http => {
+                    assert_eq!(received.headers["content-encoding"], "gzip");
+                    assert!(!received.headers.contains_key("grpc-encoding"));
+                    gunzip(body)
+                }
+                Wire::Grpc => {
+                    assert_eq!(received.headers["grpc-encoding"], "gzip");
+                    assert!(!received.headers.contains_key("content-encoding"));
+                    assert_eq!(body[0], 1, "the compressed flag");
+                    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+                    assert_eq!(len, body.len() - GRPC_PREFIX);
+                    gunzip(&body[GRPC_PREFIX..])
+                }
+            };
+            assert!(unzipped == expected, "{wire:?} seed {seed}");
+            if seed == 0 {
+                assert!(
+                    body.len() * 4 < expected.len(),
+                    "{wire:?}: {} bytes gzipped to {}",
+                    expected.len(),
+                    body.len()
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // build
 
 fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resolved {
@@ -955,6 +1276,7 @@ fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resol
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         timeout: Duration::from_secs(10),
+        compression: Default::default(),
         extra_roots: Default::default(),
         sampler: crate::config::Sampler::AlwaysOn,
         batch: crate::config::BatchConfig::default(),
@@ -1048,7 +1370,6 @@ fn scopes_are_equal_by_shared_text_or_by_value() {
 }
 
 /// The calling thread's CPU time (user + system), from `/proc/thread-self/stat`.
-#[cfg(feature = "tls")]
 fn thread_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
     let after_name = &stat[stat.rfind(')').expect("stat layout") + 2..];
@@ -1088,7 +1409,7 @@ fn export_cpu_per_span_with_and_without_tls() {
             Wire::Http => Reply::Http(200),
         };
         let path = if wire == Wire::Http { "/v1/traces" } else { "" };
-        let (plain, plain_log) = servers.block_on(collector(reply));
+        let (plain, plain_log) = servers.block_on(collector(reply.clone()));
         let (tls, tls_log) = servers.block_on(tls_collector(reply, config.clone()));
         let _enter = client.enter();
         variants.push((
@@ -1133,6 +1454,113 @@ fn export_cpu_per_span_with_and_without_tls() {
         println!(
             "{name}: {:.0} ns of export-thread CPU per span",
             per_span(*d)
+        );
+    }
+}
+
+/// Spans like the server layer's: a route name, the HTTP semantic-convention attributes with
+/// per-request values (path, correlation id, peer port), random ids.
+fn server_spans(seed: u64, count: usize) -> Vec<SpanData> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..count)
+        .map(|i| {
+            let id = rng.u64(..);
+            let mut s = span(rng.u128(..), id, 0, "GET /users/{id}");
+            s.instrumentation_scope = InstrumentationScope::builder("service-tracing")
+                .with_version("0.1.0")
+                .build();
+            let user = rng.u32(..100_000);
+            s.attributes = vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("url.path", format!("/users/{user}")),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new("http.route", "/users/{id}"),
+                KeyValue::new(
+                    "http.response.status_code",
+                    if i % 50 == 0 { 500 } else { 200 },
+                ),
+                KeyValue::new("server.address", "api.internal"),
+                KeyValue::new("network.protocol.version", "1.1"),
+                KeyValue::new("client.address", format!("10.0.{}.{}", user % 256, i % 256)),
+                KeyValue::new("user_agent.original", "checkout-service/2.3 (reqwest)"),
+                KeyValue::new("correlation.id", format!("{:032x}", rng.u128(..))),
+            ];
+            s
+        })
+        .collect()
+}
+
+/// Measures, for OTLP/HTTP and gRPC, the bytes on the wire and the export thread's CPU per
+/// span without compression and with gzip at levels 1 (the one used) and 6 (zlib's default),
+/// in interleaved rounds against an in-process collector (served on another thread, so not
+/// counted). Batches of 512 spans shaped like the server layer's. Run in release:
+/// `cargo nextest run --release -p service-tracing --all-features --run-ignored only
+/// -E 'test(export_bytes_and_cpu_per_span_with_and_without_gzip)' --no-capture`.
+#[test]
+#[ignore = "a measurement, not a check; run in release (see the doc comment)"]
+fn export_bytes_and_cpu_per_span_with_and_without_gzip() {
+    const BATCH: usize = 512;
+    const BATCHES: usize = 100;
+    const ROUNDS: usize = 5;
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut variants = Vec::new();
+    for wire in [Wire::Http, Wire::Grpc] {
+        for (name, compression, level) in [
+            ("none", Compression::None, 0),
+            ("gzip level 1", Compression::Gzip, 1),
+            ("gzip level 6", Compression::Gzip, 6),
+        ] {
+            let reply = match wire {
+                Wire::Grpc => Reply::GrpcTrailers("0", ""),
+                Wire::Http => Reply::Http(200),
+            };
+            let (addr, log) = servers.block_on(collector(reply));
+            let _enter = client.enter();
+            let (mut exporter, _) =
+                counted_exporter(wire, addr, Duration::from_secs(5), compression);
+            if level > 0 {
+                exporter = exporter.with_gzip_level(level);
+            }
+            variants.push((format!("{wire:?} {name}"), exporter, log));
+        }
+    }
+    let batches: Vec<Vec<SpanData>> = (0..BATCHES as u64)
+        .map(|seed| server_spans(seed, BATCH))
+        .collect();
+    let mut cpu = vec![Duration::ZERO; variants.len()];
+    let mut bytes = vec![0_usize; variants.len()];
+    for round in 0..=ROUNDS {
+        for (i, (_, exporter, log)) in variants.iter().enumerate() {
+            let work = batches.clone();
+            let start = thread_cpu();
+            client.block_on(async {
+                for batch in work {
+                    exporter.export(batch).await.expect("export");
+                }
+            });
+            // Round 0 warms up (connections, buffers).
+            let mut log = log.lock().expect("log lock");
+            if round > 0 {
+                cpu[i] += thread_cpu() - start;
+                bytes[i] += log.iter().map(|r| r.body.len()).sum::<usize>();
+            }
+            log.clear();
+        }
+    }
+    let spans = (ROUNDS * BATCHES * BATCH) as f64;
+    for (((name, _, _), d), b) in variants.iter().zip(&cpu).zip(&bytes) {
+        println!(
+            "{name}: {:.0} bytes and {:.0} ns of export-thread CPU per span",
+            *b as f64 / spans,
+            d.as_nanos() as f64 / spans,
         );
     }
 }

@@ -3,13 +3,19 @@
 //! knowledge (success = HTTP 200 and `grpc-status: 0`). `https` endpoints go through rustls
 //! (feature `tls`, see [`super::tls`]): gRPC over h2 with ALPN `h2`, OTLP/HTTP over h2 or
 //! HTTP/1.1 as ALPN decides. Plain `http` endpoints keep a client without TLS in the way.
+//!
+//! [`Transport::attempt`] sends once and says what the answer means ([`Attempt`], after
+//! [`super::retry`]); the exporter decides whether to try again. Bodies may be gzip-compressed
+//! ([`Transport::with_compression`]). Response bodies are read up to 64 KiB: a backend's answer
+//! never grows memory without bound.
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::Duration;
+use std::io::Read as _;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, TE, USER_AGENT};
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, TE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,7 +23,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry_sdk::error::OTelSdkError;
 
+use super::retry::{self, Verdict};
 use super::tls::ExtraRoots;
+use crate::config::Compression;
 use crate::error::{SetupError, SetupErrorKind};
 
 /// The path of the OTLP trace export method, appended to a gRPC endpoint.
@@ -25,6 +33,34 @@ const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceSer
 
 /// Most bytes of an error response body quoted in an error message.
 const QUOTED_BODY_BYTES: usize = 256;
+
+/// Most bytes of a response body read (and of a gzip response decompressed): an OTLP answer is
+/// a few bytes, a partial success a message; anything beyond is not kept.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What one export request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The backend took the request. `rejected` items of it were refused (a partial success),
+    /// `message` is what it said (a rejection's reason, or a warning with none rejected).
+    Accepted {
+        rejected: u64,
+        message: Option<String>,
+    },
+    /// A transient failure (throttling, an unavailable backend, no connection): worth sending
+    /// again, not before `after` when the backend said so.
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    /// Refused for good (HTTP 400, gRPC `INVALID_ARGUMENT`...): the data must not be resent.
+    Rejected { error: String },
+    /// Not sent, and sending again would not help: the server's certificate is not trusted
+    /// (a TLS error is a configuration problem, not a passing one).
+    Failed { error: String },
+    /// The deadline passed before an answer.
+    TimedOut,
+}
 
 /// How requests are framed and responses judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +95,7 @@ pub(crate) struct Transport {
     headers: HeaderMap,
     wire: Wire,
     timeout: Duration,
+    compression: Compression,
 }
 
 impl fmt::Debug for Transport {
@@ -67,6 +104,7 @@ impl fmt::Debug for Transport {
             .field("uri", &self.uri)
             .field("wire", &self.wire)
             .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +198,27 @@ impl Transport {
             headers: map,
             wire,
             timeout,
+            compression: Compression::None,
         })
+    }
+
+    /// Declares request bodies compressed with `compression` (`content-encoding` for
+    /// OTLP/HTTP, `grpc-encoding` for gRPC); the caller compresses them.
+    pub(crate) fn with_compression(mut self, compression: Compression) -> Self {
+        let name = match self.wire {
+            Wire::Http => CONTENT_ENCODING,
+            Wire::Grpc => HeaderName::from_static("grpc-encoding"),
+        };
+        match compression {
+            Compression::Gzip => {
+                self.headers.insert(name, HeaderValue::from_static("gzip"));
+            }
+            Compression::None => {
+                self.headers.remove(name);
+            }
+        }
+        self.compression = compression;
+        self
     }
 
     /// How this transport frames requests.
@@ -168,59 +226,112 @@ impl Transport {
         self.wire
     }
 
+    /// How request bodies are compressed.
+    pub(crate) fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The configured timeout: of one [`send`](Self::send), or of an export with its retries.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Posts one encoded request; the whole exchange (connect, send, read the response to its
-    /// end) is bounded by the configured timeout.
+    /// end) is bounded by the configured timeout. One attempt, no retry.
     pub(crate) async fn send(&self, body: Bytes) -> Result<(), OTelSdkError> {
-        match tokio::time::timeout(self.timeout, self.exchange(body)).await {
-            Ok(result) => result,
-            Err(_) => Err(OTelSdkError::Timeout(self.timeout)),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self.attempt(body, deadline).await {
+            Attempt::Accepted { .. } => Ok(()),
+            Attempt::Retry { error, .. }
+            | Attempt::Rejected { error }
+            | Attempt::Failed { error } => Err(failure(error)),
+            Attempt::TimedOut => Err(OTelSdkError::Timeout(self.timeout)),
         }
     }
 
-    async fn exchange(&self, body: Bytes) -> Result<(), OTelSdkError> {
+    /// Posts one encoded request, finished by `deadline`, and judges the answer.
+    pub(crate) async fn attempt(&self, body: Bytes, deadline: tokio::time::Instant) -> Attempt {
+        tokio::time::timeout_at(deadline, self.exchange(body))
+            .await
+            .unwrap_or(Attempt::TimedOut)
+    }
+
+    async fn exchange(&self, body: Bytes) -> Attempt {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
 
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| failure(format!("cannot export to {}: {}", self.uri, chain(&e))))?;
+        // No answer (refused, reset): the specification retries with backoff. A TLS failure
+        // (an untrusted certificate) would fail the same way again.
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let error = format!("cannot export to {}: {}", self.uri, chain(&e));
+                return if is_tls_error(&e) {
+                    Attempt::Failed { error }
+                } else {
+                    Attempt::Retry { after: None, error }
+                };
+            }
+        };
         let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(|e| {
-            failure(format!(
-                "cannot read the response of {}: {}",
-                self.uri,
-                chain(&e)
-            ))
-        })?;
+        let (data, trailers) = match read_bounded(body).await {
+            Ok(read) => read,
+            Err(e) => {
+                return Attempt::Retry {
+                    after: None,
+                    error: format!("cannot read the response of {}: {}", self.uri, chain(&e)),
+                }
+            }
+        };
 
         match self.wire {
-            Wire::Http if parts.status.is_success() => Ok(()),
+            Wire::Http if parts.status.is_success() => {
+                let gzip = parts
+                    .headers
+                    .get(CONTENT_ENCODING)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+                accepted(&data, gzip)
+            }
             Wire::Http => {
-                let body = collected.to_bytes();
-                Err(failure(format!(
+                let error = format!(
                     "{} answered HTTP {}: {}",
                     self.uri,
                     parts.status,
-                    quote(&body)
-                )))
+                    quote(&data)
+                );
+                let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
+                verdict(
+                    retry::http_status(parts.status.as_u16(), retry_after, SystemTime::now()),
+                    error,
+                )
             }
             Wire::Grpc => {
                 if parts.status != StatusCode::OK {
-                    return Err(failure(format!(
-                        "{} answered HTTP {} to a gRPC export",
-                        self.uri, parts.status
-                    )));
+                    let code = retry::grpc_code_of_http(parts.status.as_u16());
+                    // A proxy's throttling answer may still say when to come back.
+                    let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
+                    let after =
+                        retry_after.and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                    return verdict(
+                        retry::grpc_status(code, after),
+                        format!(
+                            "{} answered HTTP {} to a gRPC export",
+                            self.uri, parts.status
+                        ),
+                    );
                 }
                 // Trailers normally; the response headers for a trailers-only response.
-                let trailers = collected.trailers().cloned().unwrap_or_default();
+                let trailers = trailers.unwrap_or_default();
                 let field = |name: &str| trailers.get(name).or_else(|| parts.headers.get(name));
-                let status = field("grpc-status").map(|v| v.as_bytes());
+                let status = field("grpc-status").map(HeaderValue::as_bytes);
                 match status {
-                    Some(b"0") => Ok(()),
+                    Some(b"0") => {
+                        let gzip = field("grpc-encoding")
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+                        accepted_grpc(&data, gzip)
+                    }
                     Some(code) => {
                         let message = field("grpc-message")
                             .map(|m| {
@@ -229,21 +340,128 @@ impl Transport {
                                     .into_owned()
                             })
                             .unwrap_or_default();
-                        Err(failure(format!(
+                        let error = format!(
                             "{} answered grpc-status {}: {}",
                             self.uri,
                             String::from_utf8_lossy(code),
                             message
-                        )))
+                        );
+                        let number = std::str::from_utf8(code)
+                            .ok()
+                            .and_then(|c| c.trim().parse::<u32>().ok())
+                            .unwrap_or(retry::code::UNKNOWN);
+                        let delay = field("grpc-status-details-bin")
+                            .and_then(|v| retry::retry_info(v.as_bytes()));
+                        verdict(retry::grpc_status(number, delay), error)
                     }
-                    None => Err(failure(format!(
-                        "{} answered a gRPC export without grpc-status",
-                        self.uri
-                    ))),
+                    None => Attempt::Rejected {
+                        error: format!("{} answered a gRPC export without grpc-status", self.uri),
+                    },
                 }
             }
         }
     }
+}
+
+fn verdict(verdict: Verdict, error: String) -> Attempt {
+    match verdict {
+        Verdict::Retry(after) => Attempt::Retry { after, error },
+        Verdict::Drop => Attempt::Rejected { error },
+    }
+}
+
+/// Reads a response body, keeping at most [`MAX_RESPONSE_BYTES`] of its data (the rest is read
+/// and discarded, so the connection can be reused) and its trailers.
+async fn read_bounded(
+    mut body: hyper::body::Incoming,
+) -> Result<(Bytes, Option<HeaderMap>), hyper::Error> {
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(chunk) => {
+                let room = MAX_RESPONSE_BYTES.saturating_sub(data.len());
+                data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    Ok((data.freeze(), trailers))
+}
+
+/// A successful OTLP/HTTP answer: an `ExportTraceServiceResponse`, whose `partial_success`
+/// says how many spans were refused. A body that does not decode is a plain success (the
+/// specification lets servers answer with an empty body).
+fn accepted(body: &[u8], gzip: bool) -> Attempt {
+    let decoded;
+    let message = if gzip {
+        match gunzip(body) {
+            Some(d) => {
+                decoded = d;
+                &decoded[..]
+            }
+            None => return full_success(),
+        }
+    } else {
+        body
+    };
+    partial_success(message)
+}
+
+/// A successful gRPC answer: one length-prefixed message, maybe compressed.
+fn accepted_grpc(body: &[u8], gzip: bool) -> Attempt {
+    let Some((prefix, rest)) = body.split_first_chunk::<5>() else {
+        return full_success();
+    };
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    let Some(message) = rest.get(..len) else {
+        return full_success();
+    };
+    match prefix[0] {
+        0 => partial_success(message),
+        1 if gzip => accepted(message, true),
+        _ => full_success(),
+    }
+}
+
+fn full_success() -> Attempt {
+    Attempt::Accepted {
+        rejected: 0,
+        message: None,
+    }
+}
+
+fn partial_success(message: &[u8]) -> Attempt {
+    use prost::Message as _;
+    let Ok(response) =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            message,
+        )
+    else {
+        return full_success();
+    };
+    match response.partial_success {
+        Some(p) => Attempt::Accepted {
+            rejected: u64::try_from(p.rejected_spans).unwrap_or(0),
+            message: (!p.error_message.is_empty()).then_some(p.error_message),
+        },
+        None => full_success(),
+    }
+}
+
+/// Decompresses a gzip body, at most [`MAX_RESPONSE_BYTES`] of it; `None` if it is not gzip.
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_RESPONSE_BYTES as u64)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
 }
 
 /// The client for an `https` endpoint: ALPN chooses the HTTP version (gRPC offers only `h2`).
@@ -296,6 +514,33 @@ fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, Setup
         return Err(bad("the URL has no host"));
     }
     Ok(uri)
+}
+
+/// Whether `error` or one of its sources is a rustls error. The TLS stream wraps it in an
+/// `io::Error`, which hyper-rustls wraps in another, and an `io::Error`'s `source` skips the
+/// error it wraps: each is opened with `get_ref`.
+#[cfg(feature = "tls")]
+fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let mut wrapped: Option<&(dyn StdError + 'static)> = Some(e);
+        while let Some(w) = wrapped {
+            if w.is::<rustls::Error>() {
+                return true;
+            }
+            wrapped = w
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|inner| inner as &(dyn StdError + 'static));
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[cfg(not(feature = "tls"))]
+fn is_tls_error(_error: &(dyn StdError + 'static)) -> bool {
+    false
 }
 
 fn failure(message: String) -> OTelSdkError {
