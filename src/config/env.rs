@@ -1,12 +1,92 @@
-//! The standard `OTEL_*` environment variables, read through a lookup function so tests never
-//! touch the process environment.
+//! The environment variables set-up honours, read through a [`Source`] so tests never touch the
+//! process environment. Nothing else in the crate reads a variable.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
+use super::metrics::MetricsEnv;
 use super::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
 use crate::SetupError;
+
+/// Reads one variable by name.
+pub(crate) type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where set-up reads its variables: the process environment, or the function given to
+/// `ServiceTracing::env_lookup`.
+#[derive(Clone, Default)]
+pub(crate) struct Source(Option<Lookup>);
+
+impl Source {
+    /// Variables read through `lookup` instead of the process environment.
+    pub(crate) fn lookup(lookup: Lookup) -> Self {
+        Self(Some(lookup))
+    }
+
+    /// A variable as it is set; `None` when unset.
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
+        match &self.0 {
+            Some(lookup) => lookup(name),
+            None => process_var(name),
+        }
+    }
+
+    /// The trace settings (`OTEL_*`).
+    pub(crate) fn traces(&self) -> Result<EnvConfig, SetupError> {
+        read(&|name| self.var(name))
+    }
+
+    /// The metrics settings (`OTEL_METRICS_*`, `OTEL_METRIC_EXPORT_*`).
+    pub(crate) fn metrics(&self) -> Result<MetricsEnv, SetupError> {
+        super::metrics::read(&|name| self.var(name))
+    }
+
+    /// The settings of error groups' and alerts' log records.
+    pub(crate) fn logs(&self) -> LogsEnv {
+        read_logs(&|name| self.var(name))
+    }
+
+    /// `SERVICE_TRACING_ERRORS_REDIS_URL`, trimmed; `None` when unset or blank.
+    #[cfg(feature = "redis")]
+    pub(crate) fn errors_redis_url(&self) -> Option<String> {
+        non_empty(&|name| self.var(name), ERRORS_REDIS_URL)
+    }
+}
+
+/// The Redis that error groups are shared through, when the builder names none.
+#[cfg(feature = "redis")]
+pub(crate) const ERRORS_REDIS_URL: &str = "SERVICE_TRACING_ERRORS_REDIS_URL";
+
+/// A variable of the process environment, whatever the [`Source`]: for `RUST_LOG` and the
+/// host name, which are not `OTEL_*` settings and have always been read there.
+pub(crate) fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `RUST_LOG`, trimmed; `None` when unset or blank.
+pub(crate) fn rust_log() -> Option<String> {
+    non_empty(&process_var, "RUST_LOG")
+}
+
+/// What the environment says about the log records of new error groups and alerts.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct LogsEnv {
+    /// `OTEL_LOGS_EXPORTER` names something other than `otlp` (such as `none`): no records.
+    pub(crate) off: bool,
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, a full URL.
+    pub(crate) endpoint: Option<String>,
+}
+
+/// Reads `OTEL_LOGS_EXPORTER` and `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`. Only `otlp` (or nothing)
+/// exports; `none` and exporters we do not have turn the records off.
+pub(crate) fn read_logs(lookup: &dyn Fn(&str) -> Option<String>) -> LogsEnv {
+    LogsEnv {
+        off: non_empty(lookup, "OTEL_LOGS_EXPORTER")
+            .is_some_and(|v| !v.eq_ignore_ascii_case("otlp")),
+        endpoint: non_empty(lookup, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+    }
+}
 
 /// What the environment says; `None` where a variable is unset or empty.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -142,39 +222,12 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     env.disabled =
         non_empty(lookup, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
-    if let Some(v) = non_empty(lookup, "OTEL_TRACES_EXPORTER") {
-        let mut chosen = None;
-        for item in v.split(',').map(str::trim) {
-            let parsed = match item {
-                "otlp" => TracesExporter::Otlp,
-                "console" | "logging" => TracesExporter::Console,
-                "none" => TracesExporter::None,
-                _ => {
-                    return Err(SetupError::invalid(
-                        "OTEL_TRACES_EXPORTER",
-                        &v,
-                        "one of \"otlp\", \"console\", \"none\"",
-                    ))
-                }
-            };
-            if chosen.is_some_and(|c| c != parsed) {
-                return Err(SetupError::invalid(
-                    "OTEL_TRACES_EXPORTER",
-                    &v,
-                    "a single exporter: \"otlp\", \"console\" or \"none\"",
-                ));
-            }
-            chosen = Some(parsed);
-        }
-        env.exporter = chosen;
-    }
-
-    let protocol = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
-        .or_else(|| {
-            non_empty(lookup, "OTEL_EXPORTER_OTLP_PROTOCOL")
-                .map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v))
-        });
+    env.exporter = exporter(lookup)?;
+    let protocol = traces_else_shared(
+        lookup,
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    );
     if let Some((name, v)) = protocol {
         env.protocol = Some(match v.as_str() {
             "grpc" => Protocol::Grpc,
@@ -209,12 +262,11 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
-    let compression = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
-        .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", v))
-        .or_else(|| {
-            non_empty(lookup, "OTEL_EXPORTER_OTLP_COMPRESSION")
-                .map(|v| ("OTEL_EXPORTER_OTLP_COMPRESSION", v))
-        });
+    let compression = traces_else_shared(
+        lookup,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    );
     if let Some((name, v)) = compression {
         env.compression = Some(match v.to_ascii_lowercase().as_str() {
             "gzip" => Compression::Gzip,
@@ -222,38 +274,90 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
             _ => return Err(SetupError::invalid(name, &v, "\"gzip\" or \"none\"")),
         });
     }
-    env.certificate = [
+    env.certificate = traces_else_shared(
+        lookup,
         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    ]
-    .into_iter()
-    .find_map(|name| non_empty(lookup, name).map(|v| (name, v)));
+    );
 
-    if let Some(v) = non_empty(lookup, "OTEL_TRACES_SAMPLER") {
-        env.sampler = Some(match v.as_str() {
-            "always_on" => Sampler::AlwaysOn,
-            "always_off" => Sampler::AlwaysOff,
-            "traceidratio" => Sampler::TraceIdRatio(ratio(lookup)?),
-            "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
-            "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
-            "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio(lookup)?),
-            _ => {
-                return Err(SetupError::invalid(
-                    "OTEL_TRACES_SAMPLER",
-                    &v,
-                    "one of always_on, always_off, traceidratio, parentbased_always_on, \
-                     parentbased_always_off, parentbased_traceidratio",
-                ))
-            }
-        });
-    }
-
+    env.sampler = sampler(lookup)?;
     if let Some(v) = non_empty(lookup, "OTEL_PROPAGATORS") {
         env.propagators = Some(propagator_names("OTEL_PROPAGATORS", &v, v.split(','))?);
     }
+    env.batch = batch(lookup)?;
+    Ok(env)
+}
 
+/// The traces' own variable, else the one shared by every signal, with the name of the one
+/// that was set (an error about the value names it).
+fn traces_else_shared(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    traces: &'static str,
+    shared: &'static str,
+) -> Option<(&'static str, String)> {
+    [traces, shared]
+        .into_iter()
+        .find_map(|name| non_empty(lookup, name).map(|v| (name, v)))
+}
+
+/// `OTEL_TRACES_EXPORTER`: one exporter, possibly repeated.
+fn exporter(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<TracesExporter>, SetupError> {
+    let Some(v) = non_empty(lookup, "OTEL_TRACES_EXPORTER") else {
+        return Ok(None);
+    };
+    let mut chosen = None;
+    for item in v.split(',').map(str::trim) {
+        let parsed = match item {
+            "otlp" => TracesExporter::Otlp,
+            "console" | "logging" => TracesExporter::Console,
+            "none" => TracesExporter::None,
+            _ => {
+                return Err(SetupError::invalid(
+                    "OTEL_TRACES_EXPORTER",
+                    &v,
+                    "one of \"otlp\", \"console\", \"none\"",
+                ))
+            }
+        };
+        if chosen.is_some_and(|c| c != parsed) {
+            return Err(SetupError::invalid(
+                "OTEL_TRACES_EXPORTER",
+                &v,
+                "a single exporter: \"otlp\", \"console\" or \"none\"",
+            ));
+        }
+        chosen = Some(parsed);
+    }
+    Ok(chosen)
+}
+
+/// `OTEL_TRACES_SAMPLER`, with `OTEL_TRACES_SAMPLER_ARG` for the ratio samplers.
+fn sampler(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Sampler>, SetupError> {
+    let Some(v) = non_empty(lookup, "OTEL_TRACES_SAMPLER") else {
+        return Ok(None);
+    };
+    Ok(Some(match v.as_str() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatio(ratio(lookup)?),
+        "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
+        "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio(lookup)?),
+        _ => {
+            return Err(SetupError::invalid(
+                "OTEL_TRACES_SAMPLER",
+                &v,
+                "one of always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off, parentbased_traceidratio",
+            ))
+        }
+    }))
+}
+
+/// The export queue (`OTEL_BSP_*`), with the specification's defaults where unset.
+fn batch(lookup: &dyn Fn(&str) -> Option<String>) -> Result<BatchConfig, SetupError> {
     let defaults = BatchConfig::default();
-    env.batch = BatchConfig {
+    Ok(BatchConfig {
         max_queue_size: count(lookup, "OTEL_BSP_MAX_QUEUE_SIZE")?
             .unwrap_or(defaults.max_queue_size),
         scheduled_delay: millis(lookup, "OTEL_BSP_SCHEDULE_DELAY")?
@@ -262,8 +366,7 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
             .unwrap_or(defaults.max_export_batch_size),
         export_timeout: millis(lookup, "OTEL_BSP_EXPORT_TIMEOUT")?
             .unwrap_or(defaults.export_timeout),
-    };
-    Ok(env)
+    })
 }
 
 /// An endpoint must be an absolute `http` or `https` URL.
@@ -293,6 +396,21 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         read(&move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn a_lookup_replaces_the_process_environment() {
+        let source = Source::lookup(Arc::new(|name: &str| {
+            (name == "OTEL_SERVICE_NAME").then(|| "from-lookup".to_owned())
+        }));
+        assert_eq!(
+            source.traces().expect("valid").service_name.as_deref(),
+            Some("from-lookup")
+        );
+        // Set in every process that runs this test, yet not read through a lookup.
+        assert!(process_var("PATH").is_some());
+        assert_eq!(source.var("PATH"), None);
+        assert_eq!(Source::default().var("PATH"), process_var("PATH"));
     }
 
     #[test]

@@ -1,9 +1,47 @@
 //! Configuration: defaults, then the standard `OTEL_*` environment variables, then builder calls
-//! in code, each layer overriding the one before.
+//! in code, each layer overriding the one before. `env.rs` reads every variable (through
+//! [`env::Source`]), `metrics.rs` the metrics ones; [`layered`] is the precedence itself.
 
 pub(crate) mod env;
+pub(crate) mod metrics;
 
 use std::time::Duration;
+
+/// The precedence of every setting but the service name: the builder's value, else the
+/// environment's, else the default.
+///
+/// Where an error must name what set a value, `T` carries that name beside it, such as
+/// `("log_filter", filter)` or `("RUST_LOG", filter)`; a setting with no default (a certificate
+/// file, a Redis URL) is an `Option` whose default is `None`.
+pub(crate) fn layered<T>(builder: Option<T>, env: Option<T>, default: impl FnOnce() -> T) -> T {
+    builder.or(env).unwrap_or_else(default)
+}
+
+/// A signal's OTLP endpoint (`signal` is `traces` or `metrics`): the builder's base endpoint,
+/// else the signal's own variable as it is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`...), else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, else the protocol's default. A base endpoint gets
+/// `/v1/{signal}` for HTTP, as the specification says.
+pub(crate) fn signal_endpoint(
+    signal: &str,
+    builder: Option<&str>,
+    signal_env: Option<&str>,
+    base_env: Option<&str>,
+    protocol: Protocol,
+) -> String {
+    let with_path = |base: &str| match protocol {
+        Protocol::Grpc => base.to_owned(),
+        Protocol::HttpProtobuf => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+    };
+    match (builder, signal_env, base_env) {
+        (Some(base), _, _) => with_path(base),
+        (None, Some(signal), _) => signal.to_owned(),
+        (None, None, Some(base)) => with_path(base),
+        (None, None, None) => with_path(match protocol {
+            Protocol::Grpc => "http://localhost:4317",
+            Protocol::HttpProtobuf => "http://localhost:4318",
+        }),
+    }
+}
 
 /// Where finished spans go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,5 +238,19 @@ impl Propagation {
     /// path.
     pub(crate) fn is_default(&self) -> bool {
         self.names == DEFAULT_PROPAGATORS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_beats_the_environment_which_beats_the_default() {
+        assert_eq!(layered(Some(1), Some(2), || 3), 1);
+        assert_eq!(layered(None, Some(2), || 3), 2);
+        assert_eq!(layered(None, None, || 3), 3);
+        // A setting without a default stays unset.
+        assert_eq!(layered::<Option<u8>>(None, None, || None), None);
     }
 }

@@ -66,7 +66,6 @@
 //! # Ok(()) }
 //! ```
 
-mod config;
 mod health;
 mod process;
 mod prometheus;
@@ -87,11 +86,10 @@ use opentelemetry_sdk::metrics::{
 };
 use opentelemetry_sdk::Resource;
 
-pub use config::MetricsExporter;
+pub use crate::config::metrics::MetricsExporter;
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use server::{HttpServerMetrics, DURATION_BOUNDARIES};
 
-pub(crate) use config::{endpoint, read as read_env, DEFAULT_INTERVAL};
 pub(crate) use health::Workers;
 
 use crate::config::Resolved;

@@ -89,8 +89,9 @@ fn register(meter: &Meter, sampler: &WeakResourceSampler) {
 mod tests {
     use opentelemetry_sdk::Resource;
 
-    use super::super::{MetricsSettings, Workers, DEFAULT_INTERVAL};
+    use super::super::{MetricsSettings, Workers};
     use super::*;
+    use crate::config::metrics::DEFAULT_INTERVAL;
 
     fn value_of(text: &str, name: &str) -> Option<f64> {
         text.lines()

@@ -8,6 +8,7 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 use super::*;
+use crate::config::metrics::DEFAULT_INTERVAL;
 
 fn metrics(limit: usize) -> Metrics {
     let settings = MetricsSettings {

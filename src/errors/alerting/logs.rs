@@ -14,6 +14,7 @@ use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::Resource;
 
 use super::rules::{Alert, Signal};
+use crate::config::env::LogsEnv;
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
 use crate::errors::classify::Severity;
@@ -39,25 +40,19 @@ pub(crate) struct LogExport {
 
 impl LogExport {
     /// The log export matching the trace export of `config`, or `None` when traces do not go
-    /// over OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`). `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL)
-    /// overrides the endpoint; otherwise the traces' endpoint is used, with `/v1/logs` in
-    /// place of `/v1/traces` for HTTP.
+    /// over OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL) overrides the endpoint; otherwise the
+    /// traces' endpoint is used, with `/v1/logs` in place of `/v1/traces` for HTTP.
     pub(crate) fn from_config(
         config: &Resolved,
         resource: Resource,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        env: &LogsEnv,
     ) -> Option<Self> {
-        let exporter = lookup("OTEL_LOGS_EXPORTER").map(|v| v.trim().to_ascii_lowercase());
-        // Only `otlp` (or nothing) exports; `none` and exporters we do not have turn it off.
-        let otlp = matches!(exporter.as_deref(), None | Some("" | "otlp"));
-        if !otlp || config.exporter != crate::config::TracesExporter::Otlp {
+        if env.off || config.exporter != crate::config::TracesExporter::Otlp {
             return None;
         }
-        let endpoint = match lookup("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-        {
-            Some(endpoint) => endpoint,
+        let endpoint = match &env.endpoint {
+            Some(endpoint) => endpoint.clone(),
             None => logs_endpoint(&config.endpoint, config.protocol),
         };
         Some(Self {
@@ -376,12 +371,13 @@ mod tests {
             disabled: false,
         };
         let from = |vars: &'static [(&'static str, &'static str)]| {
-            LogExport::from_config(&config, Resource::builder_empty().build(), &|name| {
+            let env = crate::config::env::read_logs(&|name| {
                 vars.iter()
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| (*v).to_owned())
-            })
-            .map(|l| l.endpoint)
+            });
+            LogExport::from_config(&config, Resource::builder_empty().build(), &env)
+                .map(|l| l.endpoint)
         };
         assert_eq!(from(&[]).as_deref(), Some("http://c:4318/v1/logs"));
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::env::{millis, non_empty, validate_endpoint};
+use super::env::{millis, non_empty, validate_endpoint};
 use crate::SetupError;
 
 /// Where metrics go (`OTEL_METRICS_EXPORTER`).
@@ -18,7 +18,7 @@ pub enum MetricsExporter {
     /// Pushed over OTLP to the collector every export interval (`otlp`). The default when an
     /// OTLP endpoint is configured or traces go over OTLP.
     Otlp,
-    /// Only pulled: the Prometheus text from [`Metrics::prometheus_text`](super::Metrics::prometheus_text)
+    /// Only pulled: the Prometheus text from [`Metrics::prometheus_text`](crate::metrics::Metrics::prometheus_text)
     /// or the route set with [`ServiceTracing::prometheus_route`](crate::ServiceTracing::prometheus_route)
     /// (`prometheus`).
     Prometheus,
@@ -81,28 +81,16 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<MetricsEnv
     Ok(env)
 }
 
-/// The metrics endpoint, as for traces: the builder's base endpoint, else
-/// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` as it is, else `OTEL_EXPORTER_OTLP_ENDPOINT`; a base
-/// endpoint gets `/v1/metrics` for HTTP.
+/// The metrics endpoint, as for traces (see [`super::signal_endpoint`]): the builder's base
+/// endpoint, else `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` as it is, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`; a base endpoint gets `/v1/metrics` for HTTP.
 pub(crate) fn endpoint(
     builder: Option<&str>,
     signal: Option<&str>,
     env_base: Option<&str>,
     protocol: crate::Protocol,
 ) -> String {
-    let with_path = |base: &str| match protocol {
-        crate::Protocol::Grpc => base.to_owned(),
-        crate::Protocol::HttpProtobuf => format!("{}/v1/metrics", base.trim_end_matches('/')),
-    };
-    match (builder, signal, env_base) {
-        (Some(base), _, _) => with_path(base),
-        (None, Some(signal), _) => signal.to_owned(),
-        (None, None, Some(base)) => with_path(base),
-        (None, None, None) => with_path(match protocol {
-            crate::Protocol::Grpc => "http://localhost:4317",
-            crate::Protocol::HttpProtobuf => "http://localhost:4318",
-        }),
-    }
+    super::signal_endpoint("metrics", builder, signal, env_base, protocol)
 }
 
 #[cfg(test)]

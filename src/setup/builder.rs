@@ -1,0 +1,634 @@
+//! [`ServiceTracing`](crate::ServiceTracing): the options, each recorded as given; `resolve.rs` layers them over the
+//! environment and `pipeline.rs` acts on them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
+
+use crate::config::env;
+use crate::config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
+use crate::errors::{AlertOptions, AlertRule};
+use crate::metrics::MetricsExporter;
+
+use crate::redact::{Redactor, Regex};
+
+/// Options for [`setup_service_tracing`](crate::setup_service_tracing), each overriding the environment.
+///
+/// ```no_run
+/// use service_tracing::{Protocol, Sampler, ServiceTracing};
+/// # fn main() -> Result<(), service_tracing::SetupError> {
+/// let app: axum::Router = axum::Router::<()>::new();
+/// let (app, guard) = ServiceTracing::builder("checkout")
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .environment("production")
+///     .otlp_endpoint("http://collector:4317")
+///     .otlp_protocol(Protocol::Grpc)
+///     .sampler(Sampler::ParentBasedTraceIdRatio(0.1))
+///     .untraced_route("/health")
+///     .init(app)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "call .init(app) to set tracing up"]
+pub struct ServiceTracing {
+    pub(super) name: String,
+    pub(super) version: Option<String>,
+    pub(super) environment: Option<String>,
+    pub(super) resource_attributes: Vec<(String, String)>,
+    pub(super) exporter: Option<TracesExporter>,
+    pub(super) endpoint: Option<String>,
+    pub(super) protocol: Option<Protocol>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) compression: Option<Compression>,
+    pub(super) certificate: Option<PathBuf>,
+    pub(super) sampler: Option<Sampler>,
+    pub(super) batch: Option<BatchConfig>,
+    pub(super) propagators: Option<Vec<String>>,
+    pub(super) layer: LayerOptions,
+    pub(super) install_subscriber: bool,
+    pub(super) log_filter: Option<String>,
+    /// Where the variables are read.
+    pub(super) env: env::Source,
+    pub(super) error_tracking: bool,
+    pub(super) error_classifier: Option<Arc<crate::errors::Classifier>>,
+    pub(super) error_backtraces: bool,
+    pub(super) alerts: AlertOptions,
+    pub(super) redactor: Redactor,
+    #[cfg(feature = "redis")]
+    pub(super) error_redis_url: Option<String>,
+    pub(super) profiling: bool,
+    pub(super) slow_thresholds: Vec<(String, Duration)>,
+    pub(super) metrics: MetricsOptions,
+    pub(super) resources: ResourceOptions,
+}
+
+/// The resource sampler's builder options.
+#[derive(Clone, Debug)]
+pub(super) struct ResourceOptions {
+    pub(super) enabled: bool,
+    pub(super) interval: Duration,
+}
+
+/// The metrics builder options.
+#[derive(Clone, Debug, Default)]
+pub(super) struct MetricsOptions {
+    pub(super) exporter: Option<MetricsExporter>,
+    pub(super) interval: Option<Duration>,
+    pub(super) prometheus_route: Option<String>,
+}
+
+impl fmt::Debug for ServiceTracing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceTracing")
+            .field("name", &self.name)
+            .field("exporter", &self.exporter)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceTracing {
+    /// Starts the options for the service `name`.
+    pub fn builder(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: None,
+            endpoint: None,
+            protocol: None,
+            headers: Vec::new(),
+            timeout: None,
+            compression: None,
+            certificate: None,
+            sampler: None,
+            batch: None,
+            propagators: None,
+            layer: LayerOptions::default(),
+            install_subscriber: true,
+            log_filter: None,
+            env: env::Source::default(),
+            error_tracking: true,
+            error_classifier: None,
+            error_backtraces: false,
+            alerts: AlertOptions::default(),
+            redactor: Redactor::new(),
+            #[cfg(feature = "redis")]
+            error_redis_url: None,
+            profiling: true,
+            slow_thresholds: Vec::new(),
+            metrics: MetricsOptions::default(),
+            resources: ResourceOptions {
+                enabled: true,
+                interval: crate::profiling::DEFAULT_RESOURCE_INTERVAL,
+            },
+        }
+    }
+
+    /// `service.version`, usually `env!("CARGO_PKG_VERSION")`.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// `deployment.environment.name`, such as `production`.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Adds a resource attribute (overrides `OTEL_RESOURCE_ATTRIBUTES` on the same key).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.resource_attributes.push((key.into(), value.into()));
+        self
+    }
+
+    /// Where spans go (`OTEL_TRACES_EXPORTER`).
+    pub fn exporter(mut self, exporter: TracesExporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The collector's base endpoint, as `OTEL_EXPORTER_OTLP_ENDPOINT` gives it (for
+    /// HTTP, `/v1/traces` is appended). Setting it selects the OTLP exporter.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Adds a header to every export request (`OTEL_EXPORTER_OTLP_HEADERS`), such as an API key.
+    pub fn otlp_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long the export of one batch may take, retries included
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s). Within it, throttling and transient
+    /// failures are retried with exponential backoff, honouring `Retry-After` and `RetryInfo`.
+    pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Compresses export requests (`OTEL_EXPORTER_OTLP_COMPRESSION`, default none): gzip, over
+    /// gRPC and OTLP/HTTP alike. Worth it to a hosted backend that bills or limits bytes.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("https://otlp.example.com")
+    ///     .otlp_compression(service_tracing::Compression::Gzip);
+    /// # let _ = options;
+    /// ```
+    pub fn otlp_compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// A PEM file of CA certificates to trust, beside the system's roots, for an `https` endpoint
+    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`, or `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`): a private
+    /// CA, or a collector's self-signed certificate. Read at set-up; an unreadable file or one
+    /// without a certificate fails set-up. Needs the `tls` feature (on by default) to matter.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("https://collector.internal:4318")
+    ///     .otlp_certificate("/etc/ssl/private-ca.pem"); // read by `init`
+    /// ```
+    pub fn otlp_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.certificate = Some(path.into());
+        self
+    }
+
+    /// The sampler (`OTEL_TRACES_SAMPLER`).
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// The export queue (`OTEL_BSP_*`).
+    pub fn batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// The context propagation formats (`OTEL_PROPAGATORS`), in order: `tracecontext`,
+    /// `baggage`, `b3` (single header), `b3multi`, `jaeger`, or `none` alone. Default
+    /// `tracecontext,baggage`. An incoming request is continued from the first listed trace
+    /// format it carries validly; outbound context (the layer's and [`traced_client`]'s) is
+    /// written in every listed format. An unknown name fails [`init`](Self::init).
+    ///
+    /// [`traced_client`]: crate::traced_client
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .propagators(["tracecontext", "baggage", "b3"]);
+    /// ```
+    pub fn propagators<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.propagators = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A route template (or exact path) left untraced, such as `/health`.
+    pub fn untraced_route(mut self, route: impl Into<String>) -> Self {
+        self.layer.untraced.push(route.into());
+        self
+    }
+
+    /// Which requests may continue the caller's trace (default: all). See
+    /// [`TrustIncoming`](service_tracing_middleware::TrustIncoming).
+    ///
+    /// ```
+    /// use service_tracing::{ServiceTracing, TrustIncoming};
+    /// let options = ServiceTracing::builder("edge").trust_incoming(TrustIncoming::never());
+    /// ```
+    pub fn trust_incoming(mut self, trust: TrustIncoming) -> Self {
+        self.layer.trust = trust;
+        self
+    }
+
+    /// The bytes an incoming correlation id may hold (default: ASCII letters, digits, `-`, `_`,
+    /// `.` and `:`); an id holding others is replaced by a fresh one. For fleets whose ids use
+    /// other characters. See [`CorrelationIdCharset`](service_tracing_middleware::CorrelationIdCharset)
+    /// for the bytes no charset may allow.
+    ///
+    /// ```
+    /// use service_tracing::{CorrelationIdCharset, ServiceTracing};
+    /// let charset = CorrelationIdCharset::DEFAULT.with_extra(b"/").expect("visible ASCII");
+    /// let options = ServiceTracing::builder("svc").correlation_id_charset(charset);
+    /// ```
+    pub fn correlation_id_charset(mut self, charset: CorrelationIdCharset) -> Self {
+        self.layer.correlation_charset = charset;
+        self
+    }
+
+    /// Adds a hook called with the server span of each sampled request, at the request and at
+    /// the response head, after the layer's own attributes ([`SpanHook`]).
+    ///
+    /// ```
+    /// use opentelemetry::trace::SpanRef;
+    /// use opentelemetry::KeyValue;
+    /// use service_tracing::{RequestHead, ServiceTracing};
+    ///
+    /// let options = ServiceTracing::builder("svc").span_hook(|request: &RequestHead<'_>, span: &SpanRef<'_>| {
+    ///     if let Some(tenant) = request.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.tenant", tenant.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn span_hook(mut self, hook: impl SpanHook) -> Self {
+        self.layer.span_hooks.push(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Adds the W3C Level 2 `traceresponse` header to responses (default off).
+    pub fn traceresponse(mut self, enabled: bool) -> Self {
+        self.layer.traceresponse = enabled;
+        self
+    }
+
+    /// Whether to group the errors found on ended spans (default yes); read them with
+    /// [`TracingGuard::errors`](crate::TracingGuard::errors). See [`crate::errors`].
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_tracking(false);
+    /// ```
+    pub fn error_tracking(mut self, enabled: bool) -> Self {
+        self.error_tracking = enabled;
+        self
+    }
+
+    /// Classifies errors with `classify` instead of the default rules: it returns
+    /// `Some((severity, category))` to decide, or `None` to fall back to the defaults (see
+    /// [`ErrorTracking::with_classifier`](crate::ErrorTracking::with_classifier), which this sets on the tracker set-up creates).
+    /// Severities and categories stated where an error is recorded
+    /// ([`record_error_as`](crate::errors::record_error_as)) still win.
+    ///
+    /// ```
+    /// use service_tracing::errors::{Category, ErrorOrigin, Severity};
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_classifier(|event| {
+    ///     (event.origin() == ErrorOrigin::Client && event.operation().contains("payments"))
+    ///         .then_some((Severity::Critical, Category::Dependency))
+    /// });
+    /// ```
+    pub fn error_classifier(
+        mut self,
+        classify: impl Fn(
+                &crate::errors::ErrorEvent,
+            ) -> Option<(crate::errors::Severity, crate::errors::Category)>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.error_classifier = Some(Arc::new(classify));
+        self
+    }
+
+    /// Whether `record_error` adds a backtrace to the `exception` event (default no, even with
+    /// `RUST_BACKTRACE=1`: symbolising it on the request's thread costs about 100 ms for the
+    /// first error of a process and about 0.15 ms for each later one). See
+    /// [`set_backtrace_capture`](crate::errors::set_backtrace_capture); the setting is
+    /// process-wide.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").error_backtraces(true);
+    /// ```
+    pub fn error_backtraces(mut self, enabled: bool) -> Self {
+        self.error_backtraces = enabled;
+        self
+    }
+
+    /// Adds an alert rule to error tracking (see [`crate::errors::AlertRule`]).
+    ///
+    /// ```
+    /// use service_tracing::errors::{AlertRule, Window};
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_rule(AlertRule::count(10, Window::OneMinute))
+    ///     .alert_rule(AlertRule::new_group());
+    /// ```
+    pub fn alert_rule(mut self, rule: AlertRule) -> Self {
+        self.alerts.rules.push(rule);
+        self
+    }
+
+    /// Posts alerts to this `http://` URL as JSON, with the defaults of
+    /// [`Webhook`](crate::errors::Webhook) (for other settings, build the
+    /// [`ErrorTracking`](crate::ErrorTracking) yourself). A bad URL fails [`init`](Self::init), naming
+    /// `alert_webhook`.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_webhook("http://alerts.internal:8080/hooks/errors");
+    /// ```
+    pub fn alert_webhook(mut self, url: impl Into<String>) -> Self {
+        self.alerts.webhook = Some(url.into());
+        self
+    }
+
+    /// Calls `callback` with every alert, on the alerting thread (panics caught).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_callback(|alert| eprintln!("{}: {}", alert.rule(), alert.group().message()));
+    /// ```
+    pub fn alert_callback(
+        mut self,
+        callback: impl Fn(&crate::errors::Alert) + Send + Sync + 'static,
+    ) -> Self {
+        self.alerts.callbacks.push(Arc::new(callback));
+        self
+    }
+
+    /// The redaction policy applied wherever data leaves the process: to every exported span
+    /// (attributes, events, links, name, status; console output included), to error groups
+    /// and so to webhook bodies and log records (default: [`Redactor::new`]). See
+    /// [`crate::redact`]. [`redact_key`](Self::redact_key) and
+    /// [`redact_pattern`](Self::redact_pattern) add to the policy set here, so call this first.
+    ///
+    /// ```
+    /// use service_tracing::redact::Redactor;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
+    /// ```
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Denies one more attribute-key term (any case, at word boundaries): values under such
+    /// keys, and in `key=value` pairs of free text, are replaced. The defaults
+    /// ([`DEFAULT_DENIED_KEYS`](crate::redact::DEFAULT_DENIED_KEYS)) stay.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").redact_key("ssn");
+    /// ```
+    pub fn redact_key(mut self, term: impl Into<String>) -> Self {
+        self.redactor = self.redactor.with_denied_key(term);
+        self
+    }
+
+    /// Replaces every match of `pattern` in exported free text with `[REDACTED]`, after the
+    /// default patterns. Runs on every string, so keep such patterns few.
+    ///
+    /// ```
+    /// use service_tracing::redact::Regex;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .redact_pattern(Regex::new(r"\bEMP-[0-9]{6}\b").expect("valid"));
+    /// ```
+    pub fn redact_pattern(mut self, pattern: Regex) -> Self {
+        self.redactor = self.redactor.with_pattern(pattern);
+        self
+    }
+
+    /// Records these request headers on server spans as `http.request.header.<name>` (string
+    /// arrays, lowercase names, as the HTTP semantic conventions say). Off by default.
+    /// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`-style
+    /// headers and names the redaction policy denies are never captured, even if listed.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .capture_request_headers(["x-tenant", "accept-language"]);
+    /// ```
+    pub fn capture_request_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.layer
+            .request_headers
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Records these response headers on server spans as `http.response.header.<name>`, as
+    /// [`capture_request_headers`](Self::capture_request_headers) does for requests.
+    ///
+    /// ```
+    /// let options =
+    ///     service_tracing::ServiceTracing::builder("svc").capture_response_headers(["x-cache"]);
+    /// ```
+    pub fn capture_response_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.layer
+            .response_headers
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Shares error groups, counts and rates between the service's replicas through the Redis
+    /// at `url` (feature `redis`), under the prefix `service-tracing:{service}:errors`; see
+    /// [`crate::errors::RedisSharing`]. Default: the `SERVICE_TRACING_ERRORS_REDIS_URL`
+    /// environment variable, else no sharing. An invalid URL fails [`init`](Self::init) with
+    /// an error naming the setting; an unreachable Redis does not (the tracking starts
+    /// degraded, see [`TracingGuard::error_storage_health`](crate::TracingGuard::error_storage_health)).
+    ///
+    /// ```no_run
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .error_redis_url("redis://127.0.0.1:6379");
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn error_redis_url(mut self, url: impl Into<String>) -> Self {
+        self.error_redis_url = Some(url.into());
+        self
+    }
+
+    /// Whether to profile operations (default yes): latency percentiles per operation, slow
+    /// operations and bottlenecks; read them with [`TracingGuard::profiling`](crate::TracingGuard::profiling). See
+    /// [`crate::profiling`].
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").profiling(false);
+    /// ```
+    pub fn profiling(mut self, enabled: bool) -> Self {
+        self.profiling = enabled;
+        self
+    }
+
+    /// A slow threshold for one operation: `{METHOD} {route}` (`GET /orders/{id}`), a client
+    /// target (`GET payments.internal`) or a span name. A slower operation gets a
+    /// `performance.slow` span event and a rate-limited warning. See
+    /// [`crate::profiling`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .slow_threshold("GET /orders/{id}", Duration::from_millis(200));
+    /// ```
+    pub fn slow_threshold(mut self, operation: impl Into<String>, threshold: Duration) -> Self {
+        self.slow_thresholds.push((operation.into(), threshold));
+        self
+    }
+
+    /// Whether to sample the process's resources (default yes, with profiling): CPU, memory,
+    /// open file descriptors, threads and the tokio runtime set-up runs in. Read them with
+    /// [`Profiling::resources`](crate::Profiling::resources); see [`ResourceSampler`](crate::profiling::ResourceSampler).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").resource_sampling(false);
+    /// ```
+    pub fn resource_sampling(mut self, enabled: bool) -> Self {
+        self.resources.enabled = enabled;
+        self
+    }
+
+    /// The time between two resource samples (default 10 s, at least 100 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options =
+    ///     service_tracing::ServiceTracing::builder("svc").resource_interval(Duration::from_secs(30));
+    /// ```
+    pub fn resource_interval(mut self, interval: Duration) -> Self {
+        self.resources.interval = interval;
+        self
+    }
+
+    /// Where metrics go (`OTEL_METRICS_EXPORTER`; default OTLP when traces go over OTLP or an
+    /// endpoint is configured, else nowhere). See [`crate::metrics`].
+    ///
+    /// ```
+    /// use service_tracing::{metrics::MetricsExporter, ServiceTracing};
+    /// let options = ServiceTracing::builder("svc").metrics_exporter(MetricsExporter::Otlp);
+    /// ```
+    pub fn metrics_exporter(mut self, exporter: MetricsExporter) -> Self {
+        self.metrics.exporter = Some(exporter);
+        self
+    }
+
+    /// How often metrics are pushed over OTLP (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .metric_export_interval(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metrics.interval = Some(interval);
+        self
+    }
+
+    /// Serves the metrics in the Prometheus text format at `path` (such as `/metrics`) on the
+    /// router [`init`](Self::init) returns, outside the tracing layer (scrapes are neither
+    /// traced nor measured). Turns metrics on even when they are not pushed. The path must
+    /// start with `/` and not be a route of the application.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc").prometheus_route("/metrics");
+    /// ```
+    pub fn prometheus_route(mut self, path: impl Into<String>) -> Self {
+        self.metrics.prometheus_route = Some(path.into());
+        self
+    }
+
+    /// Whether to install the global `tracing` subscriber (default yes). Say no when the
+    /// application installs its own, and add [`TracingGuard::tracing_layer`](crate::TracingGuard::tracing_layer) to it.
+    pub fn install_subscriber(mut self, install: bool) -> Self {
+        self.install_subscriber = install;
+        self
+    }
+
+    /// Which log lines are printed, in `RUST_LOG` syntax (default: `RUST_LOG`, else `info`).
+    /// Traces do not depend on it.
+    pub fn log_filter(mut self, filter: impl Into<String>) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
+    /// Reads `OTEL_*` settings through this function instead of the process environment (for
+    /// tests, or settings kept elsewhere).
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()));
+    /// ```
+    pub fn env_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = env::Source::lookup(Arc::new(lookup));
+        self
+    }
+}
+
+/// What the server layer is told, kept so extra in-process services get the same.
+#[derive(Clone, Default)]
+pub(super) struct LayerOptions {
+    pub(super) untraced: Vec<String>,
+    pub(super) trust: TrustIncoming,
+    pub(super) traceresponse: bool,
+    pub(super) correlation_charset: CorrelationIdCharset,
+    pub(super) request_headers: Vec<String>,
+    pub(super) response_headers: Vec<String>,
+    pub(super) span_hooks: Vec<std::sync::Arc<dyn SpanHook>>,
+}
+
+impl std::fmt::Debug for LayerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerOptions")
+            .field("untraced", &self.untraced)
+            .field("trust", &self.trust)
+            .field("traceresponse", &self.traceresponse)
+            .field("correlation_charset", &self.correlation_charset)
+            .field("request_headers", &self.request_headers)
+            .field("response_headers", &self.response_headers)
+            .field("span_hooks", &self.span_hooks.len())
+            .finish()
+    }
+}

@@ -1,0 +1,63 @@
+//! Set-up: [`setup_service_tracing`](crate::setup_service_tracing), the [`ServiceTracing`](crate::ServiceTracing) builder and the [`TracingGuard`](crate::TracingGuard).
+//!
+//! One file per job, in the order `init` runs them:
+//! - `builder.rs`: [`ServiceTracing`](crate::ServiceTracing) and its option methods (they only record values);
+//! - `resolve.rs`: the builder's values over the `OTEL_*` variables over the defaults
+//!   ([`crate::config`] reads the variables);
+//! - `pipeline.rs`: `init` and `init_layer`, which start error tracking, profiling, the tracer
+//!   provider with its span processors and export worker, and metrics, then build the layer;
+//! - `resource.rs`: the OpenTelemetry resource (service, host, process, SDK);
+//! - `subscriber.rs`: the `tracing` subscriber and the bridge to OpenTelemetry;
+//! - `guard.rs`: [`TracingGuard`](crate::TracingGuard), which flushes and shuts everything down.
+
+mod builder;
+mod guard;
+mod pipeline;
+mod resolve;
+mod resource;
+mod subscriber;
+#[cfg(test)]
+mod tests;
+
+use axum::Router;
+
+pub use builder::ServiceTracing;
+pub use guard::TracingGuard;
+pub use subscriber::BridgeLayer;
+
+use crate::error::SetupError;
+
+/// Sets up tracing for the service `name` with everything read from the standard `OTEL_*`
+/// environment variables, and wraps `app` with [`TracingLayer`](crate::TracingLayer).
+///
+/// It builds and installs the tracer provider (OTLP when an endpoint is configured, else a
+/// console exporter that prints each trace as a tree), installs the propagators
+/// `OTEL_PROPAGATORS` names (by default W3C Trace Context and Baggage), and installs a `tracing` subscriber that prints log lines with their
+/// trace and correlation ids and bridges `tracing` spans to OpenTelemetry. Keep the guard alive
+/// for as long as the service runs; its [`shutdown`](TracingGuard::shutdown) (or drop) flushes
+/// every pending span.
+///
+/// `OTEL_SERVICE_NAME`, when set, takes precedence over `name`.
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let app = Router::new().route("/", get(|| async { "hello" }));
+///     let (app, guard) = service_tracing::setup_service_tracing(app, "hello-service")?;
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     axum::serve(listener, app).await?;
+///     guard.shutdown()?;
+///     Ok(())
+/// }
+/// ```
+pub fn setup_service_tracing<S>(
+    app: Router<S>,
+    name: &str,
+) -> Result<(Router<S>, TracingGuard), SetupError>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    ServiceTracing::builder(name).init(app)
+}

@@ -1,0 +1,390 @@
+//! Wiring: `init` and `init_layer` start error tracking, profiling, one [`Pipeline`] per service
+//! (the tracer provider, its span processors and the export worker) and metrics, install the
+//! global providers, propagator and subscriber, and build the server layer.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Router;
+use opentelemetry::global;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use service_tracing_middleware::{SpanHook, TracingLayer};
+
+use super::builder::LayerOptions;
+use super::guard::{GuardInner, TracingGuard};
+use super::resource::resource;
+use super::subscriber::{already_set, install_subscriber};
+use super::ServiceTracing;
+use crate::config::{Propagation, Resolved, TracesExporter};
+use crate::error::SetupError;
+use crate::errors::ErrorTracking;
+use crate::export::batch::ExportWorker;
+use crate::export::console::ConsoleExporter;
+use crate::export::otlp;
+use crate::metrics::Metrics;
+use crate::profiling::Profiling;
+use crate::redact::Redactor;
+
+impl ServiceTracing {
+    /// Error tracking, with its alerts, the redaction policy and, for OTLP traces, new groups
+    /// and alerts as log records; shared through Redis when a URL is set. One tracker is
+    /// shared by every service's provider.
+    fn start_errors(&self, config: &Resolved) -> Result<Option<ErrorTracking>, SetupError> {
+        if !self.error_tracking || config.disabled {
+            return Ok(None);
+        }
+        crate::errors::set_backtrace_capture(self.error_backtraces);
+        let errors = match &self.error_classifier {
+            Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
+            None => ErrorTracking::new(),
+        };
+        let logs = crate::errors::logs::LogExport::from_config(
+            config,
+            resource(config, &config.service_name),
+            &self.env.logs(),
+        );
+        // Error groups (and so webhook bodies and log records) use the same policy.
+        let mut alerts = self.alerts.clone();
+        alerts.redactor = Some(self.redactor.clone());
+        let errors = alerts.apply(errors, logs)?;
+        #[cfg(feature = "redis")]
+        let errors = match self.resolve_errors_redis_url() {
+            Some((setting, url)) => errors.with_sharing(
+                crate::errors::RedisSharing::parse(setting, url.trim())?
+                    .prefix(format!("service-tracing:{}:errors", config.service_name)),
+            ),
+            None => errors,
+        };
+        Ok(Some(errors))
+    }
+
+    /// Profiling with the slow thresholds and, when on, the resource sampler.
+    fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
+        let profiling = (self.profiling && !config.disabled).then(|| {
+            self.slow_thresholds
+                .iter()
+                .fold(Profiling::new(), |p, (op, t)| {
+                    p.with_slow_threshold(op.clone(), *t)
+                })
+        });
+        profiling.map(|p| self.with_resource_sampler(p))
+    }
+
+    /// Adds and starts the resource sampler, when on. Called inside the application's
+    /// runtime, the sampler reads that runtime's figures.
+    fn with_resource_sampler(&self, profiling: Profiling) -> Profiling {
+        if !self.resources.enabled {
+            return profiling;
+        }
+        let sampler =
+            crate::profiling::ResourceSampler::new().with_interval(self.resources.interval);
+        sampler.start();
+        profiling.with_resources(sampler)
+    }
+
+    /// Sets everything up and wraps `app`. See [`setup_service_tracing`](crate::setup_service_tracing).
+    pub fn init<S>(self, app: Router<S>) -> Result<(Router<S>, TracingGuard), SetupError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let route = self.metrics.prometheus_route.clone();
+        let (layer, guard) = self.init_layer()?;
+        let app = app.layer(layer);
+        match (route, guard.metrics()) {
+            (Some(path), Some(metrics)) => {
+                // axum panics on a path it already routes; say so as a set-up error instead.
+                let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::metrics::with_prometheus_route(app, &path, metrics)
+                }));
+                let app = routed.map_err(|_| {
+                    SetupError::invalid(
+                        "prometheus_route",
+                        &path,
+                        "a path the application does not route",
+                    )
+                })?;
+                Ok((app, guard))
+            }
+            _ => Ok((app, guard)),
+        }
+    }
+
+    /// Sets everything up and returns the layer, for any Tower service (not only axum).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (layer, guard) = service_tracing::ServiceTracing::builder("svc").init_layer()?;
+    /// let service = tower::ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn init_layer(self) -> Result<(TracingLayer, TracingGuard), SetupError> {
+        let (config, propagation) = self.resolve()?;
+        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+            return Err(already_set());
+        }
+        let errors = self.start_errors(&config)?;
+        let profiling = self.start_profiling(&config);
+        let pipeline = Pipeline::start(
+            &config,
+            &config.service_name,
+            errors.as_ref(),
+            profiling.as_ref(),
+            &self.redactor,
+        )?;
+        let metrics_settings = self.resolve_metrics(&config)?;
+        let workers = crate::metrics::Workers::default();
+        if let Some(worker) = &pipeline.worker {
+            workers.add(worker);
+        }
+        let metrics = match &metrics_settings {
+            Some(settings) => Some(start_metrics(
+                settings,
+                resource(&config, &config.service_name),
+                &workers,
+                profiling.as_ref(),
+            )?),
+            None => None,
+        };
+        // The layer and `traced_client` share this choice (see `layer_for`).
+        global::set_text_map_propagator(propagation.propagator.clone());
+        if let Some(provider) = &pipeline.provider {
+            global::set_tracer_provider(provider.clone());
+        }
+        if self.install_subscriber {
+            install_subscriber(
+                pipeline.provider.as_ref(),
+                self.resolve_log_filter()?,
+                &self.redactor,
+            )?;
+        }
+        let layer = layer_for(
+            &config,
+            &propagation,
+            pipeline.provider.as_ref(),
+            &self.layer,
+            &self.redactor,
+            errors.as_ref(),
+            profiling.as_ref(),
+            metrics.as_ref(),
+        );
+        let guard = TracingGuard {
+            inner: Mutex::new(Some(GuardInner {
+                main: pipeline,
+                extra: Vec::new(),
+                config,
+                propagation,
+                layer: self.layer,
+                redactor: self.redactor,
+                errors,
+                profiling,
+                metrics,
+                workers,
+            })),
+        };
+        Ok((layer, guard))
+    }
+}
+
+/// The metrics pipeline, installed as the global meter provider (`traced_client` and
+/// `TracingMiddleware` record through it), observing the resource sampler when there is one.
+fn start_metrics(
+    settings: &crate::metrics::MetricsSettings,
+    resource: Resource,
+    workers: &crate::metrics::Workers,
+    profiling: Option<&Profiling>,
+) -> Result<Metrics, SetupError> {
+    let metrics = Metrics::start(settings, resource, workers)?;
+    global::set_meter_provider(metrics.meter_provider().clone());
+    if let Some(sampler) = profiling.and_then(Profiling::resources) {
+        metrics.observe_resources(&sampler);
+    }
+    Ok(metrics)
+}
+
+/// One hook shared by every layer set-up makes.
+struct SharedHook(std::sync::Arc<dyn SpanHook>);
+
+impl SpanHook for SharedHook {
+    fn on_request(
+        &self,
+        request: &service_tracing_middleware::RequestHead<'_>,
+        span: &opentelemetry::trace::SpanRef<'_>,
+    ) {
+        self.0.on_request(request, span);
+    }
+
+    fn on_response(
+        &self,
+        response: &service_tracing_middleware::ResponseHead<'_>,
+        span: &opentelemetry::trace::SpanRef<'_>,
+    ) {
+        self.0.on_response(response, span);
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // Each is one independent part of the set-up.
+pub(super) fn layer_for(
+    config: &Resolved,
+    propagation: &Propagation,
+    provider: Option<&SdkTracerProvider>,
+    options: &LayerOptions,
+    redactor: &Redactor,
+    errors: Option<&ErrorTracking>,
+    profiling: Option<&Profiling>,
+    metrics: Option<&Metrics>,
+) -> TracingLayer {
+    let mut layer = match provider {
+        // The layer is told how the installed sampler decides, so unsampled requests skip
+        // the tracer's work (none of set-up's span processors reads attributes at start).
+        Some(p) => TracingLayer::new()
+            .with_tracer_provider(p)
+            .sampler_hint(config.sampler.hint()),
+        None => TracingLayer::new(),
+    };
+    for route in &options.untraced {
+        layer = layer.untraced_route(route.clone());
+    }
+    for hook in &options.span_hooks {
+        layer = layer.with_span_hook(SharedHook(hook.clone()));
+    }
+    layer = layer
+        .trust_incoming(options.trust.clone())
+        .with_traceresponse(options.traceresponse)
+        .with_correlation_charset(options.correlation_charset);
+    // Header names the policy denies are not captured either (the layer itself never captures
+    // credentials and cookies).
+    let allowed = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !redactor.denies_key(n))
+            .cloned()
+            .collect()
+    };
+    if !options.request_headers.is_empty() {
+        layer = layer.capture_request_headers(allowed(&options.request_headers));
+    }
+    if !options.response_headers.is_empty() {
+        layer = layer.capture_response_headers(allowed(&options.response_headers));
+    }
+    // The default keeps the layer on its W3C fast path, which reads the same headers.
+    if !propagation.is_default() {
+        layer = layer.with_propagator(propagation.propagator.clone());
+    }
+    // Per-route error rates count every request, whatever the sampler.
+    if let Some(errors) = errors {
+        layer = layer.with_observer(errors.rates_observer());
+    }
+    // So do the per-route latency figures.
+    if let Some(profiling) = profiling {
+        layer = layer.with_observer(profiling.observer());
+    }
+    // HTTP metrics count every request too.
+    if let Some(metrics) = metrics {
+        layer = layer.with_observer(metrics.http_server());
+    }
+    let _ = config;
+    layer
+}
+
+/// One service's provider and what feeds its exporter.
+pub(super) struct Pipeline {
+    pub(super) provider: Option<SdkTracerProvider>,
+    pub(super) worker: Option<ExportWorker>,
+}
+
+impl Pipeline {
+    pub(super) fn start(
+        config: &Resolved,
+        service: &str,
+        errors: Option<&ErrorTracking>,
+        profiling: Option<&Profiling>,
+        redactor: &Redactor,
+    ) -> Result<Self, SetupError> {
+        if config.disabled {
+            return Ok(Self {
+                provider: None,
+                worker: None,
+            });
+        }
+        let resource = resource(config, service);
+        let worker = match config.exporter {
+            TracesExporter::None => None,
+            TracesExporter::Console => {
+                // A person is watching: print within a second.
+                let batch = config
+                    .batch
+                    .with_scheduled_delay(config.batch.scheduled_delay.min(Duration::from_secs(1)));
+                Some(
+                    ExportWorker::start(
+                        || Ok(ConsoleExporter::stdout()),
+                        batch,
+                        resource.clone(),
+                        Some(redactor.clone()),
+                    )?
+                    .tagged(service)
+                    .ticking(),
+                )
+            }
+            TracesExporter::Otlp => {
+                let otlp_config = config.clone();
+                Some(ExportWorker::start_with_tally(
+                    move |tally| otlp::build_preferred(&otlp_config, tally),
+                    config.batch,
+                    resource.clone(),
+                    Some(redactor.clone()),
+                )?)
+            }
+        };
+        Ok(Self {
+            provider: Some(provider(
+                config,
+                resource,
+                worker.clone(),
+                errors,
+                profiling,
+            )),
+            worker,
+        })
+    }
+}
+
+pub(super) fn provider(
+    config: &Resolved,
+    resource: Resource,
+    worker: Option<ExportWorker>,
+    errors: Option<&ErrorTracking>,
+    profiling: Option<&Profiling>,
+) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(config.sampler.to_sdk());
+    // Profiling then error tracking go in front of the worker as one processor: with several,
+    // the SDK would clone every ended span. Profiling comes right before the worker, so the
+    // `performance.slow` events it adds are exported.
+    match (worker, profiling) {
+        (Some(worker), Some(profiling)) => {
+            with_errors(builder, errors, profiling.in_front_of(worker))
+        }
+        (Some(worker), None) => with_errors(builder, errors, worker),
+        (None, Some(profiling)) => with_errors(builder, errors, profiling.clone()),
+        (None, None) => match errors {
+            Some(errors) => builder.with_span_processor(errors.clone()),
+            None => builder,
+        },
+    }
+    .build()
+}
+
+fn with_errors<P: opentelemetry_sdk::trace::SpanProcessor + 'static>(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    errors: Option<&ErrorTracking>,
+    next: P,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    match errors {
+        Some(errors) => builder.with_span_processor(errors.in_front_of(next)),
+        None => builder.with_span_processor(next),
+    }
+}
