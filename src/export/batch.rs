@@ -254,53 +254,44 @@ impl ExportWorker {
         });
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
         let worker_shared = shared.clone();
-        let handle = thread::Builder::new()
-            .name("service-tracing-export".to_owned())
-            .spawn(move || {
-                let _quiet =
-                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_start(silence_thread)
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(SetupError::new(
-                            SetupErrorKind::Worker,
-                            "cannot start the export runtime",
-                        )
-                        .with_source(e)));
+        let handle = crate::runtime::spawn_with_runtime("service-tracing-export", move |runtime| {
+            let runtime = match runtime {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(SetupError::new(
+                        SetupErrorKind::Worker,
+                        "cannot start the export runtime",
+                    )
+                    .with_source(e)));
+                    return;
+                }
+            };
+            let exporter = {
+                let _entered = runtime.enter();
+                match make_exporter(worker_shared.tally.clone()) {
+                    Ok(mut e) => {
+                        e.set_resource(&resource);
+                        e
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
                         return;
                     }
-                };
-                let exporter = {
-                    let _entered = runtime.enter();
-                    match make_exporter(worker_shared.tally.clone()) {
-                        Ok(mut e) => {
-                            e.set_resource(&resource);
-                            e
-                        }
-                        Err(err) => {
-                            let _ = ready_tx.send(Err(err));
-                            return;
-                        }
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let worker = Worker {
-                    shared: &worker_shared,
-                    runtime: &runtime,
-                    timeout: batch.export_timeout,
-                    max_batch,
-                    redactor: redactor.as_ref(),
-                };
-                run(&worker, exporter, batch);
-            })
-            .map_err(|e| {
-                SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread")
-                    .with_source(e)
-            })?;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            let worker = Worker {
+                shared: &worker_shared,
+                runtime: &runtime,
+                timeout: batch.export_timeout,
+                max_batch,
+                redactor: redactor.as_ref(),
+            };
+            run(&worker, exporter, batch);
+        })
+        .map_err(|e| {
+            SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread").with_source(e)
+        })?;
         let _ = shared.worker.set(handle.thread().clone());
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -354,19 +345,6 @@ impl ExportWorker {
             queued: s.queue.len() as u64,
         }
     }
-}
-
-thread_local! {
-    static QUIET: std::cell::RefCell<Option<tracing::subscriber::DefaultGuard>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Threads of the export runtime (its blocking pool, for DNS) get the no-op dispatcher too.
-pub(crate) fn silence_thread() {
-    QUIET.with(|q| {
-        *q.borrow_mut() = Some(tracing::subscriber::set_default(
-            tracing::subscriber::NoSubscriber::default(),
-        ));
-    });
 }
 
 /// How often the worker reports drops and export errors on standard error.
