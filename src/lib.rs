@@ -41,6 +41,7 @@
 
 mod attributes;
 mod chain;
+mod clock;
 mod config;
 #[cfg(feature = "cpu-profile")]
 pub mod cpu_profile;

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::operation::{server_operation, ServerKeys, OTHER_OPERATION};
 use crate::per_thread::PerThread;
@@ -32,8 +32,9 @@ use service_tracing_middleware::{RequestObserver, RequestOutcome, RouteId};
 /// The default bound on the number of operations (`{method} {route}`) counted apart.
 pub const DEFAULT_MAX_KEYS: usize = 512;
 
-/// The clock: `Instant::now` unless a test injects one.
-pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+#[cfg(test)]
+pub(crate) use crate::clock::Clock;
+use crate::clock::Elapsed;
 
 /// One operation's requests and errors over one window.
 #[derive(Clone, Debug, PartialEq)]
@@ -234,10 +235,7 @@ impl State {
 }
 
 struct Inner {
-    clock: Clock,
-    /// `clock` is `Instant::now`: a request's end read by the layer is on it.
-    system_clock: bool,
-    start: Instant,
+    elapsed: Elapsed,
     max_keys: usize,
     /// Each recording thread's own table; merged on read.
     shards: PerThread<State>,
@@ -304,22 +302,19 @@ impl Default for RouteRates {
 impl RouteRates {
     /// Rates on the system clock, at most 512 operations apart.
     pub fn new() -> Self {
-        Self::build(Arc::new(Instant::now), true, DEFAULT_MAX_KEYS)
+        Self::build(Elapsed::system(), DEFAULT_MAX_KEYS)
     }
 
     /// Rates on an injected clock (tests).
     #[cfg(test)]
     pub(crate) fn with_clock(clock: Clock) -> Self {
-        Self::build(clock, false, DEFAULT_MAX_KEYS)
+        Self::build(Elapsed::on(clock), DEFAULT_MAX_KEYS)
     }
 
-    fn build(clock: Clock, system_clock: bool, max_keys: usize) -> Self {
-        let start = clock();
+    fn build(elapsed: Elapsed, max_keys: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                clock,
-                system_clock,
-                start,
+                elapsed,
                 max_keys: max_keys.max(1),
                 shards: PerThread::default(),
             }),
@@ -333,22 +328,12 @@ impl RouteRates {
     /// let rates = service_tracing::errors::RouteRates::new().with_max_keys(64);
     /// ```
     pub fn with_max_keys(self, max: usize) -> Self {
-        Self::build(self.inner.clock.clone(), self.inner.system_clock, max)
+        Self::build(self.inner.elapsed.restart(), max)
     }
 
     /// Time since the rates started, on their clock.
     pub(crate) fn elapsed(&self) -> Duration {
-        (self.inner.clock)().saturating_duration_since(self.inner.start)
-    }
-
-    /// `ended_at` (a request's end, read on the system clock) as time since the rates started;
-    /// on an injected clock, that clock's present.
-    fn at(&self, ended_at: Instant) -> Duration {
-        if self.inner.system_clock {
-            ended_at.saturating_duration_since(self.inner.start)
-        } else {
-            self.elapsed()
-        }
+        self.inner.elapsed.now()
     }
 
     /// Counts one request, an error or not. [`observer`](Self::observer) calls it for every
@@ -367,7 +352,7 @@ impl RouteRates {
     /// Counts the request `outcome` tells of.
     pub(crate) fn record_outcome(&self, outcome: &RequestOutcome<'_>) {
         self.record_at(
-            self.at(outcome.ended_at),
+            self.inner.elapsed.of(outcome.ended_at),
             outcome.method,
             outcome.route,
             outcome.route_id,
@@ -482,6 +467,7 @@ impl RouteRates {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
 
     use axum::http::StatusCode;
     use axum::routing::get;

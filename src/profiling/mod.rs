@@ -142,7 +142,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::chain::InFrontOf;
 use crossbeam_queue::ArrayQueue;
@@ -184,8 +184,9 @@ pub use crate::operation::OTHER_OPERATION;
 /// The default interval between two slow-operation log lines of one operation.
 pub const DEFAULT_SLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The clock: `Instant::now` unless a test injects one.
-type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+#[cfg(test)]
+use crate::clock::Clock;
+use crate::clock::Elapsed;
 
 /// Where an operation's figures come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -490,10 +491,7 @@ impl Operations {
 
 struct Shared {
     config: Config,
-    clock: Clock,
-    /// `clock` is `Instant::now`: a request's end read by the layer is on it.
-    system_clock: bool,
-    start: Instant,
+    elapsed: Elapsed,
     operations: Mutex<Operations>,
     queue: ArrayQueue<SpanRecord>,
     dropped: AtomicU64,
@@ -574,18 +572,15 @@ impl Profiling {
     /// Profiling on the system clock with the defaults: 100 operations, no slow thresholds,
     /// one slow log line per operation per minute.
     pub fn new() -> Self {
-        Self::build(Config::default(), Arc::new(Instant::now), true)
+        Self::build(Config::default(), Elapsed::system())
     }
 
-    fn build(config: Config, clock: Clock, system_clock: bool) -> Self {
-        let start = clock();
+    fn build(config: Config, elapsed: Elapsed) -> Self {
         let max_routes = config.max_operations;
         Self {
             shared: Arc::new(Shared {
                 config,
-                clock,
-                system_clock,
-                start,
+                elapsed,
                 operations: Mutex::new(Operations::default()),
                 queue: ArrayQueue::new(QUEUE_CAPACITY),
                 dropped: AtomicU64::new(0),
@@ -599,7 +594,7 @@ impl Profiling {
     fn reconfigure(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         change(&mut config);
-        Self::build(config, self.shared.clock.clone(), self.shared.system_clock)
+        Self::build(config, self.shared.elapsed.restart())
     }
 
     /// At most `max` operations (at least 1) are kept apart, and as many routes analysed;
@@ -679,11 +674,11 @@ impl Profiling {
 
     #[cfg(test)]
     fn with_clock(self, clock: Clock) -> Self {
-        Self::build(self.shared.config.clone(), clock, false)
+        Self::build(self.shared.config.clone(), Elapsed::on(clock))
     }
 
     fn elapsed(&self) -> Duration {
-        (self.shared.clock)().saturating_duration_since(self.shared.start)
+        self.shared.elapsed.now()
     }
 
     fn operations_lock(&self) -> MutexGuard<'_, Operations> {
@@ -740,14 +735,7 @@ impl Profiling {
     pub fn observer(&self) -> impl RequestObserver {
         let profiling = self.clone();
         move |outcome: &RequestOutcome<'_>| {
-            // On the system clock, the layer's reading of the request's end is the present.
-            let at = if profiling.shared.system_clock {
-                outcome
-                    .ended_at
-                    .saturating_duration_since(profiling.shared.start)
-            } else {
-                profiling.elapsed()
-            };
+            let at = profiling.shared.elapsed.of(outcome.ended_at);
             if profiling.server_requests_may_be_slow() {
                 // A slow request is logged when it ends.
                 profiling.record_request_at(
