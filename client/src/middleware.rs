@@ -66,6 +66,7 @@ use crate::span;
 /// [`ClientWithMiddleware::execute_with_extensions`](reqwest_middleware::ClientWithMiddleware::execute_with_extensions)
 /// yourself, give each request fresh extensions.
 #[derive(Clone)]
+#[must_use = "a middleware does nothing until given to `ClientBuilder::with`"]
 pub struct TracingMiddleware {
     tracer: SharedTracer,
     propagator: PropagatorSource,

@@ -41,6 +41,7 @@ use crate::trust::TrustIncoming;
 ///     .layer(layer);
 /// ```
 #[derive(Clone)]
+#[must_use = "a layer does nothing until given to `Router::layer` or `ServiceBuilder::layer`"]
 pub struct TracingLayer {
     pub(crate) config: Arc<Config>,
 }
