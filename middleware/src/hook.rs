@@ -68,7 +68,7 @@ pub struct RequestHead<'a> {
     pub version: Version,
     /// The request headers.
     pub headers: &'a HeaderMap,
-    /// The request extensions (axum's `MatchedPath`, `ConnectInfo`, the correlation id...).
+    /// The request extensions (axum's `MatchedPath`, `ConnectInfo`, ...).
     pub extensions: &'a Extensions,
 }
 
