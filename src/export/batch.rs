@@ -575,6 +575,18 @@ pub(crate) mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt;
 
+    /// A provider feeding `worker`, after it ended `n` spans (kept, so that dropping it does
+    /// not shut the worker down before the test reads it).
+    fn end_spans(worker: &ExportWorker, n: usize) -> SdkTracerProvider {
+        let app = SdkTracerProvider::builder()
+            .with_span_processor(worker.clone())
+            .build();
+        for _ in 0..n {
+            app.tracer("app").in_span("request", |_| ());
+        }
+        app
+    }
+
     /// An exporter whose transport is chatty: it opens `tracing` spans and logs on the export
     /// thread, in a task on its runtime, and on a blocking-pool thread, as a gRPC or HTTP
     /// client with tracing instrumentation would.
@@ -632,12 +644,7 @@ pub(crate) mod tests {
             None,
         )
         .expect("worker starts");
-        let app = SdkTracerProvider::builder()
-            .with_span_processor(worker.clone())
-            .build();
-        for _ in 0..3 {
-            app.tracer("app").in_span("request", |_| ());
-        }
+        let _app = end_spans(&worker, 3);
         worker.force_flush().expect("flush");
         assert_eq!(worker.stats().exported, 3);
         bridge_provider.force_flush().expect("flush");
@@ -723,12 +730,7 @@ pub(crate) mod tests {
             None,
         )
         .expect("starts");
-        let app = SdkTracerProvider::builder()
-            .with_span_processor(worker.clone())
-            .build();
-        for _ in 0..15 {
-            app.tracer("app").in_span("request", |_| ());
-        }
+        let _app = end_spans(&worker, 15);
         worker.force_flush().expect("flush");
         let stats = worker.stats();
         // Three batches of 5: two partial successes (3 exported, 2 rejected each), one failure

@@ -5,23 +5,9 @@ use service_tracing::{Compression, Protocol, ServiceTracing};
 
 use crate::collector::{CollectedSpan, Collector};
 use crate::otlp_proxy::{Answer, OtlpProxy};
-use crate::support::{options, start, WAIT};
+use crate::support::{checkouts, options, start, WAIT};
 
 const N: u32 = 10;
-
-/// Sends `N` checkouts tagged `tag`.
-async fn checkouts(frontend: &str, tag: &str) {
-    let caller = reqwest::Client::new();
-    for i in 0..N {
-        let r = caller
-            .get(format!("{frontend}/checkout/{i}"))
-            .header("x-correlation-id", format!("{tag}-{i}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
-}
 
 /// The ids of the spans of the checkouts tagged `tag` (their traces, all services).
 fn span_ids(spans: &[CollectedSpan], tag: &str) -> BTreeSet<String> {
@@ -64,7 +50,7 @@ async fn same_spans_with_and_without_gzip(
             setup = gzip(setup);
         }
         let services = start(setup).await;
-        checkouts(&services.frontend, tag).await;
+        checkouts(&reqwest::Client::new(), &services.frontend, tag, N).await;
         services.guard.force_flush().unwrap();
         let stats = services.guard.export_stats();
         services.guard.shutdown().unwrap();

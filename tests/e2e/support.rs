@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -91,4 +91,28 @@ pub async fn start(options: ServiceTracing) -> Services {
 /// Options that ignore the machine's environment, so a developer's `OTEL_*` never leaks in.
 pub fn options(name: &str) -> ServiceTracing {
     ServiceTracing::builder(name).env_lookup(|_| None)
+}
+
+/// Sends `n` checkouts to `frontend`, tagged `{tag}-{i}` in their correlation ids, each
+/// answered 200; returns each answer's time, sorted.
+pub async fn checkouts(
+    caller: &reqwest::Client,
+    frontend: &str,
+    tag: &str,
+    n: u32,
+) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for i in 0..n {
+        let started = Instant::now();
+        let r = caller
+            .get(format!("{frontend}/checkout/{i}"))
+            .header("x-correlation-id", format!("{tag}-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times
 }

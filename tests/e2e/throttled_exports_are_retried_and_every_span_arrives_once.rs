@@ -1,30 +1,12 @@
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use service_tracing::metrics::MetricsExporter;
 use service_tracing::{BatchConfig, Protocol};
 
 use crate::collector::Collector;
 use crate::otlp_proxy::{Answer, OtlpProxy};
-use crate::support::{options, start, WAIT};
-
-/// Sends `n` checkouts tagged `tag`; returns each answer's time, sorted.
-async fn checkouts(caller: &reqwest::Client, frontend: &str, tag: &str, n: u32) -> Vec<Duration> {
-    let mut times = Vec::new();
-    for i in 0..n {
-        let started = Instant::now();
-        let r = caller
-            .get(format!("{frontend}/checkout/{i}"))
-            .header("x-correlation-id", format!("{tag}-{i}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        times.push(started.elapsed());
-    }
-    times.sort();
-    times
-}
+use crate::support::{checkouts, options, start, WAIT};
 
 /// A backend that answers the first export 429 with `Retry-After: 1` and the second 503,
 /// then forwards to the real collector: the batch is sent again until the collector has it,

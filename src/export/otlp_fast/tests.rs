@@ -1381,6 +1381,21 @@ fn thread_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The runtimes of the export measurements: the in-process collectors on one thread of their
+/// own (not counted), and the exporter's, current-thread as on the export thread.
+fn measurement_runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    (servers, client)
+}
+
 /// Measures the export thread's CPU per span over https and plain http, both wires, in
 /// interleaved rounds against in-process collectors (served on other threads, so not counted).
 /// Run in release: `cargo nextest run --release -p service-tracing --all-features
@@ -1392,15 +1407,7 @@ fn export_cpu_per_span_with_and_without_tls() {
     const BATCH: usize = 512;
     const BATCHES: usize = 200;
     const ROUNDS: usize = 5;
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let (servers, client) = measurement_runtimes();
     let (ca, config) = test_pki(&[b"h2", b"http/1.1"]);
     let mut variants = Vec::new();
     for wire in [Wire::Grpc, Wire::Http] {
@@ -1502,15 +1509,7 @@ fn export_bytes_and_cpu_per_span_with_and_without_gzip() {
     const BATCH: usize = 512;
     const BATCHES: usize = 100;
     const ROUNDS: usize = 5;
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let (servers, client) = measurement_runtimes();
     let mut variants = Vec::new();
     for wire in [Wire::Http, Wire::Grpc] {
         for (name, compression, level) in [
