@@ -103,7 +103,7 @@ pub trait RequestObserver: Send + Sync + 'static {
 #[non_exhaustive]
 pub struct RequestStart<'a> {
     /// `http.request.method`: a known method or `_OTHER`.
-    pub method: &'a str,
+    pub method: &'static str,
     /// The route template, when the router matched one.
     pub route: Option<&'a str>,
     /// The route template's id in the process ([`RouteId`]), when it has one: a key for
@@ -125,7 +125,7 @@ where
 #[non_exhaustive]
 pub struct RequestOutcome<'a> {
     /// `http.request.method`: a known method or `_OTHER`.
-    pub method: &'a str,
+    pub method: &'static str,
     /// The route template, when the router matched one.
     pub route: Option<&'a str>,
     /// The route template's id in the process ([`RouteId`]), when it has one.

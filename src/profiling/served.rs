@@ -42,7 +42,6 @@ pub(super) struct Served {
 impl Served {
     /// The request `outcome` tells of, ended at `at` on the profiling clock.
     pub(super) fn of(outcome: &RequestOutcome<'_>, at: Duration) -> Self {
-        let method = static_method(outcome.method);
         let route = match (outcome.route_id, outcome.route) {
             (Some(id), _) => Route::Id(id),
             (None, Some(text)) => Route::Text(text.into()),
@@ -52,7 +51,7 @@ impl Served {
             at,
             duration: outcome.duration,
             error: outcome.error_type.is_some(),
-            method,
+            method: outcome.method,
             route,
         }
     }
@@ -75,33 +74,3 @@ impl Served {
     }
 }
 
-/// The layer's method names are the nine of `semconv::KNOWN_METHODS` or `_OTHER`: the same
-/// text with a `'static` lifetime.
-fn static_method(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "PATCH" => "PATCH",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        "TRACE" => "TRACE",
-        "CONNECT" => "CONNECT",
-        _ => "_OTHER",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use service_tracing_middleware::semconv::KNOWN_METHODS;
-
-    #[test]
-    fn every_known_method_keeps_its_name() {
-        for method in KNOWN_METHODS {
-            assert_eq!(static_method(method), method);
-        }
-        assert_eq!(static_method("BREW"), "_OTHER");
-    }
-}
