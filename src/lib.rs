@@ -55,6 +55,7 @@ mod per_thread;
 pub mod profiling;
 pub mod redact;
 mod runtime;
+mod server_span;
 mod setup;
 #[cfg(test)]
 mod test_support;

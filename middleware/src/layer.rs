@@ -135,6 +135,22 @@ impl TracingLayer {
         self
     }
 
+    /// Makes spans with `tracer`, any [`ContextTracer`](tracer::ContextTracer): an
+    /// OpenTelemetry tracer, or a tracer of your own that starts server spans of its own type.
+    ///
+    /// ```
+    /// use opentelemetry::trace::TracerProvider;
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let layer = service_tracing_middleware::TracingLayer::new()
+    ///     .with_tracer(provider.tracer("my-service"));
+    /// ```
+    pub fn with_tracer<T: tracer::ContextTracer>(mut self, tracer: T) -> Self {
+        self.config_mut().tracer = Arc::new(tracer);
+        self
+    }
+
     /// Reads incoming context with this propagator (for example a composite of W3C and B3).
     ///
     /// ```

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use opentelemetry::global;
 use opentelemetry::trace::{SpanBuilder, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
 
 /// Name of the instrumentation scope of the spans this library makes.
 pub const SCOPE_NAME: &str = "service-tracing";
@@ -32,6 +32,42 @@ pub trait ContextTracer: Send + Sync + 'static {
     /// Starts a span from `builder` under `parent` and returns `parent` with it as the
     /// current span.
     fn start_in(&self, builder: SpanBuilder, parent: &Context) -> Context;
+
+    /// As [`start_in`](Self::start_in), and when the span records, `attributes` adds to it
+    /// the attributes that were not worth building before the sampler decided.
+    ///
+    /// The default sets them on the started span in one call; a tracer with a span type of
+    /// its own can let `attributes` write into the span directly.
+    ///
+    /// ```
+    /// use opentelemetry::trace::{SpanBuilder, TraceContextExt};
+    /// use opentelemetry::KeyValue;
+    /// use service_tracing_middleware::tracer::{from_provider, ContextTracer};
+    ///
+    /// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// let tracer = from_provider(&provider, "1.0.0");
+    /// let cx = tracer.start_recorded_in(
+    ///     SpanBuilder::from_name("work"),
+    ///     &opentelemetry::Context::new(),
+    ///     &mut |attributes| attributes.push(KeyValue::new("work.kind", "batch")),
+    /// );
+    /// assert!(cx.span().is_recording());
+    /// ```
+    fn start_recorded_in(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        attributes: &mut dyn FnMut(&mut Vec<KeyValue>),
+    ) -> Context {
+        let cx = self.start_in(builder, parent);
+        let span = cx.span();
+        if span.is_recording() {
+            let mut added = Vec::with_capacity(16);
+            attributes(&mut added);
+            span.set_attributes(added);
+        }
+        cx
+    }
 }
 
 impl<T> ContextTracer for T

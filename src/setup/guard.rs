@@ -166,14 +166,16 @@ impl TracingGuard {
                 (TracesExporter::Console, Some(shared)) if !inner.config.disabled => {
                     let worker = shared.for_service(name);
                     let resource = resource(&inner.config, name);
+                    let (provider, server_tracer) = provider(
+                        &inner.config,
+                        resource,
+                        Some(worker.clone()),
+                        inner.errors.as_ref(),
+                        inner.profiling.as_ref(),
+                    );
                     Pipeline {
-                        provider: Some(provider(
-                            &inner.config,
-                            resource,
-                            Some(worker.clone()),
-                            inner.errors.as_ref(),
-                            inner.profiling.as_ref(),
-                        )),
+                        provider: Some(provider),
+                        server_tracer: Some(server_tracer),
                         worker: Some(worker),
                     }
                 }
@@ -188,7 +190,7 @@ impl TracingGuard {
             let layer = layer_for(
                 &inner.config,
                 &inner.propagation,
-                pipeline.provider.as_ref(),
+                pipeline.server_tracer.as_ref(),
                 &inner.layer,
                 &inner.redactor,
                 inner.errors.as_ref(),

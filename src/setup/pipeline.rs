@@ -25,6 +25,7 @@ use crate::export::otlp;
 use crate::metrics::Metrics;
 use crate::profiling::Profiling;
 use crate::redact::Redactor;
+use crate::server_span::{ServerTracer, SharedChain};
 
 impl ServiceTracing {
     /// Error tracking, with its alerts, the redaction policy and, for OTLP traces, new groups
@@ -163,7 +164,7 @@ impl ServiceTracing {
         let layer = layer_for(
             &config,
             &propagation,
-            pipeline.provider.as_ref(),
+            pipeline.server_tracer.as_ref(),
             &self.layer,
             &self.redactor,
             errors.as_ref(),
@@ -229,18 +230,18 @@ impl SpanHook for SharedHook {
 pub(super) fn layer_for(
     config: &Resolved,
     propagation: &Propagation,
-    provider: Option<&SdkTracerProvider>,
+    tracer: Option<&ServerTracer>,
     options: &LayerOptions,
     redactor: &Redactor,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
     metrics: Option<&Metrics>,
 ) -> TracingLayer {
-    let mut layer = match provider {
+    let mut layer = match tracer {
         // The layer is told how the installed sampler decides, so unsampled requests skip
         // the tracer's work (none of set-up's span processors reads attributes at start).
-        Some(p) => TracingLayer::new()
-            .with_tracer_provider(p)
+        Some(tracer) => TracingLayer::new()
+            .with_tracer(tracer.clone())
             .sampler_hint(config.sampler.hint()),
         None => TracingLayer::new(),
     };
@@ -289,9 +290,11 @@ pub(super) fn layer_for(
     layer
 }
 
-/// One service's provider and what feeds its exporter.
+/// One service's provider, the layer's tracer that ends spans into the same processor, and
+/// what feeds its exporter.
 pub(super) struct Pipeline {
     pub(super) provider: Option<SdkTracerProvider>,
+    pub(super) server_tracer: Option<ServerTracer>,
     pub(super) worker: Option<ExportWorker>,
 }
 
@@ -306,6 +309,7 @@ impl Pipeline {
         if config.disabled {
             return Ok(Self {
                 provider: None,
+                server_tracer: None,
                 worker: None,
             });
         }
@@ -338,53 +342,58 @@ impl Pipeline {
                 )?)
             }
         };
+        let (provider, server_tracer) =
+            provider(config, resource, worker.clone(), errors, profiling);
         Ok(Self {
-            provider: Some(provider(
-                config,
-                resource,
-                worker.clone(),
-                errors,
-                profiling,
-            )),
+            provider: Some(provider),
+            server_tracer: Some(server_tracer),
             worker,
         })
     }
 }
 
+/// The provider, and the layer's [`ServerTracer`] with the same sampler and processor.
 pub(super) fn provider(
     config: &Resolved,
     resource: Resource,
     worker: Option<ExportWorker>,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
-) -> SdkTracerProvider {
-    let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(config.sampler.to_sdk());
+) -> (SdkTracerProvider, ServerTracer) {
     // Profiling then error tracking go in front of the worker as one processor: with several,
     // the SDK would clone every ended span. Profiling comes right before the worker, so the
     // `performance.slow` events it adds are exported.
-    match (worker, profiling) {
+    let chain = match (worker, profiling) {
         (Some(worker), Some(profiling)) => {
-            with_errors(builder, errors, profiling.in_front_of(worker))
+            with_errors(errors, profiling.in_front_of(worker), &resource)
         }
-        (Some(worker), None) => with_errors(builder, errors, worker),
-        (None, Some(profiling)) => with_errors(builder, errors, profiling.clone()),
-        (None, None) => match errors {
-            Some(errors) => builder.with_span_processor(errors.clone()),
-            None => builder,
-        },
-    }
-    .build()
+        (Some(worker), None) => with_errors(errors, worker, &resource),
+        (None, Some(profiling)) => with_errors(errors, profiling.clone(), &resource),
+        (None, None) => errors.map(|errors| SharedChain::new(errors.clone(), &resource)),
+    };
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(config.sampler.to_sdk());
+    let (builder, chain) = match chain {
+        Some(chain) => (builder.with_span_processor(chain.clone()), chain),
+        // Nothing to end spans into: a chain of no processor, for the layer's tracer.
+        None => (builder, SharedChain::empty()),
+    };
+    let server = ServerTracer::new(
+        config.sampler.to_sdk(),
+        chain,
+        service_tracing_middleware::tracer::scope(env!("CARGO_PKG_VERSION")),
+    );
+    (builder.build(), server)
 }
 
 fn with_errors<P: opentelemetry_sdk::trace::SpanProcessor + 'static>(
-    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
     errors: Option<&ErrorTracking>,
     next: P,
-) -> opentelemetry_sdk::trace::TracerProviderBuilder {
-    match errors {
-        Some(errors) => builder.with_span_processor(errors.in_front_of(next)),
-        None => builder.with_span_processor(next),
-    }
+    resource: &Resource,
+) -> Option<SharedChain> {
+    Some(match errors {
+        Some(errors) => SharedChain::new(errors.in_front_of(next), resource),
+        None => SharedChain::new(next, resource),
+    })
 }

@@ -6,9 +6,7 @@
 //! tracer, and attributes are built only for a span that records.
 
 use http::Request;
-use opentelemetry::trace::{
-    Link, SpanBuilder, SpanContext, SpanKind, SpanRef, TraceContextExt, TraceFlags,
-};
+use opentelemetry::trace::{Link, SpanBuilder, SpanContext, SpanKind, TraceContextExt, TraceFlags};
 use opentelemetry::{Context, KeyValue, Value};
 
 use super::naming::Naming;
@@ -32,7 +30,7 @@ pub(crate) fn start<B>(
     let parent_sc = parent.span_context();
     // Attributes the sampler may read go into the builder; with a sampler known to read none,
     // they wait until the span records.
-    let mut early_attributes_pending = false;
+    let early_now = !config.sampler_hint.ignores_attributes();
     let with_span = if config.sampler_hint.drops_unsampled_parents()
         && parent_sc.is_valid()
         && !parent_sc.is_sampled()
@@ -47,20 +45,19 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        // The SDK moves this Vec into the span: room for every attribute added later (the
+        // The tracer moves this Vec into the span: room for every attribute added later (the
         // request's and the response's) saves reallocations on the hot path.
         let mut attributes = Vec::with_capacity(16);
-        if config.sampler_hint.ignores_attributes() {
-            early_attributes_pending = true;
-        } else {
+        if early_now {
             early_attributes(req, naming, &mut attributes);
         }
-        config.tracer.start_in(
+        config.tracer.start_recorded_in(
             SpanBuilder::from_name(naming.span_name.clone())
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
                 .with_links(links),
             &parent.context(),
+            &mut |more| record_request(config, req, naming, id, !early_now, more),
         )
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
@@ -79,13 +76,10 @@ pub(crate) fn start<B>(
     });
     let span = cx.span();
     let recording = span.is_recording();
-    if recording {
-        record_request(config, req, naming, id, early_attributes_pending, &span);
-        if !config.span_hooks.is_empty() {
-            let head = crate::hook::RequestHead::of(req);
-            for hook in config.span_hooks.iter() {
-                hook.on_request(&head, &span);
-            }
+    if recording && !config.span_hooks.is_empty() {
+        let head = crate::hook::RequestHead::of(req);
+        for hook in config.span_hooks.iter() {
+            hook.on_request(&head, &span);
         }
     }
     (cx, recording)
@@ -112,18 +106,18 @@ fn early_attributes<B>(req: &Request<B>, naming: &Naming<'_>, attributes: &mut V
     }
 }
 
-/// Sets the request's attributes on a recording span, in one call (one lock of the span).
+/// Adds the request's attributes of a recording span to `more` (the span's own list, when the
+/// tracer lets it be written directly).
 fn record_request<B>(
     config: &Config,
     req: &Request<B>,
     naming: &Naming<'_>,
     id: &CorrelationId,
     with_early: bool,
-    span: &SpanRef<'_>,
+    more: &mut Vec<KeyValue>,
 ) {
-    let mut more = Vec::with_capacity(12);
     if with_early {
-        early_attributes(req, naming, &mut more);
+        early_attributes(req, naming, more);
     }
     more.push(KeyValue::new(
         semconv::CORRELATION_ID,
@@ -164,8 +158,7 @@ fn record_request<B>(
             shared_text(crate::semconv::truncate_str(agent, 512)),
         ));
     }
-    config.request_headers.record(req.headers(), &mut more);
-    span.set_attributes(more);
+    config.request_headers.record(req.headers(), more);
 }
 
 /// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.

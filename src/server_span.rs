@@ -1,0 +1,693 @@
+//! The server span of the set-up's own layer: a span of this crate's own type, started and
+//! ended without the SDK's tracer, handed to the same processor chain as every other span.
+//!
+//! The SDK's `Span` is general: each attribute goes through a dynamic call and its own
+//! `set_attribute`, the span holds a clone of its tracer (two reference counts), and ending it
+//! rebuilds the export record from a second struct. The layer makes one server span per
+//! request, with a dozen attributes known in advance, so [`ServerTracer`] does what the SDK's
+//! tracer would do for it (suppression, shutdown, sampling with the provider's sampler, ids,
+//! limits) and [`ServerSpan`] records straight into the fields of the `SpanData` the
+//! processors receive. Everything else (client spans, `tracing` spans, spans of other
+//! libraries) still goes through the SDK's provider, whose processor is the same chain
+//! ([`SharedChain`]).
+//!
+//! What it relies on: the set-up's processors (error tracking, profiling, the export worker)
+//! do nothing when a span starts, so `on_start` is not called for server spans; and the
+//! provider's sampler, limits and id generator are the defaults the set-up gives it, which
+//! [`ServerTracer::new`] is handed too.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{
+    Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceId,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, ShouldSample, Span as SdkSpan, SpanData, SpanEvents, SpanLimits,
+    SpanLinks, SpanProcessor,
+};
+use opentelemetry_sdk::Resource;
+use service_tracing_middleware::tracer::ContextTracer;
+
+/// One processor shared by the provider and the [`ServerTracer`]; shutting it down through the
+/// provider stops server spans too, as the SDK's tracer stops after its provider's shutdown.
+#[derive(Clone)]
+pub(crate) struct SharedChain {
+    inner: Arc<ChainInner>,
+}
+
+struct ChainInner {
+    processor: Box<dyn SpanProcessor>,
+    shut: AtomicBool,
+}
+
+impl fmt::Debug for SharedChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedChain")
+            .field("shut", &self.inner.shut.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedChain {
+    /// `processor`, already given its resource (the provider cannot reach it through the
+    /// shared handle).
+    pub(crate) fn new<P: SpanProcessor + 'static>(mut processor: P, resource: &Resource) -> Self {
+        processor.set_resource(resource);
+        Self {
+            inner: Arc::new(ChainInner {
+                processor: Box::new(processor),
+                shut: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A chain of no processor: server spans end into nothing, as with a provider that has
+    /// none.
+    pub(crate) fn empty() -> Self {
+        Self {
+            inner: Arc::new(ChainInner {
+                processor: Box::new(Nothing),
+                shut: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn is_shut(&self) -> bool {
+        self.inner.shut.load(Ordering::Relaxed)
+    }
+}
+
+impl SpanProcessor for SharedChain {
+    fn on_start(&self, span: &mut SdkSpan, cx: &Context) {
+        self.inner.processor.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.inner.processor.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.processor.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shut.store(true, Ordering::Relaxed);
+        self.inner.processor.shutdown_with_timeout(timeout)
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        self.inner.shut.store(true, Ordering::Relaxed);
+        self.inner.processor.shutdown()
+    }
+
+    fn set_resource(&mut self, _resource: &Resource) {
+        // Given at `new`.
+    }
+}
+
+/// The processor of [`SharedChain::empty`].
+#[derive(Debug)]
+struct Nothing;
+
+impl SpanProcessor for Nothing {
+    fn on_start(&self, _span: &mut SdkSpan, _cx: &Context) {}
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Starts the layer's server spans as [`ServerSpan`]s.
+#[derive(Clone)]
+pub(crate) struct ServerTracer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sampler: Sampler,
+    chain: SharedChain,
+    scope: InstrumentationScope,
+    limits: SpanLimits,
+}
+
+impl fmt::Debug for ServerTracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTracer").finish_non_exhaustive()
+    }
+}
+
+impl ServerTracer {
+    /// Spans sampled by `sampler` (the provider's), ended into `chain` (the provider's
+    /// processor), under `scope`, with the default limits (the provider's).
+    pub(crate) fn new(sampler: Sampler, chain: SharedChain, scope: InstrumentationScope) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                sampler,
+                chain,
+                scope,
+                limits: SpanLimits::default(),
+            }),
+        }
+    }
+
+    /// What the SDK's tracer does in `build_with_context`, for a span of this type.
+    fn build(&self, builder: SpanBuilder, parent_cx: &Context) -> ServerSpan {
+        let shared = &self.shared;
+        if parent_cx.is_telemetry_suppressed() || shared.chain.is_shut() {
+            return ServerSpan::not_recording(SpanContext::empty_context(), shared.clone());
+        }
+        let span_id = random_span_id();
+        let parent = parent_cx.span();
+        let parent_sc = parent.span_context();
+        let parent_sc = parent_sc.is_valid().then_some(parent_sc);
+        let trace_id = parent_sc.map_or_else(random_trace_id, SpanContext::trace_id);
+        let kind = builder.span_kind.clone().unwrap_or(SpanKind::Internal);
+        let no_links: &[Link] = &[];
+        let result = shared.sampler.should_sample(
+            Some(parent_cx),
+            trace_id,
+            &builder.name,
+            &kind,
+            builder.attributes.as_deref().unwrap_or(&[]),
+            builder.links.as_deref().unwrap_or(no_links),
+        );
+        let flags = parent_sc.map(SpanContext::trace_flags).unwrap_or_default();
+        let sampled = match result.decision {
+            SamplingDecision::Drop => {
+                let sc = SpanContext::new(
+                    trace_id,
+                    span_id,
+                    Default::default(),
+                    false,
+                    result.trace_state,
+                );
+                return ServerSpan::not_recording(sc, shared.clone());
+            }
+            SamplingDecision::RecordOnly => false,
+            SamplingDecision::RecordAndSample => true,
+        };
+        let sc = SpanContext::new(
+            trace_id,
+            span_id,
+            flags.with_sampled(sampled),
+            false,
+            result.trace_state,
+        );
+        let limits = shared.limits;
+        let mut attributes = builder.attributes.unwrap_or_default();
+        attributes.extend(result.attributes);
+        let dropped_attributes_count = attributes
+            .len()
+            .saturating_sub(limits.max_attributes_per_span as usize);
+        attributes.truncate(limits.max_attributes_per_span as usize);
+        let links = match builder.links {
+            Some(mut links) => {
+                let dropped_count = links
+                    .len()
+                    .saturating_sub(limits.max_links_per_span as usize);
+                links.truncate(limits.max_links_per_span as usize);
+                for link in &mut links {
+                    let over = link
+                        .attributes
+                        .len()
+                        .saturating_sub(limits.max_attributes_per_link as usize);
+                    link.attributes
+                        .truncate(limits.max_attributes_per_link as usize);
+                    link.dropped_attributes_count = over as u32;
+                }
+                let mut kept = SpanLinks::default();
+                kept.links = links;
+                kept.dropped_count = dropped_count as u32;
+                kept
+            }
+            None => SpanLinks::default(),
+        };
+        let mut events = SpanEvents::default();
+        for event in builder.events.into_iter().flatten() {
+            push_event(&mut events, event, &limits);
+        }
+        let start_time = builder.start_time.unwrap_or_else(opentelemetry::time::now);
+        ServerSpan {
+            data: Some(Box::new(Recorded {
+                parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
+                parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
+                kind,
+                name: builder.name,
+                start_time,
+                attributes,
+                dropped_attributes_count: dropped_attributes_count as u32,
+                events,
+                links,
+                status: Status::Unset,
+            })),
+            span_context: sc,
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl ContextTracer for ServerTracer {
+    fn start_in(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        parent.with_span(self.build(builder, parent))
+    }
+
+    /// Lets `attributes` write into the span's own list: no call per attribute through the
+    /// context's lock and the boxed span.
+    fn start_recorded_in(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        attributes: &mut dyn FnMut(&mut Vec<KeyValue>),
+    ) -> Context {
+        let mut span = self.build(builder, parent);
+        if let Some(data) = span.data.as_mut() {
+            attributes(&mut data.attributes);
+            let limit = self.shared.limits.max_attributes_per_span as usize;
+            if data.attributes.len() > limit {
+                data.dropped_attributes_count += (data.attributes.len() - limit) as u32;
+                data.attributes.truncate(limit);
+            }
+        }
+        parent.with_span(span)
+    }
+}
+
+/// A random, valid trace id (`fastrand`'s per-thread generator: no lock).
+fn random_trace_id() -> TraceId {
+    loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            return TraceId::from(id);
+        }
+    }
+}
+
+/// A random, valid span id.
+fn random_span_id() -> SpanId {
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return SpanId::from(id);
+        }
+    }
+}
+
+/// Adds `event` within the limits, as the SDK's span does.
+fn push_event(events: &mut SpanEvents, mut event: Event, limits: &SpanLimits) {
+    if events.events.len() < limits.max_events_per_span as usize {
+        let over = event
+            .attributes
+            .len()
+            .saturating_sub(limits.max_attributes_per_event as usize);
+        event
+            .attributes
+            .truncate(limits.max_attributes_per_event as usize);
+        event.dropped_attributes_count = over as u32;
+        events.events.push(event);
+    } else {
+        events.dropped_count += 1;
+    }
+}
+
+/// The layer's server span: what the processors will receive, filled in place.
+pub(crate) struct ServerSpan {
+    span_context: SpanContext,
+    /// `None` when it does not record, or once ended. Boxed: the context boxes the span, and
+    /// a non-recording one then stays small.
+    data: Option<Box<Recorded>>,
+    shared: Arc<Shared>,
+}
+
+/// The fields of the ended span that are not its context or scope.
+struct Recorded {
+    parent_span_id: SpanId,
+    parent_span_is_remote: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start_time: SystemTime,
+    attributes: Vec<KeyValue>,
+    dropped_attributes_count: u32,
+    events: SpanEvents,
+    links: SpanLinks,
+    status: Status,
+}
+
+impl fmt::Debug for ServerSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSpan")
+            .field("span_context", &self.span_context)
+            .field("recording", &self.data.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerSpan {
+    fn not_recording(span_context: SpanContext, shared: Arc<Shared>) -> Self {
+        Self {
+            span_context,
+            data: None,
+            shared,
+        }
+    }
+
+    fn end_at(&mut self, end_time: Option<SystemTime>) {
+        let Some(data) = self.data.take() else {
+            return;
+        };
+        if self.shared.chain.is_shut() {
+            return;
+        }
+        let Recorded {
+            parent_span_id,
+            parent_span_is_remote,
+            kind,
+            name,
+            start_time,
+            attributes,
+            dropped_attributes_count,
+            events,
+            links,
+            status,
+        } = *data;
+        self.shared.chain.on_end(SpanData {
+            span_context: self.span_context.clone(),
+            parent_span_id,
+            parent_span_is_remote,
+            span_kind: kind,
+            name,
+            start_time,
+            end_time: end_time.unwrap_or_else(opentelemetry::time::now),
+            attributes,
+            dropped_attributes_count,
+            events,
+            links,
+            status,
+            instrumentation_scope: self.shared.scope.clone(),
+        });
+    }
+}
+
+impl opentelemetry::trace::Span for ServerSpan {
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) where
+        T: Into<Cow<'static, str>>,
+    {
+        let limits = self.shared.limits;
+        if let Some(data) = self.data.as_mut() {
+            push_event(
+                &mut data.events,
+                Event::new(name, timestamp, attributes, 0),
+                &limits,
+            );
+        }
+    }
+
+    fn span_context(&self) -> &SpanContext {
+        &self.span_context
+    }
+
+    fn is_recording(&self) -> bool {
+        self.data.is_some()
+    }
+
+    fn set_attribute(&mut self, attribute: KeyValue) {
+        let limit = self.shared.limits.max_attributes_per_span as usize;
+        if let Some(data) = self.data.as_mut() {
+            if data.attributes.len() < limit {
+                data.attributes.push(attribute);
+            } else {
+                data.dropped_attributes_count += 1;
+            }
+        }
+    }
+
+    fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
+        let limit = self.shared.limits.max_attributes_per_span as usize;
+        if let Some(data) = self.data.as_mut() {
+            let attributes = attributes.into_iter();
+            data.attributes.reserve(attributes.size_hint().0);
+            for attribute in attributes {
+                if data.attributes.len() < limit {
+                    data.attributes.push(attribute);
+                } else {
+                    data.dropped_attributes_count += 1;
+                }
+            }
+        }
+    }
+
+    fn set_status(&mut self, status: Status) {
+        if let Some(data) = self.data.as_mut() {
+            if status > data.status {
+                data.status = status;
+            }
+        }
+    }
+
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        if let Some(data) = self.data.as_mut() {
+            data.name = new_name.into();
+        }
+    }
+
+    fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
+        let limits = self.shared.limits;
+        if let Some(data) = self.data.as_mut() {
+            if data.links.links.len() < limits.max_links_per_span as usize {
+                let over = attributes
+                    .len()
+                    .saturating_sub(limits.max_attributes_per_link as usize);
+                attributes.truncate(limits.max_attributes_per_link as usize);
+                data.links
+                    .links
+                    .push(Link::new(span_context, attributes, over as u32));
+            } else {
+                data.links.dropped_count += 1;
+            }
+        }
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: SystemTime) {
+        self.end_at(Some(timestamp));
+    }
+}
+
+impl Drop for ServerSpan {
+    fn drop(&mut self) {
+        self.end_at(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{
+        Span as _, SpanContext, TraceContextExt, TraceFlags, TraceState, Tracer as _,
+        TracerProvider as _,
+    };
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// Keeps every ended span.
+    #[derive(Debug, Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Kept {
+        fn on_start(&self, _span: &mut SdkSpan, _cx: &Context) {}
+
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().expect("not poisoned").push(span);
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    impl Kept {
+        fn take(&self) -> Vec<SpanData> {
+            std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+        }
+    }
+
+    /// A provider and a server tracer sharing one chain, as set-up makes them.
+    fn pair(sampler: fn() -> Sampler) -> (SdkTracerProvider, ServerTracer, Kept) {
+        let kept = Kept::default();
+        let resource = Resource::builder_empty().build();
+        let chain = SharedChain::new(kept.clone(), &resource);
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler())
+            .with_span_processor(chain.clone())
+            .build();
+        let tracer = ServerTracer::new(
+            sampler(),
+            chain,
+            service_tracing_middleware::tracer::scope("1.0.0"),
+        );
+        (provider, tracer, kept)
+    }
+
+    fn server(name: &'static str) -> SpanBuilder {
+        SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(vec![KeyValue::new("http.request.method", "GET")])
+    }
+
+    fn remote_parent(flags: TraceFlags) -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            SpanId::from(0x00f067aa0ba902b7),
+            flags,
+            true,
+            TraceState::from_key_value([("vendor", "v1")]).expect("a valid state"),
+        ))
+    }
+
+    #[test]
+    fn a_server_span_ends_as_the_sdk_would_have_ended_it() {
+        let (provider, tracer, kept) = pair(|| Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let parent = remote_parent(TraceFlags::SAMPLED);
+        // The same span through the SDK's tracer, for comparison.
+        let mut sdk_span = provider
+            .tracer_with_scope(service_tracing_middleware::tracer::scope("1.0.0"))
+            .build_with_context(server("GET /a"), &parent);
+        sdk_span.set_attribute(KeyValue::new("http.response.status_code", 200));
+        sdk_span.end();
+        let cx = tracer.start_recorded_in(server("GET /a"), &parent, &mut |attributes| {
+            attributes.push(KeyValue::new("url.path", "/a"));
+        });
+        let span = cx.span();
+        assert!(span.is_recording());
+        span.set_attribute(KeyValue::new("http.response.status_code", 200));
+        span.add_event("exception", vec![KeyValue::new("exception.type", "io")]);
+        span.set_status(Status::error("boom"));
+        span.set_status(Status::Unset); // lower: ignored, as the SDK does
+        span.end();
+        span.set_attribute(KeyValue::new("after.end", true)); // ended: ignored
+        drop(cx);
+
+        let mut ended = kept.take();
+        assert_eq!(ended.len(), 2, "both spans reach the shared chain once");
+        let ours = ended.pop().expect("ours");
+        let sdk = ended.pop().expect("the sdk's");
+        assert_eq!(ours.span_context.trace_id(), sdk.span_context.trace_id());
+        assert_eq!(
+            ours.span_context.trace_flags(),
+            sdk.span_context.trace_flags()
+        );
+        assert!(!ours.span_context.is_remote());
+        assert_eq!(ours.span_context.trace_state().header(), "vendor=v1");
+        assert_ne!(ours.span_context.span_id(), SpanId::INVALID);
+        assert_eq!(ours.parent_span_id, sdk.parent_span_id);
+        assert_eq!(ours.parent_span_is_remote, sdk.parent_span_is_remote);
+        assert!(ours.parent_span_is_remote);
+        assert_eq!(ours.span_kind, SpanKind::Server);
+        assert_eq!(ours.name, "GET /a");
+        assert_eq!(ours.instrumentation_scope, sdk.instrumentation_scope);
+        let keys: Vec<&str> = ours.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.request.method",
+                "url.path",
+                "http.response.status_code"
+            ]
+        );
+        assert_eq!(ours.events.len(), 1);
+        assert_eq!(ours.status, Status::error("boom"));
+        assert!(ours.end_time >= ours.start_time);
+    }
+
+    #[test]
+    fn the_providers_sampler_decides_and_a_dropped_span_records_nothing() {
+        let (_provider, tracer, kept) = pair(|| Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let cx = tracer.start_recorded_in(
+            server("GET /b"),
+            &remote_parent(TraceFlags::default()),
+            &mut |_| panic!("no attributes are built for a span that does not record"),
+        );
+        let span = cx.span();
+        assert!(!span.is_recording());
+        assert!(!span.span_context().is_sampled());
+        assert_eq!(
+            span.span_context().trace_id(),
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736)
+        );
+        span.end();
+        drop(cx);
+        assert!(kept.take().is_empty());
+
+        let (_provider, tracer, kept) = pair(|| Sampler::AlwaysOff);
+        drop(tracer.start_in(server("GET /c"), &Context::new()));
+        assert!(kept.take().is_empty());
+    }
+
+    #[test]
+    fn a_new_root_gets_fresh_ids_and_attributes_past_the_limit_are_counted() {
+        let (_provider, tracer, kept) = pair(|| Sampler::AlwaysOn);
+        let cx = tracer.start_recorded_in(server("GET /d"), &Context::new(), &mut |attributes| {
+            for i in 0..200 {
+                attributes.push(KeyValue::new(format!("k{i}"), i));
+            }
+        });
+        drop(cx); // dropping the last context ends the span
+        let other = tracer.start_in(server("GET /d"), &Context::new());
+        let other_trace = other.span().span_context().trace_id();
+        drop(other);
+        let ended = kept.take();
+        assert_eq!(ended.len(), 2);
+        let span = &ended[0];
+        assert_eq!(span.attributes.len(), 128);
+        assert_eq!(span.dropped_attributes_count, 1 + 200 - 128);
+        assert_eq!(span.parent_span_id, SpanId::INVALID);
+        assert!(!span.parent_span_is_remote);
+        assert!(span.span_context.is_sampled());
+        assert_ne!(span.span_context.trace_id(), TraceId::INVALID);
+        assert_ne!(span.span_context.trace_id(), other_trace);
+    }
+
+    #[test]
+    fn after_the_providers_shutdown_and_under_suppression_nothing_records() {
+        let (provider, tracer, kept) = pair(|| Sampler::AlwaysOn);
+        let cx = tracer.start_in(server("GET /e"), &Context::new());
+        provider.shutdown().expect("a first shutdown");
+        assert!(!tracer
+            .start_in(server("GET /e"), &Context::new())
+            .span()
+            .is_recording());
+        drop(cx); // started before, ended after the shutdown: not delivered, as with the SDK
+        assert!(kept.take().is_empty());
+
+        let (_provider, tracer, _kept) = pair(|| Sampler::AlwaysOn);
+        let suppressed = Context::new().with_telemetry_suppressed();
+        assert!(!tracer
+            .start_in(server("GET /f"), &suppressed)
+            .span()
+            .is_recording());
+    }
+}
