@@ -82,7 +82,7 @@ fn the_certificate_builder_call_beats_the_variable() {
         .otlp_certificate(&good)
         .resolve()
         .expect("the builder's file is read, not the variable's");
-    assert_eq!(config.extra_roots.len(), 1);
+    assert_eq!(config.tls.extra_roots(), 1);
     std::fs::remove_file(&good).expect("remove");
 }
 
@@ -228,9 +228,9 @@ fn an_invalid_log_filter_fails_setup_naming_the_setting() {
 #[test]
 fn the_log_records_follow_the_lookup_not_the_process_environment() {
     let options = with_vars(&[("OTEL_LOGS_EXPORTER", "none")]);
-    assert!(options.env.logs().off);
+    assert!(options.env.logs().expect("valid").off);
     let options = with_vars(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", " http://logs:4318/x ")]);
-    let logs = options.env.logs();
+    let logs = options.env.logs().expect("valid");
     assert!(!logs.off);
     assert_eq!(logs.endpoint.as_deref(), Some("http://logs:4318/x"));
 }
