@@ -652,6 +652,87 @@ mod tests {
     }
 
     #[test]
+    fn each_signal_reads_its_own_otlp_variables_else_the_shared_ones() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "k=shared"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/client-key.pem"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k=metrics"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "2000"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "/logs.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/logs-key.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/traces-key.pem"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let traces = read_otlp(&lookup, Signal::Traces).expect("valid");
+        let metrics = read_otlp(&lookup, Signal::Metrics).expect("valid");
+        let logs = read_otlp(&lookup, Signal::Logs).expect("valid");
+        let pair = |name: &'static str, v: &str| Some((name, v.to_owned()));
+
+        assert_eq!(traces.headers, [("k".to_owned(), "shared".to_owned())]);
+        assert_eq!(traces.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(traces.compression, Some(Compression::Gzip));
+        assert_eq!(
+            traces.certificate,
+            pair("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem")
+        );
+        assert_eq!(
+            traces.client_key,
+            pair("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/traces-key.pem")
+        );
+
+        // Shared headers first, the signal's own last (they win on a shared key).
+        assert_eq!(
+            metrics.headers.last().map(|h| h.1.as_str()),
+            Some("metrics")
+        );
+        assert_eq!(metrics.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(metrics.compression, Some(Compression::None));
+        assert_eq!(
+            metrics.certificate,
+            pair("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem")
+        );
+        assert_eq!(
+            metrics.client_certificate,
+            pair("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem")
+        );
+
+        assert_eq!(logs.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(
+            logs.client_certificate,
+            pair("OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "/logs.pem")
+        );
+        assert_eq!(
+            logs.client_key,
+            pair("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/logs-key.pem")
+        );
+
+        for name in [
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        ] {
+            let bad = |n: &str| (n == name).then(|| "=?".to_owned());
+            let signal = if name.contains("LOGS") {
+                Signal::Logs
+            } else {
+                Signal::Metrics
+            };
+            let err = read_otlp(&bad, signal).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn the_traces_compression_beats_the_shared_one() {
         let shared = env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).expect("valid");
         assert_eq!(shared.otlp.compression, Some(Compression::Gzip));

@@ -35,6 +35,7 @@ mod export_traffic_never_becomes_spans;
 mod gzip_spans_reach_the_collector_over_both_protocols;
 mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;
+mod metric_and_log_exports_are_retried_like_spans;
 #[cfg(feature = "tls")]
 mod metrics_and_log_records_reach_an_https_collector_over_both_protocols;
 #[cfg(feature = "tls")]
