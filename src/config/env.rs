@@ -730,6 +730,14 @@ mod tests {
             let err = read_otlp(&bad, signal).expect_err(name);
             assert!(err.to_string().contains(name), "{err}");
         }
+        let err = read_logs(&|n: &str| {
+            (n == "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").then(|| "collector:4318".to_owned())
+        })
+        .expect_err("not a URL");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+            "{err}"
+        );
     }
 
     #[test]
