@@ -1,5 +1,5 @@
 //! A collector behind a TLS proxy that requires a client certificate signed by its CA (mTLS):
-//! spans and metrics arrive when the client certificate and key are configured, by the
+//! spans, metrics and error log records arrive when the client certificate and key are configured, by the
 //! standard variables or the builder; without them every export is refused at the handshake,
 //! counted as failed, and requests answer as fast as ever.
 
@@ -20,7 +20,8 @@ fn has_all(spans: &[CollectedSpan], tag: &str, n: u32) -> bool {
     })
 }
 
-/// Checkouts over mTLS set up by `setup`: the spans and the frontend's metrics arrive.
+/// Checkouts over mTLS set up by `setup`: the spans, the frontend's metrics and the log record
+/// of the backend's new error group arrive.
 async fn spans_and_metrics_arrive(
     protocol: Protocol,
     tag: &str,
@@ -37,9 +38,25 @@ async fn spans_and_metrics_arrive(
         .otlp_protocol(protocol)
         .metric_export_interval(Duration::from_secs(3600));
     let services = start(setup(options, &proxy)).await;
-    checkouts(&reqwest::Client::new(), &services.frontend, tag, 5).await;
+    let caller = reqwest::Client::new();
+    checkouts(&caller, &services.frontend, tag, 5).await;
+    // The backend answers 500, and so does the frontend: new error groups, each a log record.
+    let failed = caller
+        .get(format!("{}/checkout/99?mode=fail", services.frontend))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
     services.guard.force_flush().expect("flush");
     collector.wait_for_spans(WAIT, |s| has_all(s, tag, 5));
+    let alerts = services.guard.errors().unwrap().alert_stats();
+    assert!(alerts.logs_exported > 0, "{alerts:?}");
+    assert_eq!(alerts.logs_failed, 0, "{alerts:?}");
+    let logs = collector.wait_for_logs(WAIT, |l| l.len() as u64 == alerts.logs_exported);
+    assert!(
+        logs.iter().all(|l| l.event_name == "error.group.new"),
+        "{logs:#?}"
+    );
     let deadline = Instant::now() + WAIT;
     while !parse_metrics(&collector.raw_output())
         .iter()
