@@ -43,7 +43,7 @@ impl Source {
     }
 
     /// The settings of error groups' and alerts' log records.
-    pub(crate) fn logs(&self) -> LogsEnv {
+    pub(crate) fn logs(&self) -> Result<LogsEnv, SetupError> {
         read_logs(&|name| self.var(name))
     }
 
@@ -76,16 +76,132 @@ pub(crate) struct LogsEnv {
     pub(crate) off: bool,
     /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, a full URL.
     pub(crate) endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_LOGS_*`, else the shared `OTEL_EXPORTER_OTLP_*`.
+    pub(crate) otlp: OtlpEnv,
 }
 
-/// Reads `OTEL_LOGS_EXPORTER` and `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`. Only `otlp` (or nothing)
-/// exports; `none` and exporters we do not have turn the records off.
-pub(crate) fn read_logs(lookup: &dyn Fn(&str) -> Option<String>) -> LogsEnv {
-    LogsEnv {
+/// Reads `OTEL_LOGS_EXPORTER`, `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and the logs' OTLP variables.
+/// Only `otlp` (or nothing) exports; `none` and exporters we do not have turn the records off.
+pub(crate) fn read_logs(lookup: &dyn Fn(&str) -> Option<String>) -> Result<LogsEnv, SetupError> {
+    const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+    let endpoint = non_empty(lookup, ENDPOINT);
+    if let Some(v) = &endpoint {
+        validate_endpoint(ENDPOINT, v)?;
+    }
+    Ok(LogsEnv {
         off: non_empty(lookup, "OTEL_LOGS_EXPORTER")
             .is_some_and(|v| !v.eq_ignore_ascii_case("otlp")),
-        endpoint: non_empty(lookup, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+        endpoint,
+        otlp: read_otlp(lookup, Signal::Logs)?,
+    })
+}
+
+/// A signal whose OTLP exporter settings have variables of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// The names of one family of OTLP exporter variables.
+struct OtlpNames {
+    headers: &'static str,
+    timeout: &'static str,
+    compression: &'static str,
+    certificate: &'static str,
+    client_certificate: &'static str,
+    client_key: &'static str,
+}
+
+/// The variables every signal shares.
+const SHARED: OtlpNames = OtlpNames {
+    headers: "OTEL_EXPORTER_OTLP_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_COMPRESSION",
+    certificate: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+};
+
+impl Signal {
+    /// The signal's own variables, as the specification names them ("OTLP Exporter
+    /// Configuration").
+    fn names(self) -> OtlpNames {
+        match self {
+            Signal::Traces => OtlpNames {
+                headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+            },
+            Signal::Metrics => OtlpNames {
+                headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+                compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+                certificate: "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+            },
+            Signal::Logs => OtlpNames {
+                headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+                timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+                compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+                certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+                client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+                client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+            },
+        }
     }
+}
+
+/// One signal's OTLP exporter variables: its own where set, else the shared ones. Files come
+/// with the name of the variable that gave them, for errors about the file.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct OtlpEnv {
+    /// The shared headers, then the signal's own (which win on a shared key).
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) compression: Option<Compression>,
+    /// A PEM file of extra CA certificates.
+    pub(crate) certificate: Option<(&'static str, String)>,
+    /// A PEM file of the client's certificate chain (mTLS).
+    pub(crate) client_certificate: Option<(&'static str, String)>,
+    /// A PEM file of the client's private key (mTLS).
+    pub(crate) client_key: Option<(&'static str, String)>,
+}
+
+/// Reads one signal's OTLP exporter variables.
+pub(crate) fn read_otlp(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    signal: Signal,
+) -> Result<OtlpEnv, SetupError> {
+    let own = signal.names();
+    let mut env = OtlpEnv::default();
+    for name in [SHARED.headers, own.headers] {
+        if let Some(v) = non_empty(lookup, name) {
+            // Signal-specific headers come last, so they win on a shared key.
+            env.headers.extend(key_values(name, &v)?);
+        }
+    }
+    env.timeout = match millis(lookup, own.timeout)? {
+        Some(t) => Some(t),
+        None => millis(lookup, SHARED.timeout)?,
+    };
+    if let Some((name, v)) = own_else_shared(lookup, own.compression, SHARED.compression) {
+        env.compression = Some(match v.to_ascii_lowercase().as_str() {
+            "gzip" => Compression::Gzip,
+            "none" => Compression::None,
+            _ => return Err(SetupError::invalid(name, &v, "\"gzip\" or \"none\"")),
+        });
+    }
+    env.certificate = own_else_shared(lookup, own.certificate, SHARED.certificate);
+    env.client_certificate =
+        own_else_shared(lookup, own.client_certificate, SHARED.client_certificate);
+    env.client_key = own_else_shared(lookup, own.client_key, SHARED.client_key);
+    Ok(env)
 }
 
 /// What the environment says; `None` where a variable is unset or empty.
@@ -97,12 +213,9 @@ pub(crate) struct EnvConfig {
     pub(crate) endpoint: Option<String>,
     pub(crate) traces_endpoint: Option<String>,
     pub(crate) protocol: Option<Protocol>,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) compression: Option<Compression>,
-    /// The PEM file of extra CA certificates and the variable that named it
-    /// (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE`).
-    pub(crate) certificate: Option<(&'static str, String)>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_*`, else the shared `OTEL_EXPORTER_OTLP_*`: headers, timeout,
+    /// compression, and the TLS files with the variable that named each.
+    pub(crate) otlp: OtlpEnv,
     pub(crate) sampler: Option<Sampler>,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
@@ -223,7 +336,7 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
         non_empty(lookup, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
     env.exporter = exporter(lookup)?;
-    let protocol = traces_else_shared(
+    let protocol = own_else_shared(
         lookup,
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -251,34 +364,7 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
             validate_endpoint(name, &v)?;
         }
     }
-    for name in [
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    ] {
-        if let Some(v) = non_empty(lookup, name) {
-            // Signal-specific headers come last, so they win on a shared key.
-            env.headers.extend(key_values(name, &v)?);
-        }
-    }
-    env.timeout = millis(lookup, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
-        .or(millis(lookup, "OTEL_EXPORTER_OTLP_TIMEOUT")?);
-    let compression = traces_else_shared(
-        lookup,
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-    );
-    if let Some((name, v)) = compression {
-        env.compression = Some(match v.to_ascii_lowercase().as_str() {
-            "gzip" => Compression::Gzip,
-            "none" => Compression::None,
-            _ => return Err(SetupError::invalid(name, &v, "\"gzip\" or \"none\"")),
-        });
-    }
-    env.certificate = traces_else_shared(
-        lookup,
-        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    );
+    env.otlp = read_otlp(lookup, Signal::Traces)?;
 
     env.sampler = sampler(lookup)?;
     if let Some(v) = non_empty(lookup, "OTEL_PROPAGATORS") {
@@ -288,14 +374,14 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     Ok(env)
 }
 
-/// The traces' own variable, else the one shared by every signal, with the name of the one
+/// The signal's own variable, else the one shared by every signal, with the name of the one
 /// that was set (an error about the value names it).
-fn traces_else_shared(
+fn own_else_shared(
     lookup: &dyn Fn(&str) -> Option<String>,
-    traces: &'static str,
+    own: &'static str,
     shared: &'static str,
 ) -> Option<(&'static str, String)> {
-    [traces, shared]
+    [own, shared]
         .into_iter()
         .find_map(|name| non_empty(lookup, name).map(|v| (name, v)))
 }
@@ -423,7 +509,7 @@ mod tests {
     fn the_traces_certificate_beats_the_shared_one_and_names_itself() {
         let shared = env(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem")]).expect("valid");
         assert_eq!(
-            shared.certificate,
+            shared.otlp.certificate,
             Some(("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem".to_owned()))
         );
         let both = env(&[
@@ -435,7 +521,7 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(
-            both.certificate,
+            both.otlp.certificate,
             Some((
                 "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
                 "/etc/traces-ca.pem".to_owned()
@@ -474,9 +560,12 @@ mod tests {
         );
         assert_eq!(e.exporter, Some(TracesExporter::Otlp));
         assert_eq!(e.protocol, Some(Protocol::Grpc));
-        assert_eq!(e.headers.last(), Some(&("x".to_owned(), "2".to_owned())));
-        assert_eq!(e.timeout, Some(Duration::from_millis(2500)));
-        assert_eq!(e.compression, Some(Compression::Gzip));
+        assert_eq!(
+            e.otlp.headers.last(),
+            Some(&("x".to_owned(), "2".to_owned()))
+        );
+        assert_eq!(e.otlp.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(e.otlp.compression, Some(Compression::Gzip));
         assert_eq!(e.sampler, Some(Sampler::ParentBasedTraceIdRatio(0.25)));
         assert!(e.disabled);
         assert_eq!(e.batch.max_queue_size, 4096);
@@ -563,15 +652,104 @@ mod tests {
     }
 
     #[test]
+    fn each_signal_reads_its_own_otlp_variables_else_the_shared_ones() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "k=shared"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/client-key.pem"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k=metrics"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "2000"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "/logs.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/logs-key.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/traces-key.pem"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let traces = read_otlp(&lookup, Signal::Traces).expect("valid");
+        let metrics = read_otlp(&lookup, Signal::Metrics).expect("valid");
+        let logs = read_otlp(&lookup, Signal::Logs).expect("valid");
+        let pair = |name: &'static str, v: &str| Some((name, v.to_owned()));
+
+        assert_eq!(traces.headers, [("k".to_owned(), "shared".to_owned())]);
+        assert_eq!(traces.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(traces.compression, Some(Compression::Gzip));
+        assert_eq!(
+            traces.certificate,
+            pair("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem")
+        );
+        assert_eq!(
+            traces.client_key,
+            pair("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/traces-key.pem")
+        );
+
+        // Shared headers first, the signal's own last (they win on a shared key).
+        assert_eq!(
+            metrics.headers.last().map(|h| h.1.as_str()),
+            Some("metrics")
+        );
+        assert_eq!(metrics.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(metrics.compression, Some(Compression::None));
+        assert_eq!(
+            metrics.certificate,
+            pair("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem")
+        );
+        assert_eq!(
+            metrics.client_certificate,
+            pair("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem")
+        );
+
+        assert_eq!(logs.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(
+            logs.client_certificate,
+            pair("OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "/logs.pem")
+        );
+        assert_eq!(
+            logs.client_key,
+            pair("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/logs-key.pem")
+        );
+
+        for name in [
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        ] {
+            let bad = |n: &str| (n == name).then(|| "=?".to_owned());
+            let signal = if name.contains("LOGS") {
+                Signal::Logs
+            } else {
+                Signal::Metrics
+            };
+            let err = read_otlp(&bad, signal).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = read_logs(&|n: &str| {
+            (n == "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").then(|| "collector:4318".to_owned())
+        })
+        .expect_err("not a URL");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_traces_compression_beats_the_shared_one() {
         let shared = env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).expect("valid");
-        assert_eq!(shared.compression, Some(Compression::Gzip));
+        assert_eq!(shared.otlp.compression, Some(Compression::Gzip));
         let both = env(&[
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
         ])
         .expect("valid");
-        assert_eq!(both.compression, Some(Compression::None));
+        assert_eq!(both.otlp.compression, Some(Compression::None));
     }
 
     /// `OTEL_EXPORTER_OTLP_HEADERS` as the specification writes it: comma-separated
@@ -584,7 +762,7 @@ mod tests {
         )])
         .expect("valid");
         assert_eq!(
-            e.headers,
+            e.otlp.headers,
             vec![
                 ("api-key".to_owned(), "abc==".to_owned()),
                 ("x-scope".to_owned(), "team blue".to_owned()),

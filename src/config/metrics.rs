@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::env::{millis, non_empty, validate_endpoint};
+use super::env::{millis, non_empty, read_otlp, validate_endpoint, OtlpEnv, Signal};
 use crate::SetupError;
 
 /// Where metrics go (`OTEL_METRICS_EXPORTER`).
@@ -32,14 +32,18 @@ pub(crate) struct MetricsEnv {
     pub(crate) exporter: Option<MetricsExporter>,
     pub(crate) endpoint: Option<String>,
     pub(crate) interval: Option<Duration>,
+    /// `OTEL_METRIC_EXPORT_TIMEOUT`.
     pub(crate) timeout: Option<Duration>,
+    /// `OTEL_EXPORTER_OTLP_METRICS_*`, else the shared `OTEL_EXPORTER_OTLP_*`.
+    pub(crate) otlp: OtlpEnv,
 }
 
 /// Default `OTEL_METRIC_EXPORT_INTERVAL`.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Reads `OTEL_METRICS_EXPORTER`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
-/// `OTEL_METRIC_EXPORT_INTERVAL` and `OTEL_METRIC_EXPORT_TIMEOUT`.
+/// `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` and the metrics' OTLP exporter
+/// variables (`OTEL_EXPORTER_OTLP_METRICS_HEADERS`...).
 pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<MetricsEnv, SetupError> {
     const EXPORTER: &str = "OTEL_METRICS_EXPORTER";
     const ACCEPTED: &str = "one of \"otlp\", \"prometheus\", \"none\"";
@@ -78,6 +82,7 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<MetricsEnv
         ));
     }
     env.timeout = millis(lookup, "OTEL_METRIC_EXPORT_TIMEOUT")?;
+    env.otlp = read_otlp(lookup, Signal::Metrics)?;
     Ok(env)
 }
 

@@ -213,9 +213,10 @@ pub(crate) struct Resolved {
     /// The whole export of one batch, retries included (`OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub(crate) timeout: Duration,
     pub(crate) compression: Compression,
-    /// CA certificates trusted beside the system's for `https` endpoints
-    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
-    pub(crate) extra_roots: crate::export::otlp_fast::tls::ExtraRoots,
+    /// TLS for `https` endpoints: CA certificates trusted beside the system's
+    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`) and the client certificate and key
+    /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._CLIENT_KEY`).
+    pub(crate) tls: crate::export::otlp_fast::tls::TlsConfig,
     pub(crate) sampler: Sampler,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,

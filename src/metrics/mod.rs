@@ -67,6 +67,7 @@
 //! ```
 
 mod health;
+mod otlp;
 mod process;
 mod prometheus;
 mod push;
@@ -263,6 +264,22 @@ impl Metrics {
             .push
             .as_ref()
             .map_or(0, push::Push::export_errors)
+    }
+
+    /// OTLP metric export requests sent again so far, after throttling or a transient failure
+    /// (0 without OTLP push). Retries follow the OTLP specification, as for spans, within the
+    /// export timeout.
+    ///
+    /// ```no_run
+    /// # fn f(metrics: &service_tracing::metrics::Metrics) {
+    /// println!("{} metric export retries", metrics.export_retries());
+    /// # }
+    /// ```
+    pub fn export_retries(&self) -> u64 {
+        self.inner
+            .push
+            .as_ref()
+            .map_or(0, push::Push::export_retries)
     }
 
     /// Pushes every metric now, when pushing.

@@ -1,21 +1,22 @@
 //! The OTLP push: a dedicated thread with its own single-threaded tokio runtime collects from
-//! the shared reader every export interval and hands the batch to `opentelemetry-otlp`'s metric
-//! exporter. As for spans, the thread's `tracing` dispatcher is a no-op, so export traffic never
-//! becomes telemetry, and the service's runtime never runs the exporter.
+//! the shared reader every export interval and hands the batch to our OTLP metric exporter
+//! ([`super::otlp`], on the fast exporter's transport). As for spans, the thread's `tracing`
+//! dispatcher is a no-op, so export traffic never becomes telemetry, and the service's runtime
+//! never runs the exporter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_otlp::MetricExporter;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{ManualReader, Temporality};
+use opentelemetry_sdk::metrics::ManualReader;
 
-use crate::config::{Protocol, Resolved};
+use super::otlp::{Counts, OtlpMetricExporter};
+use crate::config::Resolved;
 use crate::error::{SetupError, SetupErrorKind};
 
 enum Command {
@@ -28,19 +29,29 @@ enum Command {
 pub(crate) struct Push {
     commands: Sender<Command>,
     errors: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     wait: Duration,
 }
 
 impl Push {
     /// Starts the thread; `config.endpoint` is the metrics endpoint. The exporter is built on
-    /// the thread (tonic needs its reactor); a build error is returned here.
+    /// the thread, inside its runtime; a build error is returned here.
     pub(crate) fn start(
         reader: Arc<ManualReader>,
         config: Resolved,
         interval: Duration,
     ) -> Result<Self, SetupError> {
         let timeout = config.timeout;
-        Self::start_with(reader, move || exporter(&config), interval, timeout)
+        let counts = Arc::new(Counts::default());
+        let exporter_counts = counts.clone();
+        let mut push = Self::start_with(
+            reader,
+            move || OtlpMetricExporter::new(&config, exporter_counts),
+            interval,
+            timeout,
+        )?;
+        push.counts = counts;
+        Ok(push)
     }
 
     /// Starts the thread with the exporter `make_exporter` builds on it.
@@ -97,6 +108,7 @@ impl Push {
             Ok(Ok(())) => Ok(Self {
                 commands,
                 errors,
+                counts: Arc::default(),
                 wait: timeout + Duration::from_secs(1),
             }),
             Ok(Err(e)) => Err(e),
@@ -110,6 +122,11 @@ impl Push {
     /// Export calls that failed so far.
     pub(crate) fn export_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Export requests sent again after a throttled or transient failure so far.
+    pub(crate) fn export_retries(&self) -> u64 {
+        self.counts.retried.load(Ordering::Relaxed)
     }
 
     /// Collects and exports now, and waits for the result.
@@ -195,62 +212,12 @@ impl<E: PushMetricExporter> Worker<E> {
     }
 }
 
-/// `opentelemetry-otlp`'s metric exporter for `config` (its endpoint is the metrics one).
-/// Must run inside a tokio runtime (tonic needs a reactor).
-fn exporter(config: &Resolved) -> Result<MetricExporter, SetupError> {
-    use opentelemetry_otlp::WithExportConfig;
-    let failed = |e: opentelemetry_otlp::ExporterBuildError| {
-        SetupError::new(
-            SetupErrorKind::Exporter,
-            format!(
-                "cannot build the OTLP metric exporter for {}",
-                config.endpoint
-            ),
-        )
-        .with_source(e)
-    };
-    let builder = MetricExporter::builder().with_temporality(Temporality::Cumulative);
-    match config.protocol {
-        #[cfg(feature = "otlp-grpc")]
-        Protocol::Grpc => {
-            use opentelemetry_otlp::WithTonicConfig;
-            builder
-                .with_tonic()
-                .with_endpoint(config.endpoint.clone())
-                .with_timeout(config.timeout)
-                .with_metadata(crate::export::otlp::grpc_metadata(config)?)
-                .build()
-                .map_err(failed)
-        }
-        #[cfg(feature = "otlp-http")]
-        Protocol::HttpProtobuf => {
-            use opentelemetry_otlp::WithHttpConfig;
-            builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(config.endpoint.clone())
-                .with_timeout(config.timeout)
-                .with_headers(config.headers.iter().cloned().collect())
-                .build()
-                .map_err(failed)
-        }
-        #[allow(unreachable_patterns)]
-        _ => {
-            let _ = (builder, failed);
-            Err(SetupError::new(
-                SetupErrorKind::InvalidConfig,
-                "exporting metrics over this OTLP protocol needs the matching `otlp-grpc` or `otlp-http` feature of service-tracing",
-            ))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use opentelemetry::metrics::MeterProvider as _;
-    use opentelemetry_sdk::metrics::SdkMeterProvider;
+    use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 
     use super::*;
     use crate::export::batch::tests::{chatter, install_bridge_detector};

@@ -40,11 +40,15 @@ impl ServiceTracing {
             Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
             None => ErrorTracking::new(),
         };
-        let logs = crate::errors::logs::LogExport::from_config(
-            config,
-            resource(config, &config.service_name),
-            &self.env.logs(),
-        );
+        let logs_env = self.env.logs()?;
+        let logs = match self.resolve_logs(config, &logs_env)? {
+            Some(logs_config) => crate::errors::logs::LogExport::from_config(
+                &logs_config,
+                resource(config, &config.service_name),
+                &logs_env,
+            ),
+            None => None,
+        };
         // Error groups (and so webhook bodies and log records) use the same policy.
         let mut alerts = self.alerts.clone();
         alerts.redactor = Some(self.redactor.clone());

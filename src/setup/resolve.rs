@@ -8,14 +8,17 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use super::ServiceTracing;
-use crate::config::env::{self, EnvConfig};
+use crate::config::env::{self, EnvConfig, LogsEnv, OtlpEnv};
 use crate::config::{
     layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved, Sampler,
     TracesExporter, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
-use crate::export::otlp_fast::tls::ExtraRoots;
+use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
 use crate::metrics::{MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`'s default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ServiceTracing {
     pub(super) fn resolve(&self) -> Result<(Resolved, Propagation), SetupError> {
@@ -42,7 +45,7 @@ impl ServiceTracing {
         });
         let mut resource_attributes = env.resource_attributes.clone();
         resource_attributes.extend(self.resource_attributes.iter().cloned());
-        let mut headers = env.headers.clone();
+        let mut headers = env.otlp.headers.clone();
         headers.extend(self.headers.iter().cloned());
         let batch = layered(self.batch, Some(env.batch), BatchConfig::default);
         if batch.max_export_batch_size > batch.max_queue_size {
@@ -65,9 +68,9 @@ impl ServiceTracing {
             protocol,
             endpoint,
             headers,
-            timeout: layered(self.timeout, env.timeout, || Duration::from_secs(10)),
-            compression: layered(self.compression, env.compression, Compression::default),
-            extra_roots: self.resolve_extra_roots(&env)?,
+            timeout: layered(self.timeout, env.otlp.timeout, || DEFAULT_TIMEOUT),
+            compression: layered(self.compression, env.otlp.compression, Compression::default),
+            tls: self.resolve_tls(&env.otlp, None)?,
             sampler: layered(self.sampler, env.sampler, || Sampler::ParentBasedAlwaysOn),
             batch,
             disabled: env.disabled,
@@ -96,22 +99,87 @@ impl ServiceTracing {
         Ok(Propagation { names, propagator })
     }
 
-    /// The CA certificates of `otlp_certificate`, else of the variable that named a file; an
-    /// error names the one that was read.
-    fn resolve_extra_roots(&self, env: &EnvConfig) -> Result<ExtraRoots, SetupError> {
-        let file = layered(
+    /// The TLS files of a signal: `otlp_certificate`, else the variable that named a CA file;
+    /// `otlp_client_certificate`, else the variables that named the client certificate and key.
+    /// Each comes with the name of the setting that gave it, for errors about the file.
+    fn tls_files(&self, otlp: &OtlpEnv) -> TlsFiles {
+        let from_env = |v: &Option<(&'static str, String)>| {
+            v.as_ref()
+                .map(|(name, path)| PemFile::new(name, PathBuf::from(path)))
+        };
+        let ca = layered(
             self.certificate
                 .clone()
-                .map(|path| Some(("otlp_certificate", path))),
-            env.certificate
-                .clone()
-                .map(|(name, path)| Some((name, PathBuf::from(path)))),
+                .map(|path| Some(PemFile::new("otlp_certificate", path))),
+            from_env(&otlp.certificate).map(Some),
             || None,
         );
-        match file {
-            Some((setting, path)) => ExtraRoots::load(setting, &path),
-            None => Ok(ExtraRoots::default()),
+        let (client_certificate, client_key) = match &self.client_certificate {
+            // The pair is one setting: the builder's replaces both variables.
+            Some((cert, key)) => (
+                Some(PemFile::new("otlp_client_certificate", cert.clone())),
+                Some(PemFile::new("otlp_client_certificate", key.clone())),
+            ),
+            None => (
+                from_env(&otlp.client_certificate),
+                from_env(&otlp.client_key),
+            ),
+        };
+        TlsFiles {
+            ca,
+            client_certificate,
+            client_key,
         }
+    }
+
+    /// The TLS configuration of a signal: `shared` (the traces') when made of the same files,
+    /// so one configuration serves every signal; else one loaded from its own files.
+    fn resolve_tls(
+        &self,
+        otlp: &OtlpEnv,
+        shared: Option<&TlsConfig>,
+    ) -> Result<TlsConfig, SetupError> {
+        let files = self.tls_files(otlp);
+        match shared {
+            Some(tls) if tls.files().same_paths(&files) => Ok(tls.clone()),
+            _ => TlsConfig::load(files),
+        }
+    }
+
+    /// The export settings of another signal than traces (metrics, log records): the traces'
+    /// `config` with `endpoint`, and the headers, timeout, compression and TLS of the signal's
+    /// variables (`otlp`), under the builder's calls, which apply to every signal.
+    pub(super) fn resolve_signal(
+        &self,
+        config: &Resolved,
+        otlp: &OtlpEnv,
+        endpoint: String,
+    ) -> Result<Resolved, SetupError> {
+        let mut headers = otlp.headers.clone();
+        headers.extend(self.headers.iter().cloned());
+        Ok(Resolved {
+            endpoint,
+            headers,
+            timeout: layered(self.timeout, otlp.timeout, || DEFAULT_TIMEOUT),
+            compression: layered(self.compression, otlp.compression, Compression::default),
+            tls: self.resolve_tls(otlp, Some(&config.tls))?,
+            ..config.clone()
+        })
+    }
+
+    /// The log records' export settings, or `None` when they are not exported (traces not over
+    /// OTLP, or `OTEL_LOGS_EXPORTER` other than `otlp`).
+    pub(super) fn resolve_logs(
+        &self,
+        config: &Resolved,
+        env: &LogsEnv,
+    ) -> Result<Option<Resolved>, SetupError> {
+        if env.off || config.exporter != TracesExporter::Otlp {
+            return Ok(None);
+        }
+        // The endpoint is the logs' own, made from the traces' one (see `LogExport`).
+        self.resolve_signal(config, &env.otlp, config.endpoint.clone())
+            .map(Some)
     }
 
     /// The metrics settings, or `None` when metrics are off.
@@ -145,18 +213,23 @@ impl ServiceTracing {
         if config.disabled || !wanted {
             return Ok(None);
         }
-        let push = (exporter == MetricsExporter::Otlp).then(|| {
-            let mut push = config.clone();
-            push.endpoint = crate::config::metrics::endpoint(
-                self.endpoint.as_deref(),
-                menv.endpoint.as_deref(),
-                env.endpoint.as_deref(),
-                config.protocol,
-            );
-            // No builder call of its own: the metrics variable, else the traces' timeout.
-            push.timeout = menv.timeout.unwrap_or(config.timeout);
-            push
-        });
+        let push = match exporter {
+            MetricsExporter::Otlp => {
+                let endpoint = crate::config::metrics::endpoint(
+                    self.endpoint.as_deref(),
+                    menv.endpoint.as_deref(),
+                    env.endpoint.as_deref(),
+                    config.protocol,
+                );
+                let mut push = self.resolve_signal(config, &menv.otlp, endpoint)?;
+                // `OTEL_METRIC_EXPORT_TIMEOUT`, the reader's own, wins when set.
+                if let Some(timeout) = menv.timeout {
+                    push.timeout = timeout;
+                }
+                Some(push)
+            }
+            _ => None,
+        };
         Ok(Some(MetricsSettings {
             push,
             interval: layered(self.metrics.interval, menv.interval, || {

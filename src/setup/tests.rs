@@ -82,7 +82,7 @@ fn the_certificate_builder_call_beats_the_variable() {
         .otlp_certificate(&good)
         .resolve()
         .expect("the builder's file is read, not the variable's");
-    assert_eq!(config.extra_roots.len(), 1);
+    assert_eq!(config.tls.extra_roots(), 1);
     std::fs::remove_file(&good).expect("remove");
 }
 
@@ -228,9 +228,9 @@ fn an_invalid_log_filter_fails_setup_naming_the_setting() {
 #[test]
 fn the_log_records_follow_the_lookup_not_the_process_environment() {
     let options = with_vars(&[("OTEL_LOGS_EXPORTER", "none")]);
-    assert!(options.env.logs().off);
+    assert!(options.env.logs().expect("valid").off);
     let options = with_vars(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", " http://logs:4318/x ")]);
-    let logs = options.env.logs();
+    let logs = options.env.logs().expect("valid");
     assert!(!logs.off);
     assert_eq!(logs.endpoint.as_deref(), Some("http://logs:4318/x"));
 }
@@ -256,5 +256,285 @@ fn the_redis_url_is_the_builders_else_the_variable() {
     assert_eq!(
         with_vars(&[("SERVICE_TRACING_ERRORS_REDIS_URL", "  ")]).resolve_errors_redis_url(),
         None
+    );
+}
+
+/// Certificate and key PEM files made by rcgen: a CA, and a client certificate it signed with
+/// its key; removed on drop.
+#[cfg(feature = "tls")]
+struct Pki {
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    other_key: std::path::PathBuf,
+}
+
+#[cfg(feature = "tls")]
+impl Pki {
+    fn new(tag: &str) -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("client certificate");
+        let other_key = rcgen::KeyPair::generate().expect("key");
+        let file = |what: &str, pem: String| {
+            let path = std::env::temp_dir()
+                .join(format!("st-pki-{tag}-{what}-{}.pem", std::process::id()));
+            std::fs::write(&path, pem).expect("write");
+            path
+        };
+        Self {
+            ca: file("ca", ca.pem()),
+            cert: file("cert", cert.pem()),
+            key: file("key", key.serialize_pem()),
+            other_key: file("other-key", other_key.serialize_pem()),
+        }
+    }
+
+    fn var(path: &std::path::Path) -> String {
+        path.display().to_string()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Drop for Pki {
+    fn drop(&mut self) {
+        for path in [&self.ca, &self.cert, &self.key, &self.other_key] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Options reading `vars` (owned values) as the environment.
+#[cfg(feature = "tls")]
+fn with_owned_vars(vars: Vec<(&'static str, String)>) -> ServiceTracing {
+    ServiceTracing::builder("svc")
+        .otlp_endpoint("https://collector:4318")
+        .env_lookup(move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_missing_or_bad_client_key_fails_setup_naming_the_variable() {
+    let pki = Pki::new("bad-key");
+    let missing = std::env::temp_dir().join(format!("st-no-key-{}.pem", std::process::id()));
+    let cases = [
+        // A missing key file: traces, and the metrics' own variable.
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            Pki::var(&missing),
+            "cannot read the file",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+            Pki::var(&missing),
+            "cannot read the file",
+        ),
+        // A file without a key (a certificate), and a key of another certificate.
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+            Pki::var(&pki.cert),
+            "no PRIVATE KEY block",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            Pki::var(&pki.other_key),
+            "",
+        ),
+    ];
+    for (key_var, cert_var, key, why) in cases {
+        let options = with_owned_vars(vec![(cert_var, Pki::var(&pki.cert)), (key_var, key)]);
+        let err = match options.resolve() {
+            Err(e) => e,
+            Ok((config, _)) => match options.resolve_metrics(&config) {
+                Err(e) => e,
+                Ok(_) => options
+                    .resolve_logs(&config, &options.env.logs().expect("valid"))
+                    .expect_err(key_var),
+            },
+        };
+        assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+        let text = err.to_string();
+        assert!(text.contains(key_var) && text.contains(why), "{text}");
+    }
+    // A certificate without a key (and the reverse) names the one set and the one missing.
+    let err = with_owned_vars(vec![(
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        Pki::var(&pki.cert),
+    )])
+    .resolve()
+    .expect_err("no key");
+    let text = err.to_string();
+    assert!(
+        text.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+            && text.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        "{text}"
+    );
+    let err = with_owned_vars(vec![("OTEL_EXPORTER_OTLP_CLIENT_KEY", Pki::var(&pki.key))])
+        .resolve()
+        .expect_err("no certificate");
+    assert!(
+        err.to_string()
+            .contains("without a client certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)"),
+        "{err}"
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn every_signal_shares_one_tls_configuration_unless_its_files_differ() {
+    let pki = Pki::new("share");
+    let shared = vec![
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", Pki::var(&pki.ca)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", Pki::var(&pki.cert)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", Pki::var(&pki.key)),
+    ];
+    let options = with_owned_vars(shared.clone());
+    let (config, _) = options.resolve().expect("valid");
+    assert!(config.tls.has_client_certificate());
+    assert_eq!(config.tls.extra_roots(), 1);
+    let metrics = options
+        .resolve_metrics(&config)
+        .expect("valid")
+        .and_then(|m| m.push)
+        .expect("pushed");
+    let logs = options
+        .resolve_logs(&config, &options.env.logs().expect("valid"))
+        .expect("valid")
+        .expect("exported");
+    assert!(metrics.tls.shares(&config.tls));
+    assert!(logs.tls.shares(&config.tls));
+
+    // The metrics' own CA: a configuration of their own, still with the shared client pair.
+    let mut own = shared;
+    own.push((
+        "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+        Pki::var(&pki.cert),
+    ));
+    let options = with_owned_vars(own);
+    let (config, _) = options.resolve().expect("valid");
+    let metrics = options
+        .resolve_metrics(&config)
+        .expect("valid")
+        .and_then(|m| m.push)
+        .expect("pushed");
+    assert!(!metrics.tls.shares(&config.tls));
+    assert!(metrics.tls.has_client_certificate());
+    assert_eq!(
+        metrics.tls.files().ca.as_ref().map(|f| f.setting),
+        Some("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE")
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn the_client_certificate_builder_call_beats_the_variables() {
+    let pki = Pki::new("builder");
+    let (config, _) = with_owned_vars(vec![
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "/nonexistent-cert.pem".to_owned(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "/nonexistent-key.pem".to_owned(),
+        ),
+    ])
+    .otlp_client_certificate(&pki.cert, &pki.key)
+    .resolve()
+    .expect("the builder's files are read, not the variables'");
+    assert!(config.tls.has_client_certificate());
+    let err = with_owned_vars(Vec::new())
+        .otlp_client_certificate(&pki.cert, "/nonexistent-key.pem")
+        .resolve()
+        .expect_err("missing key");
+    assert!(err.to_string().contains("otlp_client_certificate"), "{err}");
+}
+
+#[test]
+fn metrics_and_logs_take_their_own_headers_compression_and_timeout() {
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=shared,x=shared"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=traces"),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x=metrics"),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x=logs"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "4000"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "5000"),
+    ]);
+    let (config, _) = options.resolve().expect("valid");
+    let metrics = options
+        .resolve_metrics(&config)
+        .expect("valid")
+        .and_then(|m| m.push)
+        .expect("pushed");
+    let logs = options
+        .resolve_logs(&config, &options.env.logs().expect("valid"))
+        .expect("valid")
+        .expect("exported");
+    let header = |c: &crate::config::Resolved| {
+        c.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "x")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(&config).as_deref(), Some("traces"));
+    assert_eq!(header(&metrics).as_deref(), Some("metrics"));
+    assert_eq!(header(&logs).as_deref(), Some("logs"));
+    assert!(metrics
+        .headers
+        .contains(&("api-key".to_owned(), "shared".to_owned())));
+    assert_eq!(
+        (config.compression, metrics.compression, logs.compression),
+        (Compression::Gzip, Compression::None, Compression::Gzip)
+    );
+    assert_eq!(
+        (config.timeout, logs.timeout, metrics.timeout),
+        (
+            Duration::from_secs(3),
+            Duration::from_secs(4),
+            Duration::from_secs(5)
+        )
+    );
+    // The builder's calls apply to every signal and beat the variables.
+    let options = options
+        .otlp_compression(Compression::Gzip)
+        .otlp_timeout(Duration::from_secs(7));
+    let (config, _) = options.resolve().expect("valid");
+    let metrics = options
+        .resolve_metrics(&config)
+        .expect("valid")
+        .and_then(|m| m.push)
+        .expect("pushed");
+    assert_eq!(metrics.compression, Compression::Gzip);
+    assert_eq!(metrics.timeout, Duration::from_secs(7));
+    // A bad value of a signal's own variable names it.
+    let err = resolved_metrics(&with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zstd"),
+    ]))
+    .expect_err("invalid");
+    assert!(
+        err.to_string()
+            .contains("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"),
+        "{err}"
     );
 }

@@ -35,6 +35,11 @@ mod export_traffic_never_becomes_spans;
 mod gzip_spans_reach_the_collector_over_both_protocols;
 mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;
+mod metric_and_log_exports_are_retried_like_spans;
+#[cfg(feature = "tls")]
+mod metrics_and_log_records_reach_an_https_collector_over_both_protocols;
+#[cfg(feature = "tls")]
+mod mtls_collectors_take_spans_and_metrics_only_from_a_certified_client;
 mod one_trace_crosses_frontend_client_and_backend;
 mod planted_secrets_never_reach_the_collector;
 mod profiling_counts_every_request_although_nothing_is_sampled;

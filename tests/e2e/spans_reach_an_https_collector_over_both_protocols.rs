@@ -7,8 +7,8 @@ use crate::collector::Collector;
 use crate::support::{checkouts, options, start, WAIT};
 use crate::tls_proxy::TlsProxy;
 
-/// Options for an https endpoint. Metrics stay off: their OTLP push still goes through the
-/// SDK's exporter, built without TLS (a later increment of issue 11).
+/// Options for an https endpoint. Metrics stay off: these tests are about spans (metrics over
+/// `https` are tested in `metrics_and_log_records_reach_an_https_collector_over_both_protocols`).
 fn tls_options(endpoint: String, protocol: Protocol) -> ServiceTracing {
     options("frontend")
         .otlp_endpoint(endpoint)

@@ -33,6 +33,8 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub at: Instant,
+    /// The request's path (`/v1/metrics`, `/opentelemetry.proto...MetricsService/Export`).
+    pub path: String,
     pub headers: HeaderMap,
     pub body_len: usize,
     /// The status it was answered with (the collector's when forwarded).
@@ -102,6 +104,11 @@ impl OtlpProxy {
             }
         });
         OtlpProxy { port, state, task }
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -185,6 +192,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
     };
     state.seen.lock().unwrap().push(Seen {
         at,
+        path: parts.uri.path().to_owned(),
         headers: parts.headers,
         body_len: body.len(),
         status: response.status().as_u16(),

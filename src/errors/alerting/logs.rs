@@ -4,10 +4,12 @@
 //! The `ExportLogsServiceRequest` is encoded here by hand and posted with the fast exporter's
 //! transport ([`crate::export::otlp_fast`]): a few records a minute do not need the SDK's
 //! logs pipeline, and enabling it would rebuild the OpenTelemetry crates with another feature.
+//! So records get what spans get: TLS and mTLS for `https`, gzip, and the same retries
+//! (`Transport::deliver`), with the logs' own variables (`OTEL_EXPORTER_OTLP_LOGS_*`).
 
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkError;
@@ -15,10 +17,11 @@ use opentelemetry_sdk::Resource;
 
 use super::rules::{Alert, Signal};
 use crate::config::env::LogsEnv;
-use crate::config::{Protocol, Resolved};
+use crate::config::{Compression, Protocol, Resolved};
 use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
+use crate::export::otlp_fast::body::Framer;
 use crate::export::otlp_fast::transport::{Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
@@ -27,20 +30,23 @@ const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService
 /// The instrumentation scope the records are emitted under.
 const SCOPE: &str = "service-tracing.errors";
 
-/// Where log records go: the traces' protocol, headers and timeout, and the logs endpoint.
+/// Where log records go: the traces' protocol, the logs' headers, timeout, compression and
+/// TLS, and the logs endpoint.
 #[derive(Clone, Debug)]
 pub(crate) struct LogExport {
     protocol: Protocol,
     endpoint: String,
     headers: Vec<(String, String)>,
     timeout: std::time::Duration,
-    extra_roots: crate::export::otlp_fast::tls::ExtraRoots,
+    compression: Compression,
+    tls: crate::export::otlp_fast::tls::TlsConfig,
     resource: Resource,
 }
 
 impl LogExport {
-    /// The log export matching the trace export of `config`, or `None` when traces do not go
-    /// over OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
+    /// The log export of `config` (the traces' settings with the logs' own headers, timeout,
+    /// compression and TLS), or `None` when traces do not go over OTLP or
+    /// `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
     /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL) overrides the endpoint; otherwise the
     /// traces' endpoint is used, with `/v1/logs` in place of `/v1/traces` for HTTP.
     pub(crate) fn from_config(
@@ -60,7 +66,8 @@ impl LogExport {
             endpoint,
             headers: config.headers.clone(),
             timeout: config.timeout,
-            extra_roots: config.extra_roots.clone(),
+            compression: config.compression,
+            tls: config.tls.clone(),
             resource,
         })
     }
@@ -186,11 +193,13 @@ fn severity_number(severity: Severity) -> u64 {
 /// Posts encoded batches; lives on the delivery thread.
 pub(crate) struct LogSender {
     transport: Transport,
+    /// Only the delivery thread exports: never contended.
+    framer: Mutex<Framer>,
     resource: Vec<u8>,
 }
 
 impl LogSender {
-    /// Fails on an `https` endpoint (the transport is plain HTTP), a bad URL or bad headers.
+    /// Fails on an `https` endpoint without the `tls` feature, a bad URL or bad headers.
     pub(crate) fn new(export: LogExport) -> Result<Self, SetupError> {
         let wire = match export.protocol {
             Protocol::Grpc => Wire::Grpc,
@@ -202,29 +211,29 @@ impl LogSender {
             GRPC_LOGS_PATH,
             &export.headers,
             export.timeout,
-            &export.extra_roots,
-        )?;
+            &export.tls,
+        )?
+        .with_compression(export.compression);
         Ok(Self {
+            framer: Mutex::new(Framer::new(wire, export.compression)),
             transport,
             resource: encode_resource(&export.resource),
         })
     }
 
+    /// Sends the records, retrying throttled and transient failures as spans are retried,
+    /// within the export timeout.
     pub(crate) async fn export(&self, records: &[LogRecord]) -> Result<(), OTelSdkError> {
         let message = encode_request(&self.resource, records);
-        let body = match self.transport.wire() {
-            Wire::Grpc => {
-                let len = u32::try_from(message.len())
-                    .map_err(|_| OTelSdkError::InternalFailure("too large".to_owned()))?;
-                let mut framed = Vec::with_capacity(message.len() + 5);
-                framed.push(0);
-                framed.extend_from_slice(&len.to_be_bytes());
-                framed.extend_from_slice(&message);
-                framed
-            }
-            Wire::Http => message,
-        };
-        self.transport.send(Bytes::from(body)).await
+        let body = self
+            .framer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .frame(&message)?;
+        // Failures are counted by the caller (`AlertStats::logs_failed`).
+        self.transport
+            .deliver(&body, records.len() as u64, "log record", &())
+            .await
     }
 }
 
@@ -365,7 +374,7 @@ mod tests {
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(1),
             compression: Default::default(),
-            extra_roots: Default::default(),
+            tls: Default::default(),
             sampler: crate::config::Sampler::ParentBasedAlwaysOn,
             batch: crate::config::BatchConfig::default(),
             disabled: false,
@@ -375,7 +384,8 @@ mod tests {
                 vars.iter()
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| (*v).to_owned())
-            });
+            })
+            .expect("valid");
             LogExport::from_config(&config, Resource::builder_empty().build(), &env)
                 .map(|l| l.endpoint)
         };

@@ -10,6 +10,7 @@
 //! Retries run here, on the export thread: meanwhile the request path keeps pushing into the
 //! bounded queue, which drops (and counts) what does not fit.
 
+pub(crate) mod body;
 pub(crate) mod encode;
 pub(crate) mod retry;
 pub(crate) mod tls;
@@ -30,12 +31,9 @@ use crate::config::{Compression, Protocol, Resolved};
 use crate::error::SetupError;
 use crate::export::batch::Tally;
 
+use body::{gzip, set_grpc_prefix, GRPC_PREFIX, GZIP_LEVEL};
 use encode::Encoder;
-use retry::Backoff;
-use transport::{Attempt, Transport, Wire};
-
-/// Bytes of the gRPC message prefix: a compressed flag and a big-endian length.
-const GRPC_PREFIX: usize = 5;
+use transport::{Outcomes, Transport, Wire};
 
 /// The fast OTLP exporter. Export calls are expected one at a time (the export worker makes
 /// them sequentially); a concurrent call still works, with a buffer of its own.
@@ -74,10 +72,6 @@ impl State {
     }
 }
 
-/// The deflate level: 1, the fastest. Measured on span batches (BENCHMARKS.md): 85 bytes per
-/// span against 78 at level 6 (432 uncompressed), for about a fifth of level 6's CPU.
-const GZIP_LEVEL: flate2::Compression = flate2::Compression::fast();
-
 impl fmt::Debug for FastOtlpExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FastOtlpExporter")
@@ -99,7 +93,7 @@ pub(crate) fn build(config: &Resolved) -> Result<FastOtlpExporter, SetupError> {
         &config.endpoint,
         &config.headers,
         config.timeout,
-        &config.extra_roots,
+        &config.tls,
     )?
     .with_compression(config.compression);
     Ok(FastOtlpExporter::new(transport))
@@ -162,14 +156,7 @@ impl FastOtlpExporter {
             }
         }
         if grpc {
-            let len = u32::try_from(out.len() - GRPC_PREFIX).map_err(|_| {
-                OTelSdkError::InternalFailure(format!(
-                    "an export request of {} bytes is too large for gRPC",
-                    out.len()
-                ))
-            })?;
-            out[0] = u8::from(deflate.is_some()); // the compressed flag
-            out[1..GRPC_PREFIX].copy_from_slice(&len.to_be_bytes());
+            set_grpc_prefix(&mut out, deflate.is_some())?;
         }
         Ok(Bytes::from(out))
     }
@@ -184,81 +171,16 @@ impl FastOtlpExporter {
             }
         }
     }
-
-    /// Sends one encoded batch of `spans` spans until the backend takes it, refuses it for
-    /// good, or the export timeout (retries included) runs out.
-    async fn deliver(&self, body: &Bytes, spans: u64) -> OTelSdkResult {
-        let timeout = self.transport.timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut backoff = Backoff::new();
-        let mut attempts = 1_u32;
-        loop {
-            match self.transport.attempt(body.clone(), deadline).await {
-                Attempt::Accepted { rejected, message } => {
-                    if rejected > 0 || message.is_some() {
-                        let rejected = rejected.min(spans);
-                        let said = message.unwrap_or_default();
-                        self.tally.reject(
-                            rejected,
-                            format!(
-                                "{rejected} of {spans} span(s) rejected (partial success): {said}"
-                            ),
-                        );
-                    }
-                    return Ok(());
-                }
-                Attempt::Rejected { error } => {
-                    self.tally.reject(spans, error.clone());
-                    return Err(OTelSdkError::InternalFailure(error));
-                }
-                Attempt::Failed { error } => return Err(OTelSdkError::InternalFailure(error)),
-                Attempt::TimedOut => return Err(OTelSdkError::Timeout(timeout)),
-                Attempt::Retry { after, error } => {
-                    let wait = backoff.next_wait(after);
-                    if tokio::time::Instant::now() + wait >= deadline {
-                        return Err(OTelSdkError::InternalFailure(format!(
-                            "{error} (gave up after {attempts} attempt(s): the next, in {wait:?}, would end past the export timeout of {timeout:?})"
-                        )));
-                    }
-                    tokio::time::sleep(wait).await;
-                    self.tally.retry();
-                    attempts += 1;
-                }
-            }
-        }
-    }
 }
 
-/// Appends `input` to `out` as one gzip member (RFC 1952), deflated by `deflate`, which is reset
-/// first. flate2's `GzEncoder` writes the same bytes, but it owns a new deflate state per stream.
-fn gzip(deflate: &mut flate2::Compress, input: &[u8], out: &mut Vec<u8>) -> OTelSdkResult {
-    // ID1 ID2, CM = deflate, no flags, no mtime, XFL = 4 (fastest), OS = 255 (unknown).
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
-    let failed = |e: flate2::CompressError| {
-        OTelSdkError::InternalFailure(format!("cannot gzip an export request: {e}"))
-    };
-    deflate.reset();
-    out.extend_from_slice(&HEADER);
-    // Deflate output is rarely larger than its input plus a little; grow if it is.
-    out.reserve(input.len() / 2 + 64);
-    let mut consumed = 0;
-    loop {
-        let before = deflate.total_in();
-        let status = deflate
-            .compress_vec(&input[consumed..], out, flate2::FlushCompress::Finish)
-            .map_err(failed)?;
-        consumed += (deflate.total_in() - before) as usize;
-        if status == flate2::Status::StreamEnd {
-            break;
-        }
-        out.reserve(out.capacity().max(64));
+/// Rejected spans and retries go to the export worker's tally.
+impl Outcomes for Tally {
+    fn rejected(&self, items: u64, reason: String) {
+        self.reject(items, reason);
     }
-    let mut crc = flate2::Crc::new();
-    crc.update(input);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE: the input's length modulo 2^32.
-    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
-    Ok(())
+    fn retried(&self) {
+        self.retry();
+    }
 }
 
 impl SpanExporter for FastOtlpExporter {
@@ -276,7 +198,10 @@ impl SpanExporter for FastOtlpExporter {
             match body? {
                 None => Ok(()),
                 Some(body) => {
-                    let result = self.deliver(&body, spans).await;
+                    let result = self
+                        .transport
+                        .deliver(&body, spans, "span", &*self.tally)
+                        .await;
                     self.reclaim(body);
                     result
                 }

@@ -722,11 +722,15 @@ fn tls_exporter(wire: Wire, endpoint: &str, ca_pem: Option<&str>) -> FastOtlpExp
                     .replace('/', "_")
             ));
             std::fs::write(&file, pem).expect("write CA");
-            let roots = super::tls::ExtraRoots::load("test", &file).expect("CA file");
+            let roots = super::tls::TlsConfig::load(super::tls::TlsFiles {
+                ca: Some(super::tls::PemFile::new("test", &file)),
+                ..Default::default()
+            })
+            .expect("CA file");
             std::fs::remove_file(&file).expect("remove CA");
             roots
         }
-        None => super::tls::ExtraRoots::default(),
+        None => super::tls::TlsConfig::default(),
     };
     let mut exporter = FastOtlpExporter::new(
         Transport::new(wire, endpoint, &[], Duration::from_secs(5), &roots).expect("transport"),
@@ -1277,7 +1281,7 @@ fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resol
             .collect(),
         timeout: Duration::from_secs(10),
         compression: Default::default(),
-        extra_roots: Default::default(),
+        tls: Default::default(),
         sampler: crate::config::Sampler::AlwaysOn,
         batch: crate::config::BatchConfig::default(),
         disabled: false,

@@ -21,10 +21,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
-use super::retry::{self, Verdict};
-use super::tls::ExtraRoots;
+use super::retry::{self, Backoff, Verdict};
+use super::tls::TlsConfig;
 use crate::config::Compression;
 use crate::error::{SetupError, SetupErrorKind};
 
@@ -60,6 +60,20 @@ pub(crate) enum Attempt {
     Failed { error: String },
     /// The deadline passed before an answer.
     TimedOut,
+}
+
+/// Where [`Transport::deliver`] counts what became of a request's items.
+pub(crate) trait Outcomes: Send + Sync {
+    /// `items` were refused for good (or in part, by a partial success); `reason` says why.
+    fn rejected(&self, items: u64, reason: String);
+    /// The request is about to be sent again.
+    fn retried(&self);
+}
+
+/// Counts nothing.
+impl Outcomes for () {
+    fn rejected(&self, _items: u64, _reason: String) {}
+    fn retried(&self) {}
 }
 
 /// How requests are framed and responses judged.
@@ -112,23 +126,16 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// A transport posting to `endpoint` (for HTTP the full `/v1/traces` URL; for gRPC the base
     /// URL, to which the export method's path is appended). Fails on a URL that does not parse,
-    /// on `https` without the `tls` feature, and on headers invalid in HTTP. `extra_roots` are
-    /// trusted beside the system's roots for `https`.
+    /// on `https` without the `tls` feature, and on headers invalid in HTTP. `tls` is the shared
+    /// TLS configuration (extra roots, client certificate) for `https`.
     pub(crate) fn new(
         wire: Wire,
         endpoint: &str,
         headers: &[(String, String)],
         timeout: Duration,
-        extra_roots: &ExtraRoots,
+        tls: &TlsConfig,
     ) -> Result<Self, SetupError> {
-        Self::for_method(
-            wire,
-            endpoint,
-            GRPC_EXPORT_PATH,
-            headers,
-            timeout,
-            extra_roots,
-        )
+        Self::for_method(wire, endpoint, GRPC_EXPORT_PATH, headers, timeout, tls)
     }
 
     /// Like [`new`](Self::new), for another OTLP export method (`grpc_path` is appended to a
@@ -139,7 +146,7 @@ impl Transport {
         grpc_path: &str,
         headers: &[(String, String)],
         timeout: Duration,
-        extra_roots: &ExtraRoots,
+        tls: &TlsConfig,
     ) -> Result<Self, SetupError> {
         let uri = request_uri(wire, endpoint, grpc_path)?;
 
@@ -188,7 +195,7 @@ impl Transport {
             .timer(TokioTimer::new())
             .http2_only(wire == Wire::Grpc);
         let client = if uri.scheme_str() == Some("https") {
-            tls_pool(&builder, wire, extra_roots, connector)?
+            tls_pool(&builder, wire, tls, connector)?
         } else {
             Pool::Plain(builder.build(connector))
         };
@@ -231,21 +238,54 @@ impl Transport {
         self.compression
     }
 
-    /// The configured timeout: of one [`send`](Self::send), or of an export with its retries.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Posts one encoded request; the whole exchange (connect, send, read the response to its
-    /// end) is bounded by the configured timeout. One attempt, no retry.
-    pub(crate) async fn send(&self, body: Bytes) -> Result<(), OTelSdkError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        match self.attempt(body, deadline).await {
-            Attempt::Accepted { .. } => Ok(()),
-            Attempt::Retry { error, .. }
-            | Attempt::Rejected { error }
-            | Attempt::Failed { error } => Err(failure(error)),
-            Attempt::TimedOut => Err(OTelSdkError::Timeout(self.timeout)),
+    /// Sends one encoded request holding `items` items (`noun`: "span", "data point", "log
+    /// record") until the backend takes it, refuses it for good, or the configured timeout
+    /// (retries included) runs out: the one retry loop of every signal, after the OTLP
+    /// specification ([`super::retry`]). Refused items and retries are counted in `outcomes`.
+    pub(crate) async fn deliver(
+        &self,
+        body: &Bytes,
+        items: u64,
+        noun: &str,
+        outcomes: &dyn Outcomes,
+    ) -> OTelSdkResult {
+        let timeout = self.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new();
+        let mut attempts = 1_u32;
+        loop {
+            match self.attempt(body.clone(), deadline).await {
+                Attempt::Accepted { rejected, message } => {
+                    if rejected > 0 || message.is_some() {
+                        let rejected = rejected.min(items);
+                        let said = message.unwrap_or_default();
+                        outcomes.rejected(
+                            rejected,
+                            format!(
+                                "{rejected} of {items} {noun}(s) rejected (partial success): {said}"
+                            ),
+                        );
+                    }
+                    return Ok(());
+                }
+                Attempt::Rejected { error } => {
+                    outcomes.rejected(items, error.clone());
+                    return Err(failure(error));
+                }
+                Attempt::Failed { error } => return Err(failure(error)),
+                Attempt::TimedOut => return Err(OTelSdkError::Timeout(timeout)),
+                Attempt::Retry { after, error } => {
+                    let wait = backoff.next_wait(after);
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        return Err(failure(format!(
+                            "{error} (gave up after {attempts} attempt(s): the next, in {wait:?}, would end past the export timeout of {timeout:?})"
+                        )));
+                    }
+                    tokio::time::sleep(wait).await;
+                    outcomes.retried();
+                    attempts += 1;
+                }
+            }
         }
     }
 
@@ -469,12 +509,12 @@ fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
 fn tls_pool(
     builder: &hyper_util::client::legacy::Builder,
     wire: Wire,
-    extra_roots: &ExtraRoots,
+    tls: &TlsConfig,
     mut connector: HttpConnector,
 ) -> Result<Pool, SetupError> {
     // The TLS connector hands `https` URIs to the TCP connector.
     connector.enforce_http(false);
-    let https = super::tls::connector(wire == Wire::Grpc, extra_roots, connector)?;
+    let https = super::tls::connector(wire == Wire::Grpc, tls, connector)?;
     Ok(Pool::Tls(builder.build(https)))
 }
 
@@ -482,7 +522,7 @@ fn tls_pool(
 fn tls_pool(
     _builder: &hyper_util::client::legacy::Builder,
     _wire: Wire,
-    _extra_roots: &ExtraRoots,
+    _tls: &TlsConfig,
     _connector: HttpConnector,
 ) -> Result<Pool, SetupError> {
     Err(SetupError::new(
