@@ -10,10 +10,21 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
+use crate::server_span::ServerRecord;
+
+/// A span processor that also takes the layer's server spans as they are
+/// ([`ServerRecord`]: the request's attributes not made into `KeyValue`s).
+pub(crate) trait RecordProcessor: SpanProcessor {
+    /// An ended server span.
+    fn on_end_record(&self, record: Box<ServerRecord>);
+}
+
 /// What sits in front of the next processor.
 pub(crate) trait SpanHook: fmt::Debug + Send + Sync + 'static {
     /// Sees an ended span before the next processor; may add to it.
     fn on_end(&self, span: &mut SpanData);
+    /// Sees an ended server span before the next processor; may add to it.
+    fn on_end_record(&self, record: &mut ServerRecord);
     /// Makes everything seen so far readable; called on flush and shutdown, before the next
     /// processor's.
     fn flush(&self);
@@ -29,6 +40,13 @@ pub(crate) struct InFrontOf<H, P> {
 impl<H, P> InFrontOf<H, P> {
     pub(crate) fn new(hook: H, next: P) -> Self {
         Self { hook, next }
+    }
+}
+
+impl<H: SpanHook, P: RecordProcessor> RecordProcessor for InFrontOf<H, P> {
+    fn on_end_record(&self, mut record: Box<ServerRecord>) {
+        self.hook.on_end_record(&mut record);
+        self.next.on_end_record(record);
     }
 }
 

@@ -26,17 +26,40 @@ pub(crate) fn operation_name_of(span: &SpanData) -> std::borrow::Cow<'static, st
             _ => None,
         };
         if let (Some(method), Some(route)) = (text("http.request.method"), text("http.route")) {
-            let name: &str = &span.name;
-            let named_so = name.len() == method.len() + 1 + route.len()
-                && name.starts_with(method)
-                && name.as_bytes()[method.len()] == b' '
-                && name.ends_with(route);
-            if named_so && method.len() <= MAX_FIELD && route.len() <= MAX_FIELD {
+            if named_so(&span.name, method, route) {
                 return span.name.clone();
             }
         }
     }
     std::borrow::Cow::Owned(operation_name(span))
+}
+
+/// Whether `name` is `{method} {route}`, each within the bound.
+fn named_so(name: &str, method: &str, route: &str) -> bool {
+    name.len() == method.len() + 1 + route.len()
+        && name.starts_with(method)
+        && name.as_bytes()[method.len()] == b' '
+        && name.ends_with(route)
+        && method.len() <= MAX_FIELD
+        && route.len() <= MAX_FIELD
+}
+
+/// [`operation_name_of`] for a server span of the layer's own type, whose request attributes
+/// (`method`, `route`) are kept apart from its `SpanData`.
+#[allow(
+    clippy::ptr_arg,
+    reason = "the name is cloned: an interned name stays a borrowed `Cow`, with no copy"
+)]
+pub(crate) fn server_operation_of(
+    name: &std::borrow::Cow<'static, str>,
+    method: &str,
+    route: Option<&str>,
+) -> std::borrow::Cow<'static, str> {
+    match route {
+        Some(route) if named_so(name, method, route) => name.clone(),
+        Some(route) => std::borrow::Cow::Owned(format!("{} {}", bounded(method), bounded(route))),
+        None => std::borrow::Cow::Owned(bounded(name)),
+    }
 }
 
 /// `{METHOD} {http.route}` for a server span, `{METHOD} {server.address}` for a client span,

@@ -58,6 +58,9 @@ use opentelemetry::trace::Status;
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use regex::Captures;
+use service_tracing_middleware::tracer::RequestValue;
+
+use crate::server_span::ServerRecord;
 /// The pattern type [`Redactor::with_pattern`] takes (the `regex` crate's).
 pub use regex::Regex;
 
@@ -598,6 +601,9 @@ thread_local! {
 /// replaces the one there).
 const KEY_SLOTS: usize = 1024;
 
+/// How many clean shared texts are remembered per thread (direct-mapped, like the keys).
+const CLEAN_SLOTS: usize = 64;
+
 /// Whether a key is denied, remembered by the key's address and length.
 ///
 /// Sound because a slot keeps its key alive: only keys whose clone shares their bytes are
@@ -609,6 +615,9 @@ const KEY_SLOTS: usize = 1024;
 struct KeyVerdicts {
     keys: Option<Arc<Keys>>,
     slots: Vec<Option<(usize, usize, Key, bool)>>,
+    /// Shared texts the default policy found clean, by address (each kept alive here, so an
+    /// address is never reused for another text while remembered).
+    clean: Vec<Option<Arc<str>>>,
 }
 
 impl KeyVerdicts {
@@ -619,8 +628,32 @@ impl KeyVerdicts {
             self.keys = Some(keys.clone());
             self.slots.clear();
             self.slots.resize_with(KEY_SLOTS, || None);
+            self.clean.clear();
+            self.clean.resize_with(CLEAN_SLOTS, || None);
         }
         self
+    }
+
+    /// Whether the shared text `text` is clean under the default policy with these keys:
+    /// remembered, or found so by `check` now. Only a text shared beyond the span (its
+    /// reference count above one: the request thread's cache of repeated texts holds it) is
+    /// remembered; a text of one span would only push out the others.
+    #[inline]
+    fn clean_shared(&mut self, text: &Arc<str>, check: impl FnOnce(&str) -> bool) -> bool {
+        let address = text.as_ptr() as usize;
+        let slot = (address >> 4) % CLEAN_SLOTS;
+        if let Some(Some(kept)) = self.clean.get(slot) {
+            if Arc::ptr_eq(kept, text) {
+                return true;
+            }
+        }
+        let clean = check(text);
+        if clean && Arc::strong_count(text) > 1 {
+            if let Some(entry) = self.clean.get_mut(slot) {
+                *entry = Some(text.clone());
+            }
+        }
+        clean
     }
 
     /// Whether `key` is denied by `keys`, the list [`of`](Self::of) was last called with.
@@ -893,6 +926,56 @@ impl Redactor {
                 *description = Cow::Owned(redacted);
             }
         }
+    }
+
+    /// [`redact_span`](Self::redact_span) for a server span of the layer's own type: its span,
+    /// then its request's attributes, which stay as the layer read them; what the policy
+    /// replaces is noted beside them (`record.redacted`) and written instead.
+    pub(crate) fn redact_record(&self, record: &mut ServerRecord) {
+        self.redact_span(&mut record.span);
+        let Some(request) = &record.request else {
+            return;
+        };
+        // Under the default policy, texts from the process's own code (the method and scheme
+        // vocabulary, interned route templates) hold nothing to take out, and a text shared
+        // between requests (a caller's user agent, the host it calls) needs one look per
+        // thread, not one per span.
+        let plain = self.patterns.is_empty() && self.rules.is_empty();
+        let mut changed: Vec<(&'static str, String)> = Vec::new();
+        KEY_VERDICTS.with(|cell| {
+            let mut memory = cell.try_borrow_mut().ok();
+            let mut memory = memory.as_deref_mut().map(|m| m.of(&self.keys));
+            request.for_each(|key, value| {
+                let denied = match memory.as_deref_mut() {
+                    Some(m) => m.denies(&self.keys, &Key::from_static_str(key)),
+                    None => self.keys.denies(key.as_bytes()),
+                };
+                if denied {
+                    changed.push((key, REDACTED.to_owned()));
+                    return;
+                }
+                let text = match value {
+                    RequestValue::Static(_) if plain => return,
+                    RequestValue::Static(s) | RequestValue::Text(s) => s,
+                    RequestValue::Shared(s) => {
+                        if plain {
+                            if let Some(m) = memory.as_deref_mut() {
+                                if m.clean_shared(s, |t| self.scrub(t).is_none()) {
+                                    return;
+                                }
+                            }
+                        }
+                        &**s
+                    }
+                    // Numbers and addresses are no free text.
+                    _ => return,
+                };
+                if let Some(redacted) = self.scrub(text) {
+                    changed.push((key, redacted));
+                }
+            });
+        });
+        record.redacted = changed;
     }
 
     /// The policy applied to attributes in place: denied keys' values replaced whole (booleans

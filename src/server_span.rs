@@ -32,7 +32,9 @@ use opentelemetry_sdk::trace::{
     SpanLinks, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
-use service_tracing_middleware::tracer::ContextTracer;
+use service_tracing_middleware::tracer::{ContextTracer, RequestValue, ServerRequest};
+
+use crate::chain::RecordProcessor;
 
 /// One processor shared by the provider and the [`ServerTracer`]; shutting it down through the
 /// provider stops server spans too, as the SDK's tracer stops after its provider's shutdown.
@@ -42,7 +44,7 @@ pub(crate) struct SharedChain {
 }
 
 struct ChainInner {
-    processor: Box<dyn SpanProcessor>,
+    processor: Box<dyn RecordProcessor>,
     shut: AtomicBool,
 }
 
@@ -57,7 +59,7 @@ impl fmt::Debug for SharedChain {
 impl SharedChain {
     /// `processor`, already given its resource (the provider cannot reach it through the
     /// shared handle).
-    pub(crate) fn new<P: SpanProcessor + 'static>(mut processor: P, resource: &Resource) -> Self {
+    pub(crate) fn new<P: RecordProcessor + 'static>(mut processor: P, resource: &Resource) -> Self {
         processor.set_resource(resource);
         Self {
             inner: Arc::new(ChainInner {
@@ -114,6 +116,10 @@ impl SpanProcessor for SharedChain {
 /// The processor of [`SharedChain::empty`].
 #[derive(Debug)]
 struct Nothing;
+
+impl RecordProcessor for Nothing {
+    fn on_end_record(&self, _record: Box<ServerRecord>) {}
+}
 
 impl SpanProcessor for Nothing {
     fn on_start(&self, _span: &mut SdkSpan, _cx: &Context) {}
@@ -240,20 +246,37 @@ impl ServerTracer {
         }
         let start_time = builder.start_time.unwrap_or_else(opentelemetry::time::now);
         ServerSpan {
-            data: Some(Box::new(Recorded {
-                parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
-                parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
-                kind,
-                name: builder.name,
-                start_time,
-                attributes,
-                dropped_attributes_count: dropped_attributes_count as u32,
-                events,
-                links,
-                status: Status::Unset,
+            data: Some(Box::new(ServerRecord {
+                span: SpanData {
+                    span_context: sc.clone(),
+                    parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
+                    parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
+                    span_kind: kind,
+                    name: builder.name,
+                    start_time,
+                    end_time: start_time,
+                    attributes,
+                    dropped_attributes_count: dropped_attributes_count as u32,
+                    events,
+                    links,
+                    status: Status::Unset,
+                    instrumentation_scope: shared.scope.clone(),
+                },
+                request: None,
+                redacted: Vec::new(),
             })),
             span_context: sc,
             shared: shared.clone(),
+        }
+    }
+
+    /// Applies the attribute limit after `attributes` were added to the span's list directly.
+    fn limit(&self, record: &mut ServerRecord) {
+        let limit = self.shared.limits.max_attributes_per_span as usize;
+        let span = &mut record.span;
+        if span.attributes.len() > limit {
+            span.dropped_attributes_count += (span.attributes.len() - limit) as u32;
+            span.attributes.truncate(limit);
         }
     }
 }
@@ -272,13 +295,27 @@ impl ContextTracer for ServerTracer {
         attributes: &mut dyn FnMut(&mut Vec<KeyValue>),
     ) -> Context {
         let mut span = self.build(builder, parent);
-        if let Some(data) = span.data.as_mut() {
-            attributes(&mut data.attributes);
-            let limit = self.shared.limits.max_attributes_per_span as usize;
-            if data.attributes.len() > limit {
-                data.dropped_attributes_count += (data.attributes.len() - limit) as u32;
-                data.attributes.truncate(limit);
-            }
+        if let Some(record) = span.data.as_mut() {
+            attributes(&mut record.span.attributes);
+            self.limit(record);
+        }
+        parent.with_span(span)
+    }
+
+    /// Keeps the request's attributes as they are: the export thread encodes them.
+    fn start_server(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        request: &mut dyn FnMut() -> ServerRequest,
+    ) -> Context {
+        let mut span = self.build(builder, parent);
+        if let Some(record) = span.data.as_mut() {
+            let mut request = request();
+            // Captured headers join the span's own list, where later attributes go.
+            record.span.attributes.extend(request.take_headers());
+            self.limit(record);
+            record.request = Some(request);
         }
         parent.with_span(span)
     }
@@ -325,23 +362,74 @@ fn push_event(events: &mut SpanEvents, mut event: Event, limits: &SpanLimits) {
 pub(crate) struct ServerSpan {
     span_context: SpanContext,
     /// `None` when it does not record, or once ended. Boxed: the context boxes the span, and
-    /// a non-recording one then stays small.
-    data: Option<Box<Recorded>>,
+    /// the processors and the export queue then move a pointer.
+    data: Option<Box<ServerRecord>>,
     shared: Arc<Shared>,
 }
 
-/// The fields of the ended span that are not its context or scope.
-struct Recorded {
-    parent_span_id: SpanId,
-    parent_span_is_remote: bool,
-    kind: SpanKind,
-    name: Cow<'static, str>,
-    start_time: SystemTime,
-    attributes: Vec<KeyValue>,
-    dropped_attributes_count: u32,
-    events: SpanEvents,
-    links: SpanLinks,
-    status: Status,
+/// An ended server span: the `SpanData` of its context, name, times, events, status and the
+/// attributes set through the OpenTelemetry API (captured headers, the response's), and the
+/// request's attributes as the layer read them ([`ServerRequest`]), which the export thread
+/// encodes without ever making `KeyValue`s of them.
+#[derive(Debug)]
+pub(crate) struct ServerRecord {
+    pub(crate) span: SpanData,
+    pub(crate) request: Option<ServerRequest>,
+    /// Request attributes the redaction policy changed: (key, new text).
+    pub(crate) redacted: Vec<(&'static str, String)>,
+}
+
+impl ServerRecord {
+    /// The request's attributes but the captured headers, with what redaction replaced, in
+    /// the layer's order; then come `span.attributes`.
+    pub(crate) fn for_each_request_attribute<'a>(
+        &'a self,
+        mut f: impl FnMut(&'static str, RequestValue<'a>),
+    ) {
+        let Some(request) = &self.request else {
+            return;
+        };
+        request.for_each(
+            |key, value| match self.redacted.iter().find(|(k, _)| *k == key) {
+                Some((_, text)) => f(key, RequestValue::Text(text)),
+                None => f(key, value),
+            },
+        );
+    }
+
+    /// Whether error tracking may find an error on it: an `exception` event, or an error
+    /// status.
+    pub(crate) fn may_hold_an_error(&self) -> bool {
+        matches!(self.span.status, Status::Error { .. }) || !self.span.events.events.is_empty()
+    }
+
+    /// The span as the SDK would have ended it: the request's attributes first, as
+    /// `KeyValue`s. For the exporters and readers that take `SpanData`.
+    pub(crate) fn into_span_data(self) -> SpanData {
+        let mut attributes = self.request_key_values(self.span.attributes.len());
+        let mut span = self.span;
+        attributes.append(&mut span.attributes);
+        span.attributes = attributes;
+        span
+    }
+
+    /// [`into_span_data`](Self::into_span_data) of a copy.
+    pub(crate) fn to_span_data(&self) -> SpanData {
+        let mut attributes = self.request_key_values(self.span.attributes.len());
+        attributes.extend(self.span.attributes.iter().cloned());
+        SpanData {
+            attributes,
+            ..self.span.clone()
+        }
+    }
+
+    fn request_key_values(&self, more: usize) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(12 + more);
+        self.for_each_request_attribute(|key, value| {
+            attributes.push(KeyValue::new(key, value.to_value()));
+        });
+        attributes
+    }
 }
 
 impl fmt::Debug for ServerSpan {
@@ -363,39 +451,14 @@ impl ServerSpan {
     }
 
     fn end_at(&mut self, end_time: Option<SystemTime>) {
-        let Some(data) = self.data.take() else {
+        let Some(mut record) = self.data.take() else {
             return;
         };
         if self.shared.chain.is_shut() {
             return;
         }
-        let Recorded {
-            parent_span_id,
-            parent_span_is_remote,
-            kind,
-            name,
-            start_time,
-            attributes,
-            dropped_attributes_count,
-            events,
-            links,
-            status,
-        } = *data;
-        self.shared.chain.on_end(SpanData {
-            span_context: self.span_context.clone(),
-            parent_span_id,
-            parent_span_is_remote,
-            span_kind: kind,
-            name,
-            start_time,
-            end_time: end_time.unwrap_or_else(opentelemetry::time::now),
-            attributes,
-            dropped_attributes_count,
-            events,
-            links,
-            status,
-            instrumentation_scope: self.shared.scope.clone(),
-        });
+        record.span.end_time = end_time.unwrap_or_else(opentelemetry::time::now);
+        self.shared.chain.inner.processor.on_end_record(record);
     }
 }
 
@@ -409,9 +472,9 @@ impl opentelemetry::trace::Span for ServerSpan {
         T: Into<Cow<'static, str>>,
     {
         let limits = self.shared.limits;
-        if let Some(data) = self.data.as_mut() {
+        if let Some(record) = self.data.as_mut() {
             push_event(
-                &mut data.events,
+                &mut record.span.events,
                 Event::new(name, timestamp, attributes, 0),
                 &limits,
             );
@@ -428,7 +491,8 @@ impl opentelemetry::trace::Span for ServerSpan {
 
     fn set_attribute(&mut self, attribute: KeyValue) {
         let limit = self.shared.limits.max_attributes_per_span as usize;
-        if let Some(data) = self.data.as_mut() {
+        if let Some(record) = self.data.as_mut() {
+            let data = &mut record.span;
             if data.attributes.len() < limit {
                 data.attributes.push(attribute);
             } else {
@@ -439,7 +503,8 @@ impl opentelemetry::trace::Span for ServerSpan {
 
     fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
         let limit = self.shared.limits.max_attributes_per_span as usize;
-        if let Some(data) = self.data.as_mut() {
+        if let Some(record) = self.data.as_mut() {
+            let data = &mut record.span;
             let attributes = attributes.into_iter();
             data.attributes.reserve(attributes.size_hint().0);
             for attribute in attributes {
@@ -453,9 +518,9 @@ impl opentelemetry::trace::Span for ServerSpan {
     }
 
     fn set_status(&mut self, status: Status) {
-        if let Some(data) = self.data.as_mut() {
-            if status > data.status {
-                data.status = status;
+        if let Some(record) = self.data.as_mut() {
+            if status > record.span.status {
+                record.span.status = status;
             }
         }
     }
@@ -464,14 +529,15 @@ impl opentelemetry::trace::Span for ServerSpan {
     where
         T: Into<Cow<'static, str>>,
     {
-        if let Some(data) = self.data.as_mut() {
-            data.name = new_name.into();
+        if let Some(record) = self.data.as_mut() {
+            record.span.name = new_name.into();
         }
     }
 
     fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
         let limits = self.shared.limits;
-        if let Some(data) = self.data.as_mut() {
+        if let Some(record) = self.data.as_mut() {
+            let data = &mut record.span;
             if data.links.links.len() < limits.max_links_per_span as usize {
                 let over = attributes
                     .len()
@@ -512,6 +578,15 @@ mod tests {
     /// Keeps every ended span.
     #[derive(Debug, Clone, Default)]
     struct Kept(Arc<Mutex<Vec<SpanData>>>);
+
+    impl RecordProcessor for Kept {
+        fn on_end_record(&self, record: Box<ServerRecord>) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(record.into_span_data());
+        }
+    }
 
     impl SpanProcessor for Kept {
         fn on_start(&self, _span: &mut SdkSpan, _cx: &Context) {}
@@ -689,5 +764,170 @@ mod tests {
             .start_in(server("GET /f"), &suppressed)
             .span()
             .is_recording());
+    }
+
+    /// Keeps every ended server record as it is.
+    #[derive(Debug, Clone, Default)]
+    struct Records(Arc<Mutex<Vec<ServerRecord>>>);
+
+    impl RecordProcessor for Records {
+        fn on_end_record(&self, record: Box<ServerRecord>) {
+            self.0.lock().expect("not poisoned").push(*record);
+        }
+    }
+
+    impl SpanProcessor for Records {
+        fn on_start(&self, _span: &mut SdkSpan, _cx: &Context) {}
+
+        fn on_end(&self, _span: SpanData) {}
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    /// A request with every attribute the layer reads but a route: an unknown method, an
+    /// absolute target with a port and a query, a user agent and a peer.
+    fn rich_request(agent: &str) -> ServerRequest {
+        let mut req = http::Request::builder()
+            .method("PURGE")
+            .uri("http://shop.local:8080/cart/7?token=s3cr3t&x")
+            .header("user-agent", agent)
+            .body(())
+            .expect("a request");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [10, 1, 2, 3],
+                5555,
+            ))));
+        service_tracing_middleware::test_server_request(&req)
+    }
+
+    /// A server span's builder as the layer gives it with [`ServerTracer::start_server`]: its
+    /// attributes all come from the request.
+    fn bare_server(name: &'static str) -> SpanBuilder {
+        SpanBuilder::from_name(name).with_kind(SpanKind::Server)
+    }
+
+    /// The server record `tracer` ends for `request`, with a status code set afterwards.
+    fn record_of(request: ServerRequest) -> Box<ServerRecord> {
+        let records = Records::default();
+        let tracer = ServerTracer::new(
+            Sampler::AlwaysOn,
+            SharedChain::new(records.clone(), &Resource::builder_empty().build()),
+            service_tracing_middleware::tracer::scope("1.0.0"),
+        );
+        let cx = tracer.start_server(bare_server("HTTP"), &Context::new(), &mut || {
+            request.clone()
+        });
+        cx.span()
+            .set_attribute(KeyValue::new("http.response.status_code", 200));
+        drop(cx);
+        let mut kept = records.0.lock().expect("not poisoned");
+        assert_eq!(kept.len(), 1);
+        Box::new(kept.pop().expect("one record"))
+    }
+
+    #[test]
+    fn a_server_record_reads_and_encodes_as_the_sdks_span_would() {
+        let request = rich_request("checkout-web/2.3.1");
+        // The SDK's tracer, given the same request through the default `start_server`.
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(kept.clone())
+            .build();
+        let sdk_tracer = provider.tracer("t");
+        let cx = ContextTracer::start_server(
+            &sdk_tracer,
+            bare_server("HTTP"),
+            &Context::new(),
+            &mut || request.clone(),
+        );
+        cx.span()
+            .set_attribute(KeyValue::new("http.response.status_code", 200));
+        drop(cx);
+        let sdk = kept.take().pop().expect("the SDK's span");
+
+        let record = record_of(request);
+        let ours = record.to_span_data();
+        assert_eq!(ours.attributes, sdk.attributes);
+        let keys: Vec<&str> = ours.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.request.method",
+                "url.path",
+                "url.scheme",
+                "correlation.id",
+                "http.request.method_original",
+                "url.query",
+                "server.address",
+                "server.port",
+                "client.address",
+                "network.protocol.version",
+                "user_agent.original",
+                "http.response.status_code",
+            ]
+        );
+        let text = |key: &str| {
+            ours.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(text("url.query").as_deref(), Some("token=REDACTED&x"));
+        assert_eq!(text("client.address").as_deref(), Some("10.1.2.3"));
+        assert_eq!(text("server.port").as_deref(), Some("8080"));
+
+        // The fast exporter's bytes for the record equal those for the SDK's form of it.
+        let mut encoder = crate::export::otlp_fast::encode::Encoder::default();
+        let (mut as_record, mut as_span) = (Vec::new(), Vec::new());
+        encoder
+            .encode(
+                &[crate::export::batch::Queued::Server(record)],
+                &mut as_record,
+            )
+            .expect("encodes");
+        encoder.encode(&[ours], &mut as_span).expect("encodes");
+        assert_eq!(as_record, as_span);
+    }
+
+    #[test]
+    fn redaction_reaches_a_records_request_attributes() {
+        let redactor = crate::redact::Redactor::new();
+        // A clean user agent, twice (the same shared text: the second look is remembered),
+        // then one holding an address.
+        for _ in 0..2 {
+            let mut record = record_of(rich_request("checkout-web/2.3.1"));
+            redactor.redact_record(&mut record);
+            assert!(record.redacted.is_empty(), "{:?}", record.redacted);
+        }
+        let mut record = record_of(rich_request("checkout-web/2.3.1 (bob@example.com)"));
+        redactor.redact_record(&mut record);
+        let span = record.to_span_data();
+        let agent = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "user_agent.original")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(agent.as_deref(), Some("checkout-web/2.3.1 ([REDACTED])"));
+
+        // A key the policy denies loses its value, whatever it is.
+        let denying = crate::redact::Redactor::new().with_denied_key("client.address");
+        let mut record = record_of(rich_request("curl/8"));
+        denying.redact_record(&mut record);
+        let mut encoder = crate::export::otlp_fast::encode::Encoder::default();
+        let mut bytes = Vec::new();
+        encoder
+            .encode(&[crate::export::batch::Queued::Server(record)], &mut bytes)
+            .expect("encodes");
+        let encoded = String::from_utf8_lossy(&bytes);
+        assert!(!encoded.contains("10.1.2.3"));
+        assert!(encoded.contains("client.address"));
+        assert!(encoded.contains(crate::redact::REDACTED));
     }
 }

@@ -33,8 +33,9 @@ pub use future::ResponseFuture;
 pub use hook::{RequestHead, ResponseHead, SpanHook};
 pub use layer::TracingLayer;
 pub use observe::{RequestObserver, RequestOutcome, RequestStart};
-pub use route_names::RouteId;
 #[doc(hidden)]
+pub use request::attributes::test_server_request;
+pub use route_names::RouteId;
 pub use scope::test_request_context;
 pub use service::Tracing;
 pub use tracer::SCOPE_NAME;

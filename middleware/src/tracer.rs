@@ -7,6 +7,8 @@ use opentelemetry::global;
 use opentelemetry::trace::{SpanBuilder, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 
+pub use crate::request::attributes::{RequestValue, ServerRequest};
+
 /// Name of the instrumentation scope of the spans this library makes.
 pub const SCOPE_NAME: &str = "service-tracing";
 
@@ -67,6 +69,38 @@ pub trait ContextTracer: Send + Sync + 'static {
             span.set_attributes(added);
         }
         cx
+    }
+
+    /// Starts a server span; when it records, `request` gives the request's attributes
+    /// ([`ServerRequest`]), read only then.
+    ///
+    /// The default adds them as `KeyValue`s through
+    /// [`start_recorded_in`](Self::start_recorded_in); a tracer with a span type of its own
+    /// can keep them as they are.
+    ///
+    /// ```
+    /// use opentelemetry::trace::{SpanBuilder, TraceContextExt};
+    /// use service_tracing_middleware::tracer::{from_provider, ContextTracer};
+    ///
+    /// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// let tracer = from_provider(&provider, "1.0.0");
+    /// let req = http::Request::get("/users/42").body(()).unwrap();
+    /// let cx = tracer.start_server(
+    ///     SpanBuilder::from_name("GET /users/{id}"),
+    ///     &opentelemetry::Context::new(),
+    ///     &mut || service_tracing_middleware::test_server_request(&req),
+    /// );
+    /// assert!(cx.span().is_recording());
+    /// ```
+    fn start_server(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        request: &mut dyn FnMut() -> ServerRequest,
+    ) -> Context {
+        self.start_recorded_in(builder, parent, &mut |attributes| {
+            request().push_key_values(true, attributes)
+        })
     }
 }
 

@@ -11,6 +11,8 @@ use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
+use crate::server_span::ServerRecord;
+
 use super::alerting::{AlertConfig, Notifier, Signal};
 use super::classify::{self, Category, Severity};
 use super::event::{ErrorEvent, ErrorOrigin};
@@ -404,6 +406,14 @@ impl ErrorTracking {
         self.enqueue(event);
     }
 
+    /// [`record`](Self::record) for a server span of the layer's own type; only one that may
+    /// hold an error is made into `SpanData` to be read.
+    fn record_server(&self, record: &ServerRecord) {
+        if record.may_hold_an_error() {
+            self.record(&record.to_span_data());
+        }
+    }
+
     /// Hands the error to the background thread, or stores it at once when the queue is full.
     fn enqueue(&self, event: ErrorEvent) {
         self.start_drainer();
@@ -502,6 +512,12 @@ impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
     }
 }
 
+impl crate::chain::RecordProcessor for ErrorTracking {
+    fn on_end_record(&self, record: Box<ServerRecord>) {
+        self.record_server(&record);
+    }
+}
+
 impl SpanProcessor for ErrorTracking {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
@@ -522,6 +538,10 @@ impl SpanProcessor for ErrorTracking {
 impl crate::chain::SpanHook for ErrorTracking {
     fn on_end(&self, span: &mut SpanData) {
         self.record(span);
+    }
+
+    fn on_end_record(&self, record: &mut ServerRecord) {
+        self.record_server(record);
     }
 
     fn flush(&self) {

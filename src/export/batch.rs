@@ -27,9 +27,57 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
+use crate::chain::RecordProcessor;
 use crate::config::BatchConfig;
 use crate::error::{SetupError, SetupErrorKind};
 use crate::redact::Redactor;
+use crate::server_span::ServerRecord;
+
+/// One ended span waiting for export: a span as the SDK ends it, or a server span of the
+/// layer's own type with its request's attributes apart (encoded as they are by the fast
+/// exporter, made into `KeyValue`s for the others).
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "SDK spans stay inline, as the queue held them before: boxing them would cost an allocation per span"
+)]
+pub(crate) enum Queued {
+    Span(SpanData),
+    Server(Box<ServerRecord>),
+}
+
+impl Queued {
+    /// The span as the SDK would have ended it.
+    pub(crate) fn into_span_data(self) -> SpanData {
+        match self {
+            Queued::Span(span) => span,
+            Queued::Server(record) => record.into_span_data(),
+        }
+    }
+
+    /// The `SpanData` part (without a server span's request attributes).
+    pub(crate) fn span(&self) -> &SpanData {
+        match self {
+            Queued::Span(span) => span,
+            Queued::Server(record) => &record.span,
+        }
+    }
+}
+
+/// The exporter behind a worker. By default it is handed every span as `SpanData`; the fast
+/// OTLP exporter takes server records as they are.
+pub(crate) trait QueueExporter: SpanExporter {
+    /// Exports one batch.
+    fn export_queued(
+        &self,
+        batch: Vec<Queued>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.export(batch.into_iter().map(Queued::into_span_data).collect())
+    }
+}
+
+/// The console prints whole trees of `SpanData`.
+impl QueueExporter for crate::export::console::ConsoleExporter {}
 
 /// Counts of what happened to ended spans, for health checks and tests.
 ///
@@ -136,7 +184,7 @@ struct Shared {
     /// Call the exporter on every scheduled tick even with nothing queued (the console
     /// exporter prints traces whose grace period ran out).
     tick: AtomicBool,
-    queue: ArrayQueue<SpanData>,
+    queue: ArrayQueue<Queued>,
     wake_at: usize,
     worker: OnceLock<Thread>,
     control: Mutex<Vec<Control>>,
@@ -217,7 +265,7 @@ impl ExportWorker {
         redactor: Option<Redactor>,
     ) -> Result<Self, SetupError>
     where
-        E: SpanExporter + 'static,
+        E: QueueExporter + 'static,
         F: FnOnce() -> Result<E, SetupError> + Send + 'static,
     {
         Self::start_with_tally(|_| make_exporter(), batch, resource, redactor)
@@ -232,7 +280,7 @@ impl ExportWorker {
         redactor: Option<Redactor>,
     ) -> Result<Self, SetupError>
     where
-        E: SpanExporter + 'static,
+        E: QueueExporter + 'static,
         F: FnOnce(Arc<Tally>) -> Result<E, SetupError> + Send + 'static,
     {
         let max_batch = batch
@@ -359,7 +407,7 @@ struct Worker<'a> {
     redactor: Option<&'a Redactor>,
 }
 
-fn run<E: SpanExporter>(worker: &Worker<'_>, mut exporter: E, batch: BatchConfig) {
+fn run<E: QueueExporter>(worker: &Worker<'_>, mut exporter: E, batch: BatchConfig) {
     let shared = worker.shared;
     let runtime = worker.runtime;
     let mut next_export = Instant::now() + batch.scheduled_delay;
@@ -406,7 +454,7 @@ fn run<E: SpanExporter>(worker: &Worker<'_>, mut exporter: E, batch: BatchConfig
 
 /// Exports full batches; with `all`, also the last partial one. Spans are redacted here, on
 /// the worker thread.
-fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) {
+fn export_queued<E: QueueExporter>(worker: &Worker<'_>, exporter: &E, all: bool) {
     let shared = worker.shared;
     let (max_batch, timeout) = (worker.max_batch, worker.timeout);
     loop {
@@ -418,11 +466,14 @@ fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) 
         let mut batch = Vec::with_capacity(take);
         while batch.len() < take {
             match shared.queue.pop() {
-                Some(mut span) => {
+                Some(mut queued) => {
                     if let Some(redactor) = worker.redactor {
-                        redactor.redact_span(&mut span);
+                        match &mut queued {
+                            Queued::Span(span) => redactor.redact_span(span),
+                            Queued::Server(record) => redactor.redact_record(record),
+                        }
                     }
-                    batch.push(span)
+                    batch.push(queued)
                 }
                 None => break,
             }
@@ -430,7 +481,7 @@ fn export_queued<E: SpanExporter>(worker: &Worker<'_>, exporter: &E, all: bool) 
         let n = batch.len() as u64;
         let rejected_before = shared.tally.rejected();
         let result = worker.runtime.block_on(async {
-            match tokio::time::timeout(timeout, exporter.export(batch)).await {
+            match tokio::time::timeout(timeout, exporter.export_queued(batch)).await {
                 Ok(r) => r,
                 Err(_) => Err(OTelSdkError::Timeout(timeout)),
             }
@@ -515,20 +566,8 @@ impl SpanProcessor for ExportWorker {
         if !span.span_context.is_sampled() || self.shared.stopped.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(tag) = &self.service_tag {
-            span.attributes
-                .push(KeyValue::new("service.name", tag.clone()));
-        }
-        match self.shared.queue.push(span) {
-            Ok(()) => {
-                if self.shared.queue.len() >= self.shared.wake_at {
-                    self.shared.wake();
-                }
-            }
-            Err(_) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.tag(&mut span);
+        self.enqueue(Queued::Span(span));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -561,7 +600,39 @@ impl SpanProcessor for ExportWorker {
     }
 }
 
+impl RecordProcessor for ExportWorker {
+    fn on_end_record(&self, mut record: Box<ServerRecord>) {
+        if !record.span.span_context.is_sampled() || self.shared.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        self.tag(&mut record.span);
+        self.enqueue(Queued::Server(record));
+    }
+}
+
 impl ExportWorker {
+    /// With several services on one worker, says whose span it is.
+    fn tag(&self, span: &mut SpanData) {
+        if let Some(tag) = &self.service_tag {
+            span.attributes
+                .push(KeyValue::new("service.name", tag.clone()));
+        }
+    }
+
+    /// One push into the bounded queue; a full queue drops and counts.
+    fn enqueue(&self, queued: Queued) {
+        match self.shared.queue.push(queued) {
+            Ok(()) => {
+                if self.shared.queue.len() >= self.shared.wake_at {
+                    self.shared.wake();
+                }
+            }
+            Err(_) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Whether two handles drive the same worker thread.
     pub(crate) fn same_worker(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
@@ -592,6 +663,8 @@ pub(crate) mod tests {
     /// client with tracing instrumentation would.
     #[derive(Debug)]
     struct ChattyExporter;
+
+    impl QueueExporter for ChattyExporter {}
 
     impl SpanExporter for ChattyExporter {
         async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
@@ -655,6 +728,8 @@ pub(crate) mod tests {
     #[derive(Debug)]
     struct Stuck;
 
+    impl QueueExporter for Stuck {}
+
     impl SpanExporter for Stuck {
         async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
             std::future::pending().await
@@ -700,6 +775,8 @@ pub(crate) mod tests {
         tally: Arc<Tally>,
         calls: AtomicU64,
     }
+
+    impl QueueExporter for Judging {}
 
     impl SpanExporter for Judging {
         async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {

@@ -135,6 +135,27 @@ pub(crate) fn build_preferred(
         .map(|e| OtlpExporter::Fast(Box::new(e.with_tally(tally))))
 }
 
+impl crate::export::batch::QueueExporter for OtlpExporter {
+    async fn export_queued(
+        &self,
+        batch: Vec<crate::export::batch::Queued>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+        match self {
+            Self::Fast(e) => e.export_queued(batch).await,
+            Self::Reference(e) => {
+                e.export(
+                    batch
+                        .into_iter()
+                        .map(crate::export::batch::Queued::into_span_data)
+                        .collect(),
+                )
+                .await
+            }
+        }
+    }
+}
+
 impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     async fn export(
         &self,

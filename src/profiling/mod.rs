@@ -153,8 +153,11 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
+use crate::attributes::bounded;
 use crate::operation::{server_operation, ServerKeys};
 use crate::per_thread::PerThread;
+use crate::server_span::ServerRecord;
+use service_tracing_middleware::tracer::ServerRequest;
 use service_tracing_middleware::RouteId;
 
 pub use crate::window::Window;
@@ -762,13 +765,22 @@ impl Profiling {
     /// Records an ended span: latency (client and internal spans), the slow check and its
     /// event, and the record for the bottleneck analysis.
     fn process(&self, span: &mut SpanData) {
+        self.process_with(span, None);
+    }
+
+    /// Profiles an ended span; a server span of the layer's own type comes with its
+    /// request's attributes apart (`request`), which name its operation.
+    fn process_with(&self, span: &mut SpanData, request: Option<&ServerRequest>) {
         let duration = span
             .end_time
             .duration_since(span.start_time)
             .unwrap_or_default();
         let from_span = slow::span_threshold(&span.attributes);
         let config = &self.shared.config;
-        let operation = crate::operation::operation_name_of(span);
+        let operation = match request {
+            Some(r) => crate::operation::server_operation_of(&span.name, r.method(), r.route()),
+            None => crate::operation::operation_name_of(span),
+        };
         // Nothing can make a server span slow: skip the lookups and the lock.
         let nothing_to_check = span.span_kind == SpanKind::Server
             && from_span.is_none()
@@ -781,10 +793,18 @@ impl Profiling {
             let mut operations = self.operations_lock();
             match span.span_kind {
                 SpanKind::Server => {
-                    let attrs = span.attributes.as_slice();
-                    let method = crate::attributes::string_attr(attrs, "http.request.method")
-                        .unwrap_or_else(|| operation.split(' ').next().unwrap_or("").to_owned());
-                    let route = crate::attributes::string_attr(attrs, "http.route");
+                    let (method, route) = match request {
+                        Some(r) => (r.method().to_owned(), r.route().map(bounded)),
+                        None => {
+                            let attrs = span.attributes.as_slice();
+                            let method =
+                                crate::attributes::string_attr(attrs, "http.request.method")
+                                    .unwrap_or_else(|| {
+                                        operation.split(' ').next().unwrap_or("").to_owned()
+                                    });
+                            (method, crate::attributes::string_attr(attrs, "http.route"))
+                        }
+                    };
                     let entry = operations.server(&method, route.as_deref(), None, config);
                     // The observer counted and logged this request; only a threshold it
                     // cannot see (on the span) is counted here.
@@ -973,6 +993,12 @@ fn is_error(span: &SpanData) -> bool {
     matches!(span.status, Status::Error { .. })
 }
 
+impl crate::chain::RecordProcessor for Profiling {
+    fn on_end_record(&self, mut record: Box<ServerRecord>) {
+        self.process_with(&mut record.span, record.request.as_ref());
+    }
+}
+
 impl SpanProcessor for Profiling {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
@@ -994,6 +1020,10 @@ impl SpanProcessor for Profiling {
 impl crate::chain::SpanHook for Profiling {
     fn on_end(&self, span: &mut SpanData) {
         self.process(span);
+    }
+
+    fn on_end_record(&self, record: &mut ServerRecord) {
+        self.process_with(&mut record.span, record.request.as_ref());
     }
 
     fn flush(&self) {

@@ -391,7 +391,7 @@ pub(super) fn provider(
     (builder.build(), server)
 }
 
-fn with_errors<P: opentelemetry_sdk::trace::SpanProcessor + 'static>(
+fn with_errors<P: crate::chain::RecordProcessor + 'static>(
     errors: Option<&ErrorTracking>,
     next: P,
     resource: &Resource,

@@ -7,11 +7,13 @@
 //!    framework-free, shared with the client crate);
 //! 3. [`naming`]: the method, the route template and its id, and the span's name, interned;
 //! 4. [`span`]: the server span, started from the parent (or, for an unsampled parent under a
-//!    parent-based sampler, made without the tracer), with its attributes when it records.
+//!    parent-based sampler, made without the tracer), with its attributes ([`attributes`]:
+//!    the request's attributes as plain fields) when it records.
 //!
 //! [`Tracing::call`](crate::Tracing) strings these together; the response side is in
 //! `future` (status, panics, echoed headers) and `body` (the span's end).
 
+pub(crate) mod attributes;
 pub(crate) mod headers;
 pub(crate) mod naming;
 pub(crate) mod parent;

@@ -7,15 +7,15 @@
 
 use http::Request;
 use opentelemetry::trace::{Link, SpanBuilder, SpanContext, SpanKind, TraceContextExt, TraceFlags};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::Context;
 
+use super::attributes::ServerRequest;
 use super::naming::Naming;
 use super::parent::Parent;
 use crate::cause::RequestErrors;
 use crate::config::Config;
 use crate::correlation::CorrelationId;
 use crate::scope::RequestScope;
-use crate::semconv::{self, truncate, MAX_ATTRIBUTE_LEN};
 
 /// The request's context: the server span, current under `parent`, with the layer's value;
 /// and whether the span records (asked once: it locks the span).
@@ -48,17 +48,30 @@ pub(crate) fn start<B>(
         // The tracer moves this Vec into the span: room for every attribute added later (the
         // request's and the response's) saves reallocations on the hot path.
         let mut attributes = Vec::with_capacity(16);
-        if early_now {
-            early_attributes(req, naming, &mut attributes);
+        // Read before the span only when the sampler may look at them.
+        let read_early =
+            early_now.then(|| ServerRequest::of(&config.request_headers, req, naming, id));
+        if let Some(request) = &read_early {
+            request.push_early(&mut attributes);
         }
-        config.tracer.start_recorded_in(
-            SpanBuilder::from_name(naming.span_name.clone())
-                .with_kind(SpanKind::Server)
-                .with_attributes(attributes)
-                .with_links(links),
-            &parent.context(),
-            &mut |more| record_request(config, req, naming, id, !early_now, more),
-        )
+        let builder = SpanBuilder::from_name(naming.span_name.clone())
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .with_links(links);
+        match read_early {
+            Some(request) => {
+                config
+                    .tracer
+                    .start_recorded_in(builder, &parent.context(), &mut |more| {
+                        request.push_key_values(false, more)
+                    })
+            }
+            None => config
+                .tracer
+                .start_server(builder, &parent.context(), &mut || {
+                    ServerRequest::of(&config.request_headers, req, naming, id)
+                }),
+        }
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
     let random_trace_id = crate::propagation::RandomTraceId::vouch_after(
@@ -85,134 +98,10 @@ pub(crate) fn start<B>(
     (cx, recording)
 }
 
-/// The attributes a sampler may read: method, path, scheme and route.
-fn early_attributes<B>(req: &Request<B>, naming: &Naming<'_>, attributes: &mut Vec<KeyValue>) {
-    let scheme = match req.uri().scheme_str() {
-        Some("https") => "https",
-        _ => "http",
-    };
-    attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, naming.method));
-    attributes.push(KeyValue::new(
-        semconv::URL_PATH,
-        truncate(req.uri().path().to_owned(), MAX_ATTRIBUTE_LEN),
-    ));
-    attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-    if let Some(route) = &naming.route {
-        let route = match route {
-            std::borrow::Cow::Borrowed(r) => Value::from(*r),
-            std::borrow::Cow::Owned(r) => Value::from(r.clone()),
-        };
-        attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
-    }
-}
-
-/// Adds the request's attributes of a recording span to `more` (the span's own list, when the
-/// tracer lets it be written directly).
-fn record_request<B>(
-    config: &Config,
-    req: &Request<B>,
-    naming: &Naming<'_>,
-    id: &CorrelationId,
-    with_early: bool,
-    more: &mut Vec<KeyValue>,
-) {
-    if with_early {
-        early_attributes(req, naming, more);
-    }
-    more.push(KeyValue::new(
-        semconv::CORRELATION_ID,
-        Value::String(id.as_arc().into()),
-    ));
-    if let Some(original) = naming.method_original {
-        more.push(KeyValue::new(
-            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-            truncate(original.to_owned(), 64),
-        ));
-    }
-    if let Some(query) = req.uri().query() {
-        more.push(KeyValue::new(
-            semconv::URL_QUERY,
-            semconv::redact_query(query),
-        ));
-    }
-    if let Some((host, port)) = server_address(req) {
-        more.push(KeyValue::new(semconv::SERVER_ADDRESS, shared_text(host)));
-        if let Some(port) = port {
-            more.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
-        }
-    }
-    if let Some(client) = crate::trust::peer_ip(req) {
-        more.push(KeyValue::new(semconv::CLIENT_ADDRESS, client.to_string()));
-    }
-    more.push(KeyValue::new(
-        semconv::NETWORK_PROTOCOL_VERSION,
-        semconv::protocol_version(req.version()),
-    ));
-    if let Some(agent) = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        more.push(KeyValue::new(
-            semconv::USER_AGENT_ORIGINAL,
-            shared_text(crate::semconv::truncate_str(agent, 512)),
-        ));
-    }
-    config.request_headers.record(req.headers(), more);
-}
-
-/// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
-fn server_address<B>(req: &Request<B>) -> Option<(&str, Option<u16>)> {
-    let authority = match req.uri().authority() {
-        Some(authority) => authority.as_str().as_bytes(),
-        None => req.headers().get(http::header::HOST)?.as_bytes(),
-    };
-    let (host, port) = split_authority(authority)?;
-    Some((crate::semconv::truncate_str(host, 255), port))
-}
-
-/// Entries of each thread's cache of recent attribute texts.
-const SHARED_TEXTS: usize = 16;
-
-thread_local! {
-    /// Texts that repeat from request to request (the host a service is called by, its
-    /// callers' user agents), kept as `Arc<str>`: a repeat costs a comparison and a reference
-    /// count, not an allocation here and a free on the export thread.
-    static RECENT_TEXTS: std::cell::RefCell<[Option<std::sync::Arc<str>>; SHARED_TEXTS]> =
-        const { std::cell::RefCell::new([const { None }; SHARED_TEXTS]) };
-}
-
-/// `text` as an attribute value, shared with the last request that had the same text.
-fn shared_text(text: &str) -> Value {
-    let b = text.as_bytes();
-    let slot = match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => {
-            (usize::from(first) ^ usize::from(last).rotate_left(3) ^ b.len()) % SHARED_TEXTS
-        }
-        _ => 0,
-    };
-    let shared = RECENT_TEXTS.try_with(|recent| {
-        let mut recent = recent.try_borrow_mut().ok()?;
-        let entry = &mut recent[slot];
-        match entry {
-            Some(kept) if &**kept == text => Some(kept.clone()),
-            _ => {
-                let kept: std::sync::Arc<str> = std::sync::Arc::from(text);
-                *entry = Some(kept.clone());
-                Some(kept)
-            }
-        }
-    });
-    match shared.ok().flatten() {
-        Some(kept) => Value::String(kept.into()),
-        None => Value::from(text.to_owned()),
-    }
-}
-
 /// Host and port of an authority (`host`, `host:port`, `[v6]:port`, with any `userinfo@`
 /// dropped), as `http::uri::Authority` gives them, or `None` when it is not one. Parsing
 /// into an `Authority` first cost an allocation and three passes over the text.
-fn split_authority(authority: &[u8]) -> Option<(&str, Option<u16>)> {
+pub(super) fn split_authority(authority: &[u8]) -> Option<(&str, Option<u16>)> {
     // Whatever comes before the last `@` is userinfo.
     let start = authority
         .iter()
@@ -300,35 +189,7 @@ const REG_NAME: [bool; 256] = {
 
 #[cfg(test)]
 mod tests {
-    use super::{shared_text, split_authority};
-    use opentelemetry::{StringValue, Value};
-
-    fn text_of(value: &Value) -> &StringValue {
-        match value {
-            Value::String(s) => s,
-            other => panic!("not a string: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn repeated_texts_share_one_allocation_and_others_keep_their_own() {
-        let a = shared_text("checkout-web/2.3.1");
-        let b = shared_text(&String::from("checkout-web/2.3.1"));
-        assert_eq!(text_of(&a).as_str(), "checkout-web/2.3.1");
-        assert!(std::ptr::eq(
-            text_of(&a).as_str().as_ptr(),
-            text_of(&b).as_str().as_ptr()
-        ));
-        // Same first byte, last byte and length: the same slot, another text.
-        let c = shared_text("checkout-web/2.9.1");
-        assert_eq!(text_of(&c).as_str(), "checkout-web/2.9.1");
-        assert_eq!(
-            text_of(&a).as_str(),
-            "checkout-web/2.3.1",
-            "a value never changes"
-        );
-        assert_eq!(text_of(&shared_text("")).as_str(), "");
-    }
+    use super::split_authority;
 
     #[test]
     fn authorities_split_as_http_splits_them() {

@@ -16,6 +16,39 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
+use service_tracing_middleware::tracer::RequestValue;
+
+use crate::export::batch::Queued;
+use crate::server_span::ServerRecord;
+
+/// What the encoder reads of one span: its `SpanData` and, for a server span of the layer's
+/// own type, the request's attributes kept apart ([`ServerRecord`]), written before the
+/// span's other attributes as the SDK's span would have held them.
+pub(crate) trait Encodable {
+    fn span(&self) -> &SpanData;
+    fn record(&self) -> Option<&ServerRecord> {
+        None
+    }
+}
+
+impl Encodable for SpanData {
+    fn span(&self) -> &SpanData {
+        self
+    }
+}
+
+impl Encodable for Queued {
+    fn span(&self) -> &SpanData {
+        Queued::span(self)
+    }
+
+    fn record(&self) -> Option<&ServerRecord> {
+        match self {
+            Queued::Span(_) => None,
+            Queued::Server(record) => Some(record),
+        }
+    }
+}
 
 /// Wire type of varints (int64, uint32, bool, enum).
 const VARINT: u8 = 0;
@@ -360,6 +393,72 @@ fn put_key_value(w: &mut Writer<'_>, field: u8, k: &str, value: &Value) {
     put_any_value(w, value);
 }
 
+/// An IP address as text, written into `buf` (the longest IPv6 text is 45 bytes).
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let end = cursor.position() as usize;
+    std::str::from_utf8(&buf[..end]).unwrap_or_default()
+}
+
+/// Appends `v` as a varint.
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends a server record's request attributes, encoded as repeated `Span.attributes`
+/// (field 9) `KeyValue`s, to `out`. Done once per span, in the sizing pass: the write pass
+/// copies the bytes.
+fn append_request_attributes(out: &mut Vec<u8>, record: &ServerRecord) {
+    record.for_each_request_attribute(|k, value| {
+        let mut ip = [0; 48];
+        let (text, int) = match value {
+            RequestValue::Static(s) | RequestValue::Text(s) => (Some(s), 0),
+            RequestValue::Shared(s) => (Some(&**s), 0),
+            RequestValue::Int(i) => (None, i),
+            RequestValue::Ip(addr) => (Some(ip_text(addr, &mut ip)), 0),
+            _ => return,
+        };
+        // `AnyValue`: string_value (1) or int_value (3).
+        let value_len = match text {
+            Some(t) => len_field(t.len()),
+            None => 1 + varint_len(int as u64),
+        };
+        let body = opt_len_field(k.len()) + len_field(value_len);
+        if body < 0x80 && !k.is_empty() {
+            // The common case: every length fits one byte.
+            out.extend_from_slice(&[key(9, LEN), body as u8, key(1, LEN), k.len() as u8]);
+            out.extend_from_slice(k.as_bytes());
+        } else {
+            out.push(key(9, LEN));
+            push_varint(out, body as u64);
+            if !k.is_empty() {
+                out.push(key(1, LEN));
+                push_varint(out, k.len() as u64);
+                out.extend_from_slice(k.as_bytes());
+            }
+        }
+        out.push(key(2, LEN));
+        push_varint(out, value_len as u64);
+        match text {
+            Some(t) => {
+                out.push(key(1, LEN));
+                push_varint(out, t.len() as u64);
+                out.extend_from_slice(t.as_bytes());
+            }
+            None => {
+                out.push(key(3, VARINT));
+                push_varint(out, int as u64);
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Span
 
@@ -416,14 +515,18 @@ fn put_ids(w: &mut Writer<'_>, context: &SpanContext) {
 struct SpanSize {
     /// Size of the `Span` message body.
     len: usize,
+    /// Where a server record's request attributes, encoded, are in the encoder's scratch.
+    request: (usize, usize),
     /// `start_time_unix_nano`.
     start: u64,
     /// `end_time_unix_nano`.
     end: u64,
 }
 
-/// Sizes a `Span` message body.
-fn span_size(span: &SpanData) -> SpanSize {
+/// Sizes a `Span` message body; a server record's request attributes are encoded into
+/// `scratch` on the way.
+fn span_size<T: Encodable>(item: &T, scratch: &mut Vec<u8>) -> SpanSize {
+    let span = item.span();
     let start = nanos(span.start_time);
     let end = nanos(span.end_time);
     let mut n = 18 + 10; // trace_id, span_id
@@ -435,6 +538,11 @@ fn span_size(span: &SpanData) -> SpanSize {
     n += 2; // kind, never unspecified
     n += opt_fixed64_field(start);
     n += opt_fixed64_field(end);
+    let from = scratch.len();
+    if let Some(record) = item.record() {
+        append_request_attributes(scratch, record);
+    }
+    n += scratch.len() - from;
     n += attributes_len(kv_pairs(&span.attributes));
     n += opt_u32_field(span.dropped_attributes_count);
     for event in &span.events.events {
@@ -448,13 +556,15 @@ fn span_size(span: &SpanData) -> SpanSize {
     n += len_field(status_len(&span.status));
     SpanSize {
         len: n + 6, // flags, never 0
+        request: (from, scratch.len()),
         start,
         end,
     }
 }
 
-/// Writes a `Span` message body.
-fn put_span(w: &mut Writer<'_>, span: &SpanData, size: &SpanSize) {
+/// Writes a `Span` message body (`scratch`: the request attributes [`span_size`] encoded).
+fn put_span<T: Encodable>(w: &mut Writer<'_>, item: &T, size: &SpanSize, scratch: &[u8]) {
+    let span = item.span();
     let context = &span.span_context;
     put_ids(w, context);
     let state = context.trace_state();
@@ -467,6 +577,11 @@ fn put_span(w: &mut Writer<'_>, span: &SpanData, size: &SpanSize) {
     w.bytes(&[key(6, VARINT), kind_number(&span.span_kind) as u8]);
     w.opt_fixed64(7, size.start);
     w.opt_fixed64(8, size.end);
+    w.bytes(
+        scratch
+            .get(size.request.0..size.request.1)
+            .unwrap_or_default(),
+    );
     put_attributes(w, 9, kv_pairs(&span.attributes));
     w.opt_u32(10, span.dropped_attributes_count);
     for event in &span.events.events {
@@ -518,6 +633,8 @@ pub(crate) struct Encoder {
     scopes: Vec<(usize, usize)>,
     /// For each span of the batch, its size and timestamps.
     sizes: Vec<SpanSize>,
+    /// The batch's server records' request attributes, encoded in the sizing pass.
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
@@ -547,16 +664,20 @@ impl Encoder {
     /// to its first `start` bytes and an error returned. (The exporter writes in place with
     /// `encode_at`; tests use this.)
     #[cfg(test)]
-    pub(crate) fn encode(&mut self, spans: &[SpanData], out: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn encode<T: Encodable>(
+        &mut self,
+        spans: &[T],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         self.encode_at(spans, out, out.len())
     }
 
     /// Like [`encode`](Self::encode), but replaces whatever `out` holds from `start` on (and
     /// zero-fills anything below `start` that `out` lacks). Overwriting a reused buffer in place
     /// spares zero-filling it again.
-    pub(crate) fn encode_at(
+    pub(crate) fn encode_at<T: Encodable>(
         &mut self,
-        spans: &[SpanData],
+        spans: &[T],
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), String> {
@@ -564,12 +685,15 @@ impl Encoder {
 
         // Sizing pass.
         self.sizes.clear();
-        self.sizes.extend(spans.iter().map(span_size));
+        self.scratch.clear();
+        let scratch = &mut self.scratch;
+        self.sizes
+            .extend(spans.iter().map(|span| span_size(span, scratch)));
         for (scope_index, (first, size)) in self.scopes.iter_mut().enumerate() {
             let Some(span) = spans.get(*first) else {
                 continue;
             };
-            let scope = &span.instrumentation_scope;
+            let scope = &span.span().instrumentation_scope;
             let mut n = len_field(scope_len(scope));
             n += self
                 .scope_of
@@ -607,7 +731,7 @@ impl Encoder {
             let Some(span) = spans.get(*first) else {
                 continue;
             };
-            let scope = &span.instrumentation_scope;
+            let scope = &span.span().instrumentation_scope;
             w.len_key(2, *size);
             w.len_key(1, scope_len(scope));
             w.opt_bytes(1, scope.name().as_bytes());
@@ -617,7 +741,7 @@ impl Encoder {
             for ((s, span_size), span) in members {
                 if *s as usize == scope_index {
                     w.len_key(2, span_size.len);
-                    put_span(&mut w, span, span_size);
+                    put_span(&mut w, span, span_size, &self.scratch);
                 }
             }
             w.opt_bytes(3, scope.schema_url().unwrap_or_default().as_bytes());
@@ -635,12 +759,12 @@ impl Encoder {
     }
 
     /// Fills `scope_of` and `scopes` (sizes left 0) for `spans`.
-    fn group(&mut self, spans: &[SpanData]) {
+    fn group<T: Encodable>(&mut self, spans: &[T]) {
         self.scope_of.clear();
         self.scopes.clear();
         let mut last: Option<(&InstrumentationScope, u32)> = None;
         for (i, span) in spans.iter().enumerate() {
-            let scope = &span.instrumentation_scope;
+            let scope = &span.span().instrumentation_scope;
             let index = match last {
                 // Fast path: the same scope as the span before.
                 Some((prev, index)) if same_scope(prev, scope) => index,
@@ -648,7 +772,7 @@ impl Encoder {
                     let found = self.scopes.iter().position(|(first, _)| {
                         spans
                             .get(*first)
-                            .is_some_and(|s| s.instrumentation_scope == *scope)
+                            .is_some_and(|s| s.span().instrumentation_scope == *scope)
                     });
                     let index = match found {
                         Some(index) => index,

@@ -130,7 +130,7 @@ impl FastOtlpExporter {
 
     /// Encodes a batch into the reused buffer, framed for the wire (and compressed when
     /// configured), and hands it out as the request body.
-    fn encode(&self, batch: &[SpanData]) -> Result<Bytes, OTelSdkError> {
+    fn encode<T: encode::Encodable>(&self, batch: &[T]) -> Result<Bytes, OTelSdkError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let State {
             encoder,
@@ -183,8 +183,23 @@ impl Outcomes for Tally {
     }
 }
 
-impl SpanExporter for FastOtlpExporter {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+impl crate::export::batch::QueueExporter for FastOtlpExporter {
+    /// Server records are encoded as they are: their request attributes never become
+    /// `KeyValue`s.
+    fn export_queued(
+        &self,
+        batch: Vec<crate::export::batch::Queued>,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
+        self.export_encodable(batch)
+    }
+}
+
+impl FastOtlpExporter {
+    /// Encodes `batch` now and sends it when polled.
+    fn export_encodable<T: encode::Encodable>(
+        &self,
+        batch: Vec<T>,
+    ) -> impl Future<Output = OTelSdkResult> + Send + use<'_, T> {
         let body = if self.shut_down.load(Ordering::Acquire) {
             Err(OTelSdkError::AlreadyShutdown)
         } else if batch.is_empty() {
@@ -207,6 +222,12 @@ impl SpanExporter for FastOtlpExporter {
                 }
             }
         }
+    }
+}
+
+impl SpanExporter for FastOtlpExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.export_encodable(batch)
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {

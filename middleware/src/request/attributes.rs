@@ -1,0 +1,396 @@
+//! [`ServerRequest`]: the server span's request attributes as plain fields, read once from the
+//! request and turned into OpenTelemetry attributes only by whoever needs them that way.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::Request;
+use opentelemetry::{KeyValue, Value};
+
+use super::naming::Naming;
+use crate::correlation::CorrelationId;
+use crate::semconv::{self, truncate_str, HeaderCapture, MAX_ATTRIBUTE_LEN};
+
+/// The request attributes of a server span (HTTP semantic conventions), as the layer read
+/// them: fixed keys, static or shared texts, one allocation for the path and query.
+///
+/// A [`ContextTracer`](crate::tracer::ContextTracer) receives one through
+/// [`start_server`](crate::tracer::ContextTracer::start_server) for a span that records, and
+/// may keep it as it is rather than as `KeyValue`s (this library's own tracer encodes it
+/// straight to OTLP on its export thread). [`for_each`](Self::for_each) visits the attributes
+/// in the order [`push_key_values`](Self::push_key_values) adds them.
+///
+/// ```
+/// use opentelemetry::trace::{SpanBuilder, TraceContextExt};
+/// use service_tracing_middleware::tracer::{from_provider, ContextTracer};
+///
+/// // Any OpenTelemetry tracer gets the attributes as `KeyValue`s (the default).
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+/// let tracer = from_provider(&provider, "1.0.0");
+/// let req = http::Request::get("/users/42?page=2").body(()).unwrap();
+/// let request = service_tracing_middleware::test_server_request(&req);
+/// let mut keys = Vec::new();
+/// request.for_each(|key, _| keys.push(key));
+/// assert_eq!(keys[..3], ["http.request.method", "url.path", "url.scheme"]);
+/// let cx = tracer.start_server(SpanBuilder::from_name("GET"), &opentelemetry::Context::new(), &mut || request.clone());
+/// assert!(cx.span().is_recording());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerRequest {
+    method: &'static str,
+    scheme: &'static str,
+    route: Option<Cow<'static, str>>,
+    /// The path (cut to `MAX_ATTRIBUTE_LEN`) followed by the redacted query, if any.
+    text: Box<str>,
+    path_len: usize,
+    correlation_id: CorrelationId,
+    method_original: Option<Box<str>>,
+    server_address: Option<Arc<str>>,
+    server_port: Option<u16>,
+    client_address: Option<IpAddr>,
+    protocol_version: &'static str,
+    user_agent: Option<Arc<str>>,
+    headers: Vec<KeyValue>,
+}
+
+/// One attribute value of a [`ServerRequest`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RequestValue<'a> {
+    /// A text from a fixed vocabulary or interned for the process (method, scheme, route,
+    /// protocol version).
+    Static(&'static str),
+    /// A text of this request (path, query, original method).
+    Text(&'a str),
+    /// A text shared between requests or with the request's context (correlation id, server
+    /// address, user agent).
+    Shared(&'a Arc<str>),
+    /// A number (server port).
+    Int(i64),
+    /// An IP address (client address), written as text.
+    Ip(IpAddr),
+}
+
+impl RequestValue<'_> {
+    /// The value as an OpenTelemetry attribute value.
+    ///
+    /// ```
+    /// use service_tracing_middleware::tracer::RequestValue;
+    /// assert_eq!(RequestValue::Int(8080).to_value(), opentelemetry::Value::I64(8080));
+    /// ```
+    pub fn to_value(&self) -> Value {
+        match *self {
+            RequestValue::Static(s) => Value::from(s),
+            RequestValue::Text(s) => Value::from(s.to_owned()),
+            RequestValue::Shared(s) => Value::String(s.clone().into()),
+            RequestValue::Int(i) => Value::I64(i),
+            RequestValue::Ip(ip) => Value::from(ip.to_string()),
+        }
+    }
+}
+
+impl ServerRequest {
+    /// Reads `req`'s attributes (with the headers `request_headers` captures); `naming` and
+    /// `id` are the layer's for it.
+    pub(crate) fn of<B>(
+        request_headers: &HeaderCapture,
+        req: &Request<B>,
+        naming: &Naming<'_>,
+        id: &CorrelationId,
+    ) -> Self {
+        let scheme = match req.uri().scheme_str() {
+            Some("https") => "https",
+            _ => "http",
+        };
+        let path = truncate_str(req.uri().path(), MAX_ATTRIBUTE_LEN);
+        let text: Box<str> = match req.uri().query() {
+            Some(query) => {
+                let query = semconv::redact_query(query);
+                let mut text = String::with_capacity(path.len() + query.len());
+                text.push_str(path);
+                text.push_str(&query);
+                text.into_boxed_str()
+            }
+            None => path.into(),
+        };
+        let (server_address, server_port) = match server_address(req) {
+            Some((host, port)) => (Some(shared_text(host)), port),
+            None => (None, None),
+        };
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|agent| shared_text(truncate_str(agent, 512)));
+        let mut headers = Vec::new();
+        request_headers.record(req.headers(), &mut headers);
+        Self {
+            method: naming.method,
+            scheme,
+            route: naming.route.clone(),
+            path_len: path.len(),
+            text,
+            correlation_id: id.clone(),
+            method_original: naming.method_original.map(|m| truncate_str(m, 64).into()),
+            server_address,
+            server_port,
+            client_address: crate::trust::peer_ip(req),
+            protocol_version: semconv::protocol_version(req.version()),
+            user_agent,
+            headers,
+        }
+    }
+
+    /// Visits each attribute but the captured headers ([`headers`](Self::headers)), in a fixed
+    /// order: `http.request.method`, `url.path`, `url.scheme`, `http.route`, then
+    /// `correlation.id`, `http.request.method_original`, `url.query` (its values already
+    /// redacted), `server.address`, `server.port`, `client.address`,
+    /// `network.protocol.version`, `user_agent.original`; absent ones are skipped. The first
+    /// four are the ones a sampler may read.
+    ///
+    /// ```
+    /// let req = http::Request::get("/a?token=x").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// let mut query = None;
+    /// request.for_each(|key, value| {
+    ///     if key == "url.query" {
+    ///         query = Some(format!("{value:?}"));
+    ///     }
+    /// });
+    /// assert_eq!(query.as_deref(), Some(r#"Text("token=REDACTED")"#));
+    /// ```
+    pub fn for_each<'a>(&'a self, mut f: impl FnMut(&'static str, RequestValue<'a>)) {
+        self.early(&mut f);
+        self.rest(&mut f);
+    }
+
+    /// Adds the four attributes a sampler may read (method, path, scheme, route) to `out`.
+    pub(crate) fn push_early(&self, out: &mut Vec<KeyValue>) {
+        self.early(&mut |key: &'static str, value: RequestValue<'_>| {
+            out.push(KeyValue::new(key, value.to_value()));
+        });
+    }
+
+    fn early<'a>(&'a self, f: &mut impl FnMut(&'static str, RequestValue<'a>)) {
+        f(
+            semconv::HTTP_REQUEST_METHOD,
+            RequestValue::Static(self.method),
+        );
+        f(semconv::URL_PATH, RequestValue::Text(self.path()));
+        f(semconv::URL_SCHEME, RequestValue::Static(self.scheme));
+        match &self.route {
+            Some(Cow::Borrowed(route)) => f(semconv::HTTP_ROUTE, RequestValue::Static(route)),
+            Some(Cow::Owned(route)) => f(semconv::HTTP_ROUTE, RequestValue::Text(route)),
+            None => {}
+        }
+    }
+
+    fn rest<'a>(&'a self, f: &mut impl FnMut(&'static str, RequestValue<'a>)) {
+        f(
+            semconv::CORRELATION_ID,
+            RequestValue::Shared(self.correlation_id.as_shared()),
+        );
+        if let Some(original) = &self.method_original {
+            f(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                RequestValue::Text(original),
+            );
+        }
+        if let Some(query) = self.text.get(self.path_len..).filter(|q| !q.is_empty()) {
+            f(semconv::URL_QUERY, RequestValue::Text(query));
+        }
+        if let Some(host) = &self.server_address {
+            f(semconv::SERVER_ADDRESS, RequestValue::Shared(host));
+            if let Some(port) = self.server_port {
+                f(semconv::SERVER_PORT, RequestValue::Int(i64::from(port)));
+            }
+        }
+        if let Some(client) = self.client_address {
+            f(semconv::CLIENT_ADDRESS, RequestValue::Ip(client));
+        }
+        f(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            RequestValue::Static(self.protocol_version),
+        );
+        if let Some(agent) = &self.user_agent {
+            f(semconv::USER_AGENT_ORIGINAL, RequestValue::Shared(agent));
+        }
+    }
+
+    /// The request headers captured as attributes (`http.request.header.*`, string arrays),
+    /// after the attributes [`for_each`](Self::for_each) visits.
+    ///
+    /// ```
+    /// let req = http::Request::get("/").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// assert!(request.headers().is_empty());
+    /// ```
+    pub fn headers(&self) -> &[KeyValue] {
+        &self.headers
+    }
+
+    /// Moves the captured headers out, for a tracer that keeps them with the span's other
+    /// attributes; [`headers`](Self::headers) and
+    /// [`push_key_values`](Self::push_key_values) then have none.
+    ///
+    /// ```
+    /// let req = http::Request::get("/").body(()).unwrap();
+    /// let mut request = service_tracing_middleware::test_server_request(&req);
+    /// assert!(request.take_headers().is_empty());
+    /// ```
+    pub fn take_headers(&mut self) -> Vec<KeyValue> {
+        std::mem::take(&mut self.headers)
+    }
+
+    /// `http.request.method`: a known method or `_OTHER`.
+    ///
+    /// ```
+    /// let req = http::Request::patch("/").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// assert_eq!(request.method(), "PATCH");
+    /// ```
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// `http.route`, when the router matched one.
+    ///
+    /// ```
+    /// let req = http::Request::get("/").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// assert_eq!(request.route(), None);
+    /// ```
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// `url.path`, cut to [`MAX_ATTRIBUTE_LEN`].
+    ///
+    /// ```
+    /// let req = http::Request::get("/a?b=c").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// assert_eq!(request.path(), "/a");
+    /// ```
+    pub fn path(&self) -> &str {
+        self.text.get(..self.path_len).unwrap_or_default()
+    }
+
+    /// The request's correlation id (`correlation.id`).
+    ///
+    /// ```
+    /// let req = http::Request::get("/").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// assert!(!request.correlation_id().as_str().is_empty());
+    /// ```
+    pub fn correlation_id(&self) -> &CorrelationId {
+        &self.correlation_id
+    }
+
+    /// Adds every attribute as a `KeyValue` to `out`, in [`for_each`](Self::for_each)'s
+    /// order, then the captured headers. With `early: false`, the four a sampler may read
+    /// (method, path, scheme, route) are left out (they were given at the span's start).
+    ///
+    /// ```
+    /// let req = http::Request::get("/a").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// let mut attributes = Vec::new();
+    /// request.push_key_values(true, &mut attributes);
+    /// assert_eq!(attributes[1].value.as_str(), "/a");
+    /// ```
+    pub fn push_key_values(&self, early: bool, out: &mut Vec<KeyValue>) {
+        let mut push = |key: &'static str, value: RequestValue<'_>| {
+            out.push(KeyValue::new(key, value.to_value()));
+        };
+        if early {
+            self.early(&mut push);
+        }
+        self.rest(&mut push);
+        out.extend(self.headers.iter().cloned());
+    }
+}
+
+/// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
+fn server_address<B>(req: &Request<B>) -> Option<(&str, Option<u16>)> {
+    let authority = match req.uri().authority() {
+        Some(authority) => authority.as_str().as_bytes(),
+        None => req.headers().get(http::header::HOST)?.as_bytes(),
+    };
+    let (host, port) = super::span::split_authority(authority)?;
+    Some((truncate_str(host, 255), port))
+}
+
+/// Entries of each thread's cache of recent attribute texts.
+const SHARED_TEXTS: usize = 16;
+
+thread_local! {
+    /// Texts that repeat from request to request (the host a service is called by, its
+    /// callers' user agents), kept as `Arc<str>`: a repeat costs a comparison and a reference
+    /// count, not an allocation here and a free on the export thread.
+    static RECENT_TEXTS: std::cell::RefCell<[Option<Arc<str>>; SHARED_TEXTS]> =
+        const { std::cell::RefCell::new([const { None }; SHARED_TEXTS]) };
+}
+
+/// `text`, shared with the last request that had the same text.
+pub(crate) fn shared_text(text: &str) -> Arc<str> {
+    let b = text.as_bytes();
+    let slot = match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            (usize::from(first) ^ usize::from(last).rotate_left(3) ^ b.len()) % SHARED_TEXTS
+        }
+        _ => 0,
+    };
+    let shared = RECENT_TEXTS.try_with(|recent| {
+        let mut recent = recent.try_borrow_mut().ok()?;
+        let entry = &mut recent[slot];
+        match entry {
+            Some(kept) if &**kept == text => Some(kept.clone()),
+            _ => {
+                let kept: Arc<str> = Arc::from(text);
+                *entry = Some(kept.clone());
+                Some(kept)
+            }
+        }
+    });
+    shared.ok().flatten().unwrap_or_else(|| Arc::from(text))
+}
+
+/// `req`'s attributes as the layer reads them, for tests and examples: the route from axum's
+/// `MatchedPath` when present (feature `axum`), the peer from `ConnectInfo`, a fresh
+/// correlation id, no captured headers.
+///
+/// ```
+/// let req = http::Request::get("http://shop.local:8080/users/42?token=t")
+///     .header("user-agent", "curl/8")
+///     .body(())
+///     .unwrap();
+/// let request = service_tracing_middleware::test_server_request(&req);
+/// assert_eq!(request.path(), "/users/42");
+/// ```
+pub fn test_server_request<B>(req: &Request<B>) -> ServerRequest {
+    let naming = Naming::of(req.method(), super::naming::route_of(req));
+    ServerRequest::of(
+        &HeaderCapture::default(),
+        req,
+        &naming,
+        &CorrelationId::generate(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_text;
+
+    #[test]
+    fn repeated_texts_share_one_allocation_and_others_keep_their_own() {
+        let a = shared_text("checkout-web/2.3.1");
+        let b = shared_text(&String::from("checkout-web/2.3.1"));
+        assert_eq!(&*a, "checkout-web/2.3.1");
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        // Same first byte, last byte and length: the same slot, another text.
+        let c = shared_text("checkout-web/2.9.1");
+        assert_eq!(&*c, "checkout-web/2.9.1");
+        assert_eq!(&*a, "checkout-web/2.3.1", "a value never changes");
+        assert_eq!(&*shared_text(""), "");
+    }
+}
