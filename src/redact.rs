@@ -974,6 +974,16 @@ impl Redactor {
                     changed.push((key, redacted));
                 }
             });
+            if record.status_code.is_some() {
+                let status = service_tracing_middleware::semconv::HTTP_RESPONSE_STATUS_CODE;
+                let denied = match memory {
+                    Some(m) => m.denies(&self.keys, &Key::from_static_str(status)),
+                    None => self.keys.denies(status.as_bytes()),
+                };
+                if denied {
+                    changed.push((status, REDACTED.to_owned()));
+                }
+            }
         });
         record.redacted = changed;
     }

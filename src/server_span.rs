@@ -25,13 +25,14 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::{
     Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceId,
 };
-use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     Sampler, SamplingDecision, ShouldSample, Span as SdkSpan, SpanData, SpanEvents, SpanLimits,
     SpanLinks, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
+use service_tracing_middleware::semconv::HTTP_RESPONSE_STATUS_CODE;
 use service_tracing_middleware::tracer::{ContextTracer, RequestValue, ServerRequest};
 
 use crate::chain::RecordProcessor;
@@ -264,6 +265,7 @@ impl ServerTracer {
                 },
                 request: None,
                 redacted: Vec::new(),
+                status_code: None,
             })),
             span_context: sc,
             shared: shared.clone(),
@@ -377,6 +379,10 @@ pub(crate) struct ServerRecord {
     pub(crate) request: Option<ServerRequest>,
     /// Request attributes the redaction policy changed: (key, new text).
     pub(crate) redacted: Vec<(&'static str, String)>,
+    /// `http.response.status_code`, when set before any other attribute through the API (the
+    /// common case): kept here, written right after the request's attributes, where the SDK's
+    /// span would have it, and `span.attributes` needs no allocation for a plain answer.
+    pub(crate) status_code: Option<i64>,
 }
 
 impl ServerRecord {
@@ -389,12 +395,21 @@ impl ServerRecord {
         let Some(request) = &self.request else {
             return;
         };
-        request.for_each(
-            |key, value| match self.redacted.iter().find(|(k, _)| *k == key) {
+        let mut visit =
+            |key: &'static str, value| match self.redacted.iter().find(|(k, _)| *k == key) {
                 Some((_, text)) => f(key, RequestValue::Text(text)),
                 None => f(key, value),
-            },
-        );
+            };
+        request.for_each(&mut visit);
+        if let Some(code) = self.status_code {
+            visit(HTTP_RESPONSE_STATUS_CODE, RequestValue::Int(code));
+        }
+    }
+
+    /// Whether a status code set now goes to [`status_code`](Self::status_code): a server
+    /// record with nothing set through the API before it.
+    fn takes_status_code(&self) -> bool {
+        self.request.is_some() && self.status_code.is_none() && self.span.attributes.is_empty()
     }
 
     /// Whether error tracking may find an error on it: an `exception` event, or an error
@@ -492,6 +507,12 @@ impl opentelemetry::trace::Span for ServerSpan {
     fn set_attribute(&mut self, attribute: KeyValue) {
         let limit = self.shared.limits.max_attributes_per_span as usize;
         if let Some(record) = self.data.as_mut() {
+            if let (Value::I64(code), true) = (&attribute.value, record.takes_status_code()) {
+                if attribute.key.as_str() == HTTP_RESPONSE_STATUS_CODE {
+                    record.status_code = Some(*code);
+                    return;
+                }
+            }
             let data = &mut record.span;
             if data.attributes.len() < limit {
                 data.attributes.push(attribute);
@@ -929,5 +950,56 @@ mod tests {
         assert!(!encoded.contains("10.1.2.3"));
         assert!(encoded.contains("client.address"));
         assert!(encoded.contains(crate::redact::REDACTED));
+    }
+
+    #[test]
+    fn the_status_code_keeps_its_place_among_the_attributes() {
+        // Set first: kept beside the request's attributes, no list allocated.
+        let record = record_of(rich_request("curl/8"));
+        assert_eq!(record.status_code, Some(200));
+        assert!(record.span.attributes.is_empty());
+        assert_eq!(record.span.attributes.capacity(), 0);
+
+        // Set after an attribute of the handler's: after it, as the SDK's span has it.
+        let records = Records::default();
+        let tracer = ServerTracer::new(
+            Sampler::AlwaysOn,
+            SharedChain::new(records.clone(), &Resource::builder_empty().build()),
+            service_tracing_middleware::tracer::scope("1.0.0"),
+        );
+        let request = rich_request("curl/8");
+        let cx = tracer.start_server(bare_server("HTTP"), &Context::new(), &mut || {
+            request.clone()
+        });
+        cx.span().set_attribute(KeyValue::new("app.cart", 7));
+        cx.span()
+            .set_attribute(KeyValue::new("http.response.status_code", 404));
+        drop(cx);
+        let record = records
+            .0
+            .lock()
+            .expect("not poisoned")
+            .pop()
+            .expect("a record");
+        assert_eq!(record.status_code, None);
+        let span = record.into_span_data();
+        let tail: Vec<String> = span.attributes[span.attributes.len() - 2..]
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        assert_eq!(tail, ["app.cart=7", "http.response.status_code=404"]);
+
+        // A policy that denies the key takes the value out.
+        let mut record = record_of(rich_request("curl/8"));
+        crate::redact::Redactor::new()
+            .with_denied_key("http.response.status_code")
+            .redact_record(&mut record);
+        let span = record.into_span_data();
+        let code = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "http.response.status_code")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(code.as_deref(), Some(crate::redact::REDACTED));
     }
 }

@@ -95,16 +95,6 @@ impl CorrelationId {
         self.0.clone()
     }
 
-    /// The id's shared text, borrowed.
-    ///
-    /// ```
-    /// let id = service_tracing_middleware::CorrelationId::parse("abc").expect("valid");
-    /// assert_eq!(&**id.as_shared(), "abc");
-    /// ```
-    pub fn as_shared(&self) -> &Arc<str> {
-        &self.0
-    }
-
     /// Whether `value` is a valid correlation id under [`CorrelationIdCharset::DEFAULT`].
     ///
     /// ```

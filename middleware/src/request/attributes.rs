@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use http::Request;
 use opentelemetry::{KeyValue, Value};
 
@@ -42,9 +43,11 @@ pub struct ServerRequest {
     scheme: &'static str,
     route: Option<Cow<'static, str>>,
     /// The path (cut to `MAX_ATTRIBUTE_LEN`) followed by the redacted query, if any.
-    text: Box<str>,
+    text: Text,
     path_len: usize,
-    correlation_id: CorrelationId,
+    /// A copy of the correlation id's text: an `Arc` clone would be dropped last on the export
+    /// thread.
+    correlation_id: Text,
     method_original: Option<Box<str>>,
     server_address: Option<Arc<str>>,
     server_port: Option<u16>,
@@ -104,15 +107,9 @@ impl ServerRequest {
             _ => "http",
         };
         let path = truncate_str(req.uri().path(), MAX_ATTRIBUTE_LEN);
-        let text: Box<str> = match req.uri().query() {
-            Some(query) => {
-                let query = semconv::redact_query(query);
-                let mut text = String::with_capacity(path.len() + query.len());
-                text.push_str(path);
-                text.push_str(&query);
-                text.into_boxed_str()
-            }
-            None => path.into(),
+        let text = match req.uri().query() {
+            Some(query) => Text::new(&[path, &semconv::redact_query(query)]),
+            None => Text::new(&[path]),
         };
         let (server_address, server_port) = match server_address(req) {
             Some((host, port)) => (Some(shared_text(host)), port),
@@ -131,7 +128,7 @@ impl ServerRequest {
             route: naming.route.clone(),
             path_len: path.len(),
             text,
-            correlation_id: id.clone(),
+            correlation_id: Text::new(&[id.as_str()]),
             method_original: naming.method_original.map(|m| truncate_str(m, 64).into()),
             server_address,
             server_port,
@@ -189,7 +186,7 @@ impl ServerRequest {
     fn rest<'a>(&'a self, f: &mut impl FnMut(&'static str, RequestValue<'a>)) {
         f(
             semconv::CORRELATION_ID,
-            RequestValue::Shared(self.correlation_id.as_shared()),
+            RequestValue::Text(self.correlation_id.as_str()),
         );
         if let Some(original) = &self.method_original {
             f(
@@ -197,7 +194,12 @@ impl ServerRequest {
                 RequestValue::Text(original),
             );
         }
-        if let Some(query) = self.text.get(self.path_len..).filter(|q| !q.is_empty()) {
+        if let Some(query) = self
+            .text
+            .as_str()
+            .get(self.path_len..)
+            .filter(|q| !q.is_empty())
+        {
             f(semconv::URL_QUERY, RequestValue::Text(query));
         }
         if let Some(host) = &self.server_address {
@@ -273,7 +275,7 @@ impl ServerRequest {
     /// assert_eq!(request.path(), "/a");
     /// ```
     pub fn path(&self) -> &str {
-        self.text.get(..self.path_len).unwrap_or_default()
+        self.text.as_str().get(..self.path_len).unwrap_or_default()
     }
 
     /// The request's correlation id (`correlation.id`).
@@ -281,10 +283,10 @@ impl ServerRequest {
     /// ```
     /// let req = http::Request::get("/").body(()).unwrap();
     /// let request = service_tracing_middleware::test_server_request(&req);
-    /// assert!(!request.correlation_id().as_str().is_empty());
+    /// assert!(!request.correlation_id().is_empty());
     /// ```
-    pub fn correlation_id(&self) -> &CorrelationId {
-        &self.correlation_id
+    pub fn correlation_id(&self) -> &str {
+        self.correlation_id.as_str()
     }
 
     /// Adds every attribute as a `KeyValue` to `out`, in [`for_each`](Self::for_each)'s
@@ -307,6 +309,41 @@ impl ServerRequest {
         }
         self.rest(&mut push);
         out.extend(self.headers.iter().cloned());
+    }
+}
+
+/// Bytes of a request text kept inline: most paths, a path with a short query, every
+/// generated correlation id (36).
+const INLINE: usize = 64;
+
+/// A text of the request, inline when short, else on the heap.
+#[derive(Clone, Debug)]
+enum Text {
+    Inline(ArrayString<INLINE>),
+    Heap(Box<str>),
+}
+
+impl Text {
+    /// `parts` joined.
+    fn new(parts: &[&str]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE {
+            let mut inline = ArrayString::new();
+            for part in parts {
+                // Fits: the lengths were added up.
+                let _ = inline.try_push_str(part);
+            }
+            Text::Inline(inline)
+        } else {
+            Text::Heap(parts.concat().into_boxed_str())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Inline(s) => s.as_str(),
+            Text::Heap(s) => s,
+        }
     }
 }
 
@@ -392,5 +429,23 @@ mod tests {
         assert_eq!(&*c, "checkout-web/2.9.1");
         assert_eq!(&*a, "checkout-web/2.3.1", "a value never changes");
         assert_eq!(&*shared_text(""), "");
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::{Text, INLINE};
+
+    #[test]
+    fn short_texts_stay_inline_and_long_ones_go_whole_to_the_heap() {
+        let short = Text::new(&["/users/42", "?page=2"]);
+        assert!(matches!(short, Text::Inline(_)));
+        assert_eq!(short.as_str(), "/users/42?page=2");
+        let exact = "a".repeat(INLINE);
+        assert!(matches!(Text::new(&[&exact]), Text::Inline(_)));
+        let long = format!("/{}", "é".repeat(INLINE));
+        let text = Text::new(&[&long, "?q"]);
+        assert!(matches!(text, Text::Heap(_)));
+        assert_eq!(text.as_str(), format!("{long}?q"));
     }
 }

@@ -45,13 +45,15 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        // The tracer moves this Vec into the span: room for every attribute added later (the
-        // request's and the response's) saves reallocations on the hot path.
-        let mut attributes = Vec::with_capacity(16);
         // Read before the span only when the sampler may look at them.
         let read_early =
             early_now.then(|| ServerRequest::of(&config.request_headers, req, naming, id));
+        // The tracer moves this Vec into the span. Given the request's attributes as
+        // `KeyValue`s, room for every one (the request's and the response's) saves
+        // reallocations; given them apart (`start_server`), a tracer may need none at all.
+        let mut attributes = Vec::new();
         if let Some(request) = &read_early {
+            attributes.reserve(16);
             request.push_early(&mut attributes);
         }
         let builder = SpanBuilder::from_name(naming.span_name.clone())
