@@ -69,7 +69,7 @@ pub use export::ExportStats;
 pub use logging::TraceIdFormat;
 pub use metrics::Metrics;
 pub use profiling::Profiling;
-pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
+pub use setup::{setup_service_tracing, BridgeLayer, ScopedTracing, ServiceTracing, TracingGuard};
 
 pub use service_tracing_client::TracingMiddleware;
 

@@ -34,7 +34,6 @@ impl ServiceTracing {
         if !self.error_tracking || config.disabled {
             return Ok(None);
         }
-        crate::errors::set_backtrace_capture(self.error_backtraces);
         let errors = match &self.error_classifier {
             Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
             None => ErrorTracking::new(),
@@ -125,6 +124,19 @@ impl ServiceTracing {
         if self.install_subscriber && tracing::dispatcher::has_been_set() {
             return Err(already_set());
         }
+        let started = self.start(config, propagation)?;
+        self.install_globals(&started)?;
+        Ok(started.into_layer_and_guard(self))
+    }
+
+    /// Starts everything set-up runs (error tracking, profiling, the pipeline, metrics) and
+    /// builds the layer, installing nothing process-wide: `init_layer` then installs the
+    /// globals, [`build_scoped`](Self::build_scoped) does not.
+    pub(super) fn start(
+        &self,
+        config: Resolved,
+        propagation: Propagation,
+    ) -> Result<Started, SetupError> {
         let errors = self.start_errors(&config)?;
         let profiling = self.start_profiling(&config);
         let pipeline = Pipeline::start(
@@ -148,18 +160,6 @@ impl ServiceTracing {
             )?),
             None => None,
         };
-        // The layer and `traced_client` share this choice (see `layer_for`).
-        global::set_text_map_propagator(propagation.propagator.clone());
-        if let Some(provider) = &pipeline.provider {
-            global::set_tracer_provider(provider.clone());
-        }
-        if self.install_subscriber {
-            install_subscriber(
-                pipeline.provider.as_ref(),
-                self.resolve_log_filter()?,
-                &self.redactor,
-            )?;
-        }
         let layer = layer_for(
             &config,
             &propagation,
@@ -170,26 +170,81 @@ impl ServiceTracing {
             profiling.as_ref(),
             metrics.as_ref(),
         );
-        let guard = TracingGuard {
-            inner: Mutex::new(Some(GuardInner {
-                main: pipeline,
-                extra: Vec::new(),
-                config,
-                propagation,
-                layer: self.layer,
-                redactor: self.redactor,
-                errors,
-                profiling,
-                metrics,
-                workers,
-            })),
-        };
-        Ok((layer, guard))
+        Ok(Started {
+            layer,
+            pipeline,
+            config,
+            propagation,
+            errors,
+            profiling,
+            metrics,
+            workers,
+        })
+    }
+
+    /// The process-wide part of `init_layer`: the backtrace switch, the propagator, the tracer
+    /// and meter providers (`traced_client` and `TracingMiddleware` use them) and, when asked,
+    /// the `tracing` subscriber.
+    fn install_globals(&self, started: &Started) -> Result<(), SetupError> {
+        if started.errors.is_some() {
+            crate::errors::set_backtrace_capture(self.error_backtraces);
+        }
+        // The layer and `traced_client` share this choice (see `layer_for`).
+        global::set_text_map_propagator(started.propagation.propagator.clone());
+        if let Some(provider) = &started.pipeline.provider {
+            global::set_tracer_provider(provider.clone());
+        }
+        if let Some(metrics) = &started.metrics {
+            global::set_meter_provider(metrics.meter_provider().clone());
+        }
+        if self.install_subscriber {
+            install_subscriber(
+                started.pipeline.provider.as_ref(),
+                self.resolve_log_filter()?,
+                &self.redactor,
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// The metrics pipeline, installed as the global meter provider (`traced_client` and
-/// `TracingMiddleware` record through it), observing the resource sampler when there is one.
+/// What [`ServiceTracing::start`] started, before the guard takes it over.
+pub(super) struct Started {
+    pub(super) layer: TracingLayer,
+    pub(super) pipeline: Pipeline,
+    config: Resolved,
+    propagation: Propagation,
+    errors: Option<ErrorTracking>,
+    profiling: Option<Profiling>,
+    metrics: Option<Metrics>,
+    workers: crate::metrics::Workers,
+}
+
+impl Started {
+    /// The layer, and the guard that keeps what was started alive.
+    pub(super) fn into_layer_and_guard(
+        self,
+        options: ServiceTracing,
+    ) -> (TracingLayer, TracingGuard) {
+        let guard = TracingGuard {
+            inner: Mutex::new(Some(GuardInner {
+                main: self.pipeline,
+                extra: Vec::new(),
+                config: self.config,
+                propagation: self.propagation,
+                layer: options.layer,
+                redactor: options.redactor,
+                errors: self.errors,
+                profiling: self.profiling,
+                metrics: self.metrics,
+                workers: self.workers,
+            })),
+        };
+        (self.layer, guard)
+    }
+}
+
+/// The metrics pipeline, observing the resource sampler when there is one.
 fn start_metrics(
     settings: &crate::metrics::MetricsSettings,
     resource: Resource,
@@ -197,7 +252,6 @@ fn start_metrics(
     profiling: Option<&Profiling>,
 ) -> Result<Metrics, SetupError> {
     let metrics = Metrics::start(settings, resource, workers)?;
-    global::set_meter_provider(metrics.meter_provider().clone());
     if let Some(sampler) = profiling.and_then(Profiling::resources) {
         metrics.observe_resources(&sampler);
     }

@@ -3,6 +3,7 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -28,16 +29,33 @@ pub(super) fn install_subscriber(
     filter: EnvFilter,
     redactor: &Redactor,
 ) -> Result<(), SetupError> {
+    subscriber(provider, filter, redactor)
+        .try_init()
+        .map_err(|_| already_set())
+}
+
+/// The subscriber `init` installs, as a [`Dispatch`] to use with
+/// [`tracing::dispatcher::set_default`] (the scoped set-up).
+pub(super) fn dispatch(
+    provider: Option<&SdkTracerProvider>,
+    filter: EnvFilter,
+    redactor: &Redactor,
+) -> Dispatch {
+    Dispatch::new(subscriber(provider, filter, redactor))
+}
+
+/// Log lines (filtered by `filter`) with their ids, and the bridge to `provider`'s tracer.
+fn subscriber(
+    provider: Option<&SdkTracerProvider>,
+    filter: EnvFilter,
+    redactor: &Redactor,
+) -> impl tracing::Subscriber + Send + Sync + Into<Dispatch> {
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))
         .with_filter(filter);
     let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
-    tracing_subscriber::registry()
-        .with(fmt_layer)
-        .with(bridge)
-        .try_init()
-        .map_err(|_| already_set())
+    tracing_subscriber::registry().with(fmt_layer).with(bridge)
 }
 
 /// The bridge layer's type, named so it can be handed out.

@@ -44,4 +44,5 @@ mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
+mod two_scoped_setups_export_to_their_own_collectors_without_globals;
 mod untrusted_callers_start_new_linked_traces;
