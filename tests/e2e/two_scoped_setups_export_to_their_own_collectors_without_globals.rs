@@ -4,7 +4,8 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, Tracer as _,
+    Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    Tracer as _,
 };
 use opentelemetry::{global, Context};
 use service_tracing::{Protocol, ScopedTracing};
@@ -56,7 +57,11 @@ fn assert_whole_trace(trace: &[CollectedSpan], service: &str) {
     assert_eq!(handler.parent_id, server.span_id, "{trace:#?}");
     assert_eq!(step.parent_id, handler.span_id, "{trace:#?}");
     for span in trace {
-        assert_eq!(span.resource_attr("service.name"), Some(service), "{span:#?}");
+        assert_eq!(
+            span.resource_attr("service.name"),
+            Some(service),
+            "{span:#?}"
+        );
     }
 }
 
