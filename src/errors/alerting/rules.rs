@@ -341,62 +341,83 @@ impl AlertRule {
                 ratio,
                 window,
                 min_requests,
-            } => group.operations().iter().find_map(|op| {
-                let rate = rate_of(rates, op, window)?;
-                (rate.requests >= min_requests && rate.ratio >= ratio).then(|| Figures {
-                    operation: op.clone(),
-                    observed: rate.ratio,
-                    threshold: ratio,
-                    window: Some(window),
-                    requests: Some(rate.requests),
-                    errors: rate.errors,
-                })
-            }),
+            } => check_ratio(group, rates, ratio, window, min_requests),
             Condition::Spike {
                 factor,
                 window,
                 baseline,
                 min_errors,
-            } => {
-                if baseline.duration() <= window.duration() {
-                    return None;
-                }
-                let scale = window.duration().as_secs_f64()
-                    / (baseline.duration() - window.duration()).as_secs_f64();
-                let judge = |operation: String, current: u64, base: u64| {
-                    let expected = base.saturating_sub(current) as f64 * scale;
-                    let threshold = (factor * expected).max(min_errors as f64);
-                    (current as f64 >= threshold).then_some(Figures {
-                        operation,
-                        observed: current as f64,
-                        threshold,
-                        window: Some(window),
-                        requests: None,
-                        errors: current,
-                    })
-                };
-                let mut any_route = false;
-                for op in group.operations() {
-                    if let (Some(now), Some(base)) =
-                        (rate_of(rates, op, window), rate_of(rates, op, baseline))
-                    {
-                        any_route = true;
-                        if let Some(figures) = judge(op.clone(), now.errors, base.errors) {
-                            return Some(figures);
-                        }
-                    }
-                }
-                if any_route {
-                    return None;
-                }
-                judge(
-                    first_operation(group),
-                    group.errors_in(window),
-                    group.errors_in(baseline),
-                )
+            } => check_spike(group, rates, factor, (window, baseline), min_errors),
+        }
+    }
+}
+
+/// A ratio rule: the first of the group's routes whose error ratio over `window` reaches
+/// `ratio` with at least `min_requests` requests.
+fn check_ratio(
+    group: &ErrorGroup,
+    rates: &[RouteRate],
+    ratio: f64,
+    window: Window,
+    min_requests: u64,
+) -> Option<Figures> {
+    group.operations().iter().find_map(|op| {
+        let rate = rate_of(rates, op, window)?;
+        (rate.requests >= min_requests && rate.ratio >= ratio).then(|| Figures {
+            operation: op.clone(),
+            observed: rate.ratio,
+            threshold: ratio,
+            window: Some(window),
+            requests: Some(rate.requests),
+            errors: rate.errors,
+        })
+    })
+}
+
+/// A spike rule: the errors of `window` against the rest of `baseline` scaled to the window's
+/// length, from the route's rates when the group has a route, else from the group's counts.
+fn check_spike(
+    group: &ErrorGroup,
+    rates: &[RouteRate],
+    factor: f64,
+    (window, baseline): (Window, Window),
+    min_errors: u64,
+) -> Option<Figures> {
+    if baseline.duration() <= window.duration() {
+        return None;
+    }
+    let scale =
+        window.duration().as_secs_f64() / (baseline.duration() - window.duration()).as_secs_f64();
+    let judge = |operation: String, current: u64, base: u64| {
+        let expected = base.saturating_sub(current) as f64 * scale;
+        let threshold = (factor * expected).max(min_errors as f64);
+        (current as f64 >= threshold).then_some(Figures {
+            operation,
+            observed: current as f64,
+            threshold,
+            window: Some(window),
+            requests: None,
+            errors: current,
+        })
+    };
+    let mut any_route = false;
+    for op in group.operations() {
+        if let (Some(now), Some(base)) = (rate_of(rates, op, window), rate_of(rates, op, baseline))
+        {
+            any_route = true;
+            if let Some(figures) = judge(op.clone(), now.errors, base.errors) {
+                return Some(figures);
             }
         }
     }
+    if any_route {
+        return None;
+    }
+    judge(
+        first_operation(group),
+        group.errors_in(window),
+        group.errors_in(baseline),
+    )
 }
 
 fn first_operation(group: &ErrorGroup) -> String {
