@@ -80,6 +80,7 @@ const EXCEPTION_MESSAGE: &str = "exception.message";
 /// // ... record spans ...
 /// provider.shutdown().expect("flush pending traces");
 /// ```
+#[must_use]
 pub struct ConsoleExporter {
     writer: Mutex<Box<dyn Write + Send>>,
     state: Mutex<State>,

@@ -157,6 +157,7 @@ use crate::operation::{server_operation, ServerKeys};
 use crate::per_thread::PerThread;
 use service_tracing_middleware::RouteId;
 
+#[doc(hidden)] // At home at the crate root.
 pub use crate::window::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
 pub use histogram::LatencyStats;
@@ -178,7 +179,7 @@ use slow::{SlowLog, SlowState};
 /// The default bound on the number of operations kept apart.
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
 
-/// The operation everything past the bound is counted under (the same as error rates').
+#[doc(hidden)] // At home at the crate root.
 pub use crate::operation::OTHER_OPERATION;
 
 /// The default interval between two slow-operation log lines of one operation.
@@ -550,6 +551,7 @@ impl Shared {
 /// assert_eq!(load.slow, 1);
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct Profiling {
     shared: Arc<Shared>,
 }

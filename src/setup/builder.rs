@@ -9,8 +9,9 @@ use std::time::Duration;
 use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
 
 use crate::config::env;
-use crate::config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
-use crate::errors::{AlertOptions, AlertRule};
+use crate::config::{BatchConfig, Compression, Protocol, TracesSampler, TracesExporter};
+use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
+use crate::profiling::Profiling;
 use crate::metrics::MetricsExporter;
 
 use crate::redact::{Redactor, Regex};
@@ -18,7 +19,7 @@ use crate::redact::{Redactor, Regex};
 /// Options for [`setup_service_tracing`](crate::setup_service_tracing), each overriding the environment.
 ///
 /// ```no_run
-/// use service_tracing::{Protocol, Sampler, ServiceTracing};
+/// use service_tracing::{Protocol, TracesSampler, ServiceTracing};
 /// # fn main() -> Result<(), service_tracing::SetupError> {
 /// let app: axum::Router = axum::Router::<()>::new();
 /// let (app, guard) = ServiceTracing::builder("checkout")
@@ -26,7 +27,7 @@ use crate::redact::{Redactor, Regex};
 ///     .environment("production")
 ///     .otlp_endpoint("http://collector:4317")
 ///     .otlp_protocol(Protocol::Grpc)
-///     .sampler(Sampler::ParentBasedTraceIdRatio(0.1))
+///     .sampler(TracesSampler::ParentBasedTraceIdRatio(0.1))
 ///     .untraced_route("/health")
 ///     .init(app)?;
 /// # Ok(()) }
@@ -45,7 +46,7 @@ pub struct ServiceTracing {
     pub(super) timeout: Option<Duration>,
     pub(super) compression: Option<Compression>,
     pub(super) certificate: Option<PathBuf>,
-    pub(super) sampler: Option<Sampler>,
+    pub(super) sampler: Option<TracesSampler>,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -60,7 +61,11 @@ pub struct ServiceTracing {
     pub(super) redactor: Redactor,
     #[cfg(feature = "redis")]
     pub(super) error_redis_url: Option<String>,
+    /// The tracker [`error_tracker`](Self::error_tracker) gave, else set-up makes one.
+    pub(super) error_tracker: Option<ErrorTracking>,
     pub(super) profiling: bool,
+    /// The profiling [`profiler`](Self::profiler) gave, else set-up makes one.
+    pub(super) profiler: Option<Profiling>,
     pub(super) slow_thresholds: Vec<(String, Duration)>,
     pub(super) metrics: MetricsOptions,
     pub(super) resources: ResourceOptions,
@@ -121,7 +126,9 @@ impl ServiceTracing {
             redactor: Redactor::new(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
+            error_tracker: None,
             profiling: true,
+            profiler: None,
             slow_thresholds: Vec::new(),
             metrics: MetricsOptions::default(),
             resources: ResourceOptions {
@@ -212,7 +219,7 @@ impl ServiceTracing {
     }
 
     /// The sampler (`OTEL_TRACES_SAMPLER`).
-    pub fn sampler(mut self, sampler: Sampler) -> Self {
+    pub fn sampler(mut self, sampler: TracesSampler) -> Self {
         self.sampler = Some(sampler);
         self
     }
@@ -313,6 +320,26 @@ impl ServiceTracing {
         self
     }
 
+    /// Uses `tracker`, with every setting made on it (the bound on groups, a webhook with its
+    /// own timeouts and retries, Redis sharing, rules, callbacks), as the error tracking set-up
+    /// wires in, and turns error tracking on. The builder's error settings still apply on top:
+    /// its alert rules and callbacks are added, its webhook, classifier and Redis URL replace
+    /// the tracker's when given, and its redaction policy ([`redactor`](Self::redactor))
+    /// replaces the tracker's, so every exit shares one policy. Read the groups from
+    /// [`TracingGuard::errors`](crate::TracingGuard::errors): the tracker set-up runs is made
+    /// from this one's settings.
+    ///
+    /// ```
+    /// use service_tracing::{ErrorTracking, ServiceTracing};
+    /// let options =
+    ///     ServiceTracing::builder("svc").error_tracker(ErrorTracking::new().with_max_groups(200));
+    /// ```
+    pub fn error_tracker(mut self, tracker: ErrorTracking) -> Self {
+        self.error_tracking = true;
+        self.error_tracker = Some(tracker);
+        self
+    }
+
     /// Classifies errors with `classify` instead of the default rules: it returns
     /// `Some((severity, category))` to decide, or `None` to fall back to the defaults (see
     /// [`ErrorTracking::with_classifier`](crate::ErrorTracking::with_classifier), which this sets on the tracker set-up creates).
@@ -356,7 +383,7 @@ impl ServiceTracing {
     /// Adds an alert rule to error tracking (see [`crate::errors::AlertRule`]).
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let options = service_tracing::ServiceTracing::builder("svc")
     ///     .alert_rule(AlertRule::count(10, Window::OneMinute))
     ///     .alert_rule(AlertRule::new_group());
@@ -502,6 +529,29 @@ impl ServiceTracing {
         self
     }
 
+    /// Uses `profiling`, with every setting made on it (the bound on operations, slow
+    /// thresholds, the log interval, automatic thresholds, a process sampler), as the profiling
+    /// set-up wires in, and turns profiling on. The builder's
+    /// [`slow_threshold`](Self::slow_threshold)s are added; its process sampler only when
+    /// `profiling` has none. Read the figures from
+    /// [`TracingGuard::profiling`](crate::TracingGuard::profiling): the profiling set-up runs
+    /// is made from this one's settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use service_tracing::{Profiling, ServiceTracing};
+    /// let options = ServiceTracing::builder("svc").profiler(
+    ///     Profiling::new()
+    ///         .with_max_operations(20)
+    ///         .with_slow_log_interval(Duration::from_secs(300)),
+    /// );
+    /// ```
+    pub fn profiler(mut self, profiling: Profiling) -> Self {
+        self.profiling = true;
+        self.profiler = Some(profiling);
+        self
+    }
+
     /// A slow threshold for one operation: `{METHOD} {route}` (`GET /orders/{id}`), a client
     /// target (`GET payments.internal`) or a span name. A slower operation gets a
     /// `performance.slow` span event and a rate-limited warning. See
@@ -578,7 +628,7 @@ impl ServiceTracing {
     }
 
     /// Whether to install the global `tracing` subscriber (default yes). Say no when the
-    /// application installs its own, and add [`TracingGuard::tracing_layer`](crate::TracingGuard::tracing_layer) to it.
+    /// application installs its own, and add [`TracingGuard::bridge_layer`](crate::TracingGuard::bridge_layer) to it.
     pub fn install_subscriber(mut self, install: bool) -> Self {
         self.install_subscriber = install;
         self

@@ -34,9 +34,10 @@ impl ServiceTracing {
         if !self.error_tracking || config.disabled {
             return Ok(None);
         }
+        let errors = self.error_tracker.clone().unwrap_or_default();
         let errors = match &self.error_classifier {
-            Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
-            None => ErrorTracking::new(),
+            Some(classify) => errors.with_shared_classifier(classify.clone()),
+            None => errors,
         };
         let logs = crate::errors::logs::LogExport::from_config(
             config,
@@ -61,11 +62,10 @@ impl ServiceTracing {
     /// Profiling with the slow thresholds and, when on, the resource sampler.
     fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
         let profiling = (self.profiling && !config.disabled).then(|| {
+            let profiling = self.profiler.clone().unwrap_or_default();
             self.slow_thresholds
                 .iter()
-                .fold(Profiling::new(), |p, (op, t)| {
-                    p.with_slow_threshold(op.clone(), *t)
-                })
+                .fold(profiling, |p, (op, t)| p.with_slow_threshold(op.clone(), *t))
         });
         profiling.map(|p| self.with_resource_sampler(p))
     }
@@ -73,7 +73,7 @@ impl ServiceTracing {
     /// Adds and starts the resource sampler, when on. Called inside the application's
     /// runtime, the sampler reads that runtime's figures.
     fn with_resource_sampler(&self, profiling: Profiling) -> Profiling {
-        if !self.resources.enabled {
+        if !self.resources.enabled || profiling.resources().is_some() {
             return profiling;
         }
         let sampler =

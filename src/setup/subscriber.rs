@@ -18,8 +18,8 @@ pub(super) fn already_set() -> SetupError {
         "a global `tracing` subscriber is already installed, so service-tracing cannot install \
          its own. Either set tracing up first with \
          `ServiceTracing::builder(name).install_subscriber(false).init(app)` and add \
-         `guard.tracing_layer()` to your subscriber (e.g. `registry().with(your_fmt_layer)\
-         .with(guard.tracing_layer())`), or remove your subscriber and let service-tracing \
+         `guard.bridge_layer()` to your subscriber (e.g. `registry().with(your_fmt_layer)\
+         .with(guard.bridge_layer())`), or remove your subscriber and let service-tracing \
          install one",
     )
 }
