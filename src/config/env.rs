@@ -7,7 +7,7 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 
 use super::metrics::MetricsEnv;
-use super::{BatchConfig, Compression, Protocol, TracesSampler, TracesExporter};
+use super::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
 use crate::SetupError;
 
 /// Reads one variable by name.
@@ -477,7 +477,10 @@ mod tests {
         assert_eq!(e.headers.last(), Some(&("x".to_owned(), "2".to_owned())));
         assert_eq!(e.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(e.compression, Some(Compression::Gzip));
-        assert_eq!(e.sampler, Some(TracesSampler::ParentBasedTraceIdRatio(0.25)));
+        assert_eq!(
+            e.sampler,
+            Some(TracesSampler::ParentBasedTraceIdRatio(0.25))
+        );
         assert!(e.disabled);
         assert_eq!(e.batch.max_queue_size, 4096);
         assert_eq!(e.batch.scheduled_delay, Duration::from_millis(100));

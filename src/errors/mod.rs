@@ -181,18 +181,18 @@ pub use rates::{RouteRate, RouteRates, DEFAULT_MAX_KEYS};
 pub use tracking::ErrorTracking;
 // Former paths of items whose home is elsewhere (`crate::redact`, the crate root), kept so
 // existing code builds; documented once, at home.
-#[doc(hidden)]
-pub use crate::operation::OTHER_OPERATION;
-#[doc(hidden)]
-pub use crate::redact::{Redactor, REDACTED};
-#[doc(hidden)]
-pub use crate::window::Window;
 /// The former name of [`redis`](self::redis), kept so existing paths still resolve.
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use self::redis as shared;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
+#[doc(hidden)]
+pub use crate::operation::OTHER_OPERATION;
+#[doc(hidden)]
+pub use crate::redact::{Redactor, REDACTED};
+#[doc(hidden)]
+pub use crate::window::Window;
 pub use store::{ErrorGroup, ErrorSummary};
 
 pub(crate) use alerting::{logs, AlertOptions};

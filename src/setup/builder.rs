@@ -9,10 +9,10 @@ use std::time::Duration;
 use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
 
 use crate::config::env;
-use crate::config::{BatchConfig, Compression, Protocol, TracesSampler, TracesExporter};
+use crate::config::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
 use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
-use crate::profiling::Profiling;
 use crate::metrics::MetricsExporter;
+use crate::profiling::Profiling;
 
 use crate::redact::{Redactor, Regex};
 

@@ -63,9 +63,9 @@ impl ServiceTracing {
     fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
         let profiling = (self.profiling && !config.disabled).then(|| {
             let profiling = self.profiler.clone().unwrap_or_default();
-            self.slow_thresholds
-                .iter()
-                .fold(profiling, |p, (op, t)| p.with_slow_threshold(op.clone(), *t))
+            self.slow_thresholds.iter().fold(profiling, |p, (op, t)| {
+                p.with_slow_threshold(op.clone(), *t)
+            })
         });
         profiling.map(|p| self.with_resource_sampler(p))
     }

@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 use super::ServiceTracing;
 use crate::config::env::{self, EnvConfig};
 use crate::config::{
-    layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved, TracesSampler,
-    TracesExporter, DEFAULT_PROPAGATORS,
+    layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved,
+    TracesExporter, TracesSampler, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
 use crate::export::otlp_fast::tls::ExtraRoots;
@@ -68,7 +68,9 @@ impl ServiceTracing {
             timeout: layered(self.timeout, env.timeout, || Duration::from_secs(10)),
             compression: layered(self.compression, env.compression, Compression::default),
             extra_roots: self.resolve_extra_roots(&env)?,
-            sampler: layered(self.sampler, env.sampler, || TracesSampler::ParentBasedAlwaysOn),
+            sampler: layered(self.sampler, env.sampler, || {
+                TracesSampler::ParentBasedAlwaysOn
+            }),
             batch,
             disabled: env.disabled,
         };

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use service_tracing::{traced_client, Protocol, TracesSampler, ServiceTracing, TracingGuard};
+use service_tracing::{traced_client, Protocol, ServiceTracing, TracesSampler, TracingGuard};
 
 use crate::collector::{parse_metrics, CollectedMetricPoint, Collector};
 use crate::support::{options, serve, WAIT};
