@@ -39,8 +39,8 @@
 //! Everything else lives in a module named after its job:
 //! - [`errors`]: error groups with a severity and a category, rates, alerts, Redis sharing;
 //! - [`profiling`]: latency percentiles per operation, slow operations, bottlenecks;
-//! - `cpu_profile` (feature `cpu-profile`): a CPU profile of the process on demand, as a flame
-//!   graph SVG and pprof protobuf;
+//! - [`process`]: the process's own CPU, memory, descriptors and runtime figures, and CPU
+//!   profiles on demand (`process::cpu_profile`, feature `cpu-profile`);
 //! - [`metrics`]: HTTP server and client metrics after the semantic conventions, pushed over
 //!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]);
 //! - [`redact`]: the one redaction policy ([`Redactor`]) applied to spans, error groups,
@@ -54,8 +54,6 @@ mod attributes;
 mod chain;
 mod clock;
 mod config;
-#[cfg(feature = "cpu-profile")]
-pub mod cpu_profile;
 mod error;
 pub mod errors;
 pub mod export;
@@ -63,6 +61,7 @@ mod logging;
 pub mod metrics;
 mod operation;
 mod per_thread;
+pub mod process;
 pub mod profiling;
 pub mod redact;
 mod runtime;
@@ -103,6 +102,9 @@ pub use errors::{ErrorGroup, ErrorSummary};
 pub use export::ExportStats;
 #[doc(hidden)]
 pub use metrics::Metrics;
+#[cfg(feature = "cpu-profile")]
+#[doc(hidden)]
+pub use process::cpu_profile;
 
 // 3. Call out.
 pub use service_tracing_client::TracingMiddleware;

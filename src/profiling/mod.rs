@@ -134,7 +134,7 @@
 
 mod bottleneck;
 mod histogram;
-mod resources;
+use crate::process::resources;
 mod served;
 mod slow;
 

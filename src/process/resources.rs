@@ -11,7 +11,7 @@
 //! [`ServiceTracing`](crate::ServiceTracing) starts one at set-up, inside the application's
 //! runtime (see [`resource_interval`](crate::ServiceTracing::resource_interval) and
 //! [`resource_sampling`](crate::ServiceTracing::resource_sampling)); read it back with
-//! [`Profiling::resources`](super::Profiling::resources). Its figures are in the profiling
+//! [`Profiling::resources`](crate::Profiling::resources). Its figures are in the profiling
 //! summary under `resources` and, with metrics on, are the `process.*` instruments.
 //!
 //! Every figure is an `Option`: `None` when it cannot be read (not Linux, `/proc` missing or
@@ -36,14 +36,12 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::runtime::Handle;
-
-use super::lock;
 
 /// The default time between two samples.
 pub const DEFAULT_RESOURCE_INTERVAL: Duration = Duration::from_secs(10);
@@ -598,6 +596,14 @@ fn read_runtime(handle: &Handle) -> RuntimeFigures {
         global_queue_depth: metrics.global_queue_depth(),
         busy,
     }
+}
+
+/// The sampler's state stays usable after a panic elsewhere: every field is whole between
+/// two statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
