@@ -1,6 +1,6 @@
 //! The process itself rather than its requests: its CPU, memory, open file descriptors,
 //! threads and tokio runtime, sampled in the background (`resources.rs`, the
-//! [`ResourceSampler`](crate::profiling::ResourceSampler) profiling carries), and CPU profiles
+//! [`ProcessSampler`](crate::process::ProcessSampler) profiling carries), and CPU profiles
 //! on demand ([`cpu_profile`], feature `cpu-profile`).
 //!
 //! Not the OpenTelemetry *resource* (the attributes naming the service, host and process on
@@ -8,4 +8,10 @@
 
 #[cfg(feature = "cpu-profile")]
 pub mod cpu_profile;
-pub(crate) mod resources;
+mod resources;
+
+pub(crate) use resources::WeakProcessSampler;
+pub use resources::{
+    ProcessSample, ProcessSampler, ProcessSummary, DEFAULT_SAMPLE_INTERVAL, MIN_SAMPLE_INTERVAL,
+    OPEN_FDS_CAP, RECENT_SAMPLES,
+};

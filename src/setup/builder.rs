@@ -68,12 +68,12 @@ pub struct ServiceTracing {
     pub(super) profiler: Option<Profiling>,
     pub(super) slow_thresholds: Vec<(String, Duration)>,
     pub(super) metrics: MetricsOptions,
-    pub(super) resources: ResourceOptions,
+    pub(super) process: ProcessOptions,
 }
 
-/// The resource sampler's builder options.
+/// The process sampler's builder options.
 #[derive(Clone, Debug)]
-pub(super) struct ResourceOptions {
+pub(super) struct ProcessOptions {
     pub(super) enabled: bool,
     pub(super) interval: Duration,
 }
@@ -131,9 +131,9 @@ impl ServiceTracing {
             profiler: None,
             slow_thresholds: Vec::new(),
             metrics: MetricsOptions::default(),
-            resources: ResourceOptions {
+            process: ProcessOptions {
                 enabled: true,
-                interval: crate::profiling::DEFAULT_RESOURCE_INTERVAL,
+                interval: crate::process::DEFAULT_SAMPLE_INTERVAL,
             },
         }
     }
@@ -567,28 +567,44 @@ impl ServiceTracing {
         self
     }
 
-    /// Whether to sample the process's resources (default yes, with profiling): CPU, memory,
-    /// open file descriptors, threads and the tokio runtime set-up runs in. Read them with
-    /// [`Profiling::resources`](crate::Profiling::resources); see [`ResourceSampler`](crate::profiling::ResourceSampler).
+    /// Whether to sample the process itself (default yes, with profiling): CPU, memory, open
+    /// file descriptors, threads and the tokio runtime set-up runs in. Read the figures with
+    /// [`Profiling::resources`](crate::Profiling::resources); see
+    /// [`ProcessSampler`](crate::process::ProcessSampler).
     ///
     /// ```
-    /// let options = service_tracing::ServiceTracing::builder("svc").resource_sampling(false);
+    /// let options = service_tracing::ServiceTracing::builder("svc").process_sampling(false);
     /// ```
-    pub fn resource_sampling(mut self, enabled: bool) -> Self {
-        self.resources.enabled = enabled;
+    pub fn process_sampling(mut self, enabled: bool) -> Self {
+        self.process.enabled = enabled;
         self
     }
 
-    /// The time between two resource samples (default 10 s, at least 100 ms).
+    /// The time between two samples of the process (default 10 s, at least 100 ms).
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options =
-    ///     service_tracing::ServiceTracing::builder("svc").resource_interval(Duration::from_secs(30));
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .process_sample_interval(Duration::from_secs(30));
     /// ```
-    pub fn resource_interval(mut self, interval: Duration) -> Self {
-        self.resources.interval = interval;
+    pub fn process_sample_interval(mut self, interval: Duration) -> Self {
+        self.process.interval = interval;
         self
+    }
+
+    /// The former name of [`process_sampling`](Self::process_sampling) ("resource" is the
+    /// OpenTelemetry resource's word).
+    #[deprecated(note = "renamed `process_sampling`")]
+    #[doc(hidden)]
+    pub fn resource_sampling(self, enabled: bool) -> Self {
+        self.process_sampling(enabled)
+    }
+
+    /// The former name of [`process_sample_interval`](Self::process_sample_interval).
+    #[deprecated(note = "renamed `process_sample_interval`")]
+    #[doc(hidden)]
+    pub fn resource_interval(self, interval: Duration) -> Self {
+        self.process_sample_interval(interval)
     }
 
     /// Where metrics go (`OTEL_METRICS_EXPORTER`; default OTLP when traces go over OTLP or an

@@ -59,7 +59,7 @@ impl ServiceTracing {
         Ok(Some(errors))
     }
 
-    /// Profiling with the slow thresholds and, when on, the resource sampler.
+    /// Profiling with the slow thresholds and, when on, the process sampler.
     fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
         let profiling = (self.profiling && !config.disabled).then(|| {
             let profiling = self.profiler.clone().unwrap_or_default();
@@ -67,17 +67,16 @@ impl ServiceTracing {
                 p.with_slow_threshold(op.clone(), *t)
             })
         });
-        profiling.map(|p| self.with_resource_sampler(p))
+        profiling.map(|p| self.with_process_sampler(p))
     }
 
-    /// Adds and starts the resource sampler, when on. Called inside the application's
+    /// Adds and starts the process sampler, when on. Called inside the application's
     /// runtime, the sampler reads that runtime's figures.
-    fn with_resource_sampler(&self, profiling: Profiling) -> Profiling {
-        if !self.resources.enabled || profiling.resources().is_some() {
+    fn with_process_sampler(&self, profiling: Profiling) -> Profiling {
+        if !self.process.enabled || profiling.resources().is_some() {
             return profiling;
         }
-        let sampler =
-            crate::profiling::ResourceSampler::new().with_interval(self.resources.interval);
+        let sampler = crate::process::ProcessSampler::new().with_interval(self.process.interval);
         sampler.start();
         profiling.with_resources(sampler)
     }
