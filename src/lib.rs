@@ -88,8 +88,6 @@ pub use service_tracing_middleware::{
     CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TrustIncoming,
 };
 pub use window::Window;
-// Not a builder's argument, but shared by error rates and latency figures alike.
-pub use operation::OTHER_OPERATION;
 
 /// The former name of [`TracesSampler`], which clashed with `opentelemetry_sdk::trace::Sampler`.
 #[deprecated(note = "renamed `TracesSampler`")]

@@ -179,7 +179,8 @@ pub use event::{ErrorEvent, ErrorOrigin};
 pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, DEFAULT_MAX_KEYS};
 pub use tracking::ErrorTracking;
-// Former paths of items whose home is elsewhere (`crate::redact`, the crate root), kept so
+// Former paths of items whose home is elsewhere (`crate::redact`, `crate::profiling`, the
+// crate root), kept so
 // existing code builds; documented once, at home.
 /// The former name of [`redis`](self::redis), kept so existing paths still resolve.
 #[cfg(feature = "redis")]

@@ -1,7 +1,6 @@
 //! The process itself rather than its requests: its CPU, memory, open file descriptors,
-//! threads and tokio runtime, sampled in the background (`resources.rs`, the
-//! [`ProcessSampler`](crate::process::ProcessSampler) profiling carries), and CPU profiles
-//! on demand ([`cpu_profile`], feature `cpu-profile`).
+//! threads and tokio runtime, sampled in the background by the [`ProcessSampler`] profiling
+//! carries, and CPU profiles on demand ([`cpu_profile`], feature `cpu-profile`).
 //!
 //! Not the OpenTelemetry *resource* (the attributes naming the service, host and process on
 //! every exported span), which set-up builds in `setup/resource.rs`.

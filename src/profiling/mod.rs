@@ -182,7 +182,7 @@ use slow::{SlowLog, SlowState};
 /// The default bound on the number of operations kept apart.
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
 
-#[doc(hidden)] // At home at the crate root.
+/// The operation everything past the bound is counted under (the same as error rates').
 pub use crate::operation::OTHER_OPERATION;
 
 /// The default interval between two slow-operation log lines of one operation.
