@@ -14,7 +14,7 @@ use service_tracing_middleware::{SpanHook, TracingLayer};
 use super::builder::LayerOptions;
 use super::guard::{GuardInner, TracingGuard};
 use super::resource::resource;
-use super::subscriber::{already_set, install_subscriber};
+use super::subscriber::{already_set, global_subscriber_is_set, install_subscriber};
 use super::ServiceTracing;
 use crate::config::{Propagation, Resolved, TracesExporter};
 use crate::error::SetupError;
@@ -120,7 +120,7 @@ impl ServiceTracing {
     /// ```
     pub fn init_layer(self) -> Result<(TracingLayer, TracingGuard), SetupError> {
         let (config, propagation) = self.resolve()?;
-        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+        if self.install_subscriber && global_subscriber_is_set() {
             return Err(already_set());
         }
         let started = self.start(config, propagation)?;

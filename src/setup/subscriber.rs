@@ -24,6 +24,18 @@ pub(super) fn already_set() -> SetupError {
     )
 }
 
+/// Whether a global `tracing` subscriber is installed. `tracing::dispatcher::has_been_set`
+/// also counts thread defaults (`set_default`, as a scoped set-up is used), so this asks a
+/// thread that has none which dispatcher it falls back to. Set-up runs once; the thread costs
+/// well under a millisecond.
+pub(super) fn global_subscriber_is_set() -> bool {
+    std::thread::spawn(|| {
+        tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+    })
+    .join()
+    .unwrap_or(true)
+}
+
 pub(super) fn install_subscriber(
     provider: Option<&SdkTracerProvider>,
     filter: EnvFilter,

@@ -130,3 +130,30 @@ async fn two_scoped_setups_export_to_their_own_collectors_without_globals() {
     a.shutdown().unwrap();
     b.shutdown().unwrap();
 }
+
+/// A scoped set-up made the thread's default does not count as a global subscriber: `init`
+/// afterwards still installs its own (`tracing`'s `has_been_set` counts thread defaults too).
+#[tokio::test(flavor = "current_thread")]
+async fn a_scoped_default_leaves_init_free_to_install_the_globals() {
+    let collector = Collector::start();
+    let scoped = options("scoped-first")
+        .otlp_endpoint(collector.grpc_endpoint())
+        .otlp_protocol(Protocol::Grpc)
+        .build_scoped()
+        .unwrap();
+    request(&scoped, 1).await;
+    scoped.shutdown().unwrap();
+
+    let (_layer, guard) = options("global-after")
+        .otlp_endpoint(collector.grpc_endpoint())
+        .otlp_protocol(Protocol::Grpc)
+        .init_layer()
+        .expect("no global subscriber was installed before");
+    let installed = std::thread::spawn(|| {
+        tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+    })
+    .join()
+    .unwrap();
+    assert!(installed, "init installed the global subscriber");
+    guard.shutdown().unwrap();
+}
