@@ -20,21 +20,32 @@
 //! }
 //! ```
 //!
-//! - [`setup_service_tracing`] / [`ServiceTracing`]: provider, exporter, propagators, `tracing`
-//!   subscriber, all from the standard `OTEL_*` variables and builder calls.
-//! - [`TracingLayer`]: the server span per request (see `service-tracing-middleware`).
-//! - [`traced_client`] / [`TracingMiddleware`]: the client span per outbound call.
-//! - [`CorrelationId`]: the axum extractor for the request's correlation id.
-//! - [`ErrorTracking`] (module [`errors`]): errors on spans, in fingerprinted groups with a
-//!   severity and a category, read from [`TracingGuard::errors`].
-//! - [`Profiling`] (module [`profiling`]): latency percentiles per operation, slow operations
-//!   and bottlenecks, read from [`TracingGuard::profiling`].
-//! - [`redact`]: the one redaction policy ([`redact::Redactor`]) applied to spans, error
-//!   groups, webhook bodies and log records before they leave the process.
+//! The crate root holds what the four steps of a service need, and every type a
+//! [`ServiceTracing`] method takes:
+//!
+//! 1. **Set up**: [`setup_service_tracing`], or the [`ServiceTracing`] builder with `init`
+//!    (process-wide, for applications) or [`build_scoped`](ServiceTracing::build_scoped)
+//!    ([`ScopedTracing`], no globals, for tests); [`SetupError`] names the bad setting.
+//! 2. **Serve**: [`TracingLayer`] makes the server span of each request (see
+//!    `service-tracing-middleware`); [`CorrelationId`] is the request's correlation id, as an
+//!    axum extractor.
+//! 3. **Call out**: [`traced_client`] / [`TracingMiddleware`] make the client span of each
+//!    outbound call and carry the context.
+//! 4. **Record and read back**: [`record_error`] states an error handled in the request;
+//!    [`TracingGuard`] gives the error groups, the latency figures and the metrics, and
+//!    flushes at shutdown. [`TracingGuard::bridge_layer`] ([`BridgeLayer`]) and
+//!    [`TraceIdFormat`] are for applications that install their own `tracing` subscriber.
+//!
+//! Everything else lives in a module named after its job:
+//! - [`errors`]: error groups with a severity and a category, rates, alerts, Redis sharing;
+//! - [`profiling`]: latency percentiles per operation, slow operations, bottlenecks;
+//! - [`process`]: the process's own CPU, memory, descriptors and runtime figures, and CPU
+//!   profiles on demand (`process::cpu_profile`, feature `cpu-profile`);
 //! - [`metrics`]: HTTP server and client metrics after the semantic conventions, pushed over
-//!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]).
-//! - `cpu_profile` (feature `cpu-profile`): a CPU profile of the process on demand, as a flame
-//!   graph SVG and pprof protobuf.
+//!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]);
+//! - [`redact`]: the one redaction policy ([`Redactor`]) applied to spans, error groups,
+//!   webhook bodies and log records before they leave the process;
+//! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]).
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
@@ -43,8 +54,6 @@ mod attributes;
 mod chain;
 mod clock;
 mod config;
-#[cfg(feature = "cpu-profile")]
-pub mod cpu_profile;
 mod error;
 pub mod errors;
 pub mod export;
@@ -52,6 +61,7 @@ mod logging;
 pub mod metrics;
 mod operation;
 mod per_thread;
+pub mod process;
 pub mod profiling;
 pub mod redact;
 mod runtime;
@@ -61,17 +71,41 @@ mod setup;
 mod test_support;
 mod window;
 
-pub use config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
+// 1. Set up.
 pub use error::{SetupError, SetupErrorKind};
-pub use errors::{
-    record_error, record_error_as, Category, ErrorGroup, ErrorSummary, ErrorTracking, Severity,
-};
-pub use export::ExportStats;
+pub use setup::{setup_service_tracing, ScopedTracing, ServiceTracing, TracingGuard};
+// 4. Record and read back; an application's own subscriber.
+pub use errors::{record_error, record_error_as};
 pub use logging::TraceIdFormat;
-pub use metrics::Metrics;
-pub use profiling::Profiling;
-pub use setup::{setup_service_tracing, BridgeLayer, ServiceTracing, TracingGuard};
+pub use setup::BridgeLayer;
 
+// What `ServiceTracing`'s methods take.
+pub use config::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
+pub use errors::{Alert, AlertRule, Category, ErrorEvent, ErrorTracking, Severity};
+pub use metrics::MetricsExporter;
+pub use profiling::Profiling;
+pub use redact::{Redactor, Regex};
+pub use service_tracing_middleware::{
+    CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TrustIncoming,
+};
+pub use window::Window;
+
+/// The former name of [`TracesSampler`], which clashed with `opentelemetry_sdk::trace::Sampler`.
+#[deprecated(note = "renamed `TracesSampler`")]
+#[doc(hidden)]
+pub type Sampler = TracesSampler;
+// Former root paths of items that live in their modules now; kept so existing code builds.
+#[doc(hidden)]
+pub use errors::{ErrorGroup, ErrorSummary};
+#[doc(hidden)]
+pub use export::ExportStats;
+#[doc(hidden)]
+pub use metrics::Metrics;
+#[cfg(feature = "cpu-profile")]
+#[doc(hidden)]
+pub use process::cpu_profile;
+
+// 3. Call out.
 pub use service_tracing_client::TracingMiddleware;
 
 /// A default [`reqwest::Client`](reqwest_middleware::reqwest::Client) with
@@ -92,10 +126,8 @@ pub fn traced_client() -> reqwest_middleware::ClientWithMiddleware {
         .with(TracingMiddleware::new().with_global_propagator())
         .build()
 }
-pub use service_tracing_middleware::{
-    CorrelationId, CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TracingLayer,
-    TrustIncoming,
-};
+// 2. Serve.
+pub use service_tracing_middleware::{CorrelationId, TracingLayer};
 
 pub use opentelemetry;
 pub use opentelemetry_sdk;

@@ -27,6 +27,7 @@ use tracing_subscriber::registry::LookupSpan;
 /// let subscriber = tracing_subscriber::fmt().event_format(TraceIdFormat::new()).finish();
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct TraceIdFormat {
     inner: Format<Full>,
     redactor: Redactor,

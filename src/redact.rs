@@ -717,6 +717,7 @@ type Rule = dyn Fn(&str) -> Option<String> + Send + Sync;
 /// assert_eq!(redactor.redact("basic auth is disabled"), "basic auth is disabled");
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct Redactor {
     defaults: bool,
     denied: Vec<String>,

@@ -21,7 +21,7 @@ impl Window {
     /// The window's nominal length.
     ///
     /// ```
-    /// use service_tracing::errors::Window;
+    /// use service_tracing::Window;
     /// assert_eq!(Window::FiveMinutes.duration().as_secs(), 300);
     /// ```
     pub fn duration(self) -> Duration {

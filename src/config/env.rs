@@ -7,7 +7,7 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 
 use super::metrics::MetricsEnv;
-use super::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
+use super::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
 use crate::SetupError;
 
 /// Reads one variable by name.
@@ -216,7 +216,7 @@ pub(crate) struct EnvConfig {
     /// `OTEL_EXPORTER_OTLP_TRACES_*`, else the shared `OTEL_EXPORTER_OTLP_*`: headers, timeout,
     /// compression, and the TLS files with the variable that named each.
     pub(crate) otlp: OtlpEnv,
-    pub(crate) sampler: Option<Sampler>,
+    pub(crate) sampler: Option<TracesSampler>,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
     /// `OTEL_PROPAGATORS`, normalised (see [`propagator_names`]).
@@ -418,17 +418,17 @@ fn exporter(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<TracesExpo
 }
 
 /// `OTEL_TRACES_SAMPLER`, with `OTEL_TRACES_SAMPLER_ARG` for the ratio samplers.
-fn sampler(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Sampler>, SetupError> {
+fn sampler(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<TracesSampler>, SetupError> {
     let Some(v) = non_empty(lookup, "OTEL_TRACES_SAMPLER") else {
         return Ok(None);
     };
     Ok(Some(match v.as_str() {
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatio(ratio(lookup)?),
-        "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
-        "parentbased_always_off" => Sampler::ParentBasedAlwaysOff,
-        "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio(lookup)?),
+        "always_on" => TracesSampler::AlwaysOn,
+        "always_off" => TracesSampler::AlwaysOff,
+        "traceidratio" => TracesSampler::TraceIdRatio(ratio(lookup)?),
+        "parentbased_always_on" => TracesSampler::ParentBasedAlwaysOn,
+        "parentbased_always_off" => TracesSampler::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => TracesSampler::ParentBasedTraceIdRatio(ratio(lookup)?),
         _ => {
             return Err(SetupError::invalid(
                 "OTEL_TRACES_SAMPLER",
@@ -566,7 +566,10 @@ mod tests {
         );
         assert_eq!(e.otlp.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(e.otlp.compression, Some(Compression::Gzip));
-        assert_eq!(e.sampler, Some(Sampler::ParentBasedTraceIdRatio(0.25)));
+        assert_eq!(
+            e.sampler,
+            Some(TracesSampler::ParentBasedTraceIdRatio(0.25))
+        );
         assert!(e.disabled);
         assert_eq!(e.batch.max_queue_size, 4096);
         assert_eq!(e.batch.scheduled_delay, Duration::from_millis(100));

@@ -91,7 +91,7 @@ pub enum Compression {
 /// Which traces are recorded (`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
-pub enum Sampler {
+pub enum TracesSampler {
     /// `always_on`.
     AlwaysOn,
     /// `always_off`.
@@ -106,16 +106,16 @@ pub enum Sampler {
     ParentBasedTraceIdRatio(f64),
 }
 
-impl Sampler {
+impl TracesSampler {
     /// What the server layer may assume of this sampler: none reads attributes, and the
     /// parent-based ones drop a span whose remote parent is not sampled.
     pub(crate) fn hint(self) -> service_tracing_middleware::SamplerHint {
         use service_tracing_middleware::SamplerHint;
         match self {
-            Sampler::ParentBasedAlwaysOn
-            | Sampler::ParentBasedAlwaysOff
-            | Sampler::ParentBasedTraceIdRatio(_) => SamplerHint::ParentBased,
-            Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatio(_) => {
+            TracesSampler::ParentBasedAlwaysOn
+            | TracesSampler::ParentBasedAlwaysOff
+            | TracesSampler::ParentBasedTraceIdRatio(_) => SamplerHint::ParentBased,
+            TracesSampler::AlwaysOn | TracesSampler::AlwaysOff | TracesSampler::TraceIdRatio(_) => {
                 SamplerHint::IgnoresAttributes
             }
         }
@@ -124,12 +124,12 @@ impl Sampler {
     pub(crate) fn to_sdk(self) -> opentelemetry_sdk::trace::Sampler {
         use opentelemetry_sdk::trace::Sampler as S;
         match self {
-            Sampler::AlwaysOn => S::AlwaysOn,
-            Sampler::AlwaysOff => S::AlwaysOff,
-            Sampler::TraceIdRatio(r) => S::TraceIdRatioBased(r),
-            Sampler::ParentBasedAlwaysOn => S::ParentBased(Box::new(S::AlwaysOn)),
-            Sampler::ParentBasedAlwaysOff => S::ParentBased(Box::new(S::AlwaysOff)),
-            Sampler::ParentBasedTraceIdRatio(r) => {
+            TracesSampler::AlwaysOn => S::AlwaysOn,
+            TracesSampler::AlwaysOff => S::AlwaysOff,
+            TracesSampler::TraceIdRatio(r) => S::TraceIdRatioBased(r),
+            TracesSampler::ParentBasedAlwaysOn => S::ParentBased(Box::new(S::AlwaysOn)),
+            TracesSampler::ParentBasedAlwaysOff => S::ParentBased(Box::new(S::AlwaysOff)),
+            TracesSampler::ParentBasedTraceIdRatio(r) => {
                 S::ParentBased(Box::new(S::TraceIdRatioBased(r)))
             }
         }
@@ -139,6 +139,7 @@ impl Sampler {
 /// The batch export queue (`OTEL_BSP_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use]
 pub struct BatchConfig {
     /// Most spans waiting for export; beyond it spans are dropped and counted
     /// (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
@@ -217,7 +218,7 @@ pub(crate) struct Resolved {
     /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`) and the client certificate and key
     /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._CLIENT_KEY`).
     pub(crate) tls: crate::export::otlp_fast::tls::TlsConfig,
-    pub(crate) sampler: Sampler,
+    pub(crate) sampler: TracesSampler,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
 }

@@ -218,7 +218,7 @@ fn bounded(text: String) -> String {
 /// sampled or not, the event is also the request's root cause unless one was recorded before
 /// it ([`record_error`]). Events outside any recording span and any request are left alone. It is part of the bridge layer that
 /// [`ServiceTracing`](crate::ServiceTracing) installs and that
-/// [`TracingGuard::tracing_layer`](crate::TracingGuard::tracing_layer) hands out; add it by
+/// [`TracingGuard::bridge_layer`](crate::TracingGuard::bridge_layer) hands out; add it by
 /// hand only when building a subscriber without those.
 ///
 /// ```
@@ -231,6 +231,7 @@ fn bounded(text: String) -> String {
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
+#[must_use]
 pub struct ErrorEventLayer;
 
 impl ErrorEventLayer {

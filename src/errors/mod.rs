@@ -113,7 +113,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use service_tracing::errors::{AlertRule, Window};
+//! use service_tracing::{AlertRule, Window};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let (app, guard) = service_tracing::ServiceTracing::builder("checkout")
@@ -179,16 +179,20 @@ pub use event::{ErrorEvent, ErrorOrigin};
 pub use health::ErrorStorageHealth;
 pub use rates::{RouteRate, RouteRates, DEFAULT_MAX_KEYS};
 pub use tracking::ErrorTracking;
-// The policy lives in `crate::redact`, shared by every exit; re-exported here as before.
-pub use crate::redact::{Redactor, REDACTED};
-// Shared with profiling; re-exported here as before.
+// Former paths of items whose home is elsewhere (`crate::redact`, `crate::profiling`, the
+// crate root), kept so
+// existing code builds; documented once, at home.
 /// The former name of [`redis`](self::redis), kept so existing paths still resolve.
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use self::redis as shared;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
+#[doc(hidden)]
 pub use crate::operation::OTHER_OPERATION;
+#[doc(hidden)]
+pub use crate::redact::{Redactor, REDACTED};
+#[doc(hidden)]
 pub use crate::window::Window;
 pub use store::{ErrorGroup, ErrorSummary};
 

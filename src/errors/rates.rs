@@ -266,7 +266,8 @@ struct Inner {
 /// clock is. Bucket boundaries are counted from when the `RouteRates` was created.
 ///
 /// ```
-/// use service_tracing::errors::{RouteRates, Window};
+/// use service_tracing::errors::RouteRates;
+/// use service_tracing::Window;
 /// use service_tracing_middleware::TracingLayer;
 ///
 /// let rates = RouteRates::new();
@@ -281,6 +282,7 @@ struct Inner {
 /// assert_eq!((minute.requests, minute.errors, minute.ratio), (2, 1, 0.5));
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct RouteRates {
     inner: Arc<Inner>,
 }

@@ -199,7 +199,7 @@ impl ErrorGroup {
     /// windows stay this replica's, while [`count`](Self::count) is the fleet's.
     ///
     /// ```
-    /// use service_tracing::errors::{ErrorTracking, Window};
+    /// use service_tracing::{ErrorTracking, Window};
     /// for group in ErrorTracking::new().groups() {
     ///     println!("{} in the last minute", group.errors_in(Window::OneMinute));
     /// }

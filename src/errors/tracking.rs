@@ -88,6 +88,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// assert_eq!(summary.top_groups()[0].severity(), Severity::Medium);
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct ErrorTracking {
     pub(super) tracker: Arc<Tracker>,
 }

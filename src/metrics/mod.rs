@@ -21,7 +21,7 @@
 //! | `process.unix.file_descriptor.count` | up-down counter, `{file_descriptor}` | |
 //!
 //! The `process.*` figures are the latest sample of the
-//! [resource sampler](crate::profiling::ResourceSampler) (on with profiling; every 10 s by
+//! [resource sampler](crate::process::ProcessSampler) (on with profiling; every 10 s by
 //! default).
 //!
 //! Durations use the conventions' advisory buckets ([`DURATION_BOUNDARIES`]). The client

@@ -1,11 +1,11 @@
 //! The process instruments of the OpenTelemetry semantic conventions, read from the latest
-//! [`ResourceSample`](crate::profiling::ResourceSample) at each collection (a collection
+//! [`ProcessSample`](crate::process::ProcessSample) at each collection (a collection
 //! reads no `/proc` file itself).
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 
 use super::{scope, Metrics};
-use crate::profiling::{ResourceSample, ResourceSampler, WeakResourceSampler};
+use crate::process::{ProcessSample, ProcessSampler, WeakProcessSampler};
 
 impl Metrics {
     /// Registers the instruments reading `sampler`'s latest sample:
@@ -19,7 +19,7 @@ impl Metrics {
     ///   current name of `process.open_file_descriptor.count`.
     ///
     /// A figure the sample lacks is not reported. The callbacks hold the sampler weakly.
-    pub(crate) fn observe_resources(&self, sampler: &ResourceSampler) {
+    pub(crate) fn observe_resources(&self, sampler: &ProcessSampler) {
         register(
             &self.inner.provider.meter_with_scope(scope()),
             &sampler.downgrade(),
@@ -27,7 +27,7 @@ impl Metrics {
     }
 }
 
-fn register(meter: &Meter, sampler: &WeakResourceSampler) {
+fn register(meter: &Meter, sampler: &WeakProcessSampler) {
     let cpu = sampler.clone();
     meter
         .f64_observable_gauge("process.cpu.utilization")
@@ -45,7 +45,7 @@ fn register(meter: &Meter, sampler: &WeakResourceSampler) {
     let up_down = |name: &'static str,
                    description: &'static str,
                    unit: &'static str,
-                   read: fn(&ResourceSample) -> Option<u64>| {
+                   read: fn(&ProcessSample) -> Option<u64>| {
         let sampler = sampler.clone();
         meter
             .i64_observable_up_down_counter(name)
@@ -113,7 +113,7 @@ mod tests {
             &Workers::default(),
         )
         .expect("starts");
-        let sampler = ResourceSampler::new();
+        let sampler = ProcessSampler::new();
         metrics.observe_resources(&sampler);
         // No sample yet: nothing is reported.
         assert!(!metrics.prometheus_text().contains("# TYPE process_"));

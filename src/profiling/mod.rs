@@ -110,16 +110,17 @@
 //!
 //! # Resources
 //!
-//! A [`ResourceSampler`] ([`Profiling::resources`]) samples the process's CPU, memory, open
-//! file descriptors and threads, and the tokio runtime's workers, queue and busy time, on a
-//! background thread every 10 s by default; the summary carries them under `resources`. See
-//! [`ResourceSampler`] and
-//! [`ServiceTracing::resource_interval`](crate::ServiceTracing::resource_interval).
+//! A [`ProcessSampler`](crate::process::ProcessSampler) ([`Profiling::resources`]) samples the
+//! process's CPU, memory, open file descriptors and threads, and the tokio runtime's workers,
+//! queue and busy time, on a background thread every 10 s by default; the summary carries
+//! them under `resources`. See [`crate::process`] and
+//! [`ServiceTracing::process_sample_interval`](crate::ServiceTracing::process_sample_interval).
 //!
 //! ```
-//! use service_tracing::profiling::{Profiling, ResourceSampler};
+//! use service_tracing::process::ProcessSampler;
+//! use service_tracing::profiling::Profiling;
 //!
-//! let profiling = Profiling::new().with_resources(ResourceSampler::new());
+//! let profiling = Profiling::new().with_resources(ProcessSampler::new());
 //! let sampler = profiling.resources().expect("added");
 //! sampler.sample_now();
 //! let sample = sampler.sample_now(); // rates are over the time since the previous one
@@ -134,7 +135,6 @@
 
 mod bottleneck;
 mod histogram;
-mod resources;
 mod served;
 mod slow;
 
@@ -160,13 +160,17 @@ use crate::server_span::ServerRecord;
 use service_tracing_middleware::tracer::ServerRequest;
 use service_tracing_middleware::RouteId;
 
+#[doc(hidden)] // At home at the crate root.
 pub use crate::window::Window;
 pub use bottleneck::{AnalysisStats, Bottleneck, BottleneckSeverity, RouteProfile, TimeShare};
 pub use histogram::LatencyStats;
-pub(crate) use resources::WeakResourceSampler;
-pub use resources::{
-    ResourceSample, ResourceSampler, ResourceSummary, DEFAULT_RESOURCE_INTERVAL,
-    MIN_RESOURCE_INTERVAL, OPEN_FDS_CAP, RECENT_SAMPLES,
+// The process sampler's former names and paths (it lives in `crate::process` now), kept so
+// existing code builds.
+#[doc(hidden)]
+pub use crate::process::{
+    ProcessSample as ResourceSample, ProcessSampler as ResourceSampler,
+    ProcessSummary as ResourceSummary, DEFAULT_SAMPLE_INTERVAL as DEFAULT_RESOURCE_INTERVAL,
+    MIN_SAMPLE_INTERVAL as MIN_RESOURCE_INTERVAL, OPEN_FDS_CAP, RECENT_SAMPLES,
 };
 pub use slow::{
     set_slow_threshold, slow_threshold_attribute, DURATION_ATTRIBUTE, SLOW_EVENT,
@@ -553,6 +557,7 @@ impl Shared {
 /// assert_eq!(load.slow, 1);
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct Profiling {
     shared: Arc<Shared>,
 }
@@ -652,8 +657,8 @@ impl Profiling {
     /// [`summary`](Self::summary) give. The sampler is not started here.
     ///
     /// ```
-    /// use service_tracing::profiling::{Profiling, ResourceSampler};
-    /// let profiling = Profiling::new().with_resources(ResourceSampler::new());
+    /// use service_tracing::{process::ProcessSampler, Profiling};
+    /// let profiling = Profiling::new().with_resources(ProcessSampler::new());
     /// assert!(profiling.resources().is_some());
     /// ```
     pub fn with_resources(self, sampler: ResourceSampler) -> Self {
@@ -662,7 +667,7 @@ impl Profiling {
 
     /// The resource sampler (see [`ResourceSampler`]), when there is one:
     /// [`ServiceTracing`](crate::ServiceTracing) adds and starts one unless told
-    /// [`resource_sampling(false)`](crate::ServiceTracing::resource_sampling).
+    /// [`process_sampling(false)`](crate::ServiceTracing::process_sampling).
     ///
     /// ```no_run
     /// # fn f(profiling: &service_tracing::profiling::Profiling) {

@@ -9,16 +9,17 @@ use std::time::Duration;
 use service_tracing_middleware::{CorrelationIdCharset, SpanHook, TrustIncoming};
 
 use crate::config::env;
-use crate::config::{BatchConfig, Compression, Protocol, Sampler, TracesExporter};
-use crate::errors::{AlertOptions, AlertRule};
+use crate::config::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
+use crate::errors::{AlertOptions, AlertRule, ErrorTracking};
 use crate::metrics::MetricsExporter;
+use crate::profiling::Profiling;
 
 use crate::redact::{Redactor, Regex};
 
 /// Options for [`setup_service_tracing`](crate::setup_service_tracing), each overriding the environment.
 ///
 /// ```no_run
-/// use service_tracing::{Protocol, Sampler, ServiceTracing};
+/// use service_tracing::{Protocol, TracesSampler, ServiceTracing};
 /// # fn main() -> Result<(), service_tracing::SetupError> {
 /// let app: axum::Router = axum::Router::<()>::new();
 /// let (app, guard) = ServiceTracing::builder("checkout")
@@ -26,7 +27,7 @@ use crate::redact::{Redactor, Regex};
 ///     .environment("production")
 ///     .otlp_endpoint("http://collector:4317")
 ///     .otlp_protocol(Protocol::Grpc)
-///     .sampler(Sampler::ParentBasedTraceIdRatio(0.1))
+///     .sampler(TracesSampler::ParentBasedTraceIdRatio(0.1))
 ///     .untraced_route("/health")
 ///     .init(app)?;
 /// # Ok(()) }
@@ -47,7 +48,7 @@ pub struct ServiceTracing {
     pub(super) certificate: Option<PathBuf>,
     /// The client certificate chain and private key for mTLS.
     pub(super) client_certificate: Option<(PathBuf, PathBuf)>,
-    pub(super) sampler: Option<Sampler>,
+    pub(super) sampler: Option<TracesSampler>,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -62,15 +63,19 @@ pub struct ServiceTracing {
     pub(super) redactor: Redactor,
     #[cfg(feature = "redis")]
     pub(super) error_redis_url: Option<String>,
+    /// The tracker [`error_tracker`](Self::error_tracker) gave, else set-up makes one.
+    pub(super) error_tracker: Option<ErrorTracking>,
     pub(super) profiling: bool,
+    /// The profiling [`profiler`](Self::profiler) gave, else set-up makes one.
+    pub(super) profiler: Option<Profiling>,
     pub(super) slow_thresholds: Vec<(String, Duration)>,
     pub(super) metrics: MetricsOptions,
-    pub(super) resources: ResourceOptions,
+    pub(super) process: ProcessOptions,
 }
 
-/// The resource sampler's builder options.
+/// The process sampler's builder options.
 #[derive(Clone, Debug)]
-pub(super) struct ResourceOptions {
+pub(super) struct ProcessOptions {
     pub(super) enabled: bool,
     pub(super) interval: Duration,
 }
@@ -124,12 +129,14 @@ impl ServiceTracing {
             redactor: Redactor::new(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
+            error_tracker: None,
             profiling: true,
+            profiler: None,
             slow_thresholds: Vec::new(),
             metrics: MetricsOptions::default(),
-            resources: ResourceOptions {
+            process: ProcessOptions {
                 enabled: true,
-                interval: crate::profiling::DEFAULT_RESOURCE_INTERVAL,
+                interval: crate::process::DEFAULT_SAMPLE_INTERVAL,
             },
         }
     }
@@ -240,7 +247,7 @@ impl ServiceTracing {
     }
 
     /// The sampler (`OTEL_TRACES_SAMPLER`).
-    pub fn sampler(mut self, sampler: Sampler) -> Self {
+    pub fn sampler(mut self, sampler: TracesSampler) -> Self {
         self.sampler = Some(sampler);
         self
     }
@@ -341,6 +348,26 @@ impl ServiceTracing {
         self
     }
 
+    /// Uses `tracker`, with every setting made on it (the bound on groups, a webhook with its
+    /// own timeouts and retries, Redis sharing, rules, callbacks), as the error tracking set-up
+    /// wires in, and turns error tracking on. The builder's error settings still apply on top:
+    /// its alert rules and callbacks are added, its webhook, classifier and Redis URL replace
+    /// the tracker's when given, and its redaction policy ([`redactor`](Self::redactor))
+    /// replaces the tracker's, so every exit shares one policy. Read the groups from
+    /// [`TracingGuard::errors`](crate::TracingGuard::errors): the tracker set-up runs is made
+    /// from this one's settings.
+    ///
+    /// ```
+    /// use service_tracing::{ErrorTracking, ServiceTracing};
+    /// let options =
+    ///     ServiceTracing::builder("svc").error_tracker(ErrorTracking::new().with_max_groups(200));
+    /// ```
+    pub fn error_tracker(mut self, tracker: ErrorTracking) -> Self {
+        self.error_tracking = true;
+        self.error_tracker = Some(tracker);
+        self
+    }
+
     /// Classifies errors with `classify` instead of the default rules: it returns
     /// `Some((severity, category))` to decide, or `None` to fall back to the defaults (see
     /// [`ErrorTracking::with_classifier`](crate::ErrorTracking::with_classifier), which this sets on the tracker set-up creates).
@@ -384,7 +411,7 @@ impl ServiceTracing {
     /// Adds an alert rule to error tracking (see [`crate::errors::AlertRule`]).
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let options = service_tracing::ServiceTracing::builder("svc")
     ///     .alert_rule(AlertRule::count(10, Window::OneMinute))
     ///     .alert_rule(AlertRule::new_group());
@@ -530,6 +557,29 @@ impl ServiceTracing {
         self
     }
 
+    /// Uses `profiling`, with every setting made on it (the bound on operations, slow
+    /// thresholds, the log interval, automatic thresholds, a process sampler), as the profiling
+    /// set-up wires in, and turns profiling on. The builder's
+    /// [`slow_threshold`](Self::slow_threshold)s are added; its process sampler only when
+    /// `profiling` has none. Read the figures from
+    /// [`TracingGuard::profiling`](crate::TracingGuard::profiling): the profiling set-up runs
+    /// is made from this one's settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use service_tracing::{Profiling, ServiceTracing};
+    /// let options = ServiceTracing::builder("svc").profiler(
+    ///     Profiling::new()
+    ///         .with_max_operations(20)
+    ///         .with_slow_log_interval(Duration::from_secs(300)),
+    /// );
+    /// ```
+    pub fn profiler(mut self, profiling: Profiling) -> Self {
+        self.profiling = true;
+        self.profiler = Some(profiling);
+        self
+    }
+
     /// A slow threshold for one operation: `{METHOD} {route}` (`GET /orders/{id}`), a client
     /// target (`GET payments.internal`) or a span name. A slower operation gets a
     /// `performance.slow` span event and a rate-limited warning. See
@@ -545,28 +595,44 @@ impl ServiceTracing {
         self
     }
 
-    /// Whether to sample the process's resources (default yes, with profiling): CPU, memory,
-    /// open file descriptors, threads and the tokio runtime set-up runs in. Read them with
-    /// [`Profiling::resources`](crate::Profiling::resources); see [`ResourceSampler`](crate::profiling::ResourceSampler).
+    /// Whether to sample the process itself (default yes, with profiling): CPU, memory, open
+    /// file descriptors, threads and the tokio runtime set-up runs in. Read the figures with
+    /// [`Profiling::resources`](crate::Profiling::resources); see
+    /// [`ProcessSampler`](crate::process::ProcessSampler).
     ///
     /// ```
-    /// let options = service_tracing::ServiceTracing::builder("svc").resource_sampling(false);
+    /// let options = service_tracing::ServiceTracing::builder("svc").process_sampling(false);
     /// ```
-    pub fn resource_sampling(mut self, enabled: bool) -> Self {
-        self.resources.enabled = enabled;
+    pub fn process_sampling(mut self, enabled: bool) -> Self {
+        self.process.enabled = enabled;
         self
     }
 
-    /// The time between two resource samples (default 10 s, at least 100 ms).
+    /// The time between two samples of the process (default 10 s, at least 100 ms).
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options =
-    ///     service_tracing::ServiceTracing::builder("svc").resource_interval(Duration::from_secs(30));
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .process_sample_interval(Duration::from_secs(30));
     /// ```
-    pub fn resource_interval(mut self, interval: Duration) -> Self {
-        self.resources.interval = interval;
+    pub fn process_sample_interval(mut self, interval: Duration) -> Self {
+        self.process.interval = interval;
         self
+    }
+
+    /// The former name of [`process_sampling`](Self::process_sampling) ("resource" is the
+    /// OpenTelemetry resource's word).
+    #[deprecated(note = "renamed `process_sampling`")]
+    #[doc(hidden)]
+    pub fn resource_sampling(self, enabled: bool) -> Self {
+        self.process_sampling(enabled)
+    }
+
+    /// The former name of [`process_sample_interval`](Self::process_sample_interval).
+    #[deprecated(note = "renamed `process_sample_interval`")]
+    #[doc(hidden)]
+    pub fn resource_interval(self, interval: Duration) -> Self {
+        self.process_sample_interval(interval)
     }
 
     /// Where metrics go (`OTEL_METRICS_EXPORTER`; default OTLP when traces go over OTLP or an
@@ -606,7 +672,7 @@ impl ServiceTracing {
     }
 
     /// Whether to install the global `tracing` subscriber (default yes). Say no when the
-    /// application installs its own, and add [`TracingGuard::tracing_layer`](crate::TracingGuard::tracing_layer) to it.
+    /// application installs its own, and add [`TracingGuard::bridge_layer`](crate::TracingGuard::bridge_layer) to it.
     pub fn install_subscriber(mut self, install: bool) -> Self {
         self.install_subscriber = install;
         self

@@ -277,8 +277,10 @@ impl TracingGuard {
         self.with_inner(|inner| inner.metrics.clone()).flatten()
     }
 
-    /// The `tracing` → OpenTelemetry bridge layer, for applications that install their own
-    /// subscriber (see [`ServiceTracing::install_subscriber`](crate::ServiceTracing::install_subscriber)). `None` when tracing is disabled.
+    /// The `tracing` → OpenTelemetry bridge: a `tracing-subscriber` layer (not the server's
+    /// [`TracingLayer`]) for applications that install their own subscriber (see
+    /// [`ServiceTracing::install_subscriber`](crate::ServiceTracing::install_subscriber)).
+    /// `None` when tracing is disabled.
     ///
     /// ```no_run
     /// use tracing_subscriber::prelude::*;
@@ -288,11 +290,11 @@ impl TracingGuard {
     ///     .init(axum::Router::<()>::new())?;
     /// tracing_subscriber::registry()
     ///     .with(tracing_subscriber::fmt::layer())
-    ///     .with(guard.tracing_layer())
+    ///     .with(guard.bridge_layer())
     ///     .init();
     /// # Ok(()) }
     /// ```
-    pub fn tracing_layer<S>(&self) -> Option<BridgeLayer<S>>
+    pub fn bridge_layer<S>(&self) -> Option<BridgeLayer<S>>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
@@ -304,6 +306,17 @@ impl TracingGuard {
                 .map(|p| bridge_layer(p.tracer("service-tracing")))
         })
         .flatten()
+    }
+
+    /// The former name of [`bridge_layer`](Self::bridge_layer), easily taken for the server's
+    /// [`TracingLayer`].
+    #[deprecated(note = "renamed `bridge_layer`")]
+    #[doc(hidden)]
+    pub fn tracing_layer<S>(&self) -> Option<BridgeLayer<S>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        self.bridge_layer()
     }
 }
 

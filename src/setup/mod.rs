@@ -8,13 +8,16 @@
 //!   provider with its span processors and export worker, and metrics, then build the layer;
 //! - `resource.rs`: the OpenTelemetry resource (service, host, process, SDK);
 //! - `subscriber.rs`: the `tracing` subscriber and the bridge to OpenTelemetry;
-//! - `guard.rs`: [`TracingGuard`](crate::TracingGuard), which flushes and shuts everything down.
+//! - `guard.rs`: [`TracingGuard`](crate::TracingGuard), which flushes and shuts everything down;
+//! - `scoped.rs`: [`ServiceTracing::build_scoped`](crate::ServiceTracing::build_scoped) and
+//!   [`ScopedTracing`](crate::ScopedTracing): the same set-up with no process globals.
 
 mod builder;
 mod guard;
 mod pipeline;
 mod resolve;
 mod resource;
+mod scoped;
 mod subscriber;
 #[cfg(test)]
 mod tests;
@@ -23,6 +26,7 @@ use axum::Router;
 
 pub use builder::ServiceTracing;
 pub use guard::TracingGuard;
+pub use scoped::ScopedTracing;
 pub use subscriber::BridgeLayer;
 
 use crate::error::SetupError;

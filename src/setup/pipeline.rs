@@ -14,7 +14,7 @@ use service_tracing_middleware::{SpanHook, TracingLayer};
 use super::builder::LayerOptions;
 use super::guard::{GuardInner, TracingGuard};
 use super::resource::resource;
-use super::subscriber::{already_set, install_subscriber};
+use super::subscriber::{already_set, global_subscriber_is_set, install_subscriber};
 use super::ServiceTracing;
 use crate::config::{Propagation, Resolved, TracesExporter};
 use crate::error::SetupError;
@@ -35,10 +35,10 @@ impl ServiceTracing {
         if !self.error_tracking || config.disabled {
             return Ok(None);
         }
-        crate::errors::set_backtrace_capture(self.error_backtraces);
+        let errors = self.error_tracker.clone().unwrap_or_default();
         let errors = match &self.error_classifier {
-            Some(classify) => ErrorTracking::new().with_shared_classifier(classify.clone()),
-            None => ErrorTracking::new(),
+            Some(classify) => errors.with_shared_classifier(classify.clone()),
+            None => errors,
         };
         let logs_env = self.env.logs()?;
         let logs = match self.resolve_logs(config, &logs_env)? {
@@ -64,26 +64,24 @@ impl ServiceTracing {
         Ok(Some(errors))
     }
 
-    /// Profiling with the slow thresholds and, when on, the resource sampler.
+    /// Profiling with the slow thresholds and, when on, the process sampler.
     fn start_profiling(&self, config: &Resolved) -> Option<Profiling> {
         let profiling = (self.profiling && !config.disabled).then(|| {
-            self.slow_thresholds
-                .iter()
-                .fold(Profiling::new(), |p, (op, t)| {
-                    p.with_slow_threshold(op.clone(), *t)
-                })
+            let profiling = self.profiler.clone().unwrap_or_default();
+            self.slow_thresholds.iter().fold(profiling, |p, (op, t)| {
+                p.with_slow_threshold(op.clone(), *t)
+            })
         });
-        profiling.map(|p| self.with_resource_sampler(p))
+        profiling.map(|p| self.with_process_sampler(p))
     }
 
-    /// Adds and starts the resource sampler, when on. Called inside the application's
+    /// Adds and starts the process sampler, when on. Called inside the application's
     /// runtime, the sampler reads that runtime's figures.
-    fn with_resource_sampler(&self, profiling: Profiling) -> Profiling {
-        if !self.resources.enabled {
+    fn with_process_sampler(&self, profiling: Profiling) -> Profiling {
+        if !self.process.enabled || profiling.resources().is_some() {
             return profiling;
         }
-        let sampler =
-            crate::profiling::ResourceSampler::new().with_interval(self.resources.interval);
+        let sampler = crate::process::ProcessSampler::new().with_interval(self.process.interval);
         sampler.start();
         profiling.with_resources(sampler)
     }
@@ -127,9 +125,22 @@ impl ServiceTracing {
     /// ```
     pub fn init_layer(self) -> Result<(TracingLayer, TracingGuard), SetupError> {
         let (config, propagation) = self.resolve()?;
-        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+        if self.install_subscriber && global_subscriber_is_set() {
             return Err(already_set());
         }
+        let started = self.start(config, propagation)?;
+        self.install_globals(&started)?;
+        Ok(started.into_layer_and_guard(self))
+    }
+
+    /// Starts everything set-up runs (error tracking, profiling, the pipeline, metrics) and
+    /// builds the layer, installing nothing process-wide: `init_layer` then installs the
+    /// globals, [`build_scoped`](Self::build_scoped) does not.
+    pub(super) fn start(
+        &self,
+        config: Resolved,
+        propagation: Propagation,
+    ) -> Result<Started, SetupError> {
         let errors = self.start_errors(&config)?;
         let profiling = self.start_profiling(&config);
         let pipeline = Pipeline::start(
@@ -153,18 +164,6 @@ impl ServiceTracing {
             )?),
             None => None,
         };
-        // The layer and `traced_client` share this choice (see `layer_for`).
-        global::set_text_map_propagator(propagation.propagator.clone());
-        if let Some(provider) = &pipeline.provider {
-            global::set_tracer_provider(provider.clone());
-        }
-        if self.install_subscriber {
-            install_subscriber(
-                pipeline.provider.as_ref(),
-                self.resolve_log_filter()?,
-                &self.redactor,
-            )?;
-        }
         let layer = layer_for(
             &config,
             &propagation,
@@ -175,26 +174,81 @@ impl ServiceTracing {
             profiling.as_ref(),
             metrics.as_ref(),
         );
-        let guard = TracingGuard {
-            inner: Mutex::new(Some(GuardInner {
-                main: pipeline,
-                extra: Vec::new(),
-                config,
-                propagation,
-                layer: self.layer,
-                redactor: self.redactor,
-                errors,
-                profiling,
-                metrics,
-                workers,
-            })),
-        };
-        Ok((layer, guard))
+        Ok(Started {
+            layer,
+            pipeline,
+            config,
+            propagation,
+            errors,
+            profiling,
+            metrics,
+            workers,
+        })
+    }
+
+    /// The process-wide part of `init_layer`: the backtrace switch, the propagator, the tracer
+    /// and meter providers (`traced_client` and `TracingMiddleware` use them) and, when asked,
+    /// the `tracing` subscriber.
+    fn install_globals(&self, started: &Started) -> Result<(), SetupError> {
+        if started.errors.is_some() {
+            crate::errors::set_backtrace_capture(self.error_backtraces);
+        }
+        // The layer and `traced_client` share this choice (see `layer_for`).
+        global::set_text_map_propagator(started.propagation.propagator.clone());
+        if let Some(provider) = &started.pipeline.provider {
+            global::set_tracer_provider(provider.clone());
+        }
+        if let Some(metrics) = &started.metrics {
+            global::set_meter_provider(metrics.meter_provider().clone());
+        }
+        if self.install_subscriber {
+            install_subscriber(
+                started.pipeline.provider.as_ref(),
+                self.resolve_log_filter()?,
+                &self.redactor,
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// The metrics pipeline, installed as the global meter provider (`traced_client` and
-/// `TracingMiddleware` record through it), observing the resource sampler when there is one.
+/// What [`ServiceTracing::start`] started, before the guard takes it over.
+pub(super) struct Started {
+    pub(super) layer: TracingLayer,
+    pub(super) pipeline: Pipeline,
+    config: Resolved,
+    propagation: Propagation,
+    errors: Option<ErrorTracking>,
+    profiling: Option<Profiling>,
+    metrics: Option<Metrics>,
+    workers: crate::metrics::Workers,
+}
+
+impl Started {
+    /// The layer, and the guard that keeps what was started alive.
+    pub(super) fn into_layer_and_guard(
+        self,
+        options: ServiceTracing,
+    ) -> (TracingLayer, TracingGuard) {
+        let guard = TracingGuard {
+            inner: Mutex::new(Some(GuardInner {
+                main: self.pipeline,
+                extra: Vec::new(),
+                config: self.config,
+                propagation: self.propagation,
+                layer: options.layer,
+                redactor: options.redactor,
+                errors: self.errors,
+                profiling: self.profiling,
+                metrics: self.metrics,
+                workers: self.workers,
+            })),
+        };
+        (self.layer, guard)
+    }
+}
+
+/// The metrics pipeline, observing the resource sampler when there is one.
 fn start_metrics(
     settings: &crate::metrics::MetricsSettings,
     resource: Resource,
@@ -202,7 +256,6 @@ fn start_metrics(
     profiling: Option<&Profiling>,
 ) -> Result<Metrics, SetupError> {
     let metrics = Metrics::start(settings, resource, workers)?;
-    global::set_meter_provider(metrics.meter_provider().clone());
     if let Some(sampler) = profiling.and_then(Profiling::resources) {
         metrics.observe_resources(&sampler);
     }

@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 use super::ServiceTracing;
 use crate::config::env::{self, EnvConfig, LogsEnv, OtlpEnv};
 use crate::config::{
-    layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved, Sampler,
-    TracesExporter, DEFAULT_PROPAGATORS,
+    layered, signal_endpoint, BatchConfig, Compression, Propagation, Protocol, Resolved,
+    TracesExporter, TracesSampler, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
 use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
@@ -71,7 +71,9 @@ impl ServiceTracing {
             timeout: layered(self.timeout, env.otlp.timeout, || DEFAULT_TIMEOUT),
             compression: layered(self.compression, env.otlp.compression, Compression::default),
             tls: self.resolve_tls(&env.otlp, None)?,
-            sampler: layered(self.sampler, env.sampler, || Sampler::ParentBasedAlwaysOn),
+            sampler: layered(self.sampler, env.sampler, || {
+                TracesSampler::ParentBasedAlwaysOn
+            }),
             batch,
             disabled: env.disabled,
         };

@@ -538,3 +538,31 @@ fn metrics_and_logs_take_their_own_headers_compression_and_timeout() {
         "{err}"
     );
 }
+
+/// Settings only `ErrorTracking` and `Profiling` have (here their bounds) reach set-up through
+/// `error_tracker` and `profiler`.
+#[test]
+fn a_tracker_and_a_profiler_given_to_the_builder_keep_their_settings() {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    let scoped = ServiceTracing::builder("svc")
+        .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+        .error_tracker(crate::ErrorTracking::new().with_max_groups(1))
+        .profiler(crate::Profiling::new().with_max_operations(1))
+        .build_scoped()
+        .expect("set-up");
+    let tracer = scoped.tracer_provider().expect("provider").tracer("test");
+    tracer.in_span("first", |_| {
+        crate::record_error(&std::io::Error::other("disk full"));
+    });
+    tracer.in_span("second", |_| {
+        crate::record_error(&std::fmt::Error);
+    });
+    scoped.guard().force_flush().expect("flush");
+
+    let errors = scoped.guard().errors().expect("error tracking");
+    assert_eq!(errors.summary().top_groups().len(), 1, "one group kept");
+    let profiling = scoped.guard().profiling().expect("profiling");
+    assert!(profiling.operation("first").is_some());
+    assert!(profiling.operation("second").is_none(), "past the bound");
+}

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use service_tracing::{traced_client, Protocol, Sampler, ServiceTracing, TracingGuard};
+use service_tracing::{traced_client, Protocol, ServiceTracing, TracesSampler, TracingGuard};
 
 use crate::collector::{parse_metrics, CollectedMetricPoint, Collector};
 use crate::support::{options, serve, WAIT};
@@ -72,7 +72,7 @@ async fn request_counts_match_on_the_prometheus_route_and_at_the_collector() {
         options("frontend")
             .otlp_endpoint(collector.grpc_endpoint())
             .otlp_protocol(Protocol::Grpc)
-            .sampler(Sampler::AlwaysOff)
+            .sampler(TracesSampler::AlwaysOff)
             .metric_export_interval(Duration::from_secs(3600))
             .prometheus_route("/metrics"),
     )

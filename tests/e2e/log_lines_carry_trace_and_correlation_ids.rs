@@ -44,7 +44,7 @@ async fn log_line_in_handler_span_carries_its_ids() {
                 .with_writer(move || writer.clone())
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
         )
-        .with(services.guard.tracing_layer())
+        .with(services.guard.bridge_layer())
         .init();
 
     let r = reqwest::Client::new()

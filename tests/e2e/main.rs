@@ -1,9 +1,10 @@
 //! End-to-end: real servers on loopback, the real traced client, and a real OpenTelemetry
 //! collector (`rotel-agent`) whose debug output is read back.
 //!
-//! Each test installs process-wide state (tracer provider, propagator, subscriber), so the
-//! suite runs under cargo-nextest, which gives every test its own process (see
-//! `.config/nextest.toml`).
+//! Most tests install process-wide state (tracer provider, propagator, subscriber) with `init`,
+//! as a service does, so the suite runs under cargo-nextest, which gives every test its own
+//! process (see `.config/nextest.toml`). `build_scoped` installs none
+//! (`two_scoped_setups_export_to_their_own_collectors_without_globals`).
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 #[path = "../support/collector.rs"]
@@ -49,4 +50,5 @@ mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
+mod two_scoped_setups_export_to_their_own_collectors_without_globals;
 mod untrusted_callers_start_new_linked_traces;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use service_tracing::profiling::{OperationKind, Window};
-use service_tracing::{Protocol, Sampler};
+use service_tracing::{Protocol, TracesSampler};
 
 use crate::collector::Collector;
 use crate::support::{options, serve};
@@ -29,7 +29,7 @@ async fn profiling_counts_every_request_although_nothing_is_sampled() {
     let (routes, guard) = options("svc")
         .otlp_endpoint(collector.grpc_endpoint())
         .otlp_protocol(Protocol::Grpc)
-        .sampler(Sampler::TraceIdRatio(0.0))
+        .sampler(TracesSampler::TraceIdRatio(0.0))
         .init(routes)
         .expect("setup");
     let app = serve(routes).await;

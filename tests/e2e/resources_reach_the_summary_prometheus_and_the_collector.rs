@@ -34,7 +34,7 @@ async fn resources_reach_the_summary_prometheus_and_the_collector() {
         .otlp_protocol(Protocol::Grpc)
         .metric_export_interval(Duration::from_secs(3600))
         .prometheus_route("/metrics")
-        .resource_interval(Duration::from_millis(100))
+        .process_sample_interval(Duration::from_millis(100))
         .init(routes)
         .expect("setup");
     let app = serve(routes).await;
@@ -132,10 +132,10 @@ async fn resources_reach_the_summary_prometheus_and_the_collector() {
 /// Turned off, there is no sampler, the summary's `resources` is `null` and no `process.*`
 /// instrument is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resource_sampling_can_be_turned_off() {
+async fn process_sampling_can_be_turned_off() {
     let (routes, guard) = options("svc")
         .prometheus_route("/metrics")
-        .resource_sampling(false)
+        .process_sampling(false)
         .init(Router::new())
         .expect("setup");
     let app = serve(routes).await;

@@ -28,7 +28,7 @@ async fn an_existing_subscriber_is_a_clear_error_that_says_what_to_do() {
     assert_eq!(err.kind(), SetupErrorKind::SubscriberAlreadySet);
     let text = err.to_string();
     assert!(
-        text.contains("install_subscriber(false)") && text.contains("tracing_layer()"),
+        text.contains("install_subscriber(false)") && text.contains("bridge_layer()"),
         "{text}"
     );
 }

@@ -375,7 +375,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             compression: Default::default(),
             tls: Default::default(),
-            sampler: crate::config::Sampler::ParentBasedAlwaysOn,
+            sampler: crate::config::TracesSampler::ParentBasedAlwaysOn,
             batch: crate::config::BatchConfig::default(),
             disabled: false,
         };

@@ -247,18 +247,18 @@ impl ErrorTracking {
         )
     }
 
-    /// Replaces the [`Redactor`](crate::errors::Redactor) run on each error's type, message and
+    /// Replaces the [`Redactor`](crate::redact::Redactor) run on each error's type, message and
     /// operation before they are fingerprinted and stored (default: [`Redactor::new`], its
     /// default rules). Call it before the tracker is used: it starts from no groups.
     ///
-    /// [`Redactor::new`]: crate::errors::Redactor::new
+    /// [`Redactor::new`]: crate::redact::Redactor::new
     ///
     /// ```
-    /// use service_tracing::errors::{ErrorTracking, Redactor};
+    /// use service_tracing::{ErrorTracking, Redactor};
     /// let errors = ErrorTracking::new()
     ///     .with_redactor(Redactor::new().with_rule(|t| Some(t.replace("acme", "[org]"))));
     /// ```
-    pub fn with_redactor(self, redactor: crate::errors::Redactor) -> Self {
+    pub fn with_redactor(self, redactor: crate::redact::Redactor) -> Self {
         self.with_options(|o| o.redactor = redactor)
     }
 
@@ -267,7 +267,7 @@ impl ErrorTracking {
     /// tracker is used: it starts from no groups.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, ErrorTracking, Window};
+    /// use service_tracing::{AlertRule, ErrorTracking, Window};
     /// let errors = ErrorTracking::new().with_alert_rule(AlertRule::count(10, Window::OneMinute));
     /// ```
     pub fn with_alert_rule(self, rule: AlertRule) -> Self {
@@ -291,7 +291,8 @@ impl ErrorTracking {
     /// retries. Replaces an earlier webhook.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, ErrorTracking, Webhook, Window};
+    /// use service_tracing::errors::Webhook;
+    /// use service_tracing::{AlertRule, ErrorTracking, Window};
     /// # fn main() -> Result<(), service_tracing::SetupError> {
     /// let errors = ErrorTracking::new()
     ///     .with_alert_rule(AlertRule::count(5, Window::OneMinute))
@@ -388,7 +389,7 @@ pub(crate) struct AlertOptions {
     pub(crate) rules: Vec<AlertRule>,
     pub(crate) callbacks: Vec<Arc<Callback>>,
     pub(crate) webhook: Option<String>,
-    pub(crate) redactor: Option<crate::errors::Redactor>,
+    pub(crate) redactor: Option<crate::redact::Redactor>,
 }
 
 impl AlertOptions {

@@ -89,7 +89,7 @@ enum Condition {
 ///
 /// ```
 /// use std::time::Duration;
-/// use service_tracing::errors::{AlertRule, ErrorTracking, Severity, Window};
+/// use service_tracing::{AlertRule, ErrorTracking, Severity, Window};
 ///
 /// let errors = ErrorTracking::new()
 ///     .with_alert_rule(AlertRule::count(10, Window::OneMinute).cooldown(Duration::from_secs(600)))
@@ -99,6 +99,7 @@ enum Condition {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
+#[must_use]
 pub struct AlertRule {
     name: String,
     condition: Condition,
@@ -120,7 +121,7 @@ impl AlertRule {
     /// follow trace sampling ([`ErrorGroup::errors_in`]).
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let rule = AlertRule::count(5, Window::OneMinute);
     /// assert_eq!(rule.name(), "count >= 5 in 1m");
     /// ```
@@ -138,7 +139,7 @@ impl AlertRule {
     /// fire it.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let rule = AlertRule::ratio(0.1, Window::FiveMinutes, 50);
     /// assert_eq!(rule.name(), "ratio >= 0.1 in 5m");
     /// ```
@@ -175,7 +176,7 @@ impl AlertRule {
     /// the group's own (sampled) counts.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let rule = AlertRule::spike(4.0, Window::OneMinute).baseline(Window::OneHour);
     /// assert_eq!(rule.name(), "spike x4 in 1m vs 1h");
     /// ```
@@ -218,7 +219,7 @@ impl AlertRule {
     /// hour); ignored by other rules, and by a spike rule when not longer than its window.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let rule = AlertRule::spike(3.0, Window::OneMinute).baseline(Window::FiveMinutes);
     /// ```
     pub fn baseline(mut self, window: Window) -> Self {
@@ -236,7 +237,7 @@ impl AlertRule {
     /// (default 5); ignored by other rules.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertRule, Window};
+    /// use service_tracing::{AlertRule, Window};
     /// let rule = AlertRule::spike(3.0, Window::OneMinute).min_errors(20);
     /// ```
     pub fn min_errors(mut self, min: u64) -> Self {
@@ -292,7 +293,8 @@ impl AlertRule {
     /// Which condition the rule checks.
     ///
     /// ```
-    /// use service_tracing::errors::{AlertKind, AlertRule, Window};
+    /// use service_tracing::errors::AlertKind;
+    /// use service_tracing::{AlertRule, Window};
     /// assert_eq!(AlertRule::count(3, Window::OneMinute).kind(), AlertKind::Count);
     /// ```
     pub fn kind(&self) -> AlertKind {
@@ -341,62 +343,83 @@ impl AlertRule {
                 ratio,
                 window,
                 min_requests,
-            } => group.operations().iter().find_map(|op| {
-                let rate = rate_of(rates, op, window)?;
-                (rate.requests >= min_requests && rate.ratio >= ratio).then(|| Figures {
-                    operation: op.clone(),
-                    observed: rate.ratio,
-                    threshold: ratio,
-                    window: Some(window),
-                    requests: Some(rate.requests),
-                    errors: rate.errors,
-                })
-            }),
+            } => check_ratio(group, rates, ratio, window, min_requests),
             Condition::Spike {
                 factor,
                 window,
                 baseline,
                 min_errors,
-            } => {
-                if baseline.duration() <= window.duration() {
-                    return None;
-                }
-                let scale = window.duration().as_secs_f64()
-                    / (baseline.duration() - window.duration()).as_secs_f64();
-                let judge = |operation: String, current: u64, base: u64| {
-                    let expected = base.saturating_sub(current) as f64 * scale;
-                    let threshold = (factor * expected).max(min_errors as f64);
-                    (current as f64 >= threshold).then_some(Figures {
-                        operation,
-                        observed: current as f64,
-                        threshold,
-                        window: Some(window),
-                        requests: None,
-                        errors: current,
-                    })
-                };
-                let mut any_route = false;
-                for op in group.operations() {
-                    if let (Some(now), Some(base)) =
-                        (rate_of(rates, op, window), rate_of(rates, op, baseline))
-                    {
-                        any_route = true;
-                        if let Some(figures) = judge(op.clone(), now.errors, base.errors) {
-                            return Some(figures);
-                        }
-                    }
-                }
-                if any_route {
-                    return None;
-                }
-                judge(
-                    first_operation(group),
-                    group.errors_in(window),
-                    group.errors_in(baseline),
-                )
+            } => check_spike(group, rates, factor, (window, baseline), min_errors),
+        }
+    }
+}
+
+/// A ratio rule: the first of the group's routes whose error ratio over `window` reaches
+/// `ratio` with at least `min_requests` requests.
+fn check_ratio(
+    group: &ErrorGroup,
+    rates: &[RouteRate],
+    ratio: f64,
+    window: Window,
+    min_requests: u64,
+) -> Option<Figures> {
+    group.operations().iter().find_map(|op| {
+        let rate = rate_of(rates, op, window)?;
+        (rate.requests >= min_requests && rate.ratio >= ratio).then(|| Figures {
+            operation: op.clone(),
+            observed: rate.ratio,
+            threshold: ratio,
+            window: Some(window),
+            requests: Some(rate.requests),
+            errors: rate.errors,
+        })
+    })
+}
+
+/// A spike rule: the errors of `window` against the rest of `baseline` scaled to the window's
+/// length, from the route's rates when the group has a route, else from the group's counts.
+fn check_spike(
+    group: &ErrorGroup,
+    rates: &[RouteRate],
+    factor: f64,
+    (window, baseline): (Window, Window),
+    min_errors: u64,
+) -> Option<Figures> {
+    if baseline.duration() <= window.duration() {
+        return None;
+    }
+    let scale =
+        window.duration().as_secs_f64() / (baseline.duration() - window.duration()).as_secs_f64();
+    let judge = |operation: String, current: u64, base: u64| {
+        let expected = base.saturating_sub(current) as f64 * scale;
+        let threshold = (factor * expected).max(min_errors as f64);
+        (current as f64 >= threshold).then_some(Figures {
+            operation,
+            observed: current as f64,
+            threshold,
+            window: Some(window),
+            requests: None,
+            errors: current,
+        })
+    };
+    let mut any_route = false;
+    for op in group.operations() {
+        if let (Some(now), Some(base)) = (rate_of(rates, op, window), rate_of(rates, op, baseline))
+        {
+            any_route = true;
+            if let Some(figures) = judge(op.clone(), now.errors, base.errors) {
+                return Some(figures);
             }
         }
     }
+    if any_route {
+        return None;
+    }
+    judge(
+        first_operation(group),
+        group.errors_in(window),
+        group.errors_in(baseline),
+    )
 }
 
 fn first_operation(group: &ErrorGroup) -> String {
@@ -423,7 +446,7 @@ struct Figures {
 /// An alert: a rule fired for an error group. Handed to the
 /// [callbacks](crate::errors::ErrorTracking::with_alert_callback), posted to the
 /// [webhook](crate::errors::ErrorTracking::with_webhook) as [`to_json`](Self::to_json), and exported
-/// as an OTLP log record. Every text in it went through the [`Redactor`](crate::errors::Redactor).
+/// as an OTLP log record. Every text in it went through the [`Redactor`](crate::redact::Redactor).
 ///
 /// ```
 /// use service_tracing::errors::{AlertRule, ErrorTracking};

@@ -51,6 +51,7 @@ pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[must_use]
 pub struct Webhook {
     uri: Uri,
     headers: HeaderMap,

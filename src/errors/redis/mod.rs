@@ -102,6 +102,7 @@ const MIN_TTL: Duration = Duration::from_secs(3_600);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
+#[must_use]
 pub struct RedisSharing {
     pub(super) client: Client,
     pub(super) prefix: String,

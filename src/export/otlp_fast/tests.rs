@@ -1282,7 +1282,7 @@ fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resol
         timeout: Duration::from_secs(10),
         compression: Default::default(),
         tls: Default::default(),
-        sampler: crate::config::Sampler::AlwaysOn,
+        sampler: crate::config::TracesSampler::AlwaysOn,
         batch: crate::config::BatchConfig::default(),
         disabled: false,
     }

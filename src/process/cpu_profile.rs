@@ -40,6 +40,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(300);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use]
 pub struct CpuProfileOptions {
     /// How long to sample (at most [`MAX_DURATION`]).
     pub duration: Duration,

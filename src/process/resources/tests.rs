@@ -114,7 +114,7 @@ fn the_kernel_reports_a_clock_tick_and_page_size() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_live_sample_is_plausible_and_counts_opened_files() {
-    let sampler = ResourceSampler::new();
+    let sampler = ProcessSampler::new();
     let before = sampler.sample_now();
     let rss = before.memory_rss_bytes.expect("rss");
     assert!(rss > 1024 * 1024, "{rss}");
@@ -173,7 +173,7 @@ fn burn_cpu(cpu: Duration) {
 #[cfg(target_os = "linux")]
 #[test]
 fn cpu_utilization_rises_when_the_process_burns_cpu() {
-    let sampler = ResourceSampler::new();
+    let sampler = ProcessSampler::new();
     sampler.sample_now();
     std::thread::sleep(Duration::from_millis(300));
     let idle = sampler.sample_now();
@@ -201,7 +201,7 @@ fn cpu_utilization_rises_when_the_process_burns_cpu() {
 
 #[test]
 fn without_a_runtime_there_are_no_tokio_figures() {
-    let sample = ResourceSampler::new().sample_now();
+    let sample = ProcessSampler::new().sample_now();
     assert_eq!(sample.tokio_workers, None);
     assert_eq!(sample.tokio_alive_tasks, None);
     assert_eq!(sample.tokio_global_queue_depth, None);
@@ -216,7 +216,7 @@ fn tokio_figures_come_from_the_runtime_it_was_made_in() {
         .build()
         .expect("runtime");
     // Made inside the runtime: `Handle::try_current` finds it.
-    let sampler = runtime.block_on(async { ResourceSampler::new() });
+    let sampler = runtime.block_on(async { ProcessSampler::new() });
     let first = sampler.sample_now();
     assert_eq!(first.tokio_workers, Some(3));
     assert_eq!(first.tokio_busy_ratio, None, "no interval yet");
@@ -266,8 +266,8 @@ fn tokio_figures_come_from_the_runtime_it_was_made_in() {
 
 #[test]
 fn the_ring_keeps_the_last_samples_only() {
-    let sampler = ResourceSampler::new();
-    let taken: Vec<ResourceSample> = (0..RECENT_SAMPLES + 5)
+    let sampler = ProcessSampler::new();
+    let taken: Vec<ProcessSample> = (0..RECENT_SAMPLES + 5)
         .map(|_| sampler.sample_now())
         .collect();
     let recent = sampler.recent();
@@ -290,13 +290,13 @@ fn the_ring_keeps_the_last_samples_only() {
 
 #[test]
 fn the_interval_has_a_floor() {
-    let sampler = ResourceSampler::new().with_interval(Duration::ZERO);
-    assert_eq!(sampler.interval(), MIN_RESOURCE_INTERVAL);
+    let sampler = ProcessSampler::new().with_interval(Duration::ZERO);
+    assert_eq!(sampler.interval(), MIN_SAMPLE_INTERVAL);
 }
 
 #[test]
 fn the_thread_samples_every_interval_until_stopped() {
-    let sampler = ResourceSampler::new().with_interval(MIN_RESOURCE_INTERVAL);
+    let sampler = ProcessSampler::new().with_interval(MIN_SAMPLE_INTERVAL);
     sampler.start();
     sampler.start(); // once only
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -324,7 +324,7 @@ fn the_thread_samples_every_interval_until_stopped() {
 
 #[test]
 fn the_thread_holds_the_sampler_weakly() {
-    let sampler = ResourceSampler::new().with_interval(MIN_RESOURCE_INTERVAL);
+    let sampler = ProcessSampler::new().with_interval(MIN_SAMPLE_INTERVAL);
     sampler.start();
     let weak = sampler.downgrade();
     let deadline = Instant::now() + Duration::from_secs(10);

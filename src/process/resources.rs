@@ -1,7 +1,7 @@
 //! Process resources: CPU, memory, open file descriptors, threads and the tokio runtime's
 //! figures, sampled by a background thread.
 //!
-//! A [`ResourceSampler`] reads, on Linux, `/proc/self/stat` (CPU time, threads, virtual and
+//! A [`ProcessSampler`] reads, on Linux, `/proc/self/stat` (CPU time, threads, virtual and
 //! resident memory) and counts the entries of `/proc/self/fd`; with a tokio runtime handle it
 //! also reads the runtime's stable metrics (workers, alive tasks, global queue depth, busy
 //! time per worker). A sample costs two small reads and one directory listing, no matter how
@@ -9,9 +9,9 @@
 //! It keeps the latest sample and the [`RECENT_SAMPLES`] before it.
 //!
 //! [`ServiceTracing`](crate::ServiceTracing) starts one at set-up, inside the application's
-//! runtime (see [`resource_interval`](crate::ServiceTracing::resource_interval) and
-//! [`resource_sampling`](crate::ServiceTracing::resource_sampling)); read it back with
-//! [`Profiling::resources`](super::Profiling::resources). Its figures are in the profiling
+//! runtime (see [`process_sample_interval`](crate::ServiceTracing::process_sample_interval) and
+//! [`process_sampling`](crate::ServiceTracing::process_sampling)); read it back with
+//! [`Profiling::resources`](crate::Profiling::resources). Its figures are in the profiling
 //! summary under `resources` and, with metrics on, are the `process.*` instruments.
 //!
 //! Every figure is an `Option`: `None` when it cannot be read (not Linux, `/proc` missing or
@@ -19,9 +19,9 @@
 //! rate over). Reading never panics.
 //!
 //! ```
-//! use service_tracing::profiling::ResourceSampler;
+//! use service_tracing::process::ProcessSampler;
 //!
-//! let sampler = ResourceSampler::new(); // no tokio runtime here: tokio figures are `None`
+//! let sampler = ProcessSampler::new(); // no tokio runtime here: tokio figures are `None`
 //! sampler.sample_now();
 //! let sample = sampler.sample_now();
 //! if cfg!(target_os = "linux") {
@@ -36,20 +36,18 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::runtime::Handle;
 
-use super::lock;
-
 /// The default time between two samples.
-pub const DEFAULT_RESOURCE_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The shortest interval accepted; shorter ones are raised to it.
-pub const MIN_RESOURCE_INTERVAL: Duration = Duration::from_millis(100);
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How many samples are kept (the latest included).
 pub const RECENT_SAMPLES: usize = 60;
@@ -57,11 +55,11 @@ pub const RECENT_SAMPLES: usize = 60;
 /// `/proc/self/fd` is counted up to this many entries; beyond, the count says this.
 pub const OPEN_FDS_CAP: u64 = 1_000_000;
 
-/// One reading of the process's resources; see [`ResourceSampler`]. Rates (CPU, tokio
+/// One reading of the process's resources; see [`ProcessSampler`]. Rates (CPU, tokio
 /// busy ratio) are over the time since the previous sample.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub struct ResourceSample {
+pub struct ProcessSample {
     /// When it was taken.
     pub at: SystemTime,
     /// User plus system CPU time of the whole process since it started.
@@ -94,11 +92,11 @@ pub struct ResourceSample {
     pub tokio_busy_ratio: Option<f64>,
 }
 
-impl ResourceSample {
+impl ProcessSample {
     /// Workers busy on average over the interval (busy ratio × workers).
     ///
     /// ```
-    /// let sample = service_tracing::profiling::ResourceSampler::new().sample_now();
+    /// let sample = service_tracing::process::ProcessSampler::new().sample_now();
     /// assert_eq!(sample.tokio_busy_workers(), None); // no runtime here
     /// ```
     pub fn tokio_busy_workers(&self) -> Option<f64> {
@@ -108,7 +106,7 @@ impl ResourceSample {
     /// The sample as JSON, with units in the keys.
     ///
     /// ```
-    /// let json = service_tracing::profiling::ResourceSampler::new().sample_now().to_json();
+    /// let json = service_tracing::process::ProcessSampler::new().sample_now().to_json();
     /// assert!(json["at_unix_ms"].as_u64().is_some());
     /// ```
     pub fn to_json(&self) -> Value {
@@ -134,23 +132,23 @@ impl ResourceSample {
     }
 }
 
-/// The latest sample and those before it, from [`ResourceSampler::summary`].
+/// The latest sample and those before it, from [`ProcessSampler::summary`].
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub struct ResourceSummary {
+pub struct ProcessSummary {
     /// The time between two background samples.
     pub interval: Duration,
     /// The most recent sample, if any was taken.
-    pub latest: Option<ResourceSample>,
+    pub latest: Option<ProcessSample>,
     /// At most [`RECENT_SAMPLES`] samples, oldest first (the latest last).
-    pub recent: Vec<ResourceSample>,
+    pub recent: Vec<ProcessSample>,
 }
 
-impl ResourceSummary {
+impl ProcessSummary {
     /// The summary as JSON: `interval_ms`, `latest` (or `null`) and `recent`.
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// sampler.sample_now();
     /// let json = sampler.summary().to_json();
     /// assert_eq!(json["interval_ms"], 10_000);
@@ -159,8 +157,8 @@ impl ResourceSummary {
     pub fn to_json(&self) -> Value {
         json!({
             "interval_ms": u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
-            "latest": self.latest.as_ref().map(ResourceSample::to_json),
-            "recent": self.recent.iter().map(ResourceSample::to_json).collect::<Vec<_>>(),
+            "latest": self.latest.as_ref().map(ProcessSample::to_json),
+            "recent": self.recent.iter().map(ProcessSample::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -180,12 +178,12 @@ impl ResourceSummary {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use service_tracing::profiling::ResourceSampler;
+/// use service_tracing::process::ProcessSampler;
 ///
 /// #[tokio::main]
 /// async fn main() {
 ///     // Inside the runtime, so its figures are sampled too.
-///     let sampler = ResourceSampler::new().with_interval(Duration::from_secs(5));
+///     let sampler = ProcessSampler::new().with_interval(Duration::from_secs(5));
 ///     sampler.start();
 ///     // ... later:
 ///     if let Some(latest) = sampler.latest() {
@@ -194,7 +192,8 @@ impl ResourceSummary {
 /// }
 /// ```
 #[derive(Clone)]
-pub struct ResourceSampler {
+#[must_use]
+pub struct ProcessSampler {
     inner: Arc<Inner>,
 }
 
@@ -209,7 +208,7 @@ struct Inner {
 #[derive(Default)]
 struct State {
     previous: Option<Baseline>,
-    recent: VecDeque<ResourceSample>,
+    recent: VecDeque<ProcessSample>,
 }
 
 /// What the next sample's rates are computed from.
@@ -220,37 +219,37 @@ struct Baseline {
     busy: Option<Duration>,
 }
 
-impl fmt::Debug for ResourceSampler {
+impl fmt::Debug for ProcessSampler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResourceSampler")
+        f.debug_struct("ProcessSampler")
             .field("interval", &self.inner.interval)
             .field("tokio", &self.inner.runtime.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Default for ResourceSampler {
+impl Default for ProcessSampler {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ResourceSampler {
+impl ProcessSampler {
     /// A sampler at the default interval (10 s), reading the tokio runtime it is created in
     /// (`Handle::try_current`), if any. Nothing runs until [`start`](Self::start).
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// assert!(sampler.latest().is_none());
     /// ```
     pub fn new() -> Self {
-        Self::build(DEFAULT_RESOURCE_INTERVAL, Handle::try_current().ok())
+        Self::build(DEFAULT_SAMPLE_INTERVAL, Handle::try_current().ok())
     }
 
     fn build(interval: Duration, runtime: Option<Handle>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                interval: interval.max(MIN_RESOURCE_INTERVAL),
+                interval: interval.max(MIN_SAMPLE_INTERVAL),
                 runtime,
                 state: Mutex::new(State::default()),
                 stopped: AtomicBool::new(false),
@@ -259,12 +258,12 @@ impl ResourceSampler {
         }
     }
 
-    /// The time between two background samples (at least [`MIN_RESOURCE_INTERVAL`]).
+    /// The time between two background samples (at least [`MIN_SAMPLE_INTERVAL`]).
     /// Configure before [`start`](Self::start): it returns a new sampler.
     ///
     /// ```
     /// use std::time::Duration;
-    /// let sampler = service_tracing::profiling::ResourceSampler::new()
+    /// let sampler = service_tracing::process::ProcessSampler::new()
     ///     .with_interval(Duration::from_secs(30));
     /// assert_eq!(sampler.interval(), Duration::from_secs(30));
     /// ```
@@ -277,7 +276,7 @@ impl ResourceSampler {
     ///
     /// ```
     /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    /// let sampler = service_tracing::profiling::ResourceSampler::new()
+    /// let sampler = service_tracing::process::ProcessSampler::new()
     ///     .with_runtime(Some(runtime.handle().clone()));
     /// assert_eq!(sampler.sample_now().tokio_workers, Some(1));
     /// # Ok::<(), std::io::Error>(())
@@ -289,8 +288,8 @@ impl ResourceSampler {
     /// The time between two background samples.
     ///
     /// ```
-    /// use service_tracing::profiling::{ResourceSampler, DEFAULT_RESOURCE_INTERVAL};
-    /// assert_eq!(ResourceSampler::new().interval(), DEFAULT_RESOURCE_INTERVAL);
+    /// use service_tracing::process::{ProcessSampler, DEFAULT_SAMPLE_INTERVAL};
+    /// assert_eq!(ProcessSampler::new().interval(), DEFAULT_SAMPLE_INTERVAL);
     /// ```
     pub fn interval(&self) -> Duration {
         self.inner.interval
@@ -299,7 +298,7 @@ impl ResourceSampler {
     /// Starts the background thread (once): it samples at once, then every interval.
     ///
     /// ```no_run
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// sampler.start();
     /// std::thread::sleep(std::time::Duration::from_millis(50));
     /// assert!(sampler.latest().is_some());
@@ -316,7 +315,7 @@ impl ResourceSampler {
                     if inner.stopped.load(Ordering::Acquire) {
                         return false;
                     }
-                    ResourceSampler { inner }.sample_now();
+                    ProcessSampler { inner }.sample_now();
                     true
                 },
             )
@@ -327,7 +326,7 @@ impl ResourceSampler {
     /// stay readable and [`sample_now`](Self::sample_now) still works.
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// sampler.start();
     /// sampler.stop();
     /// sampler.sample_now();
@@ -343,12 +342,12 @@ impl ResourceSampler {
     /// previous sample (`None` for the first).
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// let first = sampler.sample_now();
     /// assert_eq!(first.cpu_cores_busy, None);
     /// assert_eq!(sampler.latest(), Some(first));
     /// ```
-    pub fn sample_now(&self) -> ResourceSample {
+    pub fn sample_now(&self) -> ProcessSample {
         let mut state = lock(&self.inner.state);
         let now = Instant::now();
         let process = read_process();
@@ -376,7 +375,7 @@ impl ResourceSampler {
             }
             _ => None,
         };
-        let sample = ResourceSample {
+        let sample = ProcessSample {
             at: SystemTime::now(),
             cpu_time: process.cpu_time,
             cpu_cores_busy,
@@ -403,37 +402,37 @@ impl ResourceSampler {
     /// The most recent sample, if any was taken.
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// assert!(sampler.latest().is_none());
     /// sampler.sample_now();
     /// assert!(sampler.latest().is_some());
     /// ```
-    pub fn latest(&self) -> Option<ResourceSample> {
+    pub fn latest(&self) -> Option<ProcessSample> {
         lock(&self.inner.state).recent.back().cloned()
     }
 
     /// At most [`RECENT_SAMPLES`] samples, oldest first.
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// sampler.sample_now();
     /// sampler.sample_now();
     /// assert_eq!(sampler.recent().len(), 2);
     /// ```
-    pub fn recent(&self) -> Vec<ResourceSample> {
+    pub fn recent(&self) -> Vec<ProcessSample> {
         lock(&self.inner.state).recent.iter().cloned().collect()
     }
 
     /// The interval, the latest sample and the recent ones.
     ///
     /// ```
-    /// let sampler = service_tracing::profiling::ResourceSampler::new();
+    /// let sampler = service_tracing::process::ProcessSampler::new();
     /// sampler.sample_now();
     /// assert_eq!(sampler.summary().recent.len(), 1);
     /// ```
-    pub fn summary(&self) -> ResourceSummary {
+    pub fn summary(&self) -> ProcessSummary {
         let state = lock(&self.inner.state);
-        ResourceSummary {
+        ProcessSummary {
             interval: self.inner.interval,
             latest: state.recent.back().cloned(),
             recent: state.recent.iter().cloned().collect(),
@@ -441,20 +440,20 @@ impl ResourceSampler {
     }
 
     /// A handle that does not keep the sampler (or its thread) alive.
-    pub(crate) fn downgrade(&self) -> WeakResourceSampler {
-        WeakResourceSampler(Arc::downgrade(&self.inner))
+    pub(crate) fn downgrade(&self) -> WeakProcessSampler {
+        WeakProcessSampler(Arc::downgrade(&self.inner))
     }
 }
 
-/// A [`ResourceSampler`] that does not keep it alive (for metric callbacks).
+/// A [`ProcessSampler`] that does not keep it alive (for metric callbacks).
 #[derive(Clone)]
-pub(crate) struct WeakResourceSampler(Weak<Inner>);
+pub(crate) struct WeakProcessSampler(Weak<Inner>);
 
-impl WeakResourceSampler {
+impl WeakProcessSampler {
     /// The latest sample, while the sampler lives.
-    pub(crate) fn latest(&self) -> Option<ResourceSample> {
+    pub(crate) fn latest(&self) -> Option<ProcessSample> {
         let inner = self.0.upgrade()?;
-        ResourceSampler { inner }.latest()
+        ProcessSampler { inner }.latest()
     }
 }
 
@@ -598,6 +597,14 @@ fn read_runtime(handle: &Handle) -> RuntimeFigures {
         global_queue_depth: metrics.global_queue_depth(),
         busy,
     }
+}
+
+/// The sampler's state stays usable after a panic elsewhere: every field is whole between
+/// two statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
