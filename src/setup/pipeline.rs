@@ -150,6 +150,9 @@ impl ServiceTracing {
         };
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(propagation.propagator.clone());
+        service_tracing_middleware::propagation::set_configured(
+            (!propagation.is_default()).then(|| propagation.propagator.clone().into_shared()),
+        );
         if let Some(provider) = &pipeline.provider {
             global::set_tracer_provider(provider.clone());
         }
