@@ -43,6 +43,8 @@ mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
+#[cfg(feature = "tls")]
+mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
 mod traced_clients_speak_the_propagators_set_up_chose;
 mod untrusted_callers_start_new_linked_traces;
