@@ -21,6 +21,8 @@ mod tls_proxy;
 mod a_backend_refusing_every_export_costs_counted_spans_not_memory;
 mod a_dead_webhook_never_delays_requests;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
+#[cfg(feature = "tls")]
+mod alerts_reach_an_https_webhook_that_trusts_its_ca;
 mod application_errors_reach_the_groups;
 mod bottleneck_report_names_the_slow_child_span;
 mod collector_down_never_affects_requests;

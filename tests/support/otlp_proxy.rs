@@ -35,6 +35,7 @@ pub struct Seen {
     pub at: Instant,
     pub headers: HeaderMap,
     pub body_len: usize,
+    pub body: Bytes,
     /// The status it was answered with (the collector's when forwarded).
     pub status: u16,
 }
@@ -187,6 +188,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
         at,
         headers: parts.headers,
         body_len: body.len(),
+        body,
         status: response.status().as_u16(),
     });
     state.count.send_modify(|c| *c += 1);
