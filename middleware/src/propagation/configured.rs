@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 
 use opentelemetry::propagation::TextMapPropagator;
 
-use super::{default_propagator, SharedPropagator};
+use super::{default_ref, SharedPropagator};
 
 /// Bumped by every [`set_configured`]; 0 means never set (the default formats).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -80,7 +80,7 @@ pub fn inject_configured(cx: &opentelemetry::Context, headers: &mut http::Header
 pub(crate) fn with_configured<R>(f: impl FnOnce(&(dyn TextMapPropagator + Send + Sync)) -> R) -> R {
     let generation = GENERATION.load(Ordering::Acquire);
     if generation == 0 {
-        return f(&*default_propagator());
+        return f(&**default_ref());
     }
     let mut f = Some(f);
     let fast = COPY.try_with(|copy| {
@@ -96,14 +96,14 @@ pub(crate) fn with_configured<R>(f: impl FnOnce(&(dyn TextMapPropagator + Send +
         let run = f.take()?;
         Some(match &copy.1 {
             Some(p) => run(&**p),
-            None => run(&*default_propagator()),
+            None => run(&**default_ref()),
         })
     });
     match (fast, f) {
         (Ok(Some(out)), _) => out,
         (_, Some(run)) => match read_slot().1 {
             Some(p) => run(&*p),
-            None => run(&*default_propagator()),
+            None => run(&**default_ref()),
         },
         // `f` was taken only by a call that returned its result.
         (_, None) => unreachable!("the propagator ran without returning"),

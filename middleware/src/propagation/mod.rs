@@ -100,15 +100,19 @@ pub type SharedPropagator = Arc<dyn TextMapPropagator + Send + Sync>;
 /// assert_eq!(cx.span().span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
 /// ```
 pub fn default_propagator() -> SharedPropagator {
+    default_ref().clone()
+}
+
+/// The default propagator, borrowed: the request path injects through it without touching the
+/// shared reference count.
+fn default_ref() -> &'static SharedPropagator {
     static DEFAULT: OnceLock<SharedPropagator> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| {
-            Arc::new(TextMapCompositePropagator::new(vec![
-                Box::new(W3cTraceContext::new()),
-                Box::new(W3cBaggage::new()),
-            ]))
-        })
-        .clone()
+    DEFAULT.get_or_init(|| {
+        Arc::new(TextMapCompositePropagator::new(vec![
+            Box::new(W3cTraceContext::new()),
+            Box::new(W3cBaggage::new()),
+        ]))
+    })
 }
 
 /// Reads a context out of request headers, starting from an empty context.
@@ -271,7 +275,7 @@ impl PropagatorSource {
     /// Writes a context with any injector.
     pub fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         match self {
-            Self::W3c => default_propagator().inject_context(cx, injector),
+            Self::W3c => default_ref().inject_context(cx, injector),
             Self::Fixed(p) => p.inject_context(cx, injector),
             Self::Global => {
                 opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, injector))
