@@ -129,6 +129,11 @@ async fn every_span_arrives_once_after(protocol: Protocol, script: Vec<Answer>) 
     guard.force_flush().unwrap();
 
     let seen = proxy.seen();
+    // Each retry resends the batch's bytes as they were first encoded.
+    assert!(
+        seen[1].body == seen[0].body && seen[2].body == seen[0].body,
+        "the retries sent other bytes"
+    );
     let stats = guard.export_stats();
     assert!(stats.retried >= 2, "{stats:?}");
     assert_eq!(
