@@ -137,10 +137,17 @@ impl Webhook {
     /// fails, naming `alert_webhook ca_certificate`. Each call replaces the previous file.
     /// Without the `tls` feature the file is not read (no `https` webhook can be made).
     ///
-    /// ```no_run
+    /// ```
+    /// use service_tracing::errors::Webhook;
     /// # fn main() -> Result<(), service_tracing::SetupError> {
-    /// let webhook = service_tracing::errors::Webhook::new("https://alerts.internal/hooks")?
-    ///     .ca_certificate("/etc/ssl/alerts-ca.pem")?;
+    /// let webhook = Webhook::new("http://alerts.internal/hooks")?;
+    /// # #[cfg(feature = "tls")]
+    /// # {
+    /// // With `.ca_certificate("/etc/ssl/alerts-ca.pem")?` on an https URL. A file that is not
+    /// // there fails at once, naming the setting:
+    /// let err = webhook.ca_certificate("/no/such/alerts-ca.pem").unwrap_err();
+    /// assert!(err.to_string().contains("alert_webhook ca_certificate"));
+    /// # }
     /// # Ok(()) }
     /// ```
     pub fn ca_certificate(mut self, path: impl AsRef<Path>) -> Result<Self, SetupError> {
