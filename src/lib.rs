@@ -106,26 +106,11 @@ pub use metrics::Metrics;
 pub use process::cpu_profile;
 
 // 3. Call out.
-pub use service_tracing_client::TracingMiddleware;
-
-/// A default [`reqwest::Client`](reqwest_middleware::reqwest::Client) with
-/// [`TracingMiddleware`], using the global tracer provider as it is when this is called and the
-/// global propagator at each request: it follows the propagators chosen at set-up
-/// ([`ServiceTracing::propagators`], `OTEL_PROPAGATORS`; W3C Trace Context and Baggage by
-/// default). Call it after [`setup_service_tracing`]: before any propagator is installed, the
-/// global one writes nothing.
-///
-/// ```no_run
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
-/// let client = service_tracing::traced_client(); // build once and reuse
-/// # Ok(()) }
-/// ```
-pub fn traced_client() -> reqwest_middleware::ClientWithMiddleware {
-    reqwest_middleware::ClientBuilder::new(reqwest_middleware::reqwest::Client::new())
-        .with(TracingMiddleware::new().with_global_propagator())
-        .build()
-}
+/// The traced client: one function, the client crate's. After set-up it follows the
+/// propagators set-up chose ([`ServiceTracing::propagators`], `OTEL_PROPAGATORS`; W3C Trace
+/// Context and Baggage by default), which set-up records for every [`TracingMiddleware`] made
+/// with `TracingMiddleware::new()`.
+pub use service_tracing_client::{traced_client, traced_client_with, TracingMiddleware};
 // 2. Serve.
 pub use service_tracing_middleware::{CorrelationId, TracingLayer};
 

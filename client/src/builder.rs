@@ -8,7 +8,10 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use crate::TracingMiddleware;
 
 /// A default [`reqwest::Client`] with [`TracingMiddleware`], using the global tracer provider
-/// as it is when this is called (install yours first).
+/// as it is when this is called (install yours first, or call `service-tracing`'s set-up
+/// first), and the propagators that set-up chose (`OTEL_PROPAGATORS`), read at each request;
+/// W3C Trace Context and Baggage when none were chosen. `service_tracing::traced_client` is
+/// this same function.
 ///
 /// ```
 /// async fn call() -> reqwest_middleware::Result<()> {

@@ -40,6 +40,18 @@
 //!    no-op until one is installed; `service-tracing` installs one when metrics are on).
 //!
 //! With retries, put the retry middleware first: see [`TracingMiddleware`].
+//!
+//! `https` needs the default feature `tls` (reqwest's rustls, trusting the system's roots). For
+//! a private CA, build the client yourself and pass it to [`traced_client_with`]:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = reqwest::Certificate::from_pem(&std::fs::read("/etc/ssl/private-ca.pem")?)?;
+//! let client = service_tracing_client::traced_client_with(
+//!     reqwest::Client::builder().add_root_certificate(ca).build()?,
+//! );
+//! # Ok(()) }
+//! ```
 
 mod builder;
 mod metrics;

@@ -94,8 +94,12 @@ impl Default for TracingMiddleware {
 impl TracingMiddleware {
     /// A middleware using the global tracer and meter providers as they are now (install yours
     /// first, or call [`with_tracer_provider`](Self::with_tracer_provider) and
-    /// [`with_meter_provider`](Self::with_meter_provider)), W3C Trace Context and Baggage, and
-    /// the correlation header `x-correlation-id`.
+    /// [`with_meter_provider`](Self::with_meter_provider)), the correlation header
+    /// `x-correlation-id`, and the propagator this process's set-up configured, read at each
+    /// request: the formats `service-tracing` was set up with (`OTEL_PROPAGATORS` or
+    /// `ServiceTracing::propagators`; see
+    /// [`set_configured`](service_tracing_middleware::propagation::set_configured)), or W3C
+    /// Trace Context and Baggage when nothing was configured. `none` writes no trace context.
     ///
     /// ```
     /// let middleware = service_tracing_client::TracingMiddleware::new();
@@ -103,7 +107,7 @@ impl TracingMiddleware {
     pub fn new() -> Self {
         Self {
             tracer: tracer::from_global(env!("CARGO_PKG_VERSION")),
-            propagator: PropagatorSource::default(),
+            propagator: PropagatorSource::Configured,
             correlation_header: Some(CORRELATION_ID_HEADER),
             metrics: ClientMetrics::from_global(),
             request_headers: HeaderCapture::default(),
@@ -195,8 +199,10 @@ impl TracingMiddleware {
         self
     }
 
-    /// Writes outgoing context with whatever global propagator is installed when each request
-    /// is sent. Beware: until one is installed, the global propagator writes nothing.
+    /// Writes outgoing context with whatever OpenTelemetry global propagator is installed when
+    /// each request is sent (a read lock per request). Beware: until one is installed, the
+    /// global propagator writes nothing. Without this call the middleware already follows the
+    /// propagator `service-tracing`'s set-up chose.
     ///
     /// ```
     /// let middleware = service_tracing_client::TracingMiddleware::new().with_global_propagator();

@@ -10,7 +10,8 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
 use service_tracing_middleware::correlation::{self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use service_tracing_middleware::propagation::{
-    default_propagator, extract, inject, B3Propagator, JaegerPropagator, PropagatorSource,
+    default_propagator, extract, inject, propagator_from_names, set_configured, B3Propagator,
+    HeaderInjector, JaegerPropagator, PropagatorSource,
 };
 use service_tracing_middleware::CorrelationId;
 
@@ -97,6 +98,38 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     correlation_ids(c);
+    client_sources(c);
+}
+
+/// What the client pays per request to find its propagator: the default formats read straight
+/// (`W3c`) against the configured slot while nothing is configured (`Configured`), and a fixed
+/// B3 propagator against the same one through the slot and through OpenTelemetry's global
+/// (a read lock).
+fn client_sources(c: &mut Criterion) {
+    let mut group = c.benchmark_group("client_source");
+    let cx = PropagatorSource::W3c.extract(&headers_of(&[("traceparent", TRACEPARENT)]));
+    let mut run = |name: &str, source: &PropagatorSource| {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = HeaderMap::new();
+                black_box(source)
+                    .inject_context(black_box(&cx), &mut HeaderInjector::overwriting(&mut out));
+                black_box(out)
+            })
+        });
+    };
+    // Each twice, in both orders, so the order does not decide the comparison.
+    run("configured_unset_w3c", &PropagatorSource::Configured);
+    run("w3c", &PropagatorSource::W3c);
+    run("configured_unset_w3c_again", &PropagatorSource::Configured);
+    run("w3c_again", &PropagatorSource::W3c);
+    let b3 = propagator_from_names(["b3"]).expect("b3").into_shared();
+    run("fixed_b3", &PropagatorSource::Fixed(b3.clone()));
+    set_configured(Some(b3.clone()));
+    run("configured_b3", &PropagatorSource::Configured);
+    opentelemetry::global::set_text_map_propagator(propagator_from_names(["b3"]).expect("b3"));
+    run("global_b3", &PropagatorSource::Global);
+    group.finish();
 }
 
 /// Reading and validating an incoming correlation id, as the layer does for every request.

@@ -421,7 +421,7 @@ impl ServiceTracing {
         self
     }
 
-    /// Posts alerts to this `http://` URL as JSON, with the defaults of
+    /// Posts alerts to this `http://` or `https://` URL as JSON, with the defaults of
     /// [`Webhook`](crate::errors::Webhook) (for other settings, build the
     /// [`ErrorTracking`](crate::ErrorTracking) yourself). A bad URL fails [`init`](Self::init), naming
     /// `alert_webhook`.
@@ -432,6 +432,23 @@ impl ServiceTracing {
     /// ```
     pub fn alert_webhook(mut self, url: impl Into<String>) -> Self {
         self.alerts.webhook = Some(url.into());
+        self
+    }
+
+    /// Also trusts the CA certificates in this PEM file for an `https`
+    /// [`alert_webhook`](Self::alert_webhook), beside the system's roots (see
+    /// [`Webhook::ca_certificate`](crate::errors::Webhook::ca_certificate)).
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` is the exporter's and does not apply to webhooks. An
+    /// unreadable or invalid file, or a CA without a webhook, fails [`init`](Self::init), naming
+    /// `alert_webhook ca_certificate`.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .alert_webhook("https://alerts.internal/hooks/errors")
+    ///     .alert_webhook_ca_certificate("/etc/ssl/alerts-ca.pem");
+    /// ```
+    pub fn alert_webhook_ca_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.alerts.webhook_ca = Some(path.into());
         self
     }
 

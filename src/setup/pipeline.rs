@@ -195,6 +195,10 @@ impl ServiceTracing {
         }
         // The layer and `traced_client` share this choice (see `layer_for`).
         global::set_text_map_propagator(started.propagation.propagator.clone());
+        service_tracing_middleware::propagation::set_configured(
+            (!started.propagation.is_default())
+                .then(|| started.propagation.propagator.clone().into_shared()),
+        );
         if let Some(provider) = &started.pipeline.provider {
             global::set_tracer_provider(provider.clone());
         }

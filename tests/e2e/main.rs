@@ -22,6 +22,8 @@ mod tls_proxy;
 mod a_backend_refusing_every_export_costs_counted_spans_not_memory;
 mod a_dead_webhook_never_delays_requests;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
+#[cfg(feature = "tls")]
+mod alerts_reach_an_https_webhook_that_trusts_its_ca;
 mod application_errors_reach_the_groups;
 mod bottleneck_report_names_the_slow_child_span;
 mod collector_down_never_affects_requests;
@@ -49,6 +51,9 @@ mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
+#[cfg(feature = "tls")]
+mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
+mod traced_clients_speak_the_propagators_set_up_chose;
 mod two_scoped_setups_export_to_their_own_collectors_without_globals;
 mod untrusted_callers_start_new_linked_traces;

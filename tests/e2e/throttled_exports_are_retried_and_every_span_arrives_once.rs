@@ -5,7 +5,7 @@ use service_tracing::metrics::MetricsExporter;
 use service_tracing::{BatchConfig, Protocol};
 
 use crate::collector::Collector;
-use crate::otlp_proxy::{Answer, OtlpProxy};
+use crate::otlp_proxy::{Answer, OtlpProxy, Seen};
 use crate::support::{checkouts, options, start, WAIT};
 
 /// A backend that answers the first export 429 with `Retry-After: 1` and the second 503,
@@ -14,20 +14,78 @@ use crate::support::{checkouts, options, start, WAIT};
 /// the exporter backs off answer as fast as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_then_unavailable_then_every_span_arrives_once() {
-    let collector = Collector::start();
-    let proxy = OtlpProxy::start(
-        Some(collector.http_port()),
+    let seen = every_span_arrives_once_after(
+        Protocol::HttpProtobuf,
         vec![
             Answer::Status(429, vec![("retry-after", "1")]),
             Answer::Status(503, Vec::new()),
         ],
-        Answer::Forward,
     )
     .await;
+    let statuses: Vec<u16> = seen.iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..3], [429, 503, 200], "{statuses:?}");
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured: {:?}",
+        seen[1].at - seen[0].at
+    );
+}
+
+/// The same over gRPC: `UNAVAILABLE` (trailers-only, as tonic answers errors), then
+/// `RESOURCE_EXHAUSTED` with a `RetryInfo` of 1 s (in trailers), then the real collector over
+/// h2c. `RESOURCE_EXHAUSTED` is retried only because of its `RetryInfo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unavailable_then_resource_exhausted_with_retry_info_then_every_span_arrives_once() {
+    let seen = every_span_arrives_once_after(
+        Protocol::Grpc,
+        vec![
+            Answer::Grpc {
+                code: 14,
+                retry_delay: None,
+                trailers_only: true,
+            },
+            Answer::Grpc {
+                code: 8,
+                retry_delay: Some(Duration::from_secs(1)),
+                trailers_only: false,
+            },
+        ],
+    )
+    .await;
+    let answers: Vec<(u16, Option<u32>)> = seen.iter().map(|r| (r.status, r.grpc_status)).collect();
+    assert_eq!(
+        answers[..3],
+        [(200, Some(14)), (200, Some(8)), (200, None)],
+        "{answers:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r.headers["content-type"] == "application/grpc"),
+        "every attempt was a gRPC call"
+    );
+    // At least the RetryInfo's delay (the backoff alone, 1 to 2 s at this point, would be too).
+    assert!(
+        seen[2].at - seen[1].at >= Duration::from_secs(1),
+        "{:?}",
+        seen[2].at - seen[1].at
+    );
+}
+
+/// Exports through a proxy that answers the first exports with `script` and forwards the rest
+/// to the real collector; checks that requests served during the retries are not slowed, that
+/// the flush ends with every span delivered once and the retries counted; returns what the
+/// proxy saw.
+async fn every_span_arrives_once_after(protocol: Protocol, script: Vec<Answer>) -> Vec<Seen> {
+    let collector = Collector::start();
+    let upstream = match protocol {
+        Protocol::Grpc => collector.grpc_port(),
+        _ => collector.http_port(),
+    };
+    let proxy = OtlpProxy::start(Some(upstream), script, Answer::Forward).await;
     let services = start(
         options("frontend")
             .otlp_endpoint(proxy.endpoint())
-            .otlp_protocol(Protocol::HttpProtobuf)
+            .otlp_protocol(protocol)
             .metrics_exporter(MetricsExporter::None)
             // Nothing is exported before the flush below starts the first export.
             .batch(BatchConfig::new().with_scheduled_delay(Duration::from_secs(60))),
@@ -71,12 +129,10 @@ async fn throttled_then_unavailable_then_every_span_arrives_once() {
     guard.force_flush().unwrap();
 
     let seen = proxy.seen();
-    let statuses: Vec<u16> = seen.iter().map(|r| r.status).collect();
-    assert_eq!(statuses[..3], [429, 503, 200], "{statuses:?}");
+    // Each retry resends the batch's bytes as they were first encoded.
     assert!(
-        seen[1].at - seen[0].at >= Duration::from_secs(1),
-        "Retry-After: 1 was honoured: {:?}",
-        seen[1].at - seen[0].at
+        seen[1].body == seen[0].body && seen[2].body == seen[0].body,
+        "the retries sent other bytes"
     );
     let stats = guard.export_stats();
     assert!(stats.retried >= 2, "{stats:?}");
@@ -119,4 +175,5 @@ async fn throttled_then_unavailable_then_every_span_arrives_once() {
     assert_eq!(by_id.len() as u64, stats.exported, "{stats:?}");
     let guard = std::sync::Arc::into_inner(guard).unwrap();
     guard.shutdown().unwrap();
+    seen
 }

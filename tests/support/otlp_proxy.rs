@@ -2,6 +2,9 @@
 //! collector, records every export request (its headers, its size, when it came), answers the
 //! first ones from a script (429 with `Retry-After`, 503, 400...) and forwards the others to the
 //! collector over the HTTP version the exporter spoke (HTTP/1.1 for OTLP/HTTP, h2c for gRPC).
+//! gRPC calls can be answered with a gRPC status (HTTP 200, `grpc-status`, and for
+//! `RESOURCE_EXHAUSTED` a `grpc-status-details-bin` holding a `RetryInfo`), encoded here with
+//! prost messages of its own, independently of the exporter's.
 //! With no collector behind it, what is not scripted is answered by the last scripted answer.
 
 use std::convert::Infallible;
@@ -25,8 +28,76 @@ use tokio::sync::watch;
 pub enum Answer {
     /// This HTTP status, with these headers and an empty body.
     Status(u16, Vec<(&'static str, &'static str)>),
+    /// A gRPC status without a message: HTTP 200, `content-type: application/grpc`,
+    /// `grpc-status: code` and `grpc-message`, plus a `grpc-status-details-bin` holding a
+    /// `google.rpc.RetryInfo` when `retry_delay` is given. With `trailers_only` the status is
+    /// in the response headers (the trailers-only form servers such as tonic use for errors),
+    /// else in trailers after an empty body.
+    Grpc {
+        code: u32,
+        retry_delay: Option<Duration>,
+        trailers_only: bool,
+    },
     /// The collector's answer.
     Forward,
+}
+
+/// `google.rpc.Status`, `google.protobuf.Any`, `google.rpc.RetryInfo` and
+/// `google.protobuf.Duration`, as much of them as `grpc-status-details-bin` needs.
+mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
+/// The `grpc-status-details-bin` value for status `code` holding a `RetryInfo` of `delay`
+/// (base64 without padding, as gRPC sends binary headers).
+fn retry_info_details(code: u32, delay: Duration) -> String {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let info = rpc::RetryInfo {
+        retry_delay: Some(rpc::Duration {
+            seconds: delay.as_secs() as i64,
+            nanos: delay.subsec_nanos() as i32,
+        }),
+    };
+    let status = rpc::Status {
+        code: code as i32,
+        message: "scripted by the test proxy".to_owned(),
+        details: vec![rpc::Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+            value: info.encode_to_vec(),
+        }],
+    };
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec())
 }
 
 /// One request the proxy received.
@@ -37,8 +108,11 @@ pub struct Seen {
     pub path: String,
     pub headers: HeaderMap,
     pub body_len: usize,
+    pub body: Bytes,
     /// The status it was answered with (the collector's when forwarded).
     pub status: u16,
+    /// The gRPC status it was answered with, when scripted (`None` when forwarded).
+    pub grpc_status: Option<u32>,
 }
 
 struct State {
@@ -148,7 +222,50 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
         .unwrap_or_default();
     let n = state.arrived.fetch_add(1, Ordering::SeqCst);
     let answer = state.script.get(n).unwrap_or(&state.then).clone();
+    let grpc_status = match answer {
+        Answer::Grpc { code, .. } => Some(code),
+        _ => None,
+    };
     let response = match answer {
+        Answer::Grpc {
+            code,
+            retry_delay,
+            trailers_only,
+        } => {
+            let mut status = HeaderMap::new();
+            status.insert("grpc-status", code.to_string().parse().unwrap());
+            status.insert(
+                "grpc-message",
+                "scripted%20by%20the%20test%20proxy".parse().unwrap(),
+            );
+            if let Some(delay) = retry_delay {
+                status.insert(
+                    "grpc-status-details-bin",
+                    retry_info_details(code, delay).parse().unwrap(),
+                );
+            }
+            let mut response = Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc");
+            if trailers_only {
+                for (name, value) in &status {
+                    response = response.header(name, value);
+                }
+                response
+                    .body(
+                        http_body_util::Empty::new()
+                            .map_err(|never| match never {})
+                            .boxed(),
+                    )
+                    .unwrap()
+            } else {
+                let body = http_body_util::Empty::<Bytes>::new()
+                    .with_trailers(async move { Some(Ok(status)) })
+                    .map_err(|never: Infallible| match never {})
+                    .boxed();
+                response.body(body).unwrap()
+            }
+        }
         Answer::Status(status, headers) => {
             let mut response = Response::builder().status(status);
             for (name, value) in headers {
@@ -195,7 +312,9 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
         path: parts.uri.path().to_owned(),
         headers: parts.headers,
         body_len: body.len(),
+        body,
         status: response.status().as_u16(),
+        grpc_status,
     });
     state.count.send_modify(|c| *c += 1);
     response

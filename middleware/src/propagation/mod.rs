@@ -60,6 +60,7 @@ use opentelemetry::Context;
 
 mod b3;
 mod baggage;
+mod configured;
 mod jaeger;
 mod select;
 mod tracestate;
@@ -67,6 +68,7 @@ mod w3c;
 
 pub use b3::{B3Encoding, B3Propagator, DebugTrace};
 pub use baggage::W3cBaggage;
+pub use configured::{inject_configured, set_configured};
 pub use jaeger::{JaegerBaggage, JaegerPropagator};
 pub use select::{
     propagator_from_names, FirstMatchPropagator, UnknownPropagator, PROPAGATOR_NAMES,
@@ -98,15 +100,19 @@ pub type SharedPropagator = Arc<dyn TextMapPropagator + Send + Sync>;
 /// assert_eq!(cx.span().span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
 /// ```
 pub fn default_propagator() -> SharedPropagator {
+    default_ref().clone()
+}
+
+/// The default propagator, borrowed: the request path injects through it without touching the
+/// shared reference count.
+fn default_ref() -> &'static SharedPropagator {
     static DEFAULT: OnceLock<SharedPropagator> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| {
-            Arc::new(TextMapCompositePropagator::new(vec![
-                Box::new(W3cTraceContext::new()),
-                Box::new(W3cBaggage::new()),
-            ]))
-        })
-        .clone()
+    DEFAULT.get_or_init(|| {
+        Arc::new(TextMapCompositePropagator::new(vec![
+            Box::new(W3cTraceContext::new()),
+            Box::new(W3cBaggage::new()),
+        ]))
+    })
 }
 
 /// Reads a context out of request headers, starting from an empty context.
@@ -140,7 +146,8 @@ pub fn inject(
     propagator.inject_context(cx, &mut HeaderInjector::preserving(headers));
 }
 
-/// Where a layer or client gets its propagator: a fixed one, or the global one looked up at
+/// Where a layer or client gets its propagator: the default formats, a fixed one, the one the
+/// process's set-up configured ([`set_configured`]), or OpenTelemetry's global one looked up at
 /// each request (which reads and writes nothing until one is installed).
 ///
 /// ```
@@ -156,6 +163,10 @@ pub enum PropagatorSource {
     Fixed(SharedPropagator),
     /// The global propagator at the time of each request.
     Global,
+    /// The propagator recorded with [`set_configured`] at the time of each request (one atomic
+    /// load), or W3C Trace Context and Baggage while none is: what the client follows by
+    /// default, so that it speaks the formats `service-tracing`'s set-up chose.
+    Configured,
 }
 
 /// Which of the W3C headers a request carries, when the caller already knows.
@@ -188,6 +199,7 @@ impl std::fmt::Debug for PropagatorSource {
             Self::W3c => "W3c",
             Self::Fixed(_) => "Fixed",
             Self::Global => "Global",
+            Self::Configured => "Configured",
         })
     }
 }
@@ -213,6 +225,7 @@ impl PropagatorSource {
             Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
                 p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
             }),
+            Self::Configured => configured::with_configured(|p| extract(p, headers)),
         }
     }
 
@@ -262,11 +275,12 @@ impl PropagatorSource {
     /// Writes a context with any injector.
     pub fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         match self {
-            Self::W3c => default_propagator().inject_context(cx, injector),
+            Self::W3c => default_ref().inject_context(cx, injector),
             Self::Fixed(p) => p.inject_context(cx, injector),
             Self::Global => {
                 opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, injector))
             }
+            Self::Configured => configured::with_configured(|p| p.inject_context(cx, injector)),
         }
     }
 }

@@ -389,6 +389,8 @@ pub(crate) struct AlertOptions {
     pub(crate) rules: Vec<AlertRule>,
     pub(crate) callbacks: Vec<Arc<Callback>>,
     pub(crate) webhook: Option<String>,
+    /// Extra CAs for an `https` webhook (see [`Webhook::ca_certificate`]).
+    pub(crate) webhook_ca: Option<std::path::PathBuf>,
     pub(crate) redactor: Option<crate::redact::Redactor>,
 }
 
@@ -400,7 +402,18 @@ impl AlertOptions {
         errors: ErrorTracking,
         logs: Option<LogExport>,
     ) -> Result<ErrorTracking, crate::SetupError> {
-        let webhook = self.webhook.as_deref().map(Webhook::new).transpose()?;
+        let mut webhook = self.webhook.as_deref().map(Webhook::new).transpose()?;
+        match (webhook.take(), &self.webhook_ca) {
+            (Some(w), Some(ca)) => webhook = Some(w.ca_certificate(ca)?),
+            (None, Some(ca)) => {
+                return Err(crate::SetupError::invalid(
+                    "alert_webhook ca_certificate",
+                    &ca.display().to_string(),
+                    "a CA file for a webhook given with alert_webhook",
+                ))
+            }
+            (w, None) => webhook = w,
+        }
         Ok(errors.with_options(|o| {
             o.alerts.rules.extend(self.rules);
             o.alerts.callbacks.extend(self.callbacks);

@@ -2,6 +2,7 @@
 //! with capped exponential backoff. Posting happens on the delivery thread
 //! ([`super::delivery`]), never on a request's.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,9 +15,22 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::notify::Counters;
 use crate::error::SetupError;
+use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
 
-/// The HTTP client the delivery thread posts with.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client the delivery thread posts with: plain for an `http` URL, TLS for `https`.
+pub(crate) enum HttpClient {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    #[cfg(feature = "tls")]
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+/// Why a post got no answer.
+enum PostError {
+    /// Retrying cannot help: the server's certificate is not trusted, or TLS failed otherwise.
+    Tls,
+    /// A connection or protocol error: retried.
+    Transport,
+}
 
 /// A webhook alerts are posted to: `POST` with a JSON body ([`Alert::to_json`]: the rule, the
 /// figures, the group and its sample trace ids), `content-type: application/json`.
@@ -30,7 +44,12 @@ pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// Delivered, failed, retried and dropped posts are counted in
 /// [`AlertStats`](crate::errors::AlertStats).
 ///
-/// Plain `http` only: for an `https` endpoint, post through a local relay.
+/// `https` URLs need the `tls` feature (on by default): rustls with the `ring` provider and the
+/// same roots as the OTLP exporter (the system's trust store, else the Mozilla roots compiled
+/// in), plus the CAs given with [`ca_certificate`](Self::ca_certificate).
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` is the exporter's and does not apply to webhooks. A
+/// certificate that is not trusted fails the post at once (retrying cannot help), counted as
+/// failed. Posts offer ALPN `h2` and `http/1.1`.
 ///
 /// [`Alert::to_json`]: crate::errors::Alert::to_json
 ///
@@ -60,33 +79,40 @@ pub struct Webhook {
     initial_backoff: Duration,
     max_backoff: Duration,
     queue_size: usize,
+    extra_roots: TlsConfig,
 }
 
 impl Webhook {
-    /// A webhook posting to `url` (`http://host[:port]/path`). Fails, naming the setting, on a
-    /// URL that does not parse, has no host, or is not `http`.
+    /// A webhook posting to `url` (`http://` or `https://host[:port]/path`). Fails, naming the
+    /// setting, on a URL that does not parse, has no host, or is neither `http` nor `https`,
+    /// and on an `https` URL without the `tls` feature.
     ///
     /// ```
     /// use service_tracing::errors::Webhook;
     /// assert!(Webhook::new("http://127.0.0.1:9000/alerts").is_ok());
+    /// assert!(Webhook::new("https://hooks.example.com/alerts").is_ok()); // feature `tls`
     /// assert!(Webhook::new("not a url").is_err());
     /// ```
     pub fn new(url: &str) -> Result<Self, SetupError> {
+        const EXPECTED: &str = "an http:// or https:// URL";
         let bad = |why: &str| SetupError::invalid("alert_webhook", url, why);
         let uri: Uri = url
             .parse()
-            .map_err(|e: http::uri::InvalidUri| bad("an http:// URL").with_source(e))?;
+            .map_err(|e: http::uri::InvalidUri| bad(EXPECTED).with_source(e))?;
         match uri.scheme_str() {
             Some("http") => {}
+            #[cfg(feature = "tls")]
+            Some("https") => {}
+            #[cfg(not(feature = "tls"))]
             Some("https") => {
                 return Err(bad(
-                    "an http:// URL (https is not supported: post through a local relay)",
+                    "an http:// URL (https needs the `tls` feature of service-tracing)",
                 ))
             }
-            _ => return Err(bad("an http:// URL")),
+            _ => return Err(bad(EXPECTED)),
         }
         if uri.host().is_none_or(str::is_empty) {
-            return Err(bad("an http:// URL with a host"));
+            return Err(bad("a URL with a host"));
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -102,7 +128,35 @@ impl Webhook {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             queue_size: 256,
+            extra_roots: TlsConfig::default(),
         })
+    }
+
+    /// Also trusts the CA certificates in this PEM file for an `https` webhook (a private CA,
+    /// or a relay's self-signed certificate), beside the system's roots. The file is read now:
+    /// an unreadable file, one without a certificate, or a certificate that is not a valid CA
+    /// fails, naming `alert_webhook ca_certificate`. Each call replaces the previous file.
+    /// Without the `tls` feature the file is not read (no `https` webhook can be made).
+    ///
+    /// ```
+    /// use service_tracing::errors::Webhook;
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let webhook = Webhook::new("http://alerts.internal/hooks")?;
+    /// # #[cfg(feature = "tls")]
+    /// # {
+    /// // With `.ca_certificate("/etc/ssl/alerts-ca.pem")?` on an https URL. A file that is not
+    /// // there fails at once, naming the setting:
+    /// let err = webhook.ca_certificate("/no/such/alerts-ca.pem").unwrap_err();
+    /// assert!(err.to_string().contains("alert_webhook ca_certificate"));
+    /// # }
+    /// # Ok(()) }
+    /// ```
+    pub fn ca_certificate(mut self, path: impl AsRef<Path>) -> Result<Self, SetupError> {
+        self.extra_roots = TlsConfig::load(TlsFiles {
+            ca: Some(PemFile::new("alert_webhook ca_certificate", path.as_ref())),
+            ..TlsFiles::default()
+        })?;
+        Ok(self)
     }
 
     /// Adds a header to every post (such as an authorization). Fails on a name or value not
@@ -196,10 +250,27 @@ impl Webhook {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.timeout));
-        Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector)
+            .timer(TokioTimer::new());
+        #[cfg(feature = "tls")]
+        if self.uri.scheme_str() == Some("https") {
+            // The TLS connector hands `https` URIs to the TCP connector.
+            connector.enforce_http(false);
+            let tls = crate::export::otlp_fast::tls::connector(
+                false,
+                &self.extra_roots,
+                connector.clone(),
+            );
+            match tls {
+                Ok(tls) => return HttpClient::Tls(builder.build(tls)),
+                // Only a provider without a safe protocol version fails here; the plain client
+                // then refuses the https URL, and every post counts as failed.
+                Err(e) => eprintln!("service-tracing: the alert webhook cannot use TLS: {e}"),
+            }
+        }
+        HttpClient::Plain(builder.build(connector))
     }
 
     /// Posts `body` until it is accepted, refused for good, or out of attempts; counts the
@@ -218,7 +289,8 @@ impl Webhook {
                             || status == StatusCode::REQUEST_TIMEOUT
                             || status == StatusCode::TOO_MANY_REQUESTS
                     }
-                    Ok(Err(())) | Err(_) => true,
+                    Ok(Err(PostError::Transport)) | Err(_) => true,
+                    Ok(Err(PostError::Tls)) => false,
                 };
             match delays.next() {
                 Some(delay) if retry => {
@@ -231,12 +303,23 @@ impl Webhook {
         Counters::add(&counters.failed, 1);
     }
 
-    async fn post(&self, client: &HttpClient, body: Bytes) -> Result<StatusCode, ()> {
+    async fn post(&self, client: &HttpClient, body: Bytes) -> Result<StatusCode, PostError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
-        let response = client.request(request).await.map_err(|_| ())?;
+        let sent = match client {
+            HttpClient::Plain(client) => client.request(request).await,
+            #[cfg(feature = "tls")]
+            HttpClient::Tls(client) => client.request(request).await,
+        };
+        let response = sent.map_err(|e| {
+            if crate::export::otlp_fast::transport::is_tls_error(&e) {
+                PostError::Tls
+            } else {
+                PostError::Transport
+            }
+        })?;
         let status = response.status();
         // Read the answer to its end so the connection can be reused.
         let _ = response.into_body().collect().await;
@@ -254,8 +337,10 @@ mod tests {
             "",
             "no url",
             "ftp://x/",
+            #[cfg(not(feature = "tls"))]
             "https://hooks.example.com/x",
             "http:///x",
+            "https:///x",
         ] {
             let err = Webhook::new(bad).expect_err(bad);
             assert!(err.to_string().contains("alert_webhook"), "{err}");
@@ -264,6 +349,25 @@ mod tests {
         let bad_header =
             Webhook::new("http://127.0.0.1:1/x").and_then(|w| w.header("bad name", "v"));
         assert!(bad_header.is_err());
+    }
+
+    #[test]
+    fn https_needs_the_tls_feature_and_a_bad_ca_file_names_the_setting() {
+        let https = Webhook::new("https://hooks.example.com/x");
+        assert_eq!(https.is_ok(), cfg!(feature = "tls"), "{https:?}");
+        if let Err(err) = &https {
+            assert!(err.to_string().contains("`tls` feature"), "{err}");
+        }
+        #[cfg(feature = "tls")]
+        {
+            let missing = std::env::temp_dir().join("service-tracing-no-such-ca.pem");
+            let err = Webhook::new("https://hooks.example.com/x")
+                .and_then(|w| w.ca_certificate(&missing))
+                .expect_err("a missing CA file");
+            let text = err.to_string();
+            assert!(text.contains("alert_webhook ca_certificate"), "{text}");
+            assert!(text.contains("no-such-ca.pem"), "{text}");
+        }
     }
 
     #[test]

@@ -1400,6 +1400,10 @@ fn measurement_runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) 
     (servers, client)
 }
 
+/// The same cost with gzip beside TLS, and the bytes on the wire.
+#[cfg(feature = "tls")]
+mod wire_cost;
+
 /// Measures the export thread's CPU per span over https and plain http, both wires, in
 /// interleaved rounds against in-process collectors (served on other threads, so not counted).
 /// Run in release: `cargo nextest run --release -p service-tracing --all-features

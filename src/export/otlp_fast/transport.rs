@@ -560,7 +560,7 @@ fn request_uri(wire: Wire, endpoint: &str, grpc_path: &str) -> Result<Uri, Setup
 /// `io::Error`, which hyper-rustls wraps in another, and an `io::Error`'s `source` skips the
 /// error it wraps: each is opened with `get_ref`.
 #[cfg(feature = "tls")]
-fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
         let mut wrapped: Option<&(dyn StdError + 'static)> = Some(e);
@@ -579,7 +579,7 @@ fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
 }
 
 #[cfg(not(feature = "tls"))]
-fn is_tls_error(_error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_tls_error(_error: &(dyn StdError + 'static)) -> bool {
     false
 }
 
