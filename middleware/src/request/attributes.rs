@@ -112,7 +112,7 @@ impl ServerRequest {
             None => Text::new(&[path]),
         };
         let (server_address, server_port) = match server_address(req) {
-            Some((host, port)) => (Some(shared_text(host)), port),
+            Some((host, port)) => (Some(host), port),
             None => (None, None),
         };
         let user_agent = req
@@ -348,13 +348,40 @@ impl Text {
 }
 
 /// Host and port the request was addressed to: the URI authority (HTTP/2), else `Host`.
-fn server_address<B>(req: &Request<B>) -> Option<(&str, Option<u16>)> {
+fn server_address<B>(req: &Request<B>) -> Option<(Arc<str>, Option<u16>)> {
     let authority = match req.uri().authority() {
         Some(authority) => authority.as_str().as_bytes(),
         None => req.headers().get(http::header::HOST)?.as_bytes(),
     };
-    let (host, port) = super::span::split_authority(authority)?;
-    Some((truncate_str(host, 255), port))
+    // A service is called by the same name request after request: the last authority this
+    // thread split, and what it split into, are kept.
+    let cached = LAST_AUTHORITY.try_with(|last| {
+        let last = last.try_borrow().ok()?;
+        let (text, host, port) = last.as_ref()?;
+        (&**text == authority).then(|| (host.clone(), *port))
+    });
+    if let Ok(Some(found)) = cached {
+        return Some(found);
+    }
+    let split = super::span::split_authority(authority)
+        .map(|(host, port)| (shared_text(truncate_str(host, 255)), port));
+    let _ = LAST_AUTHORITY.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = split
+                .as_ref()
+                .map(|(host, port)| (authority.into(), host.clone(), *port));
+        }
+    });
+    split
+}
+
+/// An authority's bytes, and the host and port they split into.
+type SplitAuthority = (Box<[u8]>, Arc<str>, Option<u16>);
+
+thread_local! {
+    /// The last authority this thread split.
+    static LAST_AUTHORITY: std::cell::RefCell<Option<SplitAuthority>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Entries of each thread's cache of recent attribute texts.
@@ -416,7 +443,32 @@ pub fn test_server_request<B>(req: &Request<B>) -> ServerRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::shared_text;
+    use super::{server_address, shared_text};
+
+    #[test]
+    fn the_last_authority_is_split_once_and_others_each_time() {
+        let req = |host: &str| {
+            http::Request::get("/")
+                .header("host", host)
+                .body(())
+                .expect("a request")
+        };
+        let first = server_address(&req("shop.local:8080")).expect("an authority");
+        assert_eq!((&*first.0, first.1), ("shop.local", Some(8080)));
+        let again = server_address(&req("shop.local:8080")).expect("an authority");
+        assert!(std::sync::Arc::ptr_eq(&first.0, &again.0));
+        assert_eq!(again.1, Some(8080));
+        let other = server_address(&req("shop.local:9090")).expect("an authority");
+        assert_eq!((&*other.0, other.1), ("shop.local", Some(9090)));
+        // Not an authority: none, and not taken for the last one.
+        assert!(server_address(&req("bad host")).is_none());
+        assert!(server_address(&req("bad host")).is_none());
+        let absolute = http::Request::get("http://[::1]:81/")
+            .body(())
+            .expect("a request");
+        let v6 = server_address(&absolute).expect("an authority");
+        assert_eq!((&*v6.0, v6.1), ("[::1]", Some(81)));
+    }
 
     #[test]
     fn repeated_texts_share_one_allocation_and_others_keep_their_own() {
