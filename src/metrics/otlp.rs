@@ -22,7 +22,7 @@ use prost::Message as _;
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
 use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Outcomes, Transport, Wire};
+use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP metrics export method, appended to a gRPC endpoint.
 const GRPC_METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -36,18 +36,31 @@ pub(crate) struct OtlpMetricExporter {
 }
 
 /// What became of the data points sent.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counts {
     /// Requests sent again after a throttled or transient failure.
     pub(crate) retried: AtomicU64,
     /// Data points the backend refused (wholly or by a partial success).
     pub(crate) rejected: AtomicU64,
+    /// The refusals told on standard error, rate-limited: a partial success is no failed
+    /// export, so nothing else would tell its message.
+    refusals: Refusals,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            retried: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            refusals: Refusals::new("data point"),
+        }
+    }
 }
 
 impl Outcomes for Counts {
-    fn rejected(&self, items: u64, _reason: String) {
-        // The reason comes back as the export's error, reported by the push thread.
+    fn rejected(&self, items: u64, reason: String) {
         self.rejected.fetch_add(items, Ordering::Relaxed);
+        self.refusals.rejected(items, reason);
     }
     fn retried(&self) {
         self.retried.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
 use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Transport, Wire};
+use crate::export::otlp_fast::transport::{Refusals, Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
 const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -196,6 +196,7 @@ pub(crate) struct LogSender {
     /// Only the delivery thread exports: never contended.
     framer: Mutex<Framer>,
     resource: Vec<u8>,
+    refusals: Refusals,
 }
 
 impl LogSender {
@@ -218,6 +219,7 @@ impl LogSender {
             framer: Mutex::new(Framer::new(wire, export.compression)),
             transport,
             resource: encode_resource(&export.resource),
+            refusals: Refusals::new("log record"),
         })
     }
 
@@ -230,9 +232,10 @@ impl LogSender {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .frame(&message)?;
-        // Failures are counted by the caller (`AlertStats::logs_failed`).
+        // Failures are counted by the caller (`AlertStats::logs_failed`); refusals, a partial
+        // success's among them, are told on standard error, rate-limited.
         self.transport
-            .deliver(&body, records.len() as u64, "log record", &())
+            .deliver(&body, records.len() as u64, "log record", &self.refusals)
             .await
     }
 }

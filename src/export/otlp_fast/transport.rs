@@ -76,6 +76,65 @@ impl Outcomes for () {
     fn retried(&self) {}
 }
 
+/// How often refusals are told on standard error, at most (as the span worker's losses are).
+const REFUSALS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refusals of one signal's exports (a partial success's rejected items and message, or a
+/// final refusal), told on standard error at most once per 10 s: the items refused since the
+/// last report and the backend's last message. Spans have the export worker's report; this is
+/// the metrics push's and the error log records'.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    /// "data point", "log record".
+    noun: &'static str,
+    state: std::sync::Mutex<RefusalState>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalState {
+    last_report: Option<std::time::Instant>,
+    unreported: u64,
+}
+
+impl Refusals {
+    pub(crate) fn new(noun: &'static str) -> Self {
+        Self {
+            noun,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Notes `items` refused for `reason` at `now`; the line to report, when one is due.
+    pub(crate) fn note(&self, items: u64, reason: &str, now: std::time::Instant) -> Option<String> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.unreported += items;
+        if state
+            .last_report
+            .is_some_and(|at| now.saturating_duration_since(at) < REFUSALS_REPORT_EVERY)
+        {
+            return None;
+        }
+        state.last_report = Some(now);
+        let n = std::mem::take(&mut state.unreported);
+        Some(format!(
+            "service-tracing: {n} {}(s) refused by the backend since the last report; the backend said: {reason}",
+            self.noun
+        ))
+    }
+}
+
+impl Outcomes for Refusals {
+    fn rejected(&self, items: u64, reason: String) {
+        if let Some(line) = self.note(items, &reason, std::time::Instant::now()) {
+            eprintln!("{line}");
+        }
+    }
+    fn retried(&self) {}
+}
+
 /// How requests are framed and responses judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
@@ -607,4 +666,32 @@ fn quote(body: &[u8]) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    #[test]
+    fn refusals_are_told_at_most_every_ten_seconds_with_what_came_between() {
+        let refusals = super::Refusals::new("data point");
+        let t0 = std::time::Instant::now();
+        let first = refusals.note(
+            3,
+            "3 of 10 data point(s) rejected (partial success): bad unit",
+            t0,
+        );
+        assert_eq!(
+            first.as_deref(),
+            Some("service-tracing: 3 data point(s) refused by the backend since the last report; the backend said: 3 of 10 data point(s) rejected (partial success): bad unit")
+        );
+        let later = t0 + std::time::Duration::from_secs(5);
+        assert_eq!(refusals.note(2, "again", later), None);
+        assert_eq!(refusals.note(4, "again", later), None);
+        let due = t0 + std::time::Duration::from_secs(10);
+        let second = refusals.note(1, "once more", due).expect("due");
+        assert!(
+            second.starts_with("service-tracing: 7 data point(s) refused"),
+            "{second}"
+        );
+        assert!(second.ends_with("the backend said: once more"), "{second}");
+    }
 }
