@@ -215,61 +215,57 @@ impl ServerTracer {
         let limits = shared.limits;
         let mut attributes = builder.attributes.unwrap_or_default();
         attributes.extend(result.attributes);
-        let dropped_attributes_count = attributes
-            .len()
-            .saturating_sub(limits.max_attributes_per_span as usize);
-        attributes.truncate(limits.max_attributes_per_span as usize);
-        let links = match builder.links {
-            Some(mut links) => {
-                let dropped_count = links
-                    .len()
-                    .saturating_sub(limits.max_links_per_span as usize);
-                links.truncate(limits.max_links_per_span as usize);
-                for link in &mut links {
-                    let over = link
-                        .attributes
-                        .len()
-                        .saturating_sub(limits.max_attributes_per_link as usize);
-                    link.attributes
-                        .truncate(limits.max_attributes_per_link as usize);
-                    link.dropped_attributes_count = over as u32;
-                }
-                let mut kept = SpanLinks::default();
-                kept.links = links;
-                kept.dropped_count = dropped_count as u32;
-                kept
-            }
-            None => SpanLinks::default(),
-        };
+        let mut links = SpanLinks::default();
+        for link in builder.links.into_iter().flatten() {
+            push_link(&mut links, link, &limits);
+        }
         let mut events = SpanEvents::default();
         for event in builder.events.into_iter().flatten() {
             push_event(&mut events, event, &limits);
         }
         let start_time = builder.start_time.unwrap_or_else(opentelemetry::time::now);
+        let mut record = Box::new(ServerRecord {
+            span: SpanData {
+                span_context: sc.clone(),
+                parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
+                parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
+                span_kind: kind,
+                name: builder.name,
+                start_time,
+                end_time: start_time,
+                attributes,
+                dropped_attributes_count: 0,
+                events,
+                links,
+                status: Status::Unset,
+                instrumentation_scope: shared.scope.clone(),
+            },
+            request: None,
+            redacted: Vec::new(),
+            status_code: None,
+        });
+        self.limit(&mut record);
         ServerSpan {
-            data: Some(Box::new(ServerRecord {
-                span: SpanData {
-                    span_context: sc.clone(),
-                    parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
-                    parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
-                    span_kind: kind,
-                    name: builder.name,
-                    start_time,
-                    end_time: start_time,
-                    attributes,
-                    dropped_attributes_count: dropped_attributes_count as u32,
-                    events,
-                    links,
-                    status: Status::Unset,
-                    instrumentation_scope: shared.scope.clone(),
-                },
-                request: None,
-                redacted: Vec::new(),
-                status_code: None,
-            })),
+            data: Some(record),
             span_context: sc,
             shared: shared.clone(),
         }
+    }
+
+    /// Starts a span as [`build`](Self::build) does and, when it records, lets `fill` add to
+    /// it before it becomes the context's span; the attribute limit applies after.
+    fn start_with(
+        &self,
+        builder: SpanBuilder,
+        parent: &Context,
+        fill: impl FnOnce(&mut ServerRecord),
+    ) -> Context {
+        let mut span = self.build(builder, parent);
+        if let Some(record) = span.data.as_mut() {
+            fill(record);
+            self.limit(record);
+        }
+        parent.with_span(span)
     }
 
     /// Applies the attribute limit after `attributes` were added to the span's list directly.
@@ -296,12 +292,9 @@ impl ContextTracer for ServerTracer {
         parent: &Context,
         attributes: &mut dyn FnMut(&mut Vec<KeyValue>),
     ) -> Context {
-        let mut span = self.build(builder, parent);
-        if let Some(record) = span.data.as_mut() {
-            attributes(&mut record.span.attributes);
-            self.limit(record);
-        }
-        parent.with_span(span)
+        self.start_with(builder, parent, |record| {
+            attributes(&mut record.span.attributes)
+        })
     }
 
     /// Keeps the request's attributes as they are: the export thread encodes them.
@@ -311,15 +304,12 @@ impl ContextTracer for ServerTracer {
         parent: &Context,
         request: &mut dyn FnMut() -> ServerRequest,
     ) -> Context {
-        let mut span = self.build(builder, parent);
-        if let Some(record) = span.data.as_mut() {
+        self.start_with(builder, parent, |record| {
             let mut request = request();
             // Captured headers join the span's own list, where later attributes go.
             record.span.attributes.extend(request.take_headers());
-            self.limit(record);
             record.request = Some(request);
-        }
-        parent.with_span(span)
+        })
     }
 }
 
@@ -357,6 +347,22 @@ fn push_event(events: &mut SpanEvents, mut event: Event, limits: &SpanLimits) {
         events.events.push(event);
     } else {
         events.dropped_count += 1;
+    }
+}
+
+/// Adds `link` within the limits, as the SDK's span does.
+fn push_link(links: &mut SpanLinks, mut link: Link, limits: &SpanLimits) {
+    if links.links.len() < limits.max_links_per_span as usize {
+        let over = link
+            .attributes
+            .len()
+            .saturating_sub(limits.max_attributes_per_link as usize);
+        link.attributes
+            .truncate(limits.max_attributes_per_link as usize);
+        link.dropped_attributes_count = over as u32;
+        links.links.push(link);
+    } else {
+        links.dropped_count += 1;
     }
 }
 
@@ -522,22 +528,6 @@ impl opentelemetry::trace::Span for ServerSpan {
         }
     }
 
-    fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
-        let limit = self.shared.limits.max_attributes_per_span as usize;
-        if let Some(record) = self.data.as_mut() {
-            let data = &mut record.span;
-            let attributes = attributes.into_iter();
-            data.attributes.reserve(attributes.size_hint().0);
-            for attribute in attributes {
-                if data.attributes.len() < limit {
-                    data.attributes.push(attribute);
-                } else {
-                    data.dropped_attributes_count += 1;
-                }
-            }
-        }
-    }
-
     fn set_status(&mut self, status: Status) {
         if let Some(record) = self.data.as_mut() {
             if status > record.span.status {
@@ -555,21 +545,14 @@ impl opentelemetry::trace::Span for ServerSpan {
         }
     }
 
-    fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
+    fn add_link(&mut self, span_context: SpanContext, attributes: Vec<KeyValue>) {
         let limits = self.shared.limits;
         if let Some(record) = self.data.as_mut() {
-            let data = &mut record.span;
-            if data.links.links.len() < limits.max_links_per_span as usize {
-                let over = attributes
-                    .len()
-                    .saturating_sub(limits.max_attributes_per_link as usize);
-                attributes.truncate(limits.max_attributes_per_link as usize);
-                data.links
-                    .links
-                    .push(Link::new(span_context, attributes, over as u32));
-            } else {
-                data.links.dropped_count += 1;
-            }
+            push_link(
+                &mut record.span.links,
+                Link::new(span_context, attributes, 0),
+                &limits,
+            );
         }
     }
 
