@@ -934,9 +934,9 @@ impl Redactor {
     /// replaces is noted beside them (`record.redacted`) and written instead.
     pub(crate) fn redact_record(&self, record: &mut ServerRecord) {
         self.redact_span(&mut record.span);
-        let Some(request) = &record.request else {
+        if record.request.is_none() {
             return;
-        };
+        }
         // Under the default policy, texts from the process's own code (the method and scheme
         // vocabulary, interned route templates) hold nothing to take out, and a text shared
         // between requests (a caller's user agent, the host it calls) needs one look per
@@ -946,7 +946,9 @@ impl Redactor {
         KEY_VERDICTS.with(|cell| {
             let mut memory = cell.try_borrow_mut().ok();
             let mut memory = memory.as_deref_mut().map(|m| m.of(&self.keys));
-            request.for_each(|key, value| {
+            // The request's attributes and the status code kept beside them; nothing is
+            // noted as redacted yet, so each comes as the layer read it.
+            record.for_each_request_attribute(|key, value| {
                 let denied = match memory.as_deref_mut() {
                     Some(m) => m.denies(&self.keys, &Key::from_static_str(key)),
                     None => self.keys.denies(key.as_bytes()),
@@ -975,16 +977,6 @@ impl Redactor {
                     changed.push((key, redacted));
                 }
             });
-            if record.status_code.is_some() {
-                let status = service_tracing_middleware::semconv::HTTP_RESPONSE_STATUS_CODE;
-                let denied = match memory {
-                    Some(m) => m.denies(&self.keys, &Key::from_static_str(status)),
-                    None => self.keys.denies(status.as_bytes()),
-                };
-                if denied {
-                    changed.push((status, REDACTED.to_owned()));
-                }
-            }
         });
         record.redacted = changed;
     }
