@@ -102,6 +102,15 @@ impl ServerRequest {
         naming: &Naming<'_>,
         id: &CorrelationId,
     ) -> Self {
+        let mut request = Self::early_of(req, naming);
+        request.read_rest(request_headers, req, naming, id);
+        request
+    }
+
+    /// Reads only what a sampler may look at (method, path, scheme, route; the query comes
+    /// with the path): the rest waits for [`read_rest`](Self::read_rest), once the span is
+    /// known to record.
+    pub(crate) fn early_of<B>(req: &Request<B>, naming: &Naming<'_>) -> Self {
         let scheme = match req.uri().scheme_str() {
             Some("https") => "https",
             _ => "http",
@@ -111,32 +120,44 @@ impl ServerRequest {
             Some(query) => Text::new(&[path, &semconv::redact_query(query)]),
             None => Text::new(&[path]),
         };
-        let (server_address, server_port) = match server_address(req) {
-            Some((host, port)) => (Some(host), port),
-            None => (None, None),
-        };
-        let user_agent = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|agent| shared_text(truncate_str(agent, 512)));
-        let mut headers = Vec::new();
-        request_headers.record(req.headers(), &mut headers);
         Self {
             method: naming.method,
             scheme,
             route: naming.route.clone(),
             path_len: path.len(),
             text,
-            correlation_id: Text::new(&[id.as_str()]),
-            method_original: naming.method_original.map(|m| truncate_str(m, 64).into()),
-            server_address,
-            server_port,
-            client_address: crate::trust::peer_ip(req),
+            correlation_id: Text::new(&[]),
+            method_original: None,
+            server_address: None,
+            server_port: None,
+            client_address: None,
             protocol_version: semconv::protocol_version(req.version()),
-            user_agent,
-            headers,
+            user_agent: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Reads the attributes [`early_of`](Self::early_of) left out.
+    pub(crate) fn read_rest<B>(
+        &mut self,
+        request_headers: &HeaderCapture,
+        req: &Request<B>,
+        naming: &Naming<'_>,
+        id: &CorrelationId,
+    ) {
+        (self.server_address, self.server_port) = match server_address(req) {
+            Some((host, port)) => (Some(host), port),
+            None => (None, None),
+        };
+        self.user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|agent| shared_text(truncate_str(agent, 512)));
+        request_headers.record(req.headers(), &mut self.headers);
+        self.correlation_id = Text::new(&[id.as_str()]);
+        self.method_original = naming.method_original.map(|m| truncate_str(m, 64).into());
+        self.client_address = crate::trust::peer_ip(req);
     }
 
     /// Visits each attribute but the captured headers ([`headers`](Self::headers)), in a fixed

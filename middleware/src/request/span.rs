@@ -45,9 +45,8 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        // Read before the span only when the sampler may look at them.
-        let read_early =
-            early_now.then(|| ServerRequest::of(&config.request_headers, req, naming, id));
+        // Read before the span only what the sampler may look at; the rest once it records.
+        let mut read_early = early_now.then(|| ServerRequest::early_of(req, naming));
         // The tracer moves this Vec into the span. Given the request's attributes as
         // `KeyValue`s, room for every one (the request's and the response's) saves
         // reallocations; given them apart (`start_server`), a tracer may need none at all.
@@ -60,19 +59,21 @@ pub(crate) fn start<B>(
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .with_links(links);
-        match read_early {
-            Some(request) => {
-                config
-                    .tracer
-                    .start_recorded_in(builder, &parent.context(), &mut |more| {
-                        request.push_key_values(false, more)
-                    })
-            }
-            None => config
+        if read_early.is_some() {
+            config
+                .tracer
+                .start_recorded_in(builder, &parent.context(), &mut |more| {
+                    if let Some(mut request) = read_early.take() {
+                        request.read_rest(&config.request_headers, req, naming, id);
+                        request.push_key_values(false, more);
+                    }
+                })
+        } else {
+            config
                 .tracer
                 .start_server(builder, &parent.context(), &mut || {
                     ServerRequest::of(&config.request_headers, req, naming, id)
-                }),
+                })
         }
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
