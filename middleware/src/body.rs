@@ -10,22 +10,31 @@ use opentelemetry::{Context, KeyValue};
 use pin_project_lite::pin_project;
 
 use crate::correlation::CorrelationId;
+use crate::future::Echo;
 use crate::observe::Observation;
 use crate::semconv;
 
 /// Ends the span of its context when dropped, after reporting the request to the observers.
-pub(crate) struct SpanGuard {
-    cx: Context,
-    observed: Option<(Box<Observation>, CorrelationId)>,
+/// What a traced request carries from the call to the end of its body, in one allocation:
+/// the response future and the body move only a pointer (moving the state itself cost more
+/// copying than the allocation).
+pub(crate) struct State {
+    pub(crate) cx: Context,
+    pub(crate) id: CorrelationId,
+    pub(crate) echo: Echo,
+    pub(crate) observation: Option<Observation>,
 }
 
+/// Ends the request when dropped: tells the observers, then ends the server span.
+pub(crate) struct SpanGuard(Box<State>);
+
 impl SpanGuard {
-    pub(crate) fn new(cx: Context, observed: Option<(Box<Observation>, CorrelationId)>) -> Self {
-        Self { cx, observed }
+    pub(crate) fn new(state: Box<State>) -> Self {
+        Self(state)
     }
 
     fn fail(&mut self, error_type: &'static str) {
-        if let Some((observation, _)) = self.observed.as_mut() {
+        if let Some(observation) = self.0.observation.as_mut() {
             observation.error_type = Some(error_type.into());
         }
     }
@@ -33,10 +42,11 @@ impl SpanGuard {
 
 impl Drop for SpanGuard {
     fn drop(&mut self) {
-        if let Some((observation, id)) = self.observed.take() {
-            observation.finish(&self.cx, &id);
+        let state = &mut *self.0;
+        if let Some(observation) = state.observation.take() {
+            observation.finish(&state.cx, &state.id);
         }
-        self.cx.span().end();
+        state.cx.span().end();
     }
 }
 
@@ -96,7 +106,7 @@ impl<B: Body> Body for ResponseBody<B> {
             // A body that says it has ended runs no code of the application when polled (it
             // answers `None`): no context to attach for that.
             Some(guard) if !inner.is_end_stream() => {
-                let _attached = guard.cx.clone().attach();
+                let _attached = guard.0.cx.clone().attach();
                 inner.poll_frame(task)
             }
             _ => inner.poll_frame(task),
@@ -108,7 +118,7 @@ impl<B: Body> Body for ResponseBody<B> {
             Poll::Ready(Some(Err(_))) => {
                 if let Some(mut guard) = this.guard.take() {
                     guard.fail("response_body");
-                    let span = guard.cx.span();
+                    let span = guard.0.cx.span();
                     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "response_body"));
                     span.set_status(Status::error("response body failed"));
                 }

@@ -27,6 +27,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use http::HeaderName;
 
 /// The header the server echoes and the client sends: `x-correlation-id`.
@@ -44,7 +45,8 @@ pub const MAX_LEN: usize = 128;
 /// A validated correlation id: 1 to 128 bytes from [`CorrelationIdCharset::DEFAULT`] (ASCII
 /// letters, digits, `-`, `_`, `.`, `:`), or from the charset the layer was given.
 ///
-/// Cloning is cheap. It is stored in request extensions and in the OpenTelemetry
+/// Cloning is cheap: an id of up to 40 bytes (every generated one) is kept inline, a longer
+/// one is shared. It is stored in request extensions and in the OpenTelemetry
 /// [`Context`](opentelemetry::Context) of a traced request.
 ///
 /// ```
@@ -57,8 +59,33 @@ pub const MAX_LEN: usize = 128;
 /// assert!(CorrelationId::parse(&"x".repeat(129)).is_none());
 /// assert_eq!(CorrelationId::generate().as_str().len(), 36);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CorrelationId(Arc<str>);
+#[derive(Clone)]
+pub struct CorrelationId(Repr);
+
+/// Inline up to [`INLINE`] bytes: no allocation to make one, and a clone is a copy rather than
+/// a shared count that every thread holding the id touches.
+#[derive(Clone)]
+enum Repr {
+    Inline(ArrayString<INLINE>),
+    Shared(Arc<str>),
+}
+
+/// The longest id kept inline: a generated id (36 bytes) and most incoming ones fit.
+const INLINE: usize = 40;
+
+impl PartialEq for CorrelationId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for CorrelationId {}
+
+impl std::hash::Hash for CorrelationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl CorrelationId {
     /// Accepts `value` if it is a valid correlation id under [`CorrelationIdCharset::DEFAULT`].
@@ -82,17 +109,32 @@ impl CorrelationId {
     pub fn generate() -> Self {
         let mut buf = uuid::Uuid::encode_buffer();
         let s = crate::ids::uuid_v7().hyphenated().encode_lower(&mut buf);
-        Self(Arc::from(&*s))
+        Self::from_valid(s)
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline(text) => text,
+            Repr::Shared(text) => text,
+        }
     }
 
-    /// The id as an `Arc<str>`, for attribute and baggage values without copying.
+    /// An id of text already checked against a charset.
+    fn from_valid(text: &str) -> Self {
+        match ArrayString::from(text) {
+            Ok(inline) => Self(Repr::Inline(inline)),
+            Err(_) => Self(Repr::Shared(Arc::from(text))),
+        }
+    }
+
+    /// The id as an `Arc<str>`, for attribute and baggage values (a long id is shared without
+    /// copying; a short one is copied).
     pub fn as_arc(&self) -> Arc<str> {
-        self.0.clone()
+        match &self.0 {
+            Repr::Inline(text) => Arc::from(text.as_str()),
+            Repr::Shared(text) => text.clone(),
+        }
     }
 
     /// Whether `value` is a valid correlation id under [`CorrelationIdCharset::DEFAULT`].
@@ -109,19 +151,21 @@ impl CorrelationId {
 
 impl fmt::Display for CorrelationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for CorrelationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CorrelationId").field(&&*self.0).finish()
+        f.debug_tuple("CorrelationId")
+            .field(&self.as_str())
+            .finish()
     }
 }
 
 impl AsRef<str> for CorrelationId {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -238,7 +282,7 @@ impl CorrelationIdCharset {
     /// ```
     pub fn parse(&self, value: &str) -> Option<CorrelationId> {
         self.is_valid(value.as_bytes())
-            .then(|| CorrelationId(Arc::from(value)))
+            .then(|| CorrelationId::from_valid(value))
     }
 
     /// Accepts raw header bytes if they form a valid id under this charset.
@@ -255,7 +299,7 @@ impl CorrelationIdCharset {
         // Every allowed byte is ASCII, so valid UTF-8.
         std::str::from_utf8(value)
             .ok()
-            .map(|s| CorrelationId(Arc::from(s)))
+            .map(CorrelationId::from_valid)
     }
 }
 
@@ -578,6 +622,33 @@ mod tests {
         assert_eq!(from_baggage_with(&baggage, &charset), Some("tenant/7"));
         let (_, source) = resolve(&http::HeaderMap::new(), &[], from_baggage(&baggage));
         assert_eq!(source, CorrelationSource::Replaced);
+    }
+
+    #[test]
+    fn ids_inline_or_shared_read_compare_and_hash_by_their_text() {
+        use std::collections::HashSet;
+        for len in [1, INLINE - 1, INLINE, INLINE + 1, MAX_LEN] {
+            let text = "a".repeat(len);
+            let id = CorrelationId::parse(&text).expect("valid");
+            assert_eq!(
+                matches!(id.0, Repr::Inline(_)),
+                len <= INLINE,
+                "{len} bytes"
+            );
+            let from_bytes = CorrelationIdCharset::DEFAULT
+                .from_bytes(text.as_bytes())
+                .expect("valid");
+            assert_eq!(id.as_str(), text);
+            assert_eq!(&*id.as_arc(), text);
+            assert_eq!(id.clone(), from_bytes);
+            assert_eq!(format!("{id:?}"), format!("CorrelationId({text:?})"));
+            let set: HashSet<CorrelationId> = [id, from_bytes].into_iter().collect();
+            assert_eq!(set.len(), 1);
+        }
+        assert_ne!(
+            CorrelationId::parse("a").expect("valid"),
+            CorrelationId::parse("b").expect("valid")
+        );
     }
 
     #[test]

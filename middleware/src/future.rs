@@ -13,7 +13,7 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use pin_project_lite::pin_project;
 
-use crate::body::{ResponseBody, SpanGuard};
+use crate::body::{ResponseBody, SpanGuard, State};
 use crate::correlation::CorrelationId;
 use crate::observe::Observation;
 use crate::semconv::{self, truncate};
@@ -32,17 +32,10 @@ pin_project! {
         Untraced { #[pin] future: F },
         Traced {
             #[pin] future: F,
-            state: Option<State>,
+            state: Option<Box<State>>,
         },
-        Panicked { state: Option<State>, message: String },
+        Panicked { state: Option<Box<State>>, message: String },
     }
-}
-
-struct State {
-    cx: Context,
-    id: CorrelationId,
-    echo: Echo,
-    observation: Option<Box<Observation>>,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -74,17 +67,17 @@ impl<F> ResponseFuture<F> {
         cx: Context,
         id: CorrelationId,
         echo: Echo,
-        observation: Option<Box<Observation>>,
+        observation: Option<Observation>,
     ) -> Self {
         Self {
             kind: Kind::Traced {
                 future,
-                state: Some(State {
+                state: Some(Box::new(State {
                     cx,
                     id,
                     echo,
                     observation,
-                }),
+                })),
             },
         }
     }
@@ -94,24 +87,24 @@ impl<F> ResponseFuture<F> {
         cx: Context,
         id: CorrelationId,
         echo: Echo,
-        observation: Option<Box<Observation>>,
+        observation: Option<Observation>,
     ) -> Self {
         Self {
             kind: Kind::Panicked {
                 message: panic_message(&*panic),
-                state: Some(State {
+                state: Some(Box::new(State {
                     cx,
                     id,
                     echo,
                     observation,
-                }),
+                })),
             },
         }
     }
 }
 
 /// Records a panic on the span and makes the `500` response that replaces it.
-fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
+fn panic_response<B>(mut state: Box<State>, message: &str) -> Response<ResponseBody<B>> {
     // The request's root cause, unless an error recorded before the panic is.
     crate::cause::record_cause(&state.cx, || {
         crate::cause::ErrorCause::new("panic", message.to_owned()).with_class("panic")
@@ -141,12 +134,11 @@ fn panic_response<B>(state: State, message: &str) -> Response<ResponseBody<B>> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     state.echo.write(&mut response, &state.cx, &state.id);
-    let observed = state.observation.map(|mut o| {
+    if let Some(o) = state.observation.as_mut() {
         o.status = Some(500);
         o.error_type = Some("panic".into());
-        (o, state.id)
-    });
-    response.map(|()| ResponseBody::empty(SpanGuard::new(state.cx, observed)))
+    }
+    response.map(|()| ResponseBody::empty(SpanGuard::new(state)))
 }
 
 /// The response headers the layer adds.
@@ -266,7 +258,7 @@ where
                         };
                     }
                 };
-                let Some(state) = state.take() else {
+                let Some(mut state) = state.take() else {
                     return Poll::Pending;
                 };
                 match result {
@@ -298,21 +290,20 @@ where
                             }
                         }
                         state.echo.write(&mut response, &state.cx, &state.id);
-                        let observed = state.observation.map(|mut o| {
+                        if let Some(o) = state.observation.as_mut() {
                             o.status = Some(status.as_u16());
                             if status.is_server_error() {
                                 o.error_type = Some(Cow::Owned(status.as_str().to_owned()));
                             }
-                            (o, state.id)
-                        });
-                        let guard = SpanGuard::new(state.cx, observed);
+                        }
+                        let guard = SpanGuard::new(state);
                         Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
                     }
                     Err(error) => {
                         let span = state.cx.span();
                         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
                         span.set_status(Status::error("inner service failed"));
-                        if let Some(mut o) = state.observation {
+                        if let Some(mut o) = state.observation.take() {
                             o.error_type = Some("_OTHER".into());
                             o.finish(&state.cx, &state.id);
                         }

@@ -89,12 +89,12 @@ where
         let naming = Naming::of(req.method(), route);
         // Started before the span and the handler run, ended at the end of the body.
         let observation = (!config.observers.is_empty()).then(|| {
-            Box::new(Observation::start(
+            Observation::start(
                 config.observers.clone(),
                 naming.method,
                 naming.route.clone(),
                 naming.route_id,
-            ))
+            )
         });
         let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
         let echo = Echo::for_request(config, req.headers(), source, &id, recording);
