@@ -126,7 +126,7 @@ impl ServerRequest {
             route: naming.route.clone(),
             path_len: path.len(),
             text,
-            correlation_id: Text::new(&[]),
+            correlation_id: Text::Inline(ArrayString::new()),
             method_original: None,
             server_address: None,
             server_port: None,
