@@ -66,6 +66,7 @@
 //! # Ok(()) }
 //! ```
 
+mod duration;
 mod health;
 mod otlp;
 mod process;
@@ -132,6 +133,8 @@ struct Inner {
     push: Option<push::Push>,
     /// One for every layer, so `http.server.active_requests` has one callback.
     http_server: HttpServerMetrics,
+    /// `http.server.request.duration`, counted per thread and added to what `reader` collects.
+    durations: Arc<duration::Durations>,
 }
 
 impl fmt::Debug for Metrics {
@@ -164,9 +167,12 @@ impl MetricReader for SharedReader {
     }
 }
 
+/// The name of the instrumentation scope of the library's own instruments.
+const SCOPE_NAME: &str = "service-tracing";
+
 /// The instrumentation scope of the library's own instruments.
 fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder("service-tracing")
+    InstrumentationScope::builder(SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
         .build()
 }
@@ -192,12 +198,15 @@ impl Metrics {
             })
             .build();
         health::register(&provider.meter_with_scope(scope()), workers);
-        let http_server = HttpServerMetrics::new(&provider.meter_with_scope(scope()));
+        let durations = Arc::new(duration::Durations::new(limit));
+        let http_server =
+            HttpServerMetrics::per_thread(&provider.meter_with_scope(scope()), durations.clone());
         let push = match &settings.push {
             Some(config) => Some(push::Push::start(
                 reader.clone(),
                 config.clone(),
                 settings.interval,
+                durations.clone(),
             )?),
             None => None,
         };
@@ -207,6 +216,7 @@ impl Metrics {
                 reader,
                 push,
                 http_server,
+                durations,
             }),
         })
     }
@@ -249,7 +259,18 @@ impl Metrics {
         let mut rm = ResourceMetrics::default();
         // Fails only after shutdown, when there is nothing to show.
         let _ = self.inner.reader.collect(&mut rm);
-        prometheus::render(&rm)
+        let mut text = prometheus::render(&rm);
+        let series = self.inner.durations.collect();
+        prometheus::histogram_of_points(
+            &mut text,
+            (duration::NAME, duration::UNIT, duration::DESCRIPTION),
+            &DURATION_BOUNDARIES,
+            series.into_iter().map(|(labels, series)| {
+                let counts = series.buckets.to_vec();
+                (labels.attributes(), counts, series.count, series.sum)
+            }),
+        );
+        text
     }
 
     /// Failed OTLP metric exports so far (0 without OTLP push).

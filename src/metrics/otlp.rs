@@ -19,6 +19,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality;
 use prost::Message as _;
 
+use super::duration::Durations;
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
 use crate::export::otlp_fast::body::Framer;
@@ -33,6 +34,8 @@ pub(crate) struct OtlpMetricExporter {
     /// Only the push thread exports: never contended.
     framer: Mutex<Framer>,
     counts: Arc<Counts>,
+    /// The request durations counted outside the SDK, added to each export.
+    durations: Arc<Durations>,
 }
 
 /// What became of the data points sent.
@@ -71,7 +74,11 @@ impl OtlpMetricExporter {
     /// An exporter for `config` (its endpoint is the metrics one: the full `/v1/metrics` URL
     /// for HTTP, the base URL for gRPC). Fails on an `https` endpoint without the `tls`
     /// feature, an invalid URL or invalid headers.
-    pub(crate) fn new(config: &Resolved, counts: Arc<Counts>) -> Result<Self, SetupError> {
+    pub(crate) fn new(
+        config: &Resolved,
+        counts: Arc<Counts>,
+        durations: Arc<Durations>,
+    ) -> Result<Self, SetupError> {
         let wire = match config.protocol {
             Protocol::Grpc => Wire::Grpc,
             Protocol::HttpProtobuf => Wire::Http,
@@ -89,6 +96,7 @@ impl OtlpMetricExporter {
             framer: Mutex::new(Framer::new(wire, config.compression)),
             transport,
             counts,
+            durations,
         })
     }
 }
@@ -114,7 +122,8 @@ fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
 
 impl PushMetricExporter for OtlpMetricExporter {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let request = ExportMetricsServiceRequest::from(metrics);
+        let mut request = ExportMetricsServiceRequest::from(metrics);
+        self.durations.append_to(&mut request, super::SCOPE_NAME);
         let points = data_points(&request);
         let body = self
             .framer

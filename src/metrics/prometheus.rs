@@ -107,37 +107,65 @@ fn histogram_family<T: Number>(out: &mut String, metric: &Metric, histogram: &Hi
     header(out, &name, metric.description(), "histogram");
     for point in histogram.data_points() {
         let attributes: Vec<KeyValue> = point.attributes().cloned().collect();
-        let mut cumulative = 0u64;
         let counts: Vec<u64> = point.bucket_counts().collect();
-        for (i, bound) in point.bounds().enumerate() {
-            cumulative += counts.get(i).copied().unwrap_or(0);
-            sample(
-                out,
-                &name,
-                "_bucket",
-                &attributes,
-                Some(&float(bound)),
-                &cumulative.to_string(),
-            );
-        }
-        sample(
+        let bounds: Vec<f64> = point.bounds().collect();
+        histogram_point(
             out,
             &name,
-            "_bucket",
             &attributes,
-            Some("+Inf"),
-            &point.count().to_string(),
-        );
-        sample(out, &name, "_sum", &attributes, None, &point.sum().text());
-        sample(
-            out,
-            &name,
-            "_count",
-            &attributes,
-            None,
-            &point.count().to_string(),
+            &bounds,
+            &counts,
+            point.count(),
+            &point.sum().text(),
         );
     }
+}
+
+/// A histogram family from points counted outside the SDK: `(attributes, bucket counts,
+/// count, sum)` each, with `bounds`.
+pub(crate) fn histogram_of_points(
+    out: &mut String,
+    (name, unit, description): (&str, &str, &str),
+    bounds: &[f64],
+    points: impl Iterator<Item = (Vec<KeyValue>, Vec<u64>, u64, f64)>,
+) {
+    let mut points = points.peekable();
+    if points.peek().is_none() {
+        return;
+    }
+    let name = metric_name(name, unit, false);
+    header(out, &name, description, "histogram");
+    for (attributes, counts, count, sum) in points {
+        histogram_point(out, &name, &attributes, bounds, &counts, count, &sum.text());
+    }
+}
+
+/// One series of a histogram: cumulative `_bucket`s, then `_sum` and `_count`.
+fn histogram_point(
+    out: &mut String,
+    name: &str,
+    attributes: &[KeyValue],
+    bounds: &[f64],
+    counts: &[u64],
+    count: u64,
+    sum: &str,
+) {
+    let mut cumulative = 0u64;
+    for (i, bound) in bounds.iter().enumerate() {
+        cumulative += counts.get(i).copied().unwrap_or(0);
+        sample(
+            out,
+            name,
+            "_bucket",
+            attributes,
+            Some(&float(*bound)),
+            &cumulative.to_string(),
+        );
+    }
+    let count = count.to_string();
+    sample(out, name, "_bucket", attributes, Some("+Inf"), &count);
+    sample(out, name, "_sum", attributes, None, sum);
+    sample(out, name, "_count", attributes, None, &count);
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

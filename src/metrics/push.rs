@@ -15,6 +15,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::ManualReader;
 
+use super::duration::Durations;
 use super::otlp::{Counts, OtlpMetricExporter};
 use crate::config::Resolved;
 use crate::error::{SetupError, SetupErrorKind};
@@ -40,13 +41,14 @@ impl Push {
         reader: Arc<ManualReader>,
         config: Resolved,
         interval: Duration,
+        durations: Arc<Durations>,
     ) -> Result<Self, SetupError> {
         let timeout = config.timeout;
         let counts = Arc::new(Counts::default());
         let exporter_counts = counts.clone();
         let mut push = Self::start_with(
             reader,
-            move || OtlpMetricExporter::new(&config, exporter_counts),
+            move || OtlpMetricExporter::new(&config, exporter_counts, durations),
             interval,
             timeout,
         )?;

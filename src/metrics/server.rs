@@ -11,6 +11,7 @@ use opentelemetry::{KeyValue, StringValue};
 use service_tracing_middleware::semconv::{self, KNOWN_METHODS};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart, RouteId};
 
+use super::duration::{self, Durations, Labels};
 use super::MAX_ATTRIBUTE_SETS;
 
 /// The OpenTelemetry semantic conventions' advisory bucket boundaries for HTTP durations, in
@@ -46,15 +47,39 @@ pub const DURATION_BOUNDARIES: [f64; 14] = [
 /// `http.server.active_requests` callback.
 #[derive(Clone, Debug)]
 pub struct HttpServerMetrics {
-    duration: Histogram<f64>,
+    duration: DurationRecorder,
     active: Arc<ActiveRequests>,
     /// Tells this instance's series apart in the per-thread caches of bound series.
     instance: u64,
 }
 
+/// Where request durations go: the SDK's histogram, or (in the set-up's own pipeline) the
+/// per-thread one that the pipeline adds at collection.
+#[derive(Clone, Debug)]
+enum DurationRecorder {
+    Sdk(Histogram<f64>),
+    PerThread(Arc<Durations>),
+}
+
 impl HttpServerMetrics {
     /// The instruments, made with `meter`.
     pub fn new(meter: &Meter) -> Self {
+        let duration = meter
+            .f64_histogram(duration::NAME)
+            .with_unit(duration::UNIT)
+            .with_description(duration::DESCRIPTION)
+            .with_boundaries(DURATION_BOUNDARIES.to_vec())
+            .build();
+        Self::with_durations(meter, DurationRecorder::Sdk(duration))
+    }
+
+    /// The instruments, the durations counted per thread into `durations` (which the caller
+    /// adds to what it collects from `meter`'s provider).
+    pub(crate) fn per_thread(meter: &Meter, durations: Arc<Durations>) -> Self {
+        Self::with_durations(meter, DurationRecorder::PerThread(durations))
+    }
+
+    fn with_durations(meter: &Meter, duration: DurationRecorder) -> Self {
         let active = Arc::new(ActiveRequests::default());
         let observed = active.clone();
         meter
@@ -64,12 +89,7 @@ impl HttpServerMetrics {
             .with_callback(move |observer| observed.observe(observer))
             .build();
         Self {
-            duration: meter
-                .f64_histogram("http.server.request.duration")
-                .with_unit("s")
-                .with_description("Duration of HTTP server requests.")
-                .with_boundaries(DURATION_BOUNDARIES.to_vec())
-                .build(),
+            duration,
             active,
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed) & INSTANCE_MASK,
         }
@@ -134,7 +154,7 @@ const MAX_BOUND_PER_THREAD: usize = 4096;
 /// A multiplicative hash of the packed series key (the key is already unique: a full
 /// SipHash of it would only cost time).
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(super) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -170,7 +190,7 @@ fn method_index(method: &str) -> usize {
 }
 
 /// The method of a slot, as a `'static` string (no allocation).
-fn method_name(index: usize) -> &'static str {
+pub(super) fn method_name(index: usize) -> &'static str {
     KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
 }
 
@@ -347,6 +367,16 @@ impl RequestObserver for HttpServerMetrics {
         self.active
             .add(outcome.method, outcome.route, outcome.route_id, -1);
         let seconds = outcome.duration.as_secs_f64();
+        let duration = match &self.duration {
+            DurationRecorder::PerThread(durations) => {
+                let method = method_index(outcome.method);
+                durations.record(seconds, self.series_key(outcome), || {
+                    Labels::of(outcome, method)
+                });
+                return;
+            }
+            DurationRecorder::Sdk(duration) => duration,
+        };
         let recorded = self.series_key(outcome).is_some_and(|key| {
             BOUND
                 .try_with(|bound| {
@@ -360,7 +390,7 @@ impl RequestObserver for HttpServerMetrics {
                     if bound.len() >= MAX_BOUND_PER_THREAD {
                         return false;
                     }
-                    let series = self.duration.bind(&Self::attributes(outcome));
+                    let series = duration.bind(&Self::attributes(outcome));
                     series.record(seconds);
                     bound.insert(key, series);
                     true
@@ -368,7 +398,7 @@ impl RequestObserver for HttpServerMetrics {
                 .unwrap_or(false)
         });
         if !recorded {
-            self.duration.record(seconds, &Self::attributes(outcome));
+            duration.record(seconds, &Self::attributes(outcome));
         }
     }
 }

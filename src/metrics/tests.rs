@@ -236,3 +236,58 @@ async fn every_request_lands_in_its_own_series_and_instance_bound_or_not() {
         "the second instance counts its own request only:\n{other}"
     );
 }
+
+#[tokio::test]
+async fn per_thread_durations_show_the_series_and_counts_the_sdks_histogram_shows() {
+    use opentelemetry_sdk::metrics::ManualReader;
+    // The set-up's pipeline (per-thread durations) beside the SDK's histogram that a user's
+    // own provider gets, told of the same requests.
+    let ours = metrics(MAX_ATTRIBUTE_SETS);
+    let reader = Arc::new(ManualReader::builder().build());
+    let provider = SdkMeterProvider::builder()
+        .with_reader(SharedReader(reader.clone()))
+        .build();
+    let sdk = HttpServerMetrics::new(&provider.meter("sdk"));
+    let router = || {
+        Router::new()
+            .route("/ok/{id}", axum::routing::any(|| async { "ok" }))
+            .route(
+                "/fail",
+                get(|| async { http::StatusCode::SERVICE_UNAVAILABLE }),
+            )
+    };
+    let apps = [
+        router().layer(crate::TracingLayer::new().with_observer(ours.http_server())),
+        router().layer(crate::TracingLayer::new().with_observer(sdk)),
+    ];
+    for app in &apps {
+        for path in ["/ok/1", "/ok/2", "/fail", "/nowhere", "/ok/3"] {
+            get_path(app, path).await;
+        }
+    }
+    let counts = |text: &str| -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let mut rm = ResourceMetrics::default();
+    reader.collect(&mut rm).expect("collects");
+    let theirs = counts(&prometheus::render(&rm));
+    assert_eq!(theirs.len(), 3, "{theirs:?}");
+    assert_eq!(counts(&ours.prometheus_text()), theirs);
+    let text = ours.prometheus_text();
+    assert_eq!(
+        text.matches("# TYPE http_server_request_duration_seconds histogram")
+            .count(),
+        1,
+        "one family:\n{text}"
+    );
+    assert!(
+        text.contains("http_server_request_duration_seconds_bucket{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/ok/{id}\",le=\"10\"} 3"),
+        "{text}"
+    );
+}

@@ -1,4 +1,4 @@
-//! A handler whose `tracing` child span takes 50 ms of its 52: the bottleneck report names
+//! A handler whose `tracing` child span takes 200 ms of its 202: the bottleneck report names
 //! that span with more than 90 % of the route's time, for traces the real collector received;
 //! the child's threshold and the route's configured threshold put `performance.slow` events
 //! on the exported spans.
@@ -34,7 +34,9 @@ async fn order(Path(id): Path<u32>) -> String {
             performance.threshold_ms = 20
         );
         let _entered = span.enter();
-        std::thread::sleep(Duration::from_millis(50));
+        // Long beside the rest, so that a busy machine's late wake-ups (several ms) leave the
+        // child's share above 90 %.
+        std::thread::sleep(Duration::from_millis(200));
     }
     // The rest of the handler: about 2 ms.
     std::thread::sleep(Duration::from_millis(2));
@@ -84,7 +86,7 @@ async fn bottleneck_report_names_the_slow_child_span() {
     let bottleneck = route.bottleneck().expect("a bottleneck");
     assert_eq!(bottleneck.operation, "SELECT orders");
     assert!(bottleneck.share > 0.9, "{route:#?}");
-    assert!(bottleneck.mean >= Duration::from_millis(50), "{route:#?}");
+    assert!(bottleneck.mean >= Duration::from_millis(200), "{route:#?}");
     assert_eq!(route.severity(), Some(BottleneckSeverity::High));
     let line = route.describe().expect("a description");
     assert!(
@@ -110,8 +112,8 @@ async fn bottleneck_report_names_the_slow_child_span() {
     let select = profiling.operation("SELECT orders").expect("recorded");
     let minute = select.window(Window::OneMinute).expect("a window");
     assert_eq!(minute.count, REQUESTS as u64);
-    assert!(minute.p50 >= Duration::from_millis(50), "{minute:?}");
-    assert!(minute.p50 < Duration::from_millis(80), "{minute:?}");
+    assert!(minute.p50 >= Duration::from_millis(200), "{minute:?}");
+    assert!(minute.p50 < Duration::from_millis(300), "{minute:?}");
     assert_eq!(select.slow, REQUESTS as u64);
 
     // The traces reported are those the collector received, and the slow spans carry the
@@ -145,7 +147,7 @@ async fn bottleneck_report_names_the_slow_child_span() {
             .attr("performance.duration_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no duration on {event:?}"));
-        assert!(ms >= 50.0, "{ms}");
+        assert!(ms >= 200.0, "{ms}");
     }
     guard.shutdown().unwrap();
 }
