@@ -65,6 +65,7 @@ pub mod process;
 pub mod profiling;
 pub mod redact;
 mod runtime;
+pub mod sampling;
 mod server_span;
 mod setup;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! take it: on the request path that is an uncontended lock of a cache line the thread already
 //! holds.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use thread_local::ThreadLocal;
@@ -41,6 +42,19 @@ impl<T: Send + Default> PerThread<T> {
             f(&mut lock(shard));
         }
     }
+}
+
+/// How many stripes striped counters have: threads add into different ones.
+pub(crate) const STRIPES: usize = 8;
+
+/// The stripe this thread adds into: threads take them in turn as they first count, so two
+/// runtime threads never share one.
+pub(crate) fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    MINE.try_with(|s| *s).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    Sampler, SamplingDecision, ShouldSample, Span as SdkSpan, SpanData, SpanEvents, SpanLimits,
-    SpanLinks, SpanProcessor,
+    SamplingDecision, ShouldSample, Span as SdkSpan, SpanData, SpanEvents, SpanLimits, SpanLinks,
+    SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 use service_tracing_middleware::semconv::HTTP_RESPONSE_STATUS_CODE;
@@ -143,7 +143,7 @@ pub(crate) struct ServerTracer {
 }
 
 struct Shared {
-    sampler: Sampler,
+    sampler: Box<dyn ShouldSample>,
     chain: SharedChain,
     scope: InstrumentationScope,
     limits: SpanLimits,
@@ -158,10 +158,14 @@ impl fmt::Debug for ServerTracer {
 impl ServerTracer {
     /// Spans sampled by `sampler` (the provider's), ended into `chain` (the provider's
     /// processor), under `scope`, with the default limits (the provider's).
-    pub(crate) fn new(sampler: Sampler, chain: SharedChain, scope: InstrumentationScope) -> Self {
+    pub(crate) fn new(
+        sampler: impl ShouldSample + 'static,
+        chain: SharedChain,
+        scope: InstrumentationScope,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                sampler,
+                sampler: Box::new(sampler),
                 chain,
                 scope,
                 limits: SpanLimits::default(),
@@ -578,6 +582,7 @@ mod tests {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
+    use opentelemetry_sdk::trace::Sampler;
 
     /// Keeps every ended span.
     #[derive(Debug, Clone, Default)]

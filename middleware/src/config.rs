@@ -60,9 +60,9 @@ pub enum SamplerHint {
     /// and the tracer decides.
     #[default]
     Unknown,
-    /// The sampler reads neither the span's name nor its attributes, as none of the samplers
-    /// the OpenTelemetry SDK ships does: the attributes are set once the span records, and
-    /// never built for a span that does not.
+    /// The sampler reads no attributes, as none of the samplers the OpenTelemetry SDK ships
+    /// does (it may read the span's name, which is always given: `{method} {route}`): the
+    /// attributes are set once the span records, and never built for a span that does not.
     IgnoresAttributes,
     /// As [`IgnoresAttributes`](Self::IgnoresAttributes), and an incoming parent that is valid
     /// and not sampled means the span is dropped, as the SDK's `ParentBased` samplers decide

@@ -121,6 +121,19 @@ impl TracesSampler {
         }
     }
 
+    /// What this sampler does with a new trace, and whether it follows a parent's decision.
+    pub(crate) fn root_action(self) -> (crate::sampling::SampleAction, bool) {
+        use crate::sampling::SampleAction as A;
+        match self {
+            TracesSampler::AlwaysOn => (A::Always, false),
+            TracesSampler::AlwaysOff => (A::Never, false),
+            TracesSampler::TraceIdRatio(r) => (A::Ratio(r), false),
+            TracesSampler::ParentBasedAlwaysOn => (A::Always, true),
+            TracesSampler::ParentBasedAlwaysOff => (A::Never, true),
+            TracesSampler::ParentBasedTraceIdRatio(r) => (A::Ratio(r), true),
+        }
+    }
+
     pub(crate) fn to_sdk(self) -> opentelemetry_sdk::trace::Sampler {
         use opentelemetry_sdk::trace::Sampler as S;
         match self {
@@ -219,6 +232,9 @@ pub(crate) struct Resolved {
     /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._CLIENT_KEY`).
     pub(crate) tls: crate::export::otlp_fast::tls::TlsConfig,
     pub(crate) sampler: TracesSampler,
+    /// The route rules' sampler, when rules were given: it replaces `sampler`'s, deciding new
+    /// traces as `sampler` would where the rules do not say.
+    pub(crate) sampling: Option<crate::sampling::RouteSampler>,
     pub(crate) batch: BatchConfig,
     pub(crate) disabled: bool,
 }

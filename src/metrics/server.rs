@@ -194,23 +194,13 @@ pub(super) fn method_name(index: usize) -> &'static str {
     KNOWN_METHODS.get(index).copied().unwrap_or("_OTHER")
 }
 
-/// Stripes of each route's in-flight counts: threads add into different ones.
-const STRIPES: usize = 8;
+use crate::per_thread::{stripe, STRIPES};
 
 /// One stripe of counts, alone on its cache lines so two threads adding into two stripes do
 /// not contend for one line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Stripe([AtomicI64; METHODS]);
-
-/// The stripe this thread adds into: threads take them in turn as they first count.
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    MINE.try_with(|s| *s).unwrap_or(0)
-}
 
 /// Requests in flight for one route, per method. A request may start on one thread and end
 /// on another: a stripe can go below zero, the sum over stripes cannot.

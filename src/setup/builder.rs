@@ -49,6 +49,7 @@ pub struct ServiceTracing {
     /// The client certificate chain and private key for mTLS.
     pub(super) client_certificate: Option<(PathBuf, PathBuf)>,
     pub(super) sampler: Option<TracesSampler>,
+    pub(super) sampling_rules: Option<crate::sampling::SamplingRules>,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -116,6 +117,7 @@ impl ServiceTracing {
             certificate: None,
             client_certificate: None,
             sampler: None,
+            sampling_rules: None,
             batch: None,
             propagators: None,
             layer: LayerOptions::default(),
@@ -249,6 +251,25 @@ impl ServiceTracing {
     /// The sampler (`OTEL_TRACES_SAMPLER`).
     pub fn sampler(mut self, sampler: TracesSampler) -> Self {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// Per-route sampling rules, changeable while serving through
+    /// [`TracingGuard::sampling`](crate::TracingGuard::sampling). They decide new traces; a
+    /// span with a parent follows it when the [`sampler`](Self::sampler) is parent-based (the
+    /// default), and new traces no rule matches get the sampler's decision unless the rules
+    /// say `otherwise` (see [`sampling`](crate::sampling)).
+    ///
+    /// ```
+    /// use service_tracing::sampling::{RouteRule, SampleAction, SamplingRules};
+    /// let builder = service_tracing::ServiceTracing::builder("shop").sampling_rules(
+    ///     SamplingRules::new()
+    ///         .rule(RouteRule::new("/health", SampleAction::Never))
+    ///         .rule(RouteRule::new("/checkout", SampleAction::Always).method("POST")),
+    /// );
+    /// ```
+    pub fn sampling_rules(mut self, rules: crate::sampling::SamplingRules) -> Self {
+        self.sampling_rules = Some(rules);
         self
     }
 

@@ -244,6 +244,28 @@ impl TracingGuard {
         self.errors().map(|errors| errors.storage_health())
     }
 
+    /// The handle on the sampling rules given to
+    /// [`ServiceTracing::sampling_rules`](crate::ServiceTracing::sampling_rules): change them
+    /// while serving, read their figures; `None` without rules, when tracing is disabled, or
+    /// after shutdown.
+    ///
+    /// ```
+    /// use service_tracing::sampling::{RouteRule, SampleAction, SamplingRules};
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///     .exporter(service_tracing::TracesExporter::None)
+    ///     .sampling_rules(SamplingRules::new().rule(RouteRule::new("/health", SampleAction::Never)))
+    ///     .init(axum::Router::<()>::new())?;
+    /// let sampling = guard.sampling().expect("rules were given");
+    /// sampling.replace(SamplingRules::new().otherwise(SampleAction::Ratio(0.5)));
+    /// assert_eq!(sampling.stats().otherwise.effective_ratio, 0.5);
+    /// # Ok(()) }
+    /// ```
+    pub fn sampling(&self) -> Option<crate::sampling::SamplingHandle> {
+        self.with_inner(|inner| inner.config.sampling.as_ref().map(|s| s.handle()))
+            .flatten()
+    }
+
     /// The latency figures, slow operations and bottlenecks of every service set up through
     /// this guard; `None` when profiling is off ([`ServiceTracing::profiling`](crate::ServiceTracing::profiling)), tracing is
     /// disabled, or after shutdown.

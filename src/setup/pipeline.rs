@@ -432,16 +432,17 @@ pub(super) fn provider(
         (None, Some(profiling)) => with_errors(errors, profiling.clone(), &resource),
         (None, None) => errors.map(|errors| SharedChain::new(errors.clone(), &resource)),
     };
+    let sampler = crate::sampling::Installed::of(config);
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(config.sampler.to_sdk());
+        .with_sampler(sampler.clone());
     let (builder, chain) = match chain {
         Some(chain) => (builder.with_span_processor(chain.clone()), chain),
         // Nothing to end spans into: a chain of no processor, for the layer's tracer.
         None => (builder, SharedChain::empty()),
     };
     let server = ServerTracer::new(
-        config.sampler.to_sdk(),
+        sampler,
         chain,
         service_tracing_middleware::tracer::scope(env!("CARGO_PKG_VERSION")),
     );

@@ -55,6 +55,9 @@ impl ServiceTracing {
                 &format!("at most OTEL_BSP_MAX_QUEUE_SIZE ({})", batch.max_queue_size),
             ));
         }
+        let sampler = layered(self.sampler, env.sampler, || {
+            TracesSampler::ParentBasedAlwaysOn
+        });
         let resolved = Resolved {
             // The exception to the layering: operators rename deployments, not code.
             service_name: env
@@ -71,8 +74,10 @@ impl ServiceTracing {
             timeout: layered(self.timeout, env.otlp.timeout, || DEFAULT_TIMEOUT),
             compression: layered(self.compression, env.otlp.compression, Compression::default),
             tls: self.resolve_tls(&env.otlp, None)?,
-            sampler: layered(self.sampler, env.sampler, || {
-                TracesSampler::ParentBasedAlwaysOn
+            sampler,
+            sampling: self.sampling_rules.clone().map(|rules| {
+                let (base, parent_based) = sampler.root_action();
+                crate::sampling::RouteSampler::with_base(rules, base, parent_based)
             }),
             batch,
             disabled: env.disabled,

@@ -48,6 +48,7 @@ mod planted_secrets_never_reach_the_collector;
 mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
 mod resources_reach_the_summary_prometheus_and_the_collector;
+mod route_rules_choose_what_reaches_the_collector;
 mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;

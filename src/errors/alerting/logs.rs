@@ -379,6 +379,7 @@ mod tests {
             compression: Default::default(),
             tls: Default::default(),
             sampler: crate::config::TracesSampler::ParentBasedAlwaysOn,
+            sampling: None,
             batch: crate::config::BatchConfig::default(),
             disabled: false,
         };

@@ -1283,6 +1283,7 @@ fn config(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> Resol
         compression: Default::default(),
         tls: Default::default(),
         sampler: crate::config::TracesSampler::AlwaysOn,
+        sampling: None,
         batch: crate::config::BatchConfig::default(),
         disabled: false,
     }
