@@ -31,7 +31,8 @@
 //!    axum extractor.
 //! 3. **Call out**: [`traced_client`] / [`TracingMiddleware`] make the client span of each
 //!    outbound call and carry the context.
-//! 4. **Record and read back**: [`record_error`] states an error handled in the request;
+//! 4. **Record and read back**: [`record_error`] states an error handled in the request
+//!    ([`errors::record_error_as`] states its category and severity too);
 //!    [`TracingGuard`] gives the error groups, the latency figures and the metrics, and
 //!    flushes at shutdown. [`TracingGuard::bridge_layer`] ([`BridgeLayer`]) and
 //!    [`TraceIdFormat`] are for applications that install their own `tracing` subscriber.
@@ -76,16 +77,22 @@ mod window;
 pub use error::{SetupError, SetupErrorKind};
 pub use setup::{setup_service_tracing, ScopedTracing, ServiceTracing, TracingGuard};
 // 4. Record and read back; an application's own subscriber.
-pub use errors::{record_error, record_error_as};
+pub use errors::record_error;
 pub use logging::TraceIdFormat;
 pub use setup::BridgeLayer;
 
 // What `ServiceTracing`'s methods take.
 pub use config::{BatchConfig, Compression, Protocol, TracesExporter, TracesSampler};
-pub use errors::{Alert, AlertRule, Category, ErrorEvent, ErrorTracking, Severity};
+pub use errors::{Alert, AlertRule, ErrorEvent, ErrorTracking};
 pub use metrics::MetricsExporter;
 pub use profiling::Profiling;
-pub use redact::{Redactor, Regex};
+pub use redact::Redactor;
+// Other crates' types, shown here as re-exports rather than as second pages: each has its page
+// in the module it belongs to.
+#[doc(no_inline)]
+pub use errors::{Category, Severity};
+#[doc(no_inline)]
+pub use redact::Regex;
 pub use service_tracing_middleware::{
     CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TrustIncoming,
 };
@@ -97,7 +104,7 @@ pub use window::Window;
 pub type Sampler = TracesSampler;
 // Former root paths of items that live in their modules now; kept so existing code builds.
 #[doc(hidden)]
-pub use errors::{ErrorGroup, ErrorSummary};
+pub use errors::{record_error_as, ErrorGroup, ErrorSummary};
 #[doc(hidden)]
 pub use export::ExportStats;
 #[doc(hidden)]

@@ -276,11 +276,13 @@ impl<S: Subscriber> Layer<S> for ErrorEventLayer {
 
 /// The former name of [`ErrorEventLayer`], too close to [`ErrorEvent`](super::ErrorEvent).
 #[deprecated(note = "renamed `ErrorEventLayer`")]
+#[doc(hidden)]
 pub type ErrorEvents = ErrorEventLayer;
 
 /// The former unit value `ErrorEvents`, so `.with(ErrorEvents)` still builds (a type alias
 /// alone would not be a value).
 #[deprecated(note = "renamed `ErrorEventLayer`")]
+#[doc(hidden)]
 #[allow(non_upper_case_globals)]
 pub const ErrorEvents: ErrorEventLayer = ErrorEventLayer;
 

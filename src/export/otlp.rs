@@ -1,14 +1,23 @@
 //! The OTLP exporter, over gRPC or HTTP/protobuf, configured from resolved settings only (the
 //! exporter's own environment reading is overridden, so the layering stays ours).
 
+// `opentelemetry-otlp` has an exporter only with one of its transports, which the `otlp-grpc`
+// and `otlp-http` features turn on: without both, the reference exporter is left out.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 use std::collections::HashMap;
 
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 
-use crate::config::{Protocol, Resolved};
-use crate::error::{SetupError, SetupErrorKind};
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+use crate::config::Protocol;
+use crate::config::Resolved;
+use crate::error::SetupError;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+use crate::error::SetupErrorKind;
 
 /// Builds the exporter. Must run inside a tokio runtime (tonic needs a reactor).
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 #[allow(
     dead_code,
     reason = "set-up builds the fast exporter for every endpoint (issue 11)"
@@ -70,7 +79,7 @@ pub(crate) fn grpc_metadata(
     Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers))
 }
 
-#[cfg(not(feature = "otlp-grpc"))]
+#[cfg(all(feature = "otlp-http", not(feature = "otlp-grpc")))]
 fn grpc(
     _config: &Resolved,
 ) -> Result<Result<SpanExporter, SetupError>, opentelemetry_otlp::ExporterBuildError> {
@@ -96,7 +105,7 @@ fn http(
         .map(Ok)
 }
 
-#[cfg(not(feature = "otlp-http"))]
+#[cfg(all(feature = "otlp-grpc", not(feature = "otlp-http")))]
 fn http(
     _config: &Resolved,
 ) -> Result<Result<SpanExporter, SetupError>, opentelemetry_otlp::ExporterBuildError> {
@@ -120,6 +129,7 @@ pub(crate) enum OtlpExporter {
         dead_code,
         reason = "the fast exporter now serves https too (issue 11)"
     )]
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
     Reference(Box<SpanExporter>),
 }
 
@@ -140,10 +150,11 @@ impl crate::export::batch::QueueExporter for OtlpExporter {
         &self,
         batch: Vec<crate::export::batch::Queued>,
     ) -> opentelemetry_sdk::error::OTelSdkResult {
-        use opentelemetry_sdk::trace::SpanExporter as _;
         match self {
             Self::Fast(e) => e.export_queued(batch).await,
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => {
+                use opentelemetry_sdk::trace::SpanExporter as _;
                 e.export(
                     batch
                         .into_iter()
@@ -163,6 +174,7 @@ impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     ) -> opentelemetry_sdk::error::OTelSdkResult {
         match self {
             Self::Fast(e) => e.export(batch).await,
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => e.export(batch).await,
         }
     }
@@ -173,6 +185,7 @@ impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     ) -> opentelemetry_sdk::error::OTelSdkResult {
         match self {
             Self::Fast(e) => e.shutdown_with_timeout(timeout),
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => e.shutdown_with_timeout(timeout),
         }
     }
@@ -180,6 +193,7 @@ impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
         match self {
             Self::Fast(e) => e.force_flush(),
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => e.force_flush(),
         }
     }
@@ -187,6 +201,7 @@ impl opentelemetry_sdk::trace::SpanExporter for OtlpExporter {
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
         match self {
             Self::Fast(e) => e.set_resource(resource),
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => e.set_resource(resource),
         }
     }

@@ -135,10 +135,11 @@
 
 mod bottleneck;
 mod histogram;
+mod operations;
+mod profile;
 mod served;
 mod slow;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -150,11 +151,9 @@ use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome};
 
 use crate::attributes::bounded;
-use crate::operation::{server_operation, ServerKeys};
 use crate::per_thread::PerThread;
 use crate::server_span::ServerRecord;
 use service_tracing_middleware::tracer::ServerRequest;
@@ -178,9 +177,9 @@ pub use slow::{
 };
 
 use bottleneck::{Analyser, SpanRecord, QUEUE_CAPACITY};
-use histogram::LatencyWindows;
+use operations::{Config, Operations};
+pub use profile::{OperationKind, OperationProfile, ProfilingSummary};
 use served::Served;
-use slow::{SlowLog, SlowState};
 
 /// The default bound on the number of operations kept apart.
 pub const DEFAULT_MAX_OPERATIONS: usize = 100;
@@ -194,307 +193,6 @@ pub const DEFAULT_SLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
 #[cfg(test)]
 use crate::clock::Clock;
 use crate::clock::Elapsed;
-
-/// Where an operation's figures come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OperationKind {
-    /// Requests this service answered (`{METHOD} {route}`), from the request observer.
-    Server,
-    /// Calls to dependencies (`{METHOD} {server.address}`), from client spans.
-    Client,
-    /// Any other span, by name.
-    Internal,
-    /// [`OTHER_OPERATION`]: everything past the operation bound.
-    Other,
-}
-
-impl OperationKind {
-    /// `server`, `client`, `internal` or `other`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Server => "server",
-            Self::Client => "client",
-            Self::Internal => "internal",
-            Self::Other => "other",
-        }
-    }
-}
-
-/// One operation's figures over each window, read from [`Profiling::operations`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct OperationProfile {
-    /// The operation key (see the module's notes).
-    pub operation: String,
-    /// Server, client, internal, or `_OTHER`.
-    pub kind: OperationKind,
-    /// The figures over each window, shortest first.
-    pub windows: Vec<LatencyStats>,
-    /// The configured slow threshold, else the automatic baseline when on.
-    pub threshold: Option<Duration>,
-    /// Slow operations seen since start.
-    pub slow: u64,
-    /// Slow-operation log lines held back by the rate limit since start.
-    pub suppressed_logs: u64,
-}
-
-impl OperationProfile {
-    /// The figures over `window`.
-    ///
-    /// ```
-    /// use service_tracing::profiling::{Profiling, Window};
-    /// let profiling = Profiling::new();
-    /// profiling.record_request("GET", Some("/a"), std::time::Duration::from_millis(3), false);
-    /// let op = profiling.operation("GET /a").expect("recorded");
-    /// assert_eq!(op.window(Window::OneHour).map(|w| w.count), Some(1));
-    /// ```
-    pub fn window(&self, window: Window) -> Option<&LatencyStats> {
-        self.windows.iter().find(|w| w.window == window)
-    }
-
-    /// The figures as JSON (durations in milliseconds).
-    pub fn to_json(&self) -> Value {
-        let windows: serde_json::Map<String, Value> = self
-            .windows
-            .iter()
-            .map(|w| (w.window.as_str().to_owned(), w.to_json()))
-            .collect();
-        json!({
-            "operation": self.operation,
-            "kind": self.kind.as_str(),
-            "threshold_ms": self.threshold.map(|t| t.as_secs_f64() * 1_000.0),
-            "slow": self.slow,
-            "suppressed_logs": self.suppressed_logs,
-            "windows": windows,
-        })
-    }
-}
-
-/// Everything [`Profiling`] knows, ready to serve ([`to_json`](Self::to_json)).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct ProfilingSummary {
-    /// Every operation, in the order first seen (`_OTHER` last).
-    pub operations: Vec<OperationProfile>,
-    /// Operations counted under `_OTHER` because the bound was reached.
-    pub overflow: u64,
-    /// Where each route's time goes.
-    pub routes: Vec<RouteProfile>,
-    /// The most recent bottlenecks, oldest first.
-    pub recent_bottlenecks: Vec<Bottleneck>,
-    /// What the analysis dropped.
-    pub analysis: AnalysisStats,
-    /// The process's resources, when sampled ([`Profiling::with_resources`]).
-    pub resources: Option<ResourceSummary>,
-}
-
-impl ProfilingSummary {
-    /// The summary as a JSON value, durations in milliseconds.
-    ///
-    /// ```
-    /// let profiling = service_tracing::profiling::Profiling::new();
-    /// profiling.record_request("GET", Some("/a"), std::time::Duration::from_millis(3), false);
-    /// let json = profiling.summary().to_json();
-    /// assert_eq!(json["operations"][0]["operation"], "GET /a");
-    /// assert_eq!(json["operations"][0]["windows"]["1m"]["count"], 1);
-    /// ```
-    pub fn to_json(&self) -> Value {
-        json!({
-            "operations": self.operations.iter().map(OperationProfile::to_json).collect::<Vec<_>>(),
-            "overflow": self.overflow,
-            "routes": self.routes.iter().map(RouteProfile::to_json).collect::<Vec<_>>(),
-            "recent_bottlenecks": self
-                .recent_bottlenecks
-                .iter()
-                .map(Bottleneck::to_json)
-                .collect::<Vec<_>>(),
-            "analysis": {
-                "traces": self.analysis.traces,
-                "dropped_spans": self.analysis.dropped_spans,
-                "truncated_spans": self.analysis.truncated_spans,
-                "evicted_traces": self.analysis.evicted_traces,
-                "overflow_routes": self.analysis.overflow_routes,
-            },
-            "resources": self.resources.as_ref().map(ResourceSummary::to_json),
-        })
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Config {
-    max_operations: usize,
-    thresholds: HashMap<String, Duration>,
-    log_interval: Duration,
-    auto: bool,
-    resources: Option<ResourceSampler>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_operations: DEFAULT_MAX_OPERATIONS,
-            thresholds: HashMap::new(),
-            log_interval: DEFAULT_SLOW_LOG_INTERVAL,
-            auto: false,
-            resources: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Operation {
-    name: String,
-    kind: OperationKind,
-    latency: LatencyWindows,
-    slow: SlowState,
-}
-
-impl Operation {
-    fn new(name: String, kind: OperationKind, config: &Config) -> Self {
-        let slow = SlowState::configured(config.thresholds.get(&name).copied());
-        Self {
-            name,
-            kind,
-            latency: LatencyWindows::default(),
-            slow,
-        }
-    }
-
-    fn threshold(
-        &mut self,
-        at: Duration,
-        from_span: Option<Duration>,
-        config: &Config,
-    ) -> Option<Duration> {
-        if config.auto {
-            let latency = &self.latency;
-            self.slow
-                .refresh_baseline(at, || latency.previous_minute_p99(at, slow::AUTO_MIN_COUNT));
-        }
-        self.slow.threshold(from_span, config.auto)
-    }
-
-    /// Records one value; returns the threshold it exceeded and the log line due, if any.
-    fn record(
-        &mut self,
-        at: Duration,
-        duration: Duration,
-        error: bool,
-        from_span: Option<Duration>,
-        config: &Config,
-    ) -> (Option<Duration>, Option<SlowLog>) {
-        self.latency.record(at, duration, error);
-        self.check(at, duration, from_span, config)
-    }
-
-    /// Counts and rate-limits a slow operation without recording its latency.
-    fn check(
-        &mut self,
-        at: Duration,
-        duration: Duration,
-        from_span: Option<Duration>,
-        config: &Config,
-    ) -> (Option<Duration>, Option<SlowLog>) {
-        match self.threshold(at, from_span, config) {
-            Some(threshold) if duration > threshold => {
-                let log = self
-                    .slow
-                    .slow(at, config.log_interval, &self.name, duration, threshold);
-                (Some(threshold), log)
-            }
-            _ => (None, None),
-        }
-    }
-
-    fn profile(&self, at: Duration, config: &Config) -> OperationProfile {
-        OperationProfile {
-            operation: self.name.clone(),
-            kind: self.kind,
-            windows: Window::ALL
-                .iter()
-                .map(|w| self.latency.stats(*w, at))
-                .collect(),
-            threshold: self
-                .slow
-                .configured
-                .or(self.slow.baseline.filter(|_| config.auto)),
-            slow: self.slow.slow,
-            suppressed_logs: self.slow.suppressed,
-        }
-    }
-}
-
-/// The operations, looked up without allocating once known.
-#[derive(Debug, Default)]
-struct Operations {
-    server: ServerKeys,
-    client: HashMap<String, usize>,
-    internal: HashMap<String, usize>,
-    entries: Vec<Operation>,
-    other: Option<Operation>,
-    overflow: u64,
-}
-
-impl Operations {
-    fn push(&mut self, name: String, kind: OperationKind, config: &Config) -> Option<usize> {
-        (self.entries.len() < config.max_operations).then(|| {
-            self.entries.push(Operation::new(name, kind, config));
-            self.entries.len() - 1
-        })
-    }
-
-    fn entry(&mut self, index: Option<usize>, config: &Config) -> &mut Operation {
-        match index.filter(|i| *i < self.entries.len()) {
-            Some(i) => &mut self.entries[i],
-            None => {
-                self.overflow = self.overflow.saturating_add(1);
-                self.other.get_or_insert_with(|| {
-                    Operation::new(OTHER_OPERATION.to_owned(), OperationKind::Other, config)
-                })
-            }
-        }
-    }
-
-    fn server(
-        &mut self,
-        method: &str,
-        route: Option<&str>,
-        id: Option<RouteId>,
-        config: &Config,
-    ) -> &mut Operation {
-        let by_id = id.and_then(|id| self.server.get_by_id(method, id));
-        let index = by_id
-            .or_else(|| self.server.get(method, route))
-            .or_else(|| {
-                let name = server_operation(method, route);
-                let index = self.push(name, OperationKind::Server, config)?;
-                self.server.insert(method, route, index);
-                Some(index)
-            });
-        if let (None, Some(id), Some(index)) = (by_id, id, index) {
-            self.server.remember_id(method, id, index);
-        }
-        self.entry(index, config)
-    }
-
-    fn named(&mut self, kind: OperationKind, name: &str, config: &Config) -> &mut Operation {
-        let map = match kind {
-            OperationKind::Client => &self.client,
-            _ => &self.internal,
-        };
-        let index = map.get(name).copied().or_else(|| {
-            let index = self.push(name.to_owned(), kind, config)?;
-            let map = match kind {
-                OperationKind::Client => &mut self.client,
-                _ => &mut self.internal,
-            };
-            map.insert(name.to_owned(), index);
-            Some(index)
-        });
-        self.entry(index, config)
-    }
-}
 
 struct Shared {
     config: Config,
