@@ -216,9 +216,29 @@ impl ServerTracer {
             false,
             result.trace_state,
         );
-        let limits = shared.limits;
+        let parent = parent_sc.map(|sc| (sc.span_id(), sc.is_remote()));
+        let mut record = self.record(builder, sc.clone(), parent, kind, result.attributes);
+        self.limit(&mut record);
+        ServerSpan {
+            data: Some(record),
+            span_context: sc,
+            shared: shared.clone(),
+        }
+    }
+
+    /// The record of a span that records: the builder's attributes (then the sampler's),
+    /// links and events within the limits, under `parent` (its span id and whether remote).
+    fn record(
+        &self,
+        builder: SpanBuilder,
+        span_context: SpanContext,
+        parent: Option<(SpanId, bool)>,
+        span_kind: SpanKind,
+        sampler_attributes: Vec<KeyValue>,
+    ) -> Box<ServerRecord> {
+        let limits = self.shared.limits;
         let mut attributes = builder.attributes.unwrap_or_default();
-        attributes.extend(result.attributes);
+        attributes.extend(sampler_attributes);
         let mut links = SpanLinks::default();
         for link in builder.links.into_iter().flatten() {
             push_link(&mut links, link, &limits);
@@ -228,12 +248,12 @@ impl ServerTracer {
             push_event(&mut events, event, &limits);
         }
         let start_time = builder.start_time.unwrap_or_else(opentelemetry::time::now);
-        let mut record = Box::new(ServerRecord {
+        Box::new(ServerRecord {
             span: SpanData {
-                span_context: sc.clone(),
-                parent_span_id: parent_sc.map_or(SpanId::INVALID, SpanContext::span_id),
-                parent_span_is_remote: parent_sc.is_some_and(SpanContext::is_remote),
-                span_kind: kind,
+                span_context,
+                parent_span_id: parent.map_or(SpanId::INVALID, |(id, _)| id),
+                parent_span_is_remote: parent.is_some_and(|(_, remote)| remote),
+                span_kind,
                 name: builder.name,
                 start_time,
                 end_time: start_time,
@@ -242,18 +262,12 @@ impl ServerTracer {
                 events,
                 links,
                 status: Status::Unset,
-                instrumentation_scope: shared.scope.clone(),
+                instrumentation_scope: self.shared.scope.clone(),
             },
             request: None,
             redacted: Vec::new(),
             status_code: None,
-        });
-        self.limit(&mut record);
-        ServerSpan {
-            data: Some(record),
-            span_context: sc,
-            shared: shared.clone(),
-        }
+        })
     }
 
     /// Starts a span as [`build`](Self::build) does and, when it records, lets `fill` add to

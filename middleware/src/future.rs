@@ -258,60 +258,73 @@ where
                         };
                     }
                 };
-                let Some(mut state) = state.take() else {
+                let Some(state) = state.take() else {
                     return Poll::Pending;
                 };
                 match result {
-                    Ok(mut response) => {
-                        let status = response.status();
-                        {
-                            let span = state.cx.span();
-                            span.set_attribute(KeyValue::new(
-                                semconv::HTTP_RESPONSE_STATUS_CODE,
-                                i64::from(status.as_u16()),
-                            ));
-                            if status.is_server_error() {
-                                span.set_attribute(KeyValue::new(
-                                    semconv::ERROR_TYPE,
-                                    status.as_str().to_owned(),
-                                ));
-                                span.set_status(Status::error(""));
-                            }
-                            if let Some(capture) = &state.echo.response_headers {
-                                let mut captured = Vec::new();
-                                capture.record(response.headers(), &mut captured);
-                                span.set_attributes(captured);
-                            }
-                            if let Some(hooks) = &state.echo.span_hooks {
-                                let head = crate::hook::ResponseHead::of(&response);
-                                for hook in hooks.iter() {
-                                    hook.on_response(&head, &span);
-                                }
-                            }
-                        }
-                        state.echo.write(&mut response, &state.cx, &state.id);
-                        if let Some(o) = state.observation.as_mut() {
-                            o.status = Some(status.as_u16());
-                            if status.is_server_error() {
-                                o.error_type = Some(Cow::Owned(status.as_str().to_owned()));
-                            }
-                        }
-                        let guard = SpanGuard::new(state);
-                        Poll::Ready(Ok(response.map(|body| ResponseBody::traced(body, guard))))
-                    }
+                    Ok(response) => Poll::Ready(Ok(traced_response(state, response))),
                     Err(error) => {
-                        let span = state.cx.span();
-                        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
-                        span.set_status(Status::error("inner service failed"));
-                        if let Some(mut o) = state.observation.take() {
-                            o.error_type = Some("_OTHER".into());
-                            o.finish(&state.cx, &state.id);
-                        }
-                        span.end();
+                        failed(state);
                         Poll::Ready(Err(error))
                     }
                 }
             }
         }
     }
+}
+
+/// The inner service's response: status and `error.type` on the span, the response hooks,
+/// the echoed headers; the state goes to the body, which ends the request.
+fn traced_response<B>(
+    mut state: Box<State>,
+    mut response: Response<B>,
+) -> Response<ResponseBody<B>> {
+    let status = response.status();
+    {
+        let span = state.cx.span();
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_attribute(KeyValue::new(
+                semconv::ERROR_TYPE,
+                status.as_str().to_owned(),
+            ));
+            span.set_status(Status::error(""));
+        }
+        if let Some(capture) = &state.echo.response_headers {
+            let mut captured = Vec::new();
+            capture.record(response.headers(), &mut captured);
+            span.set_attributes(captured);
+        }
+        if let Some(hooks) = &state.echo.span_hooks {
+            let head = crate::hook::ResponseHead::of(&response);
+            for hook in hooks.iter() {
+                hook.on_response(&head, &span);
+            }
+        }
+    }
+    state.echo.write(&mut response, &state.cx, &state.id);
+    if let Some(o) = state.observation.as_mut() {
+        o.status = Some(status.as_u16());
+        if status.is_server_error() {
+            o.error_type = Some(Cow::Owned(status.as_str().to_owned()));
+        }
+    }
+    let guard = SpanGuard::new(state);
+    response.map(|body| ResponseBody::traced(body, guard))
+}
+
+/// The inner service failed (no response): `error.type` `_OTHER`, the observers told, the span
+/// ended.
+fn failed(mut state: Box<State>) {
+    let span = state.cx.span();
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
+    span.set_status(Status::error("inner service failed"));
+    if let Some(mut o) = state.observation.take() {
+        o.error_type = Some("_OTHER".into());
+        o.finish(&state.cx, &state.id);
+    }
+    span.end();
 }

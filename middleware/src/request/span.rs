@@ -28,9 +28,6 @@ pub(crate) fn start<B>(
     id: &CorrelationId,
 ) -> (Context, bool) {
     let parent_sc = parent.span_context();
-    // Attributes the sampler may read go into the builder; with a sampler known to read none,
-    // they wait until the span records.
-    let early_now = !config.sampler_hint.ignores_attributes();
     let with_span = if config.sampler_hint.drops_unsampled_parents()
         && parent_sc.is_valid()
         && !parent_sc.is_sampled()
@@ -45,36 +42,7 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        // Read before the span only what the sampler may look at; the rest once it records.
-        let mut read_early = early_now.then(|| ServerRequest::early_of(req, naming));
-        // The tracer moves this Vec into the span. Given the request's attributes as
-        // `KeyValue`s, room for every one (the request's and the response's) saves
-        // reallocations; given them apart (`start_server`), a tracer may need none at all.
-        let mut attributes = Vec::new();
-        if let Some(request) = &read_early {
-            attributes.reserve(16);
-            request.push_early(&mut attributes);
-        }
-        let builder = SpanBuilder::from_name(naming.span_name.clone())
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .with_links(links);
-        if read_early.is_some() {
-            config
-                .tracer
-                .start_recorded_in(builder, &parent.context(), &mut |more| {
-                    if let Some(mut request) = read_early.take() {
-                        request.read_rest(&config.request_headers, req, naming, id);
-                        request.push_key_values(false, more);
-                    }
-                })
-        } else {
-            config
-                .tracer
-                .start_server(builder, &parent.context(), &mut || {
-                    ServerRequest::of(&config.request_headers, req, naming, id)
-                })
-        }
+        start_with_tracer(config, req, parent, links, naming, id)
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
     let random_trace_id = crate::propagation::RandomTraceId::vouch_after(
@@ -99,6 +67,48 @@ pub(crate) fn start<B>(
         }
     }
     (cx, recording)
+}
+
+/// The server span as the tracer starts it, under `parent`.
+fn start_with_tracer<B>(
+    config: &Config,
+    req: &Request<B>,
+    parent: &Parent,
+    links: Vec<Link>,
+    naming: &Naming<'_>,
+    id: &CorrelationId,
+) -> Context {
+    // Read before the span only what the sampler may look at (nothing, for a sampler known to
+    // read no attributes); the rest once it records.
+    let mut read_early =
+        (!config.sampler_hint.ignores_attributes()).then(|| ServerRequest::early_of(req, naming));
+    // The tracer moves this Vec into the span. Given the request's attributes as `KeyValue`s,
+    // room for every one (the request's and the response's) saves reallocations; given them
+    // apart (`start_server`), a tracer may need none at all.
+    let mut attributes = Vec::new();
+    if let Some(request) = &read_early {
+        attributes.reserve(16);
+        request.push_early(&mut attributes);
+    }
+    let builder = SpanBuilder::from_name(naming.span_name.clone())
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .with_links(links);
+    if read_early.is_none() {
+        return config
+            .tracer
+            .start_server(builder, &parent.context(), &mut || {
+                ServerRequest::of(&config.request_headers, req, naming, id)
+            });
+    }
+    config
+        .tracer
+        .start_recorded_in(builder, &parent.context(), &mut |more| {
+            if let Some(mut request) = read_early.take() {
+                request.read_rest(&config.request_headers, req, naming, id);
+                request.push_key_values(false, more);
+            }
+        })
 }
 
 /// Host and port of an authority (`host`, `host:port`, `[v6]:port`, with any `userinfo@`
