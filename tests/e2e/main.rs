@@ -30,6 +30,7 @@ mod collector_down_never_affects_requests;
 mod correlation_ids_follow_the_configured_charset;
 #[cfg(feature = "cpu-profile")]
 mod cpu_profile_under_load_shows_the_busy_handler;
+mod each_signal_reaches_the_collector_over_its_own_protocol;
 mod error_groups_and_alerts_reach_the_collector_as_log_records;
 mod error_groups_reach_the_summary;
 #[cfg(feature = "redis")]

@@ -30,8 +30,7 @@ const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService
 /// The instrumentation scope the records are emitted under.
 const SCOPE: &str = "service-tracing.errors";
 
-/// Where log records go: the traces' protocol, the logs' headers, timeout, compression and
-/// TLS, and the logs endpoint.
+/// Where log records go: the logs' protocol, endpoint, headers, timeout, compression and TLS.
 #[derive(Clone, Debug)]
 pub(crate) struct LogExport {
     protocol: Protocol,
@@ -44,11 +43,9 @@ pub(crate) struct LogExport {
 }
 
 impl LogExport {
-    /// The log export of `config` (the traces' settings with the logs' own headers, timeout,
-    /// compression and TLS), or `None` when traces do not go over OTLP or
-    /// `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL) overrides the endpoint; otherwise the
-    /// traces' endpoint is used, with `/v1/logs` in place of `/v1/traces` for HTTP.
+    /// The log export of `config` (the logs' settings, as set-up resolved them: protocol,
+    /// endpoint, headers, timeout, compression and TLS), or `None` when traces do not go over
+    /// OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
     pub(crate) fn from_config(
         config: &Resolved,
         resource: Resource,
@@ -57,13 +54,9 @@ impl LogExport {
         if env.off || config.exporter != crate::config::TracesExporter::Otlp {
             return None;
         }
-        let endpoint = match &env.endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => logs_endpoint(&config.endpoint, config.protocol),
-        };
         Some(Self {
             protocol: config.protocol,
-            endpoint,
+            endpoint: config.endpoint.clone(),
             headers: config.headers.clone(),
             timeout: config.timeout,
             compression: config.compression,
@@ -73,8 +66,9 @@ impl LogExport {
     }
 }
 
-/// The traces' endpoint turned into the logs' one.
-fn logs_endpoint(traces: &str, protocol: Protocol) -> String {
+/// The traces' endpoint turned into the logs' one (the same protocol's): `/v1/logs` in place
+/// of `/v1/traces` for HTTP, the same for gRPC.
+pub(crate) fn logs_endpoint(traces: &str, protocol: Protocol) -> String {
     match protocol {
         Protocol::HttpProtobuf => match traces.strip_suffix("/v1/traces") {
             Some(base) => format!("{base}/v1/logs"),
@@ -365,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn otel_logs_exporter_and_the_logs_endpoint_are_honoured() {
+    fn otel_logs_exporter_is_honoured() {
         let config = Resolved {
             service_name: "svc".to_owned(),
             service_version: None,
@@ -373,7 +367,7 @@ mod tests {
             resource_attributes: Vec::new(),
             exporter: crate::config::TracesExporter::Otlp,
             protocol: Protocol::HttpProtobuf,
-            endpoint: "http://c:4318/v1/traces".to_owned(),
+            endpoint: "http://c:4318/v1/logs".to_owned(),
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(1),
             compression: Default::default(),
@@ -399,14 +393,6 @@ mod tests {
         );
         assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "none")]), None);
         assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "console")]), None);
-        assert_eq!(
-            from(&[(
-                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                "http://logs:4318/custom"
-            )])
-            .as_deref(),
-            Some("http://logs:4318/custom")
-        );
     }
 
     #[test]
