@@ -38,6 +38,10 @@ pub(crate) struct OtlpMetricExporter {
 /// What became of the data points sent.
 #[derive(Debug)]
 pub(crate) struct Counts {
+    /// Data points the backend accepted.
+    pub(crate) exported: AtomicU64,
+    /// Data points given up on (retries ran out of the timeout, no connection, timed out).
+    pub(crate) failed: AtomicU64,
     /// Requests sent again after a throttled or transient failure.
     pub(crate) retried: AtomicU64,
     /// Data points the backend refused (wholly or by a partial success).
@@ -50,6 +54,8 @@ pub(crate) struct Counts {
 impl Default for Counts {
     fn default() -> Self {
         Self {
+            exported: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refusals: Refusals::new("data point"),
@@ -112,18 +118,50 @@ fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
+/// Counts one export's data points when it ends, however it ends: exported, or failed (an
+/// error, or the push thread's timeout dropping the export), less those the backend rejected,
+/// which are counted as rejected. Only the push thread exports, one export at a time, so the
+/// rejected count's growth during the export is this export's.
+struct Settle<'a> {
+    points: u64,
+    rejected_before: u64,
+    counts: &'a Counts,
+    exported: bool,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let rejected = self.counts.rejected.load(Ordering::Relaxed) - self.rejected_before;
+        let rest = self.points.saturating_sub(rejected);
+        let counter = if self.exported {
+            &self.counts.exported
+        } else {
+            &self.counts.failed
+        };
+        counter.fetch_add(rest, Ordering::Relaxed);
+    }
+}
+
 impl PushMetricExporter for OtlpMetricExporter {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let request = ExportMetricsServiceRequest::from(metrics);
-        let points = data_points(&request);
+        let mut settle = Settle {
+            points: data_points(&request),
+            rejected_before: self.counts.rejected.load(Ordering::Relaxed),
+            counts: &self.counts,
+            exported: false,
+        };
         let body = self
             .framer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .frame(&request.encode_to_vec())?;
-        self.transport
-            .deliver(&body, points, "data point", &*self.counts)
-            .await
+        let result = self
+            .transport
+            .deliver(&body, settle.points, "data point", &*self.counts)
+            .await;
+        settle.exported = result.is_ok();
+        result
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -48,6 +48,7 @@ mod one_trace_crosses_frontend_client_and_backend;
 mod planted_secrets_never_reach_the_collector;
 mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
+mod refused_and_failed_metrics_and_log_records_are_counted_apart;
 mod resources_reach_the_summary_prometheus_and_the_collector;
 mod setup_errors_name_the_setting;
 #[cfg(feature = "tls")]

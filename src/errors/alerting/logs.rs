@@ -7,6 +7,7 @@
 //! So records get what spans get: TLS and mTLS for `https`, gzip, and the same retries
 //! (`Transport::deliver`), with the logs' own variables (`OTEL_EXPORTER_OTLP_LOGS_*`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -22,7 +23,8 @@ use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
 use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Refusals, Transport, Wire};
+use super::notify::Counters;
+use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
 const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -218,19 +220,62 @@ impl LogSender {
     }
 
     /// Sends the records, retrying throttled and transient failures as spans are retried,
-    /// within the export timeout.
-    pub(crate) async fn export(&self, records: &[LogRecord]) -> Result<(), OTelSdkError> {
+    /// within the export timeout, and counts what became of them in `counters`: exported,
+    /// rejected by the backend (a final refusal, or a partial success's rejected records),
+    /// failed (given up on), and the requests sent again. Refusals are also told on standard
+    /// error, rate-limited.
+    pub(crate) async fn export(&self, records: &[LogRecord], counters: &Counters) {
+        let n = records.len() as u64;
+        let outcomes = Tally {
+            counters,
+            refusals: &self.refusals,
+            rejected: AtomicU64::new(0),
+        };
+        let result = match self.body(records) {
+            Ok(body) => {
+                self.transport
+                    .deliver(&body, n, "log record", &outcomes)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        // What the backend rejected is neither exported nor failed.
+        let rest = n.saturating_sub(outcomes.rejected.load(Ordering::Relaxed));
+        match result {
+            Ok(()) => Counters::add(&counters.logs_exported, rest),
+            Err(_) => Counters::add(&counters.logs_failed, rest),
+        }
+    }
+
+    /// The framed (and maybe compressed) request.
+    fn body(&self, records: &[LogRecord]) -> Result<bytes::Bytes, OTelSdkError> {
         let message = encode_request(&self.resource, records);
-        let body = self
-            .framer
+        self.framer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .frame(&message)?;
-        // Failures are counted by the caller (`AlertStats::logs_failed`); refusals, a partial
-        // success's among them, are told on standard error, rate-limited.
-        self.transport
-            .deliver(&body, records.len() as u64, "log record", &self.refusals)
-            .await
+            .frame(&message)
+    }
+}
+
+/// Where one export's refusals and retries are counted ([`AlertStats`]'s `logs_rejected` and
+/// `logs_retried`), and the export's own rejected records, to tell them from the exported.
+///
+/// [`AlertStats`]: crate::errors::AlertStats
+struct Tally<'a> {
+    counters: &'a Counters,
+    refusals: &'a Refusals,
+    rejected: AtomicU64,
+}
+
+impl Outcomes for Tally<'_> {
+    fn rejected(&self, items: u64, reason: String) {
+        self.rejected.fetch_add(items, Ordering::Relaxed);
+        Counters::add(&self.counters.logs_rejected, items);
+        self.refusals.rejected(items, reason);
+    }
+
+    fn retried(&self) {
+        Counters::add(&self.counters.logs_retried, 1);
     }
 }
 
