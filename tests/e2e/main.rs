@@ -7,6 +7,11 @@
 //! (`two_scoped_setups_export_to_their_own_collectors_without_globals`).
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
+/// Counts live heap bytes for the memory test of a refusing backend (two atomic adds per
+/// allocation: nothing the latency checks of other tests notice).
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 #[path = "../support/collector.rs"]
 mod collector;
 #[path = "../support/otlp_proxy.rs"]
