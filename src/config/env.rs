@@ -799,8 +799,8 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(e.protocol, grpc);
-        let logs = read_logs(&lookup(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc")]))
-            .expect("valid");
+        let logs =
+            read_logs(&lookup(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc")])).expect("valid");
         assert_eq!(logs.otlp.protocol, grpc);
 
         // http/json is refused by the variable that asked for it, as unsupported.
@@ -814,9 +814,7 @@ mod tests {
             assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
             let text = err.to_string();
             assert!(
-                text.contains(name)
-                    && text.contains("http/json")
-                    && text.contains("not supported"),
+                text.contains(name) && text.contains("http/json") && text.contains("not supported"),
                 "{text}"
             );
         }

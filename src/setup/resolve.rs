@@ -189,7 +189,10 @@ impl ServiceTracing {
             // the records may have a collector of their own.
             Some(endpoint) => endpoint.clone(),
             // Only the traces' own endpoint (or none) is set: the records follow the spans.
-            None if self.endpoint.is_none() && base_env.is_none() && protocol == config.protocol => {
+            None if self.endpoint.is_none()
+                && base_env.is_none()
+                && protocol == config.protocol =>
+            {
                 crate::errors::logs::logs_endpoint(&config.endpoint, protocol)
             }
             None => signal_endpoint(

@@ -600,13 +600,22 @@ fn each_signal_takes_its_own_protocol_and_the_endpoint_that_goes_with_it() {
     );
     // Only a traces endpoint: the records follow the spans when they share the protocol, else
     // go to their protocol's default.
-    let follow = with_vars(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/v1/traces")]);
+    let follow = with_vars(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://t:4318/v1/traces",
+    )]);
     assert_eq!(resolve_all(&follow)[2].1, "http://t:4318/v1/logs");
     let apart = with_vars(&[
-        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/v1/traces"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://t:4318/v1/traces",
+        ),
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
     ]);
-    assert_eq!(resolve_all(&apart)[2], (grpc, "http://localhost:4317".to_owned()));
+    assert_eq!(
+        resolve_all(&apart)[2],
+        (grpc, "http://localhost:4317".to_owned())
+    );
     // The builder: the signal's call beats `otlp_protocol`, which beats every variable.
     let options = with_vars(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")])
         .otlp_endpoint("http://b:4317")

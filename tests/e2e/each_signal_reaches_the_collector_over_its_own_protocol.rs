@@ -19,7 +19,10 @@ async fn spans_over_grpc_and_metrics_over_http_both_reach_the_collector() {
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             collector.grpc_endpoint(),
         ),
-        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf".to_owned()),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "http/protobuf".to_owned(),
+        ),
         (
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
             format!("{}/v1/metrics", collector.http_endpoint()),

@@ -118,7 +118,10 @@ async fn every_span_arrives_once_after(protocol: Protocol, script: Vec<Answer>) 
     // without the export's 1 s). Hence: the median under 10 ms, all but the slowest under
     // 50 ms (p98 of 50), and the slowest under 100 ms, for one descheduling.
     let [median, p98, slowest] = [times[25], times[48], times[49]];
-    assert!(median < Duration::from_millis(10), "median {median:?}: {times:?}");
+    assert!(
+        median < Duration::from_millis(10),
+        "median {median:?}: {times:?}"
+    );
     assert!(p98 < Duration::from_millis(50), "p98 {p98:?}: {times:?}");
     assert!(
         slowest < Duration::from_millis(100),

@@ -16,6 +16,7 @@ use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::Resource;
 
+use super::notify::Counters;
 use super::rules::{Alert, Signal};
 use crate::config::env::LogsEnv;
 use crate::config::{Compression, Protocol, Resolved};
@@ -23,7 +24,6 @@ use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
 use crate::export::otlp_fast::body::Framer;
-use super::notify::Counters;
 use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
