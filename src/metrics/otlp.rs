@@ -176,3 +176,76 @@ impl PushMetricExporter for OtlpMetricExporter {
         Temporality::Cumulative
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::metrics::reader::MetricReader as _;
+    use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+    use super::*;
+
+    fn config(endpoint: String) -> Resolved {
+        Resolved {
+            service_name: "svc".to_owned(),
+            service_version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: crate::config::TracesExporter::Otlp,
+            protocol: Protocol::HttpProtobuf,
+            endpoint,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            compression: Default::default(),
+            tls: Default::default(),
+            sampler: crate::config::TracesSampler::AlwaysOn,
+            batch: crate::config::BatchConfig::default(),
+            disabled: false,
+        }
+    }
+
+    /// The push thread gives an export its timeout and drops it when it runs out: its data
+    /// points are counted as failed all the same, none as exported.
+    #[tokio::test]
+    async fn an_export_cut_off_by_the_timeout_counts_its_data_points_as_failed() {
+        // A backend that takes connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_reader(crate::metrics::SharedReader(reader.clone()))
+            .build();
+        let requests = provider.meter("app").u64_counter("requests").build();
+        requests.add(1, &[KeyValue::new("route", "/a")]);
+        requests.add(1, &[KeyValue::new("route", "/b")]);
+        let mut rm = ResourceMetrics::default();
+        reader.collect(&mut rm).expect("collect");
+
+        let counts = Arc::new(Counts::default());
+        let exporter = OtlpMetricExporter::new(
+            &config(format!("http://{address}/v1/metrics")),
+            counts.clone(),
+        )
+        .expect("exporter");
+        let cut = tokio::time::timeout(Duration::from_millis(200), exporter.export(&rm)).await;
+        assert!(cut.is_err(), "the backend never answers");
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(
+            (
+                read(&counts.exported),
+                read(&counts.failed),
+                read(&counts.rejected)
+            ),
+            (0, 2, 0)
+        );
+    }
+}
