@@ -440,6 +440,77 @@ mod tests {
         assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "console")]), None);
     }
 
+    fn record(n: u64) -> LogRecord {
+        LogRecord {
+            time: SystemTime::now(),
+            severity: Severity::High,
+            event_name: "error.group.new",
+            body: format!("new error group {n}"),
+            attributes: Vec::new(),
+            trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
+        }
+    }
+
+    /// What becomes of each record is counted once: a partial success's rejected records as
+    /// rejected, the rest as exported; a throttled request's retry as a retry; a final refusal
+    /// as rejected, not failed; a backend that stays unavailable past the timeout as failed.
+    #[tokio::test]
+    async fn each_record_is_counted_exported_rejected_or_failed_and_retries_apart() {
+        use crate::export::otlp_fast::tests::{scripted, Reply};
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        use prost::Message as _;
+
+        // `ExportLogsServiceResponse` has the traces' layout: its `rejected_log_records` is
+        // field 1 of the partial success, as `rejected_spans` is.
+        let partial = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "one record too old".to_owned(),
+            }),
+        }
+        .encode_to_vec();
+        let (addr, _log) = scripted(vec![
+            Reply::HttpWith(429, vec![("retry-after", "0".to_owned())], Vec::new()),
+            Reply::HttpWith(200, Vec::new(), partial),
+            Reply::Http(400),
+            Reply::Http(503),
+        ])
+        .await;
+        let sender = LogSender::new(LogExport {
+            protocol: Protocol::HttpProtobuf,
+            endpoint: format!("http://{addr}/v1/logs"),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_millis(1500),
+            compression: Compression::None,
+            tls: Default::default(),
+            resource: Resource::builder_empty().build(),
+        })
+        .expect("sender");
+        let counters = Counters::default();
+        let batch: Vec<LogRecord> = (0..3).map(record).collect();
+        let stats = |c: &Counters| {
+            let s = c.stats();
+            (
+                s.logs_exported,
+                s.logs_rejected,
+                s.logs_failed,
+                s.logs_retried,
+            )
+        };
+
+        sender.export(&batch, &counters).await; // 429, then the partial success
+        assert_eq!(stats(&counters), (2, 1, 0, 1));
+        sender.export(&batch[..2], &counters).await; // 400
+        assert_eq!(stats(&counters), (2, 3, 0, 1));
+        sender.export(&batch[..1], &counters).await; // 503 until the timeout
+        let (exported, rejected, failed, retried) = stats(&counters);
+        assert_eq!((exported, rejected, failed), (2, 3, 1));
+        assert!(retried >= 2, "the 503 was retried within 1.5 s: {retried}");
+    }
+
     #[test]
     fn varints_and_fields_are_protobuf() {
         let mut out = Vec::new();
