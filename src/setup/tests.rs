@@ -616,6 +616,23 @@ fn each_signal_takes_its_own_protocol_and_the_endpoint_that_goes_with_it() {
         resolve_all(&apart)[2],
         (grpc, "http://localhost:4317".to_owned())
     );
+    // With the base endpoint set too, the records take it, as metrics do.
+    let base = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://t:4318/v1/traces",
+        ),
+    ]);
+    assert_eq!(
+        resolve_all(&base).map(|(_, endpoint)| endpoint),
+        [
+            "http://t:4318/v1/traces",
+            "http://c:4318/v1/metrics",
+            "http://c:4318/v1/logs"
+        ]
+        .map(str::to_owned)
+    );
     // The builder: the signal's call beats `otlp_protocol`, which beats every variable.
     let options = with_vars(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")])
         .otlp_endpoint("http://b:4317")
