@@ -106,6 +106,7 @@ pub(crate) enum Signal {
 
 /// The names of one family of OTLP exporter variables.
 struct OtlpNames {
+    protocol: &'static str,
     headers: &'static str,
     timeout: &'static str,
     compression: &'static str,
@@ -116,6 +117,7 @@ struct OtlpNames {
 
 /// The variables every signal shares.
 const SHARED: OtlpNames = OtlpNames {
+    protocol: "OTEL_EXPORTER_OTLP_PROTOCOL",
     headers: "OTEL_EXPORTER_OTLP_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_TIMEOUT",
     compression: "OTEL_EXPORTER_OTLP_COMPRESSION",
@@ -130,6 +132,7 @@ impl Signal {
     fn names(self) -> OtlpNames {
         match self {
             Signal::Traces => OtlpNames {
+                protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                 headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
                 timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
                 compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
@@ -138,6 +141,7 @@ impl Signal {
                 client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
             },
             Signal::Metrics => OtlpNames {
+                protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
                 headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
                 timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
                 compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
@@ -146,6 +150,7 @@ impl Signal {
                 client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
             },
             Signal::Logs => OtlpNames {
+                protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
                 headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
                 timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
                 compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
@@ -161,6 +166,8 @@ impl Signal {
 /// with the name of the variable that gave them, for errors about the file.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct OtlpEnv {
+    /// `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub(crate) protocol: Option<Protocol>,
     /// The shared headers, then the signal's own (which win on a shared key).
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Option<Duration>,
@@ -179,7 +186,10 @@ pub(crate) fn read_otlp(
     signal: Signal,
 ) -> Result<OtlpEnv, SetupError> {
     let own = signal.names();
-    let mut env = OtlpEnv::default();
+    let mut env = OtlpEnv {
+        protocol: protocol(lookup, own.protocol)?,
+        ..OtlpEnv::default()
+    };
     for name in [SHARED.headers, own.headers] {
         if let Some(v) = non_empty(lookup, name) {
             // Signal-specific headers come last, so they win on a shared key.
@@ -336,24 +346,6 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
         non_empty(lookup, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
 
     env.exporter = exporter(lookup)?;
-    let protocol = own_else_shared(
-        lookup,
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    );
-    if let Some((name, v)) = protocol {
-        env.protocol = Some(match v.as_str() {
-            "grpc" => Protocol::Grpc,
-            "http/protobuf" => Protocol::HttpProtobuf,
-            _ => {
-                return Err(SetupError::invalid(
-                    name,
-                    &v,
-                    "\"grpc\" or \"http/protobuf\"",
-                ))
-            }
-        });
-    }
     env.endpoint = non_empty(lookup, "OTEL_EXPORTER_OTLP_ENDPOINT");
     env.traces_endpoint = non_empty(lookup, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     for name in [
@@ -365,6 +357,7 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
         }
     }
     env.otlp = read_otlp(lookup, Signal::Traces)?;
+    env.protocol = env.otlp.protocol;
 
     env.sampler = sampler(lookup)?;
     if let Some(v) = non_empty(lookup, "OTEL_PROPAGATORS") {
@@ -372,6 +365,28 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvConfig,
     }
     env.batch = batch(lookup)?;
     Ok(env)
+}
+
+/// What a protocol variable accepts. `http/json` is a protocol of the specification, but the
+/// exporters here encode protobuf only: it is refused by name rather than sent as protobuf.
+pub(crate) const PROTOCOLS_ACCEPTED: &str =
+    "\"grpc\" or \"http/protobuf\" (http/json is not supported)";
+
+/// A signal's protocol: its own variable (`OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`...), else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, as the specification orders them. An error names the
+/// variable that was read.
+fn protocol(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    own: &'static str,
+) -> Result<Option<Protocol>, SetupError> {
+    let Some((name, v)) = own_else_shared(lookup, own, SHARED.protocol) else {
+        return Ok(None);
+    };
+    match v.as_str() {
+        "grpc" => Ok(Some(Protocol::Grpc)),
+        "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
+        _ => Err(SetupError::invalid(name, &v, PROTOCOLS_ACCEPTED)),
+    }
 }
 
 /// The signal's own variable, else the one shared by every signal, with the name of the one
@@ -739,6 +754,77 @@ mod tests {
         .expect_err("not a URL");
         assert!(
             err.to_string().contains("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_signal_reads_its_own_protocol_else_the_shared_one() {
+        let lookup = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let protocols = |vars: &'static [(&'static str, &'static str)]| {
+            let l = lookup(vars);
+            [Signal::Traces, Signal::Metrics, Signal::Logs]
+                .map(|signal| read_otlp(&l, signal).expect("valid").protocol)
+        };
+        let (grpc, http) = (Some(Protocol::Grpc), Some(Protocol::HttpProtobuf));
+        assert_eq!(protocols(&[]), [None, None, None]);
+        assert_eq!(
+            protocols(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            [grpc, grpc, grpc]
+        );
+        assert_eq!(
+            protocols(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+            ]),
+            [grpc, http, grpc]
+        );
+        assert_eq!(
+            protocols(&[
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf"),
+            ]),
+            [grpc, None, http]
+        );
+        // The traces' settings read the same variables.
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ])
+        .expect("valid");
+        assert_eq!(e.protocol, grpc);
+        let logs =
+            read_logs(&lookup(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc")])).expect("valid");
+        assert_eq!(logs.otlp.protocol, grpc);
+
+        // http/json is refused by the variable that asked for it, as unsupported.
+        for (name, signal) in [
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", Signal::Metrics),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Signal::Logs),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Signal::Traces),
+        ] {
+            let bad = |n: &str| (n == name).then(|| "http/json".to_owned());
+            let err = read_otlp(&bad, signal).expect_err(name);
+            assert_eq!(err.kind(), SetupErrorKind::InvalidConfig);
+            let text = err.to_string();
+            assert!(
+                text.contains(name) && text.contains("http/json") && text.contains("not supported"),
+                "{text}"
+            );
+        }
+        let err = read_otlp(
+            &lookup(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
+            Signal::Metrics,
+        )
+        .expect_err("shared");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
             "{err}"
         );
     }

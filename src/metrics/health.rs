@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::Meter;
 
+use super::otlp::Counts;
 use crate::export::batch::ExportWorker;
 use crate::export::ExportStats;
 
@@ -123,4 +124,51 @@ pub(crate) fn register(meter: &Meter, workers: &Workers) {
             observer.observe(u64::from(errors == before), &[]);
         })
         .build();
+}
+
+/// Registers the OTLP push's own figures, in data points, read at each collection (so a push
+/// reports what became of the pushes before it):
+///
+/// - `service_tracing.metrics.data_points.exported`, `.rejected` (refused by the backend for
+///   good), `.failed` (given up on after retries or the export timeout) (counters);
+/// - `service_tracing.metrics.export.retries` (counter): metric export requests sent again.
+pub(crate) fn register_push(meter: &Meter, counts: &Arc<Counts>) {
+    let counter = |name: &'static str,
+                   description: &'static str,
+                   unit: &'static str,
+                   read: fn(&Counts) -> &AtomicU64| {
+        let counts = counts.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_unit(unit)
+            .with_callback(move |observer| {
+                observer.observe(read(&counts).load(Ordering::Relaxed), &[]);
+            })
+            .build();
+    };
+    counter(
+        "service_tracing.metrics.data_points.exported",
+        "Metric data points the backend accepted.",
+        "{data_point}",
+        |c| &c.exported,
+    );
+    counter(
+        "service_tracing.metrics.data_points.rejected",
+        "Metric data points the backend refused for good (final error statuses, partial successes).",
+        "{data_point}",
+        |c| &c.rejected,
+    );
+    counter(
+        "service_tracing.metrics.data_points.failed",
+        "Metric data points given up on after retries or the export timeout.",
+        "{data_point}",
+        |c| &c.failed,
+    );
+    counter(
+        "service_tracing.metrics.export.retries",
+        "Metric export requests sent again after a retryable failure.",
+        "{request}",
+        |c| &c.retried,
+    );
 }

@@ -202,12 +202,17 @@ impl Metrics {
         let http_server =
             HttpServerMetrics::per_thread(&provider.meter_with_scope(scope()), durations.clone());
         let push = match &settings.push {
-            Some(config) => Some(push::Push::start(
-                reader.clone(),
-                config.clone(),
-                settings.interval,
-                durations.clone(),
-            )?),
+            Some(config) => {
+                let counts = Arc::new(otlp::Counts::default());
+                health::register_push(&provider.meter_with_scope(scope()), &counts);
+                Some(push::Push::start(
+                    reader.clone(),
+                    config.clone(),
+                    settings.interval,
+                    counts,
+                    durations.clone(),
+                )?)
+            }
             None => None,
         };
         Ok(Self {
@@ -301,6 +306,40 @@ impl Metrics {
             .push
             .as_ref()
             .map_or(0, push::Push::export_retries)
+    }
+
+    /// What became of the data points pushed over OTLP so far, in the span figures' terms
+    /// ([`ExportStats`](crate::ExportStats)), counted in data points: `exported`, `rejected`
+    /// by the backend for good (a final refusal or a partial success's rejected points),
+    /// `failed` (given up on after retries or the export timeout), `retried` and
+    /// `export_errors` (requests). `dropped` and `queued` stay 0: a push sends the readings of
+    /// its moment, nothing waits in a queue. All 0 without OTLP push.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// use std::time::Duration;
+    /// use service_tracing::{metrics::MetricsExporter, ServiceTracing, TracesExporter};
+    ///
+    /// // Nothing listens on port 9: the push gives up when its 200 ms run out.
+    /// let scoped = ServiceTracing::builder("svc")
+    ///     .env_lookup(|_| None)
+    ///     .exporter(TracesExporter::None)
+    ///     .metrics_exporter(MetricsExporter::Otlp)
+    ///     .otlp_endpoint("http://127.0.0.1:9")
+    ///     .otlp_timeout(Duration::from_millis(200))
+    ///     .build_scoped()?;
+    /// let metrics = scoped.guard().metrics().expect("metrics are on");
+    /// let _ = scoped.guard().force_flush(); // fails: no collector
+    /// let stats = metrics.export_stats();
+    /// assert_eq!((stats.exported, stats.export_errors), (0, 1));
+    /// assert!(stats.failed > 0, "{stats:?}");
+    /// # Ok(()) }
+    /// ```
+    pub fn export_stats(&self) -> crate::ExportStats {
+        self.inner
+            .push
+            .as_ref()
+            .map_or_else(crate::ExportStats::default, push::Push::export_stats)
     }
 
     /// Pushes every metric now, when pushing.

@@ -41,6 +41,10 @@ pub(crate) struct OtlpMetricExporter {
 /// What became of the data points sent.
 #[derive(Debug)]
 pub(crate) struct Counts {
+    /// Data points the backend accepted.
+    pub(crate) exported: AtomicU64,
+    /// Data points given up on (retries ran out of the timeout, no connection, timed out).
+    pub(crate) failed: AtomicU64,
     /// Requests sent again after a throttled or transient failure.
     pub(crate) retried: AtomicU64,
     /// Data points the backend refused (wholly or by a partial success).
@@ -53,6 +57,8 @@ pub(crate) struct Counts {
 impl Default for Counts {
     fn default() -> Self {
         Self {
+            exported: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refusals: Refusals::new("data point"),
@@ -120,19 +126,51 @@ fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
+/// Counts one export's data points when it ends, however it ends: exported, or failed (an
+/// error, or the push thread's timeout dropping the export), less those the backend rejected,
+/// which are counted as rejected. Only the push thread exports, one export at a time, so the
+/// rejected count's growth during the export is this export's.
+struct Settle<'a> {
+    points: u64,
+    rejected_before: u64,
+    counts: &'a Counts,
+    exported: bool,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let rejected = self.counts.rejected.load(Ordering::Relaxed) - self.rejected_before;
+        let rest = self.points.saturating_sub(rejected);
+        let counter = if self.exported {
+            &self.counts.exported
+        } else {
+            &self.counts.failed
+        };
+        counter.fetch_add(rest, Ordering::Relaxed);
+    }
+}
+
 impl PushMetricExporter for OtlpMetricExporter {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let mut request = ExportMetricsServiceRequest::from(metrics);
         self.durations.append_to(&mut request, super::SCOPE_NAME);
-        let points = data_points(&request);
+        let mut settle = Settle {
+            points: data_points(&request),
+            rejected_before: self.counts.rejected.load(Ordering::Relaxed),
+            counts: &self.counts,
+            exported: false,
+        };
         let body = self
             .framer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .frame(&request.encode_to_vec())?;
-        self.transport
-            .deliver(&body, points, "data point", &*self.counts)
-            .await
+        let result = self
+            .transport
+            .deliver(&body, settle.points, "data point", &*self.counts)
+            .await;
+        settle.exported = result.is_ok();
+        result
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -145,5 +183,80 @@ impl PushMetricExporter for OtlpMetricExporter {
 
     fn temporality(&self) -> Temporality {
         Temporality::Cumulative
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::metrics::reader::MetricReader as _;
+    use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+    use super::*;
+
+    fn config(endpoint: String) -> Resolved {
+        Resolved {
+            service_name: "svc".to_owned(),
+            service_version: None,
+            environment: None,
+            resource_attributes: Vec::new(),
+            exporter: crate::config::TracesExporter::Otlp,
+            protocol: Protocol::HttpProtobuf,
+            endpoint,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            compression: Default::default(),
+            tls: Default::default(),
+            sampler: crate::config::TracesSampler::AlwaysOn,
+            sampling: None,
+            batch: crate::config::BatchConfig::default(),
+            disabled: false,
+        }
+    }
+
+    /// The push thread gives an export its timeout and drops it when it runs out: its data
+    /// points are counted as failed all the same, none as exported.
+    #[tokio::test]
+    async fn an_export_cut_off_by_the_timeout_counts_its_data_points_as_failed() {
+        // A backend that takes connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_reader(crate::metrics::SharedReader(reader.clone()))
+            .build();
+        let requests = provider.meter("app").u64_counter("requests").build();
+        requests.add(1, &[KeyValue::new("route", "/a")]);
+        requests.add(1, &[KeyValue::new("route", "/b")]);
+        let mut rm = ResourceMetrics::default();
+        reader.collect(&mut rm).expect("collect");
+
+        let counts = Arc::new(Counts::default());
+        let exporter = OtlpMetricExporter::new(
+            &config(format!("http://{address}/v1/metrics")),
+            counts.clone(),
+            Arc::new(super::super::duration::Durations::new(10)),
+        )
+        .expect("exporter");
+        let cut = tokio::time::timeout(Duration::from_millis(200), exporter.export(&rm)).await;
+        assert!(cut.is_err(), "the backend never answers");
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(
+            (
+                read(&counts.exported),
+                read(&counts.failed),
+                read(&counts.rejected)
+            ),
+            (0, 2, 0)
+        );
     }
 }

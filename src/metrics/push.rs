@@ -19,6 +19,7 @@ use super::duration::Durations;
 use super::otlp::{Counts, OtlpMetricExporter};
 use crate::config::Resolved;
 use crate::error::{SetupError, SetupErrorKind};
+use crate::export::ExportStats;
 
 enum Command {
     Flush(SyncSender<OTelSdkResult>),
@@ -37,14 +38,15 @@ pub(crate) struct Push {
 impl Push {
     /// Starts the thread; `config.endpoint` is the metrics endpoint. The exporter is built on
     /// the thread, inside its runtime; a build error is returned here.
+    /// What becomes of the data points is counted in `counts`.
     pub(crate) fn start(
         reader: Arc<ManualReader>,
         config: Resolved,
         interval: Duration,
+        counts: Arc<Counts>,
         durations: Arc<Durations>,
     ) -> Result<Self, SetupError> {
         let timeout = config.timeout;
-        let counts = Arc::new(Counts::default());
         let exporter_counts = counts.clone();
         let mut push = Self::start_with(
             reader,
@@ -129,6 +131,21 @@ impl Push {
     /// Export requests sent again after a throttled or transient failure so far.
     pub(crate) fn export_retries(&self) -> u64 {
         self.counts.retried.load(Ordering::Relaxed)
+    }
+
+    /// What became of the data points pushed so far (nothing is queued or dropped: each push
+    /// sends the readings of that moment).
+    pub(crate) fn export_stats(&self) -> ExportStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ExportStats {
+            exported: read(&self.counts.exported),
+            dropped: 0,
+            rejected: read(&self.counts.rejected),
+            failed: read(&self.counts.failed),
+            retried: read(&self.counts.retried),
+            export_errors: self.export_errors(),
+            queued: 0,
+        }
     }
 
     /// Collects and exports now, and waits for the result.

@@ -42,6 +42,8 @@ pub struct ServiceTracing {
     pub(super) exporter: Option<TracesExporter>,
     pub(super) endpoint: Option<String>,
     pub(super) protocol: Option<Protocol>,
+    /// The log records' own protocol (`otlp_logs_protocol`).
+    pub(super) logs_protocol: Option<Protocol>,
     pub(super) headers: Vec<(String, String)>,
     pub(super) timeout: Option<Duration>,
     pub(super) compression: Option<Compression>,
@@ -85,6 +87,7 @@ pub(super) struct ProcessOptions {
 #[derive(Clone, Debug, Default)]
 pub(super) struct MetricsOptions {
     pub(super) exporter: Option<MetricsExporter>,
+    pub(super) protocol: Option<Protocol>,
     pub(super) interval: Option<Duration>,
     pub(super) prometheus_route: Option<String>,
 }
@@ -111,6 +114,7 @@ impl ServiceTracing {
             exporter: None,
             endpoint: None,
             protocol: None,
+            logs_protocol: None,
             headers: Vec::new(),
             timeout: None,
             compression: None,
@@ -174,9 +178,52 @@ impl ServiceTracing {
         self
     }
 
-    /// OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    /// OTLP transport of every signal (`OTEL_EXPORTER_OTLP_PROTOCOL`); beats the signals' own
+    /// variables (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`...), as the builder's calls do. With the
+    /// base endpoint ([`otlp_endpoint`](Self::otlp_endpoint)), HTTP/protobuf sends each signal to
+    /// its `/v1/traces`, `/v1/metrics` or `/v1/logs`, gRPC to the endpoint itself.
+    ///
+    /// ```
+    /// use service_tracing::{Protocol, ServiceTracing};
+    /// let options = ServiceTracing::builder("checkout")
+    ///     .otlp_endpoint("http://collector:4317")
+    ///     .otlp_protocol(Protocol::Grpc);
+    /// # let _ = options;
+    /// ```
     pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = Some(protocol);
+        self
+    }
+
+    /// OTLP transport of metrics only (`OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`); beats
+    /// [`otlp_protocol`](Self::otlp_protocol) for metrics. For a backend that takes each signal
+    /// over another protocol.
+    ///
+    /// ```
+    /// use service_tracing::{Protocol, ServiceTracing};
+    /// let options = ServiceTracing::builder("checkout")
+    ///     .otlp_protocol(Protocol::Grpc)
+    ///     .otlp_metrics_protocol(Protocol::HttpProtobuf);
+    /// # let _ = options;
+    /// ```
+    pub fn otlp_metrics_protocol(mut self, protocol: Protocol) -> Self {
+        self.metrics.protocol = Some(protocol);
+        self
+    }
+
+    /// OTLP transport of the error groups' and alerts' log records only
+    /// (`OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`); beats [`otlp_protocol`](Self::otlp_protocol) for
+    /// them.
+    ///
+    /// ```
+    /// use service_tracing::{Protocol, ServiceTracing};
+    /// let options = ServiceTracing::builder("checkout")
+    ///     .otlp_protocol(Protocol::Grpc)
+    ///     .otlp_logs_protocol(Protocol::HttpProtobuf);
+    /// # let _ = options;
+    /// ```
+    pub fn otlp_logs_protocol(mut self, protocol: Protocol) -> Self {
+        self.logs_protocol = Some(protocol);
         self
     }
 

@@ -154,17 +154,20 @@ impl ServiceTracing {
     }
 
     /// The export settings of another signal than traces (metrics, log records): the traces'
-    /// `config` with `endpoint`, and the headers, timeout, compression and TLS of the signal's
-    /// variables (`otlp`), under the builder's calls, which apply to every signal.
+    /// `config` with `protocol` and `endpoint`, and the headers, timeout, compression and TLS
+    /// of the signal's variables (`otlp`), under the builder's calls, which apply to every
+    /// signal.
     pub(super) fn resolve_signal(
         &self,
         config: &Resolved,
         otlp: &OtlpEnv,
+        protocol: Protocol,
         endpoint: String,
     ) -> Result<Resolved, SetupError> {
         let mut headers = otlp.headers.clone();
         headers.extend(self.headers.iter().cloned());
         Ok(Resolved {
+            protocol,
             endpoint,
             headers,
             timeout: layered(self.timeout, otlp.timeout, || DEFAULT_TIMEOUT),
@@ -184,9 +187,36 @@ impl ServiceTracing {
         if env.off || config.exporter != TracesExporter::Otlp {
             return Ok(None);
         }
-        // The endpoint is the logs' own, made from the traces' one (see `LogExport`).
-        self.resolve_signal(config, &env.otlp, config.endpoint.clone())
+        let protocol = self.signal_protocol(self.logs_protocol, env.otlp.protocol);
+        let base_env = self.env.traces()?.endpoint;
+        let endpoint = match &env.endpoint {
+            // `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, a full URL, wins even over `otlp_endpoint`:
+            // the records may have a collector of their own.
+            Some(endpoint) => endpoint.clone(),
+            // Only the traces' own endpoint (or none) is set: the records follow the spans.
+            None if self.endpoint.is_none()
+                && base_env.is_none()
+                && protocol == config.protocol =>
+            {
+                crate::errors::logs::logs_endpoint(&config.endpoint, protocol)
+            }
+            None => signal_endpoint(
+                "logs",
+                self.endpoint.as_deref(),
+                None,
+                base_env.as_deref(),
+                protocol,
+            ),
+        };
+        self.resolve_signal(config, &env.otlp, protocol, endpoint)
             .map(Some)
+    }
+
+    /// A signal's protocol other than the traces': the builder's call for the signal, else
+    /// `otlp_protocol`, else the signal's variable (which falls back on
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`), else HTTP/protobuf, the specification's default.
+    fn signal_protocol(&self, own: Option<Protocol>, env: Option<Protocol>) -> Protocol {
+        layered(own.or(self.protocol), env, || Protocol::HttpProtobuf)
     }
 
     /// The metrics settings, or `None` when metrics are off.
@@ -222,13 +252,14 @@ impl ServiceTracing {
         }
         let push = match exporter {
             MetricsExporter::Otlp => {
+                let protocol = self.signal_protocol(self.metrics.protocol, menv.otlp.protocol);
                 let endpoint = crate::config::metrics::endpoint(
                     self.endpoint.as_deref(),
                     menv.endpoint.as_deref(),
                     env.endpoint.as_deref(),
-                    config.protocol,
+                    protocol,
                 );
-                let mut push = self.resolve_signal(config, &menv.otlp, endpoint)?;
+                let mut push = self.resolve_signal(config, &menv.otlp, protocol, endpoint)?;
                 // `OTEL_METRIC_EXPORT_TIMEOUT`, the reader's own, wins when set.
                 if let Some(timeout) = menv.timeout {
                     push.timeout = timeout;

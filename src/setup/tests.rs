@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::ServiceTracing;
-use crate::config::{Compression, TracesExporter};
+use crate::config::{Compression, Protocol, TracesExporter};
 use crate::error::{SetupError, SetupErrorKind};
 use crate::metrics::{MetricsExporter, MetricsSettings};
 
@@ -537,6 +537,120 @@ fn metrics_and_logs_take_their_own_headers_compression_and_timeout() {
             .contains("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"),
         "{err}"
     );
+}
+
+/// Each signal's protocol, and the endpoint path that goes with it: the base endpoint gets
+/// `/v1/{signal}` only for the signals sent over HTTP/protobuf.
+#[test]
+fn each_signal_takes_its_own_protocol_and_the_endpoint_that_goes_with_it() {
+    let resolve_all = |options: &ServiceTracing| {
+        let (config, _) = options.resolve().expect("valid");
+        let metrics = options
+            .resolve_metrics(&config)
+            .expect("valid")
+            .and_then(|m| m.push)
+            .expect("pushed");
+        let logs = options
+            .resolve_logs(&config, &options.env.logs().expect("valid"))
+            .expect("valid")
+            .expect("exported");
+        [config, metrics, logs].map(|c| (c.protocol, c.endpoint))
+    };
+    let (grpc, http) = (Protocol::Grpc, Protocol::HttpProtobuf);
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+    ]);
+    assert_eq!(
+        resolve_all(&options),
+        [
+            (grpc, "http://c:4317".to_owned()),
+            (http, "http://c:4317/v1/metrics".to_owned()),
+            (grpc, "http://c:4317".to_owned()),
+        ]
+    );
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+    ]);
+    assert_eq!(
+        resolve_all(&options),
+        [
+            (http, "http://c:4318/v1/traces".to_owned()),
+            (grpc, "http://c:4318/".to_owned()),
+            (grpc, "http://c:4318/".to_owned()),
+        ]
+    );
+    // Signal endpoints are taken as they are, whatever the protocol.
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4317"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:4318/custom"),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/m"),
+    ]);
+    assert_eq!(
+        resolve_all(&options),
+        [
+            (grpc, "http://t:4317".to_owned()),
+            (http, "http://m:9/m".to_owned()),
+            (http, "http://l:4318/custom".to_owned()),
+        ]
+    );
+    // Only a traces endpoint: the records follow the spans when they share the protocol, else
+    // go to their protocol's default.
+    let follow = with_vars(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://t:4318/v1/traces",
+    )]);
+    assert_eq!(resolve_all(&follow)[2].1, "http://t:4318/v1/logs");
+    let apart = with_vars(&[
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://t:4318/v1/traces",
+        ),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+    ]);
+    assert_eq!(
+        resolve_all(&apart)[2],
+        (grpc, "http://localhost:4317".to_owned())
+    );
+    // With the base endpoint set too, the records take it, as metrics do.
+    let base = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://t:4318/v1/traces",
+        ),
+    ]);
+    assert_eq!(
+        resolve_all(&base).map(|(_, endpoint)| endpoint),
+        [
+            "http://t:4318/v1/traces",
+            "http://c:4318/v1/metrics",
+            "http://c:4318/v1/logs"
+        ]
+        .map(str::to_owned)
+    );
+    // The builder: the signal's call beats `otlp_protocol`, which beats every variable.
+    let options = with_vars(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")])
+        .otlp_endpoint("http://b:4317")
+        .otlp_protocol(grpc)
+        .otlp_logs_protocol(http);
+    assert_eq!(
+        resolve_all(&options),
+        [
+            (grpc, "http://b:4317".to_owned()),
+            (grpc, "http://b:4317".to_owned()),
+            (http, "http://b:4317/v1/logs".to_owned()),
+        ]
+    );
+    let options = ServiceTracing::builder("svc")
+        .env_lookup(|_| None)
+        .otlp_endpoint("http://b:4318")
+        .otlp_metrics_protocol(grpc);
+    assert_eq!(resolve_all(&options)[1], (grpc, "http://b:4318".to_owned()));
 }
 
 /// Settings only `ErrorTracking` and `Profiling` have (here their bounds) reach set-up through

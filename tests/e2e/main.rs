@@ -7,6 +7,11 @@
 //! (`two_scoped_setups_export_to_their_own_collectors_without_globals`).
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
+/// Counts live heap bytes for the memory test of a refusing backend (two atomic adds per
+/// allocation: nothing the latency checks of other tests notice).
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 #[path = "../support/collector.rs"]
 mod collector;
 #[path = "../support/otlp_proxy.rs"]
@@ -30,6 +35,7 @@ mod collector_down_never_affects_requests;
 mod correlation_ids_follow_the_configured_charset;
 #[cfg(feature = "cpu-profile")]
 mod cpu_profile_under_load_shows_the_busy_handler;
+mod each_signal_reaches_the_collector_over_its_own_protocol;
 mod error_groups_and_alerts_reach_the_collector_as_log_records;
 mod error_groups_reach_the_summary;
 #[cfg(feature = "redis")]
@@ -47,6 +53,7 @@ mod one_trace_crosses_frontend_client_and_backend;
 mod planted_secrets_never_reach_the_collector;
 mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
+mod refused_and_failed_metrics_and_log_records_are_counted_apart;
 mod resources_reach_the_summary_prometheus_and_the_collector;
 mod route_rules_choose_what_reaches_the_collector;
 mod setup_errors_name_the_setting;

@@ -8,7 +8,7 @@
 //! With no collector behind it, what is not scripted is answered by the last scripted answer.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,8 @@ struct State {
     upstream: Option<u16>,
     /// Requests numbered as they arrive (the script's index).
     arrived: AtomicUsize,
+    /// Whether `Seen::body` keeps the request's bytes (see [`OtlpProxy::forget_bodies`]).
+    keep_bodies: AtomicBool,
     seen: Mutex<Vec<Seen>>,
     count: watch::Sender<usize>,
     http1: Client<HttpConnector, Full<Bytes>>,
@@ -154,6 +156,7 @@ impl OtlpProxy {
             then,
             upstream,
             arrived: AtomicUsize::new(0),
+            keep_bodies: AtomicBool::new(true),
             seen: Mutex::new(Vec::new()),
             count: watch::channel(0).0,
             http1: Client::builder(TokioExecutor::new()).build_http(),
@@ -190,6 +193,13 @@ impl OtlpProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// From now on, `Seen::body` is left empty (`body_len` is still the request's size): a
+    /// test measuring its own process's memory must not count the bodies the proxy keeps
+    /// (about 150 KB per export of 512 spans).
+    pub fn forget_bodies(&self) {
+        self.state.keep_bodies.store(false, Ordering::Relaxed);
+    }
+
     /// Every request received so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
@@ -210,6 +220,19 @@ impl Drop for OtlpProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The headers, each value copied. hyper's values are slices of the connection's read buffer,
+/// which also held the request's body: a `Seen` keeping them would keep that buffer, about the
+/// body's size per request, alive for the test's whole run.
+fn copied(headers: &HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap();
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -310,9 +333,13 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
     state.seen.lock().unwrap().push(Seen {
         at,
         path: parts.uri.path().to_owned(),
-        headers: parts.headers,
+        headers: copied(&parts.headers),
         body_len: body.len(),
-        body,
+        body: if state.keep_bodies.load(Ordering::Relaxed) {
+            body
+        } else {
+            Bytes::new()
+        },
         status: response.status().as_u16(),
         grpc_status,
     });

@@ -197,11 +197,7 @@ async fn export(logs: &Option<LogSender>, buffer: &mut Vec<LogRecord>, counters:
     };
     while !buffer.is_empty() {
         let batch: Vec<LogRecord> = buffer.drain(..buffer.len().min(LOG_BATCH)).collect();
-        let n = batch.len() as u64;
-        match sender.export(&batch).await {
-            Ok(()) => Counters::add(&counters.logs_exported, n),
-            Err(_) => Counters::add(&counters.logs_failed, n),
-        }
+        sender.export(&batch, counters).await;
     }
 }
 

@@ -7,6 +7,7 @@
 //! So records get what spans get: TLS and mTLS for `https`, gzip, and the same retries
 //! (`Transport::deliver`), with the logs' own variables (`OTEL_EXPORTER_OTLP_LOGS_*`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -15,6 +16,7 @@ use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::Resource;
 
+use super::notify::Counters;
 use super::rules::{Alert, Signal};
 use crate::config::env::LogsEnv;
 use crate::config::{Compression, Protocol, Resolved};
@@ -22,7 +24,7 @@ use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
 use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Refusals, Transport, Wire};
+use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
 const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -30,8 +32,7 @@ const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService
 /// The instrumentation scope the records are emitted under.
 const SCOPE: &str = "service-tracing.errors";
 
-/// Where log records go: the traces' protocol, the logs' headers, timeout, compression and
-/// TLS, and the logs endpoint.
+/// Where log records go: the logs' protocol, endpoint, headers, timeout, compression and TLS.
 #[derive(Clone, Debug)]
 pub(crate) struct LogExport {
     protocol: Protocol,
@@ -44,11 +45,9 @@ pub(crate) struct LogExport {
 }
 
 impl LogExport {
-    /// The log export of `config` (the traces' settings with the logs' own headers, timeout,
-    /// compression and TLS), or `None` when traces do not go over OTLP or
-    /// `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (a full URL) overrides the endpoint; otherwise the
-    /// traces' endpoint is used, with `/v1/logs` in place of `/v1/traces` for HTTP.
+    /// The log export of `config` (the logs' settings, as set-up resolved them: protocol,
+    /// endpoint, headers, timeout, compression and TLS), or `None` when traces do not go over
+    /// OTLP or `OTEL_LOGS_EXPORTER` is set to anything but `otlp` (such as `none`).
     pub(crate) fn from_config(
         config: &Resolved,
         resource: Resource,
@@ -57,13 +56,9 @@ impl LogExport {
         if env.off || config.exporter != crate::config::TracesExporter::Otlp {
             return None;
         }
-        let endpoint = match &env.endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => logs_endpoint(&config.endpoint, config.protocol),
-        };
         Some(Self {
             protocol: config.protocol,
-            endpoint,
+            endpoint: config.endpoint.clone(),
             headers: config.headers.clone(),
             timeout: config.timeout,
             compression: config.compression,
@@ -73,8 +68,9 @@ impl LogExport {
     }
 }
 
-/// The traces' endpoint turned into the logs' one.
-fn logs_endpoint(traces: &str, protocol: Protocol) -> String {
+/// The traces' endpoint turned into the logs' one (the same protocol's): `/v1/logs` in place
+/// of `/v1/traces` for HTTP, the same for gRPC.
+pub(crate) fn logs_endpoint(traces: &str, protocol: Protocol) -> String {
     match protocol {
         Protocol::HttpProtobuf => match traces.strip_suffix("/v1/traces") {
             Some(base) => format!("{base}/v1/logs"),
@@ -224,19 +220,62 @@ impl LogSender {
     }
 
     /// Sends the records, retrying throttled and transient failures as spans are retried,
-    /// within the export timeout.
-    pub(crate) async fn export(&self, records: &[LogRecord]) -> Result<(), OTelSdkError> {
+    /// within the export timeout, and counts what became of them in `counters`: exported,
+    /// rejected by the backend (a final refusal, or a partial success's rejected records),
+    /// failed (given up on), and the requests sent again. Refusals are also told on standard
+    /// error, rate-limited.
+    pub(crate) async fn export(&self, records: &[LogRecord], counters: &Counters) {
+        let n = records.len() as u64;
+        let outcomes = Tally {
+            counters,
+            refusals: &self.refusals,
+            rejected: AtomicU64::new(0),
+        };
+        let result = match self.body(records) {
+            Ok(body) => {
+                self.transport
+                    .deliver(&body, n, "log record", &outcomes)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        // What the backend rejected is neither exported nor failed.
+        let rest = n.saturating_sub(outcomes.rejected.load(Ordering::Relaxed));
+        match result {
+            Ok(()) => Counters::add(&counters.logs_exported, rest),
+            Err(_) => Counters::add(&counters.logs_failed, rest),
+        }
+    }
+
+    /// The framed (and maybe compressed) request.
+    fn body(&self, records: &[LogRecord]) -> Result<bytes::Bytes, OTelSdkError> {
         let message = encode_request(&self.resource, records);
-        let body = self
-            .framer
+        self.framer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .frame(&message)?;
-        // Failures are counted by the caller (`AlertStats::logs_failed`); refusals, a partial
-        // success's among them, are told on standard error, rate-limited.
-        self.transport
-            .deliver(&body, records.len() as u64, "log record", &self.refusals)
-            .await
+            .frame(&message)
+    }
+}
+
+/// Where one export's refusals and retries are counted ([`AlertStats`]'s `logs_rejected` and
+/// `logs_retried`), and the export's own rejected records, to tell them from the exported.
+///
+/// [`AlertStats`]: crate::errors::AlertStats
+struct Tally<'a> {
+    counters: &'a Counters,
+    refusals: &'a Refusals,
+    rejected: AtomicU64,
+}
+
+impl Outcomes for Tally<'_> {
+    fn rejected(&self, items: u64, reason: String) {
+        self.rejected.fetch_add(items, Ordering::Relaxed);
+        Counters::add(&self.counters.logs_rejected, items);
+        self.refusals.rejected(items, reason);
+    }
+
+    fn retried(&self) {
+        Counters::add(&self.counters.logs_retried, 1);
     }
 }
 
@@ -365,7 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn otel_logs_exporter_and_the_logs_endpoint_are_honoured() {
+    fn otel_logs_exporter_is_honoured() {
         let config = Resolved {
             service_name: "svc".to_owned(),
             service_version: None,
@@ -373,7 +412,7 @@ mod tests {
             resource_attributes: Vec::new(),
             exporter: crate::config::TracesExporter::Otlp,
             protocol: Protocol::HttpProtobuf,
-            endpoint: "http://c:4318/v1/traces".to_owned(),
+            endpoint: "http://c:4318/v1/logs".to_owned(),
             headers: Vec::new(),
             timeout: std::time::Duration::from_secs(1),
             compression: Default::default(),
@@ -400,14 +439,77 @@ mod tests {
         );
         assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "none")]), None);
         assert_eq!(from(&[("OTEL_LOGS_EXPORTER", "console")]), None);
-        assert_eq!(
-            from(&[(
-                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                "http://logs:4318/custom"
-            )])
-            .as_deref(),
-            Some("http://logs:4318/custom")
-        );
+    }
+
+    fn record(n: u64) -> LogRecord {
+        LogRecord {
+            time: SystemTime::now(),
+            severity: Severity::High,
+            event_name: "error.group.new",
+            body: format!("new error group {n}"),
+            attributes: Vec::new(),
+            trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
+        }
+    }
+
+    /// What becomes of each record is counted once: a partial success's rejected records as
+    /// rejected, the rest as exported; a throttled request's retry as a retry; a final refusal
+    /// as rejected, not failed; a backend that stays unavailable past the timeout as failed.
+    #[tokio::test]
+    async fn each_record_is_counted_exported_rejected_or_failed_and_retries_apart() {
+        use crate::export::otlp_fast::tests::{scripted, Reply};
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        use prost::Message as _;
+
+        // `ExportLogsServiceResponse` has the traces' layout: its `rejected_log_records` is
+        // field 1 of the partial success, as `rejected_spans` is.
+        let partial = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "one record too old".to_owned(),
+            }),
+        }
+        .encode_to_vec();
+        let (addr, _log) = scripted(vec![
+            Reply::HttpWith(429, vec![("retry-after", "0".to_owned())], Vec::new()),
+            Reply::HttpWith(200, Vec::new(), partial),
+            Reply::Http(400),
+            Reply::Http(503),
+        ])
+        .await;
+        let sender = LogSender::new(LogExport {
+            protocol: Protocol::HttpProtobuf,
+            endpoint: format!("http://{addr}/v1/logs"),
+            headers: Vec::new(),
+            timeout: std::time::Duration::from_millis(1500),
+            compression: Compression::None,
+            tls: Default::default(),
+            resource: Resource::builder_empty().build(),
+        })
+        .expect("sender");
+        let counters = Counters::default();
+        let batch: Vec<LogRecord> = (0..3).map(record).collect();
+        let stats = |c: &Counters| {
+            let s = c.stats();
+            (
+                s.logs_exported,
+                s.logs_rejected,
+                s.logs_failed,
+                s.logs_retried,
+            )
+        };
+
+        sender.export(&batch, &counters).await; // 429, then the partial success
+        assert_eq!(stats(&counters), (2, 1, 0, 1));
+        sender.export(&batch[..2], &counters).await; // 400
+        assert_eq!(stats(&counters), (2, 3, 0, 1));
+        sender.export(&batch[..1], &counters).await; // 503 until the timeout
+        let (exported, rejected, failed, retried) = stats(&counters);
+        assert_eq!((exported, rejected, failed), (2, 3, 1));
+        assert!(retried >= 2, "the 503 was retried within 1.5 s: {retried}");
     }
 
     #[test]

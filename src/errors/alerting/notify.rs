@@ -59,6 +59,8 @@ pub(crate) struct Counters {
     pub(crate) logs_exported: AtomicU64,
     pub(crate) logs_failed: AtomicU64,
     pub(crate) logs_dropped: AtomicU64,
+    pub(crate) logs_rejected: AtomicU64,
+    pub(crate) logs_retried: AtomicU64,
 }
 
 impl Counters {
@@ -79,6 +81,8 @@ impl Counters {
             logs_exported: read(&self.logs_exported),
             logs_failed: read(&self.logs_failed),
             logs_dropped: read(&self.logs_dropped),
+            logs_rejected: read(&self.logs_rejected),
+            logs_retried: read(&self.logs_retried),
         }
     }
 }

@@ -715,9 +715,18 @@ impl Evaluator {
 /// What happened to alerts, their deliveries and the OTLP log records, for health checks and
 /// tests ([`ErrorTracking::alert_stats`](crate::errors::ErrorTracking::alert_stats)).
 ///
+/// Each log record handed to export is, once its export is over, in exactly one of
+/// `logs_exported`, `logs_dropped`, `logs_rejected` and `logs_failed`, as spans are in
+/// [`ExportStats`](crate::ExportStats); `logs_retried` counts requests, not records.
+///
 /// ```
 /// let stats = service_tracing::errors::ErrorTracking::new().alert_stats();
 /// assert_eq!(stats.fired, 0);
+/// println!(
+///     "log records: {} exported, {} dropped, {} rejected, {} failed after {} retries",
+///     stats.logs_exported, stats.logs_dropped, stats.logs_rejected, stats.logs_failed,
+///     stats.logs_retried
+/// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -738,10 +747,18 @@ pub struct AlertStats {
     pub dropped: u64,
     /// Log records the collector accepted.
     pub logs_exported: u64,
-    /// Log records lost in failed exports.
+    /// Log records given up on: still failing (no connection, throttled, unavailable) when
+    /// retries ran out of the export timeout, or not exportable at all.
     pub logs_failed: u64,
     /// Log records dropped because their buffer was full.
     pub logs_dropped: u64,
+    /// Log records the backend refused for good, never sent again: requests answered with a
+    /// non-retryable status (HTTP 400, gRPC `INVALID_ARGUMENT`...) and the
+    /// `rejected_log_records` of partial-success answers.
+    pub logs_rejected: u64,
+    /// Log record export requests sent again after a retryable failure (each retry counts
+    /// once).
+    pub logs_retried: u64,
 }
 
 #[cfg(test)]

@@ -248,4 +248,4 @@ impl SpanExporter for FastOtlpExporter {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -495,7 +495,7 @@ fn nan_doubles_are_encoded_bit_for_bit() {
 
 /// What a test collector received.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     version: Version,
     headers: HeaderMap,
@@ -504,7 +504,7 @@ struct Received {
 
 /// How a test collector answers.
 #[derive(Debug, Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// An HTTP status with an empty body.
     Http(u16),
     /// An HTTP status with headers and a body.
@@ -521,7 +521,7 @@ enum Reply {
     Hang,
 }
 
-type Log = Arc<Mutex<Vec<Received>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Received>>>;
 
 /// The replies of a test collector, in order; the last one repeats.
 type Script = Arc<(Vec<Reply>, std::sync::atomic::AtomicUsize)>;
@@ -537,7 +537,7 @@ async fn collector(reply: Reply) -> (SocketAddr, Log) {
 
 /// Like [`collector`], answering the n-th request with `replies[n]` (the last one from then
 /// on).
-async fn scripted(replies: Vec<Reply>) -> (SocketAddr, Log) {
+pub(crate) async fn scripted(replies: Vec<Reply>) -> (SocketAddr, Log) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a local port");

@@ -355,24 +355,12 @@ impl Transport {
             .unwrap_or(Attempt::TimedOut)
     }
 
+    /// One request and its answer, in three steps: send, read the answer (bounded), judge it
+    /// by the wire's rules.
     async fn exchange(&self, body: Bytes) -> Attempt {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
-
-        // No answer (refused, reset): the specification retries with backoff. A TLS failure
-        // (an untrusted certificate) would fail the same way again.
-        let response = match self.client.request(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                let error = format!("cannot export to {}: {}", self.uri, chain(&e));
-                return if is_tls_error(&e) {
-                    Attempt::Failed { error }
-                } else {
-                    Attempt::Retry { after: None, error }
-                };
-            }
+        let response = match self.send(body).await {
+            Ok(response) => response,
+            Err(attempt) => return attempt,
         };
         let (parts, body) = response.into_parts();
         let (data, trailers) = match read_bounded(body).await {
@@ -384,80 +372,107 @@ impl Transport {
                 }
             }
         };
-
         match self.wire {
-            Wire::Http if parts.status.is_success() => {
-                let gzip = parts
-                    .headers
-                    .get(CONTENT_ENCODING)
+            Wire::Http => self.judge_http(&parts, &data),
+            Wire::Grpc => self.judge_grpc(&parts, &data, trailers.unwrap_or_default()),
+        }
+    }
+
+    /// Posts `body`; no answer at all is already a verdict.
+    async fn send(&self, body: Bytes) -> Result<hyper::Response<hyper::body::Incoming>, Attempt> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+
+        // No answer (refused, reset): the specification retries with backoff. A TLS failure
+        // (an untrusted certificate) would fail the same way again.
+        self.client.request(request).await.map_err(|e| {
+            let error = format!("cannot export to {}: {}", self.uri, chain(&e));
+            if is_tls_error(&e) {
+                Attempt::Failed { error }
+            } else {
+                Attempt::Retry { after: None, error }
+            }
+        })
+    }
+
+    /// An OTLP/HTTP answer: a 2xx takes the request (maybe in part), another status is
+    /// retried or refused as the specification says, honouring `Retry-After`.
+    fn judge_http(&self, parts: &http::response::Parts, data: &[u8]) -> Attempt {
+        if parts.status.is_success() {
+            let gzip = parts
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            return accepted(data, gzip);
+        }
+        let error = format!(
+            "{} answered HTTP {}: {}",
+            self.uri,
+            parts.status,
+            quote(data)
+        );
+        let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
+        verdict(
+            retry::http_status(parts.status.as_u16(), retry_after, SystemTime::now()),
+            error,
+        )
+    }
+
+    /// A gRPC answer: the HTTP status, then `grpc-status` in the trailers (or the headers of a
+    /// trailers-only response), with a `RetryInfo` for throttling.
+    fn judge_grpc(
+        &self,
+        parts: &http::response::Parts,
+        data: &[u8],
+        trailers: HeaderMap,
+    ) -> Attempt {
+        if parts.status != StatusCode::OK {
+            let code = retry::grpc_code_of_http(parts.status.as_u16());
+            // A proxy's throttling answer may still say when to come back.
+            let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
+            let after = retry_after.and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+            return verdict(
+                retry::grpc_status(code, after),
+                format!(
+                    "{} answered HTTP {} to a gRPC export",
+                    self.uri, parts.status
+                ),
+            );
+        }
+        let field = |name: &str| trailers.get(name).or_else(|| parts.headers.get(name));
+        match field("grpc-status").map(HeaderValue::as_bytes) {
+            Some(b"0") => {
+                let gzip = field("grpc-encoding")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-                accepted(&data, gzip)
+                accepted_grpc(data, gzip)
             }
-            Wire::Http => {
+            Some(code) => {
+                let message = field("grpc-message")
+                    .map(|m| {
+                        percent_encoding::percent_decode(m.as_bytes())
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+                    .unwrap_or_default();
                 let error = format!(
-                    "{} answered HTTP {}: {}",
+                    "{} answered grpc-status {}: {}",
                     self.uri,
-                    parts.status,
-                    quote(&data)
+                    String::from_utf8_lossy(code),
+                    message
                 );
-                let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
-                verdict(
-                    retry::http_status(parts.status.as_u16(), retry_after, SystemTime::now()),
-                    error,
-                )
+                let number = std::str::from_utf8(code)
+                    .ok()
+                    .and_then(|c| c.trim().parse::<u32>().ok())
+                    .unwrap_or(retry::code::UNKNOWN);
+                let delay =
+                    field("grpc-status-details-bin").and_then(|v| retry::retry_info(v.as_bytes()));
+                verdict(retry::grpc_status(number, delay), error)
             }
-            Wire::Grpc => {
-                if parts.status != StatusCode::OK {
-                    let code = retry::grpc_code_of_http(parts.status.as_u16());
-                    // A proxy's throttling answer may still say when to come back.
-                    let retry_after = parts.headers.get(RETRY_AFTER).map(HeaderValue::as_bytes);
-                    let after =
-                        retry_after.and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                    return verdict(
-                        retry::grpc_status(code, after),
-                        format!(
-                            "{} answered HTTP {} to a gRPC export",
-                            self.uri, parts.status
-                        ),
-                    );
-                }
-                // Trailers normally; the response headers for a trailers-only response.
-                let trailers = trailers.unwrap_or_default();
-                let field = |name: &str| trailers.get(name).or_else(|| parts.headers.get(name));
-                let status = field("grpc-status").map(HeaderValue::as_bytes);
-                match status {
-                    Some(b"0") => {
-                        let gzip = field("grpc-encoding")
-                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-                        accepted_grpc(&data, gzip)
-                    }
-                    Some(code) => {
-                        let message = field("grpc-message")
-                            .map(|m| {
-                                percent_encoding::percent_decode(m.as_bytes())
-                                    .decode_utf8_lossy()
-                                    .into_owned()
-                            })
-                            .unwrap_or_default();
-                        let error = format!(
-                            "{} answered grpc-status {}: {}",
-                            self.uri,
-                            String::from_utf8_lossy(code),
-                            message
-                        );
-                        let number = std::str::from_utf8(code)
-                            .ok()
-                            .and_then(|c| c.trim().parse::<u32>().ok())
-                            .unwrap_or(retry::code::UNKNOWN);
-                        let delay = field("grpc-status-details-bin")
-                            .and_then(|v| retry::retry_info(v.as_bytes()));
-                        verdict(retry::grpc_status(number, delay), error)
-                    }
-                    None => Attempt::Rejected {
-                        error: format!("{} answered a gRPC export without grpc-status", self.uri),
-                    },
-                }
-            }
+            None => Attempt::Rejected {
+                error: format!("{} answered a gRPC export without grpc-status", self.uri),
+            },
         }
     }
 }

@@ -1,0 +1,300 @@
+//! The export worker's tests; `chatter` and `install_bridge_detector` serve the metrics
+//! push's tests too.
+
+use super::*;
+use opentelemetry::trace::{Tracer, TracerProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// A provider feeding `worker`, after it ended `n` spans (kept, so that dropping it does
+/// not shut the worker down before the test reads it).
+fn end_spans(worker: &ExportWorker, n: usize) -> SdkTracerProvider {
+    let app = SdkTracerProvider::builder()
+        .with_span_processor(worker.clone())
+        .build();
+    for _ in 0..n {
+        app.tracer("app").in_span("request", |_| ());
+    }
+    app
+}
+
+/// An exporter whose transport is chatty: it opens `tracing` spans and logs on the export
+/// thread, in a task on its runtime, and on a blocking-pool thread, as a gRPC or HTTP
+/// client with tracing instrumentation would.
+#[derive(Debug)]
+struct ChattyExporter;
+
+impl QueueExporter for ChattyExporter {}
+
+impl SpanExporter for ChattyExporter {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        chatter("export");
+        let task = tokio::spawn(async { chatter("task") });
+        let blocking = tokio::task::spawn_blocking(|| chatter("blocking"));
+        let _ = task.await;
+        let _ = blocking.await;
+        Ok(())
+    }
+}
+
+/// Opens a `tracing` span and logs in it, as an instrumented transport would.
+pub(crate) fn chatter(name: &'static str) {
+    let span = tracing::info_span!("transport", step = name);
+    let _entered = span.enter();
+    tracing::info!("sending a batch");
+}
+
+/// Installs a global subscriber whose OpenTelemetry bridge exports into the returned
+/// in-memory exporter, and checks that chatter on an ordinary thread reaches it. `None` when
+/// a global subscriber is already set (plain `cargo test`): nothing can be proved then.
+pub(crate) fn install_bridge_detector() -> Option<(SdkTracerProvider, InMemorySpanExporter)> {
+    let leaked = InMemorySpanExporter::default();
+    let bridge_provider = SdkTracerProvider::builder()
+        .with_simple_exporter(leaked.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(bridge_provider.tracer("bridge")));
+    tracing::subscriber::set_global_default(subscriber).ok()?;
+    // The detector works: the same chatter on an ordinary thread becomes a span.
+    chatter("control");
+    bridge_provider.force_flush().expect("flush");
+    assert_eq!(leaked.get_finished_spans().expect("spans").len(), 1);
+    leaked.reset();
+    Some((bridge_provider, leaked))
+}
+
+/// Each unit test runs in its own process under nextest, so a global subscriber is fine.
+#[test]
+fn export_traffic_never_reaches_the_tracing_bridge() {
+    let Some((bridge_provider, leaked)) = install_bridge_detector() else {
+        return;
+    };
+
+    let worker = ExportWorker::start(
+        || Ok(ChattyExporter),
+        BatchConfig::default(),
+        Resource::builder_empty().build(),
+        None,
+    )
+    .expect("worker starts");
+    let _app = end_spans(&worker, 3);
+    worker.force_flush().expect("flush");
+    assert_eq!(worker.stats().exported, 3);
+    bridge_provider.force_flush().expect("flush");
+    let spans = leaked.get_finished_spans().expect("spans");
+    assert!(spans.is_empty(), "export traffic became spans: {spans:?}");
+}
+
+#[derive(Debug)]
+struct Stuck;
+
+impl QueueExporter for Stuck {}
+
+impl SpanExporter for Stuck {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_stuck_exporter_never_blocks_or_grows_the_queue() {
+    let batch = BatchConfig::default()
+        .with_max_queue_size(16)
+        .with_max_export_batch_size(4)
+        .with_export_timeout(Duration::from_millis(50));
+    let worker = ExportWorker::start(|| Ok(Stuck), batch, Resource::builder_empty().build(), None)
+        .expect("starts");
+    let app = SdkTracerProvider::builder()
+        .with_span_processor(worker.clone())
+        .build();
+    let started = Instant::now();
+    for _ in 0..1000 {
+        app.tracer("app").in_span("request", |_| ());
+    }
+    // Pushing never waits on the exporter: 1,000 spans take far less than one export timeout each.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(worker.stats().queued <= 16);
+    // Each remaining export times out; after the flush every span is accounted for.
+    let _ = worker.force_flush();
+    let stats = worker.stats();
+    assert_eq!(stats.queued, 0, "{stats:?}");
+    assert_eq!(stats.exported, 0);
+    assert_eq!(
+        stats.dropped + stats.failed + stats.queued,
+        1000,
+        "{stats:?}"
+    );
+    assert!(stats.dropped > 0);
+}
+
+/// Rejects two spans of each batch (a partial success) after one retry; fails every third
+/// batch after rejecting one of its spans outright.
+#[derive(Debug)]
+struct Judging {
+    tally: Arc<Tally>,
+    calls: AtomicU64,
+}
+
+impl QueueExporter for Judging {}
+
+impl SpanExporter for Judging {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        self.tally.retry();
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 3 == 2 {
+            self.tally.reject(1, "one bad span".to_owned());
+            return Err(OTelSdkError::InternalFailure("gave up".to_owned()));
+        }
+        self.tally.reject(2, "two too old".to_owned());
+        Ok(())
+    }
+}
+
+#[test]
+fn rejected_spans_are_neither_exported_nor_failed() {
+    let batch = BatchConfig::default()
+        .with_max_queue_size(64)
+        .with_max_export_batch_size(5);
+    let worker = ExportWorker::start_with_tally(
+        |tally| {
+            Ok(Judging {
+                tally,
+                calls: AtomicU64::new(0),
+            })
+        },
+        batch,
+        Resource::builder_empty().build(),
+        None,
+    )
+    .expect("starts");
+    let _app = end_spans(&worker, 15);
+    worker.force_flush().expect("flush");
+    let stats = worker.stats();
+    // Three batches of 5: two partial successes (3 exported, 2 rejected each), one failure
+    // (1 rejected, 4 failed).
+    assert_eq!(
+        (stats.exported, stats.rejected, stats.failed, stats.retried),
+        (6, 5, 4, 3),
+        "{stats:?}"
+    );
+    assert_eq!(stats.export_errors, 1);
+    assert_eq!(
+        stats.exported + stats.rejected + stats.failed + stats.dropped,
+        15
+    );
+}
+
+/// A lone backend's trace (its root has a remote parent) reaches the console without a
+/// flush and without further traffic: the worker ticks the exporter, which prints it once
+/// its grace period has passed.
+#[test]
+fn a_ticking_worker_prints_remote_rooted_traces_without_further_spans() {
+    use crate::export::console::ConsoleExporter;
+    use opentelemetry::trace::{
+        Span as _, SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+
+    let buffer = crate::test_support::SharedBuffer::default();
+    let writer = buffer.clone();
+    let batch = BatchConfig::default().with_scheduled_delay(Duration::from_millis(20));
+    let worker = ExportWorker::start(
+        move || {
+            Ok(ConsoleExporter::with_writer(writer)
+                .with_remote_root_grace(Duration::from_millis(100)))
+        },
+        batch,
+        Resource::builder_empty()
+            .with_service_name("backend")
+            .build(),
+        None,
+    )
+    .expect("starts")
+    .ticking();
+    let app = SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder_empty()
+                .with_service_name("backend")
+                .build(),
+        )
+        .with_span_processor(worker.clone())
+        .build();
+    let remote = SpanContext::new(
+        TraceId::from(0x5eed_u128),
+        opentelemetry::trace::SpanId::from(7_u64),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    );
+    let parent = Context::new().with_remote_span_context(remote);
+    app.tracer("app")
+        .build_with_context(
+            opentelemetry::trace::SpanBuilder::from_name("GET /orders/{id}"),
+            &parent,
+        )
+        .end();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = buffer.text();
+        if text.contains("GET /orders/{id}") {
+            assert!(text.contains("[backend]"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never printed: {text:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What the console prints went through the redaction policy: a panic message, a
+/// `record_error` message and a status holding secrets are printed redacted.
+#[test]
+fn the_console_prints_redacted_spans() {
+    use crate::export::console::ConsoleExporter;
+    use opentelemetry::trace::{Span as _, Status, Tracer as _};
+
+    let buffer = crate::test_support::SharedBuffer::default();
+    let writer = buffer.clone();
+    let worker = ExportWorker::start(
+        move || Ok(ConsoleExporter::with_writer(writer)),
+        BatchConfig::default(),
+        Resource::builder_empty().with_service_name("shop").build(),
+        Some(Redactor::new()),
+    )
+    .expect("starts");
+    let app = SdkTracerProvider::builder()
+        .with_span_processor(worker.clone())
+        .build();
+    let mut span = app.tracer("app").start("POST /pay");
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", "panic"),
+            KeyValue::new(
+                "exception.message",
+                "charge failed: card 4111 1111 1111 1111, Bearer 9f8e7d6c5b4a39281706",
+            ),
+        ],
+    );
+    span.add_event(
+        "exception",
+        vec![KeyValue::new(
+            "exception.message",
+            "upstream said password=hunter2 for bob@example.com",
+        )],
+    );
+    span.set_status(Status::error("token AKIAIOSFODNN7EXAMPLE rejected"));
+    span.end();
+    worker.force_flush().expect("flush");
+
+    let text = buffer.text();
+    assert!(text.contains("POST /pay"), "{text}");
+    for secret in [
+        "4111 1111 1111 1111",
+        "9f8e7d6c5b4a39281706",
+        "hunter2",
+        "bob@example.com",
+        "AKIAIOSFODNN7EXAMPLE",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    assert!(text.contains("[REDACTED]"), "{text}");
+}
