@@ -246,6 +246,7 @@ impl Started {
                 profiling: self.profiling,
                 metrics: self.metrics,
                 workers: self.workers,
+                shutdown_timeout: options.shutdown_timeout,
             })),
         };
         (self.layer, guard)
