@@ -87,6 +87,10 @@ impl ServiceTracing {
     }
 
     /// Sets everything up and wraps `app`. See [`setup_service_tracing`](crate::setup_service_tracing).
+    ///
+    /// Only the routes `app` has now are wrapped: a route added to the returned router is
+    /// served untraced. To add routes later, use [`init_layer`](Self::init_layer) and add the
+    /// layer last.
     pub fn init<S>(self, app: Router<S>) -> Result<(Router<S>, TracingGuard), SetupError>
     where
         S: Clone + Send + Sync + 'static,
@@ -113,7 +117,34 @@ impl ServiceTracing {
         }
     }
 
-    /// Sets everything up and returns the layer, for any Tower service (not only axum).
+    /// Sets everything up and returns the layer, for any Tower service (not only axum), or
+    /// for a router that adds the layer itself, **last**, so every route is traced (with
+    /// [`init`](Self::init), routes added after set-up are not). The Prometheus route
+    /// ([`prometheus_route`](Self::prometheus_route)) is added by `init` only; with the layer,
+    /// serve [`Metrics::prometheus_text`](crate::metrics::Metrics::prometheus_text) yourself.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower::ServiceExt;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let (layer, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///         .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///         .init_layer()?;
+    ///     let app = Router::new()
+    ///         .route("/orders", get(|| async { "orders" }))
+    ///         .route("/late", get(|| async { "added after set-up, traced all the same" }))
+    ///         .layer(layer); // last: wraps every route above
+    ///     let request = http::Request::get("/late").body(axum::body::Body::empty())?;
+    ///     let response = app.oneshot(request).await?;
+    ///     assert!(response.headers().contains_key("x-correlation-id")); // the layer answered
+    ///     guard.shutdown_async().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Any Tower service:
     ///
     /// ```no_run
     /// # fn main() -> Result<(), service_tracing::SetupError> {
