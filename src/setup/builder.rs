@@ -73,6 +73,9 @@ pub struct ServiceTracing {
     pub(super) process: ProcessOptions,
     /// The longest [`TracingGuard::shutdown`](crate::TracingGuard::shutdown) may take.
     pub(super) shutdown_timeout: Duration,
+    /// Where `testing::TestTracing` keeps spans, instead of the configured exporter.
+    #[cfg(any(test, feature = "testing"))]
+    pub(super) capture: Option<crate::testing::Capture>,
 }
 
 /// [`ServiceTracing::shutdown_timeout`]'s default.
@@ -144,6 +147,8 @@ impl ServiceTracing {
                 interval: crate::process::DEFAULT_SAMPLE_INTERVAL,
             },
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            #[cfg(any(test, feature = "testing"))]
+            capture: None,
         }
     }
 

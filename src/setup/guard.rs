@@ -48,9 +48,19 @@ pub(super) struct GuardInner {
     pub(super) workers: crate::metrics::Workers,
     /// The longest shutdown may take.
     pub(super) shutdown_timeout: Duration,
+    /// Where `testing::TestTracing` keeps every service's spans.
+    #[cfg(any(test, feature = "testing"))]
+    pub(super) capture: Option<crate::testing::Capture>,
 }
 
 impl GuardInner {
+    fn capture(&self) -> Option<&super::pipeline::Capture> {
+        #[cfg(any(test, feature = "testing"))]
+        return self.capture.as_ref();
+        #[cfg(not(any(test, feature = "testing")))]
+        None
+    }
+
     /// Shuts down on a thread of its own and waits for it until the deadline at most.
     fn shut_down_within_deadline(self) -> Result<(), SetupError> {
         let timeout = self.shutdown_timeout;
@@ -344,7 +354,9 @@ impl TracingGuard {
     pub fn service_layer(&self, name: &str) -> Result<TracingLayer, SetupError> {
         self.with_inner(|inner| {
             let pipeline = match (&inner.config.exporter, inner.main.worker.as_ref()) {
-                (TracesExporter::Console, Some(shared)) if !inner.config.disabled => {
+                (TracesExporter::Console, Some(shared))
+                    if !inner.config.disabled && inner.capture().is_none() =>
+                {
                     let worker = shared.for_service(name);
                     let resource = resource(&inner.config, name);
                     let (provider, server_tracer) = provider(
@@ -366,6 +378,7 @@ impl TracingGuard {
                     inner.errors.as_ref(),
                     inner.profiling.as_ref(),
                     &inner.redactor,
+                    inner.capture(),
                 )?,
             };
             let layer = layer_for(

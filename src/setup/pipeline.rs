@@ -180,6 +180,7 @@ impl ServiceTracing {
             errors.as_ref(),
             profiling.as_ref(),
             &self.redactor,
+            self.capture(),
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::metrics::Workers::default();
@@ -278,6 +279,8 @@ impl Started {
                 metrics: self.metrics,
                 workers: self.workers,
                 shutdown_timeout: options.shutdown_timeout,
+                #[cfg(any(test, feature = "testing"))]
+                capture: options.capture,
             })),
         };
         (self.layer, guard)
@@ -392,12 +395,14 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
+    /// With `capture` (the testing kit), spans go there instead of the configured exporter.
     pub(super) fn start(
         config: &Resolved,
         service: &str,
         errors: Option<&ErrorTracking>,
         profiling: Option<&Profiling>,
         redactor: &Redactor,
+        capture: Option<&Capture>,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
@@ -407,9 +412,10 @@ impl Pipeline {
             });
         }
         let resource = resource(config, service);
-        let worker = match config.exporter {
-            TracesExporter::None => None,
-            TracesExporter::Console => {
+        let worker = match (capture, config.exporter) {
+            (Some(capture), _) => Some(capture_worker(capture, config, &resource, redactor)?),
+            (None, TracesExporter::None) => None,
+            (None, TracesExporter::Console) => {
                 // A person is watching: print within a second.
                 let batch = config
                     .batch
@@ -425,7 +431,7 @@ impl Pipeline {
                     .ticking(),
                 )
             }
-            TracesExporter::Otlp => {
+            (None, TracesExporter::Otlp) => {
                 let otlp_config = config.clone();
                 Some(ExportWorker::start_with_tally(
                     move |tally| otlp::build_preferred(&otlp_config, tally),
@@ -443,6 +449,57 @@ impl Pipeline {
             worker,
         })
     }
+}
+
+/// Where the testing kit keeps spans; nothing without the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+pub(super) type Capture = crate::testing::Capture;
+/// Where the testing kit keeps spans; nothing without the `testing` feature.
+#[cfg(not(any(test, feature = "testing")))]
+pub(super) type Capture = std::convert::Infallible;
+
+impl ServiceTracing {
+    /// Keeps spans in `capture` instead of exporting them (`testing::TestTracing`).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn capturing(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    fn capture(&self) -> Option<&Capture> {
+        #[cfg(any(test, feature = "testing"))]
+        return self.capture.as_ref();
+        #[cfg(not(any(test, feature = "testing")))]
+        None
+    }
+}
+
+/// An export worker whose exporter keeps every span in `capture`,
+/// redacted as an exporter would receive it.
+#[cfg(any(test, feature = "testing"))]
+fn capture_worker(
+    capture: &Capture,
+    config: &Resolved,
+    resource: &Resource,
+    redactor: &Redactor,
+) -> Result<ExportWorker, SetupError> {
+    let exporter = capture.exporter();
+    ExportWorker::start(
+        move || Ok(exporter),
+        config.batch,
+        resource.clone(),
+        Some(redactor.clone()),
+    )
+}
+
+#[cfg(not(any(test, feature = "testing")))]
+fn capture_worker(
+    capture: &Capture,
+    _: &Resolved,
+    _: &Resource,
+    _: &Redactor,
+) -> Result<ExportWorker, SetupError> {
+    match *capture {}
 }
 
 /// The provider, and the layer's [`ServerTracer`] with the same sampler and processor.
