@@ -365,6 +365,7 @@ impl TracingGuard {
                         Some(worker.clone()),
                         inner.errors.as_ref(),
                         inner.profiling.as_ref(),
+                        None,
                     );
                     Pipeline {
                         provider: Some(provider),

@@ -442,7 +442,7 @@ impl Pipeline {
             }
         };
         let (provider, server_tracer) =
-            provider(config, resource, worker.clone(), errors, profiling);
+            provider(config, resource, worker.clone(), errors, profiling, capture);
         Ok(Self {
             provider: Some(provider),
             server_tracer: Some(server_tracer),
@@ -492,6 +492,23 @@ fn capture_worker(
     )
 }
 
+/// Adds the testing kit's record of started spans to the provider.
+#[cfg(any(test, feature = "testing"))]
+fn with_start_tracker(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    capture: &Capture,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    builder.with_span_processor(capture.start_tracker())
+}
+
+#[cfg(not(any(test, feature = "testing")))]
+fn with_start_tracker(
+    _: opentelemetry_sdk::trace::TracerProviderBuilder,
+    capture: &Capture,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    match *capture {}
+}
+
 #[cfg(not(any(test, feature = "testing")))]
 fn capture_worker(
     capture: &Capture,
@@ -503,12 +520,16 @@ fn capture_worker(
 }
 
 /// The provider, and the layer's [`ServerTracer`] with the same sampler and processor.
+///
+/// With `capture` (the testing kit), the provider also tells it which spans start, so spans
+/// never ended can be reported.
 pub(super) fn provider(
     config: &Resolved,
     resource: Resource,
     worker: Option<ExportWorker>,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
+    capture: Option<&Capture>,
 ) -> (SdkTracerProvider, ServerTracer) {
     // Profiling then error tracking go in front of the worker as one processor: with several,
     // the SDK would clone every ended span. Profiling comes right before the worker, so the
@@ -528,6 +549,10 @@ pub(super) fn provider(
         Some(chain) => (builder.with_span_processor(chain.clone()), chain),
         // Nothing to end spans into: a chain of no processor, for the layer's tracer.
         None => (builder, SharedChain::empty()),
+    };
+    let builder = match capture {
+        Some(capture) => with_start_tracker(builder, capture),
+        None => builder,
     };
     let server = ServerTracer::new(
         config.sampler.to_sdk(),

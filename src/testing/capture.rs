@@ -1,11 +1,14 @@
 //! The in-memory exporter: every span an export worker hands it, kept for the test to read.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use opentelemetry::trace::{Span as _, SpanId};
+use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
 /// Where one [`TestTracing`](super::TestTracing) keeps its spans. Clones share them.
 ///
@@ -14,6 +17,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 #[derive(Clone, Default)]
 pub(crate) struct Capture {
     spans: Arc<Mutex<Vec<SpanData>>>,
+    /// Spans started and not ended yet, by id (the SDK's spans: the layer's server spans do
+    /// not report their start).
+    open: Arc<Mutex<HashMap<SpanId, SpanData>>>,
 }
 
 impl fmt::Debug for Capture {
@@ -35,6 +41,21 @@ impl Capture {
         MemoryExporter {
             capture: self.clone(),
         }
+    }
+
+    /// A span processor recording which spans start and end.
+    pub(crate) fn start_tracker(&self) -> StartTracker {
+        StartTracker {
+            open: self.open.clone(),
+        }
+    }
+
+    /// The spans started and not ended yet, as they were when they started.
+    pub(super) fn open(&self) -> Vec<SpanData> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spans: Vec<SpanData> = open.values().cloned().collect();
+        spans.sort_by_key(|s| s.start_time);
+        spans
     }
 
     /// A copy of the spans kept so far, in the order they were exported.
@@ -69,3 +90,36 @@ impl SpanExporter for MemoryExporter {
 }
 
 impl crate::export::batch::QueueExporter for MemoryExporter {}
+
+/// Records the spans that start, and forgets them when they end: what is left was never
+/// ended.
+#[derive(Debug)]
+pub(crate) struct StartTracker {
+    open: Arc<Mutex<HashMap<SpanId, SpanData>>>,
+}
+
+impl SpanProcessor for StartTracker {
+    fn on_start(&self, span: &mut Span, _cx: &Context) {
+        if let Some(data) = span.exported_data() {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(span.span_context().span_id(), data);
+        }
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&span.span_context.span_id());
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}

@@ -14,7 +14,8 @@
 //!   [`assert_exception`](Spans::assert_exception); a failed assertion prints the trees.
 //! - [`validate_trace`] reports what a backend would show as a broken trace: broken parent
 //!   links, orphan spans, server and client spans without their required HTTP attributes,
-//!   children outside their parent's time, unended spans.
+//!   children outside their parent's time, unended spans ([`Spans::validate`] adds the spans
+//!   [`TestTracing`] saw start and never end).
 //!
 //! The in-memory exporter belongs to this module only: it is not an `OTEL_TRACES_EXPORTER`
 //! value, so no deployment can select it by accident.
@@ -238,7 +239,7 @@ impl TestTracing {
     /// ```
     pub fn spans(&self) -> Spans {
         self.flush();
-        Spans::from(self.capture.snapshot())
+        Spans::from(self.capture.snapshot()).with_unended(self.capture.open())
     }
 
     /// Like [`spans`](Self::spans), and forgets them: the next call returns only spans ended
@@ -254,7 +255,7 @@ impl TestTracing {
     /// ```
     pub fn take_spans(&self) -> Spans {
         self.flush();
-        Spans::from(self.capture.take())
+        Spans::from(self.capture.take()).with_unended(self.capture.open())
     }
 
     fn flush(&self) {

@@ -36,11 +36,16 @@ use super::{validate_trace, SpanMatch, TraceReport};
 #[derive(Clone, Debug, Default)]
 pub struct Spans {
     spans: Vec<SpanData>,
+    /// Spans started and not ended when these were collected.
+    unended: Vec<SpanData>,
 }
 
 impl From<Vec<SpanData>> for Spans {
     fn from(spans: Vec<SpanData>) -> Self {
-        Self { spans }
+        Self {
+            spans,
+            unended: Vec::new(),
+        }
     }
 }
 
@@ -71,6 +76,34 @@ impl<'a> IntoIterator for &'a Spans {
 }
 
 impl Spans {
+    /// With the spans started and not ended yet.
+    pub(super) fn with_unended(mut self, unended: Vec<SpanData>) -> Self {
+        self.unended = unended;
+        self
+    }
+
+    /// The spans that had started and not ended when these were collected (as they were at
+    /// their start), as far as [`TestTracing`](super::TestTracing) can tell: spans made
+    /// through the tracer provider or `tracing`, not the layer's server spans (whose children
+    /// then show up as orphans). Empty for spans given with `From`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let tracing = service_tracing::testing::TestTracing::new("svc")?;
+    /// let span = tracing::dispatcher::with_default(tracing.dispatch(), || {
+    ///     let span = tracing::info_span!("open");
+    ///     span.in_scope(|| {}); // entered once, not closed
+    ///     span
+    /// });
+    /// assert_eq!(tracing.spans().unended()[0].name, "open");
+    /// drop(span);
+    /// assert!(tracing.spans().unended().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn unended(&self) -> &[SpanData] {
+        &self.unended
+    }
+
     /// The first span matching `what`.
     ///
     /// ```
@@ -261,7 +294,8 @@ impl Spans {
         }
     }
 
-    /// [`validate_trace`] on these spans.
+    /// [`validate_trace`] on these spans, plus an [`UnendedSpan`](super::Finding::UnendedSpan)
+    /// finding for each of [`unended`](Self::unended).
     ///
     /// ```
     /// # fn main() -> Result<(), service_tracing::SetupError> {
@@ -270,7 +304,7 @@ impl Spans {
     /// # Ok(()) }
     /// ```
     pub fn validate(&self) -> TraceReport {
-        validate_trace(&self.spans)
+        validate_trace(&self.spans).with_unended(&self.unended)
     }
 
     /// The trace ids, in order of first appearance.

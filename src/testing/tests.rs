@@ -357,3 +357,29 @@ fn spans_can_be_taken_one_step_at_a_time() {
     assert!(tracing.take_spans().is_empty());
     assert_eq!(user_request(&tracing, &[]).len(), 3);
 }
+
+#[test]
+fn a_span_started_and_never_ended_is_reported_by_the_set_ups_validation() {
+    let tracing = TestTracing::new("jobs").expect("set-up");
+    let open = tracing::dispatcher::with_default(tracing.dispatch(), || {
+        let open = tracing::info_span!("still open");
+        open.in_scope(|| tracing::info_span!("done").in_scope(|| {}));
+        open
+    });
+    let spans = tracing.spans();
+    assert_eq!(spans.len(), 1, "{spans}");
+    let report = spans.validate();
+    let mut names: Vec<&str> = report
+        .findings()
+        .iter()
+        .map(|f| match f {
+            Finding::UnendedSpan { name, .. } | Finding::OrphanSpan { name, .. } => name.as_str(),
+            _ => "other",
+        })
+        .collect();
+    names.sort_unstable();
+    // `done` has lost its parent, which never ended.
+    assert_eq!(names, ["done", "still open"], "{report}");
+    drop(open);
+    tracing.spans().validate().assert_ok();
+}

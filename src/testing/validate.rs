@@ -76,7 +76,8 @@ pub enum Finding {
         /// How far outside the parent's time the span starts.
         by: Duration,
     },
-    /// The span has no end time, or one before its start.
+    /// The span has no end time, or one before its start; or, in
+    /// [`Spans::validate`](super::Spans::validate), it started and was never ended.
     #[non_exhaustive]
     UnendedSpan {
         /// The span's name.
@@ -143,6 +144,16 @@ pub struct TraceReport {
 }
 
 impl TraceReport {
+    /// With an [`UnendedSpan`](Finding::UnendedSpan) finding for each of `unended`.
+    pub(super) fn with_unended(mut self, unended: &[SpanData]) -> Self {
+        self.findings
+            .extend(unended.iter().map(|span| Finding::UnendedSpan {
+                name: span.name.to_string(),
+                span_id: span.span_context.span_id(),
+            }));
+        self
+    }
+
     /// Every finding, span by span in the order given.
     ///
     /// ```
