@@ -383,3 +383,65 @@ fn a_span_started_and_never_ended_is_reported_by_the_set_ups_validation() {
     drop(open);
     tracing.spans().validate().assert_ok();
 }
+
+#[test]
+fn a_client_call_to_a_second_service_makes_one_valid_trace() {
+    use opentelemetry::trace::SpanKind::{Client, Server};
+
+    let tracing = TestTracing::new("frontend").expect("set-up");
+    let provider = tracing.tracer_provider().expect("tracing is on").clone();
+    let backend_layer = tracing.guard().service_layer("backend").expect("backend");
+    let _default = tracing.set_default();
+    runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let backend = Router::new()
+            .route("/stock/{id}", get(|| async { "3" }))
+            .layer(backend_layer);
+        tokio::spawn(async move { axum::serve(listener, backend).await });
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(crate::TracingMiddleware::new().with_tracer_provider(&provider))
+            .build();
+        let frontend = Router::new()
+            .route(
+                "/orders/{id}",
+                get(move || async move {
+                    let url = format!("http://{address}/stock/7");
+                    let response = client.get(url).send().await.expect("backend answers");
+                    response.text().await.expect("body")
+                }),
+            )
+            .layer(tracing.layer());
+        let request = http::Request::get("/orders/7")
+            .body(Body::empty())
+            .expect("request");
+        let response = frontend.oneshot(request).await.expect("infallible");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+        assert_eq!(body.expect("body"), "3");
+    });
+    let spans = tracing.spans();
+    assert_eq!(spans.len(), 3, "{spans}");
+    spans.assert_one_trace();
+    spans.assert_no_error_status();
+    let backend = spans.assert_span(
+        SpanMatch::named("GET /stock/{id}").kind(Server).child_of(
+            SpanMatch::named("GET")
+                .kind(Client)
+                .child_of("GET /orders/{id}"),
+        ),
+    );
+    assert!(backend.parent_span_is_remote);
+    spans.validate().assert_ok();
+
+    // The backend's clock an hour behind: its span starts before the client's.
+    let mut skewed = spans.to_vec();
+    let backend = index(&skewed, "GET /stock/{id}");
+    skewed[backend].start_time -= Duration::from_secs(3600);
+    skewed[backend].end_time -= Duration::from_secs(3600);
+    assert!(matches!(
+        validate_trace(&skewed).findings(),
+        [Finding::ClockSkew { name, parent, .. }] if name == "GET /stock/{id}" && parent == "GET"
+    ));
+}
