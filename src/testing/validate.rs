@@ -22,7 +22,24 @@ const CLIENT_REQUIRED: [&str; 4] = [
     semconv::SERVER_PORT,
 ];
 
-/// One problem [`validate_trace`] found.
+/// One problem [`validate_trace`] found; its `Display` is one line naming the span.
+///
+/// ```
+/// use service_tracing::testing::{Finding, TestTracing};
+/// # fn main() -> Result<(), service_tracing::SetupError> {
+/// let tracing = TestTracing::new("jobs")?;
+/// tracing::dispatcher::with_default(tracing.dispatch(), || {
+///     tracing::info_span!("nightly").in_scope(|| tracing::info_span!("load").in_scope(|| {}));
+/// });
+/// let only_the_child: Vec<_> = tracing.spans().iter().filter(|s| s.name == "load").cloned().collect();
+/// for finding in service_tracing::testing::validate_trace(&only_the_child).findings() {
+///     match finding {
+///         Finding::OrphanSpan { name, .. } => assert_eq!(name, "load"),
+///         other => panic!("unexpected {other}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Finding {
