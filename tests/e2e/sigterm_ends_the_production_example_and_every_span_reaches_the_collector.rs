@@ -60,7 +60,7 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the example did not exit within {timeout:?} of SIGTERM");
+            panic!("the example did not exit within {timeout:?} of the signal");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -68,6 +68,16 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_production_example_and_every_span_reaches_the_collector() {
+    serve_then_stop_with("-TERM").await;
+}
+
+/// Ctrl-C in a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_ends_the_production_example_and_every_span_reaches_the_collector() {
+    serve_then_stop_with("-INT").await;
+}
+
+async fn serve_then_stop_with(signal: &str) {
     let collector = Collector::start();
     let example = build_example();
     let mut command = Command::new(&example);
@@ -111,9 +121,10 @@ async fn sigterm_ends_the_production_example_and_every_span_reaches_the_collecto
     assert!(collector.spans().is_empty(), "{:?}", collector.spans());
 
     let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let killed = Command::new("kill").args([signal, &pid]).status().unwrap();
     assert!(killed.success());
     let status = wait_exit(&mut child, Duration::from_secs(15));
+    // The graceful shutdown ran: exit 0, not death by the signal.
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert!(status.success(), "exit {status:?}; stdout: {rest}");
