@@ -11,7 +11,7 @@
 //! processor and opentelemetry-otlp's exporter); `axum_tracing_opentelemetry` (its layers into
 //! the same kind of provider); `fastrace` (fastrace-axum with fastrace-opentelemetry's reporter).
 //! The peers' exporters read the standard `OTEL_*` variables themselves.
-//! On Ctrl-C (SIGINT) it stops, flushes, and prints `served=… exported=… dropped=… failed=…`
+//! On Ctrl-C (SIGINT; traced by this library, SIGTERM too) it stops, flushes, and prints `served=… exported=… dropped=… failed=…`
 //! (the three export figures are this library's own; the peers report none and print 0).
 
 use std::borrow::Cow;
@@ -147,10 +147,15 @@ fn main() -> Result<(), Error> {
     let finish = runtime.block_on(async move {
         let (app, finish) = wrap(&mode, app)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+        // Ours stops on the guard's signal (SIGTERM or Ctrl-C); the peers on Ctrl-C.
+        let stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match &finish {
+            Finish::Ours(guard) => Box::pin(guard.shutdown_signal()),
+            _ => Box::pin(async {
                 let _ = tokio::signal::ctrl_c().await;
-            })
+            }),
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
             .await?;
         Ok::<_, Error>(finish)
     })?;

@@ -110,7 +110,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // Flushes every span: the console exporter prints each trace as a tree.
-    guard.shutdown()?;
+    // Flushes every span: the console exporter prints each trace as a tree. (A service that
+    // serves until stopped awaits `guard.shutdown_signal()` first: see examples/production.rs.)
+    guard.shutdown_async().await?;
     Ok(())
 }

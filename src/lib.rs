@@ -71,6 +71,8 @@ mod server_span;
 mod setup;
 #[cfg(test)]
 mod test_support;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod window;
 
 // 1. Set up.

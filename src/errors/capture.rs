@@ -331,8 +331,10 @@ impl fmt::Write for Bounded<'_> {
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry_sdk::trace::SpanData;
     use tracing_subscriber::prelude::*;
+
+    use crate::testing::TestTracing;
 
     use super::*;
 
@@ -351,14 +353,15 @@ mod tests {
         }
     }
 
+    /// The span `run` ran in, as the set-up's exporter receives it (error tracking and
+    /// redaction included).
     fn in_span(run: impl FnOnce()) -> SpanData {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let tracer = provider.tracer("t");
-        tracer.in_span("GET /orders/{id}", |_cx| run());
-        let mut spans = exporter.get_finished_spans().expect("finished spans");
+        let tracing = TestTracing::new("orders").expect("set-up");
+        let provider = tracing.tracer_provider().expect("tracing is on");
+        provider
+            .tracer("t")
+            .in_span("GET /orders/{id}", |_cx| run());
+        let mut spans = tracing.spans().to_vec();
         assert_eq!(spans.len(), 1);
         spans.remove(0)
     }

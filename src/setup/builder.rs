@@ -74,7 +74,15 @@ pub struct ServiceTracing {
     pub(super) slow_thresholds: Vec<(String, Duration)>,
     pub(super) metrics: MetricsOptions,
     pub(super) process: ProcessOptions,
+    /// The longest [`TracingGuard::shutdown`](crate::TracingGuard::shutdown) may take.
+    pub(super) shutdown_timeout: Duration,
+    /// Where `testing::TestTracing` keeps spans, instead of the configured exporter.
+    #[cfg(any(test, feature = "testing"))]
+    pub(super) capture: Option<crate::testing::Capture>,
 }
+
+/// [`ServiceTracing::shutdown_timeout`]'s default.
+pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The process sampler's builder options.
 #[derive(Clone, Debug)]
@@ -144,6 +152,9 @@ impl ServiceTracing {
                 enabled: true,
                 interval: crate::process::DEFAULT_SAMPLE_INTERVAL,
             },
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            #[cfg(any(test, feature = "testing"))]
+            capture: None,
         }
     }
 
@@ -782,6 +793,25 @@ impl ServiceTracing {
         lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.env = env::Source::lookup(Arc::new(lookup));
+        self
+    }
+
+    /// The longest [`TracingGuard::shutdown`](crate::TracingGuard::shutdown) (and
+    /// [`shutdown_async`](crate::TracingGuard::shutdown_async), and dropping the guard) may
+    /// take, default 5 s: past it, shutdown returns an error and spans still waiting are lost,
+    /// so a collector that does not answer never holds a stopping container up.
+    ///
+    /// It is not read from `OTEL_BSP_EXPORT_TIMEOUT`, which the specification gives to each
+    /// export, not to shutdown (the specification leaves shutdown's bound to the SDK).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = service_tracing::ServiceTracing::builder("checkout")
+    ///     .shutdown_timeout(Duration::from_secs(2)); // within a 10 s grace period, say
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 }

@@ -1,8 +1,9 @@
 //! [`TracingGuard`](crate::TracingGuard): what set-up started, kept alive, flushed and shut down.
 
 use std::fmt;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use service_tracing_middleware::TracingLayer;
@@ -45,6 +46,133 @@ pub(super) struct GuardInner {
     pub(super) metrics: Option<Metrics>,
     /// Every service's export worker, each once: `export_stats` and the health metrics read them.
     pub(super) workers: crate::metrics::Workers,
+    /// The longest shutdown may take.
+    pub(super) shutdown_timeout: Duration,
+    /// Where `testing::TestTracing` keeps every service's spans.
+    #[cfg(any(test, feature = "testing"))]
+    pub(super) capture: Option<crate::testing::Capture>,
+}
+
+impl GuardInner {
+    fn capture(&self) -> Option<&super::pipeline::Capture> {
+        #[cfg(any(test, feature = "testing"))]
+        return self.capture.as_ref();
+        #[cfg(not(any(test, feature = "testing")))]
+        None
+    }
+
+    /// Shuts down on a thread of its own and waits for it until the deadline at most.
+    fn shut_down_within_deadline(self) -> Result<(), SetupError> {
+        let timeout = self.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = mpsc::sync_channel(1);
+        // The work holds what it shuts down, so past the deadline it can finish on its own;
+        // the thread is not joined.
+        let spawned = crate::runtime::spawn_quiet("service-tracing-shutdown", move || {
+            let _ = tx.send(self.shut_down(deadline));
+        });
+        if let Err(e) = spawned {
+            return Err(SetupError::new(
+                SetupErrorKind::Shutdown,
+                "cannot spawn the shutdown thread",
+            )
+            .with_source(e));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(SetupError::new(
+                SetupErrorKind::Shutdown,
+                format!(
+                    "shutdown did not finish within its {timeout:?} (`shutdown_timeout`); \
+                     spans not exported by then are lost"
+                ),
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(SetupError::new(
+                SetupErrorKind::Shutdown,
+                "the shutdown thread stopped without an answer",
+            )),
+        }
+    }
+
+    /// Flushes and stops everything, each step given what is left of the time.
+    fn shut_down(self, deadline: Instant) -> Result<(), SetupError> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        if let Some(sampler) = self.profiling.as_ref().and_then(Profiling::resources) {
+            sampler.stop();
+        }
+        let mut result = Ok(());
+        for p in self.extra.iter().chain(std::iter::once(&self.main)) {
+            if let Some(provider) = &p.provider {
+                if let Err(e) = provider.shutdown_with_timeout(left()) {
+                    if result.is_ok() {
+                        result = Err(SetupError::new(
+                            SetupErrorKind::Shutdown,
+                            "shutting the tracer provider down failed",
+                        )
+                        .with_source(e));
+                    }
+                }
+            }
+        }
+        if let Some(errors) = &self.errors {
+            let _ = errors.flush_alerts(left().min(ALERT_FLUSH_TIMEOUT));
+        }
+        // The last errors reach the fleet (bounded by the sharing's timeouts).
+        #[cfg(feature = "redis")]
+        if let Some(errors) = &self.errors {
+            errors.sync_now();
+        }
+        if let Some(metrics) = &self.metrics {
+            if let Err(e) = metrics.shutdown() {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// See [`TracingGuard::shutdown_signal`].
+async fn shutdown_signal() {
+    if tokio::runtime::Handle::try_current().is_err() {
+        eprintln!(
+            "service-tracing: shutdown_signal() was awaited outside a tokio runtime; it will \
+             never resolve"
+        );
+        return std::future::pending().await;
+    }
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("service-tracing: cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(e) => {
+                eprintln!("service-tracing: cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut terminate = std::pin::pin!(terminate);
+    std::future::poll_fn(|cx| {
+        if interrupt.as_mut().poll(cx).is_ready() || terminate.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 impl fmt::Debug for TracingGuard {
@@ -104,51 +232,114 @@ impl TracingGuard {
 
     /// Flushes every pending span and stops the export threads. With error sharing (feature
     /// `redis`), then pushes the last error counts to Redis (bounded by its timeouts).
+    ///
+    /// It never takes longer than
+    /// [`ServiceTracing::shutdown_timeout`](crate::ServiceTracing::shutdown_timeout) (5 s by
+    /// default): the work runs on a thread of its own, and when the deadline passes (a
+    /// collector that does not answer, say) this returns an error of kind
+    /// [`SetupErrorKind::Shutdown`] and leaves that thread to finish or die with the process.
+    /// It blocks the calling thread: inside a tokio runtime, prefer
+    /// [`shutdown_async`](Self::shutdown_async). Dropping the guard shuts down the same way.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::setup_service_tracing(axum::Router::<()>::new(), "svc")?;
+    /// // ... serve until `guard.shutdown_signal()` resolves ...
+    /// guard.shutdown()?; // at most 5 s
+    /// # Ok(()) }
+    /// ```
     pub fn shutdown(self) -> Result<(), SetupError> {
         self.shutdown_inner()
     }
 
-    fn shutdown_inner(&self) -> Result<(), SetupError> {
-        let taken = match self.inner.lock() {
+    /// [`shutdown`](Self::shutdown) for async code: the same work and deadline, waited for
+    /// without blocking the runtime's thread (the work and the deadline run on threads of
+    /// their own, so it needs no timer and works on a current-thread runtime). Nothing happens
+    /// until the future is polled.
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Router};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let app = Router::new().route("/", get(|| async { "hello" }));
+    ///     let (app, guard) = service_tracing::setup_service_tracing(app, "hello")?;
+    ///     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    ///     axum::serve(listener, app)
+    ///         .with_graceful_shutdown(guard.shutdown_signal())
+    ///         .await?;
+    ///     guard.shutdown_async().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_async(self) -> impl Future<Output = Result<(), SetupError>> + Send + 'static {
+        let taken = self.take();
+        async move {
+            let Some(inner) = taken else {
+                return Ok(());
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let waiter = crate::runtime::spawn_quiet("service-tracing-shutdown-wait", move || {
+                let _ = tx.send(inner.shut_down_within_deadline());
+            });
+            if let Err(e) = waiter {
+                return Err(SetupError::new(
+                    SetupErrorKind::Shutdown,
+                    "cannot spawn the shutdown thread",
+                )
+                .with_source(e));
+            }
+            rx.await.unwrap_or_else(|_| {
+                Err(SetupError::new(
+                    SetupErrorKind::Shutdown,
+                    "the shutdown thread stopped without an answer",
+                ))
+            })
+        }
+    }
+
+    /// A future that resolves when the process is asked to stop: SIGTERM (what container
+    /// runtimes and systemd send) or Ctrl-C (SIGINT), for
+    /// `axum::serve(..).with_graceful_shutdown(..)`. The server then stops accepting, finishes
+    /// the requests in flight, and returns, so [`shutdown`](Self::shutdown) or
+    /// [`shutdown_async`](Self::shutdown_async) can export the last spans. Without it, SIGTERM
+    /// ends the process at once and whatever was still queued is lost.
+    ///
+    /// Await it inside a tokio runtime with I/O enabled (as `axum::serve` needs anyway). If a
+    /// signal cannot be listened for, that is said once on standard error and the future waits
+    /// for the other; it never resolves on its own.
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Router};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let app = Router::new().route("/", get(|| async { "hello" }));
+    ///     let (app, guard) = service_tracing::setup_service_tracing(app, "hello")?;
+    ///     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+    ///     axum::serve(listener, app)
+    ///         .with_graceful_shutdown(guard.shutdown_signal())
+    ///         .await?;
+    ///     guard.shutdown_async().await?; // every span ended so far is exported
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        shutdown_signal()
+    }
+
+    fn take(&self) -> Option<GuardInner> {
+        match self.inner.lock() {
             Ok(mut l) => l.take(),
             Err(poisoned) => poisoned.into_inner().take(),
-        };
-        let Some(inner) = taken else {
-            return Ok(());
-        };
-        if let Some(sampler) = inner.profiling.as_ref().and_then(Profiling::resources) {
-            sampler.stop();
         }
-        let mut result = Ok(());
-        for p in inner.extra.iter().chain(std::iter::once(&inner.main)) {
-            if let Some(provider) = &p.provider {
-                if let Err(e) = provider.shutdown() {
-                    if result.is_ok() {
-                        result = Err(SetupError::new(
-                            SetupErrorKind::Shutdown,
-                            "shutting the tracer provider down failed",
-                        )
-                        .with_source(e));
-                    }
-                }
-            }
+    }
+
+    fn shutdown_inner(&self) -> Result<(), SetupError> {
+        match self.take() {
+            Some(inner) => inner.shut_down_within_deadline(),
+            None => Ok(()),
         }
-        if let Some(errors) = &inner.errors {
-            let _ = errors.flush_alerts(ALERT_FLUSH_TIMEOUT);
-        }
-        // The last errors reach the fleet (bounded by the sharing's timeouts).
-        #[cfg(feature = "redis")]
-        if let Some(errors) = &inner.errors {
-            errors.sync_now();
-        }
-        if let Some(metrics) = &inner.metrics {
-            if let Err(e) = metrics.shutdown() {
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
-        }
-        result
     }
 
     /// A layer for another service living in the same process (a second router, as in the
@@ -163,7 +354,9 @@ impl TracingGuard {
     pub fn service_layer(&self, name: &str) -> Result<TracingLayer, SetupError> {
         self.with_inner(|inner| {
             let pipeline = match (&inner.config.exporter, inner.main.worker.as_ref()) {
-                (TracesExporter::Console, Some(shared)) if !inner.config.disabled => {
+                (TracesExporter::Console, Some(shared))
+                    if !inner.config.disabled && inner.capture().is_none() =>
+                {
                     let worker = shared.for_service(name);
                     let resource = resource(&inner.config, name);
                     let (provider, server_tracer) = provider(
@@ -172,6 +365,7 @@ impl TracingGuard {
                         Some(worker.clone()),
                         inner.errors.as_ref(),
                         inner.profiling.as_ref(),
+                        None,
                     );
                     Pipeline {
                         provider: Some(provider),
@@ -185,6 +379,7 @@ impl TracingGuard {
                     inner.errors.as_ref(),
                     inner.profiling.as_ref(),
                     &inner.redactor,
+                    inner.capture(),
                 )?,
             };
             let layer = layer_for(

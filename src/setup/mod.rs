@@ -43,6 +43,14 @@ use crate::error::SetupError;
 ///
 /// `OTEL_SERVICE_NAME`, when set, takes precedence over `name`.
 ///
+/// It wraps the routes `app` has when it is called: a route added to the returned router
+/// afterwards is served **untraced** (axum's `Router::layer` wraps only existing routes). Add
+/// every route first, or add the layer yourself, last, with
+/// [`ServiceTracing::init_layer`].
+///
+/// Serve with [`TracingGuard::shutdown_signal`] so SIGTERM and Ctrl-C stop the server and let
+/// the guard export the last spans:
+///
 /// ```no_run
 /// use axum::{routing::get, Router};
 ///
@@ -51,8 +59,10 @@ use crate::error::SetupError;
 ///     let app = Router::new().route("/", get(|| async { "hello" }));
 ///     let (app, guard) = service_tracing::setup_service_tracing(app, "hello-service")?;
 ///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-///     axum::serve(listener, app).await?;
-///     guard.shutdown()?;
+///     axum::serve(listener, app)
+///         .with_graceful_shutdown(guard.shutdown_signal())
+///         .await?;
+///     guard.shutdown_async().await?;
 ///     Ok(())
 /// }
 /// ```

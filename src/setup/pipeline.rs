@@ -87,6 +87,10 @@ impl ServiceTracing {
     }
 
     /// Sets everything up and wraps `app`. See [`setup_service_tracing`](crate::setup_service_tracing).
+    ///
+    /// Only the routes `app` has now are wrapped: a route added to the returned router is
+    /// served untraced. To add routes later, use [`init_layer`](Self::init_layer) and add the
+    /// layer last.
     pub fn init<S>(self, app: Router<S>) -> Result<(Router<S>, TracingGuard), SetupError>
     where
         S: Clone + Send + Sync + 'static,
@@ -113,7 +117,34 @@ impl ServiceTracing {
         }
     }
 
-    /// Sets everything up and returns the layer, for any Tower service (not only axum).
+    /// Sets everything up and returns the layer, for any Tower service (not only axum), or
+    /// for a router that adds the layer itself, **last**, so every route is traced (with
+    /// [`init`](Self::init), routes added after set-up are not). The Prometheus route
+    /// ([`prometheus_route`](Self::prometheus_route)) is added by `init` only; with the layer,
+    /// serve [`Metrics::prometheus_text`](crate::metrics::Metrics::prometheus_text) yourself.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower::ServiceExt;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let (layer, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///         .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///         .init_layer()?;
+    ///     let app = Router::new()
+    ///         .route("/orders", get(|| async { "orders" }))
+    ///         .route("/late", get(|| async { "added after set-up, traced all the same" }))
+    ///         .layer(layer); // last: wraps every route above
+    ///     let request = http::Request::get("/late").body(axum::body::Body::empty())?;
+    ///     let response = app.oneshot(request).await?;
+    ///     assert!(response.headers().contains_key("x-correlation-id")); // the layer answered
+    ///     guard.shutdown_async().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Any Tower service:
     ///
     /// ```no_run
     /// # fn main() -> Result<(), service_tracing::SetupError> {
@@ -149,6 +180,7 @@ impl ServiceTracing {
             errors.as_ref(),
             profiling.as_ref(),
             &self.redactor,
+            self.capture(),
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::metrics::Workers::default();
@@ -246,6 +278,9 @@ impl Started {
                 profiling: self.profiling,
                 metrics: self.metrics,
                 workers: self.workers,
+                shutdown_timeout: options.shutdown_timeout,
+                #[cfg(any(test, feature = "testing"))]
+                capture: options.capture,
             })),
         };
         (self.layer, guard)
@@ -360,12 +395,14 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
+    /// With `capture` (the testing kit), spans go there instead of the configured exporter.
     pub(super) fn start(
         config: &Resolved,
         service: &str,
         errors: Option<&ErrorTracking>,
         profiling: Option<&Profiling>,
         redactor: &Redactor,
+        capture: Option<&Capture>,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
@@ -375,9 +412,10 @@ impl Pipeline {
             });
         }
         let resource = resource(config, service);
-        let worker = match config.exporter {
-            TracesExporter::None => None,
-            TracesExporter::Console => {
+        let worker = match (capture, config.exporter) {
+            (Some(capture), _) => Some(capture_worker(capture, config, &resource, redactor)?),
+            (None, TracesExporter::None) => None,
+            (None, TracesExporter::Console) => {
                 // A person is watching: print within a second.
                 let batch = config
                     .batch
@@ -393,7 +431,7 @@ impl Pipeline {
                     .ticking(),
                 )
             }
-            TracesExporter::Otlp => {
+            (None, TracesExporter::Otlp) => {
                 let otlp_config = config.clone();
                 Some(ExportWorker::start_with_tally(
                     move |tally| otlp::build_preferred(&otlp_config, tally),
@@ -404,7 +442,7 @@ impl Pipeline {
             }
         };
         let (provider, server_tracer) =
-            provider(config, resource, worker.clone(), errors, profiling);
+            provider(config, resource, worker.clone(), errors, profiling, capture);
         Ok(Self {
             provider: Some(provider),
             server_tracer: Some(server_tracer),
@@ -413,13 +451,85 @@ impl Pipeline {
     }
 }
 
+/// Where the testing kit keeps spans; nothing without the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+pub(super) type Capture = crate::testing::Capture;
+/// Where the testing kit keeps spans; nothing without the `testing` feature.
+#[cfg(not(any(test, feature = "testing")))]
+pub(super) type Capture = std::convert::Infallible;
+
+impl ServiceTracing {
+    /// Keeps spans in `capture` instead of exporting them (`testing::TestTracing`).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn capturing(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    fn capture(&self) -> Option<&Capture> {
+        #[cfg(any(test, feature = "testing"))]
+        return self.capture.as_ref();
+        #[cfg(not(any(test, feature = "testing")))]
+        None
+    }
+}
+
+/// An export worker whose exporter keeps every span in `capture`,
+/// redacted as an exporter would receive it.
+#[cfg(any(test, feature = "testing"))]
+fn capture_worker(
+    capture: &Capture,
+    config: &Resolved,
+    resource: &Resource,
+    redactor: &Redactor,
+) -> Result<ExportWorker, SetupError> {
+    let exporter = capture.exporter();
+    ExportWorker::start(
+        move || Ok(exporter),
+        config.batch,
+        resource.clone(),
+        Some(redactor.clone()),
+    )
+}
+
+/// Adds the testing kit's record of started spans to the provider.
+#[cfg(any(test, feature = "testing"))]
+fn with_start_tracker(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    capture: &Capture,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    builder.with_span_processor(capture.start_tracker())
+}
+
+#[cfg(not(any(test, feature = "testing")))]
+fn with_start_tracker(
+    _: opentelemetry_sdk::trace::TracerProviderBuilder,
+    capture: &Capture,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    match *capture {}
+}
+
+#[cfg(not(any(test, feature = "testing")))]
+fn capture_worker(
+    capture: &Capture,
+    _: &Resolved,
+    _: &Resource,
+    _: &Redactor,
+) -> Result<ExportWorker, SetupError> {
+    match *capture {}
+}
+
 /// The provider, and the layer's [`ServerTracer`] with the same sampler and processor.
+///
+/// With `capture` (the testing kit), the provider also tells it which spans start, so spans
+/// never ended can be reported.
 pub(super) fn provider(
     config: &Resolved,
     resource: Resource,
     worker: Option<ExportWorker>,
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
+    capture: Option<&Capture>,
 ) -> (SdkTracerProvider, ServerTracer) {
     // Profiling then error tracking go in front of the worker as one processor: with several,
     // the SDK would clone every ended span. Profiling comes right before the worker, so the
@@ -440,6 +550,10 @@ pub(super) fn provider(
         Some(chain) => (builder.with_span_processor(chain.clone()), chain),
         // Nothing to end spans into: a chain of no processor, for the layer's tracer.
         None => (builder, SharedChain::empty()),
+    };
+    let builder = match capture {
+        Some(capture) => with_start_tracker(builder, capture),
+        None => builder,
     };
     let server = ServerTracer::new(
         sampler,

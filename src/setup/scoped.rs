@@ -194,4 +194,22 @@ impl ScopedTracing {
     pub fn shutdown(self) -> Result<(), SetupError> {
         self.guard.shutdown()
     }
+
+    /// [`shutdown`](Self::shutdown) without blocking the runtime's thread
+    /// ([`TracingGuard::shutdown_async`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), service_tracing::SetupError> {
+    /// let scoped = service_tracing::ServiceTracing::builder("svc")
+    ///     .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///     .build_scoped()?;
+    /// scoped.shutdown_async().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_async(
+        self,
+    ) -> impl std::future::Future<Output = Result<(), SetupError>> + Send + 'static {
+        self.guard.shutdown_async()
+    }
 }

@@ -680,3 +680,93 @@ fn a_tracker_and_a_profiler_given_to_the_builder_keep_their_settings() {
     assert!(profiling.operation("first").is_some());
     assert!(profiling.operation("second").is_none(), "past the bound");
 }
+
+/// A collector that accepts connections and never answers.
+fn black_hole() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Holds every connection open, unanswered, until the test process ends.
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    (address, holder)
+}
+
+/// A set-up exporting to `address`, whose exports would wait 30 s for an answer.
+fn to_black_hole(address: std::net::SocketAddr, shutdown: Duration) -> super::ScopedTracing {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    let scoped = ServiceTracing::builder("svc")
+        .env_lookup(|_| None)
+        .log_filter("off")
+        .process_sampling(false)
+        .metrics_exporter(MetricsExporter::None)
+        .otlp_endpoint(format!("http://{address}"))
+        .otlp_timeout(Duration::from_secs(30))
+        .shutdown_timeout(shutdown)
+        .build_scoped()
+        .expect("set-up");
+    if let Some(provider) = scoped.tracer_provider() {
+        provider.tracer("t").in_span("job", |_cx| {});
+    }
+    scoped
+}
+
+#[test]
+fn shutdown_returns_within_its_deadline_when_the_collector_never_answers() {
+    let (address, _holder) = black_hole();
+    let scoped = to_black_hole(address, Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    let err = scoped
+        .shutdown()
+        .expect_err("the span could not be exported");
+    let took = started.elapsed();
+    assert_eq!(err.kind(), SetupErrorKind::Shutdown, "{err}");
+    assert!(err.to_string().contains("shutdown_timeout"), "{err}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+}
+
+#[test]
+fn the_shutdown_timeout_defaults_to_five_seconds() {
+    assert_eq!(
+        ServiceTracing::builder("svc").shutdown_timeout,
+        Duration::from_secs(5)
+    );
+    // Not the export's own timeout: the specification gives `OTEL_BSP_EXPORT_TIMEOUT` to each
+    // export.
+    let with_bsp = ServiceTracing::builder("svc")
+        .env_lookup(|name| (name == "OTEL_BSP_EXPORT_TIMEOUT").then(|| "100".to_owned()));
+    assert_eq!(with_bsp.shutdown_timeout, Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_async_keeps_the_deadline_without_blocking_the_runtime_thread() {
+    let (address, _holder) = black_hole();
+    let scoped = to_black_hole(address, Duration::from_millis(800));
+    let guard_shutdown = scoped.shutdown_async();
+    // On this one-thread runtime, the ticker runs only while shutdown is not blocking it.
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = guard_shutdown
+        .await
+        .expect_err("the span could not be exported");
+    let took = started.elapsed();
+    ticker.abort();
+    assert_eq!(err.kind(), SetupErrorKind::Shutdown, "{err}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        ticks >= 20,
+        "the runtime's thread was blocked: {ticks} ticks in {took:?}"
+    );
+}

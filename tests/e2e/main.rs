@@ -56,7 +56,9 @@ mod quickstart_prints_trees_of_both_services;
 mod refused_and_failed_metrics_and_log_records_are_counted_apart;
 mod resources_reach_the_summary_prometheus_and_the_collector;
 mod route_rules_choose_what_reaches_the_collector;
+mod routes_added_after_setup_are_untraced_unless_the_layer_goes_last;
 mod setup_errors_name_the_setting;
+mod sigterm_ends_the_production_example_and_every_span_reaches_the_collector;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
 #[cfg(feature = "tls")]
