@@ -95,6 +95,8 @@ pub use redact::Redactor;
 pub use errors::{Category, Severity};
 #[doc(no_inline)]
 pub use redact::Regex;
+#[doc(no_inline)]
+pub use sampling::SamplingRules;
 pub use service_tracing_middleware::{
     CorrelationIdCharset, RequestHead, ResponseHead, SpanHook, TrustIncoming,
 };
