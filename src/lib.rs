@@ -73,6 +73,7 @@ mod setup;
 mod test_support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod trace_share;
 mod window;
 
 // 1. Set up.

@@ -60,7 +60,7 @@ use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState}
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
-use crate::per_thread::{stripe, STRIPES};
+use crate::trace_share::{keeps, Budget, Counter};
 
 /// What a rule does with the new traces it matches.
 ///
@@ -497,7 +497,7 @@ impl Decider {
     fn decide(&self, trace_id: TraceId, seconds: impl FnOnce() -> u64) -> bool {
         let keep = match (&self.rate, self.rule.action.ratio()) {
             (Some(rate), _) => rate.admit(seconds(), trace_id),
-            (None, Some(ratio)) => by_ratio(ratio, trace_id),
+            (None, Some(ratio)) => keeps(ratio, trace_id),
             (None, None) => true,
         };
         if keep {
@@ -522,103 +522,39 @@ impl Decider {
     }
 }
 
-/// OpenTelemetry's `traceidratio` decision: the trace id's low 63 bits against the ratio.
-fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
-    let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or([0xff; 8]));
-    (low >> 1) < bound
-}
-
-/// At most `target` new traces a second: the share kept is set each second from the previous
-/// second's traffic, and a count closes the second at the target.
+/// At most `target` new traces a second: the share kept follows the traffic
+/// ([`Budget`]), and a count closes the second at the target.
 struct Rate {
-    target: f64,
+    budget: Budget,
     /// The most kept in one second: the target, rounded up.
     cap: u64,
-    second: AtomicU64,
     /// Kept in the current second. Written only when a trace passes the share, so at a low
     /// target this shared count is rarely touched.
     kept: AtomicU64,
-    seen: Counter,
-    seen_before: AtomicU64,
-    ratio_bits: AtomicU64,
 }
 
 impl Rate {
     fn new(target: f64, now: u64) -> Self {
-        let target = if target.is_nan() {
-            0.0
-        } else {
-            target.max(0.0)
-        };
+        let budget = Budget::new(target, now);
         Self {
-            target,
-            cap: target.ceil() as u64,
-            second: AtomicU64::new(now),
+            cap: budget.per_second().ceil() as u64,
+            budget,
             kept: AtomicU64::new(0),
-            seen: Counter::default(),
-            seen_before: AtomicU64::new(0),
-            ratio_bits: AtomicU64::new(1.0_f64.to_bits()),
         }
     }
 
     fn ratio(&self) -> f64 {
-        f64::from_bits(self.ratio_bits.load(Ordering::Relaxed))
+        self.budget.ratio()
     }
 
     fn admit(&self, now: u64, trace_id: TraceId) -> bool {
-        let second = self.second.load(Ordering::Acquire);
-        if now != second {
-            self.roll(second, now);
+        if self.budget.count(now) {
+            self.kept.store(0, Ordering::Relaxed);
         }
-        self.seen.add(1);
-        if !by_ratio(self.ratio(), trace_id) {
+        if !keeps(self.ratio(), trace_id) {
             return false;
         }
         self.kept.fetch_add(1, Ordering::Relaxed) < self.cap
-    }
-
-    /// Starts second `now`: one thread sets the share from the traffic since the last start.
-    fn roll(&self, second: u64, now: u64) {
-        if self
-            .second
-            .compare_exchange(second, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let seen = self.seen.sum();
-        let before = self.seen_before.swap(seen, Ordering::Relaxed);
-        let per_second =
-            seen.saturating_sub(before) as f64 / now.saturating_sub(second).max(1) as f64;
-        let ratio = if per_second <= self.target {
-            1.0
-        } else {
-            self.target / per_second
-        };
-        self.ratio_bits.store(ratio.to_bits(), Ordering::Relaxed);
-        self.kept.store(0, Ordering::Relaxed);
-    }
-}
-
-/// A count each thread adds to in a stripe of its own, summed when read.
-#[derive(Default)]
-struct Counter([Padded; STRIPES]);
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
-
-impl Counter {
-    fn add(&self, n: u64) {
-        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sum(&self) -> u64 {
-        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
     }
 }
 

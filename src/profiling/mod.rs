@@ -176,7 +176,8 @@ pub use slow::{
     THRESHOLD_ATTRIBUTE,
 };
 
-use bottleneck::{Analyser, SpanRecord, QUEUE_CAPACITY};
+use crate::trace_share::{keeps, Budget};
+use bottleneck::{Analyser, SpanRecord, ANALYSED_PER_SECOND, QUEUE_CAPACITY};
 use operations::{Config, Operations};
 pub use profile::{OperationKind, OperationProfile, ProfilingSummary};
 use served::Served;
@@ -200,6 +201,11 @@ struct Shared {
     operations: Mutex<Operations>,
     queue: ArrayQueue<SpanRecord>,
     dropped: AtomicU64,
+    /// The share of traces analysed: all up to [`ANALYSED_PER_SECOND`] new traces a second,
+    /// then a share chosen by trace id.
+    budget: Budget,
+    /// New traces left out of the analysis by the budget.
+    skipped: AtomicU64,
     analyser: Mutex<Analyser>,
     worker: OnceLock<Option<std::thread::Thread>>,
     /// Requests the observer recorded, per thread, not yet in `operations` ([`served`]).
@@ -290,6 +296,8 @@ impl Profiling {
                 operations: Mutex::new(Operations::default()),
                 queue: ArrayQueue::new(QUEUE_CAPACITY),
                 dropped: AtomicU64::new(0),
+                budget: Budget::new(ANALYSED_PER_SECOND, 0),
+                skipped: AtomicU64::new(0),
                 analyser: Mutex::new(Analyser::new(max_routes)),
                 worker: OnceLock::new(),
                 served: PerThread::default(),
@@ -540,6 +548,22 @@ impl Profiling {
             span.parent_span_id,
             span.parent_span_is_remote,
         );
+        // Past the analysis budget, only a share of traces, chosen by trace id so that a
+        // trace's spans are kept or left together (but at a change of share).
+        let shared = &self.shared;
+        if local_root {
+            let second = span
+                .end_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            shared.budget.count(second);
+        }
+        if !keeps(shared.budget.ratio(), span.span_context.trace_id()) {
+            if local_root {
+                shared.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         self.enqueue(SpanRecord {
             trace_id: span.span_context.trace_id(),
             span_id: span.span_context.span_id(),
@@ -664,6 +688,7 @@ impl Profiling {
         self.drain();
         let mut stats = lock(&self.shared.analyser).stats;
         stats.dropped_spans = self.shared.dropped.load(Ordering::Relaxed);
+        stats.skipped_traces = self.shared.skipped.load(Ordering::Relaxed);
         stats
     }
 

@@ -129,6 +129,7 @@ impl ProfilingSummary {
                 "truncated_spans": self.analysis.truncated_spans,
                 "evicted_traces": self.analysis.evicted_traces,
                 "overflow_routes": self.analysis.overflow_routes,
+                "skipped_traces": self.analysis.skipped_traces,
             },
             "resources": self.resources.as_ref().map(ResourceSummary::to_json),
         })

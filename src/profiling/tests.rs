@@ -485,3 +485,42 @@ async fn with_a_threshold_a_slow_request_is_logged_when_it_ends() {
         "logged before anything read the figures"
     );
 }
+
+#[test]
+fn past_a_thousand_new_traces_a_second_a_share_is_analysed_and_the_rest_counted() {
+    let profiling = Profiling::new();
+    let exporter = InMemorySpanExporter::default();
+    let provider = provider(&profiling, &exporter);
+    let tracer = provider.tracer("t");
+    let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let roots = |at: SystemTime, n: usize| {
+        for _ in 0..n {
+            let mut root = tracer
+                .span_builder("GET /busy")
+                .with_kind(SpanKind::Server)
+                .with_start_time(at)
+                .start(&tracer);
+            root.end_with_timestamp(at + Duration::from_millis(2));
+        }
+    };
+    // 4,000 in one second: all analysed (the share is set from the second before), then the
+    // next second keeps about a quarter.
+    roots(second, 4_000);
+    roots(second + Duration::from_secs(1), 4_000);
+    let stats = profiling.analysis_stats();
+    let analysed = stats.traces;
+    assert_eq!(stats.dropped_spans, 0, "{stats:?}");
+    assert_eq!(analysed + stats.skipped_traces, 8_000, "{stats:?}");
+    assert!((4_700..5_300).contains(&analysed), "{stats:?}");
+    let route = profiling
+        .routes()
+        .into_iter()
+        .find(|r| r.route == "GET /busy")
+        .expect("analysed");
+    assert_eq!(route.traces, analysed);
+    assert_eq!(route.mean, Duration::from_millis(2));
+    assert_eq!(
+        profiling.summary().to_json()["analysis"]["skipped_traces"],
+        stats.skipped_traces
+    );
+}
