@@ -58,6 +58,7 @@ mod config;
 mod error;
 pub mod errors;
 pub mod export;
+pub mod health;
 mod logging;
 pub mod metrics;
 mod operation;

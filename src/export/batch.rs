@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 use opentelemetry::{Context, KeyValue, StringValue};
@@ -130,6 +130,36 @@ impl ExportStats {
     }
 }
 
+/// When a worker's exports last succeeded, and since when they fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExportHealth {
+    pub(crate) last_success: Option<SystemTime>,
+    /// The first failure since the last success, while exports fail.
+    pub(crate) failing_since: Option<SystemTime>,
+    pub(crate) consecutive_failures: u64,
+}
+
+impl ExportHealth {
+    /// Several workers as one: the latest success, the earliest failure still running, the
+    /// longest run of failures.
+    pub(crate) fn merge(self, other: ExportHealth) -> ExportHealth {
+        let earliest = |a: Option<SystemTime>, b: Option<SystemTime>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ExportHealth {
+            last_success: self.last_success.max(other.last_success),
+            failing_since: earliest(self.failing_since, other.failing_since),
+            consecutive_failures: self.consecutive_failures.max(other.consecutive_failures),
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What an exporter tells the worker beyond success or failure: spans the backend refused for
 /// good and requests it sent again. The worker reads it after each export call (they are
 /// sequential), so of a batch, what is not rejected is exported (on success) or failed.
@@ -198,6 +228,11 @@ struct Shared {
     /// The last failed export's error, quoted in the next loss report (an untrusted
     /// certificate or a refused connection is otherwise invisible).
     last_error: Mutex<Option<String>>,
+    /// Unix milliseconds of the last export that succeeded, 0 before the first.
+    last_success_ms: AtomicU64,
+    /// Unix milliseconds of the first failure since the last success, 0 when not failing.
+    failing_since_ms: AtomicU64,
+    consecutive_failures: AtomicU64,
 }
 
 impl Shared {
@@ -216,6 +251,27 @@ impl Shared {
             export_errors: AtomicU64::new(0),
             tally: Arc::default(),
             last_error: Mutex::new(None),
+            last_success_ms: AtomicU64::new(0),
+            failing_since_ms: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes an export's outcome for [`ExportHealth`].
+    fn note_outcome(&self, succeeded: bool) {
+        let now = unix_ms(SystemTime::now());
+        if succeeded {
+            self.last_success_ms.store(now, Ordering::Relaxed);
+            self.failing_since_ms.store(0, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        } else {
+            let _ = self.failing_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -380,6 +436,17 @@ impl ExportWorker {
         self
     }
 
+    /// When export last succeeded and how long it has been failing.
+    pub(crate) fn health(&self) -> ExportHealth {
+        let s = &self.shared;
+        let time = |ms: u64| (ms != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        ExportHealth {
+            last_success: time(s.last_success_ms.load(Ordering::Relaxed)),
+            failing_since: time(s.failing_since_ms.load(Ordering::Relaxed)),
+            consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn stats(&self) -> ExportStats {
         let s = &self.shared;
         ExportStats {
@@ -505,6 +572,7 @@ fn export_queued<E: QueueExporter>(worker: &Worker<'_>, exporter: &E, all: bool)
         });
         // What the exporter counted as rejected is not exported, nor failed.
         let rest = n.saturating_sub(shared.tally.rejected() - rejected_before);
+        shared.note_outcome(result.is_ok());
         match result {
             Ok(()) => shared.exported.fetch_add(rest, Ordering::Relaxed),
             Err(e) => {

@@ -41,6 +41,19 @@ impl Workers {
     }
 }
 
+impl Workers {
+    /// Every worker's export health, as one.
+    pub(crate) fn health(&self) -> crate::export::batch::ExportHealth {
+        let workers = match self.0.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        workers.iter().fold(Default::default(), |total, worker| {
+            total.merge(worker.health())
+        })
+    }
+}
+
 /// Registers the instruments:
 ///
 /// - `service_tracing.spans.ended` (counter): sampled spans handed to export;

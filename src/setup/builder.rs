@@ -52,6 +52,7 @@ pub struct ServiceTracing {
     pub(super) client_certificate: Option<(PathBuf, PathBuf)>,
     pub(super) sampler: Option<TracesSampler>,
     pub(super) sampling_rules: Option<crate::sampling::SamplingRules>,
+    pub(super) health: HealthOptions,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -83,6 +84,24 @@ pub struct ServiceTracing {
 
 /// [`ServiceTracing::shutdown_timeout`]'s default.
 pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The health route's builder options.
+#[derive(Clone, Debug)]
+pub(super) struct HealthOptions {
+    pub(super) route: Option<String>,
+    pub(super) access: crate::health::HealthAccess,
+    pub(super) unhealthy_after: Duration,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        Self {
+            route: None,
+            access: crate::health::HealthAccess::loopback(),
+            unhealthy_after: crate::health::DEFAULT_UNHEALTHY_AFTER,
+        }
+    }
+}
 
 /// The process sampler's builder options.
 #[derive(Clone, Debug)]
@@ -130,6 +149,7 @@ impl ServiceTracing {
             client_certificate: None,
             sampler: None,
             sampling_rules: None,
+            health: HealthOptions::default(),
             batch: None,
             propagators: None,
             layer: LayerOptions::default(),
@@ -309,6 +329,43 @@ impl ServiceTracing {
     /// The sampler (`OTEL_TRACES_SAMPLER`).
     pub fn sampler(mut self, sampler: TracesSampler) -> Self {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// Serves the health report ([`health`](crate::health)) at `path` on the router
+    /// [`init`](Self::init) returns: JSON, `200` while export works, `503` once span export has
+    /// failed for longer than [`health_unhealthy_after`](Self::health_unhealthy_after). Only
+    /// loopback peers may read it unless [`health_access`](Self::health_access) says otherwise.
+    ///
+    /// ```
+    /// let builder = service_tracing::ServiceTracing::builder("shop").health_route("/_tracing/health");
+    /// ```
+    pub fn health_route(mut self, path: impl Into<String>) -> Self {
+        self.health.route = Some(path.into());
+        self
+    }
+
+    /// Who may read the health route (default: loopback peers only).
+    ///
+    /// ```
+    /// use service_tracing::health::HealthAccess;
+    /// let builder = service_tracing::ServiceTracing::builder("shop")
+    ///     .health_route("/_tracing/health")
+    ///     .health_access(HealthAccess::bearer_token("s3cret"));
+    /// ```
+    pub fn health_access(mut self, access: crate::health::HealthAccess) -> Self {
+        self.health.access = access;
+        self
+    }
+
+    /// How long span export may fail before the health route answers `503` (default 60 s).
+    ///
+    /// ```
+    /// let builder = service_tracing::ServiceTracing::builder("shop")
+    ///     .health_unhealthy_after(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn health_unhealthy_after(mut self, after: Duration) -> Self {
+        self.health.unhealthy_after = after;
         self
     }
 

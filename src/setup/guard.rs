@@ -439,6 +439,24 @@ impl TracingGuard {
         self.errors().map(|errors| errors.storage_health())
     }
 
+    /// What the health route reads, from this guard's state; `None` when disabled or shut down.
+    pub(super) fn health_state(
+        &self,
+        access: crate::health::HealthAccess,
+        unhealthy_after: std::time::Duration,
+    ) -> Option<crate::health::HealthState> {
+        self.with_inner(|inner| crate::health::HealthState {
+            service: inner.config.service_name.clone(),
+            started: std::time::Instant::now(),
+            workers: inner.workers.clone(),
+            metrics: inner.metrics.clone(),
+            errors: inner.errors.clone(),
+            sampling: inner.config.sampling.as_ref().map(|s| s.handle()),
+            access,
+            unhealthy_after,
+        })
+    }
+
     /// The handle on the sampling rules given to
     /// [`ServiceTracing::sampling_rules`](crate::ServiceTracing::sampling_rules): change them
     /// while serving, read their figures; `None` without rules, when tracing is disabled, or

@@ -96,25 +96,29 @@ impl ServiceTracing {
         S: Clone + Send + Sync + 'static,
     {
         let route = self.metrics.prometheus_route.clone();
-        let (layer, guard) = self.init_layer()?;
-        let app = app.layer(layer);
-        match (route, guard.metrics()) {
-            (Some(path), Some(metrics)) => {
-                // axum panics on a path it already routes; say so as a set-up error instead.
-                let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::metrics::with_prometheus_route(app, &path, metrics)
-                }));
-                let app = routed.map_err(|_| {
-                    SetupError::invalid(
-                        "prometheus_route",
-                        &path,
-                        "a path the application does not route",
-                    )
-                })?;
-                Ok((app, guard))
-            }
-            _ => Ok((app, guard)),
+        let health = self.health.clone();
+        if let Some(path) = health.route.as_deref().filter(|p| !p.starts_with('/')) {
+            return Err(SetupError::invalid(
+                "health_route",
+                path,
+                "a path starting with /",
+            ));
         }
+        let (layer, guard) = self.init_layer()?;
+        let mut app = app.layer(layer);
+        if let (Some(path), Some(metrics)) = (route, guard.metrics()) {
+            app = add_route(app, "prometheus_route", &path, |app| {
+                crate::metrics::with_prometheus_route(app, &path, metrics)
+            })?;
+        }
+        if let Some(path) = &health.route {
+            if let Some(state) = guard.health_state(health.access, health.unhealthy_after) {
+                app = add_route(app, "health_route", path, |app| {
+                    crate::health::with_health_route(app, path, state)
+                })?;
+            }
+        }
+        Ok((app, guard))
     }
 
     /// Sets everything up and returns the layer, for any Tower service (not only axum), or
@@ -572,4 +576,19 @@ fn with_errors<P: crate::chain::RecordProcessor + 'static>(
         Some(errors) => SharedChain::new(errors.in_front_of(next), resource),
         None => SharedChain::new(next, resource),
     })
+}
+
+/// `add` applied to `app`; axum panics on a path it already routes, which is told instead as
+/// a set-up error naming `setting`.
+fn add_route<S>(
+    app: Router<S>,
+    setting: &str,
+    path: &str,
+    add: impl FnOnce(Router<S>) -> Router<S>,
+) -> Result<Router<S>, SetupError>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| add(app)))
+        .map_err(|_| SetupError::invalid(setting, path, "a path the application does not route"))
 }

@@ -1,0 +1,174 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::{Protocol, ServiceTracing, TracesExporter};
+
+fn options() -> ServiceTracing {
+    ServiceTracing::builder("health-svc")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .health_route("/_tracing/health")
+}
+
+async fn get_health(app: &Router, peer: Option<&str>, token: Option<&str>) -> (u16, String) {
+    let mut request = http::Request::get("/_tracing/health");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut request = request.body(Body::empty()).expect("request");
+    if let Some(peer) = peer {
+        let addr: SocketAddr = peer.parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(addr));
+    }
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn loopback_reads_the_report_and_other_peers_get_403_and_nothing_else() {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, guard) = options()
+        .exporter(TracesExporter::None)
+        .init(app)
+        .expect("setup");
+    let (status, body) = get_health(&app, Some("127.0.0.1:5000"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["service"], "health-svc");
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["error_storage"], "local");
+    assert!(
+        report["traces"]["consecutive_failures"].is_u64(),
+        "{report}"
+    );
+    assert!(report["uptime_seconds"].is_u64());
+    assert_eq!(get_health(&app, Some("[::1]:5000"), None).await.0, 200);
+
+    for peer in [Some("10.1.2.3:5000"), None] {
+        let (status, body) = get_health(&app, peer, None).await;
+        assert_eq!((status, body.as_str()), (403, ""), "{peer:?}");
+    }
+    drop(guard);
+}
+
+#[tokio::test]
+async fn a_bearer_token_opens_it_to_anyone_who_has_it() {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, _guard) = options()
+        .exporter(TracesExporter::None)
+        .health_access(HealthAccess::bearer_token("s3cret"))
+        .init(app)
+        .expect("setup");
+    assert_eq!(
+        get_health(&app, Some("10.1.2.3:5000"), Some("s3cret"))
+            .await
+            .0,
+        200
+    );
+    for token in [None, Some("s3cre"), Some("s3cret!"), Some("")] {
+        let (status, body) = get_health(&app, Some("127.0.0.1:5000"), token).await;
+        assert_eq!((status, body.as_str()), (401, ""), "{token:?}");
+    }
+    assert_eq!(
+        get_health(&app, None, Some("s3cret")).await.0,
+        200,
+        "a token needs no known peer"
+    );
+    let closed = HealthAccess::bearer_token("");
+    let req = http::Request::get("/")
+        .header("authorization", "Bearer ")
+        .body(Body::empty());
+    assert_eq!(
+        closed.refuses(&req.expect("request")),
+        Some(StatusCode::UNAUTHORIZED),
+        "an empty token lets no one in"
+    );
+}
+
+#[tokio::test]
+async fn networks_open_it_to_their_peers_only() {
+    let access = HealthAccess::networks(["10.0.0.0/8"]).expect("valid");
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, _guard) = options()
+        .exporter(TracesExporter::None)
+        .health_access(access)
+        .init(app)
+        .expect("setup");
+    assert_eq!(get_health(&app, Some("10.9.9.9:1"), None).await.0, 200);
+    assert_eq!(get_health(&app, Some("127.0.0.1:1"), None).await.0, 403);
+    let bad = HealthAccess::networks(["10.0.0.0/99"]).expect_err("invalid");
+    assert!(bad.to_string().contains("health_access"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_export_failing_longer_than_allowed_answers_503() {
+    // Nothing listens on the discard port: every export fails at once.
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, guard) = options()
+        .otlp_endpoint("http://127.0.0.1:9")
+        .otlp_protocol(Protocol::HttpProtobuf)
+        .otlp_timeout(Duration::from_millis(300))
+        .health_unhealthy_after(Duration::ZERO)
+        .init(app)
+        .expect("setup");
+    let (status, _) = get_health(&app, Some("127.0.0.1:1"), None).await;
+    assert_eq!(status, 200, "nothing exported yet, nothing failed");
+    let response = app
+        .clone()
+        .oneshot(
+            http::Request::get("/")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let flushed = tokio::task::spawn_blocking(move || {
+        let result = guard.force_flush();
+        (result, guard)
+    })
+    .await
+    .expect("joined");
+    assert!(flushed.0.is_err(), "the export failed");
+    let (status, body) = get_health(&app, Some("127.0.0.1:1"), None).await;
+    assert_eq!(status, 503, "{body}");
+    let report: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["status"], "unhealthy");
+    assert!(
+        report["traces"]["consecutive_failures"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert!(
+        report["traces"]["last_success_unix_ms"].is_null(),
+        "{report}"
+    );
+    drop(flushed.1);
+}
+
+#[test]
+fn a_health_route_that_is_no_path_fails_setup() {
+    let app: Router = Router::new();
+    let error = ServiceTracing::builder("svc")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .health_route("health")
+        .init(app)
+        .expect_err("not a path");
+    assert!(error.to_string().contains("health_route"), "{error}");
+}
