@@ -239,7 +239,8 @@ impl HealthState {
     }
 }
 
-/// Serves `state`'s report at `path` on `app`.
+/// Serves `state`'s report at `path` on `app` (and, with the `cpu-profile` feature, CPU
+/// profiles at `{path}/profile`).
 pub(crate) fn with_health_route<S>(
     app: axum::Router<S>,
     path: &str,
@@ -248,6 +249,17 @@ pub(crate) fn with_health_route<S>(
 where
     S: Clone + Send + Sync + 'static,
 {
+    #[cfg(feature = "cpu-profile")]
+    let app = {
+        let state = state.clone();
+        app.route(
+            &format!("{}/profile", path.trim_end_matches('/')),
+            axum::routing::get(move |req: Request| {
+                let state = state.clone();
+                async move { profile::answer(&state.access, req).await }
+            }),
+        )
+    };
     app.route(
         path,
         axum::routing::get(move |req: Request| {
@@ -255,6 +267,85 @@ where
             async move { state.answer(&req) }
         }),
     )
+}
+
+/// `GET {health route}/profile?seconds=N&format=svg|pprof`: a CPU profile of the whole process
+/// (feature `cpu-profile`), behind the health route's access. `seconds` defaults to 10 and is
+/// at most [`MAX_PROFILE_SECONDS`]; `format` defaults to `svg` (a flame graph), `pprof` gives
+/// the protobuf `go tool pprof` reads. One profile at a time: another request meanwhile gets
+/// `409`; bad parameters get `400`.
+#[cfg(feature = "cpu-profile")]
+pub const MAX_PROFILE_SECONDS: u64 = 60;
+
+#[cfg(feature = "cpu-profile")]
+mod profile {
+    use std::time::Duration;
+
+    use axum::extract::Request;
+    use axum::http::{header, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    use super::{HealthAccess, MAX_PROFILE_SECONDS};
+    use crate::process::cpu_profile::{self, CpuProfileError, CpuProfileOptions};
+
+    enum Format {
+        Svg,
+        Pprof,
+    }
+
+    /// `seconds` and `format` from the query, or why not.
+    fn parameters(query: Option<&str>) -> Result<(u64, Format), String> {
+        let (mut seconds, mut format) = (10, Format::Svg);
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=').unwrap_or((pair, "")) {
+                ("seconds", n) => {
+                    seconds = n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PROFILE_SECONDS).contains(n))
+                        .ok_or(format!("seconds: 1 to {MAX_PROFILE_SECONDS}"))?;
+                }
+                ("format", "svg") => format = Format::Svg,
+                ("format", "pprof") => format = Format::Pprof,
+                ("format", _) => return Err("format: svg or pprof".to_owned()),
+                _ => {}
+            }
+        }
+        Ok((seconds, format))
+    }
+
+    pub(super) async fn answer(access: &HealthAccess, req: Request) -> Response {
+        if let Some(status) = access.refuses(&req) {
+            return status.into_response();
+        }
+        let asked = parameters(req.uri().query());
+        drop(req);
+        let (seconds, format) = match asked {
+            Ok(p) => p,
+            Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+        };
+        let options = CpuProfileOptions::new(Duration::from_secs(seconds));
+        match cpu_profile::profile(options).await {
+            Ok(profile) => match format {
+                Format::Svg => (
+                    [(header::CONTENT_TYPE, "image/svg+xml")],
+                    profile.flamegraph_svg,
+                )
+                    .into_response(),
+                Format::Pprof => (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    profile.pprof,
+                )
+                    .into_response(),
+            },
+            Err(CpuProfileError::AlreadyRunning) => (
+                StatusCode::CONFLICT,
+                CpuProfileError::AlreadyRunning.to_string(),
+            )
+                .into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -172,3 +172,54 @@ fn a_health_route_that_is_no_path_fails_setup() {
         .expect_err("not a path");
     assert!(error.to_string().contains("health_route"), "{error}");
 }
+
+#[cfg(feature = "cpu-profile")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_profiles_are_served_one_at_a_time_behind_the_same_access() {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, _guard) = options()
+        .exporter(TracesExporter::None)
+        .init(app)
+        .expect("setup");
+    let get_profile = |query: &'static str, peer: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut request = http::Request::get(format!("/_tracing/health/profile{query}"))
+                .body(Body::empty())
+                .expect("request");
+            let addr: SocketAddr = peer.parse().expect("address");
+            request.extensions_mut().insert(ConnectInfo(addr));
+            let response = app.oneshot(request).await.expect("infallible");
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (status, kind, body.len())
+        }
+    };
+    assert_eq!(get_profile("?seconds=1", "10.0.0.1:1").await.0, 403);
+    for bad in ["?seconds=0", "?seconds=61", "?seconds=x", "?format=png"] {
+        assert_eq!(get_profile(bad, "127.0.0.1:1").await.0, 400, "{bad}");
+    }
+    // Two at once: one runs, the other is refused with 409 at once.
+    let (first, second) = tokio::join!(
+        get_profile("?seconds=1&format=pprof", "127.0.0.1:1"),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            get_profile("?seconds=1", "127.0.0.1:1").await
+        }
+    );
+    assert_eq!(first.0, 200);
+    assert_eq!(first.1.as_deref(), Some("application/octet-stream"));
+    assert!(first.2 > 0, "a pprof body");
+    assert_eq!(second.0, 409);
+    let svg = get_profile("?seconds=1", "127.0.0.1:1").await;
+    assert_eq!((svg.0, svg.1.as_deref()), (200, Some("image/svg+xml")));
+}
