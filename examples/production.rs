@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `PORT` chooses the port (default 3000; `0` for any free one). The first line printed is
-//! `listening on http://<address>`.
+//! `listening on http://<address>`. `GET /_tracing/health` answers loopback probes with the
+//! export figures (JSON; `503` once span export has failed for a minute).
 
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .service_version(env!("CARGO_PKG_VERSION"))
         // Within the usual 10 s between SIGTERM and SIGKILL, with room for draining.
         .shutdown_timeout(Duration::from_secs(5))
+        // Loopback only by default (`health_access` opens it to a network or a token).
+        .health_route("/_tracing/health")
         .init(routes)?;
     // After set-up, so the client writes the propagators set-up chose; built once.
     let app = routes.with_state(App {
@@ -73,9 +76,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     println!("listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(guard.shutdown_signal())
-        .await?;
+    // With the peer's address, which the health route checks.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(guard.shutdown_signal())
+    .await?;
     // The server has drained: export what is left, within the shutdown timeout.
     guard.shutdown_async().await?;
     println!("stopped; every span exported");

@@ -119,6 +119,18 @@ async fn serve_then_stop_with(signal: &str) {
     }
     // Nothing exported yet: the spans wait for the (hour-long) export delay or a flush.
     assert!(collector.spans().is_empty(), "{:?}", collector.spans());
+    // The health route (loopback) says so: healthy, every span queued, none exported.
+    let health: serde_json::Value = caller
+        .get(format!("{base}/_tracing/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["traces"]["queued"], 3 * REQUESTS, "{health}");
+    assert_eq!(health["traces"]["exported"], 0, "{health}");
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args([signal, &pid]).status().unwrap();
