@@ -205,9 +205,13 @@ impl HealthState {
         let sampling = self.sampling.as_ref().map(|s| {
             let stats = s.stats();
             let rule = |r: &crate::sampling::RuleStats| {
+                let target = match r.action {
+                    crate::sampling::SampleAction::PerSecond(target) => Some(target),
+                    _ => None,
+                };
                 json!({
                     "rule": r.rule, "sampled": r.sampled, "dropped": r.dropped,
-                    "effective_ratio": r.effective_ratio,
+                    "effective_ratio": r.effective_ratio, "target_per_second": target,
                 })
             };
             json!({

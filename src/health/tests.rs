@@ -223,3 +223,38 @@ async fn cpu_profiles_are_served_one_at_a_time_behind_the_same_access() {
     let svg = get_profile("?seconds=1", "127.0.0.1:1").await;
     assert_eq!((svg.0, svg.1.as_deref()), (200, Some("image/svg+xml")));
 }
+
+#[tokio::test]
+async fn the_report_carries_the_sampling_rules_figures() {
+    use crate::sampling::{RouteRule, SampleAction, SamplingRules};
+    let app = Router::new().route("/health", get(|| async { "ok" }));
+    let (app, _guard) = options()
+        .exporter(TracesExporter::None)
+        .sampling_rules(
+            SamplingRules::new()
+                .rule(RouteRule::new("/health", SampleAction::Never))
+                .otherwise(SampleAction::PerSecond(5.0)),
+        )
+        .init(app)
+        .expect("setup");
+    for _ in 0..2 {
+        let request = http::Request::get("/health")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            app.clone().oneshot(request).await.expect("ok").status(),
+            200
+        );
+    }
+    let (status, body) = get_health(&app, Some("127.0.0.1:1"), None).await;
+    assert_eq!(status, 200);
+    let report: Value = serde_json::from_str(&body).expect("json");
+    let sampling = &report["sampling"];
+    assert_eq!(sampling["rules"][0]["rule"], "/health", "{report}");
+    assert_eq!(sampling["rules"][0]["dropped"], 2, "{report}");
+    assert_eq!(sampling["otherwise"]["target_per_second"], 5.0, "{report}");
+    assert!(
+        sampling["rules"][0]["target_per_second"].is_null(),
+        "{report}"
+    );
+}

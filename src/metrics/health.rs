@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
 
 use super::otlp::Counts;
 use crate::export::batch::ExportWorker;
@@ -184,4 +185,62 @@ pub(crate) fn register_push(meter: &Meter, counts: &Arc<Counts>) {
         "{request}",
         |c| &c.retried,
     );
+}
+
+/// Registers the sampling rules' figures, read at each collection, each series with the
+/// `service_tracing.sampling.rule` attribute (the rule, or `otherwise`):
+///
+/// - `service_tracing.sampling.decisions` (counter, `{trace}`), with
+///   `service_tracing.sampling.decision` `sampled` or `dropped`: new traces each rule decided
+///   since the rules were set;
+/// - `service_tracing.sampling.ratio` (gauge, `1`): the share each rule keeps now (for a rate,
+///   set from the last second's traffic);
+/// - `service_tracing.sampling.target` (gauge, `{trace}/s`): a rate rule's target, beside
+///   which the decisions' rate is the achieved one.
+pub(crate) fn register_sampling(meter: &Meter, sampling: crate::sampling::SamplingHandle) {
+    use crate::sampling::{RuleStats, SampleAction};
+    fn each(sampling: &crate::sampling::SamplingHandle, mut f: impl FnMut(&RuleStats)) {
+        let stats = sampling.stats();
+        stats.rules.iter().for_each(&mut f);
+        f(&stats.otherwise);
+    }
+    let rule = |r: &RuleStats| KeyValue::new("service_tracing.sampling.rule", r.rule.clone());
+    let decisions = sampling.clone();
+    meter
+        .u64_observable_counter("service_tracing.sampling.decisions")
+        .with_description("New traces each sampling rule decided, kept or dropped.")
+        .with_unit("{trace}")
+        .with_callback(move |observer| {
+            each(&decisions, |r| {
+                for (decision, n) in [("sampled", r.sampled), ("dropped", r.dropped)] {
+                    let attributes = [
+                        rule(r),
+                        KeyValue::new("service_tracing.sampling.decision", decision),
+                    ];
+                    observer.observe(n, &attributes);
+                }
+            });
+        })
+        .build();
+    let ratio = sampling.clone();
+    meter
+        .f64_observable_gauge("service_tracing.sampling.ratio")
+        .with_description("The share of new traces each sampling rule keeps now.")
+        .with_unit("1")
+        .with_callback(move |observer| {
+            each(&ratio, |r| observer.observe(r.effective_ratio, &[rule(r)]));
+        })
+        .build();
+    meter
+        .f64_observable_gauge("service_tracing.sampling.target")
+        .with_description("The target of each sampling rule that keeps a rate per second.")
+        .with_unit("{trace}/s")
+        .with_callback(move |observer| {
+            each(&sampling, |r| {
+                if let SampleAction::PerSecond(target) = r.action {
+                    observer.observe(target, &[rule(r)]);
+                }
+            });
+        })
+        .build();
 }

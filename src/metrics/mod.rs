@@ -226,6 +226,11 @@ impl Metrics {
         })
     }
 
+    /// Observes the sampling rules' figures (`service_tracing.sampling.*`).
+    pub(crate) fn observe_sampling(&self, sampling: crate::sampling::SamplingHandle) {
+        health::register_sampling(&self.inner.provider.meter_with_scope(scope()), sampling);
+    }
+
     /// The meter provider, for instruments of your own (they are exported and served too).
     ///
     /// ```no_run

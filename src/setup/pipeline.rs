@@ -200,6 +200,9 @@ impl ServiceTracing {
             )?),
             None => None,
         };
+        if let (Some(metrics), Some(sampling)) = (&metrics, &config.sampling) {
+            metrics.observe_sampling(sampling.handle());
+        }
         let layer = layer_for(
             &config,
             &propagation,

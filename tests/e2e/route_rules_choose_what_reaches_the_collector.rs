@@ -109,4 +109,12 @@ async fn route_rules_choose_what_reaches_the_collector() {
         })
         .unwrap_or_else(|| panic!("no /health series:\n{text}"));
     assert!(health.ends_with(" 4"), "{health}");
+    // The rules' figures are metrics too.
+    let decided = "service_tracing_sampling_decisions_total{service_tracing_sampling_decision=\"sampled\",service_tracing_sampling_rule=\"/health\"} 1";
+    assert!(text.lines().any(|l| l == decided), "{text}");
+    assert!(
+        text.lines().any(|l| l
+            == "service_tracing_sampling_ratio{service_tracing_sampling_rule=\"otherwise\"} 0"),
+        "{text}"
+    );
 }
