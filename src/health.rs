@@ -42,7 +42,8 @@ use service_tracing_middleware::TrustIncoming;
 use subtle::ConstantTimeEq as _;
 
 use crate::errors::{ErrorStorageHealth, ErrorTracking};
-use crate::metrics::{Metrics, Workers};
+use crate::export::Workers;
+use crate::metrics::Metrics;
 use crate::sampling::SamplingHandle;
 
 /// How long span export may fail before the health route answers `503`, by default.

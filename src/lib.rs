@@ -76,6 +76,7 @@ mod test_support;
 pub mod testing;
 mod trace_share;
 mod window;
+mod wire;
 
 // 1. Set up.
 pub use error::{SetupError, SetupErrorKind};

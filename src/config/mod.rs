@@ -230,7 +230,7 @@ pub(crate) struct Resolved {
     /// TLS for `https` endpoints: CA certificates trusted beside the system's
     /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`) and the client certificate and key
     /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._CLIENT_KEY`).
-    pub(crate) tls: crate::export::otlp_fast::tls::TlsConfig,
+    pub(crate) tls: crate::wire::tls::TlsConfig,
     pub(crate) sampler: TracesSampler,
     /// The route rules' sampler, when rules were given: it replaces `sampler`'s, deciding new
     /// traces as `sampler` would where the rules do not say.

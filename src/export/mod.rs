@@ -5,5 +5,7 @@ pub(crate) mod batch;
 pub mod console;
 pub(crate) mod otlp;
 pub(crate) mod otlp_fast;
+mod workers;
 
 pub use batch::ExportStats;
+pub(crate) use workers::Workers;

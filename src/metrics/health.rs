@@ -2,58 +2,13 @@
 //! from the export workers' counters at each collection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 
 use super::otlp::Counts;
-use crate::export::batch::ExportWorker;
-use crate::export::ExportStats;
-
-/// The export workers whose figures are reported (the main service's and those of
-/// [`TracingGuard::service_layer`](crate::TracingGuard::service_layer)).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Workers(Arc<Mutex<Vec<ExportWorker>>>);
-
-impl Workers {
-    /// Adds a worker, unless it is one already reported (services sharing the console worker).
-    pub(crate) fn add(&self, worker: &ExportWorker) {
-        let mut workers = match self.0.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if !workers.iter().any(|w| w.same_worker(worker)) {
-            workers.push(worker.clone());
-        }
-    }
-
-    /// The figures of every worker added, summed.
-    pub(crate) fn stats(&self) -> ExportStats {
-        let workers = match self.0.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut total = ExportStats::default();
-        for worker in workers.iter() {
-            total.accumulate(worker.stats());
-        }
-        total
-    }
-}
-
-impl Workers {
-    /// Every worker's export health, as one.
-    pub(crate) fn health(&self) -> crate::export::batch::ExportHealth {
-        let workers = match self.0.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        workers.iter().fold(Default::default(), |total, worker| {
-            total.merge(worker.health())
-        })
-    }
-}
+use crate::export::{ExportStats, Workers};
 
 /// Registers the instruments:
 ///

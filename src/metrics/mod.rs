@@ -92,7 +92,7 @@ pub use crate::config::metrics::MetricsExporter;
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use server::{HttpServerMetrics, DURATION_BOUNDARIES};
 
-pub(crate) use health::Workers;
+use crate::export::Workers;
 
 use crate::config::Resolved;
 use crate::error::{SetupError, SetupErrorKind};

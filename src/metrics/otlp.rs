@@ -1,7 +1,7 @@
 //! The OTLP metric exporter: the SDK's `ResourceMetrics` converted to the OTLP request by
 //! `opentelemetry-proto` (the reference conversion, already compiled for `opentelemetry-otlp`),
 //! encoded with prost, and posted through the fast exporter's transport
-//! ([`crate::export::otlp_fast::transport`]). Metrics so get what spans get: TLS and mTLS for
+//! ([`crate::wire::transport`]). Metrics so get what spans get: TLS and mTLS for
 //! `https` endpoints, gzip, the headers and timeout, and the same retries after the OTLP
 //! specification (`Transport::deliver`), with the metrics' own variables
 //! (`OTEL_EXPORTER_OTLP_METRICS_*`). A few requests a minute: the conversion's allocations do
@@ -22,8 +22,8 @@ use prost::Message as _;
 use super::duration::Durations;
 use crate::config::{Protocol, Resolved};
 use crate::error::SetupError;
-use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
+use crate::wire::body::Framer;
+use crate::wire::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP metrics export method, appended to a gRPC endpoint.
 const GRPC_METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";

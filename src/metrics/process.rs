@@ -89,9 +89,10 @@ fn register(meter: &Meter, sampler: &WeakProcessSampler) {
 mod tests {
     use opentelemetry_sdk::Resource;
 
-    use super::super::{MetricsSettings, Workers};
+    use super::super::MetricsSettings;
     use super::*;
     use crate::config::metrics::DEFAULT_INTERVAL;
+    use crate::export::Workers;
 
     fn value_of(text: &str, name: &str) -> Option<f64> {
         text.lines()

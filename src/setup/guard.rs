@@ -45,7 +45,7 @@ pub(super) struct GuardInner {
     pub(super) profiling: Option<Profiling>,
     pub(super) metrics: Option<Metrics>,
     /// Every service's export worker, each once: `export_stats` and the health metrics read them.
-    pub(super) workers: crate::metrics::Workers,
+    pub(super) workers: crate::export::Workers,
     /// The longest shutdown may take.
     pub(super) shutdown_timeout: Duration,
     /// Where `testing::TestTracing` keeps every service's spans.

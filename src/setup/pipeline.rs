@@ -187,7 +187,7 @@ impl ServiceTracing {
             self.capture(),
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
-        let workers = crate::metrics::Workers::default();
+        let workers = crate::export::Workers::default();
         if let Some(worker) = &pipeline.worker {
             workers.add(worker);
         }
@@ -264,7 +264,7 @@ pub(super) struct Started {
     errors: Option<ErrorTracking>,
     profiling: Option<Profiling>,
     metrics: Option<Metrics>,
-    workers: crate::metrics::Workers,
+    workers: crate::export::Workers,
 }
 
 impl Started {
@@ -298,7 +298,7 @@ impl Started {
 fn start_metrics(
     settings: &crate::metrics::MetricsSettings,
     resource: Resource,
-    workers: &crate::metrics::Workers,
+    workers: &crate::export::Workers,
     profiling: Option<&Profiling>,
 ) -> Result<Metrics, SetupError> {
     let metrics = Metrics::start(settings, resource, workers)?;

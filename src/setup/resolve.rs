@@ -14,8 +14,8 @@ use crate::config::{
     TracesExporter, TracesSampler, DEFAULT_PROPAGATORS,
 };
 use crate::error::SetupError;
-use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
 use crate::metrics::{MetricsExporter, MetricsSettings, MAX_ATTRIBUTE_SETS};
+use crate::wire::tls::{PemFile, TlsConfig, TlsFiles};
 
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`'s default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

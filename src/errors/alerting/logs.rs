@@ -23,8 +23,8 @@ use crate::config::{Compression, Protocol, Resolved};
 use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
-use crate::export::otlp_fast::body::Framer;
-use crate::export::otlp_fast::transport::{Outcomes, Refusals, Transport, Wire};
+use crate::wire::body::Framer;
+use crate::wire::transport::{Outcomes, Refusals, Transport, Wire};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
 const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -40,7 +40,7 @@ pub(crate) struct LogExport {
     headers: Vec<(String, String)>,
     timeout: std::time::Duration,
     compression: Compression,
-    tls: crate::export::otlp_fast::tls::TlsConfig,
+    tls: crate::wire::tls::TlsConfig,
     resource: Resource,
 }
 

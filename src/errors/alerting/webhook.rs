@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::notify::Counters;
 use crate::error::SetupError;
-use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
+use crate::wire::tls::{PemFile, TlsConfig, TlsFiles};
 
 /// The HTTP client the delivery thread posts with: plain for an `http` URL, TLS for `https`.
 pub(crate) enum HttpClient {
@@ -258,11 +258,7 @@ impl Webhook {
         if self.uri.scheme_str() == Some("https") {
             // The TLS connector hands `https` URIs to the TCP connector.
             connector.enforce_http(false);
-            let tls = crate::export::otlp_fast::tls::connector(
-                false,
-                &self.extra_roots,
-                connector.clone(),
-            );
+            let tls = crate::wire::tls::connector(false, &self.extra_roots, connector.clone());
             match tls {
                 Ok(tls) => return HttpClient::Tls(builder.build(tls)),
                 // Only a provider without a safe protocol version fails here; the plain client
@@ -314,7 +310,7 @@ impl Webhook {
             HttpClient::Tls(client) => client.request(request).await,
         };
         let response = sent.map_err(|e| {
-            if crate::export::otlp_fast::transport::is_tls_error(&e) {
+            if crate::wire::transport::is_tls_error(&e) {
                 PostError::Tls
             } else {
                 PostError::Transport

@@ -10,11 +10,7 @@
 //! Retries run here, on the export thread: meanwhile the request path keeps pushing into the
 //! bounded queue, which drops (and counts) what does not fit.
 
-pub(crate) mod body;
 pub(crate) mod encode;
-pub(crate) mod retry;
-pub(crate) mod tls;
-pub(crate) mod transport;
 
 use std::fmt;
 use std::future::Future;
@@ -31,9 +27,9 @@ use crate::config::{Compression, Protocol, Resolved};
 use crate::error::SetupError;
 use crate::export::batch::Tally;
 
-use body::{gzip, set_grpc_prefix, GRPC_PREFIX, GZIP_LEVEL};
+use crate::wire::body::{gzip, set_grpc_prefix, GRPC_PREFIX, GZIP_LEVEL};
+use crate::wire::transport::{Outcomes, Transport, Wire};
 use encode::Encoder;
-use transport::{Outcomes, Transport, Wire};
 
 /// The fast OTLP exporter. Export calls are expected one at a time (the export worker makes
 /// them sequentially); a concurrent call still works, with a buffer of its own.

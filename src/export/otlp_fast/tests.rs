@@ -27,10 +27,10 @@ use opentelemetry_sdk::Resource;
 use prost::Message;
 
 use super::encode::Encoder;
-use super::transport::{Transport, Wire};
 use super::{build, FastOtlpExporter, GRPC_PREFIX};
 use crate::config::{Compression, Protocol, Resolved};
 use crate::export::batch::Tally;
+use crate::wire::transport::{Transport, Wire};
 
 // ---------------------------------------------------------------------------------------------
 // Building spans
@@ -722,15 +722,15 @@ fn tls_exporter(wire: Wire, endpoint: &str, ca_pem: Option<&str>) -> FastOtlpExp
                     .replace('/', "_")
             ));
             std::fs::write(&file, pem).expect("write CA");
-            let roots = super::tls::TlsConfig::load(super::tls::TlsFiles {
-                ca: Some(super::tls::PemFile::new("test", &file)),
+            let roots = crate::wire::tls::TlsConfig::load(crate::wire::tls::TlsFiles {
+                ca: Some(crate::wire::tls::PemFile::new("test", &file)),
                 ..Default::default()
             })
             .expect("CA file");
             std::fs::remove_file(&file).expect("remove CA");
             roots
         }
-        None => super::tls::TlsConfig::default(),
+        None => crate::wire::tls::TlsConfig::default(),
     };
     let mut exporter = FastOtlpExporter::new(
         Transport::new(wire, endpoint, &[], Duration::from_secs(5), &roots).expect("transport"),
@@ -1125,7 +1125,7 @@ async fn grpc_retries_follow_the_status_code_and_retry_info() {
     let (addr, log) = scripted(vec![
         Reply::GrpcDetails(
             "8",
-            super::retry::retry_info_bin(Duration::from_millis(1200)),
+            crate::wire::retry::retry_info_bin(Duration::from_millis(1200)),
         ),
         Reply::GrpcHeadersOnly("14"),
         Reply::GrpcTrailers("0", ""),

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::{measurement_runtimes, script, serve, server_spans, test_pki, thread_cpu, Log, Reply};
 use super::{FastOtlpExporter, Transport, Wire, RESOURCE};
 use crate::config::Compression;
-use crate::export::otlp_fast::tls::{PemFile, TlsConfig, TlsFiles};
+use crate::wire::tls::{PemFile, TlsConfig, TlsFiles};
 
 /// A stream that counts the bytes read from it: on the collector's side, what the exporter
 /// sent on the wire.
