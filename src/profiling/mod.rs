@@ -548,20 +548,7 @@ impl Profiling {
             span.parent_span_id,
             span.parent_span_is_remote,
         );
-        // Past the analysis budget, only a share of traces, chosen by trace id so that a
-        // trace's spans are kept or left together (but at a change of share).
-        let shared = &self.shared;
-        if local_root {
-            let second = span
-                .end_time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            shared.budget.count(second);
-        }
-        if !keeps(shared.budget.ratio(), span.span_context.trace_id()) {
-            if local_root {
-                shared.skipped.fetch_add(1, Ordering::Relaxed);
-            }
+        if !self.within_budget(span, local_root) {
             return;
         }
         self.enqueue(SpanRecord {
@@ -573,6 +560,24 @@ impl Profiling {
             start: span.start_time,
             end: span.end_time,
         });
+    }
+
+    /// Whether `span` goes to the analysis: past the budget, only a share of traces, chosen by
+    /// trace id so that a trace's spans are kept or left together (but at a change of share).
+    fn within_budget(&self, span: &SpanData, local_root: bool) -> bool {
+        let shared = &self.shared;
+        if local_root {
+            let second = span
+                .end_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            shared.budget.count(second);
+        }
+        let kept = keeps(shared.budget.ratio(), span.span_context.trace_id());
+        if !kept && local_root {
+            shared.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        kept
     }
 
     fn enqueue(&self, record: SpanRecord) {

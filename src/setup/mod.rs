@@ -13,6 +13,7 @@
 //!   [`ScopedTracing`](crate::ScopedTracing): the same set-up with no process globals.
 
 mod builder;
+mod builder_errors;
 mod guard;
 mod pipeline;
 mod resolve;

@@ -251,82 +251,98 @@ pub fn validate_trace(spans: &[SpanData]) -> TraceReport {
         });
     let mut findings = Vec::new();
     for span in spans {
-        let name = || span.name.to_string();
-        let span_id = span.span_context.span_id();
-        if span.end_time == SystemTime::UNIX_EPOCH || span.end_time < span.start_time {
-            findings.push(Finding::UnendedSpan {
+        check_span(span, &mut findings);
+        check_parent(span, &by_id, &mut findings);
+    }
+    TraceReport { findings }
+}
+
+/// What one span shows on its own: not ended, or without the attributes its kind needs.
+fn check_span(span: &SpanData, findings: &mut Vec<Finding>) {
+    let name = || span.name.to_string();
+    let span_id = span.span_context.span_id();
+    if span.end_time == SystemTime::UNIX_EPOCH || span.end_time < span.start_time {
+        findings.push(Finding::UnendedSpan {
+            name: name(),
+            span_id,
+        });
+    }
+    let required: &[&'static str] = match span.span_kind {
+        SpanKind::Server => &SERVER_REQUIRED,
+        SpanKind::Client => &CLIENT_REQUIRED,
+        _ => &[],
+    };
+    for attribute in required {
+        if !span
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == *attribute)
+        {
+            findings.push(Finding::MissingAttribute {
                 name: name(),
                 span_id,
+                kind: span.span_kind.clone(),
+                attribute,
             });
         }
-        let required: &[&'static str] = match span.span_kind {
-            SpanKind::Server => &SERVER_REQUIRED,
-            SpanKind::Client => &CLIENT_REQUIRED,
-            _ => &[],
-        };
-        for attribute in required {
-            if !span
-                .attributes
-                .iter()
-                .any(|kv| kv.key.as_str() == *attribute)
-            {
-                findings.push(Finding::MissingAttribute {
+    }
+}
+
+/// What a span's link to its parent shows: broken, orphaned, or skewed in time.
+fn check_parent(
+    span: &SpanData,
+    by_id: &HashMap<SpanId, Vec<&SpanData>>,
+    findings: &mut Vec<Finding>,
+) {
+    let name = || span.name.to_string();
+    let span_id = span.span_context.span_id();
+    let parent_id = span.parent_span_id;
+    if parent_id == SpanId::INVALID {
+        return;
+    }
+    let trace_id: TraceId = span.span_context.trace_id();
+    let candidates = by_id.get(&parent_id).map(Vec::as_slice).unwrap_or_default();
+    let parent = candidates
+        .iter()
+        .find(|p| p.span_context.trace_id() == trace_id);
+    match parent {
+        _ if parent_id == span_id => findings.push(Finding::BrokenParentLink {
+            name: name(),
+            span_id,
+            parent_id,
+        }),
+        Some(parent) => {
+            let by = parent
+                .start_time
+                .duration_since(span.start_time)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .or_else(|| {
+                    span.start_time
+                        .duration_since(parent.end_time)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                });
+            if let Some(by) = by {
+                findings.push(Finding::ClockSkew {
                     name: name(),
                     span_id,
-                    kind: span.span_kind.clone(),
-                    attribute,
+                    parent: parent.name.to_string(),
+                    by,
                 });
             }
         }
-        let parent_id = span.parent_span_id;
-        if parent_id == SpanId::INVALID {
-            continue;
-        }
-        let trace_id: TraceId = span.span_context.trace_id();
-        let candidates = by_id.get(&parent_id).map(Vec::as_slice).unwrap_or_default();
-        let parent = candidates
-            .iter()
-            .find(|p| p.span_context.trace_id() == trace_id);
-        match parent {
-            _ if parent_id == span_id => findings.push(Finding::BrokenParentLink {
-                name: name(),
-                span_id,
-                parent_id,
-            }),
-            Some(parent) => {
-                let by = parent
-                    .start_time
-                    .duration_since(span.start_time)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .or_else(|| {
-                        span.start_time
-                            .duration_since(parent.end_time)
-                            .ok()
-                            .filter(|d| !d.is_zero())
-                    });
-                if let Some(by) = by {
-                    findings.push(Finding::ClockSkew {
-                        name: name(),
-                        span_id,
-                        parent: parent.name.to_string(),
-                        by,
-                    });
-                }
-            }
-            None if !candidates.is_empty() => findings.push(Finding::BrokenParentLink {
-                name: name(),
-                span_id,
-                parent_id,
-            }),
-            // A caller in another process, not among these spans.
-            None if span.parent_span_is_remote => {}
-            None => findings.push(Finding::OrphanSpan {
-                name: name(),
-                span_id,
-                parent_id,
-            }),
-        }
+        None if !candidates.is_empty() => findings.push(Finding::BrokenParentLink {
+            name: name(),
+            span_id,
+            parent_id,
+        }),
+        // A caller in another process, not among these spans.
+        None if span.parent_span_is_remote => {}
+        None => findings.push(Finding::OrphanSpan {
+            name: name(),
+            span_id,
+            parent_id,
+        }),
     }
-    TraceReport { findings }
 }

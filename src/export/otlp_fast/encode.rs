@@ -1,6 +1,9 @@
 //! Hand-written protobuf encoding of an OTLP `ExportTraceServiceRequest`, straight from
 //! [`SpanData`]: no intermediate proto structs, no allocation per span or attribute.
 //!
+//! A long file (about 800 lines outside tests) on purpose: each message's sizing and writing
+//! sit side by side, so that a change to one is made to the other in the same place.
+//!
 //! Every message is written with its exact length prefix: a sizing pass computes each span's
 //! encoded size (stored in a reused scratch vector), the enclosing `ScopeSpans` and
 //! `ResourceSpans` sizes are sums of those, and the write pass then emits fields in field-number
@@ -682,36 +685,7 @@ impl Encoder {
         start: usize,
     ) -> Result<(), String> {
         self.group(spans);
-
-        // Sizing pass.
-        self.sizes.clear();
-        self.scratch.clear();
-        let scratch = &mut self.scratch;
-        self.sizes
-            .extend(spans.iter().map(|span| span_size(span, scratch)));
-        for (scope_index, (first, size)) in self.scopes.iter_mut().enumerate() {
-            let Some(span) = spans.get(*first) else {
-                continue;
-            };
-            let scope = &span.span().instrumentation_scope;
-            let mut n = len_field(scope_len(scope));
-            n += self
-                .scope_of
-                .iter()
-                .zip(&self.sizes)
-                .filter(|(s, _)| **s as usize == scope_index)
-                .map(|(_, size)| len_field(size.len))
-                .sum::<usize>();
-            n += opt_len_field(scope.schema_url().map_or(0, str::len));
-            *size = n;
-        }
-        let resource_spans_len = len_field(self.resource.len())
-            + self
-                .scopes
-                .iter()
-                .map(|(_, n)| len_field(*n))
-                .sum::<usize>()
-            + opt_len_field(self.resource_schema_url.len());
+        let resource_spans_len = self.size(spans);
         let total = len_field(resource_spans_len);
 
         // Write pass.
@@ -756,6 +730,40 @@ impl Encoder {
                 "OTLP encoding size mismatch: sized {total} bytes, wrote {written}"
             ))
         }
+    }
+
+    /// The sizing pass: each span's encoded size (in `sizes`, its request attributes
+    /// pre-encoded in `scratch`), each scope's (in `scopes`), and the `ResourceSpans`
+    /// message's, returned.
+    fn size<T: Encodable>(&mut self, spans: &[T]) -> usize {
+        self.sizes.clear();
+        self.scratch.clear();
+        let scratch = &mut self.scratch;
+        self.sizes
+            .extend(spans.iter().map(|span| span_size(span, scratch)));
+        for (scope_index, (first, size)) in self.scopes.iter_mut().enumerate() {
+            let Some(span) = spans.get(*first) else {
+                continue;
+            };
+            let scope = &span.span().instrumentation_scope;
+            let mut n = len_field(scope_len(scope));
+            n += self
+                .scope_of
+                .iter()
+                .zip(&self.sizes)
+                .filter(|(s, _)| **s as usize == scope_index)
+                .map(|(_, size)| len_field(size.len))
+                .sum::<usize>();
+            n += opt_len_field(scope.schema_url().map_or(0, str::len));
+            *size = n;
+        }
+        len_field(self.resource.len())
+            + self
+                .scopes
+                .iter()
+                .map(|(_, n)| len_field(*n))
+                .sum::<usize>()
+            + opt_len_field(self.resource_schema_url.len())
     }
 
     /// Fills `scope_of` and `scopes` (sizes left 0) for `spans`.
