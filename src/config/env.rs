@@ -113,6 +113,7 @@ struct OtlpNames {
     certificate: &'static str,
     client_certificate: &'static str,
     client_key: &'static str,
+    insecure: &'static str,
 }
 
 /// The variables every signal shares.
@@ -124,6 +125,7 @@ const SHARED: OtlpNames = OtlpNames {
     certificate: "OTEL_EXPORTER_OTLP_CERTIFICATE",
     client_certificate: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
     client_key: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    insecure: "OTEL_EXPORTER_OTLP_INSECURE",
 };
 
 impl Signal {
@@ -139,6 +141,7 @@ impl Signal {
                 certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
                 client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
                 client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                insecure: "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
             },
             Signal::Metrics => OtlpNames {
                 protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
@@ -148,6 +151,7 @@ impl Signal {
                 certificate: "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
                 client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
                 client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+                insecure: "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
             },
             Signal::Logs => OtlpNames {
                 protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
@@ -157,6 +161,7 @@ impl Signal {
                 certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
                 client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
                 client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+                insecure: "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
             },
         }
     }
@@ -178,6 +183,9 @@ pub(crate) struct OtlpEnv {
     pub(crate) client_certificate: Option<(&'static str, String)>,
     /// A PEM file of the client's private key (mTLS).
     pub(crate) client_key: Option<(&'static str, String)>,
+    /// `OTEL_EXPORTER_OTLP_{SIGNAL}_INSECURE`, else `OTEL_EXPORTER_OTLP_INSECURE`: an endpoint
+    /// given as a bare `host:port` (OTLP/gRPC only) is reached without TLS.
+    pub(crate) insecure: bool,
 }
 
 /// Reads one signal's OTLP exporter variables.
@@ -211,6 +219,9 @@ pub(crate) fn read_otlp(
     env.client_certificate =
         own_else_shared(lookup, own.client_certificate, SHARED.client_certificate);
     env.client_key = own_else_shared(lookup, own.client_key, SHARED.client_key);
+    // Booleans: only "true" (any case) is true, as the specification reads them.
+    env.insecure = own_else_shared(lookup, own.insecure, SHARED.insecure)
+        .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
     Ok(env)
 }
 
@@ -470,19 +481,46 @@ fn batch(lookup: &dyn Fn(&str) -> Option<String>) -> Result<BatchConfig, SetupEr
     })
 }
 
-/// An endpoint must be an absolute `http` or `https` URL.
+/// An endpoint must be an absolute `http` or `https` URL, or, for OTLP/gRPC, a bare
+/// `host:port` (whose scheme [`with_scheme`] gives once the protocol is known).
 pub(crate) fn validate_endpoint(setting: &str, value: &str) -> Result<(), SetupError> {
-    let ok = value.parse::<http::Uri>().ok().is_some_and(|uri| {
+    let url = value.parse::<http::Uri>().ok().is_some_and(|uri| {
         matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
     });
-    if ok {
+    let bare = !value.contains("://")
+        && value
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.port().is_some() && !a.as_str().contains('@'));
+    if url || bare {
         Ok(())
     } else {
         Err(SetupError::invalid(
             setting,
             value,
-            "an absolute http:// or https:// URL",
+            "an absolute http:// or https:// URL (or host:port for OTLP/gRPC)",
         ))
+    }
+}
+
+/// `endpoint` with its scheme: a bare `host:port` is for OTLP/gRPC only, reached with TLS
+/// (`https`) unless `OTEL_EXPORTER_OTLP_INSECURE` (or the signal's form) says otherwise, as the
+/// specification has it.
+pub(crate) fn with_scheme(
+    endpoint: String,
+    protocol: Protocol,
+    insecure: bool,
+) -> Result<String, SetupError> {
+    if endpoint.contains("://") {
+        return Ok(endpoint);
+    }
+    match protocol {
+        Protocol::Grpc if insecure => Ok(format!("http://{endpoint}")),
+        Protocol::Grpc => Ok(format!("https://{endpoint}")),
+        _ => Err(SetupError::invalid(
+            "OTEL_EXPORTER_OTLP_ENDPOINT (or its per-signal form)",
+            &endpoint,
+            "an http:// or https:// URL: a bare host:port is for OTLP/gRPC only",
+        )),
     }
 }
 
@@ -608,7 +646,16 @@ mod tests {
             ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "greater than 0"),
             ("OTEL_BSP_SCHEDULE_DELAY", "5s", "milliseconds"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "http://"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "ftp://collector:4317",
+                "http://",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "collector",
+                "host:port",
+            ),
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
             (
                 "OTEL_EXPORTER_OTLP_COMPRESSION",
@@ -749,9 +796,9 @@ mod tests {
             assert!(err.to_string().contains(name), "{err}");
         }
         let err = read_logs(&|n: &str| {
-            (n == "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").then(|| "collector:4318".to_owned())
+            (n == "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").then(|| "ftp://collector:4318".to_owned())
         })
-        .expect_err("not a URL");
+        .expect_err("not an http(s) URL");
         assert!(
             err.to_string().contains("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
             "{err}"

@@ -137,7 +137,10 @@ mod tests {
             ("OTEL_METRICS_EXPORTER", "statsd"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "soon"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4317"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "ftp://collector:4317",
+            ),
         ] {
             let vars: &'static [(&'static str, &'static str)] =
                 Box::leak(vec![(name, value)].into_boxed_slice());

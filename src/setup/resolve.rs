@@ -27,13 +27,17 @@ impl ServiceTracing {
             env::validate_endpoint("otlp_endpoint", endpoint)?;
         }
         let protocol = layered(self.protocol, env.protocol, || Protocol::HttpProtobuf);
-        let endpoint = signal_endpoint(
-            "traces",
-            self.endpoint.as_deref(),
-            env.traces_endpoint.as_deref(),
-            env.endpoint.as_deref(),
+        let endpoint = env::with_scheme(
+            signal_endpoint(
+                "traces",
+                self.endpoint.as_deref(),
+                env.traces_endpoint.as_deref(),
+                env.endpoint.as_deref(),
+                protocol,
+            ),
             protocol,
-        );
+            env.otlp.insecure,
+        )?;
         let configured =
             self.endpoint.is_some() || env.traces_endpoint.is_some() || env.endpoint.is_some();
         let exporter = layered(self.exporter, env.exporter, || {
@@ -166,6 +170,7 @@ impl ServiceTracing {
     ) -> Result<Resolved, SetupError> {
         let mut headers = otlp.headers.clone();
         headers.extend(self.headers.iter().cloned());
+        let endpoint = env::with_scheme(endpoint, protocol, otlp.insecure)?;
         Ok(Resolved {
             protocol,
             endpoint,

@@ -770,3 +770,52 @@ async fn shutdown_async_keeps_the_deadline_without_blocking_the_runtime_thread()
         "the runtime's thread was blocked: {ticks} ticks in {took:?}"
     );
 }
+
+#[test]
+fn a_bare_grpc_endpoint_takes_tls_unless_the_signal_is_insecure() {
+    let resolve_all = |options: &ServiceTracing| {
+        let (config, _) = options.resolve().expect("valid");
+        let metrics = options
+            .resolve_metrics(&config)
+            .expect("valid")
+            .and_then(|m| m.push)
+            .expect("pushed");
+        let logs = options
+            .resolve_logs(&config, &options.env.logs().expect("valid"))
+            .expect("valid")
+            .expect("exported");
+        [config, metrics, logs].map(|c| c.endpoint)
+    };
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_METRICS_INSECURE", "true"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "logs:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "TRUE"),
+        ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "false"),
+    ]);
+    assert_eq!(
+        resolve_all(&options),
+        [
+            "https://collector:4317",
+            "http://collector:4317",
+            "http://logs:4317",
+        ]
+        .map(str::to_owned)
+    );
+    // Over OTLP/HTTP a bare host:port is no endpoint.
+    let options = with_vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
+    let error = options.resolve().expect_err("not for http/protobuf");
+    assert!(
+        error.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("gRPC"), "{error}");
+    // An explicit scheme is kept, insecure or not.
+    let options = with_vars(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+    ]);
+    assert_eq!(resolve_all(&options)[0], "https://collector:4317");
+}

@@ -25,6 +25,8 @@ mod support;
 mod tls_proxy;
 
 mod a_backend_refusing_every_export_costs_counted_spans_not_memory;
+#[cfg(feature = "tls")]
+mod a_bare_grpc_endpoint_uses_tls_unless_insecure;
 mod a_dead_webhook_never_delays_requests;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
 #[cfg(feature = "tls")]
