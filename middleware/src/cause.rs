@@ -174,6 +174,7 @@ impl fmt::Display for Category {
 /// assert_eq!(stated.classification(), Some((Severity::High, Category::Database)));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
 #[non_exhaustive]
 pub struct ErrorCause {
     error_type: Cow<'static, str>,

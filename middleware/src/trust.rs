@@ -27,6 +27,7 @@ use ipnet::IpNet;
 /// );
 /// ```
 #[derive(Clone, Default)]
+#[must_use]
 pub struct TrustIncoming {
     rule: Rule,
 }

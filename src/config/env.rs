@@ -266,7 +266,8 @@ where
             out.push(name);
         }
     }
-    service_tracing_middleware::propagation::propagator_from_names(&out)
+    // Built only to check the names; the propagator itself is made where it is used.
+    let _checked = service_tracing_middleware::propagation::propagator_from_names(&out)
         .map_err(|e| SetupError::invalid(setting, shown, PROPAGATORS_ACCEPTED).with_source(e))?;
     Ok(out)
 }

@@ -29,6 +29,7 @@ use crate::redact::Redactor;
 /// guard.shutdown()?; // every span ended so far is exported
 /// # Ok(()) }
 /// ```
+#[must_use = "dropping the guard shuts tracing down; keep it until the server stops"]
 pub struct TracingGuard {
     pub(super) inner: Mutex<Option<GuardInner>>,
 }

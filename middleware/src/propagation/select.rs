@@ -46,6 +46,7 @@ pub const PROPAGATOR_NAMES: [&str; 6] =
 /// assert_eq!(cx.span().span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
 /// ```
 #[derive(Clone, Default)]
+#[must_use]
 pub struct FirstMatchPropagator {
     trace: Vec<SharedPropagator>,
     baggage: Vec<SharedPropagator>,
