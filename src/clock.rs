@@ -60,6 +60,12 @@ impl Elapsed {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 before it, `u64::MAX` past what fits).
+pub(crate) fn unix_ms(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

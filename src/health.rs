@@ -41,6 +41,7 @@ use serde_json::{json, Value};
 use service_tracing_middleware::TrustIncoming;
 use subtle::ConstantTimeEq as _;
 
+use crate::clock::unix_ms;
 use crate::errors::{ErrorStorageHealth, ErrorTracking};
 use crate::export::Workers;
 use crate::metrics::Metrics;
@@ -178,10 +179,6 @@ impl HealthState {
             .failing_since
             .map(|since| now.duration_since(since).unwrap_or_default());
         let healthy = failing_for.is_none_or(|d| d <= self.unhealthy_after);
-        let unix_ms = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        };
         let metrics = self.metrics.as_ref().map(|m| {
             let s = m.export_stats();
             json!({

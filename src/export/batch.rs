@@ -155,11 +155,6 @@ impl ExportHealth {
     }
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// What an exporter tells the worker beyond success or failure: spans the backend refused for
 /// good and requests it sent again. The worker reads it after each export call (they are
 /// sequential), so of a batch, what is not rejected is exported (on success) or failed.
@@ -259,7 +254,7 @@ impl Shared {
 
     /// Notes an export's outcome for [`ExportHealth`].
     fn note_outcome(&self, succeeded: bool) {
-        let now = unix_ms(SystemTime::now());
+        let now = crate::clock::unix_ms(SystemTime::now());
         if succeeded {
             self.last_success_ms.store(now, Ordering::Relaxed);
             self.failing_since_ms.store(0, Ordering::Relaxed);
