@@ -20,10 +20,10 @@ use opentelemetry_sdk::metrics::Temporality;
 use prost::Message as _;
 
 use super::duration::Durations;
-use crate::config::{Protocol, Resolved};
+use crate::config::Resolved;
 use crate::error::SetupError;
 use crate::wire::body::Framer;
-use crate::wire::transport::{Outcomes, Refusals, Transport, Wire};
+use crate::wire::transport::{Outcomes, Refusals, Transport};
 
 /// The OTLP metrics export method, appended to a gRPC endpoint.
 const GRPC_METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -85,21 +85,17 @@ impl OtlpMetricExporter {
         counts: Arc<Counts>,
         durations: Arc<Durations>,
     ) -> Result<Self, SetupError> {
-        let wire = match config.protocol {
-            Protocol::Grpc => Wire::Grpc,
-            Protocol::HttpProtobuf => Wire::Http,
-        };
-        let transport = Transport::for_method(
-            wire,
+        let (transport, framer) = Transport::for_signal(
+            config.protocol,
             &config.endpoint,
             GRPC_METRICS_PATH,
             &config.headers,
             config.timeout,
             &config.tls,
-        )?
-        .with_compression(config.compression);
+            config.compression,
+        )?;
         Ok(Self {
-            framer: Mutex::new(Framer::new(wire, config.compression)),
+            framer: Mutex::new(framer),
             transport,
             counts,
             durations,
@@ -202,7 +198,7 @@ mod tests {
             environment: None,
             resource_attributes: Vec::new(),
             exporter: crate::config::TracesExporter::Otlp,
-            protocol: Protocol::HttpProtobuf,
+            protocol: crate::Protocol::HttpProtobuf,
             endpoint,
             headers: Vec::new(),
             timeout: Duration::from_secs(10),

@@ -25,7 +25,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 use super::retry::{self, Backoff, Verdict};
 use super::tls::TlsConfig;
-use crate::config::Compression;
+use crate::config::{Compression, Protocol};
 use crate::error::{SetupError, SetupErrorKind};
 
 /// The path of the OTLP trace export method, appended to a gRPC endpoint.
@@ -144,6 +144,15 @@ pub(crate) enum Wire {
     Grpc,
 }
 
+impl From<Protocol> for Wire {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Grpc => Wire::Grpc,
+            Protocol::HttpProtobuf => Wire::Http,
+        }
+    }
+}
+
 /// The pooled hyper client: plain for `http`, rustls for `https`.
 enum Pool {
     Plain(Client<HttpConnector, Full<Bytes>>),
@@ -199,6 +208,23 @@ impl Transport {
 
     /// Like [`new`](Self::new), for another OTLP export method (`grpc_path` is appended to a
     /// gRPC endpoint), such as the logs service's.
+    /// The transport of a signal sent as one message per request (metrics, log records) to
+    /// `grpc_path` over gRPC, compressed with `compression`, and the framer of its bodies.
+    pub(crate) fn for_signal(
+        protocol: Protocol,
+        endpoint: &str,
+        grpc_path: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+        tls: &TlsConfig,
+        compression: Compression,
+    ) -> Result<(Self, super::body::Framer), SetupError> {
+        let wire = Wire::from(protocol);
+        let transport = Self::for_method(wire, endpoint, grpc_path, headers, timeout, tls)?
+            .with_compression(compression);
+        Ok((transport, super::body::Framer::new(wire, compression)))
+    }
+
     pub(crate) fn for_method(
         wire: Wire,
         endpoint: &str,

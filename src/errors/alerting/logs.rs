@@ -24,7 +24,7 @@ use crate::error::SetupError;
 use crate::errors::classify::Severity;
 use crate::errors::store::ErrorGroup;
 use crate::wire::body::Framer;
-use crate::wire::transport::{Outcomes, Refusals, Transport, Wire};
+use crate::wire::transport::{Outcomes, Refusals, Transport};
 
 /// The OTLP logs export method, appended to a gRPC endpoint.
 const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -198,21 +198,17 @@ pub(crate) struct LogSender {
 impl LogSender {
     /// Fails on an `https` endpoint without the `tls` feature, a bad URL or bad headers.
     pub(crate) fn new(export: LogExport) -> Result<Self, SetupError> {
-        let wire = match export.protocol {
-            Protocol::Grpc => Wire::Grpc,
-            _ => Wire::Http,
-        };
-        let transport = Transport::for_method(
-            wire,
+        let (transport, framer) = Transport::for_signal(
+            export.protocol,
             &export.endpoint,
             GRPC_LOGS_PATH,
             &export.headers,
             export.timeout,
             &export.tls,
-        )?
-        .with_compression(export.compression);
+            export.compression,
+        )?;
         Ok(Self {
-            framer: Mutex::new(Framer::new(wire, export.compression)),
+            framer: Mutex::new(framer),
             transport,
             resource: encode_resource(&export.resource),
             refusals: Refusals::new("log record"),

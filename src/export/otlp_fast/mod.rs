@@ -23,7 +23,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
-use crate::config::{Compression, Protocol, Resolved};
+use crate::config::{Compression, Resolved};
 use crate::error::SetupError;
 use crate::export::batch::Tally;
 
@@ -80,10 +80,7 @@ impl fmt::Debug for FastOtlpExporter {
 /// I/O and time enabled. Fails on an `https` endpoint without the `tls` feature, an invalid URL
 /// or invalid headers.
 pub(crate) fn build(config: &Resolved) -> Result<FastOtlpExporter, SetupError> {
-    let wire = match config.protocol {
-        Protocol::Grpc => Wire::Grpc,
-        Protocol::HttpProtobuf => Wire::Http,
-    };
+    let wire = Wire::from(config.protocol);
     let transport = Transport::new(
         wire,
         &config.endpoint,
