@@ -541,21 +541,25 @@ fn metrics_and_logs_take_their_own_headers_compression_and_timeout() {
 
 /// Each signal's protocol, and the endpoint path that goes with it: the base endpoint gets
 /// `/v1/{signal}` only for the signals sent over HTTP/protobuf.
+/// The traces', metrics' and log records' export settings `options` resolve to.
+fn every_signal(options: &ServiceTracing) -> [crate::config::Resolved; 3] {
+    let (config, _) = options.resolve().expect("valid");
+    let metrics = options
+        .resolve_metrics(&config)
+        .expect("valid")
+        .and_then(|m| m.push)
+        .expect("pushed");
+    let logs = options
+        .resolve_logs(&config, &options.env.logs().expect("valid"))
+        .expect("valid")
+        .expect("exported");
+    [config, metrics, logs]
+}
+
 #[test]
 fn each_signal_takes_its_own_protocol_and_the_endpoint_that_goes_with_it() {
-    let resolve_all = |options: &ServiceTracing| {
-        let (config, _) = options.resolve().expect("valid");
-        let metrics = options
-            .resolve_metrics(&config)
-            .expect("valid")
-            .and_then(|m| m.push)
-            .expect("pushed");
-        let logs = options
-            .resolve_logs(&config, &options.env.logs().expect("valid"))
-            .expect("valid")
-            .expect("exported");
-        [config, metrics, logs].map(|c| (c.protocol, c.endpoint))
-    };
+    let resolve_all =
+        |options: &ServiceTracing| every_signal(options).map(|c| (c.protocol, c.endpoint));
     let (grpc, http) = (Protocol::Grpc, Protocol::HttpProtobuf);
     let options = with_vars(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
@@ -773,19 +777,7 @@ async fn shutdown_async_keeps_the_deadline_without_blocking_the_runtime_thread()
 
 #[test]
 fn a_bare_grpc_endpoint_takes_tls_unless_the_signal_is_insecure() {
-    let resolve_all = |options: &ServiceTracing| {
-        let (config, _) = options.resolve().expect("valid");
-        let metrics = options
-            .resolve_metrics(&config)
-            .expect("valid")
-            .and_then(|m| m.push)
-            .expect("pushed");
-        let logs = options
-            .resolve_logs(&config, &options.env.logs().expect("valid"))
-            .expect("valid")
-            .expect("exported");
-        [config, metrics, logs].map(|c| c.endpoint)
-    };
+    let resolve_all = |options: &ServiceTracing| every_signal(options).map(|c| c.endpoint);
     let options = with_vars(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
