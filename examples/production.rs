@@ -1,6 +1,7 @@
-//! A service as it runs in production: the traced client built once and shared through the
-//! state, every route added before set-up wraps them, and a graceful shutdown that exports
-//! the last spans when the container is stopped.
+//! A service as it runs in production: its settings in a configuration file
+//! (`examples/production.toml`, or the file `SERVICE_TRACING_CONFIG` names), the traced client
+//! built once and shared through the state, every route added before set-up wraps them, and a
+//! graceful shutdown that exports the last spans when the container is stopped.
 //!
 //! `GET /orders/{id}` asks this same service's `GET /stock/{id}` through the traced client, so
 //! each request makes a trace of three spans (server, client, server).
@@ -12,10 +13,9 @@
 //! ```
 //!
 //! `PORT` chooses the port (default 3000; `0` for any free one). The first line printed is
-//! `listening on http://<address>`. `GET /_tracing/health` answers loopback probes with the
-//! export figures (JSON; `503` once span export has failed for a minute).
-
-use std::time::Duration;
+//! `listening on http://<address>`. `GET /_tracing/health` (the file's `[health] route`)
+//! answers loopback probes with the export figures (JSON; `503` once span export has failed
+//! for a minute). The `OTEL_*` variables win over the file, and the builder's calls over both.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -62,12 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let routes = Router::new()
         .route("/orders/{id}", get(order))
         .route("/stock/{id}", get(stock));
-    let (routes, guard) = ServiceTracing::builder("production")
+    // The service's name, its collector, the health route and the shutdown timeout are in
+    // the file; what the code knows best (its version) is a builder call.
+    let config = std::env::var("SERVICE_TRACING_CONFIG").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/production.toml").to_owned()
+    });
+    let (routes, guard) = ServiceTracing::from_file(&config)?
         .service_version(env!("CARGO_PKG_VERSION"))
-        // Within the usual 10 s between SIGTERM and SIGKILL, with room for draining.
-        .shutdown_timeout(Duration::from_secs(5))
-        // Loopback only by default (`health_access` opens it to a network or a token).
-        .health_route("/_tracing/health")
         .init(routes)?;
     // After set-up, so the client writes the propagators set-up chose; built once.
     let app = routes.with_state(App {

@@ -16,20 +16,41 @@ pub(crate) type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Where set-up reads its variables: the process environment, or the function given to
 /// `ServiceTracing::env_lookup`.
 #[derive(Clone, Default)]
-pub(crate) struct Source(Option<Lookup>);
+pub(crate) struct Source {
+    lookup: Option<Lookup>,
+    /// The configuration file's values, read when the variable is unset or blank.
+    file: Option<Arc<[(&'static str, String)]>>,
+}
 
 impl Source {
     /// Variables read through `lookup` instead of the process environment.
-    pub(crate) fn lookup(lookup: Lookup) -> Self {
-        Self(Some(lookup))
+    pub(crate) fn set_lookup(&mut self, lookup: Lookup) {
+        self.lookup = Some(lookup);
     }
 
-    /// A variable as it is set; `None` when unset.
+    /// Values read when a variable is unset or blank: the configuration file's.
+    #[cfg_attr(not(feature = "config-file"), allow(dead_code))]
+    pub(crate) fn set_file(&mut self, values: Vec<(&'static str, String)>) {
+        self.file = Some(values.into());
+    }
+
+    /// A variable as it is set (as the file gives it when it is unset or blank); `None` when
+    /// unset.
     pub(crate) fn var(&self, name: &str) -> Option<String> {
-        match &self.0 {
+        let set = match &self.lookup {
             Some(lookup) => lookup(name),
             None => process_var(name),
-        }
+        };
+        set.filter(|v| !v.trim().is_empty())
+            .or_else(|| self.file_var(name))
+    }
+
+    /// The configuration file's value for a variable.
+    pub(crate) fn file_var(&self, name: &str) -> Option<String> {
+        let file = self.file.as_deref()?;
+        file.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// The trace settings (`OTEL_*`).
@@ -540,7 +561,8 @@ mod tests {
 
     #[test]
     fn a_lookup_replaces_the_process_environment() {
-        let source = Source::lookup(Arc::new(|name: &str| {
+        let mut source = Source::default();
+        source.set_lookup(Arc::new(|name: &str| {
             (name == "OTEL_SERVICE_NAME").then(|| "from-lookup".to_owned())
         }));
         assert_eq!(
@@ -551,6 +573,31 @@ mod tests {
         assert!(process_var("PATH").is_some());
         assert_eq!(source.var("PATH"), None);
         assert_eq!(Source::default().var("PATH"), process_var("PATH"));
+    }
+
+    #[test]
+    fn the_file_gives_what_the_environment_leaves_unset_or_blank() {
+        let mut source = Source::default();
+        source.set_lookup(Arc::new(|name: &str| match name {
+            "OTEL_SERVICE_NAME" => Some("from-env".to_owned()),
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("  ".to_owned()),
+            _ => None,
+        }));
+        source.set_file(vec![
+            ("OTEL_SERVICE_NAME", "from-file".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://file:4318".to_owned()),
+            ("OTEL_TRACES_SAMPLER", "always_off".to_owned()),
+        ]);
+        assert_eq!(source.var("OTEL_SERVICE_NAME").as_deref(), Some("from-env"));
+        assert_eq!(
+            source.var("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://file:4318")
+        );
+        assert_eq!(
+            source.var("OTEL_TRACES_SAMPLER").as_deref(),
+            Some("always_off")
+        );
+        assert_eq!(source.var("OTEL_PROPAGATORS"), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! [`env::Source`]), `metrics.rs` the metrics ones; [`layered`] is the precedence itself.
 
 pub(crate) mod env;
+#[cfg(feature = "config-file")]
+pub(crate) mod file;
 pub(crate) mod metrics;
 
 use std::time::Duration;

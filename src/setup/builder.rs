@@ -77,10 +77,15 @@ pub struct ServiceTracing {
     pub(super) process: ProcessOptions,
     /// The longest [`TracingGuard::shutdown`](crate::TracingGuard::shutdown) may take.
     pub(super) shutdown_timeout: Duration,
+    /// Why `SERVICE_TRACING_CONFIG`'s file could not be read: returned by `init`.
+    pub(super) file_error: Option<String>,
     /// Where `testing::TestTracing` keeps spans, instead of the configured exporter.
     #[cfg(any(test, feature = "testing"))]
     pub(super) capture: Option<crate::testing::Capture>,
 }
+
+/// The variable naming a configuration file that [`ServiceTracing::builder`] reads.
+pub(super) const CONFIG_VAR: &str = "SERVICE_TRACING_CONFIG";
 
 /// [`ServiceTracing::shutdown_timeout`]'s default.
 pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,9 +137,38 @@ impl fmt::Debug for ServiceTracing {
 
 impl ServiceTracing {
     /// Starts the options for the service `name`.
+    ///
+    /// When the variable `SERVICE_TRACING_CONFIG` names a configuration file (read from the
+    /// process environment, like `RUST_LOG`), its settings are the starting point, as
+    /// [`from_file`](Self::from_file) gives them; `name` beats the file's `service.name`. A file
+    /// that cannot be read or holds a bad value fails [`init`](Self::init) with the file's
+    /// line and column.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("checkout");
+    /// # let _ = options;
+    /// ```
     pub fn builder(name: impl Into<String>) -> Self {
+        let options = Self::bare(name.into());
+        let path = env::process_var(CONFIG_VAR);
+        #[cfg(feature = "config-file")]
+        return options.with_config_var(path);
+        #[cfg(not(feature = "config-file"))]
+        match path.filter(|p| !p.trim().is_empty()) {
+            Some(_) => Self {
+                file_error: Some(format!(
+                    "{CONFIG_VAR} is set, but this build has no `config-file` feature"
+                )),
+                ..options
+            },
+            None => options,
+        }
+    }
+
+    /// The options with nothing read from a file.
+    pub(super) fn bare(name: String) -> Self {
         Self {
-            name: name.into(),
+            name,
             version: None,
             environment: None,
             resource_attributes: Vec::new(),
@@ -173,6 +207,7 @@ impl ServiceTracing {
                 interval: crate::process::DEFAULT_SAMPLE_INTERVAL,
             },
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            file_error: None,
             #[cfg(any(test, feature = "testing"))]
             capture: None,
         }
@@ -624,7 +659,7 @@ impl ServiceTracing {
         mut self,
         lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        self.env = env::Source::lookup(Arc::new(lookup));
+        self.env.set_lookup(Arc::new(lookup));
         self
     }
 

@@ -2,8 +2,10 @@
 //!
 //! One file per job, in the order `init` runs them:
 //! - `builder.rs`: [`ServiceTracing`](crate::ServiceTracing) and its option methods (they only record values);
-//! - `resolve.rs`: the builder's values over the `OTEL_*` variables over the defaults
-//!   ([`crate::config`] reads the variables);
+//! - `file.rs`: `ServiceTracing::from_file` and `SERVICE_TRACING_CONFIG`, a configuration
+//!   file's settings as the builder's starting values and the variables' fallback;
+//! - `resolve.rs`: the builder's values over the `OTEL_*` variables over the file over the
+//!   defaults ([`crate::config`] reads the variables);
 //! - `pipeline.rs`: `init` and `init_layer`, which start error tracking, profiling, the tracer
 //!   provider with its span processors and export worker, and metrics, then build the layer;
 //! - `resource.rs`: the OpenTelemetry resource (service, host, process, SDK);
@@ -14,6 +16,8 @@
 
 mod builder;
 mod builder_errors;
+#[cfg(feature = "config-file")]
+mod file;
 mod guard;
 mod pipeline;
 mod resolve;

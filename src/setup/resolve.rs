@@ -22,6 +22,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ServiceTracing {
     pub(super) fn resolve(&self) -> Result<(Resolved, Propagation), SetupError> {
+        if let Some(e) = &self.file_error {
+            return Err(SetupError::new(
+                crate::error::SetupErrorKind::InvalidConfig,
+                e.clone(),
+            ));
+        }
         let env = self.env.traces()?;
         if let Some(endpoint) = &self.endpoint {
             env::validate_endpoint("otlp_endpoint", endpoint)?;
@@ -287,7 +293,9 @@ impl ServiceTracing {
     pub(super) fn resolve_log_filter(&self) -> Result<EnvFilter, SetupError> {
         let (setting, filter) = layered(
             self.log_filter.clone().map(|f| ("log_filter", f)),
-            env::rust_log().map(|f| ("RUST_LOG", f)),
+            env::rust_log()
+                .map(|f| ("RUST_LOG", f))
+                .or_else(|| self.env.file_var("RUST_LOG").map(|f| ("logging.filter", f))),
             || ("log_filter", "info".to_owned()),
         );
         EnvFilter::try_new(&filter).map_err(|e| {

@@ -1,4 +1,5 @@
-//! `examples/production.rs` serves with `with_graceful_shutdown(guard.shutdown_signal())` and
+//! `examples/production.rs` reads its settings from `examples/production.toml` (service name,
+//! health route, shutdown timeout, and `${DEPLOY_ENV:-production}` substituted), serves with `with_graceful_shutdown(guard.shutdown_signal())` and
 //! then `guard.shutdown_async()`: sent SIGTERM as a container runtime does, it exits 0 and
 //! every span of every request reaches a real collector, with the resource the SDK's detector
 //! and the generated `service.instance.id` make.
@@ -27,6 +28,7 @@ fn build_example() -> std::path::PathBuf {
         ("redis", cfg!(feature = "redis")),
         ("cpu-profile", cfg!(feature = "cpu-profile")),
         ("testing", cfg!(feature = "testing")),
+        ("config-file", cfg!(feature = "config-file")),
     ] {
         if on {
             features.push(feature);
@@ -92,6 +94,8 @@ async fn serve_then_stop_with(signal: &str) {
         .env("OTEL_BSP_SCHEDULE_DELAY", "3600000")
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("RUST_LOG", "warn")
+        .env("DEPLOY_ENV", "e2e")
+        .env_remove("SERVICE_TRACING_CONFIG")
         .stdout(Stdio::piped())
         .spawn()
         .expect("the example starts");
@@ -168,7 +172,12 @@ async fn serve_then_stop_with(signal: &str) {
     assert_eq!(instance.len(), 36, "{instance}");
     assert_eq!(&instance[14..15], "4", "a UUID v4: {instance}");
     for span in &spans {
+        // From the file, `${DEPLOY_ENV:-production}` substituted.
         assert_eq!(span.service_name, "production");
+        assert_eq!(
+            span.resource_attr("deployment.environment.name"),
+            Some("e2e")
+        );
         assert_eq!(
             span.resource_attr("service.instance.id"),
             Some(instance.as_str())

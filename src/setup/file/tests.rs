@@ -1,0 +1,213 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ServiceTracing;
+use crate::config::{Compression, Protocol, TracesExporter, TracesSampler};
+
+/// Writes `text` to a fresh file named `name` and returns its path.
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "service-tracing-file-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).expect("valid");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("valid");
+    path
+}
+
+const SETTINGS: &str = r#"
+[service]
+name = "from-file"
+version = "2.0.0"
+
+[export]
+endpoint = "http://file-collector:4318"
+protocol = "grpc"
+compression = "gzip"
+timeout = "3s"
+
+[sampling]
+sampler = "traceidratio"
+ratio = 0.5
+rules = [{ route = "/health", sample = "never" }, { method = "POST", route = "/pay", sample = "always" }]
+
+[http]
+untraced_routes = ["/favicon.ico"]
+
+[profiling]
+enabled = false
+slow_thresholds = { "GET /orders/{id}" = "200ms" }
+
+[errors]
+alerts = [{ kind = "count", threshold = 3, window = "5m" }, { kind = "new_group" }]
+
+[health]
+route = "/_tracing/health"
+bearer_token = "s3cret"
+
+[shutdown]
+timeout = "2s"
+"#;
+
+/// Builder > variables > file > defaults, setting by setting.
+#[test]
+fn the_builder_beats_the_variables_which_beat_the_file_which_beats_the_defaults() {
+    let path = file("tracing.toml", SETTINGS);
+    let options = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|name| match name {
+            "OTEL_TRACES_SAMPLER" => Some("always_off".to_owned()),
+            "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("none".to_owned()),
+            _ => None,
+        })
+        .otlp_protocol(Protocol::HttpProtobuf)
+        .profiling(true)
+        .untraced_route("/metrics");
+    let (config, _) = options.resolve().expect("valid");
+    // The file.
+    assert_eq!(config.service_name, "from-file");
+    assert_eq!(config.service_version.as_deref(), Some("2.0.0"));
+    assert_eq!(config.endpoint, "http://file-collector:4318/v1/traces");
+    assert_eq!(config.exporter, TracesExporter::Otlp);
+    assert_eq!(config.timeout, Duration::from_secs(3));
+    assert_eq!(options.shutdown_timeout, Duration::from_secs(2));
+    assert_eq!(options.slow_thresholds.len(), 1);
+    assert_eq!(options.alerts.rules.len(), 2);
+    assert_eq!(options.alerts.rules[0].name(), "count >= 3 in 5m");
+    assert_eq!(options.health.route.as_deref(), Some("/_tracing/health"));
+    assert_eq!(
+        format!("{:?}", options.health.access),
+        "Token(..)",
+        "the bearer token"
+    );
+    let rules = options.sampling_rules.as_ref().expect("valid");
+    assert_eq!(rules.rules().len(), 2);
+    assert_eq!(rules.rules()[1].to_string(), "POST /pay");
+    // The variables beat the file.
+    assert_eq!(config.sampler, TracesSampler::AlwaysOff);
+    assert_eq!(config.compression, Compression::None);
+    // The builder beats both; lists add up.
+    assert_eq!(config.protocol, Protocol::HttpProtobuf);
+    assert!(options.profiling);
+    assert_eq!(options.layer.untraced, ["/favicon.ico", "/metrics"]);
+    // The defaults where nobody said anything.
+    assert_eq!(config.batch, crate::BatchConfig::default());
+}
+
+#[test]
+fn without_the_variables_the_file_decides() {
+    let path = file("tracing.yaml", "export:\n  protocol: grpc\nsampling:\n  sampler: parentbased_traceidratio\n  ratio: 0.25\n");
+    let (config, _) = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|_| None)
+        .resolve()
+        .expect("valid");
+    assert_eq!(config.protocol, Protocol::Grpc);
+    assert_eq!(config.sampler, TracesSampler::ParentBasedTraceIdRatio(0.25));
+    // No name in the file: OpenTelemetry's `unknown_service:<executable>`.
+    assert!(
+        config.service_name.starts_with("unknown_service:"),
+        "{}",
+        config.service_name
+    );
+    // No endpoint anywhere: spans print to the console, as without a file.
+    assert_eq!(config.exporter, TracesExporter::Console);
+}
+
+#[test]
+fn otel_service_name_beats_the_files_name() {
+    let path = file("tracing.toml", "[service]\nname = \"from-file\"\n");
+    let (config, _) = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|name| (name == "OTEL_SERVICE_NAME").then(|| "from-env".to_owned()))
+        .resolve()
+        .expect("valid");
+    assert_eq!(config.service_name, "from-env");
+}
+
+/// What `builder` does with `SERVICE_TRACING_CONFIG`'s value.
+#[test]
+fn the_config_variable_gives_the_starting_point_and_its_errors_fail_init() {
+    let path = file(
+        "tracing.toml",
+        "[service]\nname = \"ignored\"\nversion = \"3\"\n",
+    );
+    let options = ServiceTracing::bare("svc".to_owned())
+        .with_config_var(Some(path.display().to_string()))
+        .env_lookup(|_| None);
+    let (config, _) = options.resolve().expect("valid");
+    // The builder's name beats the file's.
+    assert_eq!(config.service_name, "svc");
+    assert_eq!(config.service_version.as_deref(), Some("3"));
+
+    let bad = file("tracing.toml", "[service]\nversion = \"3\"\nnmae = \"x\"\n");
+    let err = ServiceTracing::bare("svc".to_owned())
+        .with_config_var(Some(bad.display().to_string()))
+        .install_subscriber(false)
+        .init(axum::Router::<()>::new())
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(message.starts_with("SERVICE_TRACING_CONFIG: "), "{message}");
+    assert!(message.contains("tracing.toml:3:1: "), "{message}");
+    assert_eq!(err.kind(), crate::SetupErrorKind::InvalidConfig);
+
+    let missing = ServiceTracing::bare("svc".to_owned())
+        .with_config_var(Some("/nonexistent/tracing.toml".to_owned()))
+        .resolve()
+        .expect_err("refused");
+    assert!(missing.to_string().contains("cannot be read"), "{missing}");
+    // Unset or blank: nothing read.
+    let none = ServiceTracing::bare("svc".to_owned()).with_config_var(Some(" ".to_owned()));
+    assert!(none.file_error.is_none());
+}
+
+#[test]
+fn settings_that_contradict_each_other_are_refused() {
+    for (text, says) in [
+        (
+            "[health]\nnetworks = [\"10.0.0.0/8\"]\nbearer_token = \"t\"\n",
+            "not both",
+        ),
+        (
+            "[propagation]\ntrust_incoming = \"never\"\ntrust_networks = [\"10.0.0.0/8\"]\n",
+            "not both",
+        ),
+        ("[health]\nnetworks = [\"nowhere\"]\n", "health.networks"),
+        (
+            "[propagation]\ntrust_networks = [\"nowhere\"]\n",
+            "trust_networks",
+        ),
+        (
+            "[errors]\nalerts = [{ kind = \"count\" }]\n",
+            "errors.alerts[0]",
+        ),
+        (
+            "[errors]\nalerts = [{ kind = \"ratio\", threshold = 2.0 }]\n",
+            "a share from 0 to 1",
+        ),
+    ] {
+        let err = ServiceTracing::from_file(file("tracing.toml", text)).expect_err("refused");
+        assert!(err.to_string().contains(says), "{text}: {err}");
+    }
+}
+
+#[test]
+fn trust_follows_networks_and_headers() {
+    let path = file(
+        "tracing.toml",
+        "[propagation]\ntrust_networks = [\"10.0.0.0/8\"]\ntrust_headers = [\"x-internal\"]\n",
+    );
+    let options = ServiceTracing::from_file(&path).expect("valid");
+    let request = |header: bool| {
+        let mut r = http::Request::builder();
+        if header {
+            r = r.header("x-internal", "1");
+        }
+        r.body(()).expect("valid")
+    };
+    // No peer address known and no header: not trusted; the header: trusted.
+    assert!(!options.layer.trust.is_trusted(&request(false)));
+    assert!(options.layer.trust.is_trusted(&request(true)));
+}
