@@ -216,6 +216,8 @@ impl HealthState {
                 "rules": stats.rules.iter().map(rule).collect::<Vec<_>>(),
                 "otherwise": rule(&stats.otherwise),
                 "followed_parent": stats.followed_parent,
+                "kept_errors": stats.kept_errors,
+                "kept_slow": stats.kept_slow,
             })
         });
         let body = json!({

@@ -43,17 +43,33 @@
 //! over the second, and a count stops the second at the target when traffic jumps. Over any
 //! minute the traces kept never exceed the target (rounded up per second).
 //!
-//! # Limits
+//! # Keeping errors and slow requests
 //!
-//! The decision is made when the request starts (head sampling): a request that fails or turns
-//! slow after an unsampled start is not kept, though error tracking, profiling and the HTTP
-//! metrics count it as every request. Statistics ([`SamplingHandle::stats`]) count from the
-//! moment the rules they describe were set.
+//! The decision is made when the request starts (head sampling), before anyone knows whether
+//! it will fail. [`SamplingRules::keep_errors`] and [`SamplingRules::keep_slower_than`] change
+//! that where the decision is still this service's to change: a new trace the rules drop is
+//! recorded without being sampled (`RecordOnly`), and its span is exported after all when it
+//! ends in error or slow ([`SamplingStats::kept_errors`], [`SamplingStats::kept_slow`]).
+//!
+//! The limits, which are head sampling's:
+//! - only the span whose trace this service started is kept: the trace context it sent on
+//!   said "not sampled", so the services it called recorded nothing, and its own child spans
+//!   (client calls, `tracing` spans) followed that decision; the kept span is a trace of one
+//!   span, with its attributes, status, events and exception;
+//! - a request whose caller chose "not sampled" (a parent, under a parent-based sampler) is
+//!   the caller's decision and is not kept;
+//! - recording costs a dropped request what a sampled one costs on the request thread (the
+//!   span's attributes, the context), though not the export: keep the cost in mind on routes
+//!   sampled at a low ratio for their volume.
+//!
+//! Error tracking, profiling and the HTTP metrics count every request whatever the decision.
+//! Statistics ([`SamplingHandle::stats`]) count from the moment the rules they describe were
+//! set.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
@@ -61,6 +77,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
 use crate::trace_share::{keeps, Budget, Counter};
+
+mod keep;
 
 /// What a rule does with the new traces it matches.
 ///
@@ -155,6 +173,8 @@ impl fmt::Display for RouteRule {
 pub struct SamplingRules {
     rules: Vec<RouteRule>,
     otherwise: Option<SampleAction>,
+    keep_errors: bool,
+    keep_slower_than: Option<Duration>,
 }
 
 impl SamplingRules {
@@ -181,6 +201,47 @@ impl SamplingRules {
     /// The rules, in order.
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
+    }
+
+    /// Keeps the new traces the rules drop when their span ends in error (a server span's
+    /// `5xx` or panic, any span with status `Error`): such spans are recorded without being
+    /// sampled, and exported when they fail. Recording costs an unsampled request what a
+    /// sampled one costs on the request thread (not the export); see the
+    /// [module](self#keeping-errors-and-slow-requests) notes for what is kept.
+    ///
+    /// ```
+    /// use service_tracing::sampling::{SampleAction, SamplingRules};
+    /// let rules = SamplingRules::new().otherwise(SampleAction::Ratio(0.01)).keep_errors();
+    /// # let _ = rules;
+    /// ```
+    #[must_use]
+    pub fn keep_errors(mut self) -> Self {
+        self.keep_errors = true;
+        self
+    }
+
+    /// Keeps the new traces the rules drop when their span lasts longer than `threshold`, or
+    /// profiling marks it slow (`performance.slow`, see [`crate::profiling`]); recorded as
+    /// with [`keep_errors`](Self::keep_errors).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use service_tracing::sampling::{SampleAction, SamplingRules};
+    /// let rules = SamplingRules::new()
+    ///     .otherwise(SampleAction::PerSecond(10.0))
+    ///     .keep_errors()
+    ///     .keep_slower_than(Duration::from_secs(2));
+    /// # let _ = rules;
+    /// ```
+    #[must_use]
+    pub fn keep_slower_than(mut self, threshold: Duration) -> Self {
+        self.keep_slower_than = Some(threshold);
+        self
+    }
+
+    /// Whether dropped new traces are recorded, to be kept if they fail or turn slow.
+    fn keeps_some(&self) -> bool {
+        self.keep_errors || self.keep_slower_than.is_some()
     }
 }
 
@@ -219,6 +280,12 @@ pub struct SamplingStats {
     pub otherwise: RuleStats,
     /// Spans that followed their parent's decision.
     pub followed_parent: u64,
+    /// Dropped traces whose span was kept because it failed
+    /// ([`SamplingRules::keep_errors`]).
+    pub kept_errors: u64,
+    /// Dropped traces whose span was kept because it was slow
+    /// ([`SamplingRules::keep_slower_than`]).
+    pub kept_slow: u64,
 }
 
 /// Changes the rules while the service serves, and reads their figures. Cheap to clone.
@@ -267,6 +334,8 @@ impl SamplingHandle {
                 .collect(),
             otherwise: plan.otherwise.stats("otherwise".to_owned()),
             followed_parent: self.state.followed_parent.sum(),
+            kept_errors: self.state.kept_errors.sum(),
+            kept_slow: self.state.kept_slow.sum(),
         }
     }
 }
@@ -307,6 +376,8 @@ impl RouteSampler {
                 plan: ArcSwap::from_pointee(Plan::new(rules, base, 0)),
                 start,
                 followed_parent: Counter::default(),
+                kept_errors: Counter::default(),
+                kept_slow: Counter::default(),
             }),
             parent_based,
         }
@@ -329,7 +400,9 @@ impl RouteSampler {
 
     /// The decision for a new trace: the first rule whose route and method match the span's
     /// name (server spans only), else `otherwise`.
-    fn decide_root(&self, trace_id: TraceId, name: &str, kind: &SpanKind) -> bool {
+    /// Dropped, it is recorded all the same when the rules keep failing or slow spans
+    /// ([`keep`]).
+    fn decide_root(&self, trace_id: TraceId, name: &str, kind: &SpanKind) -> SamplingDecision {
         let plan = self.state.plan.load();
         let rule = match (kind, name.split_once(' ')) {
             (SpanKind::Server, Some((method, route))) => plan
@@ -339,7 +412,13 @@ impl RouteSampler {
                 .unwrap_or(&plan.otherwise),
             _ => &plan.otherwise,
         };
-        rule.decide(trace_id, || self.state.seconds())
+        if rule.decide(trace_id, || self.state.seconds()) {
+            SamplingDecision::RecordAndSample
+        } else if plan.given.keeps_some() {
+            SamplingDecision::RecordOnly
+        } else {
+            SamplingDecision::Drop
+        }
     }
 }
 
@@ -359,10 +438,15 @@ impl ShouldSample for RouteSampler {
             .as_ref()
             .map(|span| span.span_context())
             .filter(|sc| sc.is_valid());
-        let (sampled, trace_state) = match parent {
+        let (decision, trace_state) = match parent {
             Some(sc) if self.parent_based => {
                 self.state.followed_parent.add(1);
-                (sc.is_sampled(), sc.trace_state().clone())
+                let decision = if sc.is_sampled() {
+                    SamplingDecision::RecordAndSample
+                } else {
+                    SamplingDecision::Drop
+                };
+                (decision, sc.trace_state().clone())
             }
             Some(sc) => (
                 self.decide_root(trace_id, name, span_kind),
@@ -374,11 +458,7 @@ impl ShouldSample for RouteSampler {
             ),
         };
         SamplingResult {
-            decision: if sampled {
-                SamplingDecision::RecordAndSample
-            } else {
-                SamplingDecision::Drop
-            },
+            decision,
             attributes: Vec::new(),
             trace_state,
         }
@@ -393,6 +473,17 @@ impl ShouldSample for RouteSampler {
 pub(crate) enum Installed {
     Sdk(opentelemetry_sdk::trace::Sampler),
     Rules(RouteSampler),
+}
+
+impl Installed {
+    /// What exports the failing and slow spans of dropped traces when the rules keep them,
+    /// for the processor chain, right before the export worker.
+    pub(crate) fn keep(&self) -> keep::Keep {
+        keep::Keep::new(match self {
+            Installed::Sdk(_) => None,
+            Installed::Rules(rules) => Some(rules.state.clone()),
+        })
+    }
 }
 
 impl Installed {
@@ -429,6 +520,8 @@ struct State {
     plan: ArcSwap<Plan>,
     start: Instant,
     followed_parent: Counter,
+    kept_errors: Counter,
+    kept_slow: Counter,
 }
 
 impl fmt::Debug for State {

@@ -373,10 +373,10 @@ impl ErrorTracking {
         let Some(event) = ErrorEvent::from_request(outcome) else {
             return;
         };
-        if outcome.sampled {
-            // The server span ends right after this, on this thread: its error is this one.
-            COUNTED_SERVER_SPAN.set(Some((outcome.trace_id, outcome.span_id)));
-        }
+        // The server span, when it records (sampled, or recorded to be kept if it fails: see
+        // `SamplingRules::keep_errors`), ends right after this, on this thread: its error is
+        // this one.
+        COUNTED_SERVER_SPAN.set(Some((outcome.trace_id, outcome.span_id)));
         self.enqueue(event);
     }
 
@@ -490,7 +490,7 @@ impl ErrorTracking {
 }
 
 thread_local! {
-    /// The sampled server span whose request [`RequestErrorsObserver`] has just counted; the
+    /// The server span whose request [`RequestErrorsObserver`] has just counted; the
     /// layer ends that span right after, on the same thread, and the processor skips its
     /// error. Written only for failing requests.
     static COUNTED_SERVER_SPAN: std::cell::Cell<Option<(TraceId, SpanId)>> =

@@ -148,6 +148,9 @@ pub(crate) fn register_push(meter: &Meter, counts: &Arc<Counts>) {
 /// - `service_tracing.sampling.decisions` (counter, `{trace}`), with
 ///   `service_tracing.sampling.decision` `sampled` or `dropped`: new traces each rule decided
 ///   since the rules were set;
+/// - `service_tracing.sampling.kept` (counter, `{trace}`, by `service_tracing.sampling.kept_reason`
+///   `error` or `slow`): dropped traces whose span was exported after all
+///   (`SamplingRules::keep_errors`, `keep_slower_than`);
 /// - `service_tracing.sampling.ratio` (gauge, `1`): the share each rule keeps now (for a rate,
 ///   set from the last second's traffic);
 /// - `service_tracing.sampling.target` (gauge, `{trace}/s`): a rate rule's target, beside
@@ -175,6 +178,26 @@ pub(crate) fn register_sampling(meter: &Meter, sampling: crate::sampling::Sampli
                     observer.observe(n, &attributes);
                 }
             });
+        })
+        .build();
+    let kept = sampling.clone();
+    meter
+        .u64_observable_counter("service_tracing.sampling.kept")
+        .with_description(
+            "Dropped traces whose span was exported after all because it failed or was slow.",
+        )
+        .with_unit("{trace}")
+        .with_callback(move |observer| {
+            let stats = kept.stats();
+            for (reason, n) in [("error", stats.kept_errors), ("slow", stats.kept_slow)] {
+                observer.observe(
+                    n,
+                    &[KeyValue::new(
+                        "service_tracing.sampling.kept_reason",
+                        reason,
+                    )],
+                );
+            }
         })
         .build();
     let ratio = sampling.clone();

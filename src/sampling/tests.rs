@@ -202,3 +202,132 @@ fn odd_actions_are_clamped_not_trusted() {
     let sampler = RouteSampler::new(SamplingRules::new().otherwise(SampleAction::PerSecond(-3.0)));
     assert!(!decision(&sampler, None, "GET /a", SpanKind::Server));
 }
+
+fn raw_decision(sampler: &impl ShouldSample, cx: Option<&Context>, name: &str) -> SamplingDecision {
+    let trace_id = TraceId::from(0x0af7651916cd43dd8448eb211c80319c_u128);
+    sampler
+        .should_sample(cx, trace_id, name, &SpanKind::Server, &[], &[])
+        .decision
+}
+
+#[test]
+fn keeping_errors_records_the_dropped_traces_this_service_decides() {
+    let rules = SamplingRules::new()
+        .rule(RouteRule::new("/always", SampleAction::Always))
+        .otherwise(SampleAction::Never);
+    let plain = RouteSampler::new(rules.clone()).parent_based(true);
+    assert_eq!(raw_decision(&plain, None, "GET /x"), SamplingDecision::Drop);
+    for keeping in [
+        rules.clone().keep_errors(),
+        rules.clone().keep_slower_than(Duration::from_millis(5)),
+    ] {
+        let sampler = RouteSampler::new(keeping).parent_based(true);
+        assert_eq!(
+            raw_decision(&sampler, None, "GET /x"),
+            SamplingDecision::RecordOnly
+        );
+        assert_eq!(
+            raw_decision(&sampler, None, "GET /always"),
+            SamplingDecision::RecordAndSample
+        );
+        // The caller decided: not this service's to change.
+        assert_eq!(
+            raw_decision(&sampler, Some(&remote_parent(false)), "GET /x"),
+            SamplingDecision::Drop
+        );
+    }
+    // Replaced while serving: the next decisions drop again.
+    let sampler = RouteSampler::new(rules.clone().keep_errors());
+    sampler.handle().replace(rules);
+    assert_eq!(
+        raw_decision(&sampler, None, "GET /x"),
+        SamplingDecision::Drop
+    );
+}
+
+/// A recorded-only span as it ends, `took` long, with `status` and an optional event.
+fn ended(
+    took: Duration,
+    status: opentelemetry::trace::Status,
+    event: Option<&'static str>,
+) -> SpanData {
+    let start = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+    if let Some(name) = event {
+        events
+            .events
+            .push(opentelemetry::trace::Event::new(name, start, Vec::new(), 0));
+    }
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            TraceFlags::default(),
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Server,
+        name: "GET /x".into(),
+        start_time: start,
+        end_time: start + took,
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events,
+        links: opentelemetry_sdk::trace::SpanLinks::default(),
+        status,
+        instrumentation_scope: opentelemetry::InstrumentationScope::builder("test").build(),
+    }
+}
+
+use opentelemetry_sdk::trace::SpanData;
+
+#[test]
+fn failing_and_slow_recorded_spans_are_marked_sampled_for_export() {
+    use crate::chain::SpanHook;
+    use opentelemetry::trace::Status;
+    let sampler = RouteSampler::new(
+        SamplingRules::new()
+            .otherwise(SampleAction::Never)
+            .keep_errors()
+            .keep_slower_than(Duration::from_millis(100)),
+    );
+    let keep = Installed::Rules(sampler.clone()).keep();
+    let ms = Duration::from_millis;
+    let kept = |mut span: SpanData| {
+        keep.on_end(&mut span);
+        span.span_context.is_sampled()
+    };
+    assert!(kept(ended(ms(1), Status::error("boom"), None)), "an error");
+    assert!(
+        kept(ended(ms(101), Status::Unset, None)),
+        "slower than the threshold"
+    );
+    assert!(
+        kept(ended(ms(1), Status::Unset, Some("performance.slow"))),
+        "slow by profiling's threshold"
+    );
+    assert!(!kept(ended(ms(99), Status::Unset, None)), "fast and fine");
+    assert!(!kept(ended(ms(1), Status::Ok, Some("exception"))), "fine");
+    let stats = sampler.handle().stats();
+    assert_eq!((stats.kept_errors, stats.kept_slow), (1, 2));
+
+    // Errors only: a slow span stays dropped.
+    sampler.handle().replace(
+        SamplingRules::new()
+            .otherwise(SampleAction::Never)
+            .keep_errors(),
+    );
+    assert!(!kept(ended(
+        ms(500),
+        Status::Unset,
+        Some("performance.slow")
+    )));
+    assert!(kept(ended(ms(1), Status::error("boom"), None)));
+    // The SDK's samplers never record without sampling: nothing to keep.
+    let none = Installed::Sdk(Sampler::AlwaysOff).keep();
+    let mut span = ended(ms(1), Status::error("boom"), None);
+    none.on_end(&mut span);
+    assert!(!span.span_context.is_sampled());
+}

@@ -93,8 +93,19 @@ impl ServiceTracing {
         if let Some(environment) = f.service.environment {
             self.environment = Some(environment.0);
         }
-        if !f.sampling.rules.is_empty() || f.sampling.otherwise.is_some() {
+        let keep_errors = f.sampling.keep_errors == Some(true);
+        if !f.sampling.rules.is_empty()
+            || f.sampling.otherwise.is_some()
+            || keep_errors
+            || f.sampling.keep_slower_than.is_some()
+        {
             let mut rules = SamplingRules::new();
+            if keep_errors {
+                rules = rules.keep_errors();
+            }
+            if let Some(threshold) = f.sampling.keep_slower_than {
+                rules = rules.keep_slower_than(threshold.0);
+            }
             for rule in f.sampling.rules {
                 let mut r = RouteRule::new(rule.route.0, rule.sample.0);
                 if let Some(method) = rule.method {

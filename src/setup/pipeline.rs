@@ -538,9 +538,12 @@ pub(super) fn provider(
     profiling: Option<&Profiling>,
     capture: Option<&Capture>,
 ) -> (SdkTracerProvider, ServerTracer) {
+    let sampler = crate::sampling::Installed::of(config);
     // Profiling then error tracking go in front of the worker as one processor: with several,
     // the SDK would clone every ended span. Profiling comes right before the worker, so the
-    // `performance.slow` events it adds are exported.
+    // `performance.slow` events it adds are exported; between them, what keeps the failing
+    // and slow spans of dropped traces (`SamplingRules::keep_errors`) reads those events.
+    let worker = worker.map(|worker| crate::chain::InFrontOf::new(sampler.keep(), worker));
     let chain = match (worker, profiling) {
         (Some(worker), Some(profiling)) => {
             with_errors(errors, profiling.in_front_of(worker), &resource)
@@ -549,7 +552,6 @@ pub(super) fn provider(
         (None, Some(profiling)) => with_errors(errors, profiling.clone(), &resource),
         (None, None) => errors.map(|errors| SharedChain::new(errors.clone(), &resource)),
     };
-    let sampler = crate::sampling::Installed::of(config);
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(sampler.clone());

@@ -43,6 +43,7 @@ mod error_groups_reach_the_summary;
 #[cfg(feature = "redis")]
 mod errors_are_shared_through_redis;
 mod export_traffic_never_becomes_spans;
+mod failing_and_slow_requests_of_dropped_traces_are_kept;
 mod gzip_spans_reach_the_collector_over_both_protocols;
 mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;

@@ -84,6 +84,8 @@ pub(crate) struct Sampling {
     pub(crate) ratio: Option<Ratio>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) otherwise: Option<Action>,
+    pub(crate) keep_errors: Option<bool>,
+    pub(crate) keep_slower_than: Option<Dur>,
 }
 
 /// `{ method = "POST", route = "/checkout", sample = "always" }`.

@@ -83,7 +83,17 @@ fn the_examples_hold_every_key() {
                 "export_timeout",
             ],
         ),
-        ("sampling", &["sampler", "ratio", "rules", "otherwise"]),
+        (
+            "sampling",
+            &[
+                "sampler",
+                "ratio",
+                "rules",
+                "otherwise",
+                "keep_errors",
+                "keep_slower_than",
+            ],
+        ),
         (
             "propagation",
             &[
