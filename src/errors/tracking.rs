@@ -1093,16 +1093,17 @@ mod tests {
         use axum::http::StatusCode;
         use axum::routing::get;
 
-        let (layer, guard) = crate::ServiceTracing::builder("svc")
+        // Scoped: no process globals, so it runs beside any other test.
+        let scoped = crate::ServiceTracing::builder("svc")
             .env_lookup(|_| None)
-            .install_subscriber(false)
             .exporter(crate::TracesExporter::None)
             .error_classifier(|event| {
                 (event.request_operation() == Some("GET /fail"))
                     .then_some((Severity::Low, Category::Security))
             })
-            .init_layer()
+            .build_scoped()
             .unwrap_or_else(|e| panic!("{e}"));
+        let layer = scoped.layer();
         let app = axum::Router::new()
             .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
             .route(
@@ -1124,7 +1125,8 @@ mod tests {
         for path in ["/fail", "/other", "/stated"] {
             crate::test_support::get(&app, path).await;
         }
-        let errors = guard
+        let errors = scoped
+            .guard()
             .errors()
             .unwrap_or_else(|| panic!("error tracking is on"));
         let groups = errors.groups();
@@ -1132,7 +1134,7 @@ mod tests {
         assert_eq!(of("GET /fail"), (Severity::Low, Category::Security));
         assert_eq!(of("GET /other"), (Severity::High, Category::Application));
         assert_eq!(of("GET /stated"), (Severity::Medium, Category::Database));
-        let _ = guard.shutdown();
+        let _ = scoped.shutdown();
     }
 
     #[test]
