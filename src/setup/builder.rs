@@ -483,6 +483,38 @@ impl ServiceTracing {
         self
     }
 
+    /// The request headers an incoming correlation id is read from, in order (default
+    /// `x-correlation-id`, then `x-request-id`; after them the baggage key `correlation.id`).
+    /// For fleets whose gateways name it otherwise. A name that is not a valid header name
+    /// fails [`init`](Self::init), naming `correlation_headers`.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .correlation_headers(["x-amzn-trace-id", "x-correlation-id"]);
+    /// ```
+    pub fn correlation_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.layer.correlation_headers = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The response header that echoes the request's correlation id (default
+    /// `x-correlation-id`); `None` turns the echo off. A name that is not a valid header name
+    /// fails [`init`](Self::init), naming `correlation_response_header`.
+    ///
+    /// ```
+    /// let options = service_tracing::ServiceTracing::builder("svc")
+    ///     .correlation_response_header(Some("x-request-id"));
+    /// let quiet = service_tracing::ServiceTracing::builder("svc").correlation_response_header(None);
+    /// ```
+    pub fn correlation_response_header(mut self, name: Option<&str>) -> Self {
+        self.layer.correlation_response_header = Some(name.map(str::to_owned));
+        self
+    }
+
     /// Adds a hook called with the server span of each sampled request, at the request and at
     /// the response head, after the layer's own attributes ([`SpanHook`]).
     ///
@@ -690,6 +722,10 @@ pub(super) struct LayerOptions {
     pub(super) trust: TrustIncoming,
     pub(super) traceresponse: bool,
     pub(super) correlation_charset: CorrelationIdCharset,
+    /// `None`: the layer's defaults.
+    pub(super) correlation_headers: Option<Vec<String>>,
+    /// `None`: the layer's default; `Some(None)`: no echo.
+    pub(super) correlation_response_header: Option<Option<String>>,
     pub(super) request_headers: Vec<String>,
     pub(super) response_headers: Vec<String>,
     pub(super) span_hooks: Vec<std::sync::Arc<dyn SpanHook>>,
@@ -702,6 +738,11 @@ impl std::fmt::Debug for LayerOptions {
             .field("trust", &self.trust)
             .field("traceresponse", &self.traceresponse)
             .field("correlation_charset", &self.correlation_charset)
+            .field("correlation_headers", &self.correlation_headers)
+            .field(
+                "correlation_response_header",
+                &self.correlation_response_header,
+            )
             .field("request_headers", &self.request_headers)
             .field("response_headers", &self.response_headers)
             .field("span_hooks", &self.span_hooks.len())

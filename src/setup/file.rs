@@ -123,6 +123,12 @@ impl ServiceTracing {
         if let Some(charset) = p.correlation_id_extra_chars {
             self.layer.correlation_charset = charset.0;
         }
+        if let Some(names) = p.correlation_headers {
+            self = self.correlation_headers(names.into_iter().map(|n| n.0));
+        }
+        if let Some(name) = p.correlation_response_header {
+            self = self.correlation_response_header(name.0.as_deref());
+        }
         if let Some(on) = p.traceresponse {
             self.layer.traceresponse = on;
         }

@@ -358,6 +358,16 @@ pub(super) fn layer_for(
         .trust_incoming(options.trust.clone())
         .with_traceresponse(options.traceresponse)
         .with_correlation_charset(options.correlation_charset);
+    // Names checked by `resolve`.
+    if let Some(names) = &options.correlation_headers {
+        layer = layer.with_correlation_headers(names);
+    }
+    if let Some(name) = &options.correlation_response_header {
+        layer = layer.with_response_header(
+            name.as_deref()
+                .and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok()),
+        );
+    }
     // Header names the policy denies are not captured either (the layer itself never captures
     // credentials and cookies).
     let allowed = |names: &[String]| -> Vec<String> {

@@ -28,6 +28,7 @@ impl ServiceTracing {
                 e.clone(),
             ));
         }
+        self.check_correlation_headers()?;
         let env = self.env.traces()?;
         if let Some(endpoint) = &self.endpoint {
             env::validate_endpoint("otlp_endpoint", endpoint)?;
@@ -93,6 +94,22 @@ impl ServiceTracing {
             disabled: env.disabled,
         };
         Ok((resolved, self.resolve_propagation(&env)?))
+    }
+
+    /// The correlation header names are header names.
+    fn check_correlation_headers(&self) -> Result<(), SetupError> {
+        let layer = &self.layer;
+        let reads = layer.correlation_headers.iter().flatten();
+        let echo = layer.correlation_response_header.iter().flatten();
+        let named = reads
+            .map(|name| ("correlation_headers", name))
+            .chain(echo.map(|name| ("correlation_response_header", name)));
+        for (setting, name) in named {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(SetupError::invalid(setting, name, "a header name"));
+            }
+        }
+        Ok(())
     }
 
     /// Defaults < `OTEL_PROPAGATORS` < the builder.

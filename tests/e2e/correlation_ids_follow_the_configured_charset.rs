@@ -46,3 +46,53 @@ async fn the_builder_charset_decides_which_incoming_ids_are_kept() {
         }
     }
 }
+
+/// The headers set on the builder: the id is read from them, in order, and echoed under the
+/// response header given (or not at all).
+#[tokio::test]
+async fn the_builder_headers_decide_where_the_id_is_read_and_echoed() {
+    let serve = |echo: Option<&'static str>| async move {
+        let (app, guard) = ServiceTracing::builder("svc")
+            .env_lookup(|name| (name == "OTEL_SDK_DISABLED").then(|| "true".to_owned()))
+            .install_subscriber(false)
+            .correlation_headers(["x-amzn-id", "x-b3-id"])
+            .correlation_response_header(echo)
+            .init(axum::Router::new().route(
+                "/",
+                axum::routing::get(|id: CorrelationId| async move { id.to_string() }),
+            ))
+            .expect("setup");
+        (crate::support::serve(app).await, guard)
+    };
+    let client = reqwest::Client::new();
+    let (base, _guard) = serve(Some("x-echo")).await;
+    let r = client
+        .get(&base)
+        .header("x-b3-id", "second")
+        .header("x-amzn-id", "first")
+        .header("x-correlation-id", "default-header")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-echo"], "first");
+    assert!(r.headers().get("x-correlation-id").is_none());
+    assert_eq!(r.text().await.unwrap(), "first");
+    // Not one of the configured headers: a fresh id.
+    let r = client
+        .get(&base)
+        .header("x-correlation-id", "default-header")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.text().await.unwrap(), "default-header");
+
+    let (base, _guard) = serve(None).await;
+    let r = client
+        .get(&base)
+        .header("x-amzn-id", "first")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-correlation-id").is_none(), "no echo");
+    assert_eq!(r.text().await.unwrap(), "first");
+}

@@ -106,6 +106,9 @@ pub(crate) struct Propagation {
     pub(crate) trust_networks: Vec<String>,
     pub(crate) trust_headers: Vec<NonEmpty>,
     pub(crate) correlation_id_extra_chars: Option<Charset>,
+    pub(crate) correlation_headers: Option<Vec<HeaderKey>>,
+    /// `""` turns the echo off.
+    pub(crate) correlation_response_header: Option<OptionalHeader>,
     pub(crate) traceresponse: Option<bool>,
 }
 
@@ -347,6 +350,39 @@ impl<'de> Deserialize<'de> for NonEmpty {
             } else {
                 Ok(NonEmpty(s))
             }
+        })
+    }
+}
+
+/// A header name.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderKey(pub(crate) String);
+
+impl<'de> Deserialize<'de> for HeaderKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| {
+            http::HeaderName::from_bytes(s.as_bytes())
+                .map(|_| HeaderKey(s.clone()))
+                .map_err(|_| format!("invalid header name {s:?}"))
+        })
+    }
+}
+
+/// A header name, or `""` for none.
+#[derive(Debug, Clone)]
+pub(crate) struct OptionalHeader(pub(crate) Option<String>);
+
+impl<'de> Deserialize<'de> for OptionalHeader {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| {
+            if s.is_empty() {
+                return Ok(OptionalHeader(None));
+            }
+            http::HeaderName::from_bytes(s.as_bytes())
+                .map(|_| OptionalHeader(Some(s.clone())))
+                .map_err(|_| {
+                    format!("invalid header name {s:?}: expected a header name, or \"\" for none")
+                })
         })
     }
 }

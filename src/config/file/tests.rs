@@ -102,6 +102,8 @@ fn the_examples_hold_every_key() {
                 "trust_networks",
                 "trust_headers",
                 "correlation_id_extra_chars",
+                "correlation_headers",
+                "correlation_response_header",
                 "traceresponse",
             ],
         ),

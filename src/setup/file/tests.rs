@@ -194,6 +194,39 @@ fn settings_that_contradict_each_other_are_refused() {
 }
 
 #[test]
+fn correlation_headers_are_checked_and_reach_the_options() {
+    let path = file(
+        "tracing.toml",
+        "[propagation]\ncorrelation_headers = [\"x-amzn-id\"]\ncorrelation_response_header = \"\"\n",
+    );
+    let options = ServiceTracing::from_file(&path).expect("valid");
+    assert_eq!(
+        options.layer.correlation_headers.as_deref(),
+        Some(&["x-amzn-id".to_owned()][..])
+    );
+    assert_eq!(options.layer.correlation_response_header, Some(None));
+    let bad = file(
+        "tracing.toml",
+        "[propagation]\ncorrelation_headers = [\"bad header\"]\n",
+    );
+    let err = ServiceTracing::from_file(&bad)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("tracing.toml:2:") && err.contains("bad header"),
+        "{err}"
+    );
+    // Through the builder: refused by init, naming the setting.
+    let err = ServiceTracing::builder("svc")
+        .env_lookup(|_| None)
+        .correlation_response_header(Some("no spaces allowed"))
+        .resolve()
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("correlation_response_header"), "{err}");
+}
+
+#[test]
 fn trust_follows_networks_and_headers() {
     let path = file(
         "tracing.toml",
