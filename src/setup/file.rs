@@ -139,6 +139,10 @@ impl ServiceTracing {
             .capture_request_headers(f.http.capture_request_headers.into_iter().map(|h| h.0))
             .capture_response_headers(f.http.capture_response_headers.into_iter().map(|h| h.0));
         let e = f.errors;
+        if let Some(max) = e.max_groups {
+            // Not `error_tracker`, which would turn tracking on whatever `enabled` says.
+            self.error_tracker = Some(crate::ErrorTracking::new().with_max_groups(count(max)));
+        }
         if let Some(on) = e.enabled {
             self.error_tracking = on;
         }
@@ -161,6 +165,23 @@ impl ServiceTracing {
             self = self.redact_pattern(pattern.0);
         }
         let pr = f.profiling;
+        if pr.max_operations.is_some()
+            || pr.slow_log_interval.is_some()
+            || pr.auto_slow_threshold.is_some()
+        {
+            let mut profiler = crate::Profiling::new();
+            if let Some(max) = pr.max_operations {
+                profiler = profiler.with_max_operations(count(max));
+            }
+            if let Some(interval) = pr.slow_log_interval {
+                profiler = profiler.with_slow_log_interval(interval.0);
+            }
+            if let Some(on) = pr.auto_slow_threshold {
+                profiler = profiler.with_auto_slow_threshold(on);
+            }
+            // Not `profiler`, which would turn profiling on whatever `enabled` says.
+            self.profiler = Some(profiler);
+        }
         if let Some(on) = pr.enabled {
             self.profiling = on;
         }
@@ -293,6 +314,11 @@ fn alert_rule(i: usize, a: file::schema::Alert) -> Result<AlertRule, SetupError>
         rule = rule.named(name.0);
     }
     Ok(rule)
+}
+
+/// A count from the file as the bound a builder takes (saturating on 32-bit targets).
+fn count(n: file::schema::Positive) -> usize {
+    usize::try_from(n.0).unwrap_or(usize::MAX)
 }
 
 fn invalid(message: String) -> SetupError {

@@ -124,6 +124,7 @@ pub(crate) struct Http {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Errors {
     pub(crate) enabled: Option<bool>,
+    pub(crate) max_groups: Option<Positive>,
     pub(crate) backtraces: Option<bool>,
     /// `SERVICE_TRACING_ERRORS_REDIS_URL`.
     pub(crate) redis_url: Option<NonEmpty>,
@@ -159,6 +160,9 @@ pub(crate) struct Redaction {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct ProfilingSection {
     pub(crate) enabled: Option<bool>,
+    pub(crate) max_operations: Option<Positive>,
+    pub(crate) slow_log_interval: Option<Dur>,
+    pub(crate) auto_slow_threshold: Option<bool>,
     pub(crate) slow_thresholds: BTreeMap<String, Dur>,
     pub(crate) process_sampling: Option<bool>,
     pub(crate) process_sample_interval: Option<Dur>,

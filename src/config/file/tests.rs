@@ -119,6 +119,7 @@ fn the_examples_hold_every_key() {
             "errors",
             &[
                 "enabled",
+                "max_groups",
                 "backtraces",
                 "redis_url",
                 "webhook",
@@ -131,6 +132,9 @@ fn the_examples_hold_every_key() {
             "profiling",
             &[
                 "enabled",
+                "max_operations",
+                "slow_log_interval",
+                "auto_slow_threshold",
                 "slow_thresholds",
                 "process_sampling",
                 "process_sample_interval",

@@ -38,9 +38,11 @@ untraced_routes = ["/favicon.ico"]
 
 [profiling]
 enabled = false
+max_operations = 7
 slow_thresholds = { "GET /orders/{id}" = "200ms" }
 
 [errors]
+max_groups = 3
 alerts = [{ kind = "count", threshold = 3, window = "5m" }, { kind = "new_group" }]
 
 [health]
@@ -75,6 +77,8 @@ fn the_builder_beats_the_variables_which_beat_the_file_which_beats_the_defaults(
     assert_eq!(options.shutdown_timeout, Duration::from_secs(2));
     assert_eq!(options.slow_thresholds.len(), 1);
     assert_eq!(options.alerts.rules.len(), 2);
+    assert!(options.error_tracker.is_some(), "max_groups");
+    assert!(options.profiler.is_some(), "max_operations");
     assert_eq!(options.alerts.rules[0].name(), "count >= 3 in 5m");
     assert_eq!(options.health.route.as_deref(), Some("/_tracing/health"));
     assert_eq!(
@@ -243,4 +247,33 @@ fn trust_follows_networks_and_headers() {
     // No peer address known and no header: not trusted; the header: trusted.
     assert!(!options.layer.trust.is_trusted(&request(false)));
     assert!(options.layer.trust.is_trusted(&request(true)));
+}
+
+/// The bounds the file gives reach error tracking and profiling.
+#[test]
+fn the_files_bounds_reach_error_tracking_and_profiling() {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    let path = file(
+        "tracing.toml",
+        "[export]\nexporter = \"none\"\n[errors]\nmax_groups = 1\n[profiling]\nmax_operations = 1\n",
+    );
+    let scoped = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|_| None)
+        .build_scoped()
+        .expect("set-up");
+    let tracer = scoped.tracer_provider().expect("provider").tracer("test");
+    tracer.in_span("first", |_| {
+        crate::record_error(&std::io::Error::other("disk full"));
+    });
+    tracer.in_span("second", |_| {
+        crate::record_error(&std::fmt::Error);
+    });
+    scoped.guard().force_flush().expect("flush");
+    let errors = scoped.guard().errors().expect("error tracking");
+    assert_eq!(errors.summary().top_groups().len(), 1, "one group kept");
+    let profiling = scoped.guard().profiling().expect("profiling");
+    assert!(profiling.operation("first").is_some());
+    assert!(profiling.operation("second").is_none(), "past the bound");
 }
