@@ -119,14 +119,14 @@ where
         // Started before the span and the handler run, ended at the end of the body.
         let observation = (!config.observers.is_empty()).then(|| {
             Observation::start(
-                config.observers.clone(),
+                &config.observers,
                 naming.method,
                 naming.route.clone(),
                 naming.route_id,
             )
         });
         let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
-        let echo = Echo::for_request(config, req.headers(), source, &id, recording);
+        let echo = Echo::for_request(&self.config, req.headers(), source, &id, recording);
         let called = {
             let _guard = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
