@@ -66,6 +66,7 @@ mod per_thread;
 pub mod process;
 pub mod profiling;
 pub mod redact;
+mod request_record;
 mod runtime;
 pub mod sampling;
 mod server_span;

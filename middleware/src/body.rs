@@ -25,6 +25,15 @@ pub(crate) struct State {
     pub(crate) observation: Option<Observation>,
 }
 
+impl Drop for State {
+    /// A request whose observation was not finished ended without a response.
+    fn drop(&mut self) {
+        if let Some(observation) = self.observation.take() {
+            observation.abandon(&self.echo.config.observers);
+        }
+    }
+}
+
 /// Ends the request when dropped: tells the observers, then ends the server span.
 pub(crate) struct SpanGuard(Box<State>);
 
@@ -44,7 +53,7 @@ impl Drop for SpanGuard {
     fn drop(&mut self) {
         let state = &mut *self.0;
         if let Some(observation) = state.observation.take() {
-            observation.finish(&state.cx, &state.id);
+            observation.finish(&state.echo.config.observers, &state.cx, &state.id);
         }
         state.cx.span().end();
     }

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
 
 use http::{HeaderName, HeaderValue, Response, StatusCode};
@@ -14,6 +15,7 @@ use opentelemetry::{Context, KeyValue};
 use pin_project_lite::pin_project;
 
 use crate::body::{ResponseBody, SpanGuard, State};
+use crate::config::Config;
 use crate::correlation::CorrelationId;
 use crate::observe::Observation;
 use crate::semconv::{self, truncate};
@@ -141,27 +143,23 @@ fn panic_response<B>(mut state: Box<State>, message: &str) -> Response<ResponseB
     response.map(|()| ResponseBody::empty(SpanGuard::new(state)))
 }
 
-/// The response headers the layer adds.
-#[derive(Clone)]
+/// The response headers the layer adds, and what the response head reads: the layer's
+/// settings are read there through its `Arc` (one count, where copying each setting into the
+/// request's state cost more).
 pub(crate) struct Echo {
-    /// Echoes the correlation id under this name.
-    pub(crate) correlation: Option<HeaderName>,
-    /// Adds W3C Level 2 `traceresponse`.
-    pub(crate) traceresponse: bool,
+    pub(crate) config: Arc<Config>,
     /// The incoming header value that carried the (valid) correlation id, echoed as it is:
     /// cloning it costs a reference count, building a new one an allocation.
     pub(crate) incoming: Option<HeaderValue>,
-    /// Response headers to record on the span (only when configured and recording).
-    pub(crate) response_headers: Option<crate::semconv::HeaderCapture>,
-    /// Hooks to call at the response head (only when set and recording).
-    pub(crate) span_hooks: Option<crate::hook::SpanHooks>,
+    /// Whether the span records: response headers and hooks are read only then.
+    pub(crate) recording: bool,
 }
 
 impl Echo {
     /// What to add to the response of a request whose span records or not (`recording`), its
     /// correlation id `id` read from `source`.
     pub(crate) fn for_request(
-        config: &crate::config::Config,
+        config: &Arc<Config>,
         headers: &http::HeaderMap,
         source: crate::correlation::CorrelationSource,
         id: &CorrelationId,
@@ -177,22 +175,27 @@ impl Echo {
                 .cloned(),
             _ => None,
         };
-        // Read at the response only for a recorded span and a configured list.
-        let response_headers = (recording && !config.response_headers.is_empty())
-            .then(|| config.response_headers.clone());
-        let span_hooks =
-            (recording && !config.span_hooks.is_empty()).then(|| config.span_hooks.clone());
         Self {
-            correlation: config.response_header.clone(),
-            traceresponse: config.traceresponse,
+            config: config.clone(),
             incoming,
-            response_headers,
-            span_hooks,
+            recording,
         }
     }
 
+    /// Response headers to record on the span: only when configured and recording.
+    fn response_headers(&self) -> Option<&crate::semconv::HeaderCapture> {
+        let capture = &self.config.response_headers;
+        (self.recording && !capture.is_empty()).then_some(capture)
+    }
+
+    /// Hooks to call at the response head: only when set and recording.
+    fn span_hooks(&self) -> Option<&crate::hook::SpanHooks> {
+        let hooks = &self.config.span_hooks;
+        (self.recording && !hooks.is_empty()).then_some(hooks)
+    }
+
     fn write<B>(&self, response: &mut Response<B>, cx: &Context, id: &CorrelationId) {
-        if let Some(name) = &self.correlation {
+        if let Some(name) = &self.config.response_header {
             let value = match &self.incoming {
                 Some(value) => Some(value.clone()),
                 None => HeaderValue::from_str(id.as_str()).ok(),
@@ -201,7 +204,7 @@ impl Echo {
                 response.headers_mut().insert(name.clone(), value);
             }
         }
-        if self.traceresponse {
+        if self.config.traceresponse {
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
@@ -293,12 +296,12 @@ fn traced_response<B>(
             ));
             span.set_status(Status::error(""));
         }
-        if let Some(capture) = &state.echo.response_headers {
+        if let Some(capture) = state.echo.response_headers() {
             let mut captured = Vec::new();
             capture.record(response.headers(), &mut captured);
             span.set_attributes(captured);
         }
-        if let Some(hooks) = &state.echo.span_hooks {
+        if let Some(hooks) = state.echo.span_hooks() {
             let head = crate::hook::ResponseHead::of(&response);
             for hook in hooks.iter() {
                 hook.on_response(&head, &span);
@@ -324,7 +327,7 @@ fn failed(mut state: Box<State>) {
     span.set_status(Status::error("inner service failed"));
     if let Some(mut o) = state.observation.take() {
         o.error_type = Some("_OTHER".into());
-        o.finish(&state.cx, &state.id);
+        o.finish(&state.echo.config.observers, &state.cx, &state.id);
     }
     span.end();
 }

@@ -26,6 +26,12 @@ use crate::trust::TrustIncoming;
 /// while the inner service runs, turns a panic into a `500` and an `exception` event, and ends
 /// the span when the response body ends. See the [crate docs](crate) for each stage.
 ///
+/// Added twice around the same service (say once on a nested router and once on the outer
+/// one), the inner layer finds the outer one's context current, passes the request through
+/// untouched, and logs one warning for the process (target `service_tracing::layer`): each
+/// request keeps one server span. The same holds for a traced service called in-process
+/// from inside a traced request's context.
+///
 /// The options are builder methods on the layer:
 ///
 /// ```

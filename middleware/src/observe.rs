@@ -155,17 +155,17 @@ pub struct RequestOutcome<'a> {
 /// The observers a layer reports to.
 pub(crate) type Observers = Arc<[Arc<dyn RequestObserver>]>;
 
-/// One request's figures, carried from the call to the end of the body.
+/// One request's figures, carried from the call to the end of the body. The observers are
+/// the layer's (read from its settings, which the request's state holds): finishing reports
+/// the end to them, and a request whose state goes without finishing is reported abandoned
+/// ([`abandon`](Self::abandon)).
 pub(crate) struct Observation {
-    observers: Observers,
     start: Instant,
     method: &'static str,
     route: Option<Cow<'static, str>>,
     route_id: Option<RouteId>,
     pub(crate) status: Option<u16>,
     pub(crate) error_type: Option<Cow<'static, str>>,
-    /// Set once the observers heard the end, so dropping reports an abandoned request only.
-    finished: bool,
 }
 
 impl fmt::Debug for Observation {
@@ -178,23 +178,21 @@ impl fmt::Debug for Observation {
 
 impl Observation {
     pub(crate) fn start(
-        observers: Observers,
+        observers: &[Arc<dyn RequestObserver>],
         method: &'static str,
         route: Option<Cow<'static, str>>,
         route_id: Option<RouteId>,
     ) -> Self {
         let this = Self {
-            observers,
             start: Instant::now(),
             method,
             route,
             route_id,
             status: None,
             error_type: None,
-            finished: false,
         };
         let request = this.request_start();
-        for observer in this.observers.iter() {
+        for observer in observers {
             observer.on_request_start(&request);
         }
         this
@@ -209,8 +207,12 @@ impl Observation {
     }
 
     /// Reports the request to every observer.
-    pub(crate) fn finish(mut self, cx: &Context, id: &CorrelationId) {
-        self.finished = true;
+    pub(crate) fn finish(
+        self,
+        observers: &[Arc<dyn RequestObserver>],
+        cx: &Context,
+        id: &CorrelationId,
+    ) {
         let span = cx.span();
         let sc = span.span_context();
         // Closed first: an error recorded after the end is counted on its own.
@@ -230,19 +232,16 @@ impl Observation {
             correlation_id: id,
             error_cause,
         };
-        for observer in self.observers.iter() {
+        for observer in observers {
             observer.on_request_end(&outcome);
         }
     }
-}
 
-impl Drop for Observation {
-    fn drop(&mut self) {
-        if !self.finished {
-            let request = self.request_start();
-            for observer in self.observers.iter() {
-                observer.on_request_abandoned(&request);
-            }
+    /// Reports a request that ended without a response (its future was dropped).
+    pub(crate) fn abandon(self, observers: &[Arc<dyn RequestObserver>]) {
+        let request = self.request_start();
+        for observer in observers {
+            observer.on_request_abandoned(&request);
         }
     }
 }

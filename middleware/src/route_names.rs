@@ -19,8 +19,39 @@ const MAX_ROUTES: usize = 1024;
 /// use service_tracing_middleware::RouteId;
 /// assert_eq!(RouteId::MAX, 1024);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteId(u16);
+#[derive(Clone, Copy, Debug)]
+pub struct RouteId {
+    index: u16,
+    /// The interned template: [`template`](Self::template) reads no table.
+    template: &'static str,
+}
+
+// One id per template: the index says it all.
+impl PartialEq for RouteId {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index
+    }
+}
+
+impl Eq for RouteId {}
+
+impl std::hash::Hash for RouteId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+    }
+}
+
+impl PartialOrd for RouteId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RouteId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.index.cmp(&other.index)
+    }
+}
 
 impl RouteId {
     /// No more route templates than this get an id (later ones have none).
@@ -46,11 +77,10 @@ impl RouteId {
     /// # fn show(id: RouteId) { assert!(id.index() < RouteId::MAX); }
     /// ```
     pub fn index(self) -> usize {
-        usize::from(self.0)
+        usize::from(self.index)
     }
 
-    /// The route template this id was given to. It reads the process's shared table (a scan
-    /// under a read lock): for an observer's first sight of an id, not for every request.
+    /// The route template this id was given to (the id carries it: no table is read).
     ///
     /// ```
     /// use service_tracing_middleware::RouteId;
@@ -58,10 +88,7 @@ impl RouteId {
     /// assert_eq!(id.template(), Some("/invoices/{id}"));
     /// ```
     pub fn template(self) -> Option<&'static str> {
-        let t = table().read().ok()?;
-        t.values()
-            .find(|names| names.id == self)
-            .map(|names| names.route)
+        Some(self.template)
     }
 }
 
@@ -161,11 +188,14 @@ fn entry<'t>(t: &'t mut HashMap<Box<str>, Names>, route: &str) -> Option<&'t mut
     if !t.contains_key(route) && t.len() >= MAX_ROUTES {
         return None;
     }
-    let next = RouteId(t.len() as u16);
-    Some(t.entry(Box::from(route)).or_insert_with(|| Names {
-        id: next,
-        route: Box::leak(Box::from(route)),
-        by_method: [None; METHODS.len()],
+    let index = t.len() as u16;
+    Some(t.entry(Box::from(route)).or_insert_with(|| {
+        let template: &'static str = Box::leak(Box::from(route));
+        Names {
+            id: RouteId { index, template },
+            route: template,
+            by_method: [None; METHODS.len()],
+        }
     }))
 }
 

@@ -19,6 +19,35 @@ use crate::request::headers::Present;
 use crate::request::naming::{self, Naming};
 use crate::request::{parent, span};
 
+/// The layer added twice: the inner one passes the request through.
+mod nested {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use opentelemetry::Context;
+
+    use crate::scope::RequestScope;
+
+    /// Whether the warning was logged (read-only once it was).
+    static WARNED: AtomicBool = AtomicBool::new(false);
+
+    /// Whether an outer layer already serves this request: its context, with the layer's
+    /// value, is current while it calls and polls the service inside it. A lookup in the
+    /// current context; nothing allocated. The first time, one warning for the process.
+    pub(super) fn is_nested() -> bool {
+        if !Context::map_current(|cx| RequestScope::of(cx).is_some()) {
+            return false;
+        }
+        if !WARNED.load(Ordering::Relaxed) && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "service_tracing::layer",
+                "TracingLayer added twice around the same service: the inner layer passes \
+                 requests through (one server span per request); remove one of them"
+            );
+        }
+        true
+    }
+}
+
 /// The service [`TracingLayer`](crate::TracingLayer) wraps around yours.
 #[derive(Clone)]
 pub struct Tracing<S> {
@@ -71,7 +100,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let route = naming::route_of(&req);
-        if config.is_untraced(route.unwrap_or_else(|| req.uri().path())) {
+        if config.is_untraced(route.unwrap_or_else(|| req.uri().path())) || nested::is_nested() {
             return ResponseFuture::untraced(self.inner.call(req));
         }
         let present = Present::scan(req.headers(), &config.correlation_headers);
@@ -90,14 +119,14 @@ where
         // Started before the span and the handler run, ended at the end of the body.
         let observation = (!config.observers.is_empty()).then(|| {
             Observation::start(
-                config.observers.clone(),
+                &config.observers,
                 naming.method,
                 naming.route.clone(),
                 naming.route_id,
             )
         });
         let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
-        let echo = Echo::for_request(config, req.headers(), source, &id, recording);
+        let echo = Echo::for_request(&self.config, req.headers(), source, &id, recording);
         let called = {
             let _guard = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::operation::{server_operation, ServerKeys, OTHER_OPERATION};
 use crate::per_thread::PerThread;
+use crate::request_record::Ended;
 use crate::window::Window;
 use serde_json::{json, Value};
 use service_tracing_middleware::{RequestObserver, RequestOutcome, RouteId};
@@ -116,6 +117,10 @@ impl<const N: usize, const WIDTH: u64> Ring<N, WIDTH> {
         let index = secs / WIDTH;
         let slot = usize::try_from(index).unwrap_or(usize::MAX) % N;
         let bucket = &mut self.buckets[slot];
+        if bucket.index > index {
+            // A record handed over late, older than this ring keeps: only the total counts it.
+            return;
+        }
         if bucket.index != index {
             *bucket = Bucket {
                 index,
@@ -362,6 +367,19 @@ impl RouteRates {
         );
     }
 
+    /// Counts a batch of ended requests, in this thread's table taken once.
+    pub(crate) fn record_ended(&self, batch: &[Ended]) {
+        let max_keys = self.inner.max_keys;
+        let elapsed = &self.inner.elapsed;
+        self.inner.shards.with_mine(|state| {
+            for ended in batch {
+                state
+                    .windows(ended.method, ended.route(), ended.route_id(), max_keys)
+                    .add(elapsed.of(ended.ended_at), 1, u64::from(ended.failed()));
+            }
+        });
+    }
+
     /// [`record`](Self::record) at `at`, with the layer's id for the route when it has one.
     fn record_at(
         &self,
@@ -393,6 +411,7 @@ impl RouteRates {
 
     /// How many requests were counted under `_OTHER` because the operation bound was reached.
     pub fn overflow(&self) -> u64 {
+        crate::request_record::flush();
         let mut overflow = 0u64;
         self.inner
             .shards
@@ -441,6 +460,7 @@ impl RouteRates {
         figures: impl Fn(&Windows) -> V,
         add: impl Fn(&mut V, V),
     ) -> Vec<(String, V)> {
+        crate::request_record::flush();
         let mut merged: Vec<(String, V)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut other: Option<V> = None;
@@ -521,6 +541,18 @@ pub(crate) mod tests {
             rates.record("GET", Some("/orders/{id}"), i % 10 == 0);
         }
         clock.set(Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_request_handed_over_late_never_wipes_a_newer_bucket() {
+        // 70 s and 10 s fall in the same slot of the 1-minute ring (6 buckets of 10 s).
+        let mut windows = Windows::default();
+        windows.add(Duration::from_secs(70), 1, 1);
+        windows.add(Duration::from_secs(10), 1, 0);
+        let at = Duration::from_secs(70);
+        assert_eq!(windows.sum(Window::OneMinute, at), (1, 1));
+        assert_eq!(windows.sum(Window::FiveMinutes, at), (2, 1));
+        assert_eq!(windows.total, (2, 1));
     }
 
     #[test]

@@ -369,7 +369,10 @@ impl ErrorTracking {
     }
 
     /// Queues the one error of a request that failed or had an error recorded inside it.
-    fn record_request(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
+    pub(crate) fn record_request_error(
+        &self,
+        outcome: &service_tracing_middleware::RequestOutcome<'_>,
+    ) {
         let Some(event) = ErrorEvent::from_request(outcome) else {
             return;
         };
@@ -505,7 +508,7 @@ struct RequestErrorsObserver {
 impl service_tracing_middleware::RequestObserver for RequestErrorsObserver {
     fn on_request_end(&self, outcome: &service_tracing_middleware::RequestOutcome<'_>) {
         self.errors.tracker.rates.record_outcome(outcome);
-        self.errors.record_request(outcome);
+        self.errors.record_request_error(outcome);
     }
 
     fn wants_error_cause(&self) -> bool {

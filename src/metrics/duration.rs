@@ -24,10 +24,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ScopeMetrics,
 };
 use service_tracing_middleware::semconv;
-use service_tracing_middleware::RequestOutcome;
 
 use super::server::{method_name, KeyHasher, DURATION_BOUNDARIES};
 use crate::per_thread::PerThread;
+use crate::request_record::Ended;
 
 /// The instrument's name, unit and description, as the SDK's instrument had them.
 pub(crate) const NAME: &str = "http.server.request.duration";
@@ -102,12 +102,13 @@ impl Labels {
         overflow: true,
     };
 
-    pub(crate) fn of(outcome: &RequestOutcome<'_>, method: usize) -> Self {
+    pub(crate) fn of(ended: &Ended, method: usize) -> Self {
+        let mut buf = [0; 5];
         Self {
             method: method_name(method),
-            route: outcome.route.map(Into::into),
-            status: outcome.status,
-            error_type: outcome.error_type.map(Into::into),
+            route: ended.route().map(Into::into),
+            status: ended.status,
+            error_type: ended.error_type(&mut buf).map(Into::into),
             overflow: false,
         }
     }
@@ -172,31 +173,54 @@ impl Durations {
         }
     }
 
-    /// Counts a request of `seconds` in the series `key` packs when it has one, else (and the
-    /// first time this thread meets the key) in the series `labels` makes.
-    pub(crate) fn record(&self, seconds: f64, key: Option<u64>, labels: impl Fn() -> Labels) {
+    /// Counts requests of `seconds` each in the series `key` packs when it has one, else (and
+    /// the first time this thread meets the key) in the series `labels` makes: a batch, in
+    /// this thread's shard taken once.
+    pub(crate) fn record_batch<L: FnOnce() -> Labels>(
+        &self,
+        batch: impl Iterator<Item = (f64, Option<u64>, L)>,
+    ) {
         self.shards.with_mine(|shard| {
-            if let Some(key) = key {
-                if let Some((_, series)) = shard.keyed.get_mut(&key) {
-                    series.record(seconds);
-                    return;
-                }
-                if shard.keyed.len() < MAX_KEYED_PER_THREAD {
-                    let labels = self.admit(labels());
-                    let mut series = Series::default();
-                    series.record(seconds);
-                    shard.keyed.insert(key, (labels, series));
-                    return;
-                }
+            for (seconds, key, labels) in batch {
+                self.record_in(shard, seconds, key, labels);
             }
-            let labels = labels();
-            if let Some(series) = shard.labelled.get_mut(&labels) {
+        });
+    }
+
+    /// Counts one request (tests).
+    #[cfg(test)]
+    pub(crate) fn record(&self, seconds: f64, key: Option<u64>, labels: impl Fn() -> Labels) {
+        self.shards
+            .with_mine(|shard| self.record_in(shard, seconds, key, labels));
+    }
+
+    fn record_in(
+        &self,
+        shard: &mut Shard,
+        seconds: f64,
+        key: Option<u64>,
+        labels: impl FnOnce() -> Labels,
+    ) {
+        if let Some(key) = key {
+            if let Some((_, series)) = shard.keyed.get_mut(&key) {
                 series.record(seconds);
                 return;
             }
-            let labels = self.admit(labels);
-            shard.labelled.entry(labels).or_default().record(seconds);
-        });
+            if shard.keyed.len() < MAX_KEYED_PER_THREAD {
+                let labels = self.admit(labels());
+                let mut series = Series::default();
+                series.record(seconds);
+                shard.keyed.insert(key, (labels, series));
+                return;
+            }
+        }
+        let labels = labels();
+        if let Some(series) = shard.labelled.get_mut(&labels) {
+            series.record(seconds);
+            return;
+        }
+        let labels = self.admit(labels);
+        shard.labelled.entry(labels).or_default().record(seconds);
     }
 
     /// `labels` if they are (or may now be) counted apart, else the overflow series' labels.
@@ -214,6 +238,7 @@ impl Durations {
 
     /// Every series, the threads' shards added up, in no particular order.
     pub(crate) fn collect(&self) -> Vec<(Labels, Series)> {
+        crate::request_record::flush();
         let mut total: HashMap<Labels, Series> = HashMap::new();
         self.shards.for_each(|shard| {
             let keyed = shard

@@ -13,6 +13,7 @@ use service_tracing_middleware::{RequestObserver, RequestOutcome, RequestStart, 
 
 use super::duration::{self, Durations, Labels};
 use super::MAX_ATTRIBUTE_SETS;
+use crate::request_record::{Ended, ErrorType, Route};
 
 /// The OpenTelemetry semantic conventions' advisory bucket boundaries for HTTP durations, in
 /// seconds.
@@ -95,51 +96,108 @@ impl HttpServerMetrics {
         }
     }
 
-    /// The attributes of `outcome`'s duration series.
-    fn attributes(outcome: &RequestOutcome<'_>) -> Vec<KeyValue> {
+    /// The attributes of `ended`'s duration series.
+    fn attributes(ended: &Ended, method: usize) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(4);
         attributes.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD,
-            method_name(method_index(outcome.method)),
+            method_name(method),
         ));
-        if let Some(route) = outcome.route {
+        if let Some(route) = ended.route() {
             attributes.push(KeyValue::new(
                 semconv::HTTP_ROUTE,
                 StringValue::from(route.to_owned()),
             ));
         }
-        if let Some(status) = outcome.status {
+        if let Some(status) = ended.status {
             attributes.push(KeyValue::new(
                 semconv::HTTP_RESPONSE_STATUS_CODE,
                 i64::from(status),
             ));
         }
-        if let Some(error_type) = outcome.error_type {
+        let mut buf = [0; 5];
+        if let Some(error_type) = ended.error_type(&mut buf) {
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
         }
         attributes
     }
 
-    /// The key of `outcome`'s series in the per-thread cache, when it has one: a route the
+    /// The key of `ended`'s series in the per-thread cache, when it has one: a route the
     /// layer gave an id (or no route), a known status, and no `error.type` but the status
-    /// itself. Other requests (rare) record through the SDK's attribute lookup.
-    fn series_key(&self, outcome: &RequestOutcome<'_>) -> Option<u64> {
-        let route = match (outcome.route, outcome.route_id) {
-            (None, _) => 0,
-            (Some(_), Some(id)) => id.index() as u64 + 1,
-            (Some(_), None) => return None,
+    /// itself. Other requests (rare) record through their attributes.
+    fn series_key(&self, ended: &Ended, method: usize) -> Option<u64> {
+        let route = match &ended.route {
+            Route::None => 0,
+            Route::Id(id) => id.index() as u64 + 1,
+            Route::Text(_) => return None,
         };
-        let status = outcome.status.map_or(0, u64::from);
-        let error = match (outcome.error_type, outcome.status) {
+        let status = ended.status.map_or(0, u64::from);
+        let error = match (&ended.error_type, ended.status) {
             (None, _) => 0,
-            (Some(e), Some(status)) if e.parse::<u16>().ok() == Some(status) => 1,
+            (Some(ErrorType::Status), Some(_)) => 1,
             (Some(_), _) => return None,
         };
         if status >= 1 << 10 {
             return None;
         }
-        let method = method_index(outcome.method) as u64;
+        let method = method as u64;
         Some(self.instance << 26 | route << 15 | method << 11 | status << 1 | error)
+    }
+
+    /// `http.server.active_requests` told that the request `outcome` ended (its duration goes
+    /// with a batch, [`record_ended`](Self::record_ended)).
+    pub(crate) fn request_ended(&self, outcome: &RequestOutcome<'_>) {
+        self.active
+            .add(outcome.method, outcome.route, outcome.route_id, -1);
+    }
+
+    /// Records the durations of a batch of ended requests (this thread's shard taken once).
+    pub(crate) fn record_ended(&self, batch: &[Ended]) {
+        match &self.duration {
+            DurationRecorder::PerThread(durations) => {
+                durations.record_batch(batch.iter().map(|ended| {
+                    let method = method_index(ended.method);
+                    (
+                        ended.duration.as_secs_f64(),
+                        self.series_key(ended, method),
+                        move || Labels::of(ended, method),
+                    )
+                }))
+            }
+            DurationRecorder::Sdk(duration) => {
+                for ended in batch {
+                    self.record_sdk(duration, ended);
+                }
+            }
+        }
+    }
+
+    fn record_sdk(&self, duration: &Histogram<f64>, ended: &Ended) {
+        let seconds = ended.duration.as_secs_f64();
+        let method = method_index(ended.method);
+        let recorded = self.series_key(ended, method).is_some_and(|key| {
+            BOUND
+                .try_with(|bound| {
+                    let Ok(mut bound) = bound.try_borrow_mut() else {
+                        return false;
+                    };
+                    if let Some(series) = bound.get(&key) {
+                        series.record(seconds);
+                        return true;
+                    }
+                    if bound.len() >= MAX_BOUND_PER_THREAD {
+                        return false;
+                    }
+                    let series = duration.bind(&Self::attributes(ended, method));
+                    series.record(seconds);
+                    bound.insert(key, series);
+                    true
+                })
+                .unwrap_or(false)
+        });
+        if !recorded {
+            duration.record(seconds, &Self::attributes(ended, method));
+        }
     }
 }
 
@@ -354,42 +412,8 @@ impl RequestObserver for HttpServerMetrics {
     }
 
     fn on_request_end(&self, outcome: &RequestOutcome<'_>) {
-        self.active
-            .add(outcome.method, outcome.route, outcome.route_id, -1);
-        let seconds = outcome.duration.as_secs_f64();
-        let duration = match &self.duration {
-            DurationRecorder::PerThread(durations) => {
-                let method = method_index(outcome.method);
-                durations.record(seconds, self.series_key(outcome), || {
-                    Labels::of(outcome, method)
-                });
-                return;
-            }
-            DurationRecorder::Sdk(duration) => duration,
-        };
-        let recorded = self.series_key(outcome).is_some_and(|key| {
-            BOUND
-                .try_with(|bound| {
-                    let Ok(mut bound) = bound.try_borrow_mut() else {
-                        return false;
-                    };
-                    if let Some(series) = bound.get(&key) {
-                        series.record(seconds);
-                        return true;
-                    }
-                    if bound.len() >= MAX_BOUND_PER_THREAD {
-                        return false;
-                    }
-                    let series = duration.bind(&Self::attributes(outcome));
-                    series.record(seconds);
-                    bound.insert(key, series);
-                    true
-                })
-                .unwrap_or(false)
-        });
-        if !recorded {
-            duration.record(seconds, &Self::attributes(outcome));
-        }
+        self.request_ended(outcome);
+        self.record_ended(&[Ended::of(outcome)]);
     }
 }
 

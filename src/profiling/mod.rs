@@ -473,6 +473,35 @@ impl Profiling {
         }
     }
 
+    /// Records, when a slow threshold could apply to a server request, `ended` at once (a
+    /// slow request is logged when it ends); [`record_ended`](Self::record_ended) then skips it.
+    pub(crate) fn record_if_may_be_slow(&self, ended: &crate::request_record::Ended) {
+        if self.server_requests_may_be_slow() {
+            self.record_request_at(
+                self.shared.elapsed.of(ended.ended_at),
+                ended.method,
+                ended.route(),
+                ended.route_id(),
+                ended.duration,
+                ended.failed(),
+            );
+        }
+    }
+
+    /// Records a batch of ended requests into the table, its lock taken once (unless
+    /// [`record_if_may_be_slow`](Self::record_if_may_be_slow) recorded each already).
+    pub(crate) fn record_ended(&self, batch: &[crate::request_record::Ended]) {
+        if self.server_requests_may_be_slow() {
+            return;
+        }
+        let shared = &self.shared;
+        let mut operations = self.operations_lock();
+        for ended in batch {
+            Served::of_ended(ended, shared.elapsed.of(ended.ended_at))
+                .record(&mut operations, &shared.config);
+        }
+    }
+
     /// Records an ended span: latency (client and internal spans), the slow check and its
     /// event, and the record for the bottleneck analysis.
     fn process(&self, span: &mut SpanData) {
@@ -651,6 +680,7 @@ impl Profiling {
 
     /// Moves every thread's batch of served requests into the table ([`served`]).
     fn move_served(&self) {
+        crate::request_record::flush();
         self.shared
             .served
             .for_each(|batch| self.shared.record_served(batch));

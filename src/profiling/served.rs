@@ -56,6 +56,23 @@ impl Served {
         }
     }
 
+    /// The request `ended` tells of, ended at `at` on the profiling clock.
+    pub(super) fn of_ended(ended: &crate::request_record::Ended, at: Duration) -> Self {
+        use crate::request_record::Route as R;
+        let route = match &ended.route {
+            R::Id(id) => Route::Id(*id),
+            R::Text(text) => Route::Text(text.clone()),
+            R::None => Route::None,
+        };
+        Self {
+            at,
+            duration: ended.duration,
+            error: ended.failed(),
+            method: ended.method,
+            route,
+        }
+    }
+
     /// Records the request into `operations`, as the observer would have when it ended.
     pub(super) fn record(self, operations: &mut Operations, config: &Config) {
         let operation = match &self.route {

@@ -387,17 +387,14 @@ pub(super) fn layer_for(
     if !propagation.is_default() {
         layer = layer.with_propagator(propagation.propagator.clone());
     }
-    // Per-route error rates count every request, whatever the sampler.
-    if let Some(errors) = errors {
-        layer = layer.with_observer(errors.rates_observer());
-    }
-    // So do the per-route latency figures.
-    if let Some(profiling) = profiling {
-        layer = layer.with_observer(profiling.observer());
-    }
-    // HTTP metrics count every request too.
-    if let Some(metrics) = metrics {
-        layer = layer.with_observer(metrics.http_server());
+    // Per-route error rates, per-route latency figures and HTTP metrics count every request,
+    // whatever the sampler: one record per request feeds the three (`request_record`).
+    if errors.is_some() || profiling.is_some() || metrics.is_some() {
+        layer = layer.with_observer(crate::request_record::RequestRecord::new(
+            errors.cloned(),
+            profiling.cloned(),
+            metrics.map(|m| m.http_server()),
+        ));
     }
     let _ = config;
     layer

@@ -15,5 +15,6 @@ mod panics_become_500_with_exception_event;
 mod sampler_hint_skips_only_what_the_sampler_ignores;
 mod server_span_follows_http_semantic_conventions;
 mod span_hooks_add_what_the_service_knows;
+mod the_layer_added_twice_makes_one_span_and_warns_once;
 mod trust_boundary_decides_whose_context_is_continued;
 mod w3c_trace_context_spec_cases;
