@@ -63,7 +63,11 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run()).unwrap();
 //! ```
 
+pub mod db;
+pub mod external;
+
 mod scope;
+mod sql;
 
 use std::borrow::Cow;
 use std::error::Error;
@@ -247,6 +251,14 @@ impl WorkSpan {
     /// ```
     pub fn errors_as(mut self, severity: Severity, category: Category) -> Self {
         self.stated = Some((severity, category));
+        self
+    }
+
+    /// Marks a database span: its errors carry the `db.system.name` to error tracking.
+    pub(crate) fn database(mut self, system: &str) -> Self {
+        if let Some(open) = &mut self.open {
+            open.db_system = Some(system.to_owned());
+        }
         self
     }
 
