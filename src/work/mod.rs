@@ -65,7 +65,10 @@
 
 pub mod db;
 pub mod external;
+pub mod llm;
+pub mod tool;
 
+mod capture;
 mod scope;
 mod sql;
 
@@ -120,6 +123,8 @@ pub struct WorkSpan {
     stated: Option<(Severity, Category)>,
     /// Whether an outcome was stated.
     done: bool,
+    /// The `error.type` of the failure recorded, if any.
+    failure: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug)]
@@ -161,6 +166,7 @@ impl WorkSpan {
             open: None,
             stated: None,
             done: false,
+            failure: None,
         }
     }
 
@@ -233,6 +239,7 @@ impl WorkSpan {
             })),
             stated: None,
             done: false,
+            failure: None,
         }
     }
 
@@ -252,6 +259,17 @@ impl WorkSpan {
     pub fn errors_as(mut self, severity: Severity, category: Category) -> Self {
         self.stated = Some((severity, category));
         self
+    }
+
+    /// The `error.type` the span ends with: the failure recorded, `panic` during a panic,
+    /// `_OTHER` with no outcome stated, `None` for a success.
+    pub(crate) fn error_type(&self) -> Option<&str> {
+        match &self.failure {
+            Some(class) => Some(class),
+            None if std::thread::panicking() => Some(PANIC),
+            None if !self.done => Some(NO_OUTCOME),
+            None => None,
+        }
     }
 
     /// Marks a database span: its errors carry the `db.system.name` to error tracking.
@@ -408,6 +426,7 @@ impl WorkSpan {
             stated => stated,
         };
         let error_type = error_type.into();
+        self.failure = Some(class.clone());
         let current;
         let cx = match &self.open {
             Some(open) => &open.cx,
