@@ -237,6 +237,19 @@ impl<'a> Query<'a> {
         .database(self.system)
     }
 
+    /// Runs `work` inside the started span ([`WorkSpan::run`], the sync form of
+    /// [`in_scope`](Self::in_scope)).
+    ///
+    /// ```
+    /// let rows: Result<usize, std::io::Error> =
+    ///     service_tracing::work::db::query("sqlite", "DELETE", "sessions", "DELETE FROM sessions")
+    ///         .run(|| Ok(3));
+    /// # assert_eq!(rows.unwrap(), 3);
+    /// ```
+    pub fn run<R: Outcome>(self, work: impl FnOnce() -> R) -> R {
+        self.start().run(work)
+    }
+
     /// Runs `future` inside the started span ([`WorkSpan::in_scope`]): an `Err` output is
     /// recorded as the database's error.
     ///

@@ -135,6 +135,18 @@ impl<'a> Call<'a> {
         .errors_as(Severity::High, Category::Dependency)
     }
 
+    /// Runs `work` inside the started span ([`WorkSpan::run`], the sync form of
+    /// [`in_scope`](Self::in_scope)).
+    ///
+    /// ```
+    /// let sent: Result<(), std::io::Error> =
+    ///     service_tracing::work::external::call("mailer", "Send").run(|| Ok(()));
+    /// # assert!(sent.is_ok());
+    /// ```
+    pub fn run<R: Outcome>(self, work: impl FnOnce() -> R) -> R {
+        self.start().run(work)
+    }
+
     /// Runs `future` inside the started span ([`WorkSpan::in_scope`]).
     ///
     /// ```

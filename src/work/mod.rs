@@ -473,6 +473,27 @@ impl WorkSpan {
         span.set_status(Status::error(message));
     }
 
+    /// Runs `work` with the span current, then ends the span with the outcome `work`
+    /// returned ([`Outcome`]: an `Err` is recorded with [`record_error`](Self::record_error)):
+    /// the sync form of [`in_scope`](Self::in_scope).
+    ///
+    /// ```
+    /// use opentelemetry::trace::SpanKind;
+    /// use service_tracing::work::WorkSpan;
+    ///
+    /// let parsed: Result<u16, std::num::ParseIntError> =
+    ///     WorkSpan::start(SpanKind::Internal, "parse port", Vec::new()).run(|| "8080".parse());
+    /// assert_eq!(parsed.unwrap(), 8080);
+    /// ```
+    pub fn run<R: Outcome>(mut self, work: impl FnOnce() -> R) -> R {
+        let output = {
+            let _current = self.enter();
+            work()
+        };
+        output.record_on(&mut self);
+        output
+    }
+
     /// Runs `future` with the span current in each poll; the span ends when the future
     /// completes, with the outcome its output states ([`Outcome`]: an `Err` is recorded with
     /// [`record_error`](Self::record_error)), or when the future is dropped first (then with

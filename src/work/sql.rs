@@ -66,6 +66,12 @@ pub(crate) fn sanitize(query: &str, max: usize) -> String {
                     i = end;
                 }
             },
+            b'?' | b':' | b'@' => {
+                // Placeholders (`?`, `?1`, `:name`, `@p1`) are kept whole.
+                let end = i + 1 + bytes[i + 1..].iter().take_while(|c| is_word(**c)).count();
+                out.extend_from_slice(&bytes[i..end]);
+                i = end;
+            }
             b'0'..=b'9' if !prev_is_word(&out) => {
                 i = skip_number(bytes, i);
                 placeholder(&mut out);
@@ -296,6 +302,10 @@ mod tests {
                 "SELECT price$ FROM t WHERE a=:name",
             ),
             ("SELECT TRUE, NULL", "SELECT TRUE, NULL"),
+            (
+                "SELECT a FROM t WHERE x = ?1 AND y = :y2 AND z = @p3 AND w = ?",
+                "SELECT a FROM t WHERE x = ?1 AND y = :y2 AND z = @p3 AND w = ?",
+            ),
         ];
         for (query, expected) in cases {
             assert_eq!(clean(query), expected, "{query}");
