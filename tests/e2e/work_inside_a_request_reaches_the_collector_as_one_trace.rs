@@ -320,6 +320,7 @@ async fn work_inside_a_request_reaches_the_collector_as_one_trace() {
     assert_attributes(
         rpc,
         &[
+            ("service.peer.name", "inventory"),
             ("peer.service", "inventory"),
             ("rpc.system", "grpc"),
             ("rpc.service", "shop.Inventory"),
