@@ -64,6 +64,7 @@ mod setup_errors_name_the_setting;
 mod sigterm_ends_the_production_example_and_every_span_reaches_the_collector;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
+mod the_agent_example_answers_and_its_work_spans_reach_the_collector;
 mod the_health_route_reports_export_at_a_real_collector;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;
@@ -71,3 +72,4 @@ mod throttled_exports_are_retried_and_every_span_arrives_once;
 mod traced_clients_speak_the_propagators_set_up_chose;
 mod two_scoped_setups_export_to_their_own_collectors_without_globals;
 mod untrusted_callers_start_new_linked_traces;
+mod work_inside_a_request_reaches_the_collector_as_one_trace;
