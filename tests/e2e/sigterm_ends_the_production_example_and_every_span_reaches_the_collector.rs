@@ -16,43 +16,6 @@ use crate::support::WAIT;
 
 const REQUESTS: u32 = 5;
 
-/// Builds the example with this test binary's features (so the library is not built again
-/// with others) and returns its path, next to this binary's directory.
-fn build_example() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut features = Vec::new();
-    for (feature, on) in [
-        ("tls", cfg!(feature = "tls")),
-        ("otlp-grpc", cfg!(feature = "otlp-grpc")),
-        ("otlp-http", cfg!(feature = "otlp-http")),
-        ("redis", cfg!(feature = "redis")),
-        ("cpu-profile", cfg!(feature = "cpu-profile")),
-        ("testing", cfg!(feature = "testing")),
-        ("config-file", cfg!(feature = "config-file")),
-    ] {
-        if on {
-            features.push(feature);
-        }
-    }
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "production",
-            "--no-default-features",
-        ])
-        .arg(format!("--features={}", features.join(",")))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the example failed");
-    // This binary is <target>/debug/deps/e2e-<hash>; examples are in <target>/debug/examples.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join("production")
-}
-
 /// Waits for the child's exit, up to `timeout`.
 fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
@@ -81,7 +44,7 @@ async fn sigint_ends_the_production_example_and_every_span_reaches_the_collector
 
 async fn serve_then_stop_with(signal: &str) {
     let collector = Collector::start();
-    let example = build_example();
+    let example = crate::support::build_example("production");
     let mut command = Command::new(&example);
     for (key, _) in std::env::vars() {
         if key.starts_with("OTEL_") {

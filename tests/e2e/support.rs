@@ -128,6 +128,7 @@ pub fn build_example(name: &str) -> std::path::PathBuf {
         ("redis", cfg!(feature = "redis")),
         ("cpu-profile", cfg!(feature = "cpu-profile")),
         ("testing", cfg!(feature = "testing")),
+        ("config-file", cfg!(feature = "config-file")),
     ]
     .into_iter()
     .filter_map(|(feature, on)| on.then_some(feature))
