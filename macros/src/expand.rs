@@ -6,17 +6,19 @@
 //!
 //! ```text
 //! fn f(a: A) -> R {
-//!     fn __traced_here() {}                       // its type name is `path::to::f::__traced_here`
-//!     static __TRACED_SITE: Site = Site::new(..);   // name, kind, file, line: built once
+//!     fn __traced_here() {}                        // its type name: `path::to::f::__traced_here`
+//!     static __TRACED_SITE: Site = Site::new(..);    // name, kind, file, line: built once
 //!     let mut __traced_span = __private::start(&__TRACED_SITE);
 //!     if __traced_span.is_recording() { /* args */ }
 //!     sync:  let __traced_entered = __traced_span.enter(); body
-//!     async: __traced_span.in_scope(async move { body }).await
+//!     async: __traced_span.in_scope(async move { body }, |output, span| /* outcome */).await
 //! }
 //! ```
 //!
-//! With `result`, the body runs in a closure (sync) or an async block, so that a `return`
-//! inside it still passes through the recording of its value.
+//! A sync function's guard states success when dropped outside a panic; with `result`, its
+//! body runs in a closure, so that a `return` inside it still passes through the recording of
+//! its value. An async function's outcome is stated when its body completes, so a cancelled
+//! call is told from a finished one.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens as _};
@@ -203,21 +205,48 @@ fn generate(options: &Options, function: &ItemFn, params: &[Ident]) -> TokenStre
         #capture
     };
 
-    let body = match &options.result {
-        None if sig.asyncness.is_some() => quote! {
-            __traced_span.in_scope(async move #block).await
-        },
-        None => quote! {
+    let asyncness = sig.asyncness.is_some();
+    let body = match (&options.result, asyncness) {
+        (None, false) => quote! {
             let __traced_entered = __traced_span.enter();
             #block
         },
-        Some(result) => {
+        (None, true) => quote! {
+            __traced_span
+                .in_scope(async move #block, |_, __traced_span| __traced_span.succeed())
+                .await
+        },
+        (Some(result), _) => {
             let fake_return = fake_return(&sig.output);
-            let run = if sig.asyncness.is_some() {
+            let (ok_pattern, ok) = match result.ok {
+                None => (quote!(_), quote!(__traced_span.succeed())),
+                Some(Format::Debug) => (quote!(__traced_ok), quote!(__traced_span.ok_debug(__traced_ok))),
+                Some(Format::Display) => (quote!(__traced_ok), quote!(__traced_span.ok_display(__traced_ok))),
+            };
+            let (scrutinee, span) = if asyncness {
+                (quote!(__traced_ret), quote!(__traced_span))
+            } else {
+                (quote!(&__traced_ret), quote!(&mut __traced_span))
+            };
+            // Spanned at `result`: a function that returns no `Result` is told so there.
+            let record = quote_spanned! {result.span=>
+                match #scrutinee {
+                    ::core::result::Result::Ok(#ok_pattern) => #ok,
+                    ::core::result::Result::Err(__traced_err) => {
+                        #[allow(unused_imports)]
+                        use #private::{RecordAsDebug as _, RecordAsDisplay as _, RecordAsError as _};
+                        (&&&#private::Failure(__traced_err)).record_on(#span)
+                    }
+                }
+            };
+            if asyncness {
                 quote! {
-                    let __traced_ret = __traced_span
-                        .in_scope(async move { #fake_return #block })
-                        .await;
+                    __traced_span
+                        .in_scope(
+                            async move { #fake_return #block },
+                            |__traced_ret, __traced_span| #record,
+                        )
+                        .await
                 }
             } else {
                 quote! {
@@ -226,33 +255,9 @@ fn generate(options: &Options, function: &ItemFn, params: &[Ident]) -> TokenStre
                         #[allow(clippy::redundant_closure_call)]
                         (move || { #fake_return #block })()
                     };
+                    #record
+                    __traced_ret
                 }
-            };
-            let ok = match result.ok {
-                None => quote!(),
-                Some(Format::Debug) => quote!(__traced_span.ok_debug(__traced_ok);),
-                Some(Format::Display) => quote!(__traced_span.ok_display(__traced_ok);),
-            };
-            let ok_binding = if result.ok.is_some() {
-                quote!(__traced_ok)
-            } else {
-                quote!(_)
-            };
-            // Spanned at `result`: a function that returns no `Result` is told so there.
-            let record = quote_spanned! {result.span=>
-                match &__traced_ret {
-                    ::core::result::Result::Ok(#ok_binding) => { #ok }
-                    ::core::result::Result::Err(__traced_err) => {
-                        #[allow(unused_imports)]
-                        use #private::{RecordAsDebug as _, RecordAsDisplay as _, RecordAsError as _};
-                        (&&&#private::Failure(__traced_err)).record_on(&mut __traced_span);
-                    }
-                }
-            };
-            quote! {
-                #run
-                #record
-                __traced_ret
             }
         }
     };

@@ -43,14 +43,14 @@ fn read_config<P: AsRef<Path> + Debug>(
         })()
     };
     match &__traced_ret {
-        ::core::result::Result::Ok(_) => {}
+        ::core::result::Result::Ok(_) => __traced_span.succeed(),
         ::core::result::Result::Err(__traced_err) => {
             #[allow(unused_imports)]
             use ::service_tracing::__private::{
                 RecordAsDebug as _, RecordAsDisplay as _, RecordAsError as _,
             };
             (&&&::service_tracing::__private::Failure(__traced_err))
-                .record_on(&mut __traced_span);
+                .record_on(&mut __traced_span)
         }
     }
     __traced_ret
