@@ -77,6 +77,7 @@ pub mod testing;
 mod trace_share;
 mod window;
 mod wire;
+pub mod work;
 
 // 1. Set up.
 pub use error::{SetupError, SetupErrorKind};

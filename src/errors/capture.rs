@@ -129,40 +129,7 @@ fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
         if !recording {
             return;
         }
-        let mut stacktrace = String::new();
-        let mut source = error.source();
-        let mut depth = 0;
-        while let Some(cause) = source {
-            if depth == 0 {
-                stacktrace.push_str("Caused by:");
-            }
-            if depth == MAX_SOURCES || stacktrace.len() >= MAX_TEXT {
-                stacktrace.push_str("\n    ...");
-                break;
-            }
-            let _ = write!(stacktrace, "\n    {depth}: {cause}");
-            source = cause.source();
-            depth += 1;
-        }
-        if BACKTRACES.load(Ordering::Relaxed) {
-            let backtrace = Backtrace::force_capture();
-            if backtrace.status() == BacktraceStatus::Captured {
-                if !stacktrace.is_empty() {
-                    stacktrace.push_str("\n\n");
-                }
-                let _ = write!(stacktrace, "Stack backtrace:\n{backtrace}");
-            }
-        }
-        let mut attributes = vec![
-            KeyValue::new("exception.type", error_type),
-            KeyValue::new("exception.message", message.clone()),
-        ];
-        if !stacktrace.is_empty() {
-            attributes.push(KeyValue::new("exception.stacktrace", bounded(stacktrace)));
-        }
-        if timeout {
-            attributes.push(KeyValue::new("error.type", "timeout"));
-        }
+        let mut attributes = exception_attributes(error, error_type, &message, timeout);
         if let Some((severity, category)) = stated {
             attributes.push(KeyValue::new("error.category", category.as_str()));
             attributes.push(KeyValue::new("error.severity", severity.as_str()));
@@ -171,6 +138,81 @@ fn record<E: Error + ?Sized>(error: &E, stated: Option<(Severity, Category)>) {
         span.add_event("exception", attributes);
         span.set_status(Status::error(message));
     });
+}
+
+/// One error as an `exception` event states it: [`exception_attributes`] and what they were
+/// made from, for the work spans (`crate::work`), which record on their own span rather than
+/// the current one.
+pub(crate) struct Exception {
+    /// `exception.type`: the error's Rust type.
+    pub(crate) error_type: &'static str,
+    /// `exception.message`, cut to 4 KiB.
+    pub(crate) message: String,
+    /// Whether it is a timeout ([`is_timeout`]).
+    pub(crate) timeout: bool,
+    /// The event's attributes.
+    pub(crate) attributes: Vec<KeyValue>,
+}
+
+impl Exception {
+    /// `error` described, as [`record_error`] would.
+    pub(crate) fn of<E: Error + ?Sized>(error: &E) -> Self {
+        let error_type = std::any::type_name::<E>();
+        let message = bounded(error.to_string());
+        let timeout = is_timeout(error, error_type);
+        let attributes = exception_attributes(error, error_type, &message, timeout);
+        Self {
+            error_type,
+            message,
+            timeout,
+            attributes,
+        }
+    }
+}
+
+/// `exception.type`, `exception.message`, `exception.stacktrace` (the source chain, then a
+/// backtrace when [`set_backtrace_capture`] turned that on) and, for a timeout, `error.type`.
+fn exception_attributes<E: Error + ?Sized>(
+    error: &E,
+    error_type: &'static str,
+    message: &str,
+    timeout: bool,
+) -> Vec<KeyValue> {
+    let mut stacktrace = String::new();
+    let mut source = error.source();
+    let mut depth = 0;
+    while let Some(cause) = source {
+        if depth == 0 {
+            stacktrace.push_str("Caused by:");
+        }
+        if depth == MAX_SOURCES || stacktrace.len() >= MAX_TEXT {
+            stacktrace.push_str("\n    ...");
+            break;
+        }
+        let _ = write!(stacktrace, "\n    {depth}: {cause}");
+        source = cause.source();
+        depth += 1;
+    }
+    if BACKTRACES.load(Ordering::Relaxed) {
+        let backtrace = Backtrace::force_capture();
+        if backtrace.status() == BacktraceStatus::Captured {
+            if !stacktrace.is_empty() {
+                stacktrace.push_str("\n\n");
+            }
+            let _ = write!(stacktrace, "Stack backtrace:\n{backtrace}");
+        }
+    }
+    let mut attributes = vec![
+        KeyValue::new("exception.type", error_type),
+        KeyValue::new("exception.message", message.to_owned()),
+    ];
+    if !stacktrace.is_empty() {
+        attributes.push(KeyValue::new("exception.stacktrace", bounded(stacktrace)));
+    }
+    if timeout {
+        attributes.push(KeyValue::new("error.type", "timeout"));
+    }
+    attributes
 }
 
 /// Whether the error is a timeout by its type: a `std::io::ErrorKind::TimedOut` or a

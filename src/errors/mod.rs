@@ -197,6 +197,7 @@ pub use crate::window::Window;
 pub use store::{ErrorGroup, ErrorSummary};
 
 pub(crate) use alerting::{logs, AlertOptions};
+pub(crate) use capture::Exception;
 pub(crate) use tracking::Classifier;
 
 /// The default bound on the number of groups held.

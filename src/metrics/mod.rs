@@ -19,6 +19,12 @@
 //! | `process.memory.usage`, `process.memory.virtual` | up-down counters, `By` | |
 //! | `process.thread.count` | up-down counter, `{thread}` | |
 //! | `process.unix.file_descriptor.count` | up-down counter, `{file_descriptor}` | |
+//! | `gen_ai.client.token.usage` | histogram, `{token}` | `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `server.address`, `server.port`, `gen_ai.token.type` |
+//! | `gen_ai.client.operation.duration` | histogram, `s` | the same but `gen_ai.token.type`, and `error.type` |
+//!
+//! The `gen_ai.*` figures come from the LLM helper ([`crate::work::llm`]), one point per
+//! call whatever the sampler decided, with the conventions' advisory buckets
+//! ([`GEN_AI_TOKEN_USAGE_BOUNDARIES`], [`GEN_AI_DURATION_BOUNDARIES`]).
 //!
 //! The `process.*` figures are the latest sample of the
 //! [resource sampler](crate::process::ProcessSampler) (on with profiling; every 10 s by
@@ -67,6 +73,7 @@
 //! ```
 
 mod duration;
+mod gen_ai;
 mod health;
 mod otlp;
 mod process;
@@ -89,6 +96,8 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 pub use crate::config::metrics::MetricsExporter;
+pub(crate) use gen_ai::{record as record_gen_ai, GenAiCall};
+pub use gen_ai::{GEN_AI_DURATION_BOUNDARIES, GEN_AI_TOKEN_USAGE_BOUNDARIES};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
 pub use server::{HttpServerMetrics, DURATION_BOUNDARIES};
 
