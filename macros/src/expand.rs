@@ -53,7 +53,9 @@ fn parse_function(item: TokenStream) -> syn::Result<ItemFn> {
     match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Fn(function)) => Ok(function),
         // A trait method without a body parses as verbatim tokens.
-        Ok(syn::Item::Verbatim(tokens)) if syn::parse2::<syn::TraitItemFn>(tokens.clone()).is_ok() => {
+        Ok(syn::Item::Verbatim(tokens))
+            if syn::parse2::<syn::TraitItemFn>(tokens.clone()).is_ok() =>
+        {
             Err(syn::Error::new_spanned(
                 item,
                 "`#[traced]` needs a function body: put it on the trait's default method or \
@@ -146,7 +148,10 @@ fn generate(options: &Options, function: &ItemFn, params: &[Ident]) -> TokenStre
 
     let name = match &options.name {
         Some(name) => name.to_token_stream(),
-        None => fn_ident.to_string().trim_start_matches("r#").to_token_stream(),
+        None => fn_ident
+            .to_string()
+            .trim_start_matches("r#")
+            .to_token_stream(),
     };
     let kind = options
         .kind
@@ -220,8 +225,14 @@ fn generate(options: &Options, function: &ItemFn, params: &[Ident]) -> TokenStre
             let fake_return = fake_return(&sig.output);
             let (ok_pattern, ok) = match result.ok {
                 None => (quote!(_), quote!(__traced_span.succeed())),
-                Some(Format::Debug) => (quote!(__traced_ok), quote!(__traced_span.ok_debug(__traced_ok))),
-                Some(Format::Display) => (quote!(__traced_ok), quote!(__traced_span.ok_display(__traced_ok))),
+                Some(Format::Debug) => (
+                    quote!(__traced_ok),
+                    quote!(__traced_span.ok_debug(__traced_ok)),
+                ),
+                Some(Format::Display) => (
+                    quote!(__traced_ok),
+                    quote!(__traced_span.ok_display(__traced_ok)),
+                ),
             };
             let (scrutinee, span) = if asyncness {
                 (quote!(__traced_ret), quote!(__traced_span))

@@ -143,7 +143,11 @@ impl Options {
                         "`skip()` names no parameter: write `skip(name, ..)` or leave it out",
                     ));
                 }
-                replace(&mut self.skip, (key.clone(), names.into_iter().collect()), key)
+                replace(
+                    &mut self.skip,
+                    (key.clone(), names.into_iter().collect()),
+                    key,
+                )
             }
             "result" => {
                 let mut ok = None;
@@ -209,7 +213,9 @@ impl Options {
             };
             syn::Error::new(
                 ident.span(),
-                format!("`{option}` names `{ident}`, which is not a parameter of `{fn_name}`; {listed}"),
+                format!(
+                    "`{option}` names `{ident}`, which is not a parameter of `{fn_name}`; {listed}"
+                ),
             )
         };
         if let Some(args) = &self.args {
