@@ -300,5 +300,5 @@ impl<E: Debug + ?Sized> RecordAsDebug for Failure<'_, E> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "macros"))]
 mod tests;
