@@ -46,7 +46,9 @@
 //!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]);
 //! - [`redact`]: the one redaction policy ([`Redactor`]) applied to spans, error groups,
 //!   webhook bodies and log records before they leave the process;
-//! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]).
+//! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]);
+//! - [`work`]: spans for the work inside a request (database queries, external calls, tool
+//!   and LLM calls) on one guard, [`work::WorkSpan`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.

@@ -1,6 +1,6 @@
 //! The generative AI client metrics the LLM helper ([`crate::work::llm`]) records:
 //! `gen_ai.client.token.usage` and `gen_ai.client.operation.duration`, with the semantic
-//! conventions' advisory buckets (v1.38.0).
+//! conventions' advisory buckets (semantic conventions v1.41.0).
 //!
 //! Recorded through the global meter provider, which set-up installs when metrics are on (a
 //! no-op before), for every LLM call whatever the trace sampler decided.

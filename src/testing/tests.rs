@@ -445,3 +445,37 @@ fn a_client_call_to_a_second_service_makes_one_valid_trace() {
         [Finding::ClockSkew { name, parent, .. }] if name == "GET /stock/{id}" && parent == "GET"
     ));
 }
+
+/// Database, RPC and generative AI client spans (the `work` helpers', or a driver's) are held
+/// to their own conventions, not HTTP's: they carry no `url.full` and need none.
+#[test]
+fn client_spans_of_other_domains_are_not_held_to_the_http_attributes() {
+    let as_client = |domain: Vec<KeyValue>| {
+        let mut spans = request_spans();
+        let query = index(&spans, "db.query");
+        spans[query].span_kind = SpanKind::Client;
+        spans[query].attributes = domain;
+        validate_trace(&spans)
+    };
+    as_client(vec![KeyValue::new("db.system.name", "sqlite")]).assert_ok();
+    as_client(vec![KeyValue::new("db.system", "postgresql")]).assert_ok();
+    as_client(vec![KeyValue::new("rpc.system", "grpc")]).assert_ok();
+    as_client(vec![
+        KeyValue::new("gen_ai.operation.name", "chat"),
+        KeyValue::new("gen_ai.provider.name", "openai"),
+    ])
+    .assert_ok();
+    let no_provider = as_client(vec![KeyValue::new("gen_ai.operation.name", "chat")]);
+    assert!(
+        matches!(
+            no_provider.findings(),
+            [Finding::MissingAttribute {
+                attribute: "gen_ai.provider.name",
+                ..
+            }]
+        ),
+        "{no_provider}"
+    );
+    // A client span of no declared domain is still an HTTP call missing its attributes.
+    assert_eq!(as_client(Vec::new()).findings().len(), 4);
+}

@@ -22,6 +22,31 @@ const CLIENT_REQUIRED: [&str; 4] = [
     semconv::SERVER_PORT,
 ];
 
+/// ... and on a generative AI client span (besides `gen_ai.operation.name`, which makes it one).
+const GEN_AI_CLIENT_REQUIRED: [&str; 1] = ["gen_ai.provider.name"];
+
+/// What a client span must carry, by the domain it declares: a database (`db.system.name`, or
+/// the older `db.system`), RPC (`rpc.system`, `rpc.system.name`) or messaging
+/// (`messaging.system`) call already has its conventions' required attribute; a generative AI
+/// call (`gen_ai.operation.name`) needs its provider; any other client span is an HTTP call.
+fn client_required(span: &SpanData) -> &'static [&'static str] {
+    let has = |key: &str| span.attributes.iter().any(|kv| kv.key.as_str() == key);
+    let declares = |keys: &[&str]| keys.iter().any(|key| has(key));
+    if declares(&[
+        "db.system.name",
+        "db.system",
+        "rpc.system",
+        "rpc.system.name",
+        "messaging.system",
+    ]) {
+        &[]
+    } else if has("gen_ai.operation.name") {
+        &GEN_AI_CLIENT_REQUIRED
+    } else {
+        &CLIENT_REQUIRED
+    }
+}
+
 /// One problem [`validate_trace`] found; its `Display` is one line naming the span.
 ///
 /// ```
@@ -67,7 +92,10 @@ pub enum Finding {
     },
     /// A server or client span without an attribute the HTTP semantic conventions require
     /// (server: `http.request.method`, `url.path`, `url.scheme`; client:
-    /// `http.request.method`, `url.full`, `server.address`, `server.port`).
+    /// `http.request.method`, `url.full`, `server.address`, `server.port`). A client span
+    /// that declares another domain is held to that one's instead: nothing more for a
+    /// database, RPC or messaging call (`db.system.name`, `rpc.system`, `messaging.system`),
+    /// `gen_ai.provider.name` for a generative AI call (`gen_ai.operation.name`).
     #[non_exhaustive]
     MissingAttribute {
         /// The span's name.
@@ -269,7 +297,7 @@ fn check_span(span: &SpanData, findings: &mut Vec<Finding>) {
     }
     let required: &[&'static str] = match span.span_kind {
         SpanKind::Server => &SERVER_REQUIRED,
-        SpanKind::Client => &CLIENT_REQUIRED,
+        SpanKind::Client => client_required(span),
         _ => &[],
     };
     for attribute in required {

@@ -4,12 +4,15 @@
 //!
 //! | attribute | from |
 //! |---|---|
-//! | `peer.service` | `service`, the logical name of the called service |
+//! | `service.peer.name` and `peer.service` | `service`, the logical name of the called service (`peer.service` is the deprecated name `service.peer.name` replaced; both are written, as most backends' service maps still read the old one) |
 //! | `rpc.system`, `rpc.service`, `rpc.method` | [`Call::rpc`], when given |
 //! | `server.address`, `server.port` | [`Call::server`], when given |
 //!
-//! The span is `Client`, named `{rpc.service}/{rpc.method}` for an RPC (as the RPC
-//! conventions name it), else `{service} {operation}`: both are templates, never ids.
+//! The span is `Client`, named `{rpc.service}/{rpc.method}` for an RPC, else
+//! `{service} {operation}`: both are templates, never ids. The RPC attributes are the
+//! conventions' v1.37 ones: the RPC release candidate after it renamed them
+//! (`rpc.system.name`, a fully-qualified `rpc.method`, no `rpc.service`) and asks existing
+//! instrumentations to keep emitting v1.37 until the RPC conventions are stable.
 //! Errors are classified High / `dependency`, timeouts Medium / `timeout`.
 //!
 //! ```
@@ -56,7 +59,7 @@ pub struct Call<'a> {
     server: Option<(&'a str, u16)>,
 }
 
-/// A call to `service` (`peer.service`) doing `operation` (a template: `GetUser`, not
+/// A call to `service` (`service.peer.name`, `peer.service`) doing `operation` (a template: `GetUser`, not
 /// `GetUser 42`). See the [module docs](self).
 ///
 /// ```
@@ -107,7 +110,8 @@ impl<'a> Call<'a> {
     }
 
     fn attributes(&self) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(6);
+        let mut attributes = Vec::with_capacity(7);
+        attributes.push(KeyValue::new("service.peer.name", self.service.to_owned()));
         attributes.push(KeyValue::new("peer.service", self.service.to_owned()));
         if let Some((system, service, method)) = self.rpc {
             attributes.push(KeyValue::new("rpc.system", system.to_owned()));
@@ -187,6 +191,7 @@ mod tests {
         let span = one(&exporter, "shop.Inventory/Reserve");
         assert_eq!(span.span_kind, SpanKind::Client);
         for (key, value) in [
+            ("service.peer.name", "inventory"),
             ("peer.service", "inventory"),
             ("rpc.system", "grpc"),
             ("rpc.service", "shop.Inventory"),
@@ -215,6 +220,7 @@ mod tests {
         drop(span);
         let span = one(&exporter, "payments Charge");
         assert_eq!(text(&span, "peer.service"), "payments");
+        assert_eq!(text(&span, "service.peer.name"), "payments");
         assert!(attribute(&span, "rpc.system").is_none());
     }
 }

@@ -30,15 +30,20 @@
 //!
 //! # Conventions followed
 //!
-//! OpenTelemetry semantic conventions v1.38.0: database client spans (stable:
-//! `db.system.name`, `db.operation.name`, `db.collection.name`, `db.namespace`,
-//! `db.query.text`, `server.address`, `server.port`, and the span name rules), generative AI
-//! spans and metrics (development: inference `{gen_ai.operation.name} {gen_ai.request.model}`
-//! client spans, `execute_tool {gen_ai.tool.name}` internal spans, `gen_ai.provider.name`,
-//! `gen_ai.client.token.usage` and `gen_ai.client.operation.duration` with their advisory
-//! buckets), RPC client spans (development: `rpc.system`, `rpc.service`, `rpc.method`), and
-//! `peer.service`. Captured content (tool arguments and results, prompts and completions) is
-//! off by default, opt-in per call, passed through the redaction policy and capped.
+//! The OpenTelemetry semantic conventions as of v1.41.0:
+//! - database client spans (stable): `db.system.name`, `db.operation.name`,
+//!   `db.collection.name`, `db.namespace`, `db.query.text` (sanitised), `server.address`,
+//!   `server.port`, and the span name rules;
+//! - generative AI spans and metrics (development): inference client spans named
+//!   `{gen_ai.operation.name} {gen_ai.request.model}` with `gen_ai.provider.name`,
+//!   `execute_tool {gen_ai.tool.name}` internal spans, `gen_ai.client.token.usage` and
+//!   `gen_ai.client.operation.duration` with their advisory buckets;
+//! - RPC client spans: the v1.37 attributes (`rpc.system`, `rpc.service`, `rpc.method`), as
+//!   the RPC release candidate's transition plan asks until it is stable (see [`external`]);
+//!   `service.peer.name`, written with the deprecated `peer.service` it replaced.
+//!
+//! Captured content (tool arguments and results, prompts and completions) is off by default,
+//! opt-in per call, passed through the redaction policy and capped.
 //!
 //! # The guard for code of your own
 //!

@@ -8,7 +8,9 @@ use std::task::{ready, Context as TaskContext, Poll};
 use super::WorkSpan;
 
 /// What a finished piece of work says about its outcome: an `Err` is recorded on the span
-/// ([`WorkSpan::record_error`]), an `Ok` states success.
+/// ([`WorkSpan::record_error`]), an `Ok` states success. Implemented for `Result<T, E>` with
+/// `E: Error`, and `()`. A `Box<dyn Error>` is not an `Error` (nor can it be given one here
+/// beside the general impl): record it with `in_scope_with` and `span.record_error(&*error)`.
 ///
 /// ```
 /// use service_tracing::work::{Outcome, WorkSpan};

@@ -21,74 +21,7 @@ pub(crate) fn sanitize(query: &str, max: usize) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(query.len().min(max) + 1);
     let mut i = 0;
     while i < bytes.len() && out.len() <= max {
-        let b = bytes[i];
-        match b {
-            b'\'' => {
-                drop_prefix(&mut out);
-                i = skip_quoted(bytes, i, b'\'');
-                placeholder(&mut out);
-            }
-            b'"' | b'`' => {
-                // Quoted identifiers are kept (their quotes doubled inside).
-                let end = skip_quoted(bytes, i, b);
-                out.extend_from_slice(&bytes[i..end]);
-                i = end;
-            }
-            b'[' if !prev_is_word(&out) => {
-                // A bracketed identifier (SQL Server), kept; an array subscript `a[1]` is not.
-                let end = bytes[i..]
-                    .iter()
-                    .position(|&c| c == b']')
-                    .map_or(bytes.len(), |p| i + p + 1);
-                out.extend_from_slice(&bytes[i..end]);
-                i = end;
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = bytes[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(bytes.len(), |p| i + p);
-                space(&mut out);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(bytes, i);
-                space(&mut out);
-            }
-            b'$' => match dollar_tag(bytes, i) {
-                Some(tag_end) => {
-                    i = skip_dollar_quoted(bytes, i, tag_end);
-                    placeholder(&mut out);
-                }
-                None => {
-                    // `$1` (a parameter) and `$` inside names are kept as they are.
-                    let end = i + 1 + bytes[i + 1..].iter().take_while(|c| is_word(**c)).count();
-                    out.extend_from_slice(&bytes[i..end]);
-                    i = end;
-                }
-            },
-            b'?' | b':' | b'@' => {
-                // Placeholders (`?`, `?1`, `:name`, `@p1`) are kept whole.
-                let end = i + 1 + bytes[i + 1..].iter().take_while(|c| is_word(**c)).count();
-                out.extend_from_slice(&bytes[i..end]);
-                i = end;
-            }
-            b'0'..=b'9' if !prev_is_word(&out) => {
-                i = skip_number(bytes, i);
-                placeholder(&mut out);
-            }
-            b'.' if !prev_is_word(&out) && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                i = skip_number(bytes, i + 1);
-                placeholder(&mut out);
-            }
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
-                space(&mut out);
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
+        i = token(bytes, i, &mut out);
     }
     while out.last() == Some(&b' ') {
         out.pop();
@@ -100,6 +33,80 @@ pub(crate) fn sanitize(query: &str, max: usize) -> String {
     };
     let text = text.trim_start();
     service_tracing_middleware::semconv::truncate_str(text, max).to_owned()
+}
+
+/// Copies, replaces or drops the token starting at `bytes[i]` into `out`; returns where the
+/// next one starts.
+fn token(bytes: &[u8], mut i: usize, out: &mut Vec<u8>) -> usize {
+    let b = bytes[i];
+    match b {
+        b'\'' => {
+            drop_prefix(out);
+            i = skip_quoted(bytes, i, b'\'');
+            placeholder(out);
+        }
+        b'"' | b'`' => {
+            // Quoted identifiers are kept (their quotes doubled inside).
+            let end = skip_quoted(bytes, i, b);
+            out.extend_from_slice(&bytes[i..end]);
+            i = end;
+        }
+        b'[' if !prev_is_word(out) => {
+            // A bracketed identifier (SQL Server), kept; an array subscript `a[1]` is not.
+            let end = bytes[i..]
+                .iter()
+                .position(|&c| c == b']')
+                .map_or(bytes.len(), |p| i + p + 1);
+            out.extend_from_slice(&bytes[i..end]);
+            i = end;
+        }
+        b'-' if bytes.get(i + 1) == Some(&b'-') => {
+            i = bytes[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(bytes.len(), |p| i + p);
+            space(out);
+        }
+        b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            i = skip_block_comment(bytes, i);
+            space(out);
+        }
+        b'$' => match dollar_tag(bytes, i) {
+            Some(tag_end) => {
+                i = skip_dollar_quoted(bytes, i, tag_end);
+                placeholder(out);
+            }
+            None => {
+                // `$1` (a parameter) and `$` inside names are kept as they are.
+                let end = i + 1 + bytes[i + 1..].iter().take_while(|c| is_word(**c)).count();
+                out.extend_from_slice(&bytes[i..end]);
+                i = end;
+            }
+        },
+        b'?' | b':' | b'@' => {
+            // Placeholders (`?`, `?1`, `:name`, `@p1`) are kept whole.
+            let end = i + 1 + bytes[i + 1..].iter().take_while(|c| is_word(**c)).count();
+            out.extend_from_slice(&bytes[i..end]);
+            i = end;
+        }
+        b'0'..=b'9' if !prev_is_word(out) => {
+            i = skip_number(bytes, i);
+            placeholder(out);
+        }
+        b'.' if !prev_is_word(out) && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+            i = skip_number(bytes, i + 1);
+            placeholder(out);
+        }
+        b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
+            space(out);
+            i += 1;
+        }
+        _ => {
+            out.push(b);
+            i += 1;
+        }
+    }
+    i
 }
 
 fn is_word(b: u8) -> bool {

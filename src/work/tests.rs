@@ -192,7 +192,7 @@ async fn in_scope_makes_the_span_current_and_takes_the_outcome_from_the_result()
             Ok(7)
         })
         .await;
-    assert_eq!(loaded.unwrap(), 7);
+    assert_eq!(loaded.expect("loaded"), 7);
     let load = one(&exporter, "load");
     assert_eq!(load.status, Status::Unset, "an Ok is a success");
     assert_eq!(

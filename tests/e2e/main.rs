@@ -63,6 +63,7 @@ mod setup_errors_name_the_setting;
 mod sigterm_ends_the_production_example_and_every_span_reaches_the_collector;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
+mod the_agent_example_answers_and_its_work_spans_reach_the_collector;
 mod the_health_route_reports_export_at_a_real_collector;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;

@@ -116,3 +116,37 @@ pub async fn checkouts(
     times.sort();
     times
 }
+
+/// Builds `examples/{name}.rs` with this test binary's features (so the library is not built
+/// again with others) and returns its path, next to this binary's directory.
+pub fn build_example(name: &str) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let features: Vec<&str> = [
+        ("tls", cfg!(feature = "tls")),
+        ("otlp-grpc", cfg!(feature = "otlp-grpc")),
+        ("otlp-http", cfg!(feature = "otlp-http")),
+        ("redis", cfg!(feature = "redis")),
+        ("cpu-profile", cfg!(feature = "cpu-profile")),
+        ("testing", cfg!(feature = "testing")),
+    ]
+    .into_iter()
+    .filter_map(|(feature, on)| on.then_some(feature))
+    .collect();
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            name,
+            "--no-default-features",
+        ])
+        .arg(format!("--features={}", features.join(",")))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the example {name} failed");
+    // This binary is <target>/debug/deps/e2e-<hash>; examples are in <target>/debug/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("examples").join(name)
+}

@@ -332,6 +332,7 @@ async fn work_inside_a_request_reaches_the_collector_as_one_trace() {
     assert_attributes(
         rpc,
         &[
+            ("service.peer.name", "inventory"),
             ("peer.service", "inventory"),
             ("rpc.system", "grpc"),
             ("rpc.service", "shop.Inventory"),
@@ -452,6 +453,44 @@ async fn work_inside_a_request_reaches_the_collector_as_one_trace() {
     );
     let summary = errors.summary();
     assert_eq!(summary.total(), 5, "one error per failing request");
+
+    // The LLM calls' metrics, with the conventions' names and attributes.
+    let text = guard.metrics().expect("metrics are on").prometheus_text();
+    let line = |prefix: &str, needles: &[&str]| {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no {prefix} with {needles:?} in\n{text}"))
+            .to_owned()
+    };
+    let input = line(
+        "gen_ai_client_token_usage_sum",
+        &[
+            r#"gen_ai_token_type="input""#,
+            r#"gen_ai_request_model="stub-model""#,
+            r#"gen_ai_response_model="stub-model-2026-01""#,
+            r#"gen_ai_provider_name="openai""#,
+        ],
+    );
+    assert!(input.ends_with(" 21"), "{input}");
+    let output = line(
+        "gen_ai_client_token_usage_sum",
+        &[r#"gen_ai_token_type="output""#],
+    );
+    assert!(output.ends_with(" 7"), "{output}");
+    line(
+        "gen_ai_client_operation_duration_seconds_count",
+        &[
+            r#"gen_ai_request_model="stub-model""#,
+            r#"gen_ai_operation_name="chat""#,
+        ],
+    );
+    line(
+        "gen_ai_client_operation_duration_seconds_count",
+        &[
+            r#"gen_ai_request_model="down""#,
+            r#"error_type="overloaded_error""#,
+        ],
+    );
 
     // Profiling: one operation per template.
     let profiling = guard.profiling().expect("profiling is on by default");
