@@ -427,13 +427,34 @@ fn early_return(n: u32) -> u32 {
     0
 }
 
+/// A `mut` parameter changed in a body that runs in the `result` closure.
+#[traced(result, args(n))]
+fn count_down(mut n: u32) -> Result<u32, std::io::Error> {
+    let mut steps = 0;
+    while n > 0 {
+        n -= 1;
+        steps += 1;
+        if steps > 2 {
+            return Ok(steps);
+        }
+    }
+    Ok(steps)
+}
+
 #[test]
 fn an_early_return_ends_the_span_without_an_error() {
     let installed = install(Sampler::AlwaysOn);
     early_return(5);
-    let span = installed.one("early_return");
-    assert!(attribute(&span, "error.type").is_none(), "{span:#?}");
-    assert_eq!(span.status, Status::Unset);
+    assert_eq!(count_down(5).ok(), Some(3));
+    for name in ["early_return", "count_down"] {
+        let span = installed.one(name);
+        assert!(attribute(&span, "error.type").is_none(), "{span:#?}");
+        assert_eq!(span.status, Status::Unset);
+    }
+    assert_eq!(
+        text(&installed.one("count_down"), "code.function.args.n"),
+        "5"
+    );
 }
 
 #[traced(slow_ms = 5)]
