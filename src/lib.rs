@@ -78,6 +78,7 @@ mod test_support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod trace_share;
+mod traced;
 mod window;
 mod wire;
 pub mod work;
@@ -136,6 +137,20 @@ pub use service_tracing_middleware::{CorrelationId, TracingLayer};
 pub use opentelemetry;
 pub use opentelemetry_sdk;
 pub use tracing_opentelemetry;
+
+#[cfg(feature = "macros")]
+#[doc = include_str!("traced.md")]
+pub use service_tracing_macros::traced;
+
+/// What `#[traced]` expands to calls; not API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::traced::*;
+}
+
+// `#[traced]` names this crate `::service_tracing`, in its own tests too.
+#[cfg(test)]
+extern crate self as service_tracing;
 
 /// The README's example, compiled as a doc test so it stays true.
 #[cfg(doctest)]

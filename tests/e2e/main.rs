@@ -70,6 +70,8 @@ mod the_health_route_reports_export_at_a_real_collector;
 mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
 mod traced_clients_speak_the_propagators_set_up_chose;
+#[cfg(feature = "macros")]
+mod traced_functions_reach_the_collector_under_their_request;
 mod two_scoped_setups_export_to_their_own_collectors_without_globals;
 mod untrusted_callers_start_new_linked_traces;
 mod work_inside_a_request_reaches_the_collector_as_one_trace;

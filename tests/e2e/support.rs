@@ -129,6 +129,7 @@ pub fn build_example(name: &str) -> std::path::PathBuf {
         ("cpu-profile", cfg!(feature = "cpu-profile")),
         ("testing", cfg!(feature = "testing")),
         ("config-file", cfg!(feature = "config-file")),
+        ("macros", cfg!(feature = "macros")),
     ]
     .into_iter()
     .filter_map(|(feature, on)| on.then_some(feature))

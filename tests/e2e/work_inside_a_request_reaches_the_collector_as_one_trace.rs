@@ -136,6 +136,14 @@ async fn ask_model(agent: &Agent, model: &str) -> Result<serde_json::Value, Unav
     }
 }
 
+// The line of `compose_reply`'s name, for `code.line.number`.
+const COMPOSE_REPLY_LINE: u32 = line!() + 3;
+/// The chain's last step: the agent's own code, traced with `#[traced]` (feature `macros`).
+#[cfg_attr(feature = "macros", service_tracing::traced(args(total, %sky)))]
+fn compose_reply(total: f64, sky: &str, answer_id: &str) -> String {
+    format!("{total} {sky} {answer_id}")
+}
+
 async fn run_agent(State(agent): State<Agent>, Path(id): Path<u32>) -> (StatusCode, String) {
     let Ok(total) = load_total(QUERY, id) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "db".to_owned());
@@ -174,7 +182,11 @@ async fn run_agent(State(agent): State<Agent>, Path(id): Path<u32>) -> (StatusCo
     match ask_model(&agent, "stub-model").await {
         Ok(answer) => (
             StatusCode::OK,
-            format!("{total} {} {}", weather["sky"], answer["id"]),
+            compose_reply(
+                total,
+                &weather["sky"].to_string(),
+                &answer["id"].to_string(),
+            ),
         ),
         Err(_) => (StatusCode::BAD_GATEWAY, "model".to_owned()),
     }
@@ -385,6 +397,30 @@ async fn work_inside_a_request_reaches_the_collector_as_one_trace() {
         .find(|s| s.kind == "Client" && s.parent_id == chat.span_id)
         .expect("the HTTP call to the model is the LLM span's child");
     assert_eq!(http.trace_id, server.trace_id);
+
+    // The chain ends in the agent's own `#[traced]` function, with exactly its attributes.
+    #[cfg(feature = "macros")]
+    {
+        let reply = child(&spans, server, "compose_reply");
+        assert_eq!(reply.kind, "Internal");
+        assert_eq!(reply.status_code, "Unset");
+        let line = COMPOSE_REPLY_LINE.to_string();
+        let expected: std::collections::BTreeMap<String, String> = [
+            (
+                "code.function.name",
+                "e2e::work_inside_a_request_reaches_the_collector_as_one_trace::compose_reply",
+            ),
+            ("code.file.path", file!()),
+            ("code.line.number", line.as_str()),
+            ("code.function.args.total", "99.5"),
+            ("code.function.args.sky", "\"rain\""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(reply.attributes, expected, "{reply:#?}");
+        assert!(reply.start_time_unix_nano >= chat.end_time_unix_nano);
+    }
 
     // Errors: one per failing request, on its route, under the helper's category, with the
     // helper's span as the group's target.

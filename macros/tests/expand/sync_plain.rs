@@ -1,0 +1,4 @@
+#[traced]
+fn load_order(id: u64) -> Order {
+    Order { id }
+}

@@ -1,0 +1,6 @@
+use service_tracing_macros::traced;
+
+#[traced(level = "info")]
+fn load() {}
+
+fn main() {}
