@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::config::env;
+use crate::config::file::schema;
 use crate::config::file::{self, FileSettings};
 use crate::error::{SetupError, SetupErrorKind};
 use crate::errors::AlertRule;
@@ -84,7 +85,8 @@ impl ServiceTracing {
         }
     }
 
-    /// The file's settings over the defaults.
+    /// The file's settings over the defaults: those with a variable as its fallback, the
+    /// others as the builder's starting values, one section at a time.
     fn with_file(mut self, f: FileSettings) -> Result<Self, SetupError> {
         self.env.set_file(f.vars());
         if let Some(version) = f.service.version {
@@ -93,32 +95,33 @@ impl ServiceTracing {
         if let Some(environment) = f.service.environment {
             self.environment = Some(environment.0);
         }
-        let keep_errors = f.sampling.keep_errors == Some(true);
-        if !f.sampling.rules.is_empty()
-            || f.sampling.otherwise.is_some()
-            || keep_errors
-            || f.sampling.keep_slower_than.is_some()
-        {
-            let mut rules = SamplingRules::new();
-            if keep_errors {
-                rules = rules.keep_errors();
-            }
-            if let Some(threshold) = f.sampling.keep_slower_than {
-                rules = rules.keep_slower_than(threshold.0);
-            }
-            for rule in f.sampling.rules {
-                let mut r = RouteRule::new(rule.route.0, rule.sample.0);
-                if let Some(method) = rule.method {
-                    r = r.method(method.0);
-                }
-                rules = rules.rule(r);
-            }
-            if let Some(otherwise) = f.sampling.otherwise {
-                rules = rules.otherwise(otherwise.0);
-            }
-            self.sampling_rules = Some(rules);
+        self.sampling_rules = sampling_rules(f.sampling);
+        let options = self
+            .with_propagation(f.propagation)?
+            .with_http(f.http)
+            .with_errors(f.errors)?
+            .with_profiling(f.profiling)
+            .with_health(f.health)?;
+        let mut options = match f.metrics.prometheus_route {
+            Some(route) => options.prometheus_route(route.0),
+            None => options,
+        };
+        for key in f.redaction.keys {
+            options = options.redact_key(key.0);
         }
-        let p = f.propagation;
+        for pattern in f.redaction.patterns {
+            options = options.redact_pattern(pattern.0);
+        }
+        if let Some(on) = f.logging.install_subscriber {
+            options.install_subscriber = on;
+        }
+        if let Some(timeout) = f.shutdown.timeout {
+            options.shutdown_timeout = timeout.0;
+        }
+        Ok(options)
+    }
+
+    fn with_propagation(mut self, p: schema::Propagation) -> Result<Self, SetupError> {
         self.layer.trust = trust(p.trust_incoming, p.trust_networks, p.trust_headers)?;
         if let Some(charset) = p.correlation_id_extra_chars {
             self.layer.correlation_charset = charset.0;
@@ -132,13 +135,18 @@ impl ServiceTracing {
         if let Some(on) = p.traceresponse {
             self.layer.traceresponse = on;
         }
-        for route in f.http.untraced_routes {
+        Ok(self)
+    }
+
+    fn with_http(mut self, h: schema::Http) -> Self {
+        for route in h.untraced_routes {
             self = self.untraced_route(route.0);
         }
-        self = self
-            .capture_request_headers(f.http.capture_request_headers.into_iter().map(|h| h.0))
-            .capture_response_headers(f.http.capture_response_headers.into_iter().map(|h| h.0));
-        let e = f.errors;
+        self.capture_request_headers(h.capture_request_headers.into_iter().map(|h| h.0))
+            .capture_response_headers(h.capture_response_headers.into_iter().map(|h| h.0))
+    }
+
+    fn with_errors(mut self, e: schema::Errors) -> Result<Self, SetupError> {
         if let Some(max) = e.max_groups {
             // Not `error_tracker`, which would turn tracking on whatever `enabled` says.
             self.error_tracker = Some(crate::ErrorTracking::new().with_max_groups(count(max)));
@@ -158,13 +166,10 @@ impl ServiceTracing {
         for (i, alert) in e.alerts.into_iter().enumerate() {
             self = self.alert_rule(alert_rule(i, alert)?);
         }
-        for key in f.redaction.keys {
-            self = self.redact_key(key.0);
-        }
-        for pattern in f.redaction.patterns {
-            self = self.redact_pattern(pattern.0);
-        }
-        let pr = f.profiling;
+        Ok(self)
+    }
+
+    fn with_profiling(mut self, pr: schema::ProfilingSection) -> Self {
         if pr.max_operations.is_some()
             || pr.slow_log_interval.is_some()
             || pr.auto_slow_threshold.is_some()
@@ -191,13 +196,13 @@ impl ServiceTracing {
         if let Some(on) = pr.process_sampling {
             self = self.process_sampling(on);
         }
-        if let Some(interval) = pr.process_sample_interval {
-            self = self.process_sample_interval(interval.0);
+        match pr.process_sample_interval {
+            Some(interval) => self.process_sample_interval(interval.0),
+            None => self,
         }
-        if let Some(route) = f.metrics.prometheus_route {
-            self = self.prometheus_route(route.0);
-        }
-        let h = f.health;
+    }
+
+    fn with_health(mut self, h: schema::Health) -> Result<Self, SetupError> {
         if let Some(route) = h.route {
             self = self.health_route(route.0);
         }
@@ -215,14 +220,34 @@ impl ServiceTracing {
                 ))
             }
         };
-        if let Some(on) = f.logging.install_subscriber {
-            self.install_subscriber = on;
-        }
-        if let Some(timeout) = f.shutdown.timeout {
-            self.shutdown_timeout = timeout.0;
-        }
         Ok(self)
     }
+}
+
+/// The file's sampling rules, or `None` when it gives none (the builder's or no rules).
+fn sampling_rules(s: schema::Sampling) -> Option<SamplingRules> {
+    let keep_errors = s.keep_errors == Some(true);
+    if s.rules.is_empty() && s.otherwise.is_none() && !keep_errors && s.keep_slower_than.is_none() {
+        return None;
+    }
+    let mut rules = SamplingRules::new();
+    if keep_errors {
+        rules = rules.keep_errors();
+    }
+    if let Some(threshold) = s.keep_slower_than {
+        rules = rules.keep_slower_than(threshold.0);
+    }
+    for rule in s.rules {
+        let mut r = RouteRule::new(rule.route.0, rule.sample.0);
+        if let Some(method) = rule.method {
+            r = r.method(method.0);
+        }
+        rules = rules.rule(r);
+    }
+    if let Some(otherwise) = s.otherwise {
+        rules = rules.otherwise(otherwise.0);
+    }
+    Some(rules)
 }
 
 /// OpenTelemetry's name for a service that gave none: `unknown_service:` and the executable.

@@ -91,43 +91,7 @@ pub(super) fn substitute(
                 i += 2;
             }
             Some(b'{') => {
-                let close = text[i..]
-                    .find(['}', '\n'])
-                    .map(|n| i + n)
-                    .filter(|&n| bytes[n] == b'}')
-                    .ok_or_else(|| FileError::at(i, "`${` without its closing `}`".to_owned()))?;
-                let inner = &text[i + 2..close];
-                let (name, default) = match inner.split_once(":-") {
-                    Some((name, default)) => (name, Some(default)),
-                    None => (inner, None),
-                };
-                if !valid_name(name) {
-                    return Err(FileError::at(
-                        i,
-                        format!(
-                            "`${{{inner}}}`: a variable name is letters, digits and `_`, not \
-                             starting with a digit (write `$$` for a literal `$`)"
-                        ),
-                    ));
-                }
-                let value = lookup(name)
-                    .filter(|v| !v.is_empty())
-                    .or_else(|| default.map(str::to_owned))
-                    .ok_or_else(|| {
-                        FileError::at(
-                            i,
-                            format!(
-                                "`${{{name}}}`: the variable is not set (give a default with \
-                                 `${{{name}:-default}}`)"
-                            ),
-                        )
-                    })?;
-                if value.contains(['\n', '\r']) {
-                    return Err(FileError::at(
-                        i,
-                        format!("`${{{name}}}`: the value holds a line break"),
-                    ));
-                }
+                let (value, close) = expand(text, i, lookup)?;
                 spans.push(Span {
                     new_start: out.len(),
                     new_end: out.len() + value.len(),
@@ -150,6 +114,53 @@ pub(super) fn substitute(
         }
     }
     Ok(Substituted { text: out, spans })
+}
+
+/// The value of the `${...}` that starts at `i` (its `$`), and where its `}` is.
+fn expand(
+    text: &str,
+    i: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, usize), FileError> {
+    let bytes = text.as_bytes();
+    let close = text[i..]
+        .find(['}', '\n'])
+        .map(|n| i + n)
+        .filter(|&n| bytes[n] == b'}')
+        .ok_or_else(|| FileError::at(i, "`${` without its closing `}`".to_owned()))?;
+    let inner = &text[i + 2..close];
+    let (name, default) = match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    };
+    if !valid_name(name) {
+        return Err(FileError::at(
+            i,
+            format!(
+                "`${{{inner}}}`: a variable name is letters, digits and `_`, not \
+                 starting with a digit (write `$$` for a literal `$`)"
+            ),
+        ));
+    }
+    let value = lookup(name)
+        .filter(|v| !v.is_empty())
+        .or_else(|| default.map(str::to_owned))
+        .ok_or_else(|| {
+            FileError::at(
+                i,
+                format!(
+                    "`${{{name}}}`: the variable is not set (give a default with \
+                     `${{{name}:-default}}`)"
+                ),
+            )
+        })?;
+    if value.contains(['\n', '\r']) {
+        return Err(FileError::at(
+            i,
+            format!("`${{{name}}}`: the value holds a line break"),
+        ));
+    }
+    Ok((value, close))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -11,15 +11,57 @@ use super::FileSettings;
 impl FileSettings {
     /// Each variable the file gives a value, with the value in the variable's syntax.
     pub(crate) fn vars(&self) -> Vec<(&'static str, String)> {
-        let e = &self.export;
         let text = |v: Option<&str>| v.map(str::to_owned);
         let millis = |d: Option<Dur>| d.map(|d| d.0.as_millis().to_string());
-        let candidates = [
+        let others = [
             ("OTEL_SDK_DISABLED", self.disabled.map(|b| b.to_string())),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
                 pairs(&self.service.resource_attributes),
             ),
+            (
+                "OTEL_TRACES_SAMPLER",
+                text(self.sampling.sampler.map(|x| x.as_str())),
+            ),
+            (
+                "OTEL_TRACES_SAMPLER_ARG",
+                self.sampling.ratio.map(|r| r.0.to_string()),
+            ),
+            (
+                "OTEL_PROPAGATORS",
+                self.propagation
+                    .propagators
+                    .as_ref()
+                    .map(|p| p.iter().map(|n| n.0.as_str()).collect::<Vec<_>>().join(",")),
+            ),
+            (
+                "OTEL_METRICS_EXPORTER",
+                text(self.metrics.exporter.map(|x| x.as_str())),
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", millis(self.metrics.interval)),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", millis(self.metrics.timeout)),
+            (
+                "SERVICE_TRACING_ERRORS_REDIS_URL",
+                text(self.errors.redis_url.as_ref().map(|x| x.0.as_str())),
+            ),
+            (
+                "RUST_LOG",
+                text(self.logging.filter.as_ref().map(|x| x.0.as_str())),
+            ),
+        ];
+        self.export_vars()
+            .into_iter()
+            .chain(others)
+            .filter_map(|(name, value)| value.map(|v| (name, v)))
+            .collect()
+    }
+
+    /// The `OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*` and exporter variables, set or not.
+    fn export_vars(&self) -> Vec<(&'static str, Option<String>)> {
+        let e = &self.export;
+        let text = |v: Option<&str>| v.map(str::to_owned);
+        let millis = |d: Option<Dur>| d.map(|d| d.0.as_millis().to_string());
+        vec![
             ("OTEL_TRACES_EXPORTER", text(e.exporter.map(|x| x.as_str()))),
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -85,40 +127,7 @@ impl FileSettings {
                 e.batch.max_export_batch_size.map(|n| n.0.to_string()),
             ),
             ("OTEL_BSP_EXPORT_TIMEOUT", millis(e.batch.export_timeout)),
-            (
-                "OTEL_TRACES_SAMPLER",
-                text(self.sampling.sampler.map(|x| x.as_str())),
-            ),
-            (
-                "OTEL_TRACES_SAMPLER_ARG",
-                self.sampling.ratio.map(|r| r.0.to_string()),
-            ),
-            (
-                "OTEL_PROPAGATORS",
-                self.propagation
-                    .propagators
-                    .as_ref()
-                    .map(|p| p.iter().map(|n| n.0.as_str()).collect::<Vec<_>>().join(",")),
-            ),
-            (
-                "OTEL_METRICS_EXPORTER",
-                text(self.metrics.exporter.map(|x| x.as_str())),
-            ),
-            ("OTEL_METRIC_EXPORT_INTERVAL", millis(self.metrics.interval)),
-            ("OTEL_METRIC_EXPORT_TIMEOUT", millis(self.metrics.timeout)),
-            (
-                "SERVICE_TRACING_ERRORS_REDIS_URL",
-                text(self.errors.redis_url.as_ref().map(|x| x.0.as_str())),
-            ),
-            (
-                "RUST_LOG",
-                text(self.logging.filter.as_ref().map(|x| x.0.as_str())),
-            ),
-        ];
-        candidates
-            .into_iter()
-            .filter_map(|(name, value)| value.map(|v| (name, v)))
-            .collect()
+        ]
     }
 }
 
