@@ -46,11 +46,16 @@
 //!   OTLP and served as Prometheus text ([`ServiceTracing::prometheus_route`]);
 //! - [`redact`]: the one redaction policy ([`Redactor`]) applied to spans, error groups,
 //!   webhook bodies and log records before they leave the process;
-//! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]).
+//! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]);
+//! - `amqp` (feature `amqp`): RabbitMQ publish and process spans through lapin, with the
+//!   trace and correlation id in the message headers. Any other carrier (Kafka headers, job
+//!   payloads) goes through [`service_tracing_middleware::carrier`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 mod attributes;
 mod chain;
 mod clock;
