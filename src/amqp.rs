@@ -14,7 +14,11 @@
 //! | `messaging.operation.name` | `publish` | `process` |
 //! | `messaging.destination.name` | `{exchange}:{routing key}`, one of them, or `amq.default` | `{exchange}:{routing key}:{queue}`, empty parts and a queue equal to the routing key left out |
 //!
-//! and on both `messaging.system=rabbitmq`, `messaging.rabbitmq.destination.routing_key` (when
+//! A pull ([`AmqpTracing::get`], `basic.get`) is a `CLIENT` span `receive {queue}` (operation
+//! type `receive`) linked to the message's creation context; the message is then processed
+//! as any other.
+//!
+//! On publish and process spans: `messaging.system=rabbitmq`, `messaging.rabbitmq.destination.routing_key` (when
 //! not empty), `messaging.message.id` and `messaging.message.conversation_id` (the message's
 //! `message_id` and `correlation_id` properties, when set), `messaging.message.body.size`,
 //! `correlation.id`, and on the process span `messaging.rabbitmq.message.delivery_tag`. A
@@ -96,8 +100,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::message::{BasicGetMessage, Delivery};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -358,6 +362,77 @@ impl AmqpTracing {
             broker_failed(&cx, error);
         }
         cx.span().end();
+        result
+    }
+
+    /// Pulls one message from `queue` (`basic.get`) under a `CLIENT` span `receive {queue}`
+    /// (operation type `receive`), child of the current context, with a link to the message's
+    /// creation context when one came. Process it then with [`process`](Self::process), whose
+    /// span continues the publisher's trace.
+    ///
+    /// # Errors
+    ///
+    /// lapin's error when the broker refuses the `basic.get`, recorded on the span with
+    /// category `dependency`.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: lapin::Channel) -> Result<(), Box<dyn std::error::Error>> {
+    /// let amqp = service_tracing::amqp::AmqpTracing::new();
+    /// if let Some(message) = amqp.get(&channel, "orders".into(), Default::default()).await? {
+    ///     amqp.process("orders", &message.delivery, async { Ok::<_, std::io::Error>(()) }).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn get(
+        &self,
+        channel: &Channel,
+        queue: ShortString,
+        options: BasicGetOptions,
+    ) -> lapin::Result<Option<BasicGetMessage>> {
+        let parent = Context::current();
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "rabbitmq"),
+            KeyValue::new("messaging.operation.type", "receive"),
+            KeyValue::new("messaging.operation.name", "receive"),
+            KeyValue::new("messaging.destination.name", queue.to_string()),
+        ];
+        if let Some(id) = CorrelationId::from_context(&parent) {
+            attributes.push(KeyValue::new("correlation.id", id.as_arc()));
+        }
+        let builder = SpanBuilder::from_name(format!("receive {queue}"))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes);
+        let cx = self.tracer.start_in(builder, &parent);
+        let result = channel
+            .basic_get(queue, options)
+            .with_context(cx.clone())
+            .await;
+        let span = cx.span();
+        match &result {
+            Ok(Some(message)) => {
+                let delivery = &message.delivery;
+                let empty = FieldTable::default();
+                let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
+                let extracted = self.propagation.extract(&AmqpHeaders(headers));
+                let creation = extracted.context().span().span_context().clone();
+                if creation.is_valid() {
+                    span.add_link(creation, Vec::new());
+                }
+                let mut more = message_attributes(
+                    delivery.routing_key.as_str(),
+                    &delivery.properties,
+                    delivery.data.len(),
+                );
+                more.push(KeyValue::new(
+                    "messaging.rabbitmq.message.delivery_tag",
+                    i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
+                ));
+                span.set_attributes(more);
+            }
+            Ok(None) => {}
+            Err(error) => broker_failed(&cx, error),
+        }
+        span.end();
         result
     }
 
@@ -637,6 +712,17 @@ fn common_attributes(
         "messaging.destination.name",
         destination.to_owned(),
     ));
+    attributes.extend(message_attributes(routing_key, properties, body_size));
+    attributes
+}
+
+/// The attributes that describe one message.
+fn message_attributes(
+    routing_key: &str,
+    properties: &BasicProperties,
+    body_size: usize,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(5);
     if !routing_key.is_empty() {
         attributes.push(KeyValue::new(
             "messaging.rabbitmq.destination.routing_key",
@@ -726,7 +812,141 @@ fn handler_failed<E: StdError + ?Sized>(cx: &Context, error: &E) {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
     use super::*;
+    use crate::errors::ErrorTracking;
+
+    fn provider(errors: &ErrorTracking, spans: &InMemorySpanExporter) -> SdkTracerProvider {
+        SdkTracerProvider::builder()
+            .with_span_processor(errors.clone())
+            .with_simple_exporter(spans.clone())
+            .build()
+    }
+
+    #[derive(Debug)]
+    struct Refused(&'static str);
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "refused: {}", self.0)
+        }
+    }
+
+    impl StdError for Refused {}
+
+    fn delivery(traceparent: &str) -> Delivery {
+        let mut delivery = Delivery::mock(3, "".into(), "orders".into(), false, b"42".to_vec());
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(traceparent.into()),
+        );
+        delivery.properties = BasicProperties::default().with_headers(headers);
+        delivery
+    }
+
+    #[test]
+    fn broker_errors_are_dependency_errors() {
+        let errors = ErrorTracking::new();
+        let spans = InMemorySpanExporter::default();
+        let provider = provider(&errors, &spans);
+        let tracer = tracer::from_provider(&provider, "test");
+        let cx = tracer.start_in(
+            SpanBuilder::from_name("publish orders").with_kind(SpanKind::Producer),
+            &Context::new(),
+        );
+        broker_failed(
+            &cx,
+            &lapin::Error::from(lapin::ErrorKind::InvalidChannel(7)),
+        );
+        cx.span().end();
+        provider.force_flush().expect("flush");
+        let groups = errors.groups();
+        assert_eq!(groups.len(), 1, "{groups:#?}");
+        assert_eq!(groups[0].category(), Category::Dependency);
+        assert_eq!(groups[0].operations(), ["publish orders"]);
+        let span = &spans.get_finished_spans().expect("spans")[0];
+        assert!(span
+            .attributes
+            .contains(&KeyValue::new("error.type", "invalid_channel")));
+    }
+
+    /// The category a handler states wins; a handler error without one is classified by the
+    /// rules. Both on the process span, which continues the message's trace.
+    #[tokio::test]
+    async fn processing_errors_keep_the_handlers_category() {
+        let errors = ErrorTracking::new();
+        let spans = InMemorySpanExporter::default();
+        let provider = provider(&errors, &spans);
+        let amqp = AmqpTracing::new()
+            .with_tracer_provider(&provider)
+            .with_settlement(false);
+        let stated = delivery("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let outcome = amqp
+            .process("orders", &stated, async {
+                let error = Refused("no stock");
+                record_error_as(&error, Category::Validation, Severity::Low);
+                Err::<(), _>(error)
+            })
+            .await;
+        assert!(matches!(
+            outcome,
+            Err(ProcessError::Handler(Refused("no stock")))
+        ));
+        let plain = delivery("garbage");
+        let outcome = amqp
+            .process("orders", &plain, async {
+                Err::<(), _>(Refused("bad body"))
+            })
+            .await;
+        assert!(matches!(outcome, Err(ProcessError::Handler(_))));
+        provider.force_flush().expect("flush");
+
+        let groups = errors.groups();
+        let category = |message: &str| {
+            groups
+                .iter()
+                .find(|g| g.message() == message)
+                .map(|g| (g.category(), g.operations().to_vec()))
+        };
+        assert_eq!(
+            category("refused: no stock"),
+            Some((Category::Validation, vec!["process orders".to_owned()]))
+        );
+        assert_eq!(
+            category("refused: bad body"),
+            Some((Category::Application, vec!["process orders".to_owned()]))
+        );
+        let finished = spans.get_finished_spans().expect("spans");
+        let continued = finished
+            .iter()
+            .find(|s| {
+                s.events.iter().any(|e| {
+                    e.attributes
+                        .iter()
+                        .any(|a| a.value.as_str() == "refused: no stock")
+                })
+            })
+            .expect("the first process span");
+        assert_eq!(continued.span_kind, SpanKind::Consumer);
+        assert_eq!(
+            continued.span_context.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(continued.parent_span_id.to_string(), "b7ad6b7169203331");
+        assert_eq!(continued.links.len(), 1);
+        let restarted = finished
+            .iter()
+            .find(|s| s.span_context.span_id() != continued.span_context.span_id())
+            .expect("the second process span");
+        assert_eq!(
+            restarted.parent_span_id,
+            opentelemetry::trace::SpanId::INVALID,
+            "a broken traceparent starts a new trace"
+        );
+        assert!(restarted.links.is_empty());
+    }
 
     #[test]
     fn destinations_follow_the_rabbitmq_conventions() {

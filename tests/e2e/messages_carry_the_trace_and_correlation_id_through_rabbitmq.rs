@@ -311,8 +311,13 @@ async fn one_trace_crosses_http_rabbitmq_and_a_third_service() {
     third.shutdown().unwrap();
 }
 
-/// Publishes `body` with `headers` straight through lapin, as a foreign or hostile producer.
+/// Publishes `body` to `orders` with `headers` straight through lapin, as a foreign or hostile
+/// producer.
 async fn publish_raw(channel: &Channel, body: &str, headers: &[(&str, AMQPValue)]) {
+    publish_raw_to(channel, QUEUE, body, headers).await;
+}
+
+async fn publish_raw_to(channel: &Channel, queue: &str, body: &str, headers: &[(&str, AMQPValue)]) {
     let mut table = FieldTable::default();
     for (key, value) in headers {
         table.insert((*key).into(), value.clone());
@@ -320,7 +325,7 @@ async fn publish_raw(channel: &Channel, body: &str, headers: &[(&str, AMQPValue)
     channel
         .basic_publish(
             "".into(),
-            QUEUE.into(),
+            queue.into(),
             BasicPublishOptions::default(),
             body.as_bytes(),
             BasicProperties::default().with_headers(table),
@@ -452,6 +457,62 @@ async fn hostile_headers_start_new_traces_and_processing_errors_reach_error_trac
         .await
         .unwrap();
     assert_eq!(left.message_count(), 0);
+
+    // A pull: a `receive` span linked to the publisher, and the process span its child.
+    let puller = AmqpTracing::new().with_tracer_provider(worker.tracer_provider().unwrap());
+    channel
+        .queue_declare(
+            "pulled".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    publish_raw_to(
+        &channel,
+        "pulled",
+        "p-1",
+        &[
+            ("traceparent", text(&valid)),
+            ("x-correlation-id", text("pulled-1")),
+        ],
+    )
+    .await;
+    let message = puller
+        .get(&channel, "pulled".into(), Default::default())
+        .await
+        .unwrap()
+        .expect("the message published on the same channel");
+    let seen = puller
+        .process("pulled", &message.delivery, async {
+            Ok::<_, std::io::Error>(CorrelationId::current().map(|id| id.to_string()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some("pulled-1"));
+    worker.guard().force_flush().unwrap();
+    let spans = collector.wait_for_spans(WAIT, |s| {
+        s.iter().any(|s| s.name == "receive pulled") && s.iter().any(|s| s.name == "process pulled")
+    });
+    let receive = span_named(&spans, "receive pulled");
+    assert_eq!(receive.kind, "Client");
+    assert!(receive.is_root(), "the pull has no ambient span here");
+    assert_eq!(receive.attr("messaging.operation.type"), Some("receive"));
+    assert_eq!(receive.attr("messaging.destination.name"), Some("pulled"));
+    assert_eq!(receive.links.len(), 1);
+    assert_eq!(
+        (
+            receive.links[0].trace_id.as_str(),
+            receive.links[0].span_id.as_str()
+        ),
+        (PARENT_TRACE, PARENT_SPAN)
+    );
+    let processed = span_named(&spans, "process pulled");
+    assert_eq!(
+        (processed.trace_id.as_str(), processed.parent_id.as_str()),
+        (PARENT_TRACE, PARENT_SPAN)
+    );
+    assert_eq!(processed.attr("correlation.id"), Some("pulled-1"));
     worker.shutdown().unwrap();
 }
 
