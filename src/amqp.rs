@@ -53,8 +53,8 @@
 //! # Errors and profiling
 //!
 //! An error the handler returns is recorded on the process span like
-//! [`record_error`](crate::errors::record_error) does: error tracking classifies it, unless the
-//! handler stated a category itself with [`record_error_as`](crate::errors::record_error_as)
+//! [`record_error`] does: error tracking classifies it, unless the
+//! handler stated a category itself with [`record_error_as`]
 //! while it ran (the first `exception` of a span is its error). A failed publish, ack or nack
 //! is recorded with category `dependency`. These spans are outside any HTTP request, so error
 //! tracking sees them when they are sampled. Profiling lists each `publish {destination}` and
@@ -447,7 +447,7 @@ impl AmqpTracing {
     ///
     /// [`ProcessError::Handler`] with the handler's error, recorded on the span (error
     /// tracking classifies it, unless the handler stated a category with
-    /// [`record_error_as`](crate::errors::record_error_as)); [`ProcessError::Broker`] when the
+    /// [`record_error_as`]); [`ProcessError::Broker`] when the
     /// ack failed, recorded with category `dependency`.
     ///
     /// ```no_run
@@ -946,6 +946,64 @@ mod tests {
             "a broken traceparent starts a new trace"
         );
         assert!(restarted.links.is_empty());
+    }
+
+    /// A batch: one span under the ambient context, linked to each message's creation
+    /// context, with the messages' shared correlation id current in the handler.
+    #[tokio::test]
+    async fn a_batch_links_every_message_under_the_ambient_parent() {
+        let errors = ErrorTracking::new();
+        let spans = InMemorySpanExporter::default();
+        let provider = provider(&errors, &spans);
+        let amqp = AmqpTracing::new()
+            .with_tracer_provider(&provider)
+            .with_settlement(false);
+        let mut batch = vec![
+            delivery("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            delivery("00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"),
+            delivery("not a traceparent"),
+        ];
+        for message in &mut batch {
+            let mut headers = message.properties.headers().clone().unwrap_or_default();
+            headers.insert(
+                "x-correlation-id".into(),
+                AMQPValue::LongString("batch-1".into()),
+            );
+            message.properties = message.properties.clone().with_headers(headers);
+        }
+        let tracer = tracer::from_provider(&provider, "test");
+        let ambient = tracer.start_in(SpanBuilder::from_name("poll"), &Context::new());
+        let seen = amqp
+            .process_batch("orders", &batch, async {
+                Ok::<_, Refused>(CorrelationId::current().map(|id| id.to_string()))
+            })
+            .with_context(ambient.clone())
+            .await
+            .expect("processed");
+        ambient.span().end();
+        assert_eq!(seen.as_deref(), Some("batch-1"));
+        let finished = spans.get_finished_spans().expect("spans");
+        let batch_span = finished
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Consumer)
+            .expect("the batch span");
+        assert_eq!(batch_span.name, "process orders");
+        assert_eq!(
+            batch_span.parent_span_id,
+            ambient.span().span_context().span_id()
+        );
+        let linked: Vec<String> = batch_span
+            .links
+            .iter()
+            .map(|l| l.span_context.span_id().to_string())
+            .collect();
+        assert_eq!(linked, ["b7ad6b7169203331", "c7ad6b7169203331"]);
+        assert!(batch_span
+            .attributes
+            .contains(&KeyValue::new("messaging.batch.message_count", 3)));
+        assert!(batch_span
+            .attributes
+            .contains(&KeyValue::new("correlation.id", "batch-1")));
     }
 
     #[test]
