@@ -49,10 +49,15 @@
 //! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]);
 //! - [`work`]: spans for the work inside a request (database queries, external calls, tool
 //!   and LLM calls) on one guard, [`work::WorkSpan`].
+//! - `amqp` (feature `amqp`): RabbitMQ publish and process spans through lapin, with the
+//!   trace and correlation id in the message headers. Any other carrier (Kafka headers, job
+//!   payloads) goes through [`service_tracing_middleware::carrier`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 mod attributes;
 mod chain;
 mod clock;

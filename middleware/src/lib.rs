@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod body;
+pub mod carrier;
 pub mod cause;
 mod config;
 pub mod correlation;

@@ -210,6 +210,33 @@ impl PropagatorSource {
         self.extract_present(headers, W3cHeaders::ALL)
     }
 
+    /// Reads a context out of any carrier, starting from an empty context (the messaging
+    /// helpers' path: [`carrier`](crate::carrier)).
+    ///
+    /// ```
+    /// use service_tracing_middleware::propagation::PropagatorSource;
+    /// use opentelemetry::trace::TraceContextExt;
+    /// let carrier = std::collections::HashMap::from([(
+    ///     "traceparent".to_owned(),
+    ///     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+    /// )]);
+    /// let cx = PropagatorSource::W3c.extract_from(&carrier);
+    /// assert!(cx.span().span_context().is_remote());
+    /// ```
+    pub fn extract_from(&self, extractor: &dyn Extractor) -> Context {
+        let empty = Context::new();
+        match self {
+            Self::W3c => default_ref().extract_with_context(&empty, extractor),
+            Self::Fixed(p) => p.extract_with_context(&empty, extractor),
+            Self::Global => opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract_with_context(&empty, extractor)
+            }),
+            Self::Configured => {
+                configured::with_configured(|p| p.extract_with_context(&empty, extractor))
+            }
+        }
+    }
+
     /// [`extract`](Self::extract), told which W3C headers the request carries (the W3C
     /// formats then look up only those).
     pub(crate) fn extract_present(&self, headers: &HeaderMap, present: W3cHeaders) -> Context {
