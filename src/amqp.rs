@@ -511,43 +511,7 @@ impl AmqpTracing {
             .with_links(links);
         let cx = self.tracer.start_in(builder, extracted.context());
         let outcome = handler.with_context(cx.clone()).await;
-        let result = match outcome {
-            Ok(value) => {
-                let acked = if self.settle {
-                    delivery
-                        .acker
-                        .ack(BasicAckOptions::default())
-                        .with_context(cx.clone())
-                        .await
-                } else {
-                    Ok(true)
-                };
-                match acked {
-                    Ok(_) => Ok(value),
-                    Err(error) => {
-                        broker_failed(&cx, &error);
-                        Err(ProcessError::Broker(error))
-                    }
-                }
-            }
-            Err(error) => {
-                handler_failed(&cx, &error);
-                if self.settle {
-                    let nacked = delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            multiple: false,
-                            requeue: false,
-                        })
-                        .with_context(cx.clone())
-                        .await;
-                    if let Err(broker) = nacked {
-                        broker_failed(&cx, &broker);
-                    }
-                }
-                Err(ProcessError::Handler(error))
-            }
-        };
+        let result = self.settle(outcome, [&delivery.acker], &cx).await;
         cx.span().end();
         result
     }
@@ -647,51 +611,52 @@ impl AmqpTracing {
             .with_links(links);
         let cx = self.tracer.start_in(builder, &parent.with_value(id));
         let outcome = handler.with_context(cx.clone()).await;
-        let result = match outcome {
-            Ok(value) => {
-                let mut failed = None;
-                if self.settle {
-                    for delivery in deliveries {
-                        let acked = delivery
-                            .acker
-                            .ack(BasicAckOptions::default())
-                            .with_context(cx.clone())
-                            .await;
-                        if let Err(error) = acked {
-                            broker_failed(&cx, &error);
-                            failed = Some(error);
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    None => Ok(value),
-                    Some(error) => Err(ProcessError::Broker(error)),
-                }
-            }
-            Err(error) => {
-                handler_failed(&cx, &error);
-                if self.settle {
-                    for delivery in deliveries {
-                        let nacked = delivery
-                            .acker
-                            .nack(BasicNackOptions {
-                                multiple: false,
-                                requeue: false,
-                            })
-                            .with_context(cx.clone())
-                            .await;
-                        if let Err(broker) = nacked {
-                            broker_failed(&cx, &broker);
-                            break;
-                        }
-                    }
-                }
-                Err(ProcessError::Handler(error))
-            }
-        };
+        let result = self
+            .settle(outcome, deliveries.iter().map(|d| &d.acker), &cx)
+            .await;
         cx.span().end();
         result
+    }
+
+    /// The handler's `outcome` as the result, with the messages of `ackers` acked when it is
+    /// `Ok` and nacked (not requeued) when it failed, unless settlement is off; the first broker
+    /// error is recorded on the span of `cx` and ends the settling.
+    async fn settle<'a, T, E: StdError>(
+        &self,
+        outcome: Result<T, E>,
+        ackers: impl IntoIterator<Item = &'a lapin::Acker>,
+        cx: &Context,
+    ) -> Result<T, ProcessError<E>> {
+        if let Err(error) = &outcome {
+            handler_failed(cx, error);
+        }
+        if self.settle {
+            for acker in ackers {
+                let settled = match outcome {
+                    Ok(_) => {
+                        acker
+                            .ack(BasicAckOptions::default())
+                            .with_context(cx.clone())
+                            .await
+                    }
+                    Err(_) => {
+                        let options = BasicNackOptions {
+                            multiple: false,
+                            requeue: false,
+                        };
+                        acker.nack(options).with_context(cx.clone()).await
+                    }
+                };
+                if let Err(broker) = settled {
+                    broker_failed(cx, &broker);
+                    if outcome.is_ok() {
+                        return Err(ProcessError::Broker(broker));
+                    }
+                    break;
+                }
+            }
+        }
+        outcome.map_err(ProcessError::Handler)
     }
 }
 
