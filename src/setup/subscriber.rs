@@ -67,7 +67,12 @@ fn subscriber(
         .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))
         .with_filter(filter);
     let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
-    tracing_subscriber::registry().with(fmt_layer).with(bridge)
+    // Found by the work spans (`crate::work`) through the current dispatcher.
+    let work = provider.map(|p| crate::work::WorkProvider(p.clone()));
+    tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(bridge)
+        .with(work)
 }
 
 /// The bridge layer's type, named so it can be handed out.

@@ -90,6 +90,14 @@ use crate::errors::{Category, Exception, Severity};
 
 pub use scope::{InScope, Outcome};
 
+/// The tracer provider of a set-up, carried by its `tracing` subscriber (a layer that does
+/// nothing else), so work spans find the set-up current on their thread: scoped set-ups and
+/// the test kit have no global provider.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkProvider(pub(crate) opentelemetry_sdk::trace::SdkTracerProvider);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WorkProvider {}
+
 /// `error.type` of a span whose guard was dropped with no outcome stated (the conventions'
 /// fallback value).
 pub const NO_OUTCOME: &str = "_OTHER";
@@ -221,23 +229,35 @@ impl WorkSpan {
     /// Starts the span: the current context is its parent.
     fn open(kind: SpanKind, name: Cow<'static, str>, attributes: Vec<KeyValue>) -> Self {
         let operation = operation_of(&kind, &name, &attributes);
-        // The global provider is read per span (one uncontended read lock, only for spans
-        // that are wanted): a tracer kept from the first call would miss a provider set up
-        // after it.
         let scope = InstrumentationScope::builder(SCOPE_NAME)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let tracer = opentelemetry::global::tracer_provider().tracer_with_scope(scope);
         let parent = Context::current();
-        let span = tracer.build_with_context(
-            SpanBuilder::from_name(name)
-                .with_kind(kind.clone())
-                .with_attributes(attributes),
-            &parent,
-        );
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(kind.clone())
+            .with_attributes(attributes);
+        // The provider of the set-up whose subscriber is current on this thread (a scoped
+        // set-up's or `TestTracing`'s under `set_default`, else the installed one), read per
+        // span (only for spans that are wanted): a tracer kept from the first call would miss
+        // a set-up made after it. Without a set-up's subscriber, the global provider.
+        let provider = tracing::dispatcher::get_default(|d| {
+            d.downcast_ref::<WorkProvider>().map(|w| w.0.clone())
+        });
+        let cx = match provider {
+            Some(provider) => parent.with_span(
+                provider
+                    .tracer_with_scope(scope)
+                    .build_with_context(builder, &parent),
+            ),
+            None => parent.with_span(
+                opentelemetry::global::tracer_provider()
+                    .tracer_with_scope(scope)
+                    .build_with_context(builder, &parent),
+            ),
+        };
         Self {
             open: Some(Box::new(Open {
-                cx: parent.with_span(span),
+                cx,
                 operation,
                 db_system: None,
                 kind,

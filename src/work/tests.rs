@@ -253,3 +253,56 @@ async fn inside_a_request_the_error_is_the_root_cause_with_its_category() {
         assert_eq!(groups[0].targets(), targets);
     }
 }
+
+/// The test kit (a scoped set-up, no globals) sees the work spans and `#[traced]` functions of
+/// the thread it is the default of, inside a request of its layer and outside any.
+#[tokio::test(flavor = "current_thread")]
+async fn the_test_kit_sees_the_work_spans_of_its_thread() {
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use crate::testing::{SpanMatch, TestTracing};
+
+    let tracing = TestTracing::new("orders").expect("set-up");
+    let app = axum::Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                db::query(
+                    "sqlite",
+                    "SELECT",
+                    "orders",
+                    "SELECT * FROM orders WHERE id = 7",
+                )
+                .run(|| Ok::<_, std::io::Error>("ada"))
+                .unwrap_or_default()
+            }),
+        )
+        .layer(tracing.layer());
+    let _default = tracing.set_default();
+    let request = http::Request::get("/orders/7")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.oneshot(request).await.expect("infallible").status(),
+        200
+    );
+    // Outside a request: a root span under the set-up's sampler.
+    external::call("mailer", "Send")
+        .run(|| Ok::<_, std::io::Error>(()))
+        .expect("sent");
+
+    let spans = tracing.spans();
+    spans.assert_span(
+        SpanMatch::named("SELECT orders")
+            .attribute("db.system.name", "sqlite")
+            .under("GET /orders/{id}"),
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "Send" || s.name.contains("mailer")),
+        "{:?}",
+        spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+    );
+}
