@@ -67,8 +67,13 @@ fn subscriber(
         .event_format(TraceIdFormat::new().with_redactor(redactor.clone()))
         .with_filter(filter);
     let bridge = provider.map(|p| bridge_layer(p.tracer("service-tracing")));
-    // Found by the work spans (`crate::work`) through the current dispatcher.
-    let work = provider.map(|p| crate::work::WorkProvider(p.clone()));
+    // Found by the work spans (`crate::work`) through the current dispatcher. Filtered to
+    // nothing: a layer with no filter of its own would make every callsite the other layers
+    // disabled ("never", free) one the dispatcher asks about on each event ("sometimes").
+    let work = provider.map(|p| {
+        crate::work::WorkProvider(p.clone())
+            .with_filter(tracing_subscriber::filter::LevelFilter::OFF)
+    });
     tracing_subscriber::registry()
         .with(fmt_layer)
         .with(bridge)
