@@ -73,6 +73,8 @@ mod per_thread;
 pub mod process;
 pub mod profiling;
 pub mod redact;
+#[cfg(feature = "redis")]
+pub mod request_chain;
 mod request_record;
 mod runtime;
 pub mod sampling;

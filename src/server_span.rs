@@ -114,6 +114,13 @@ impl SpanProcessor for SharedChain {
     }
 }
 
+/// A shared chain in front of more processors (request chains' hook goes in front of it).
+impl RecordProcessor for SharedChain {
+    fn on_end_record(&self, record: Box<ServerRecord>) {
+        self.inner.processor.on_end_record(record);
+    }
+}
+
 /// The processor of [`SharedChain::empty`].
 #[derive(Debug)]
 struct Nothing;

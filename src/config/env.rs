@@ -73,11 +73,23 @@ impl Source {
     pub(crate) fn errors_redis_url(&self) -> Option<String> {
         non_empty(&|name| self.var(name), ERRORS_REDIS_URL)
     }
+
+    /// `SERVICE_TRACING_REQUEST_CHAINS`: only `true` (any case) is true, as the
+    /// specification reads booleans.
+    #[cfg(feature = "redis")]
+    pub(crate) fn request_chains(&self) -> bool {
+        non_empty(&|name| self.var(name), REQUEST_CHAINS)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
 }
 
 /// The Redis that error groups are shared through, when the builder names none.
 #[cfg(feature = "redis")]
 pub(crate) const ERRORS_REDIS_URL: &str = "SERVICE_TRACING_ERRORS_REDIS_URL";
+
+/// Request chains with the default settings, when the builder gives none.
+#[cfg(feature = "redis")]
+pub(crate) const REQUEST_CHAINS: &str = "SERVICE_TRACING_REQUEST_CHAINS";
 
 /// A variable of the process environment, whatever the [`Source`]: for `RUST_LOG` and the
 /// host name, which are not `OTEL_*` settings and have always been read there.

@@ -187,6 +187,8 @@ pub use tracking::ErrorTracking;
 #[doc(hidden)]
 pub use self::redis as shared;
 #[cfg(feature = "redis")]
+pub(crate) use self::redis::MAX_BACKOFF as MAX_REDIS_BACKOFF;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisSharing, DEFAULT_PREFIX};
 #[doc(hidden)]
 pub use crate::operation::OTHER_OPERATION;

@@ -67,6 +67,9 @@ pub struct ServiceTracing {
     pub(super) redactor: Redactor,
     #[cfg(feature = "redis")]
     pub(super) error_redis_url: Option<String>,
+    /// Request chains' settings, when on.
+    #[cfg(feature = "redis")]
+    pub(super) request_chains: Option<crate::request_chain::RequestChains>,
     /// The tracker [`error_tracker`](Self::error_tracker) gave, else set-up makes one.
     pub(super) error_tracker: Option<ErrorTracking>,
     pub(super) profiling: bool,
@@ -197,6 +200,8 @@ impl ServiceTracing {
             redactor: Redactor::new(),
             #[cfg(feature = "redis")]
             error_redis_url: None,
+            #[cfg(feature = "redis")]
+            request_chains: None,
             error_tracker: None,
             profiling: true,
             profiler: None,

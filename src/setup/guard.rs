@@ -47,6 +47,8 @@ pub(super) struct GuardInner {
     pub(super) metrics: Option<Metrics>,
     /// Every service's export worker, each once: `export_stats` and the health metrics read them.
     pub(super) workers: crate::export::Workers,
+    /// Request chains, when on (feature `redis`).
+    pub(super) chains: Option<super::pipeline::ChainsHandle>,
     /// The longest shutdown may take.
     pub(super) shutdown_timeout: Duration,
     /// Where `testing::TestTracing` keeps every service's spans.
@@ -117,6 +119,11 @@ impl GuardInner {
         }
         if let Some(errors) = &self.errors {
             let _ = errors.flush_alerts(left().min(ALERT_FLUSH_TIMEOUT));
+        }
+        // The last chain entries reach Redis (bounded by its timeouts).
+        #[cfg(feature = "redis")]
+        if let Some(chains) = &self.chains {
+            chains.flush();
         }
         // The last errors reach the fleet (bounded by the sharing's timeouts).
         #[cfg(feature = "redis")]
@@ -212,6 +219,11 @@ impl TracingGuard {
                             .with_source(e)
                     })?;
                 }
+            }
+            // Then the chain entries of those spans, into Redis when it answers.
+            #[cfg(feature = "redis")]
+            if let Some(chains) = &inner.chains {
+                chains.flush();
             }
             // Then the alerts and log records of the errors those spans held.
             if let Some(errors) = &inner.errors {
@@ -367,6 +379,7 @@ impl TracingGuard {
                         inner.errors.as_ref(),
                         inner.profiling.as_ref(),
                         None,
+                        inner.chains.as_ref(),
                     );
                     Pipeline {
                         provider: Some(provider),
@@ -381,6 +394,7 @@ impl TracingGuard {
                     inner.profiling.as_ref(),
                     &inner.redactor,
                     inner.capture(),
+                    inner.chains.as_ref(),
                 )?,
             };
             let layer = layer_for(
@@ -438,6 +452,77 @@ impl TracingGuard {
     /// ```
     pub fn error_storage_health(&self) -> Option<crate::errors::ErrorStorageHealth> {
         self.errors().map(|errors| errors.storage_health())
+    }
+
+    /// The request chain of the correlation id `id` (feature `redis`): every server span,
+    /// consumer span and outbound call that carried it, in every service sharing the Redis,
+    /// ordered by start; from this process alone while Redis is unreachable
+    /// ([`ChainSource::Local`](crate::request_chain::ChainSource::Local)). `None` when chains
+    /// are off ([`ServiceTracing::request_chains`](crate::ServiceTracing::request_chains)),
+    /// tracing is disabled, or after shutdown. It waits for the chains' thread (a round trip
+    /// to Redis, bounded by its timeouts): inside async code, prefer
+    /// [`request_chain_async`](Self::request_chain_async).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
+    ///     .error_redis_url("redis://127.0.0.1:6379")
+    ///     .request_chains(service_tracing::request_chain::RequestChains::new())
+    ///     .init(axum::Router::<()>::new())?;
+    /// if let Some(chain) = guard.request_chain("order-42") {
+    ///     println!("{}", chain.to_json());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn request_chain(&self, id: &str) -> Option<crate::request_chain::RequestChain> {
+        let chains = self.with_inner(|inner| inner.chains.clone()).flatten()?;
+        Some(chains.read(id))
+    }
+
+    /// [`request_chain`](Self::request_chain) for async code: the same answer, awaited
+    /// without blocking the runtime's thread.
+    ///
+    /// ```no_run
+    /// # async fn show(guard: &service_tracing::TracingGuard) {
+    /// if let Some(chain) = guard.request_chain_async("order-42").await {
+    ///     for entry in chain.entries() {
+    ///         println!("{} {} {:?}", entry.service, entry.operation, entry.status);
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn request_chain_async(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Option<crate::request_chain::RequestChain>> + Send + 'static {
+        let read = self
+            .with_inner(|inner| inner.chains.clone())
+            .flatten()
+            .map(|chains| chains.read_async(id));
+        async move {
+            match read {
+                Some(read) => Some(read.await),
+                None => None,
+            }
+        }
+    }
+
+    /// The figures of request chains (entries recorded, dropped, sent, Redis commands);
+    /// `None` when [`request_chain`](Self::request_chain) is.
+    ///
+    /// ```no_run
+    /// # fn show(guard: &service_tracing::TracingGuard) {
+    /// if let Some(stats) = guard.request_chain_stats() {
+    ///     println!("{} entries sent to Redis", stats.sent);
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn request_chain_stats(&self) -> Option<crate::request_chain::ChainStats> {
+        self.with_inner(|inner| inner.chains.as_ref().map(|c| c.stats()))
+            .flatten()
     }
 
     /// What the health route reads, from this guard's state; `None` when disabled or shut down.

@@ -15,6 +15,8 @@
 //!   [`ScopedTracing`](crate::ScopedTracing): the same set-up with no process globals.
 
 mod builder;
+#[cfg(feature = "redis")]
+mod builder_chains;
 mod builder_errors;
 #[cfg(feature = "config-file")]
 mod file;

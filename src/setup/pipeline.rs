@@ -178,6 +178,7 @@ impl ServiceTracing {
     ) -> Result<Started, SetupError> {
         let errors = self.start_errors(&config)?;
         let profiling = self.start_profiling(&config);
+        let chains = self.chains(config.disabled)?;
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
@@ -185,6 +186,7 @@ impl ServiceTracing {
             profiling.as_ref(),
             &self.redactor,
             self.capture(),
+            chains.as_ref(),
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::export::Workers::default();
@@ -222,6 +224,7 @@ impl ServiceTracing {
             profiling,
             metrics,
             workers,
+            chains,
         })
     }
 
@@ -265,6 +268,7 @@ pub(super) struct Started {
     profiling: Option<Profiling>,
     metrics: Option<Metrics>,
     workers: crate::export::Workers,
+    chains: Option<ChainsHandle>,
 }
 
 impl Started {
@@ -285,6 +289,7 @@ impl Started {
                 profiling: self.profiling,
                 metrics: self.metrics,
                 workers: self.workers,
+                chains: self.chains,
                 shutdown_timeout: options.shutdown_timeout,
                 #[cfg(any(test, feature = "testing"))]
                 capture: options.capture,
@@ -417,6 +422,7 @@ impl Pipeline {
         profiling: Option<&Profiling>,
         redactor: &Redactor,
         capture: Option<&Capture>,
+        chains: Option<&ChainsHandle>,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
@@ -455,13 +461,70 @@ impl Pipeline {
                 )?)
             }
         };
-        let (provider, server_tracer) =
-            provider(config, resource, worker.clone(), errors, profiling, capture);
+        let (provider, server_tracer) = provider(
+            config,
+            resource,
+            worker.clone(),
+            errors,
+            profiling,
+            capture,
+            chains,
+        );
         Ok(Self {
             provider: Some(provider),
             server_tracer: Some(server_tracer),
             worker,
         })
+    }
+}
+
+/// Request chains' handle; nothing without the `redis` feature.
+#[cfg(feature = "redis")]
+pub(super) type ChainsHandle = crate::request_chain::Chains;
+/// Request chains' handle; nothing without the `redis` feature.
+#[cfg(not(feature = "redis"))]
+pub(super) type ChainsHandle = std::convert::Infallible;
+
+impl ServiceTracing {
+    #[cfg(feature = "redis")]
+    fn chains(&self, disabled: bool) -> Result<Option<ChainsHandle>, SetupError> {
+        self.start_chains(disabled)
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[allow(clippy::unnecessary_wraps, reason = "the `redis` build's signature")]
+    fn chains(&self, _disabled: bool) -> Result<Option<ChainsHandle>, SetupError> {
+        Ok(None)
+    }
+}
+
+/// With request chains, their hook goes in front of every other processor, so it sees each
+/// span as it ended.
+#[cfg(feature = "redis")]
+fn with_chains(
+    chains: Option<&ChainsHandle>,
+    chain: Option<SharedChain>,
+    resource: &Resource,
+) -> Option<SharedChain> {
+    let Some(chains) = chains else {
+        return chain;
+    };
+    let next = chain.unwrap_or_else(SharedChain::empty);
+    Some(SharedChain::new(
+        crate::chain::InFrontOf::new(chains.hook(resource), next),
+        resource,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_chains(
+    chains: Option<&ChainsHandle>,
+    chain: Option<SharedChain>,
+    _: &Resource,
+) -> Option<SharedChain> {
+    match chains {
+        Some(never) => match *never {},
+        None => chain,
     }
 }
 
@@ -537,6 +600,7 @@ fn capture_worker(
 ///
 /// With `capture` (the testing kit), the provider also tells it which spans start, so spans
 /// never ended can be reported.
+#[allow(clippy::too_many_arguments)] // Each is one independent part of the set-up.
 pub(super) fn provider(
     config: &Resolved,
     resource: Resource,
@@ -544,6 +608,7 @@ pub(super) fn provider(
     errors: Option<&ErrorTracking>,
     profiling: Option<&Profiling>,
     capture: Option<&Capture>,
+    chains: Option<&ChainsHandle>,
 ) -> (SdkTracerProvider, ServerTracer) {
     let sampler = crate::sampling::Installed::of(config);
     // Profiling then error tracking go in front of the worker as one processor: with several,
@@ -559,6 +624,7 @@ pub(super) fn provider(
         (None, Some(profiling)) => with_errors(errors, profiling.clone(), &resource),
         (None, None) => errors.map(|errors| SharedChain::new(errors.clone(), &resource)),
     };
+    let chain = with_chains(chains, chain, &resource);
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(sampler.clone());

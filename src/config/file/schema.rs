@@ -128,6 +128,8 @@ pub(crate) struct Errors {
     pub(crate) backtraces: Option<bool>,
     /// `SERVICE_TRACING_ERRORS_REDIS_URL`.
     pub(crate) redis_url: Option<NonEmpty>,
+    /// `SERVICE_TRACING_REQUEST_CHAINS`.
+    pub(crate) request_chains: Option<bool>,
     pub(crate) webhook: Option<NonEmpty>,
     pub(crate) webhook_ca_certificate: Option<NonEmpty>,
     pub(crate) alerts: Vec<Alert>,

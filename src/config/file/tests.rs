@@ -122,6 +122,7 @@ fn the_examples_hold_every_key() {
                 "max_groups",
                 "backtraces",
                 "redis_url",
+                "request_chains",
                 "webhook",
                 "webhook_ca_certificate",
                 "alerts",

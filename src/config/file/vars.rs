@@ -45,6 +45,10 @@ impl FileSettings {
                 text(self.errors.redis_url.as_ref().map(|x| x.0.as_str())),
             ),
             (
+                "SERVICE_TRACING_REQUEST_CHAINS",
+                self.errors.request_chains.map(|on| on.to_string()),
+            ),
+            (
                 "RUST_LOG",
                 text(self.logging.filter.as_ref().map(|x| x.0.as_str())),
             ),

@@ -85,6 +85,8 @@ const DEFAULT_FLEET_GROUPS: usize = 100;
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3_600);
 /// The TTL is never shorter than the longest rate window.
 const MIN_TTL: Duration = Duration::from_secs(3_600);
+/// Reconnecting waits at most this long between attempts (error sharing and request chains).
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How to share error tracking through Redis: the URL and options for
 /// [`ErrorTracking::with_sharing`](super::ErrorTracking::with_sharing).
@@ -234,6 +236,15 @@ impl RedisSharing {
     /// A sync waits at most this long for the thread (a connect and a handful of round trips).
     pub(super) fn sync_bound(&self) -> Duration {
         self.timeout * 10
+    }
+
+    /// A connection with the timeout on connecting and on each read and write: what error
+    /// sharing's thread and request chains' thread each open to this Redis.
+    pub(crate) fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(connection)
     }
 }
 

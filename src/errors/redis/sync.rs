@@ -18,7 +18,7 @@ use super::{lock, RedisSharing};
 #[cfg(doc)]
 use crate::window::Window;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+use super::MAX_BACKOFF;
 /// Operations read back from the rate buckets at most (each replica writes at most 513).
 const MAX_FLEET_OPERATIONS: usize = 1_024;
 /// Transactions of unknown outcome at most, before pushing waits for one to be known.
@@ -165,13 +165,7 @@ impl Syncer {
     }
 
     pub(super) fn connect(&self) -> RedisResult<Connection> {
-        let connection = self
-            .config
-            .client
-            .get_connection_with_timeout(self.config.timeout)?;
-        connection.set_read_timeout(Some(self.config.timeout))?;
-        connection.set_write_timeout(Some(self.config.timeout))?;
-        Ok(connection)
+        self.config.connect()
     }
 
     pub(super) fn failed(&mut self, error: &redis::RedisError) -> ErrorStorageHealth {
