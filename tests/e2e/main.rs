@@ -62,6 +62,8 @@ mod planted_secrets_never_reach_the_collector;
 mod profiling_counts_every_request_although_nothing_is_sampled;
 mod quickstart_prints_trees_of_both_services;
 mod refused_and_failed_metrics_and_log_records_are_counted_apart;
+#[cfg(feature = "redis")]
+mod request_chains_outlive_a_redis_outage;
 mod resources_reach_the_summary_prometheus_and_the_collector;
 mod route_rules_choose_what_reaches_the_collector;
 mod routes_added_after_setup_are_untraced_unless_the_layer_goes_last;
@@ -70,6 +72,8 @@ mod sigterm_ends_the_production_example_and_every_span_reaches_the_collector;
 #[cfg(feature = "tls")]
 mod spans_reach_an_https_collector_over_both_protocols;
 mod the_agent_example_answers_and_its_work_spans_reach_the_collector;
+#[cfg(all(feature = "amqp", feature = "redis"))]
+mod the_chain_of_a_message_lists_every_step_across_services;
 mod the_health_route_reports_export_at_a_real_collector;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;

@@ -22,16 +22,16 @@ use crate::collector::{span_named, CollectedSpan, Collector};
 use crate::rabbitmq::RabbitMq;
 use crate::support::{options, serve, WAIT};
 
-const QUEUE: &str = "orders";
+pub(crate) const QUEUE: &str = "orders";
 
 /// What the consumer's handler saw for one message.
 #[derive(Debug)]
-struct Seen {
-    body: String,
-    correlation_id: Option<String>,
+pub(crate) struct Seen {
+    pub(crate) body: String,
+    pub(crate) correlation_id: Option<String>,
     /// The third service's answer (the correlation id it was sent), when called.
-    audit: Option<String>,
-    failed: bool,
+    pub(crate) audit: Option<String>,
+    pub(crate) failed: bool,
 }
 
 #[derive(Debug)]
@@ -53,7 +53,7 @@ fn scoped(collector: &Collector, name: &str) -> ScopedTracing {
         .unwrap()
 }
 
-async fn channel(rabbit: &RabbitMq) -> (Connection, Channel) {
+pub(crate) async fn channel(rabbit: &RabbitMq) -> (Connection, Channel) {
     let connection = Connection::connect(&rabbit.url(), ConnectionProperties::default())
         .await
         .unwrap();
@@ -72,7 +72,7 @@ async fn channel(rabbit: &RabbitMq) -> (Connection, Channel) {
 /// The consumer service: processes every delivery of `orders` under `worker`'s spans; a body
 /// starting with `fail` is refused with category `validation`, any other is sent to `audit`
 /// (when there is one) through `worker`'s traced client.
-async fn start_worker(
+pub(crate) async fn start_worker(
     worker: &ScopedTracing,
     rabbit: &RabbitMq,
     audit: Option<String>,
@@ -146,7 +146,7 @@ async fn start_worker(
     (received, connection)
 }
 
-async fn next_seen(received: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+pub(crate) async fn next_seen(received: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(WAIT, received.recv())
         .await
         .expect("the consumer processed a message in time")
@@ -154,12 +154,12 @@ async fn next_seen(received: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 }
 
 #[derive(Clone)]
-struct Front {
-    amqp: AmqpTracing,
-    channel: Channel,
+pub(crate) struct Front {
+    pub(crate) amqp: AmqpTracing,
+    pub(crate) channel: Channel,
 }
 
-async fn place_order(State(front): State<Front>, Path(id): Path<u32>) -> StatusCode {
+pub(crate) async fn place_order(State(front): State<Front>, Path(id): Path<u32>) -> StatusCode {
     let published = front
         .amqp
         .publish(
@@ -177,11 +177,11 @@ async fn place_order(State(front): State<Front>, Path(id): Path<u32>) -> StatusC
     }
 }
 
-async fn audit(Path(_id): Path<String>, id: CorrelationId) -> String {
+pub(crate) async fn audit(Path(_id): Path<String>, id: CorrelationId) -> String {
     id.to_string()
 }
 
-fn by_correlation(spans: &[CollectedSpan], id: &str) -> Vec<CollectedSpan> {
+pub(crate) fn by_correlation(spans: &[CollectedSpan], id: &str) -> Vec<CollectedSpan> {
     spans
         .iter()
         .filter(|s| s.attr("correlation.id") == Some(id))
