@@ -151,7 +151,8 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_keeps_its_newest_entries_and_hostile_ids_never_become_keys() {
     let redis = RedisServer::start();
-    // Rounds only when flushed: the twelve entries land in Redis in one or two rounds.
+    // Rounds only when flushed: each request's three entries go to Redis in a transaction of
+    // their own, so it is Redis's `LTRIM` (not the local store's bound) that keeps five.
     let services = start(chained(
         &redis,
         RequestChains::new()
@@ -165,7 +166,7 @@ async fn a_chain_keeps_its_newest_entries_and_hostile_ids_never_become_keys() {
     let mut con = connection(&redis);
 
     // Four requests under one id: twelve steps, five kept, the newest.
-    for i in 0..4 {
+    for i in 0..4u64 {
         let r = caller
             .get(format!("{}/checkout/{i}", services.frontend))
             .header("x-correlation-id", "same")
@@ -173,11 +174,17 @@ async fn a_chain_keeps_its_newest_entries_and_hostile_ids_never_become_keys() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-    }
-    let deadline = Instant::now() + WAIT;
-    while guard.request_chain_stats().unwrap().recorded < 12 {
-        assert!(Instant::now() < deadline, "the twelve spans did not end");
+        let deadline = Instant::now() + WAIT;
+        while guard.request_chain_stats().unwrap().recorded < 3 * (i + 1) {
+            assert!(Instant::now() < deadline, "the request's spans did not end");
+            guard.force_flush().unwrap();
+        }
         guard.force_flush().unwrap();
+        assert_eq!(
+            guard.request_chain_stats().unwrap().sent,
+            3 * (i + 1),
+            "one transaction per request"
+        );
     }
     wait_in_redis(guard, &mut con, &["same".to_owned()], 5);
     let ttl: i64 = redis::cmd("PTTL")
