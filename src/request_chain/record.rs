@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -85,7 +85,7 @@ pub(super) struct Counters {
     pub(super) sent: AtomicU64,
     pub(super) evicted_unsent: AtomicU64,
     pub(super) redis_commands: AtomicU64,
-    pub(super) shared: std::sync::atomic::AtomicBool,
+    pub(super) shared: AtomicBool,
 }
 
 /// What the hooks, the handle and the background thread share.
@@ -95,6 +95,9 @@ pub(super) struct Shared {
     pub(super) services: Mutex<Vec<(Arc<str>, Arc<str>)>>,
     pub(super) pending: PerThread<Vec<Pending>>,
     pub(super) counters: Counters,
+    /// Set by the thread that sends a wake-up, cleared when the batches are taken: at most
+    /// one wake-up waits, so reads and flushes always find room.
+    pub(super) woken: AtomicBool,
     wake: SyncSender<Msg>,
 }
 
@@ -115,7 +118,7 @@ impl Shared {
             None => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Some(WAKE_AT) => {
+            Some(WAKE_AT) if !self.woken.swap(true, Ordering::Relaxed) => {
                 let _ = self.wake.try_send(Msg::Wake);
             }
             Some(_) => {}
@@ -165,6 +168,7 @@ impl Chains {
             services: Mutex::new(Vec::new()),
             pending: PerThread::default(),
             counters: Counters::default(),
+            woken: AtomicBool::new(false),
             wake,
         });
         let worker = Worker::new(&shared, messages, redis);
@@ -244,6 +248,15 @@ impl Chains {
                 return empty();
             }
             rx.await.unwrap_or_else(|_| empty())
+        }
+    }
+
+    /// Stops the background thread once it has sent what Redis lacks (the guard's shutdown;
+    /// the hooks may outlive it in a global provider, and nothing reads chains after).
+    pub(crate) fn stop(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.send(Msg::Stop(tx)) {
+            let _ = rx.recv_timeout(ANSWER_BOUND);
         }
     }
 

@@ -28,6 +28,8 @@ pub(super) enum Msg {
     Read(String, Box<dyn FnOnce(RequestChain) + Send>),
     /// Take every batch and send what Redis lacks, then answer.
     Flush(SyncSender<()>),
+    /// [`Flush`](Msg::Flush), then end the thread.
+    Stop(SyncSender<()>),
 }
 
 /// The connection to Redis and its backoff: error sharing's rules
@@ -124,6 +126,11 @@ impl Worker {
                     self.push(&shared, true);
                     let _ = reply.try_send(());
                 }
+                Some(Msg::Stop(reply)) => {
+                    self.push(&shared, true);
+                    let _ = reply.try_send(());
+                    return;
+                }
                 Some(Msg::Read(id, reply)) => {
                     self.push(&shared, true);
                     reply(self.read(&shared, &id));
@@ -141,6 +148,7 @@ impl Worker {
 
     /// Moves every thread's batch into the store.
     pub(super) fn take_batches(&mut self, shared: &Shared) {
+        shared.woken.store(false, Ordering::Relaxed);
         let mut taken = Vec::new();
         shared.pending.for_each(|batch| {
             if !batch.is_empty() {

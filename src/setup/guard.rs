@@ -120,10 +120,10 @@ impl GuardInner {
         if let Some(errors) = &self.errors {
             let _ = errors.flush_alerts(left().min(ALERT_FLUSH_TIMEOUT));
         }
-        // The last chain entries reach Redis (bounded by its timeouts).
+        // The last chain entries reach Redis (bounded by its timeouts), and their thread ends.
         #[cfg(feature = "redis")]
         if let Some(chains) = &self.chains {
-            chains.flush();
+            chains.stop();
         }
         // The last errors reach the fleet (bounded by the sharing's timeouts).
         #[cfg(feature = "redis")]
