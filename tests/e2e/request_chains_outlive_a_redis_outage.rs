@@ -1,7 +1,7 @@
 //! Request chains through a real `redis-server`: a frontend calling a backend (two services,
 //! one process) leaves three entries per correlation id in Redis. Redis killed while requests
-//! run: every request still succeeds promptly, and the chains stay readable from the local
-//! store. Redis restarted (empty) on the same port: the chains of the outage reach it, and new
+//! run: every request still succeeds promptly (`checkouts` asserts each answer is a 200), and
+//! the chains stay readable from the local store. Redis restarted (empty) on the same port: the chains of the outage reach it, and new
 //! ones follow. Bounds: a chain keeps its newest entries, its key has the TTL, and a hostile
 //! correlation id never becomes a key.
 
@@ -115,8 +115,20 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
         .unwrap();
     assert!((3_500_000..=3_600_000).contains(&ttl), "PTTL {ttl}");
 
+    // Killed while requests run: once a few of them have ended.
+    let frontend = services.frontend.clone();
+    let load =
+        tokio::spawn(
+            async move { checkouts(&reqwest::Client::new(), &frontend, "during", 50).await },
+        );
+    let deadline = Instant::now() + WAIT;
+    while guard.request_chain_stats().unwrap().recorded < 60 + 3 * 5 {
+        assert!(Instant::now() < deadline, "no request ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     redis.kill();
-    let times = checkouts(&caller, &services.frontend, "during", 50).await;
+    let killed_at = std::time::SystemTime::now();
+    let times = load.await.unwrap();
     let slowest = times.last().copied().unwrap_or_default();
     assert!(
         slowest < REQUEST_BOUND,
@@ -137,7 +149,21 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
     redis.restart();
     let mut con = connection(&redis);
     checkouts(&caller, &services.frontend, "after", 10).await;
-    let mut everything = ids("during", 50);
+    // What Redis had before it was killed is gone with it; every request that started after
+    // the kill reaches the new one.
+    let mut everything = Vec::new();
+    for id in ids("during", 50) {
+        let chain = guard.request_chain_async(&id).await.unwrap();
+        assert_three_steps(&chain);
+        if chain.entries()[0].start > killed_at {
+            everything.push(id);
+        }
+    }
+    assert!(
+        everything.len() >= 25,
+        "{} started after the kill",
+        everything.len()
+    );
     everything.extend(ids("after", 10));
     wait_in_redis(guard, &mut con, &everything, 3);
     let chain = guard.request_chain_async("during-42").await.unwrap();
