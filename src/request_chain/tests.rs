@@ -306,3 +306,74 @@ fn a_status_and_code_come_from_the_span() {
         ("GET inventory", ChainStatus::Error, Some(503))
     );
 }
+
+#[test]
+fn the_variable_turns_chains_on_and_the_builder_beats_it() {
+    let scoped = |chains: Option<&'static str>, builder: bool| {
+        let mut options =
+            crate::ServiceTracing::builder("svc").env_lookup(move |name| match name {
+                "OTEL_TRACES_EXPORTER" => Some("none".to_owned()),
+                "SERVICE_TRACING_REQUEST_CHAINS" => chains.map(str::to_owned),
+                _ => None,
+            });
+        if builder {
+            options = options.request_chains(RequestChains::new());
+        }
+        options.build_scoped().expect("set-up")
+    };
+    for (variable, builder, on) in [
+        (None, false, false),
+        (Some("TRUE"), false, true),
+        (Some("false"), false, false),
+        (Some("yes"), false, false),
+        (Some("false"), true, true),
+    ] {
+        let scoped = scoped(variable, builder);
+        assert_eq!(
+            scoped.guard().request_chain_stats().is_some(),
+            on,
+            "{variable:?}, builder {builder}"
+        );
+        if on {
+            let chain = scoped.guard().request_chain("nothing-yet").expect("on");
+            assert!(chain.is_empty());
+            assert_eq!(chain.source(), ChainSource::Local, "no Redis configured");
+        }
+        scoped.shutdown().expect("shutdown");
+    }
+}
+
+#[test]
+fn an_unreachable_redis_answers_locally_and_promptly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(1);
+    let redis = crate::errors::RedisSharing::new(&format!("redis://127.0.0.1:{port}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (chains, mut worker) = Chains::unstarted(RequestChains::new(), Some(redis));
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name("svc")
+        .build();
+    let chain = SharedChain::new(
+        InFrontOf::new(chains.hook(&resource), SharedChain::empty()),
+        &resource,
+    );
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(chain)
+        .build();
+    end(&provider, SpanKind::Server, "GET /a", "down-1");
+    let asked = Instant::now();
+    worker.push(chains.shared(), true);
+    let chain = worker.read(chains.shared(), "down-1");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(chain.source(), ChainSource::Local);
+    assert_eq!(chain.len(), 1);
+    let stats = chains.stats();
+    assert!(!stats.shared);
+    assert_eq!(stats.sent, 0);
+}
