@@ -42,8 +42,9 @@
 //! `{prefix}:{correlation id}` (default prefix `service-tracing:chains`), shared by every
 //! service: a Redis list of JSON entries. Correlation ids are validated by the server layer
 //! and the message helpers before they reach a span (1 to 128 bytes of the configured
-//! charset, `service_tracing_middleware::correlation`), and checked again here, so a key is
-//! at most 128 bytes past the prefix and holds no control byte.
+//! charset, `service_tracing_middleware::correlation`); a `correlation.id` attribute of any
+//! other span is checked here, so a key is at most 128 bytes past the prefix and holds no
+//! control byte.
 //!
 //! ```
 //! use std::time::Duration;

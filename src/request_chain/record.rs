@@ -331,9 +331,7 @@ impl ChainHook {
         operation: Cow<'static, str>,
         code: Option<u16>,
     ) {
-        if !plausible_id(id) {
-            return;
-        }
+        // Longer than any valid id: left out (`ArrayString` holds at most `MAX_LEN` bytes).
         let Ok(id) = ArrayString::from(id) else {
             return;
         };
@@ -376,6 +374,7 @@ impl SpanHook for ChainHook {
         let Some(Value::String(id)) = id else {
             return;
         };
+        // An attribute anyone may set: checked.
         let id = id.as_str();
         if !plausible_id(id) {
             return;
@@ -384,6 +383,8 @@ impl SpanHook for ChainHook {
         self.record(id, span, kind, operation);
     }
 
+    /// The layer validated the correlation id (`correlation::resolve_with`, against its
+    /// charset; a refused one was replaced by a generated id): it is used as it is.
     fn on_end_record(&self, record: &mut ServerRecord) {
         let Some(request) = &record.request else {
             return;
