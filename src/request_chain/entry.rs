@@ -127,6 +127,15 @@ pub struct ChainEntry {
 }
 
 /// Where a chain was read from.
+///
+/// ```
+/// use service_tracing::request_chain::{ChainSource, RequestChain};
+/// # fn show(chain: &RequestChain) {
+/// if chain.source() == ChainSource::Local {
+///     eprintln!("Redis is unreachable: this process's part of the chain only");
+/// }
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChainSource {

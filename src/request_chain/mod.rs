@@ -72,6 +72,10 @@ pub use record::ChainStats;
 pub(crate) use record::Chains;
 
 /// The default key prefix.
+///
+/// ```
+/// assert_eq!(service_tracing::request_chain::DEFAULT_PREFIX, "service-tracing:chains");
+/// ```
 pub const DEFAULT_PREFIX: &str = "service-tracing:chains";
 
 const DEFAULT_MAX_ENTRIES: usize = 256;

@@ -463,15 +463,16 @@ impl TracingGuard {
     /// to Redis, bounded by its timeouts): inside async code, prefer
     /// [`request_chain_async`](Self::request_chain_async).
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), service_tracing::SetupError> {
     /// let (app, guard) = service_tracing::ServiceTracing::builder("svc")
-    ///     .error_redis_url("redis://127.0.0.1:6379")
+    ///     .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///     // .error_redis_url("redis://127.0.0.1:6379") to share chains with other services
     ///     .request_chains(service_tracing::request_chain::RequestChains::new())
     ///     .init(axum::Router::<()>::new())?;
-    /// if let Some(chain) = guard.request_chain("order-42") {
-    ///     println!("{}", chain.to_json());
-    /// }
+    /// let chain = guard.request_chain("order-42").expect("chains are on");
+    /// assert!(chain.is_empty()); // nothing carried it yet
+    /// println!("{}", chain.to_json());
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "redis")]
@@ -483,14 +484,20 @@ impl TracingGuard {
     /// [`request_chain`](Self::request_chain) for async code: the same answer, awaited
     /// without blocking the runtime's thread.
     ///
-    /// ```no_run
-    /// # async fn show(guard: &service_tracing::TracingGuard) {
-    /// if let Some(chain) = guard.request_chain_async("order-42").await {
+    /// ```
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let scoped = service_tracing::ServiceTracing::builder("svc")
+    ///         .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///         .request_chains(service_tracing::request_chain::RequestChains::new())
+    ///         .build_scoped()?;
+    ///     let chain = scoped.guard().request_chain_async("order-42").await.expect("on");
     ///     for entry in chain.entries() {
     ///         println!("{} {} {:?}", entry.service, entry.operation, entry.status);
     ///     }
+    ///     scoped.shutdown_async().await?;
+    ///     Ok(())
     /// }
-    /// # }
     /// ```
     #[cfg(feature = "redis")]
     pub fn request_chain_async(
@@ -512,12 +519,13 @@ impl TracingGuard {
     /// The figures of request chains (entries recorded, dropped, sent, Redis commands);
     /// `None` when [`request_chain`](Self::request_chain) is.
     ///
-    /// ```no_run
-    /// # fn show(guard: &service_tracing::TracingGuard) {
-    /// if let Some(stats) = guard.request_chain_stats() {
-    ///     println!("{} entries sent to Redis", stats.sent);
-    /// }
-    /// # }
+    /// ```
+    /// # fn main() -> Result<(), service_tracing::SetupError> {
+    /// let scoped = service_tracing::ServiceTracing::builder("svc")
+    ///     .env_lookup(|name| (name == "OTEL_TRACES_EXPORTER").then(|| "none".to_owned()))
+    ///     .build_scoped()?;
+    /// assert!(scoped.guard().request_chain_stats().is_none()); // off unless asked for
+    /// # Ok(()) }
     /// ```
     #[cfg(feature = "redis")]
     pub fn request_chain_stats(&self) -> Option<crate::request_chain::ChainStats> {
