@@ -47,6 +47,8 @@ pub(super) struct GuardInner {
     pub(super) metrics: Option<Metrics>,
     /// Every service's export worker, each once: `export_stats` and the health metrics read them.
     pub(super) workers: crate::export::Workers,
+    /// The pages' recent-trace store, when they are served.
+    pub(super) pages: Option<super::pipeline::PagesStore>,
     /// The longest shutdown may take.
     pub(super) shutdown_timeout: Duration,
     /// Where `testing::TestTracing` keeps every service's spans.
@@ -372,6 +374,7 @@ impl TracingGuard {
                         provider: Some(provider),
                         server_tracer: Some(server_tracer),
                         worker: Some(worker),
+                        pages_only: false,
                     }
                 }
                 _ => Pipeline::start(
@@ -381,6 +384,7 @@ impl TracingGuard {
                     inner.profiling.as_ref(),
                     &inner.redactor,
                     inner.capture(),
+                    inner.pages.as_ref(),
                 )?,
             };
             let layer = layer_for(
@@ -393,7 +397,7 @@ impl TracingGuard {
                 inner.profiling.as_ref(),
                 inner.metrics.as_ref(),
             );
-            if let Some(worker) = &pipeline.worker {
+            if let Some(worker) = pipeline.exporting_worker() {
                 inner.workers.add(worker);
             }
             inner.extra.push(pipeline);
@@ -456,6 +460,30 @@ impl TracingGuard {
             access,
             unhealthy_after,
         })
+    }
+
+    /// What the pages read, from this guard's state; `None` when disabled or shut down.
+    #[cfg(feature = "pages")]
+    pub(super) fn pages_state(
+        &self,
+        path: &str,
+        access: crate::pages::PagesAccess,
+    ) -> Option<crate::pages::PagesState> {
+        let health = self.health_state(
+            crate::health::HealthAccess::loopback(),
+            crate::health::DEFAULT_UNHEALTHY_AFTER,
+        )?;
+        self.with_inner(|inner| {
+            Some(crate::pages::PagesState {
+                base: path.trim_end_matches('/').into(),
+                access,
+                store: inner.pages.clone()?,
+                health,
+                errors: inner.errors.clone(),
+                profiling: inner.profiling.clone(),
+            })
+        })
+        .flatten()
     }
 
     /// The handle on the sampling rules given to
