@@ -71,6 +71,8 @@ mod sigterm_ends_the_production_example_and_every_span_reaches_the_collector;
 mod spans_reach_an_https_collector_over_both_protocols;
 mod the_agent_example_answers_and_its_work_spans_reach_the_collector;
 mod the_health_route_reports_export_at_a_real_collector;
+#[cfg(feature = "pages")]
+mod the_pages_store_stays_within_its_byte_bound;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
