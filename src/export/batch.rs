@@ -444,6 +444,7 @@ impl ExportWorker {
 
     /// Shows every batch to `tap` on the worker thread before export; `false` when the
     /// worker already has one.
+    #[cfg(feature = "pages")]
     pub(crate) fn set_tap(&self, tap: Arc<dyn BatchTap>) -> bool {
         self.shared.tap.set(tap).is_ok()
     }
