@@ -229,7 +229,18 @@ pub(crate) fn overview(base: &str, v: &Value) -> Response {
 
 pub(crate) fn routes(base: &str, v: &Value) -> Response {
     let mut h = Html::default();
-    h.raw("<div class=\"scroll\"><table class=\"list\" id=\"routes\"><thead><tr><th>Operation</th><th>Kind</th><th>Window</th><th>Rate /s</th><th>Errors</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Bottleneck</th></tr></thead><tbody>");
+    // Sorting is a link per column (the server sorts, so it works without script).
+    h.raw("<div class=\"scroll\"><table class=\"list\" id=\"routes\"><thead><tr><th>")
+        .link(&format!("{base}/routes"), "Operation")
+        .raw("</th><th>Kind</th><th>Window</th><th>")
+        .link(&format!("{base}/routes?sort=rate_per_second"), "Rate /s")
+        .raw("</th><th>")
+        .link(&format!("{base}/routes?sort=error_ratio"), "Errors")
+        .raw("</th><th>p50 ms</th><th>")
+        .link(&format!("{base}/routes?sort=p95_ms"), "p95 ms")
+        .raw("</th><th>")
+        .link(&format!("{base}/routes?sort=p99_ms"), "p99 ms")
+        .raw("</th><th>Latency p50 to max</th><th>Bottleneck</th></tr></thead><tbody>");
     for route in v["routes"].as_array().into_iter().flatten() {
         for (i, window) in ["1m", "5m", "1h"].iter().enumerate() {
             let w = &route["windows"][window];
@@ -258,9 +269,15 @@ pub(crate) fn routes(base: &str, v: &Value) -> Response {
                 .num(w["p95_ms"].as_f64().unwrap_or(0.0), 1)
                 .raw("</td><td>")
                 .num(w["p99_ms"].as_f64().unwrap_or(0.0), 1)
-                .raw("</td>");
+                .raw("</td><td>");
+            let profile: Vec<f64> = ["p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"]
+                .iter()
+                .map(|k| w[k].as_f64().unwrap_or(0.0))
+                .collect();
+            sparkline(&mut h, &profile, "latency at p50, p90, p95, p99 and max");
+            h.raw("</td>");
             if i == 0 {
-                h.raw("<td rowspan=\"3\">");
+                h.raw("<td rowspan=\"3\" class=\"wrap\">");
                 match route["bottleneck"]["description"].as_str() {
                     Some(d) => {
                         h.link(&format!("{base}/bottlenecks"), d);

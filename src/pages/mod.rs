@@ -136,7 +136,7 @@ async fn answer(state: &PagesState, req: Request) -> Response {
     let query = req.uri().query();
     let page: Option<(Value, Render)> = match rest {
         "" => Some((views::overview(state), html::overview)),
-        "/routes" => Some((views::routes(state), html::routes)),
+        "/routes" => Some((views::routes(state, query), html::routes)),
         "/traces" => {
             let filter = views::TraceFilter::parse(query);
             Some((views::traces(state, &filter), html::traces))

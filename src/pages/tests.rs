@@ -454,6 +454,27 @@ async fn the_pages_show_known_traffic_as_json_and_html() {
         route("GET /fail")["traces"],
         "/_tracing/traces?route=GET%20%2Ffail"
     );
+    let by_errors = get_page(
+        &app,
+        "/_tracing/routes.json?sort=error_ratio",
+        LOOPBACK,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(by_errors["sort"], "error_ratio");
+    assert_eq!(
+        by_errors["routes"][0]["operation"], "GET /fail",
+        "{by_errors}"
+    );
+    let unsorted = get_page(&app, "/_tracing/routes.json?sort=nonsense", LOOPBACK, None)
+        .await
+        .json();
+    assert_eq!(unsorted["sort"], Value::Null);
+    assert_eq!(
+        unsorted["routes"][0]["operation"], "GET /orders",
+        "first seen first"
+    );
 
     // Errors: one group of two, linked to its stored traces.
     let errors = get_page(&app, "/_tracing/errors.json", LOOPBACK, None)

@@ -44,12 +44,21 @@ pub(crate) fn overview(state: &PagesState) -> Value {
     report
 }
 
+/// What the routes can be sorted by (`?sort=`), each over the last minute, largest first;
+/// anything else keeps the order operations were first seen in.
+const ROUTE_SORTS: [&str; 4] = ["rate_per_second", "error_ratio", "p95_ms", "p99_ms"];
+
 /// One row per operation: rate, error ratio and percentiles over each window, links to its
-/// recent traces and its bottleneck.
-pub(crate) fn routes(state: &PagesState) -> Value {
+/// recent traces and its bottleneck; sorted by `?sort=` (see [`ROUTE_SORTS`]).
+pub(crate) fn routes(state: &PagesState, query: Option<&str>) -> Value {
     let Some(profiling) = &state.profiling else {
-        return json!({ "routes": [], "profiling": false });
+        return json!({ "routes": [], "profiling": false, "sort": null });
     };
+    let sort = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("sort="))
+        .and_then(|s| ROUTE_SORTS.iter().find(|k| **k == s).copied());
     let bottlenecks: HashMap<String, Value> = profiling
         .routes()
         .iter()
@@ -84,7 +93,12 @@ pub(crate) fn routes(state: &PagesState) -> Value {
             })
         })
         .collect();
-    json!({ "routes": routes, "profiling": true })
+    let mut routes = routes;
+    if let Some(key) = sort {
+        let figure = |r: &Value| r["windows"]["1m"][key].as_f64().unwrap_or(0.0);
+        routes.sort_by(|a, b| figure(b).total_cmp(&figure(a)));
+    }
+    json!({ "routes": routes, "profiling": true, "sort": sort })
 }
 
 /// What the traces page is asked for.
