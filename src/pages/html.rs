@@ -167,7 +167,8 @@ pub(crate) fn overview(base: &str, v: &Value) -> Response {
     let mut h = Html::default();
     h.raw("<table class=\"facts\">")
         .row("Service", &v["service"])
-        .row("Library version", &v["version"])
+        .row("Service version", &v["service_version"])
+        .row("service-tracing", &v["version"])
         .row("Uptime (s)", &v["uptime_seconds"])
         .row("Export status", &v["status"])
         .raw("</table><h2>Spans</h2><table class=\"facts\">");

@@ -80,6 +80,8 @@ pub(crate) struct PagesState {
     /// The path the pages are under, without a trailing `/`.
     pub(crate) base: Arc<str>,
     pub(crate) access: PagesAccess,
+    /// `service.version`, when set.
+    pub(crate) service_version: Option<String>,
     pub(crate) store: RecentTraces,
     pub(crate) health: HealthState,
     pub(crate) errors: Option<ErrorTracking>,

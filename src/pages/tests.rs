@@ -56,6 +56,7 @@ fn app() -> Router {
 
 fn setup(access: PagesAccess) -> (Router, TracingGuard) {
     ServiceTracing::builder("shop")
+        .service_version("1.2.3")
         .env_lookup(|_| None)
         .install_subscriber(false)
         .exporter(TracesExporter::None)
@@ -124,6 +125,7 @@ fn says_nothing(answer: &Answer) {
         "/traces",
         "Bottlenecks",
         env!("CARGO_PKG_VERSION"),
+        "1.2.3",
         "shop",
     ] {
         assert!(!answer.body.contains(leak), "{leak:?} in {}", answer.body);
@@ -310,6 +312,7 @@ async fn the_pages_show_known_traffic_as_json_and_html() {
         .json();
     assert_eq!(overview["store"]["traces"], 6, "{overview}");
     assert_eq!(overview["service"], "shop");
+    assert_eq!(overview["service_version"], "1.2.3");
 
     // Traces, filtered.
     let traces = get_page(&app, "/_tracing/traces.json", LOOPBACK, None)

@@ -29,6 +29,7 @@ pub(crate) fn encode(text: &str) -> String {
 /// store's state and the process's resources.
 pub(crate) fn overview(state: &PagesState) -> Value {
     let (_, mut report) = state.health.report(SystemTime::now());
+    report["service_version"] = json!(state.service_version);
     let stats = state.store.stats();
     report["store"] = json!({
         "traces": stats.traces, "pending": stats.pending,

@@ -477,6 +477,7 @@ impl TracingGuard {
             Some(crate::pages::PagesState {
                 base: path.trim_end_matches('/').into(),
                 access,
+                service_version: inner.config.service_version.clone(),
                 store: inner.pages.clone()?,
                 health,
                 errors: inner.errors.clone(),
