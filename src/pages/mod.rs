@@ -206,6 +206,12 @@ async fn login(state: &PagesState, req: Request) -> Response {
     if req.method() != Method::POST {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
+    // Over HTTPS (or behind a proxy that says so), the cookie is never sent over plain HTTP.
+    let https = req.uri().scheme_str() == Some("https")
+        || req
+            .headers()
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let body = match axum::body::to_bytes(req.into_body(), MAX_LOGIN_BODY).await {
         Ok(body) => body,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
@@ -217,10 +223,11 @@ async fn login(state: &PagesState, req: Request) -> Response {
         return response;
     }
     let cookie = format!(
-        "{}={}; Path={}; HttpOnly; SameSite=Strict",
+        "{}={}; Path={}; HttpOnly; SameSite=Strict{}",
         access::COOKIE,
         access::cookie_value(&token),
         if base.is_empty() { "/" } else { base },
+        if https { "; Secure" } else { "" },
     );
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;

@@ -260,6 +260,15 @@ async fn the_login_form_sets_a_cookie_and_answers_every_wrong_token_alike() {
             && cookie.contains("Path=/_tracing"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let (request, body) = form("s3cret-token");
+    let request = request.header("x-forwarded-proto", "https");
+    let answer = send(&app, request, FAR, &body).await;
+    let secure = answer.headers["set-cookie"].to_str().expect("ascii");
+    assert!(
+        secure.ends_with("; Secure"),
+        "behind an HTTPS proxy: {secure}"
+    );
     let value = cookie.split(';').next().expect("name=value").to_owned();
     let request =
         http::Request::get("/_tracing/routes.json").header("cookie", format!("other=1; {value}"));
