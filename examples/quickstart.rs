@@ -3,10 +3,17 @@
 //! It sends three requests itself — one succeeds, one gets a 500 from the backend, one makes the
 //! backend's handler panic — then prints each trace as a tree and exits.
 //!
+//! With `--pages` (feature `pages`), it keeps serving instead, with the built-in pages on, and
+//! prints their address: open it in a browser on the same machine (loopback may read them),
+//! send more requests to the frontend, and stop it with Ctrl-C.
+//!
 //! ```text
 //! cargo run --example quickstart
 //! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example quickstart   # to a collector
+//! cargo run --example quickstart --features pages -- --pages
 //! ```
+
+use std::net::SocketAddr;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -68,17 +75,26 @@ async fn checkout(
 async fn serve(app: Router) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // With the peer's address, which the pages' access reads.
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     Ok(address)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pages = std::env::args().any(|a| a == "--pages");
     let frontend_routes = Router::new().route("/checkout/{id}", get(checkout));
-    let (frontend_routes, guard) = ServiceTracing::builder("frontend")
+    let options = ServiceTracing::builder("frontend")
         .service_version(env!("CARGO_PKG_VERSION"))
-        .environment("quickstart")
-        .init(frontend_routes)?;
+        .environment("quickstart");
+    let options = with_pages(options, pages)?;
+    let (frontend_routes, guard) = options.init(frontend_routes)?;
 
     let backend = Router::new()
         .route("/orders/{id}", get(order))
@@ -110,8 +126,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    if pages {
+        // Hands the spans so far to the export worker, which shows them to the pages.
+        guard.force_flush()?;
+        println!("the pages: {frontend_url}/_tracing (Ctrl-C to stop)");
+        println!("more traffic: curl {frontend_url}/checkout/42");
+        guard.shutdown_signal().await;
+    }
+
     // Flushes every span: the console exporter prints each trace as a tree. (A service that
     // serves until stopped awaits `guard.shutdown_signal()` first: see examples/production.rs.)
     guard.shutdown_async().await?;
     Ok(())
+}
+
+/// The built-in pages under `/_tracing`, when asked for.
+#[cfg(feature = "pages")]
+fn with_pages(
+    options: ServiceTracing,
+    pages: bool,
+) -> Result<ServiceTracing, Box<dyn std::error::Error>> {
+    Ok(if pages {
+        options.pages("/_tracing")
+    } else {
+        options
+    })
+}
+
+#[cfg(not(feature = "pages"))]
+fn with_pages(
+    options: ServiceTracing,
+    pages: bool,
+) -> Result<ServiceTracing, Box<dyn std::error::Error>> {
+    if pages {
+        return Err("--pages needs the `pages` feature: cargo run --example quickstart --features pages -- --pages".into());
+    }
+    Ok(options)
 }

@@ -69,6 +69,8 @@ pub mod health;
 mod logging;
 pub mod metrics;
 mod operation;
+#[cfg(feature = "pages")]
+pub mod pages;
 mod per_thread;
 pub mod process;
 pub mod profiling;

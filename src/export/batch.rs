@@ -76,6 +76,14 @@ pub(crate) trait QueueExporter: SpanExporter {
     }
 }
 
+/// Sees every batch on the worker thread, redacted, just before the exporter takes it: how the
+/// built-in pages' recent-trace store (feature `pages`) is fed without touching the request
+/// path. One call per batch; nothing when no tap is set.
+pub(crate) trait BatchTap: Send + Sync + 'static {
+    /// The batch about to be exported.
+    fn seen(&self, batch: &[Queued]);
+}
+
 /// The console prints whole trees of `SpanData`.
 impl QueueExporter for crate::export::console::ConsoleExporter {}
 
@@ -228,6 +236,8 @@ struct Shared {
     /// Unix milliseconds of the first failure since the last success, 0 when not failing.
     failing_since_ms: AtomicU64,
     consecutive_failures: AtomicU64,
+    /// What sees each batch before export (the pages' store), set once.
+    tap: OnceLock<Arc<dyn BatchTap>>,
 }
 
 impl Shared {
@@ -249,6 +259,7 @@ impl Shared {
             last_success_ms: AtomicU64::new(0),
             failing_since_ms: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            tap: OnceLock::new(),
         }
     }
 
@@ -431,6 +442,13 @@ impl ExportWorker {
         self
     }
 
+    /// Shows every batch to `tap` on the worker thread before export; `false` when the
+    /// worker already has one.
+    #[cfg(feature = "pages")]
+    pub(crate) fn set_tap(&self, tap: Arc<dyn BatchTap>) -> bool {
+        self.shared.tap.set(tap).is_ok()
+    }
+
     /// When export last succeeded and how long it has been failing.
     pub(crate) fn health(&self) -> ExportHealth {
         let s = &self.shared;
@@ -556,6 +574,9 @@ fn export_queued<E: QueueExporter>(worker: &Worker<'_>, exporter: &E, all: bool)
                 }
                 None => break,
             }
+        }
+        if let Some(tap) = shared.tap.get() {
+            tap.seen(&batch);
         }
         let n = batch.len() as u64;
         let rejected_before = shared.tally.rejected();

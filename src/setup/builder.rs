@@ -53,6 +53,8 @@ pub struct ServiceTracing {
     pub(super) sampler: Option<TracesSampler>,
     pub(super) sampling_rules: Option<crate::sampling::SamplingRules>,
     pub(super) health: HealthOptions,
+    #[cfg(feature = "pages")]
+    pub(super) pages: PagesOptions,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -109,6 +111,14 @@ impl Default for HealthOptions {
             unhealthy_after: crate::health::DEFAULT_UNHEALTHY_AFTER,
         }
     }
+}
+
+/// The built-in pages' builder options.
+#[cfg(feature = "pages")]
+#[derive(Clone, Debug, Default)]
+pub(super) struct PagesOptions {
+    pub(super) route: Option<String>,
+    pub(super) access: crate::pages::PagesAccess,
 }
 
 /// The process sampler's builder options.
@@ -187,6 +197,8 @@ impl ServiceTracing {
             sampler: None,
             sampling_rules: None,
             health: HealthOptions::default(),
+            #[cfg(feature = "pages")]
+            pages: PagesOptions::default(),
             batch: None,
             propagators: None,
             layer: LayerOptions::default(),
@@ -406,6 +418,36 @@ impl ServiceTracing {
     /// ```
     pub fn health_unhealthy_after(mut self, after: Duration) -> Self {
         self.health.unhealthy_after = after;
+        self
+    }
+
+    /// Serves the built-in pages ([`pages`](crate::pages): recent traces, routes, errors,
+    /// bottlenecks, each also as JSON) under `path` on the router [`init`](Self::init)
+    /// returns, outside the tracing layer. Only loopback peers may read them unless
+    /// [`pages_access`](Self::pages_access) says otherwise. Feature `pages`.
+    ///
+    /// ```
+    /// let builder = service_tracing::ServiceTracing::builder("shop").pages("/_tracing");
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "pages")]
+    pub fn pages(mut self, path: impl Into<String>) -> Self {
+        self.pages.route = Some(path.into());
+        self
+    }
+
+    /// Who may read the built-in pages (default: loopback peers only).
+    ///
+    /// ```
+    /// use service_tracing::pages::PagesAccess;
+    /// let builder = service_tracing::ServiceTracing::builder("shop")
+    ///     .pages("/_tracing")
+    ///     .pages_access(PagesAccess::loopback().with_bearer_token("s3cret"));
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "pages")]
+    pub fn pages_access(mut self, access: crate::pages::PagesAccess) -> Self {
+        self.pages.access = access;
         self
     }
 

@@ -101,7 +101,8 @@ impl ServiceTracing {
             .with_http(f.http)
             .with_errors(f.errors)?
             .with_profiling(f.profiling)
-            .with_health(f.health)?;
+            .with_health(f.health)?
+            .with_pages(f.pages)?;
         let mut options = match f.metrics.prometheus_route {
             Some(route) => options.prometheus_route(route.0),
             None => options,
@@ -220,6 +221,38 @@ impl ServiceTracing {
                 ))
             }
         };
+        Ok(self)
+    }
+}
+
+impl ServiceTracing {
+    /// `[pages]`: the path, and the networks and token that may read the pages (both may be
+    /// given: the networks, and the token from anywhere else).
+    #[cfg(feature = "pages")]
+    fn with_pages(mut self, p: schema::Pages) -> Result<Self, SetupError> {
+        if let Some(route) = p.route {
+            self = self.pages(route.0);
+        }
+        let access = match p.networks.is_empty() {
+            true => self.pages.access.clone(),
+            false => crate::pages::PagesAccess::networks(&p.networks)
+                .map_err(|e| key_error("pages.networks", e))?,
+        };
+        self.pages.access = match p.bearer_token {
+            Some(token) => access.with_bearer_token(token),
+            None => access,
+        };
+        Ok(self)
+    }
+
+    /// Without the feature, a `[pages]` section that asks for anything is an error.
+    #[cfg(not(feature = "pages"))]
+    fn with_pages(self, p: schema::Pages) -> Result<Self, SetupError> {
+        if p.route.is_some() || !p.networks.is_empty() || p.bearer_token.is_some() {
+            return Err(invalid(
+                "pages: this build has no `pages` feature".to_owned(),
+            ));
+        }
         Ok(self)
     }
 }

@@ -49,6 +49,8 @@ pub(super) struct GuardInner {
     pub(super) workers: crate::export::Workers,
     /// Request chains, when on (feature `redis`).
     pub(super) chains: Option<super::pipeline::ChainsHandle>,
+    /// The pages' recent-trace store, when they are served.
+    pub(super) pages: Option<super::pipeline::PagesStore>,
     /// The longest shutdown may take.
     pub(super) shutdown_timeout: Duration,
     /// Where `testing::TestTracing` keeps every service's spans.
@@ -385,6 +387,7 @@ impl TracingGuard {
                         provider: Some(provider),
                         server_tracer: Some(server_tracer),
                         worker: Some(worker),
+                        pages_only: false,
                     }
                 }
                 _ => Pipeline::start(
@@ -395,6 +398,7 @@ impl TracingGuard {
                     &inner.redactor,
                     inner.capture(),
                     inner.chains.as_ref(),
+                    inner.pages.as_ref(),
                 )?,
             };
             let layer = layer_for(
@@ -407,7 +411,7 @@ impl TracingGuard {
                 inner.profiling.as_ref(),
                 inner.metrics.as_ref(),
             );
-            if let Some(worker) = &pipeline.worker {
+            if let Some(worker) = pipeline.exporting_worker() {
                 inner.workers.add(worker);
             }
             inner.extra.push(pipeline);
@@ -549,6 +553,31 @@ impl TracingGuard {
             access,
             unhealthy_after,
         })
+    }
+
+    /// What the pages read, from this guard's state; `None` when disabled or shut down.
+    #[cfg(feature = "pages")]
+    pub(super) fn pages_state(
+        &self,
+        path: &str,
+        access: crate::pages::PagesAccess,
+    ) -> Option<crate::pages::PagesState> {
+        let health = self.health_state(
+            crate::health::HealthAccess::loopback(),
+            crate::health::DEFAULT_UNHEALTHY_AFTER,
+        )?;
+        self.with_inner(|inner| {
+            Some(crate::pages::PagesState {
+                base: path.trim_end_matches('/').into(),
+                access,
+                service_version: inner.config.service_version.clone(),
+                store: inner.pages.clone()?,
+                health,
+                errors: inner.errors.clone(),
+                profiling: inner.profiling.clone(),
+            })
+        })
+        .flatten()
     }
 
     /// The handle on the sampling rules given to

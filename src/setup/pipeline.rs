@@ -104,6 +104,20 @@ impl ServiceTracing {
                 "a path starting with /",
             ));
         }
+        #[cfg(feature = "pages")]
+        let pages = self.pages.clone();
+        #[cfg(feature = "pages")]
+        if let Some(path) = pages
+            .route
+            .as_deref()
+            .filter(|p| !p.starts_with('/') || p.trim_end_matches('/').is_empty())
+        {
+            return Err(SetupError::invalid(
+                "pages",
+                path,
+                "a path starting with / other than / itself",
+            ));
+        }
         let (layer, guard) = self.init_layer()?;
         let mut app = app.layer(layer);
         if let (Some(path), Some(metrics)) = (route, guard.metrics()) {
@@ -115,6 +129,14 @@ impl ServiceTracing {
             if let Some(state) = guard.health_state(health.access, health.unhealthy_after) {
                 app = add_route(app, "health_route", path, |app| {
                     crate::health::with_health_route(app, path, state)
+                })?;
+            }
+        }
+        #[cfg(feature = "pages")]
+        if let Some(path) = &pages.route {
+            if let Some(state) = guard.pages_state(path, pages.access) {
+                app = add_route(app, "pages", path, |app| {
+                    crate::pages::with_pages(app, path, state)
                 })?;
             }
         }
@@ -179,6 +201,7 @@ impl ServiceTracing {
         let errors = self.start_errors(&config)?;
         let profiling = self.start_profiling(&config);
         let chains = self.chains(config.disabled)?;
+        let pages = self.pages_store();
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
@@ -187,10 +210,11 @@ impl ServiceTracing {
             &self.redactor,
             self.capture(),
             chains.as_ref(),
+            pages.as_ref(),
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::export::Workers::default();
-        if let Some(worker) = &pipeline.worker {
+        if let Some(worker) = pipeline.exporting_worker() {
             workers.add(worker);
         }
         let metrics = match &metrics_settings {
@@ -217,6 +241,7 @@ impl ServiceTracing {
         );
         Ok(Started {
             layer,
+            pages,
             pipeline,
             config,
             propagation,
@@ -261,6 +286,7 @@ impl ServiceTracing {
 /// What [`ServiceTracing::start`] started, before the guard takes it over.
 pub(super) struct Started {
     pub(super) layer: TracingLayer,
+    pages: Option<PagesStore>,
     pub(super) pipeline: Pipeline,
     config: Resolved,
     propagation: Propagation,
@@ -290,6 +316,7 @@ impl Started {
                 metrics: self.metrics,
                 workers: self.workers,
                 chains: self.chains,
+                pages: self.pages,
                 shutdown_timeout: options.shutdown_timeout,
                 #[cfg(any(test, feature = "testing"))]
                 capture: options.capture,
@@ -411,10 +438,14 @@ pub(super) struct Pipeline {
     pub(super) provider: Option<SdkTracerProvider>,
     pub(super) server_tracer: Option<ServerTracer>,
     pub(super) worker: Option<ExportWorker>,
+    /// The worker feeds the pages alone (no exporter): its figures are not export's.
+    pub(super) pages_only: bool,
 }
 
 impl Pipeline {
     /// With `capture` (the testing kit), spans go there instead of the configured exporter.
+    /// With `pages`, the worker also shows every batch to the pages' store, and a worker is
+    /// started for the store alone when nothing is exported.
     pub(super) fn start(
         config: &Resolved,
         service: &str,
@@ -423,17 +454,24 @@ impl Pipeline {
         redactor: &Redactor,
         capture: Option<&Capture>,
         chains: Option<&ChainsHandle>,
+        pages: Option<&PagesStore>,
     ) -> Result<Self, SetupError> {
         if config.disabled {
             return Ok(Self {
                 provider: None,
                 server_tracer: None,
                 worker: None,
+                pages_only: false,
             });
         }
         let resource = resource(config, service);
+        let pages_only =
+            capture.is_none() && config.exporter == TracesExporter::None && pages.is_some();
         let worker = match (capture, config.exporter) {
             (Some(capture), _) => Some(capture_worker(capture, config, &resource, redactor)?),
+            (None, TracesExporter::None) if pages_only => {
+                Some(pages_worker(config, &resource, redactor)?)
+            }
             (None, TracesExporter::None) => None,
             (None, TracesExporter::Console) => {
                 // A person is watching: print within a second.
@@ -461,6 +499,9 @@ impl Pipeline {
                 )?)
             }
         };
+        if let (Some(worker), Some(store)) = (&worker, pages) {
+            tap(worker, store, service);
+        }
         let (provider, server_tracer) = provider(
             config,
             resource,
@@ -474,8 +515,73 @@ impl Pipeline {
             provider: Some(provider),
             server_tracer: Some(server_tracer),
             worker,
+            pages_only,
         })
     }
+
+    /// The worker whose figures are export's (not one feeding the pages alone).
+    pub(super) fn exporting_worker(&self) -> Option<&ExportWorker> {
+        self.worker.as_ref().filter(|_| !self.pages_only)
+    }
+}
+
+/// The pages' recent-trace store; nothing without the `pages` feature.
+#[cfg(feature = "pages")]
+pub(super) type PagesStore = crate::pages::store::RecentTraces;
+/// The pages' recent-trace store; nothing without the `pages` feature.
+#[cfg(not(feature = "pages"))]
+pub(super) type PagesStore = std::convert::Infallible;
+
+impl ServiceTracing {
+    /// The store the pages read, when they are served.
+    #[cfg(feature = "pages")]
+    fn pages_store(&self) -> Option<PagesStore> {
+        self.pages
+            .route
+            .as_ref()
+            .map(|_| crate::pages::store::RecentTraces::new(Default::default()))
+    }
+
+    #[cfg(not(feature = "pages"))]
+    fn pages_store(&self) -> Option<PagesStore> {
+        None
+    }
+}
+
+/// Shows `worker`'s batches to the pages' store, as `service`'s spans.
+#[cfg(feature = "pages")]
+fn tap(worker: &ExportWorker, store: &PagesStore, service: &str) {
+    // A worker shared by several services (the console's) keeps its first tap: its spans
+    // carry `service.name`.
+    let _ = worker.set_tap(store.tap(service));
+}
+
+#[cfg(not(feature = "pages"))]
+fn tap(_: &ExportWorker, store: &PagesStore, _: &str) {
+    match *store {}
+}
+
+/// A worker that exports nothing, for the pages when no exporter is set.
+#[cfg(feature = "pages")]
+fn pages_worker(
+    config: &Resolved,
+    resource: &Resource,
+    redactor: &Redactor,
+) -> Result<ExportWorker, SetupError> {
+    ExportWorker::start(
+        || Ok(crate::pages::Discard),
+        config.batch,
+        resource.clone(),
+        Some(redactor.clone()),
+    )
+}
+
+#[cfg(not(feature = "pages"))]
+fn pages_worker(_: &Resolved, _: &Resource, _: &Redactor) -> Result<ExportWorker, SetupError> {
+    Err(SetupError::new(
+        crate::error::SetupErrorKind::Worker,
+        "the pages need the `pages` feature",
+    ))
 }
 
 /// Request chains' handle; nothing without the `redis` feature.

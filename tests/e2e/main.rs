@@ -12,6 +12,9 @@
 #[global_allocator]
 static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
+#[cfg(feature = "pages")]
+#[path = "../support/browser.rs"]
+mod browser;
 #[path = "../support/collector.rs"]
 mod collector;
 #[path = "../support/otlp_proxy.rs"]
@@ -75,6 +78,10 @@ mod the_agent_example_answers_and_its_work_spans_reach_the_collector;
 #[cfg(all(feature = "amqp", feature = "redis"))]
 mod the_chain_of_a_message_lists_every_step_across_services;
 mod the_health_route_reports_export_at_a_real_collector;
+#[cfg(feature = "pages")]
+mod the_pages_store_stays_within_its_byte_bound;
+#[cfg(feature = "pages")]
+mod the_pages_work_in_a_real_browser;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;

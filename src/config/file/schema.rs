@@ -30,6 +30,7 @@ pub(crate) struct FileSettings {
     pub(crate) profiling: ProfilingSection,
     pub(crate) metrics: Metrics,
     pub(crate) health: Health,
+    pub(crate) pages: Pages,
     pub(crate) logging: Logging,
     pub(crate) shutdown: Shutdown,
 }
@@ -184,6 +185,15 @@ pub(crate) struct Metrics {
 pub(crate) struct Health {
     pub(crate) route: Option<RoutePath>,
     pub(crate) unhealthy_after: Option<Dur>,
+    pub(crate) networks: Vec<String>,
+    pub(crate) bearer_token: Option<String>,
+}
+
+/// The built-in pages (feature `pages`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Pages {
+    pub(crate) route: Option<RoutePath>,
     pub(crate) networks: Vec<String>,
     pub(crate) bearer_token: Option<String>,
 }

@@ -149,6 +149,7 @@ fn the_examples_hold_every_key() {
             "health",
             &["route", "unhealthy_after", "networks", "bearer_token"],
         ),
+        ("pages", &["route", "networks", "bearer_token"]),
         ("logging", &["install_subscriber", "filter"]),
         ("shutdown", &["timeout"]),
     ];

@@ -277,3 +277,55 @@ fn the_files_bounds_reach_error_tracking_and_profiling() {
     assert!(profiling.operation("first").is_some());
     assert!(profiling.operation("second").is_none(), "past the bound");
 }
+
+#[cfg(feature = "pages")]
+#[tokio::test]
+async fn the_files_pages_section_serves_the_pages_to_its_networks_and_token() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt as _;
+
+    let path = file(
+        "tracing.toml",
+        "[export]\nexporter = \"none\"\n[pages]\nroute = \"/_ops\"\nnetworks = [\"10.0.0.0/8\"]\nbearer_token = \"t0ken-from-file\"\n",
+    );
+    let (app, guard) = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .init(axum::Router::new())
+        .expect("set-up");
+    let status = |peer: &str, token: Option<&str>| {
+        let mut request = http::Request::get("/_ops/routes.json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(Body::empty()).expect("request");
+        let peer: std::net::SocketAddr = peer.parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            app.oneshot(request)
+                .await
+                .expect("infallible")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("10.9.9.9:1", None).await, 200, "the file's network");
+    assert_eq!(
+        status("127.0.0.1:1", None).await,
+        401,
+        "not loopback any more"
+    );
+    assert_eq!(
+        status("127.0.0.1:1", Some("t0ken-from-file")).await,
+        200,
+        "the file's token"
+    );
+    drop(guard);
+
+    let bad = file("tracing.toml", "[pages]\nnetworks = [\"nowhere\"]\n");
+    let e = ServiceTracing::from_file(&bad).expect_err("refused");
+    assert!(e.to_string().contains("pages.networks"), "{e}");
+}
