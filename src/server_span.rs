@@ -927,6 +927,23 @@ mod tests {
     }
 
     #[test]
+    fn request_texts_longer_than_a_one_byte_length_encode_as_the_sdks_span_would() {
+        // A 300-byte user agent: its `KeyValue`'s lengths take two bytes each.
+        let record = record_of(rich_request(&"agent/1 ".repeat(40)[..300]));
+        let ours = record.to_span_data();
+        let mut encoder = crate::export::otlp_fast::encode::Encoder::default();
+        let (mut as_record, mut as_span) = (Vec::new(), Vec::new());
+        encoder
+            .encode(
+                &[crate::export::batch::Queued::Server(record)],
+                &mut as_record,
+            )
+            .expect("encodes");
+        encoder.encode(&[ours], &mut as_span).expect("encodes");
+        assert_eq!(as_record, as_span);
+    }
+
+    #[test]
     fn redaction_reaches_a_records_request_attributes() {
         let redactor = crate::redact::Redactor::new();
         // A clean user agent, twice (the same shared text: the second look is remembered),

@@ -8,7 +8,8 @@
 //! no-op: export traffic never produces spans or log events that would be exported in turn.
 //!
 //! The request path does O(1) work: one push into a lock-free bounded queue, and a wake-up of
-//! the worker only once a batch is ready. A full queue drops the span and counts it.
+//! the worker only once a batch is ready. A full queue drops the span and counts it. The
+//! worker keeps several exports in flight when its exporter allows it (`batch/run.rs`).
 //!
 //! Redaction happens here, on the worker thread, just before the exporter sees a batch: every
 //! exporter behind a worker (OTLP, console) gets redacted spans, and the request path pays
@@ -18,8 +19,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 use opentelemetry::{Context, KeyValue, StringValue};
@@ -68,12 +68,31 @@ impl Queued {
 /// OTLP exporter takes server records as they are.
 pub(crate) trait QueueExporter: SpanExporter {
     /// Exports one batch.
-    fn export_queued(
-        &self,
-        batch: Vec<Queued>,
-    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        self.export(batch.into_iter().map(Queued::into_span_data).collect())
+    fn export_queued(&self, batch: Vec<Queued>) -> impl std::future::Future<Output = Sent> + Send {
+        let exported = self.export(batch.into_iter().map(Queued::into_span_data).collect());
+        async move {
+            Sent {
+                result: exported.await,
+                rejected: None,
+            }
+        }
     }
+
+    /// How many export calls the worker may keep waiting for their answers at once. Above 1,
+    /// [`export_queued`](Self::export_queued) must count each call's rejections itself
+    /// ([`Sent::rejected`]): the shared tally cannot tell overlapping calls apart.
+    fn in_flight(&self) -> usize {
+        1
+    }
+}
+
+/// What one export call came to.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    pub(crate) result: OTelSdkResult,
+    /// The batch's spans the backend refused for good, when the exporter counted them for
+    /// this call; `None`: whatever the worker's [`Tally`] counted during the call.
+    pub(crate) rejected: Option<u64>,
 }
 
 /// Sees every batch on the worker thread, redacted, just before the exporter takes it: how the
@@ -219,7 +238,9 @@ struct Shared {
     tick: AtomicBool,
     queue: ArrayQueue<Queued>,
     wake_at: usize,
-    worker: OnceLock<Thread>,
+    /// How the request path wakes the worker, which waits inside its runtime (exports in
+    /// flight progress while it waits).
+    wakeup: run::Wakeup,
     control: Mutex<Vec<Control>>,
     stopped: AtomicBool,
     exported: AtomicU64,
@@ -247,7 +268,7 @@ impl Shared {
             tick: AtomicBool::new(false),
             queue: ArrayQueue::new(capacity.max(1)),
             wake_at,
-            worker: OnceLock::new(),
+            wakeup: run::Wakeup::default(),
             control: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             exported: AtomicU64::new(0),
@@ -282,9 +303,7 @@ impl Shared {
     }
 
     fn wake(&self) {
-        if let Some(t) = self.worker.get() {
-            t.unpark();
-        }
+        self.wakeup.wake();
     }
 
     fn send_control(
@@ -370,38 +389,39 @@ impl ExportWorker {
         let shared = Arc::new(Shared::new(batch.max_queue_size, max_batch));
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), SetupError>>(1);
         let worker_shared = shared.clone();
-        let handle = crate::runtime::spawn_with_runtime("service-tracing-export", move |runtime| {
-            let started = runtime
-                .map_err(|e| {
-                    SetupError::new(SetupErrorKind::Worker, "cannot start the export runtime")
-                        .with_source(e)
-                })
-                .and_then(|runtime| {
-                    let exporter =
-                        build_exporter(&runtime, make_exporter, &worker_shared, &resource)?;
-                    Ok((runtime, exporter))
-                });
-            let (runtime, exporter) = match started {
-                Ok(started) => started,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            let worker = Worker {
-                shared: &worker_shared,
-                runtime: &runtime,
-                timeout: batch.export_timeout,
-                max_batch,
-                redactor: redactor.as_ref(),
-            };
-            run(&worker, exporter, batch);
-        })
-        .map_err(|e| {
-            SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread").with_source(e)
-        })?;
-        let _ = shared.worker.set(handle.thread().clone());
+        let _detached =
+            crate::runtime::spawn_with_runtime("service-tracing-export", move |runtime| {
+                let started = runtime
+                    .map_err(|e| {
+                        SetupError::new(SetupErrorKind::Worker, "cannot start the export runtime")
+                            .with_source(e)
+                    })
+                    .and_then(|runtime| {
+                        let exporter =
+                            build_exporter(&runtime, make_exporter, &worker_shared, &resource)?;
+                        Ok((runtime, exporter))
+                    });
+                let (runtime, exporter) = match started {
+                    Ok(started) => started,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let worker = Worker {
+                    shared: &worker_shared,
+                    runtime: &runtime,
+                    timeout: batch.export_timeout,
+                    max_batch,
+                    redactor: redactor.as_ref(),
+                };
+                run(&worker, exporter, batch);
+            })
+            .map_err(|e| {
+                SetupError::new(SetupErrorKind::Worker, "cannot spawn the export thread")
+                    .with_source(e)
+            })?;
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
@@ -492,173 +512,8 @@ where
     Ok(exporter)
 }
 
-/// How often the worker reports drops and export errors on standard error.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
-
-/// What the worker thread holds while it runs.
-struct Worker<'a> {
-    shared: &'a Shared,
-    runtime: &'a tokio::runtime::Runtime,
-    timeout: Duration,
-    max_batch: usize,
-    redactor: Option<&'a Redactor>,
-}
-
-fn run<E: QueueExporter>(worker: &Worker<'_>, mut exporter: E, batch: BatchConfig) {
-    let shared = worker.shared;
-    let runtime = worker.runtime;
-    let mut next_export = Instant::now() + batch.scheduled_delay;
-    let mut reporter = Reporter::default();
-    loop {
-        let controls: Vec<Control> = match shared.control.lock() {
-            Ok(mut c) => std::mem::take(&mut *c),
-            Err(_) => Vec::new(),
-        };
-        let now = Instant::now();
-        let due = now >= next_export || shared.queue.len() >= shared.wake_at;
-        if controls.is_empty() && !due {
-            thread::park_timeout(next_export.saturating_duration_since(now));
-            continue;
-        }
-        let draining_all = !controls.is_empty() || now >= next_export;
-        if now >= next_export && shared.queue.is_empty() && shared.tick.load(Ordering::Relaxed) {
-            let _ = runtime.block_on(exporter.export(Vec::new()));
-        }
-        export_queued(worker, &exporter, draining_all);
-        next_export = Instant::now() + batch.scheduled_delay;
-        reporter.maybe_report(shared);
-
-        let mut stop = None;
-        for control in controls {
-            match control {
-                Control::Resource(r) => exporter.set_resource(&r),
-                Control::Flush(reply) => {
-                    let _ = reply.send(exporter.force_flush());
-                }
-                Control::Shutdown(reply) => stop = Some(reply),
-            }
-        }
-        if let Some(reply) = stop {
-            shared.stopped.store(true, Ordering::Release);
-            export_queued(worker, &exporter, true);
-            reporter.maybe_report(shared);
-            let result = exporter.shutdown_with_timeout(batch.export_timeout);
-            let _ = reply.send(result);
-            return;
-        }
-    }
-}
-
-/// Exports full batches; with `all`, also the last partial one. Spans are redacted here, on
-/// the worker thread.
-fn export_queued<E: QueueExporter>(worker: &Worker<'_>, exporter: &E, all: bool) {
-    let shared = worker.shared;
-    let (max_batch, timeout) = (worker.max_batch, worker.timeout);
-    loop {
-        let available = shared.queue.len();
-        if available == 0 || (!all && available < max_batch) {
-            return;
-        }
-        let take = available.min(max_batch);
-        let mut batch = Vec::with_capacity(take);
-        while batch.len() < take {
-            match shared.queue.pop() {
-                Some(mut queued) => {
-                    if let Some(redactor) = worker.redactor {
-                        match &mut queued {
-                            Queued::Span(span) => redactor.redact_span(span),
-                            Queued::Server(record) => redactor.redact_record(record),
-                        }
-                    }
-                    batch.push(queued)
-                }
-                None => break,
-            }
-        }
-        if let Some(tap) = shared.tap.get() {
-            tap.seen(&batch);
-        }
-        let n = batch.len() as u64;
-        let rejected_before = shared.tally.rejected();
-        let result = worker.runtime.block_on(async {
-            match tokio::time::timeout(timeout, exporter.export_queued(batch)).await {
-                Ok(r) => r,
-                Err(_) => Err(OTelSdkError::Timeout(timeout)),
-            }
-        });
-        // What the exporter counted as rejected is not exported, nor failed.
-        let rest = n.saturating_sub(shared.tally.rejected() - rejected_before);
-        shared.note_outcome(result.is_ok());
-        match result {
-            Ok(()) => shared.exported.fetch_add(rest, Ordering::Relaxed),
-            Err(e) => {
-                *shared
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-                shared.export_errors.fetch_add(1, Ordering::Relaxed);
-                shared.failed.fetch_add(rest, Ordering::Relaxed)
-            }
-        };
-    }
-}
-
-/// Rate-limited report of losses, written to standard error through a dispatcher of its own so
-/// it can never become telemetry.
-#[derive(Default)]
-struct Reporter {
-    last: Option<Instant>,
-    reported_dropped: u64,
-    reported_rejected: u64,
-    reported_failed: u64,
-}
-
-impl Reporter {
-    fn maybe_report(&mut self, shared: &Shared) {
-        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
-            return;
-        }
-        let dropped = shared.dropped.load(Ordering::Relaxed);
-        let rejected = shared.tally.rejected();
-        let failed = shared.failed.load(Ordering::Relaxed);
-        let mut last_rejection = shared
-            .tally
-            .last_rejection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if dropped == self.reported_dropped
-            && rejected == self.reported_rejected
-            && failed == self.reported_failed
-            && last_rejection.is_none()
-        {
-            return;
-        }
-        // A partial success may carry a warning with nothing rejected: reported all the same.
-        let last_rejection = last_rejection
-            .take()
-            .map(|e| format!("; the backend said: {e}"))
-            .unwrap_or_default();
-        let last_error = shared
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .map(|e| format!("; last error: {e}"))
-            .unwrap_or_default();
-        eprintln!(
-            "service-tracing: {} span(s) dropped (export queue full), {} rejected by the backend and {} lost in failed exports since the last report; {} errors and {} retries in all{last_rejection}{last_error}",
-            dropped - self.reported_dropped,
-            rejected - self.reported_rejected,
-            failed - self.reported_failed,
-            shared.export_errors.load(Ordering::Relaxed),
-            shared.tally.retried.load(Ordering::Relaxed),
-        );
-        self.reported_dropped = dropped;
-        self.reported_rejected = rejected;
-        self.reported_failed = failed;
-        self.last = Some(Instant::now());
-    }
-}
+mod run;
+use run::{run, Worker};
 
 impl SpanProcessor for ExportWorker {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}

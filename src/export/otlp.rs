@@ -149,20 +149,34 @@ impl crate::export::batch::QueueExporter for OtlpExporter {
     async fn export_queued(
         &self,
         batch: Vec<crate::export::batch::Queued>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
+    ) -> crate::export::batch::Sent {
         match self {
             Self::Fast(e) => e.export_queued(batch).await,
             #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             Self::Reference(e) => {
                 use opentelemetry_sdk::trace::SpanExporter as _;
-                e.export(
-                    batch
-                        .into_iter()
-                        .map(crate::export::batch::Queued::into_span_data)
-                        .collect(),
-                )
-                .await
+                let result = e
+                    .export(
+                        batch
+                            .into_iter()
+                            .map(crate::export::batch::Queued::into_span_data)
+                            .collect(),
+                    )
+                    .await;
+                crate::export::batch::Sent {
+                    result,
+                    rejected: None,
+                }
             }
+        }
+    }
+
+    /// The fast exporter's calls overlap; the reference exporter's go one at a time.
+    fn in_flight(&self) -> usize {
+        match self {
+            Self::Fast(e) => e.in_flight(),
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+            Self::Reference(_) => 1,
         }
     }
 }

@@ -277,8 +277,11 @@ impl crate::export::batch::QueueExporter for Discard {
     fn export_queued(
         &self,
         _batch: Vec<crate::export::batch::Queued>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        std::future::ready(Ok(()))
+    ) -> impl std::future::Future<Output = crate::export::batch::Sent> + Send {
+        std::future::ready(crate::export::batch::Sent {
+            result: Ok(()),
+            rejected: None,
+        })
     }
 }
 

@@ -34,6 +34,7 @@ mod a_backend_refusing_every_export_costs_counted_spans_not_memory;
 #[cfg(feature = "tls")]
 mod a_bare_grpc_endpoint_uses_tls_unless_insecure;
 mod a_dead_webhook_never_delays_requests;
+mod a_distant_collector_gets_every_span_of_a_steady_stream;
 mod alerts_reach_a_real_webhook_once_per_cooldown;
 #[cfg(feature = "tls")]
 mod alerts_reach_an_https_webhook_that_trusts_its_ca;

@@ -8,7 +8,7 @@
 //! With no collector behind it, what is not scripted is answered by the last scripted answer.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,8 @@ struct State {
     arrived: AtomicUsize,
     /// Whether `Seen::body` keeps the request's bytes (see [`OtlpProxy::forget_bodies`]).
     keep_bodies: AtomicBool,
+    /// Microseconds every answer waits before it is made (see [`OtlpProxy::answer_late`]).
+    latency_us: AtomicU64,
     seen: Mutex<Vec<Seen>>,
     count: watch::Sender<usize>,
     http1: Client<HttpConnector, Full<Bytes>>,
@@ -157,6 +159,7 @@ impl OtlpProxy {
             upstream,
             arrived: AtomicUsize::new(0),
             keep_bodies: AtomicBool::new(true),
+            latency_us: AtomicU64::new(0),
             seen: Mutex::new(Vec::new()),
             count: watch::channel(0).0,
             http1: Client::builder(TokioExecutor::new()).build_http(),
@@ -198,6 +201,14 @@ impl OtlpProxy {
     /// (about 150 KB per export of 512 spans).
     pub fn forget_bodies(&self) {
         self.state.keep_bodies.store(false, Ordering::Relaxed);
+    }
+
+    /// From now on, every request is answered `latency` after its body arrived (a backend
+    /// one slow round trip away), whatever the answer.
+    pub fn answer_late(&self, latency: Duration) {
+        self.state
+            .latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Every request received so far, in order.
@@ -243,6 +254,10 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ProxyBody
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let latency = state.latency_us.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_micros(latency)).await;
+    }
     let n = state.arrived.fetch_add(1, Ordering::SeqCst);
     let answer = state.script.get(n).unwrap_or(&state.then).clone();
     let grpc_status = match answer {

@@ -4,6 +4,8 @@
 use super::*;
 use opentelemetry::trace::{Tracer, TracerProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use std::thread;
+use std::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// A provider feeding `worker`, after it ended `n` spans (kept, so that dropping it does
@@ -297,4 +299,97 @@ fn the_console_prints_redacted_spans() {
         assert!(!text.contains(secret), "{secret} printed: {text}");
     }
     assert!(text.contains("[REDACTED]"), "{text}");
+}
+
+/// A backend `latency` away: answers every export that late, refusing nothing. Lets
+/// `in_flight` exports overlap.
+#[derive(Debug)]
+struct Distant {
+    latency: Duration,
+    in_flight: usize,
+}
+
+impl QueueExporter for Distant {
+    fn export_queued(&self, batch: Vec<Queued>) -> impl std::future::Future<Output = Sent> + Send {
+        let latency = self.latency;
+        async move {
+            drop(batch);
+            tokio::time::sleep(latency).await;
+            Sent {
+                result: Ok(()),
+                rejected: Some(0),
+            }
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl SpanExporter for Distant {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Ends spans into `worker` at `per_second`, on schedule (what falls behind is caught up at
+/// once), for `duration`; then flushes. Returns how many were ended.
+fn steady_stream(worker: &ExportWorker, per_second: u64, duration: Duration) -> u64 {
+    let app = SdkTracerProvider::builder()
+        .with_span_processor(worker.clone())
+        .build();
+    let tracer = app.tracer("app");
+    let started = Instant::now();
+    let mut ended = 0;
+    while started.elapsed() < duration {
+        let due = started.elapsed().as_micros() as u64 * per_second / 1_000_000;
+        while ended < due {
+            tracer.in_span("request", |_| ());
+            ended += 1;
+        }
+        // The stream's pace, not a wait for the worker.
+        thread::sleep(Duration::from_millis(1));
+    }
+    worker.force_flush().expect("flush");
+    ended
+}
+
+/// The stream the two tests below send: 20,000 spans a second for one second, batches of
+/// 256 in the default queue of 2,048, to a backend 20 ms away. One export per round trip
+/// would carry at most 256 spans per 20 ms, 12,800 a second.
+fn distant_backend_stream(in_flight: usize) -> (u64, ExportStats) {
+    let batch = BatchConfig::default().with_max_export_batch_size(256);
+    let worker = ExportWorker::start(
+        move || {
+            Ok(Distant {
+                latency: Duration::from_millis(20),
+                in_flight,
+            })
+        },
+        batch,
+        Resource::builder_empty().build(),
+        None,
+    )
+    .expect("starts");
+    let ended = steady_stream(&worker, 20_000, Duration::from_secs(1));
+    (ended, worker.stats())
+}
+
+/// Delivery at saturation: with the fast exporter's exports in flight at once, a backend a
+/// round trip away takes every span of a stream that one export at a time could not carry.
+#[test]
+fn exports_in_flight_at_once_deliver_every_span_to_a_distant_backend() {
+    let (ended, stats) = distant_backend_stream(crate::export::otlp_fast::IN_FLIGHT);
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(stats.exported, ended, "{stats:?}");
+}
+
+/// The same stream, one export at a time (as the worker exported before): the queue fills
+/// while each answer is awaited, and spans are dropped. This is what the test above guards.
+#[test]
+fn one_export_at_a_time_drops_spans_a_distant_backend_could_take() {
+    let (ended, stats) = distant_backend_stream(1);
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert_eq!(stats.exported + stats.dropped, ended, "{stats:?}");
 }
