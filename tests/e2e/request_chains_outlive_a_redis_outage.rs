@@ -5,6 +5,8 @@
 //! ones follow. Bounds: a chain keeps its newest entries, its key has the TTL, and a hostile
 //! correlation id never becomes a key.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use service_tracing::request_chain::{ChainKind, ChainSource, RequestChain, RequestChains};
@@ -115,12 +117,32 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
         .unwrap();
     assert!((3_500_000..=3_600_000).contains(&ttl), "PTTL {ttl}");
 
-    // Killed while requests run: once a few of them have ended.
-    let frontend = services.frontend.clone();
-    let load =
-        tokio::spawn(
-            async move { checkouts(&reqwest::Client::new(), &frontend, "during", 50).await },
-        );
+    // Killed while requests run: once a few of them have ended. The load goes on until
+    // `AFTER_KILL` requests have started after the kill, however fast the machine is.
+    const AFTER_KILL: u32 = 25;
+    let killed = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (frontend, killed) = (services.frontend.clone(), killed.clone());
+        tokio::spawn(async move {
+            let caller = reqwest::Client::new();
+            let (mut times, mut after, mut i) = (Vec::new(), 0, 0u32);
+            while after < AFTER_KILL {
+                after += u32::from(killed.load(Ordering::Acquire));
+                let started = Instant::now();
+                let r = caller
+                    .get(format!("{frontend}/checkout/{i}"))
+                    .header("x-correlation-id", format!("during-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                times.push(started.elapsed());
+                i += 1;
+            }
+            times.sort();
+            (times, i)
+        })
+    };
     let deadline = Instant::now() + WAIT;
     while guard.request_chain_stats().unwrap().recorded < 60 + 3 * 5 {
         assert!(Instant::now() < deadline, "no request ended");
@@ -128,15 +150,17 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
     }
     redis.kill();
     let killed_at = std::time::SystemTime::now();
-    let times = load.await.unwrap();
+    killed.store(true, Ordering::Release);
+    let (times, during) = load.await.unwrap();
     let slowest = times.last().copied().unwrap_or_default();
     assert!(
         slowest < REQUEST_BOUND,
         "a request took {slowest:?} while Redis was down: {times:?}"
     );
     // Readable from this process's store, without waiting on Redis.
+    let last = format!("during-{}", during - 1);
     let asked = Instant::now();
-    let chain = guard.request_chain_async("during-42").await.unwrap();
+    let chain = guard.request_chain_async(&last).await.unwrap();
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -152,7 +176,7 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
     // What Redis had before it was killed is gone with it; every request that started after
     // the kill reaches the new one.
     let mut everything = Vec::new();
-    for id in ids("during", 50) {
+    for id in ids("during", during) {
         let chain = guard.request_chain_async(&id).await.unwrap();
         assert_three_steps(&chain);
         if chain.entries()[0].start > killed_at {
@@ -160,13 +184,13 @@ async fn chains_stay_readable_through_a_redis_outage_and_reach_it_once_it_return
         }
     }
     assert!(
-        everything.len() >= 25,
+        everything.len() >= AFTER_KILL as usize,
         "{} started after the kill",
         everything.len()
     );
     everything.extend(ids("after", 10));
     wait_in_redis(guard, &mut con, &everything, 3);
-    let chain = guard.request_chain_async("during-42").await.unwrap();
+    let chain = guard.request_chain_async(&last).await.unwrap();
     assert_eq!(chain.source(), ChainSource::Shared);
     assert_three_steps(&chain);
     let stats = guard.request_chain_stats().unwrap();
