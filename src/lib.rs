@@ -67,6 +67,8 @@ pub mod errors;
 pub mod export;
 pub mod health;
 mod logging;
+#[cfg(feature = "amqp")]
+pub mod messaging;
 pub mod metrics;
 mod operation;
 mod per_thread;
