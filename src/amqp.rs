@@ -176,7 +176,7 @@ impl Injector for AmqpHeadersMut<'_> {
 /// Why [`AmqpTracing::process`] failed: [`ProcessError::Handler`](crate::messaging::ProcessError::Handler) with the handler's error (the
 /// message was nacked without requeue when the helper settles messages), or
 /// [`ProcessError::Broker`](crate::messaging::ProcessError::Broker) when the handler succeeded but the broker refused the ack. The
-/// broker modules share the type ([`messaging::ProcessError`](crate::messaging::ProcessError)).
+/// broker modules share the type ([`messaging::ProcessError`]).
 ///
 /// ```
 /// use service_tracing::amqp::ProcessError;

@@ -2,7 +2,7 @@
 //! each record sent, a `CLIENT` span for each poll that returns one, and a `CONSUMER` span for
 //! each record (or batch) processed, with the trace context, baggage and correlation id carried
 //! in the record's headers. It follows the scheme of the RabbitMQ module (see
-//! [`messaging`](crate::messaging)): the same builder, span kinds, parents and links, errors
+//! [`messaging`]): the same builder, span kinds, parents and links, errors
 //! and profiling.
 //!
 //! # What is recorded
@@ -263,7 +263,7 @@ fn last_value_or_null<H: Headers + ?Sized>(headers: &H, key: &str) -> bool {
 /// [`ProcessError::Handler`](crate::messaging::ProcessError::Handler) with the handler's error,
 /// or [`ProcessError::Broker`](crate::messaging::ProcessError::Broker) when the handler
 /// succeeded but storing the record's offset failed. The broker modules share the type
-/// ([`messaging::ProcessError`](crate::messaging::ProcessError)).
+/// ([`messaging::ProcessError`]).
 ///
 /// ```
 /// use service_tracing::kafka::ProcessError;
