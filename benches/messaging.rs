@@ -1,8 +1,10 @@
 //! What carrying the trace through a message costs per message: writing the current span
 //! context, a baggage member and the correlation id into the headers (W3C Trace Context and
 //! Baggage, plus `x-correlation-id`), and reading them back into a context and a correlation
-//! id, into a plain `HashMap<String, String>` and into lapin's AMQP `FieldTable`. Run with
-//! `cargo bench --features amqp --bench messaging`; BENCHMARKS.md reports the results.
+//! id, into a plain `HashMap<String, String>`, into lapin's AMQP `FieldTable` and into a Kafka
+//! record's headers (rdkafka's `OwnedHeaders` written, read back as a consumed record's
+//! `BorrowedHeaders`). Run with `cargo bench --features amqp,kafka --bench messaging`;
+//! BENCHMARKS.md reports the results.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items.
 
@@ -14,7 +16,9 @@ use lapin::types::FieldTable;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
+use rdkafka::message::OwnedHeaders;
 use service_tracing::amqp::{AmqpHeaders, AmqpHeadersMut};
+use service_tracing::kafka::{KafkaHeaders, KafkaHeadersMut};
 use service_tracing::CorrelationId;
 use service_tracing_middleware::carrier::CarrierPropagation;
 use service_tracing_middleware::propagation::default_propagator;
@@ -68,6 +72,25 @@ fn bench(c: &mut Criterion) {
     let empty = FieldTable::default();
     group.bench_function("extract_amqp_empty", |b| {
         b.iter(|| propagation.extract(&AmqpHeaders(black_box(&empty))))
+    });
+
+    // Kafka: the headers a record is sent with, and the same headers read back.
+    group.bench_function("inject_kafka_headers", |b| {
+        b.iter(|| {
+            let mut headers = KafkaHeadersMut::new(None);
+            propagation.inject(black_box(&cx), &mut headers);
+            headers.into_headers()
+        })
+    });
+    let mut written = KafkaHeadersMut::new(None);
+    propagation.inject(&cx, &mut written);
+    let record: OwnedHeaders = written.into_headers().expect("headers written");
+    group.bench_function("extract_kafka_headers", |b| {
+        b.iter(|| propagation.extract(&KafkaHeaders(black_box(record.as_borrowed()))))
+    });
+    let none = OwnedHeaders::new();
+    group.bench_function("extract_kafka_empty", |b| {
+        b.iter(|| propagation.extract(&KafkaHeaders(black_box(none.as_borrowed()))))
     });
     group.finish();
 }

@@ -53,8 +53,8 @@
 //! # Errors and profiling
 //!
 //! An error the handler returns is recorded on the process span like
-//! [`record_error`] does: error tracking classifies it, unless the
-//! handler stated a category itself with [`record_error_as`]
+//! [`record_error`](crate::errors::record_error) does: error tracking classifies it, unless the
+//! handler stated a category itself with [`record_error_as`](crate::errors::record_error_as)
 //! while it ran (the first `exception` of a span is its error). A failed publish, ack or nack
 //! is recorded with category `dependency`. These spans are outside any HTTP request, so error
 //! tracking sees them when they are sampled. Profiling lists each `publish {destination}` and
@@ -105,16 +105,13 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPu
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{FutureExt as _, Link, SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::trace::{FutureExt as _, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use service_tracing_middleware::carrier::CarrierPropagation;
 use service_tracing_middleware::tracer::{self, SharedTracer};
 use service_tracing_middleware::CorrelationId;
 
-use crate::errors::{record_error, record_error_as, Category, Severity};
-
-/// The most span links a batch's process span gets (the SDK's default limit per span).
-const MAX_LINKS: usize = 128;
+use crate::messaging::{self, count_attribute, handler_failed, message_links, BatchLinks};
 
 /// Reads trace headers out of an AMQP [`FieldTable`]: long and short string values, UTF-8
 /// only (anything else reads as absent). Keys are matched exactly, as AMQP compares them;
@@ -176,40 +173,17 @@ impl Injector for AmqpHeadersMut<'_> {
     }
 }
 
-/// Why [`AmqpTracing::process`] failed.
+/// Why [`AmqpTracing::process`] failed: [`ProcessError::Handler`](crate::messaging::ProcessError::Handler) with the handler's error (the
+/// message was nacked without requeue when the helper settles messages), or
+/// [`ProcessError::Broker`](crate::messaging::ProcessError::Broker) when the handler succeeded but the broker refused the ack. The
+/// broker modules share the type ([`messaging::ProcessError`]).
 ///
 /// ```
 /// use service_tracing::amqp::ProcessError;
 /// let error: ProcessError<std::io::Error> = ProcessError::Handler(std::io::Error::other("bad order"));
 /// assert_eq!(error.to_string(), "processing the message failed: bad order");
 /// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ProcessError<E> {
-    /// The handler returned this error (the message was nacked without requeue when the
-    /// helper settles messages).
-    Handler(E),
-    /// The handler succeeded but the broker refused the ack.
-    Broker(lapin::Error),
-}
-
-impl<E: fmt::Display> fmt::Display for ProcessError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Handler(e) => write!(f, "processing the message failed: {e}"),
-            Self::Broker(e) => write!(f, "settling the message with the broker failed: {e}"),
-        }
-    }
-}
-
-impl<E: StdError + 'static> StdError for ProcessError<E> {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Handler(e) => Some(e),
-            Self::Broker(e) => Some(e),
-        }
-    }
-}
+pub type ProcessError<E> = crate::messaging::ProcessError<E, lapin::Error>;
 
 /// Publish and process helpers for lapin that make the messaging spans and carry the trace;
 /// see the [module docs](self).
@@ -445,9 +419,9 @@ impl AmqpTracing {
     ///
     /// # Errors
     ///
-    /// [`ProcessError::Handler`] with the handler's error, recorded on the span (error
+    /// [`ProcessError::Handler`](crate::messaging::ProcessError::Handler) with the handler's error, recorded on the span (error
     /// tracking classifies it, unless the handler stated a category with
-    /// [`record_error_as`]); [`ProcessError::Broker`] when the
+    /// [`record_error_as`](crate::errors::record_error_as)); [`ProcessError::Broker`](crate::messaging::ProcessError::Broker) when the
     /// ack failed, recorded with category `dependency`.
     ///
     /// ```no_run
@@ -473,17 +447,7 @@ impl AmqpTracing {
         let empty = FieldTable::default();
         let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
         let extracted = self.propagation.extract(&AmqpHeaders(headers));
-        let creation = extracted.context().span().span_context().clone();
-        let mut links = Vec::with_capacity(2);
-        if creation.is_valid() {
-            links.push(Link::with_context(creation));
-        }
-        Context::map_current(|ambient| {
-            let ambient = ambient.span().span_context().clone();
-            if ambient.is_valid() {
-                links.push(Link::with_context(ambient));
-            }
-        });
+        let links = message_links(&extracted);
         let destination = consumer_destination(
             delivery.exchange.as_str(),
             delivery.routing_key.as_str(),
@@ -546,29 +510,13 @@ impl AmqpTracing {
         E: StdError,
     {
         let empty = FieldTable::default();
-        let mut links = Vec::with_capacity(deliveries.len().min(MAX_LINKS));
-        let mut shared_id: Option<Option<CorrelationId>> = None;
+        let mut batch = BatchLinks::with_capacity(deliveries.len());
         for delivery in deliveries {
             let headers = delivery.properties.headers().as_ref().unwrap_or(&empty);
-            let extracted = self.propagation.extract(&AmqpHeaders(headers));
-            let sc = extracted.context().span().span_context().clone();
-            if sc.is_valid() && links.len() < MAX_LINKS {
-                links.push(Link::with_context(sc));
-            }
-            let id = (extracted.correlation_source()
-                != service_tracing_middleware::correlation::CorrelationSource::Generated)
-                .then(|| extracted.correlation_id().clone());
-            shared_id = match shared_id {
-                None => Some(id),
-                Some(seen) if seen == id => Some(seen),
-                Some(_) => Some(None),
-            };
+            batch.add(&self.propagation.extract(&AmqpHeaders(headers)));
         }
         let parent = Context::current();
-        let id = shared_id
-            .flatten()
-            .or_else(|| CorrelationId::from_context(&parent))
-            .unwrap_or_else(CorrelationId::generate);
+        let (links, id) = batch.finish(&parent);
         let (exchange, routing_key) = match deliveries {
             [first, rest @ ..]
                 if rest.iter().all(|d| {
@@ -589,14 +537,8 @@ impl AmqpTracing {
                 "messaging.destination.name",
                 destination.clone().into_owned(),
             ),
-            KeyValue::new(
-                "messaging.batch.message_count",
-                i64::try_from(deliveries.len()).unwrap_or(i64::MAX),
-            ),
-            KeyValue::new(
-                "messaging.message.body.size",
-                i64::try_from(body).unwrap_or(i64::MAX),
-            ),
+            count_attribute("messaging.batch.message_count", deliveries.len()),
+            count_attribute("messaging.message.body.size", body),
             KeyValue::new("correlation.id", id.as_arc()),
         ];
         if !routing_key.is_empty() {
@@ -703,10 +645,7 @@ fn message_attributes(
             id.to_string(),
         ));
     }
-    attributes.push(KeyValue::new(
-        "messaging.message.body.size",
-        i64::try_from(body_size).unwrap_or(i64::MAX),
-    ));
+    attributes.push(count_attribute("messaging.message.body.size", body_size));
     attributes
 }
 
@@ -759,20 +698,7 @@ fn broker_error_type(error: &lapin::Error) -> &'static str {
 /// Records a broker error on the span of `cx`: `error.type`, status Error and an `exception`
 /// event with category `dependency`.
 fn broker_failed(cx: &Context, error: &lapin::Error) {
-    let _attached = cx.clone().attach();
-    cx.span()
-        .set_attribute(KeyValue::new("error.type", broker_error_type(error)));
-    record_error_as(error, Category::Dependency, Severity::High);
-    cx.span().set_status(Status::error(error.to_string()));
-}
-
-/// Records the handler's error on the span of `cx`: `error.type` (its Rust type) and an
-/// `exception` event, classified by error tracking unless the handler stated a category.
-fn handler_failed<E: StdError + ?Sized>(cx: &Context, error: &E) {
-    let _attached = cx.clone().attach();
-    cx.span()
-        .set_attribute(KeyValue::new("error.type", std::any::type_name::<E>()));
-    record_error(error);
+    messaging::broker_failed(cx, error, broker_error_type(error));
 }
 
 #[cfg(test)]
@@ -780,7 +706,7 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
     use super::*;
-    use crate::errors::ErrorTracking;
+    use crate::errors::{record_error_as, Category, ErrorTracking, Severity};
 
     fn provider(errors: &ErrorTracking, spans: &InMemorySpanExporter) -> SdkTracerProvider {
         SdkTracerProvider::builder()

@@ -49,9 +49,11 @@
 //! - [`export`]: the console exporter and the export figures ([`export::ExportStats`]);
 //! - [`work`]: spans for the work inside a request (database queries, external calls, tool
 //!   and LLM calls) on one guard, [`work::WorkSpan`].
-//! - `amqp` (feature `amqp`): RabbitMQ publish and process spans through lapin, with the
-//!   trace and correlation id in the message headers. Any other carrier (Kafka headers, job
-//!   payloads) goes through [`service_tracing_middleware::carrier`].
+//! - `amqp` (feature `amqp`): RabbitMQ publish and process spans through lapin, and `kafka`
+//!   (feature `kafka`): Kafka send, poll and process spans through rdkafka, each with the
+//!   trace and correlation id in the message headers; `messaging` holds what they share. Any
+//!   other carrier (job payloads, other brokers) goes through
+//!   [`service_tracing_middleware::carrier`].
 //!
 //! The `opentelemetry`, `opentelemetry_sdk` and `tracing_opentelemetry` this crate is built
 //! against are re-exported, so an application never links two versions by accident.
@@ -66,7 +68,11 @@ mod error;
 pub mod errors;
 pub mod export;
 pub mod health;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod logging;
+#[cfg(any(feature = "amqp", feature = "kafka"))]
+pub mod messaging;
 pub mod metrics;
 mod operation;
 #[cfg(feature = "pages")]

@@ -17,6 +17,9 @@ static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::I
 mod browser;
 #[path = "../support/collector.rs"]
 mod collector;
+#[cfg(feature = "kafka")]
+#[path = "../support/kafka.rs"]
+mod kafka;
 #[path = "../support/otlp_proxy.rs"]
 mod otlp_proxy;
 #[cfg(feature = "amqp")]
@@ -54,6 +57,8 @@ mod failing_and_slow_requests_of_dropped_traces_are_kept;
 mod gzip_spans_reach_the_collector_over_both_protocols;
 mod http_metrics_reach_prometheus_and_the_collector;
 mod log_lines_carry_trace_and_correlation_ids;
+#[cfg(feature = "kafka")]
+mod messages_carry_the_trace_and_correlation_id_through_kafka;
 #[cfg(feature = "amqp")]
 mod messages_carry_the_trace_and_correlation_id_through_rabbitmq;
 mod metric_and_log_exports_are_retried_like_spans;
