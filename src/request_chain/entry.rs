@@ -15,10 +15,12 @@ pub enum ChainKind {
     Server,
     /// A message processed (`CONSUMER` span).
     Consumer,
+    /// A message sent (`PRODUCER` span): a publish, a send.
+    Producer,
 }
 
 impl ChainKind {
-    /// `client`, `server` or `consumer`.
+    /// `client`, `server`, `consumer` or `producer`.
     ///
     /// ```
     /// use service_tracing::request_chain::ChainKind;
@@ -29,6 +31,7 @@ impl ChainKind {
             ChainKind::Client => "client",
             ChainKind::Server => "server",
             ChainKind::Consumer => "consumer",
+            ChainKind::Producer => "producer",
         }
     }
 
@@ -37,14 +40,16 @@ impl ChainKind {
             "client" => ChainKind::Client,
             "server" => ChainKind::Server,
             "consumer" => ChainKind::Consumer,
+            "producer" => ChainKind::Producer,
             _ => return None,
         })
     }
 
-    /// Among entries starting at the same time, a call comes before what it called.
+    /// Among entries starting at the same time, a call or a message sent comes before what
+    /// it called or what processed it.
     fn order(self) -> u8 {
         match self {
-            ChainKind::Client => 0,
+            ChainKind::Client | ChainKind::Producer => 0,
             ChainKind::Server | ChainKind::Consumer => 1,
         }
     }

@@ -1,18 +1,19 @@
 //! Request chains (feature `redis`): for each correlation id, the ordered list of the server
-//! spans, consumer spans and outbound calls that carried it, across every service that shares
+//! spans, outbound calls, messages sent and messages processed that carried it, across every service that shares
 //! one Redis.
 //!
 //! # What makes an entry
 //!
 //! Entries are read off the spans the service records, as they end: the layer's server spans,
-//! and the `CLIENT` and `CONSUMER` spans of the SDK's provider (the traced client, the RabbitMQ
-//! helpers' process spans, and any other helper whose spans carry a `correlation.id`
-//! attribute: the Kafka consumer spans get chains through the same path). Each entry holds the
+//! and the `CLIENT`, `PRODUCER` and `CONSUMER` spans of the SDK's provider (the traced client,
+//! the RabbitMQ and Kafka helpers' send and process spans, and any other helper whose spans
+//! carry a `correlation.id` attribute). Each entry holds the
 //! service, its `service.instance.id`, the operation (`{METHOD} {route}` for a server span,
 //! `{METHOD} {server.address}` for a client span, else the span name: the operations of error
 //! tracking and profiling), the kind, the span status and HTTP status code, start, duration,
-//! trace id and span id. So a request the sampler dropped adds nothing, and `PRODUCER` spans
-//! are not steps of their own: the consumer's entry stands for the message.
+//! trace id and span id. So a request the sampler dropped adds nothing. A message sent is a step
+//! of its own, so a publish the broker refused, or a message nobody processed, shows in the
+//! chain as the last step there is; `INTERNAL` spans are not steps.
 //!
 //! # Cost on the request path
 //!

@@ -364,7 +364,8 @@ impl SpanHook for ChainHook {
             SpanKind::Server => ChainKind::Server,
             SpanKind::Client => ChainKind::Client,
             SpanKind::Consumer => ChainKind::Consumer,
-            SpanKind::Producer | SpanKind::Internal => return,
+            SpanKind::Producer => ChainKind::Producer,
+            SpanKind::Internal => return,
         };
         let id = span
             .attributes

@@ -185,7 +185,7 @@ fn an_entry_survives_its_wire_form_and_foreign_data_is_skipped() {
 }
 
 #[test]
-fn server_client_and_consumer_spans_are_recorded_and_others_are_not() {
+fn server_client_consumer_and_producer_spans_are_recorded_and_internal_ones_are_not() {
     let (provider, chains, mut worker) = recorded(RequestChains::new());
     end(&provider, SpanKind::Server, "GET /a", "corr-1");
     end(&provider, SpanKind::Client, "GET", "corr-1");
@@ -204,10 +204,15 @@ fn server_client_and_consumer_spans_are_recorded_and_others_are_not() {
     let kinds: Vec<ChainKind> = chain.entries().iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [ChainKind::Server, ChainKind::Client, ChainKind::Consumer]
+        [
+            ChainKind::Server,
+            ChainKind::Client,
+            ChainKind::Consumer,
+            ChainKind::Producer
+        ]
     );
     assert!(chain.entries().iter().all(|e| e.service == "svc"));
-    assert_eq!(chains.stats().recorded, 3);
+    assert_eq!(chains.stats().recorded, 4);
 }
 
 #[test]

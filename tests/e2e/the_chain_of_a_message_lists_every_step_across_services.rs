@@ -1,7 +1,7 @@
 //! The flow of the RabbitMQ test (HTTP request -> handler publishes -> consumer in another
 //! service -> consumer calls a third service over HTTP) with request chains on in each
 //! service, sharing one real `redis-server`: a fourth service, which took part in nothing,
-//! reads the chain of the correlation id and finds the four steps in order, with their kinds,
+//! reads the chain of the correlation id and finds the five steps in order, with their kinds,
 //! services, operations and statuses, and the very span ids the real collector received.
 
 use axum::routing::{get, post};
@@ -31,7 +31,7 @@ fn chained(collector: &Collector, redis: &RedisServer, name: &str) -> ScopedTrac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fourth_service_reads_the_four_steps_of_a_message_in_order() {
+async fn a_fourth_service_reads_the_five_steps_of_a_message_in_order() {
     let collector = Collector::start();
     let rabbit = RabbitMq::start();
     let redis = RedisServer::start();
@@ -106,6 +106,13 @@ async fn a_fourth_service_reads_the_four_steps_of_a_message_in_order() {
                 Some(202)
             ),
             (
+                "frontend",
+                ChainKind::Producer,
+                "publish orders",
+                ChainStatus::Unset,
+                None
+            ),
+            (
                 "worker",
                 ChainKind::Consumer,
                 "process orders",
@@ -141,6 +148,7 @@ async fn a_fourth_service_reads_the_four_steps_of_a_message_in_order() {
     let trace = by_correlation(&spans, ID);
     let expected = [
         span_named(&trace, "POST /orders/{id}"),
+        span_named(&trace, "publish orders"),
         span_named(&trace, "process orders"),
         span_named(&trace, "GET"),
         span_named(&trace, "GET /audit/{id}"),
