@@ -51,7 +51,6 @@
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
@@ -260,7 +259,12 @@ impl PropagatorSource {
     /// with everything else (baggage, `tracestate` members the span context cannot hold) but
     /// not that span, so a caller that puts a span of its own in builds one context, not two.
     fn extract_w3c(headers: &HeaderMap, present: W3cHeaders) -> (Option<SpanContext>, Context) {
-        let mut cx = Context::new();
+        // The baggage's context first: it may be one this thread built before, shared as it is.
+        let mut cx = present
+            .baggage
+            .then(|| W3cBaggage::context_from_headers(headers))
+            .flatten()
+            .unwrap_or_default();
         let mut remote = None;
         if present.traceparent {
             if let Some((sc, wire)) = W3cTraceContext::extract_parts(headers, present.tracestate) {
@@ -268,11 +272,6 @@ impl PropagatorSource {
                     cx = cx.with_value(wire);
                 }
                 remote = Some(sc);
-            }
-        }
-        if present.baggage {
-            if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
-                cx = cx.with_baggage(baggage);
             }
         }
         (remote, cx)
