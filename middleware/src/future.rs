@@ -283,7 +283,9 @@ fn traced_response<B>(
     mut response: Response<B>,
 ) -> Response<ResponseBody<B>> {
     let status = response.status();
-    {
+    // A span that does not record keeps nothing: nothing is built for it (a 5xx's
+    // `error.type` was a `String`).
+    if state.echo.recording {
         let span = state.cx.span();
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,

@@ -257,6 +257,9 @@ struct Parser {
     total: usize,
     /// Bytes of header text already scanned (the 64 KiB cap).
     scanned: usize,
+    /// Whether every member so far was kept exactly as written: no blanks, no malformed,
+    /// refused or repeated member, escapes as [`W3cBaggage::header_value`] writes them.
+    canonical: bool,
 }
 
 impl Parser {
@@ -269,15 +272,18 @@ impl Parser {
         let mut start = 0;
         loop {
             if self.baggage.len() >= BAGGAGE_MAX_MEMBERS {
+                self.canonical = false;
                 return false;
             }
             let found = scan_member(scan, start);
             let end = found.end;
             if end >= limit && limit < bytes.len() && bytes.get(end) != Some(&b',') {
                 // The member runs past the scan budget: it is dropped and parsing stops.
+                self.canonical = false;
                 return false;
             }
-            self.member(header, start, &found);
+            let exact = self.member(header, start, &found);
+            self.canonical &= exact;
             if end >= bytes.len() {
                 self.scanned += bytes.len();
                 return true;
@@ -285,48 +291,62 @@ impl Parser {
             start = end + 1;
             if start > limit {
                 // The next member starts past the scan budget.
+                self.canonical = false;
                 return false;
             }
         }
     }
 
-    /// Adds the member scanned from `start` (untrimmed) if it is well-formed and fits.
-    fn member(&mut self, header: &str, start: usize, found: &Scanned) {
+    /// Adds the member scanned from `start` (untrimmed) if it is well-formed and fits; `true`
+    /// when it was added exactly as written (what [`W3cBaggage::header_value`] writes of it).
+    fn member(&mut self, header: &str, raw_start: usize, found: &Scanned) -> bool {
         let bytes = header.as_bytes();
-        let (start, end) = trim_ows(bytes, start, found.end);
+        let (start, end) = trim_ows(bytes, raw_start, found.end);
         let len = end - start;
         if len == 0 || len > BAGGAGE_MAX_MEMBER_BYTES {
-            return;
+            return false;
         }
         let separator = usize::from(self.total > 0);
         if self.total + len + separator > BAGGAGE_MAX_BYTES {
-            return;
+            return false;
         }
         // `=` and `;` are not blanks, so they lie inside the trimmed member.
         let Some(eq) = found.eq else {
-            return;
+            return false;
         };
         if !found.key_ok || !found.value_ok {
-            return;
+            return false;
         }
         let (key_start, key_end) = trim_ows(bytes, start, eq);
-        let (value_start, value_end) = trim_ows(bytes, eq + 1, found.semi.unwrap_or(end));
+        let value_bounds = (eq + 1, found.semi.unwrap_or(end));
+        let (value_start, value_end) = trim_ows(bytes, value_bounds.0, value_bounds.1);
         let (Some(key), Some(value)) = (
             header.get(key_start..key_end),
             header.get(value_start..value_end),
         ) else {
-            return;
+            return false;
         };
+        let mut exact = (start, end) == (raw_start, found.end)
+            && (key_start, key_end) == (start, eq)
+            && (value_start, value_end) == value_bounds;
         let decoded = if found.percent {
             match decode_value(value) {
-                Some(decoded) => decoded,
-                None => return,
+                Some(decoded) => {
+                    exact &= encodes_as(&decoded, value);
+                    decoded
+                }
+                None => return false,
             }
         } else {
+            exact &= encoded_len(value) == value.len();
             value.to_owned()
         };
         let metadata = match found.semi.and_then(|semi| header.get(semi + 1..end)) {
-            Some(properties) => BaggageMetadata::from(properties),
+            Some(properties) => {
+                // Kept trimmed, and written only when there is any.
+                exact &= !properties.is_empty() && properties.trim() == properties;
+                BaggageMetadata::from(properties)
+            }
             None => BaggageMetadata::default(),
         };
         let owned_key = if key == BAGGAGE_KEY {
@@ -335,18 +355,25 @@ impl Parser {
             Key::from(key.to_owned())
         };
         let before = self.baggage.len();
-        if self
+        let replaced = self
             .baggage
             .insert_with_metadata(owned_key, StringValue::from(decoded), metadata)
-            .is_none()
-            && self.baggage.len() == before
-            && self.baggage.get(key).is_none()
-        {
+            .is_some();
+        if !replaced && self.baggage.len() == before && self.baggage.get(key).is_none() {
             // Refused (a cap of the baggage itself) rather than inserted or replaced.
-            return;
+            return false;
         }
         self.total += len + separator;
+        // A repeated key replaced the member before it, which the text still holds.
+        exact && !replaced
     }
+}
+
+/// Whether `decoded`, percent-encoded as [`W3cBaggage::header_value`] does, is `raw`.
+fn encodes_as(decoded: &str, raw: &str) -> bool {
+    let mut encoded = String::with_capacity(raw.len());
+    push_encoded(&mut encoded, decoded);
+    encoded == raw
 }
 
 /// Bytes `value` takes once percent-encoded.
@@ -419,17 +446,27 @@ impl W3cBaggage {
 
     /// Parses the values of every `baggage` header, in order.
     pub fn parse<'a>(headers: impl IntoIterator<Item = &'a str>) -> Baggage {
+        Self::parse_checked(headers).0
+    }
+
+    /// [`parse`](Self::parse), and whether the text is exactly what
+    /// [`header_value`](Self::header_value) writes of the result, member order aside.
+    fn parse_checked<'a>(headers: impl IntoIterator<Item = &'a str>) -> (Baggage, bool) {
         let mut parser = Parser {
             baggage: Baggage::new(),
             total: 0,
             scanned: 0,
+            canonical: true,
         };
+        let mut count = 0;
         for header in headers {
+            count += 1;
             if !parser.header(header) {
                 break;
             }
         }
-        parser.baggage
+        // Several headers are written as one.
+        (parser.baggage, parser.canonical && count == 1)
     }
 
     /// Writes baggage as a header value, or `None` when there is nothing to send.
@@ -464,7 +501,146 @@ impl W3cBaggage {
     }
 }
 
+/// The last `baggage` header a thread read on the default formats' fast path, with a context
+/// holding nothing but its parsed baggage (see [`W3cBaggage::context_from_headers`]).
+///
+/// Building OpenTelemetry's `Baggage` is most of an extraction's cost, and none of it can be
+/// skipped through its API: each member is one insert into a `HashMap` with SipHash that grows
+/// from empty (no way to size it), and opentelemetry 0.33 checks every key byte against its
+/// list of separators with a `memchr` each (callgrind, 8 members: 14.8k of the extraction's
+/// 29.9k instructions were those inserts, 8.8k of them the key check). A caller that sends
+/// the same baggage again (a gateway's or a mesh's fixed members, a client's session) gets
+/// the baggage already built: a comparison of the header's bytes and a reference count.
+/// Anything else costs one comparison more and a copy of the header's text.
+///
+/// The same memory lets injection write the received text back when the baggage injected is
+/// that very one (the same allocation, which this memory keeps alive, so no other baggage can
+/// take its address) and the text says exactly what the baggage holds
+/// (`Recent::canonical`).
+mod recent {
+    use std::cell::RefCell;
+
+    use opentelemetry::baggage::{Baggage, BaggageExt};
+    use opentelemetry::Context;
+
+    /// One thread's memory.
+    pub(super) struct Recent {
+        /// The header's text, copied (a request's header value may share a buffer with the
+        /// rest of its connection's reads).
+        pub(super) text: Box<str>,
+        /// A context with only the parsed baggage.
+        pub(super) cx: Context,
+        /// Whether `text` is what [`W3cBaggage::header_value`](super::W3cBaggage) writes of
+        /// the baggage, member order aside (found while parsing).
+        pub(super) canonical: bool,
+    }
+
+    thread_local! {
+        static RECENT: RefCell<Option<Recent>> = const { RefCell::new(None) };
+    }
+
+    /// The context kept for a header of exactly `text`, if this thread read it last.
+    pub(super) fn context_for(text: &[u8]) -> Option<Context> {
+        RECENT
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let recent = recent.as_ref()?;
+                (recent.text.as_bytes() == text).then(|| recent.cx.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Keeps `text` and its baggage's context as this thread's last.
+    pub(super) fn keep(text: &str, cx: Context, canonical: bool) {
+        let kept = Recent {
+            text: text.into(),
+            cx,
+            canonical,
+        };
+        // The one it replaces is dropped after the borrow ends.
+        let _replaced = RECENT
+            .try_with(|recent| {
+                recent
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut recent| recent.replace(kept))
+            })
+            .ok()
+            .flatten()
+            .flatten();
+    }
+
+    /// Calls `f` with the memory when `baggage` is the one it holds.
+    pub(super) fn with_same<T>(baggage: &Baggage, f: impl FnOnce(&Recent) -> T) -> Option<T> {
+        RECENT
+            .try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let recent = recent.as_ref()?;
+                std::ptr::eq(recent.cx.baggage(), baggage).then(|| f(recent))
+            })
+            .ok()
+            .flatten()
+    }
+}
+
 impl W3cBaggage {
+    /// A context holding the baggage of `headers`' one `baggage` header (`None` when there is
+    /// none, or it holds no valid member), remembered per thread: see [`recent`]. Several
+    /// `baggage` headers, or one over 8192 bytes, are parsed as before and not remembered.
+    pub(crate) fn context_from_headers(headers: &http::HeaderMap) -> Option<Context> {
+        let mut values = headers.get_all(&BAGGAGE).iter();
+        let first = values.next()?;
+        let alone = values.next().is_none();
+        if !alone || first.len() > BAGGAGE_MAX_BYTES {
+            return Self::extract_from_headers(headers)
+                .map(|baggage| Context::new().with_baggage(baggage));
+        }
+        if let Some(cx) = recent::context_for(first.as_bytes()) {
+            return Some(cx);
+        }
+        let text = first.to_str().ok()?;
+        let (baggage, canonical) = Self::parse_checked([text]);
+        if baggage.is_empty() {
+            return None;
+        }
+        let cx = Context::new().with_baggage(baggage);
+        recent::keep(text, cx.clone(), canonical);
+        Some(cx)
+    }
+
+    /// The header value for `baggage` and `correlation` written from the received text, when
+    /// `baggage` is the one this thread's memory holds and that text says exactly what it
+    /// holds; the correlation id is added as [`header_value_with`](Self::header_value_with)
+    /// adds it. `None`: write it member by member.
+    fn received_value(baggage: &Baggage, correlation: Option<&CorrelationId>) -> Option<String> {
+        recent::with_same(baggage, |recent| {
+            if !recent.canonical {
+                return None;
+            }
+            let Some(id) = correlation else {
+                return Some(String::from(&*recent.text));
+            };
+            match baggage.get(BAGGAGE_KEY) {
+                Some(value) if value.as_str() == id.as_str() => Some(String::from(&*recent.text)),
+                // Another value would have to be taken out of the text: member by member.
+                Some(_) => None,
+                None => {
+                    let mut writer = Writer {
+                        out: String::with_capacity(
+                            recent.text.len() + 1 + BAGGAGE_KEY.len() + 1 + id.as_str().len(),
+                        ),
+                        members: baggage.len(),
+                    };
+                    writer.out.push_str(&recent.text);
+                    writer.push(BAGGAGE_KEY, id.as_str(), "");
+                    Some(writer.out)
+                }
+            }
+        })
+        .flatten()
+    }
+
     /// Reads `baggage` straight from a header map.
     pub fn extract_from_headers(headers: &http::HeaderMap) -> Option<Baggage> {
         let mut values = headers
@@ -482,7 +658,10 @@ impl TextMapPropagator for W3cBaggage {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         // The request's correlation id travels as the `correlation.id` member.
         let correlation = CorrelationId::from_context(cx);
-        if let Some(value) = Self::header_value_with(cx.baggage(), correlation.as_ref()) {
+        let baggage = cx.baggage();
+        let value = Self::received_value(baggage, correlation.as_ref())
+            .or_else(|| Self::header_value_with(baggage, correlation.as_ref()));
+        if let Some(value) = value {
             injector.set(BAGGAGE.as_str(), value);
         }
     }
@@ -521,6 +700,107 @@ mod tests {
             baggage.get_with_metadata("k1")
         );
         assert_eq!(again.get("k2").map(|v| v.as_str()), Some("plain"));
+    }
+
+    fn baggage_headers(value: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(BAGGAGE, value.parse().expect("valid"));
+        headers
+    }
+
+    fn injected(cx: &Context) -> Option<String> {
+        let mut out = http::HeaderMap::new();
+        crate::propagation::inject(&W3cBaggage::new(), cx, &mut out);
+        out.get(BAGGAGE)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    }
+
+    const EIGHT: &str = "h=8,g=7,f=6,e=5,d=4,c=3,b=2,a=1";
+
+    #[test]
+    fn a_header_read_again_on_a_thread_shares_the_baggage_built_before() {
+        let first = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        let again = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        assert!(std::ptr::eq(first.baggage(), again.baggage()));
+        assert_eq!(again.baggage().len(), 8);
+        let other = W3cBaggage::context_from_headers(&baggage_headers("a=2")).expect("baggage");
+        assert!(!std::ptr::eq(first.baggage(), other.baggage()));
+        assert_eq!(other.baggage().get("a").map(|v| v.as_str()), Some("2"));
+        // Only the last header is remembered; the first is read anew, and the same.
+        let third = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        assert!(!std::ptr::eq(first.baggage(), third.baggage()));
+        assert_eq!(members(third.baggage()), members(first.baggage()));
+        // Nothing valid, several headers: as before, and not remembered.
+        assert!(W3cBaggage::context_from_headers(&baggage_headers("bad")).is_none());
+        let mut two = baggage_headers("a=1");
+        two.append(BAGGAGE, "b=2".parse().expect("valid"));
+        let cx = W3cBaggage::context_from_headers(&two).expect("baggage");
+        assert_eq!(cx.baggage().len(), 2);
+        let cx2 = W3cBaggage::context_from_headers(&two).expect("baggage");
+        assert!(!std::ptr::eq(cx.baggage(), cx2.baggage()));
+    }
+
+    #[test]
+    fn the_received_text_is_injected_when_the_baggage_is_the_one_received() {
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        // In the order received: member by member, the order would be the hash map's.
+        assert_eq!(injected(&cx).as_deref(), Some(EIGHT));
+        let with_value = cx.with_value(42_u8);
+        assert_eq!(
+            injected(&with_value).as_deref(),
+            Some(EIGHT),
+            "the same baggage"
+        );
+
+        // The correlation id joins it, or it is already there.
+        let id = CorrelationId::parse("order-42").expect("valid");
+        let with_id = cx.with_value(id.clone());
+        assert_eq!(
+            injected(&with_id),
+            Some(format!("{EIGHT},correlation.id=order-42"))
+        );
+        let carried = "x=1,correlation.id=order-42,y=2";
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(carried)).expect("baggage");
+        assert_eq!(injected(&cx.with_value(id)).as_deref(), Some(carried));
+        let other = CorrelationId::parse("other").expect("valid");
+        let replaced = injected(&cx.with_value(other)).expect("members");
+        assert_eq!(
+            replaced
+                .split(',')
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["x=1", "y=2", "correlation.id=other"].into()
+        );
+    }
+
+    #[test]
+    fn other_baggage_and_text_that_says_more_are_written_member_by_member() {
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        let mut changed = Baggage::new();
+        let _ = changed.insert("only", "1");
+        assert_eq!(
+            injected(&cx.with_baggage(changed)).as_deref(),
+            Some("only=1")
+        );
+        // Blanks, a malformed member, a lowercase escape: what was kept is written.
+        let loose = " a=1 ,bad,b=x%2cy;p ";
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(loose)).expect("baggage");
+        let written = injected(&cx).expect("members");
+        assert_eq!(
+            written
+                .split(',')
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["a=1", "b=x%2Cy;p"].into()
+        );
+        // A context still holding a baggage the thread no longer remembers.
+        let first = W3cBaggage::context_from_headers(&baggage_headers("k=1,j=2")).expect("b");
+        let _next = W3cBaggage::context_from_headers(&baggage_headers("z=9")).expect("b");
+        let written = injected(&first).expect("members");
+        assert_eq!(
+            written
+                .split(',')
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["k=1", "j=2"].into()
+        );
     }
 
     #[test]
@@ -737,6 +1017,7 @@ mod tests {
     #[test]
     fn parse_matches_the_reference_on_generated_headers() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut exact = 0;
         for round in 0..20_000 {
             let count = 1 + rng.below(3);
             let headers: Vec<String> = (0..count)
@@ -762,7 +1043,23 @@ mod tests {
                 reference_header_value(&ours, Some(&id)),
                 "headers: {headers:?}"
             );
+            // Text said to be exact is what injection would write, member order aside.
+            if W3cBaggage::parse_checked(refs()).1 {
+                let written = W3cBaggage::header_value(&ours).unwrap_or_default();
+                let sorted = |text: &str| {
+                    let mut members: Vec<String> = text.split(',').map(str::to_owned).collect();
+                    members.sort();
+                    members
+                };
+                assert_eq!(
+                    sorted(&headers[0]),
+                    sorted(&written),
+                    "headers: {headers:?}"
+                );
+                exact += 1;
+            }
         }
+        assert!(exact > 0, "the generator makes exact headers too");
     }
 
     #[test]

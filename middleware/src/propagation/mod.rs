@@ -51,7 +51,6 @@
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
@@ -260,7 +259,12 @@ impl PropagatorSource {
     /// with everything else (baggage, `tracestate` members the span context cannot hold) but
     /// not that span, so a caller that puts a span of its own in builds one context, not two.
     fn extract_w3c(headers: &HeaderMap, present: W3cHeaders) -> (Option<SpanContext>, Context) {
-        let mut cx = Context::new();
+        // The baggage's context first: it may be one this thread built before, shared as it is.
+        let mut cx = present
+            .baggage
+            .then(|| W3cBaggage::context_from_headers(headers))
+            .flatten()
+            .unwrap_or_default();
         let mut remote = None;
         if present.traceparent {
             if let Some((sc, wire)) = W3cTraceContext::extract_parts(headers, present.tracestate) {
@@ -268,11 +272,6 @@ impl PropagatorSource {
                     cx = cx.with_value(wire);
                 }
                 remote = Some(sc);
-            }
-        }
-        if present.baggage {
-            if let Some(baggage) = W3cBaggage::extract_from_headers(headers) {
-                cx = cx.with_baggage(baggage);
             }
         }
         (remote, cx)
@@ -366,16 +365,39 @@ impl<'a> HeaderInjector<'a> {
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+        let Some(name) = header_name(key) else {
             return;
         };
         if self.preserve.as_ref().is_some_and(|p| p.contains(&name)) {
             return;
         }
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Some(value) = header_value(value) {
             self.headers.insert(name, value);
         }
     }
+}
+
+/// The header `key` names: the W3C ones are constants (no allocation; a name parsed from text
+/// that is not one of `http`'s standard headers is copied).
+fn header_name(key: &str) -> Option<HeaderName> {
+    match key {
+        "traceparent" => Some(TRACEPARENT),
+        "tracestate" => Some(TRACESTATE),
+        "baggage" => Some(BAGGAGE),
+        _ => HeaderName::from_bytes(key.as_bytes()).ok(),
+    }
+}
+
+/// `value` as a header value when it is visible ASCII or tabs (what `HeaderValue::from_str`
+/// accepts: ASCII, checked a word at a time, that `from_maybe_shared` finds free of controls
+/// and DEL), taking over its buffer: `from_str` copied it into a new allocation. A string
+/// whose length is its capacity becomes the header's bytes as it is; another costs a small
+/// allocation.
+fn header_value(value: String) -> Option<HeaderValue> {
+    if !value.is_ascii() {
+        return None;
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
 /// A header map from name/value pairs, for this module's tests.
@@ -389,4 +411,38 @@ pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_values_are_visible_ascii_and_kept_as_given() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-kept", HeaderValue::from_static("mine"));
+        let mut injector = HeaderInjector::preserving(&mut headers);
+        injector.set("traceparent", "00-a\tb".to_owned());
+        injector.set("baggage", "k=v ~".to_owned());
+        injector.set("x-Custom", "1".to_owned());
+        injector.set("x-kept", "theirs".to_owned());
+        // What `HeaderValue::from_str` refuses is not written.
+        injector.set("tracestate", "k=caf\u{e9}".to_owned());
+        injector.set("x-del", "a\u{7f}".to_owned());
+        injector.set("x-newline", "a\nb".to_owned());
+        injector.set("bad name", "1".to_owned());
+        assert_eq!(headers["traceparent"], "00-a\tb");
+        assert_eq!(headers["baggage"], "k=v ~");
+        assert_eq!(headers["x-custom"], "1");
+        assert_eq!(headers["x-kept"], "mine");
+        for absent in ["tracestate", "x-del", "x-newline"] {
+            assert!(headers.get(absent).is_none(), "{absent}");
+        }
+        assert_eq!(headers.len(), 4);
+        // A string with spare capacity is taken too.
+        let mut spare = String::with_capacity(64);
+        spare.push_str("k=1");
+        HeaderInjector::overwriting(&mut headers).set("baggage", spare);
+        assert_eq!(headers["baggage"], "k=1");
+    }
 }
