@@ -339,6 +339,101 @@ async fn one_trace_crosses_http_kafka_and_a_third_service() {
     third.shutdown().unwrap();
 }
 
+/// Request chains over Kafka, as over RabbitMQ: the three services share one real
+/// `redis-server`, and a fourth, which took part in nothing, reads the chain of the
+/// correlation id: the five steps in order (request served, record sent, record processed,
+/// call out, call served), with the span ids the real collector received.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_of_a_record_lists_every_step_across_services() {
+    use service_tracing::request_chain::{ChainKind, ChainSource, RequestChains};
+
+    const ID: &str = "kafka-chain-1";
+    let collector = Collector::start();
+    let kafka = Kafka::start(&[TOPIC]);
+    let redis = crate::redis_server::RedisServer::start();
+    let chained = |name: &str| {
+        options(name)
+            .otlp_endpoint(collector.grpc_endpoint())
+            .otlp_protocol(Protocol::Grpc)
+            .error_redis_url(redis.url())
+            .request_chains(RequestChains::new())
+            .build_scoped()
+            .unwrap()
+    };
+    let (frontend, worker, third, reader) = (
+        chained("frontend"),
+        chained("worker"),
+        chained("audit"),
+        chained("support"),
+    );
+    let audit_url = serve(
+        Router::new()
+            .route("/audit/{id}", get(audit))
+            .layer(third.layer()),
+    )
+    .await;
+    let (mut received, _consumer) = start_worker(&worker, &kafka, Some(audit_url));
+    let front = Front {
+        kafka: KafkaTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
+        producer: kafka.producer(),
+    };
+    let frontend_url = serve(
+        Router::new()
+            .route("/orders/{id}", post(place_order))
+            .with_state(front)
+            .layer(frontend.layer()),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{frontend_url}/orders/9"))
+        .header("x-correlation-id", ID)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(next_seen(&mut received).await.audit.as_deref(), Some(ID));
+
+    for scoped in [&frontend, &worker, &third] {
+        scoped.guard().force_flush().unwrap();
+    }
+    let chain = reader.guard().request_chain_async(ID).await.unwrap();
+    assert_eq!(chain.source(), ChainSource::Shared);
+    let steps: Vec<(&str, ChainKind, &str)> = chain
+        .entries()
+        .iter()
+        .map(|e| (e.service.as_str(), e.kind, e.operation.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("frontend", ChainKind::Server, "POST /orders/{id}"),
+            ("frontend", ChainKind::Producer, "send orders"),
+            ("worker", ChainKind::Consumer, "process orders"),
+            ("worker", ChainKind::Client, "GET 127.0.0.1"),
+            ("audit", ChainKind::Server, "GET /audit/{id}"),
+        ],
+        "{chain:#?}"
+    );
+    let spans = collector.wait_for_spans(WAIT, |s| by_correlation(s, ID).len() >= 5);
+    let trace = by_correlation(&spans, ID);
+    let expected = [
+        "POST /orders/{id}",
+        "send orders",
+        "process orders",
+        "GET",
+        "GET /audit/{id}",
+    ]
+    .map(|name| span_named(&trace, name));
+    for (entry, span) in chain.entries().iter().zip(expected) {
+        assert_eq!(entry.span_id.to_string(), span.span_id, "{entry:#?}");
+        assert_eq!(entry.trace_id.to_string(), span.trace_id, "{entry:#?}");
+    }
+    for scoped in [frontend, worker, third, reader] {
+        scoped.shutdown().unwrap();
+    }
+}
+
 /// Sends `body` to `orders` with `headers` straight through rdkafka, as a foreign or hostile
 /// producer; waits for the broker's acknowledgement.
 async fn send_raw(producer: &FutureProducer, body: &str, headers: &[(&str, Option<&[u8]>)]) {

@@ -158,8 +158,9 @@ async fn a_fourth_service_reads_the_five_steps_of_a_message_in_order() {
         assert_eq!(entry.trace_id.to_string(), span.trace_id, "{entry:#?}");
     }
     let json: serde_json::Value = serde_json::from_str(&chain.to_json()).unwrap();
-    assert_eq!(json["entries"][1]["kind"], "consumer");
-    assert_eq!(json["entries"][3]["service"], "audit");
+    assert_eq!(json["entries"][1]["kind"], "producer");
+    assert_eq!(json["entries"][2]["kind"], "consumer");
+    assert_eq!(json["entries"][4]["service"], "audit");
 
     for scoped in [frontend, worker, third, reader] {
         scoped.shutdown().unwrap();
