@@ -141,6 +141,36 @@ fn start_worker(
     (received, consumer)
 }
 
+/// The flow of the tests: `third` serves `/audit/{id}`, `worker` processes `orders` and calls
+/// it, `frontend` serves `POST /orders/{id}`, whose handler sends a record. Returns the
+/// frontend's URL, what the worker saw and its consumer.
+async fn start_flow(
+    kafka: &Kafka,
+    frontend: &ScopedTracing,
+    worker: &ScopedTracing,
+    third: &ScopedTracing,
+) -> (String, mpsc::UnboundedReceiver<Seen>, Arc<StreamConsumer>) {
+    let audit_url = serve(
+        Router::new()
+            .route("/audit/{id}", get(audit))
+            .layer(third.layer()),
+    )
+    .await;
+    let (received, consumer) = start_worker(worker, kafka, Some(audit_url));
+    let front = Front {
+        kafka: KafkaTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
+        producer: kafka.producer(),
+    };
+    let frontend_url = serve(
+        Router::new()
+            .route("/orders/{id}", post(place_order))
+            .with_state(front)
+            .layer(frontend.layer()),
+    )
+    .await;
+    (frontend_url, received, consumer)
+}
+
 async fn next_seen(received: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(WAIT, received.recv())
         .await
@@ -191,24 +221,8 @@ async fn one_trace_crosses_http_kafka_and_a_third_service() {
     let worker = scoped(&collector, "worker");
     let third = scoped(&collector, "audit");
 
-    let audit_url = serve(
-        Router::new()
-            .route("/audit/{id}", get(audit))
-            .layer(third.layer()),
-    )
-    .await;
-    let (mut received, consumer) = start_worker(&worker, &kafka, Some(audit_url));
-    let front = Front {
-        kafka: KafkaTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
-        producer: kafka.producer(),
-    };
-    let frontend_url = serve(
-        Router::new()
-            .route("/orders/{id}", post(place_order))
-            .with_state(front)
-            .layer(frontend.layer()),
-    )
-    .await;
+    let (frontend_url, mut received, consumer) =
+        start_flow(&kafka, &frontend, &worker, &third).await;
 
     let response = reqwest::Client::new()
         .post(format!("{frontend_url}/orders/7"))
@@ -367,24 +381,8 @@ async fn the_chain_of_a_record_lists_every_step_across_services() {
         chained("audit"),
         chained("support"),
     );
-    let audit_url = serve(
-        Router::new()
-            .route("/audit/{id}", get(audit))
-            .layer(third.layer()),
-    )
-    .await;
-    let (mut received, _consumer) = start_worker(&worker, &kafka, Some(audit_url));
-    let front = Front {
-        kafka: KafkaTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
-        producer: kafka.producer(),
-    };
-    let frontend_url = serve(
-        Router::new()
-            .route("/orders/{id}", post(place_order))
-            .with_state(front)
-            .layer(frontend.layer()),
-    )
-    .await;
+    let (frontend_url, mut received, _consumer) =
+        start_flow(&kafka, &frontend, &worker, &third).await;
     let response = reqwest::Client::new()
         .post(format!("{frontend_url}/orders/9"))
         .header("x-correlation-id", ID)

@@ -69,6 +69,41 @@ pub(crate) async fn channel(rabbit: &RabbitMq) -> (Connection, Channel) {
     (connection, channel)
 }
 
+/// The flow of the tests: `third` serves `/audit/{id}`, `worker` processes `orders` and calls
+/// it, `frontend` serves `POST /orders/{id}`, whose handler publishes. Returns the frontend's
+/// URL, what the worker saw and the connections to keep open.
+pub(crate) async fn start_flow(
+    rabbit: &RabbitMq,
+    frontend: &ScopedTracing,
+    worker: &ScopedTracing,
+    third: &ScopedTracing,
+) -> (
+    String,
+    mpsc::UnboundedReceiver<Seen>,
+    (Connection, Connection),
+) {
+    let audit_url = serve(
+        Router::new()
+            .route("/audit/{id}", get(audit))
+            .layer(third.layer()),
+    )
+    .await;
+    let (received, consumer_connection) = start_worker(worker, rabbit, Some(audit_url)).await;
+    let (connection, publish_channel) = channel(rabbit).await;
+    let front = Front {
+        amqp: AmqpTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
+        channel: publish_channel,
+    };
+    let frontend_url = serve(
+        Router::new()
+            .route("/orders/{id}", post(place_order))
+            .with_state(front)
+            .layer(frontend.layer()),
+    )
+    .await;
+    (frontend_url, received, (consumer_connection, connection))
+}
+
 /// The consumer service: processes every delivery of `orders` under `worker`'s spans; a body
 /// starting with `fail` is refused with category `validation`, any other is sent to `audit`
 /// (when there is one) through `worker`'s traced client.
@@ -197,26 +232,8 @@ async fn one_trace_crosses_http_rabbitmq_and_a_third_service() {
     let worker = scoped(&collector, "worker");
     let third = scoped(&collector, "audit");
 
-    let audit_url = serve(
-        Router::new()
-            .route("/audit/{id}", get(audit))
-            .layer(third.layer()),
-    )
-    .await;
-    let (mut received, _consumer_connection) =
-        start_worker(&worker, &rabbit, Some(audit_url)).await;
-    let (_connection, publish_channel) = channel(&rabbit).await;
-    let front = Front {
-        amqp: AmqpTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
-        channel: publish_channel,
-    };
-    let frontend_url = serve(
-        Router::new()
-            .route("/orders/{id}", post(place_order))
-            .with_state(front)
-            .layer(frontend.layer()),
-    )
-    .await;
+    let (frontend_url, mut received, _connections) =
+        start_flow(&rabbit, &frontend, &worker, &third).await;
 
     let response = reqwest::Client::new()
         .post(format!("{frontend_url}/orders/7"))

@@ -4,19 +4,16 @@
 //! reads the chain of the correlation id and finds the five steps in order, with their kinds,
 //! services, operations and statuses, and the very span ids the real collector received.
 
-use axum::routing::{get, post};
-use axum::Router;
-use service_tracing::amqp::AmqpTracing;
 use service_tracing::request_chain::{ChainKind, ChainSource, ChainStatus, RequestChains};
 use service_tracing::{Protocol, ScopedTracing};
 
 use crate::collector::{span_named, Collector};
 use crate::messages_carry_the_trace_and_correlation_id_through_rabbitmq::{
-    audit, by_correlation, channel, next_seen, place_order, start_worker, Front,
+    by_correlation, next_seen, start_flow,
 };
 use crate::rabbitmq::RabbitMq;
 use crate::redis_server::RedisServer;
-use crate::support::{options, serve, WAIT};
+use crate::support::{options, WAIT};
 
 const ID: &str = "amqp-chain-1";
 
@@ -40,26 +37,8 @@ async fn a_fourth_service_reads_the_five_steps_of_a_message_in_order() {
     let third = chained(&collector, &redis, "audit");
     let reader = chained(&collector, &redis, "support");
 
-    let audit_url = serve(
-        Router::new()
-            .route("/audit/{id}", get(audit))
-            .layer(third.layer()),
-    )
-    .await;
-    let (mut received, _consumer_connection) =
-        start_worker(&worker, &rabbit, Some(audit_url)).await;
-    let (_connection, publish_channel) = channel(&rabbit).await;
-    let front = Front {
-        amqp: AmqpTracing::new().with_tracer_provider(frontend.tracer_provider().unwrap()),
-        channel: publish_channel,
-    };
-    let frontend_url = serve(
-        Router::new()
-            .route("/orders/{id}", post(place_order))
-            .with_state(front)
-            .layer(frontend.layer()),
-    )
-    .await;
+    let (frontend_url, mut received, _connections) =
+        start_flow(&rabbit, &frontend, &worker, &third).await;
 
     let response = reqwest::Client::new()
         .post(format!("{frontend_url}/orders/7"))
