@@ -61,14 +61,17 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let mut h = w3c_headers();
             let baggage = BAGGAGE_8.replace("alice", &format!("user{i}"));
-            h.insert("baggage", HeaderValue::from_str(&baggage).unwrap());
+            h.insert(
+                "baggage",
+                HeaderValue::from_str(&baggage).expect("a valid baggage"),
+            );
             h
         })
         .collect();
     let mut next = distinct.iter().cycle();
     group.bench_function("w3c_extract_and_inject_new_baggage", |b| {
         b.iter(|| {
-            let cx = source.extract(black_box(next.next().unwrap()));
+            let cx = source.extract(black_box(next.next().expect("a cycle never ends")));
             let mut out = HeaderMap::new();
             inject(&*propagator, &cx, &mut out);
             black_box(out)

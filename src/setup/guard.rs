@@ -393,12 +393,14 @@ impl TracingGuard {
                 _ => Pipeline::start(
                     &inner.config,
                     name,
-                    inner.errors.as_ref(),
-                    inner.profiling.as_ref(),
                     &inner.redactor,
-                    inner.capture(),
-                    inner.chains.as_ref(),
-                    inner.pages.as_ref(),
+                    super::pipeline::SpanReaders {
+                        errors: inner.errors.as_ref(),
+                        profiling: inner.profiling.as_ref(),
+                        capture: inner.capture(),
+                        chains: inner.chains.as_ref(),
+                        pages: inner.pages.as_ref(),
+                    },
                 )?,
             };
             let layer = layer_for(

@@ -205,12 +205,14 @@ impl ServiceTracing {
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
-            errors.as_ref(),
-            profiling.as_ref(),
             &self.redactor,
-            self.capture(),
-            chains.as_ref(),
-            pages.as_ref(),
+            SpanReaders {
+                errors: errors.as_ref(),
+                profiling: profiling.as_ref(),
+                capture: self.capture(),
+                chains: chains.as_ref(),
+                pages: pages.as_ref(),
+            },
         )?;
         let metrics_settings = self.resolve_metrics(&config)?;
         let workers = crate::export::Workers::default();
@@ -442,6 +444,17 @@ pub(super) struct Pipeline {
     pub(super) pages_only: bool,
 }
 
+/// What reads a service's ended spans besides its exporter, each when on: error tracking,
+/// profiling, the testing kit's capture, request chains and the pages' store.
+#[derive(Clone, Copy)]
+pub(super) struct SpanReaders<'a> {
+    pub(super) errors: Option<&'a ErrorTracking>,
+    pub(super) profiling: Option<&'a Profiling>,
+    pub(super) capture: Option<&'a Capture>,
+    pub(super) chains: Option<&'a ChainsHandle>,
+    pub(super) pages: Option<&'a PagesStore>,
+}
+
 impl Pipeline {
     /// With `capture` (the testing kit), spans go there instead of the configured exporter.
     /// With `pages`, the worker also shows every batch to the pages' store, and a worker is
@@ -449,13 +462,16 @@ impl Pipeline {
     pub(super) fn start(
         config: &Resolved,
         service: &str,
-        errors: Option<&ErrorTracking>,
-        profiling: Option<&Profiling>,
         redactor: &Redactor,
-        capture: Option<&Capture>,
-        chains: Option<&ChainsHandle>,
-        pages: Option<&PagesStore>,
+        readers: SpanReaders<'_>,
     ) -> Result<Self, SetupError> {
+        let SpanReaders {
+            errors,
+            profiling,
+            capture,
+            chains,
+            pages,
+        } = readers;
         if config.disabled {
             return Ok(Self {
                 provider: None,
