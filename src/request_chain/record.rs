@@ -311,6 +311,40 @@ fn status_of(status: &Status) -> ChainStatus {
     }
 }
 
+/// What an entry reads among a span's attributes, found in one pass.
+#[derive(Default)]
+struct Found<'a> {
+    id: Option<&'a str>,
+    method: Option<&'a str>,
+    address: Option<&'a str>,
+    code: Option<u16>,
+}
+
+impl<'a> Found<'a> {
+    fn in_span(span: &'a SpanData) -> Self {
+        let mut found = Found::default();
+        for kv in &span.attributes {
+            let text = match &kv.value {
+                Value::String(s) => Some(s.as_str()),
+                _ => None,
+            };
+            match kv.key.as_str() {
+                // The first of a repeated key, as `attributes::attr` reads it.
+                service_tracing_middleware::semconv::CORRELATION_ID if found.id.is_none() => {
+                    found.id = text;
+                }
+                "http.request.method" if found.method.is_none() => found.method = text,
+                "server.address" if found.address.is_none() => found.address = text,
+                "http.response.status_code" if found.code.is_none() => {
+                    found.code = http_status(Some(&kv.value));
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
 fn http_status(value: Option<&Value>) -> Option<u16> {
     match value {
         Some(Value::I64(code)) => u16::try_from(*code).ok(),
@@ -319,10 +353,6 @@ fn http_status(value: Option<&Value>) -> Option<u16> {
 }
 
 impl ChainHook {
-    fn record(&self, id: &str, span: &SpanData, kind: ChainKind, operation: Cow<'static, str>) {
-        self.record_with(id, span, kind, operation, None);
-    }
-
     fn record_with(
         &self,
         id: &str,
@@ -367,21 +397,30 @@ impl SpanHook for ChainHook {
             SpanKind::Producer => ChainKind::Producer,
             SpanKind::Internal => return,
         };
-        let id = span
-            .attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == service_tracing_middleware::semconv::CORRELATION_ID)
-            .map(|kv| &kv.value);
-        let Some(Value::String(id)) = id else {
+        // One pass over the attributes finds what an entry needs.
+        let found = Found::in_span(span);
+        let Some(id) = found.id else {
             return;
         };
         // An attribute anyone may set: checked.
-        let id = id.as_str();
         if !plausible_id(id) {
             return;
         }
-        let operation = crate::operation::operation_name_of(span);
-        self.record(id, span, kind, operation);
+        let operation = match (kind, found.method, found.address) {
+            // `{METHOD} {server.address}`, as `operation::operation_name` names it, in one
+            // allocation.
+            (ChainKind::Client, Some(method), Some(address)) => {
+                let method = crate::redact::truncate(method, crate::attributes::MAX_FIELD);
+                let address = crate::redact::truncate(address, crate::attributes::MAX_FIELD);
+                let mut name = String::with_capacity(method.len() + 1 + address.len());
+                name.push_str(method);
+                name.push(' ');
+                name.push_str(address);
+                Cow::Owned(name)
+            }
+            _ => crate::operation::operation_name_of(span),
+        };
+        self.record_with(id, span, kind, operation, found.code);
     }
 
     /// The layer validated the correlation id (`correlation::resolve_with`, against its

@@ -312,6 +312,56 @@ fn a_status_and_code_come_from_the_span() {
     );
 }
 
+/// The one-pass naming of a client entry gives what error tracking and profiling call the
+/// operation, cut on a character boundary, and falls back to their naming otherwise.
+#[test]
+fn a_client_entry_is_named_as_error_tracking_and_profiling_name_its_operation() {
+    let long = format!("{}é{}", "a".repeat(510), "b".repeat(40));
+    let cases: Vec<Vec<KeyValue>> = vec![
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("server.address", "inventory"),
+        ],
+        vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("server.address", long.clone()),
+        ],
+        vec![
+            KeyValue::new("http.request.method", long),
+            KeyValue::new("server.address", "x"),
+        ],
+        vec![KeyValue::new("server.address", "no-method")],
+        vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("server.address", 7),
+        ],
+        vec![KeyValue::new("http.request.method", "GET")],
+    ];
+    for (i, attributes) in cases.into_iter().enumerate() {
+        let (provider, chains, mut worker) = recorded(RequestChains::new());
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let reference = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let id = format!("name-{i}");
+        for provider in [&provider, &reference] {
+            let tracer = provider.tracer("t");
+            let mut all = attributes.clone();
+            all.push(KeyValue::new("correlation.id", id.clone()));
+            tracer
+                .span_builder("GET")
+                .with_kind(SpanKind::Client)
+                .with_attributes(all)
+                .start(&tracer)
+                .end();
+        }
+        let spans = exporter.get_finished_spans().expect("the reference span");
+        let expected = crate::operation::operation_name(&spans[0]);
+        let chain = worker.read(chains.shared(), &id);
+        assert_eq!(chain.entries()[0].operation, expected, "case {i}");
+    }
+}
+
 #[test]
 fn the_variable_turns_chains_on_and_the_builder_beats_it() {
     let scoped = |chains: Option<&'static str>, builder: bool| {
