@@ -387,17 +387,7 @@ impl KafkaTracing {
         let parent = Context::current();
         let started = SystemTime::now();
         let result = consumer.recv().await;
-        let mut attributes = vec![
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "receive"),
-            KeyValue::new("messaging.operation.name", "poll"),
-        ];
-        if let Some(group) = &self.group {
-            attributes.push(KeyValue::new(
-                "messaging.consumer.group.name",
-                Arc::clone(group),
-            ));
-        }
+        let mut attributes = self.consumer_attributes("receive", "poll");
         if let Some(id) = CorrelationId::from_context(&parent) {
             attributes.push(KeyValue::new("correlation.id", id.as_arc()));
         }
@@ -476,17 +466,7 @@ impl KafkaTracing {
     {
         let extracted = self.extract(message);
         let links = message_links(&extracted);
-        let mut attributes = vec![
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.operation.name", "process"),
-        ];
-        if let Some(group) = &self.group {
-            attributes.push(KeyValue::new(
-                "messaging.consumer.group.name",
-                Arc::clone(group),
-            ));
-        }
+        let mut attributes = self.consumer_attributes("process", "process");
         attributes.extend(record_attributes_of(message));
         attributes.push(KeyValue::new(
             "correlation.id",
@@ -546,14 +526,12 @@ impl KafkaTracing {
         let topic = common(messages, M::topic);
         let partition = common(messages, M::partition);
         let body: usize = messages.iter().map(payload_len).sum();
-        let mut attributes = vec![
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.operation.name", "process"),
+        let mut attributes = self.consumer_attributes("process", "process");
+        attributes.extend([
             count_attribute("messaging.batch.message_count", messages.len()),
             count_attribute("messaging.message.body.size", body),
             KeyValue::new("correlation.id", id.as_arc()),
-        ];
+        ]);
         if let Some(topic) = topic {
             attributes.push(KeyValue::new(
                 "messaging.destination.name",
@@ -562,12 +540,6 @@ impl KafkaTracing {
         }
         if let Some(partition) = partition {
             attributes.push(partition_attribute(partition));
-        }
-        if let Some(group) = &self.group {
-            attributes.push(KeyValue::new(
-                "messaging.consumer.group.name",
-                Arc::clone(group),
-            ));
         }
         let name = match topic {
             Some(topic) => format!("process {topic}"),
@@ -617,6 +589,26 @@ impl KafkaTracing {
             }
         }
         outcome.map_err(ProcessError::Handler)
+    }
+
+    /// What every consumer-side span starts with: the system, the operation's type and name,
+    /// and the consumer group when one was given.
+    fn consumer_attributes(
+        &self,
+        operation_type: &'static str,
+        operation_name: &'static str,
+    ) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(12);
+        attributes.push(KeyValue::new("messaging.system", "kafka"));
+        attributes.push(KeyValue::new("messaging.operation.type", operation_type));
+        attributes.push(KeyValue::new("messaging.operation.name", operation_name));
+        if let Some(group) = &self.group {
+            attributes.push(KeyValue::new(
+                "messaging.consumer.group.name",
+                Arc::clone(group),
+            ));
+        }
+        attributes
     }
 }
 
