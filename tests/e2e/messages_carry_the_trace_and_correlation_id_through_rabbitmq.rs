@@ -539,26 +539,11 @@ async fn hostile_headers_start_new_traces_and_processing_errors_reach_error_trac
 #[test]
 fn the_messaging_example_publishes_and_processes_through_a_real_broker() {
     let rabbit = RabbitMq::start();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // `--all-features`: the features the test suite is built with, so nothing is rebuilt.
-    let mut command = std::process::Command::new(cargo);
-    command
-        .args(["run", "--quiet", "--all-features", "--example", "messaging"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("AMQP_URL", rabbit.url())
-        .env("RUST_BACKTRACE", "0");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OTEL_") {
-            command.env_remove(key);
-        }
-    }
-    let output = command.output().expect("cargo runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stdout}\n{stderr}",
-        output.status
+    let stdout = crate::support::run_example(
+        "messaging",
+        &["--all-features"],
+        &[("AMQP_URL", Some(rabbit.url().as_str()))],
     );
     for expected in [
         "POST /orders/42 -> 202 Accepted",

@@ -117,6 +117,40 @@ pub async fn checkouts(
     times
 }
 
+/// `cargo run {cargo_args} --example {name}` with every `OTEL_*` variable removed (the
+/// examples choose their own exporter) and `env` applied (`None` removes a variable): asserts
+/// it exits 0 and returns what it printed.
+pub fn run_example(name: &str, cargo_args: &[&str], env: &[(&str, Option<&str>)]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .args(["run", "--quiet"])
+        .args(cargo_args)
+        .args(["--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_BACKTRACE", "0");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OTEL_") {
+            command.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let output = command.output().expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} exited {:?}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Builds `examples/{name}.rs` with this test binary's features (so the library is not built
 /// again with others) and returns its path, next to this binary's directory.
 pub fn build_example(name: &str) -> std::path::PathBuf {
