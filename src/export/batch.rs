@@ -8,15 +8,17 @@
 //! no-op: export traffic never produces spans or log events that would be exported in turn.
 //!
 //! The request path does O(1) work: one push into a lock-free bounded queue, and a wake-up of
-//! the worker only once a batch is ready. A full queue drops the span and counts it. The
-//! worker keeps several exports in flight when its exporter allows it (`batch/run.rs`).
+//! the worker only once the queue holds what the worker waits for (a batch, or more while
+//! exports are in flight). A full queue drops the span and counts it. The worker keeps several
+//! exports in flight when its exporter allows it and the backend is slow to answer
+//! (`batch/run.rs`).
 //!
 //! Redaction happens here, on the worker thread, just before the exporter sees a batch: every
 //! exporter behind a worker (OTLP, console) gets redacted spans, and the request path pays
 //! nothing for it. See [`crate::redact`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -237,7 +239,9 @@ struct Shared {
     /// exporter prints traces whose grace period ran out).
     tick: AtomicBool,
     queue: ArrayQueue<Queued>,
-    wake_at: usize,
+    /// How many queued spans wake the worker: set by the worker to what it waits for (see
+    /// `run::start_at`), read by the request path after each push.
+    wake_at: AtomicUsize,
     /// How the request path wakes the worker, which waits inside its runtime (exports in
     /// flight progress while it waits).
     wakeup: run::Wakeup,
@@ -267,7 +271,7 @@ impl Shared {
         Self {
             tick: AtomicBool::new(false),
             queue: ArrayQueue::new(capacity.max(1)),
-            wake_at,
+            wake_at: AtomicUsize::new(wake_at),
             wakeup: run::Wakeup::default(),
             control: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
@@ -579,7 +583,10 @@ impl ExportWorker {
     fn enqueue(&self, queued: Queued) {
         match self.shared.queue.push(queued) {
             Ok(()) => {
-                if self.shared.queue.len() >= self.shared.wake_at {
+                // Sequentially consistent with the worker's store of `wake_at` and its look at
+                // the queue: one of the two sees the other, so a worker going to sleep is
+                // never left asleep past its threshold. (A plain load on x86 and ARMv8.)
+                if self.shared.queue.len() >= self.shared.wake_at.load(Ordering::SeqCst) {
                     self.shared.wake();
                 }
             }

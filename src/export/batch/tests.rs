@@ -393,3 +393,109 @@ fn one_export_at_a_time_drops_spans_a_distant_backend_could_take() {
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(stats.exported + stats.dropped, ended, "{stats:?}");
 }
+
+/// Where the worker starts one more export, by exports in flight: a batch with none, then a
+/// share of the room above a batch per export in flight, never with every slot taken.
+#[test]
+fn a_further_export_waits_for_a_share_of_the_room_above_a_batch() {
+    let at = |n| run::start_at(n, 4, 512, 2048);
+    assert_eq!([at(0), at(1), at(2), at(3)], [512, 896, 1280, 1664]);
+    assert_eq!(at(4), usize::MAX);
+    // One export at a time: a batch, then nothing until the answer.
+    assert_eq!(run::start_at(0, 1, 512, 2048), 512);
+    assert_eq!(run::start_at(1, 1, 512, 2048), usize::MAX);
+    // No room above a batch: every slot starts at once, as before.
+    assert_eq!(run::start_at(2, 4, 512, 512), 512);
+}
+
+/// A backend that answers only when the test opens its gate, and notes how many spans the
+/// test had ended when each export call started.
+#[derive(Debug)]
+struct Gated {
+    ended: Arc<AtomicU64>,
+    starts: Arc<(Mutex<Vec<u64>>, std::sync::Condvar)>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueueExporter for Gated {
+    fn export_queued(&self, batch: Vec<Queued>) -> impl std::future::Future<Output = Sent> + Send {
+        let (starts, started) = &*self.starts;
+        starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.ended.load(Ordering::SeqCst));
+        started.notify_all();
+        let gate = self.gate.clone();
+        async move {
+            drop(batch);
+            let _open = gate.acquire().await;
+            Sent {
+                result: Ok(()),
+                rejected: Some(0),
+            }
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        crate::export::otlp_fast::IN_FLIGHT
+    }
+}
+
+impl SpanExporter for Gated {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// A backend slow to answer gets a second export only once the queue has grown well past a
+/// batch (batches of 256 in the default queue of 2,048: at 256 + 448 = 704 queued, so after
+/// 960 spans), not as soon as the next batch is ready (512 spans): a near backend, which
+/// answers before that, is sent one export at a time. Kept four in flight at once, the worker
+/// started the second export at about 512 spans.
+#[test]
+fn a_second_export_waits_until_the_queue_has_grown_past_a_batch() {
+    let ended = Arc::new(AtomicU64::new(0));
+    let starts = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let exporter = Gated {
+        ended: ended.clone(),
+        starts: starts.clone(),
+        gate: gate.clone(),
+    };
+    let batch = BatchConfig::default().with_max_export_batch_size(256);
+    let worker = ExportWorker::start(
+        move || Ok(exporter),
+        batch,
+        Resource::builder_empty().build(),
+        None,
+    )
+    .expect("starts");
+    let app = SdkTracerProvider::builder()
+        .with_span_processor(worker.clone())
+        .build();
+    // The provider hands the worker its resource, which drains the queue: seen to first.
+    worker.force_flush().expect("flush");
+    for _ in 0..1200 {
+        app.tracer("app").in_span("request", |_| ());
+        ended.fetch_add(1, Ordering::SeqCst);
+    }
+    let (lock, started) = &*starts;
+    let (seen, waited) = started
+        .wait_timeout_while(
+            lock.lock().unwrap_or_else(PoisonError::into_inner),
+            Duration::from_secs(10),
+            |starts| starts.len() < 2,
+        )
+        .unwrap_or_else(PoisonError::into_inner);
+    assert!(
+        !waited.timed_out(),
+        "a second export never started: {seen:?}"
+    );
+    // The span that made the queue reach 704 may not be counted yet.
+    assert!(seen[0] >= 255, "{seen:?}");
+    assert!(seen[1] >= 256 + 704 - 1, "{seen:?}");
+    drop(seen);
+    gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    worker.force_flush().expect("flush");
+    assert_eq!(worker.stats().exported, 1200, "{:?}", worker.stats());
+}

@@ -32,7 +32,7 @@ use crate::wire::transport::{Outcomes, Transport, Wire};
 use encode::Encoder;
 
 /// The fast OTLP exporter. The export worker keeps up to [`IN_FLIGHT`] calls waiting for
-/// their answers; each encodes under the state's lock (an uncontended one: the worker
+/// their answers (more than one only for a slow backend); each encodes under the state's lock (an uncontended one: the worker
 /// thread encodes one batch at a time) into a buffer of its own.
 pub(crate) struct FastOtlpExporter {
     transport: Transport,
@@ -177,11 +177,12 @@ impl Outcomes for Tally {
     }
 }
 
-/// Exports in flight at once: over one HTTP/2 connection (gRPC) they are streams, over
+/// Exports in flight at most: over one HTTP/2 connection (gRPC) they are streams, over
 /// HTTP/1.1 at most this many pooled connections. One batch per round trip capped delivery at
 /// saturation (a collector 5 ms away took at most 512 spans per 5 ms); four keep a backend
 /// within four round trips of the export thread, and their bodies (about 150 KB per 512
-/// spans) bound the memory they hold.
+/// spans) bound the memory they hold. The worker starts more than one only while the queue
+/// grows past a batch (`batch::run::start_at`): a near collector gets one at a time.
 pub(crate) const IN_FLIGHT: usize = 4;
 
 impl crate::export::batch::QueueExporter for FastOtlpExporter {
