@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use opentelemetry::Context;
@@ -345,28 +345,41 @@ impl Attribution {
     }
 }
 
-enum Slot {
-    Cause(ErrorCause),
-    /// The request ended without a cause; nothing more is taken.
-    Closed,
-}
+/// [`RequestErrors::state`]: a cause was claimed (it is set, or about to be).
+const CAUSE: u8 = 1;
+/// [`RequestErrors::state`]: the request ended; nothing more is taken.
+const CLOSED: u8 = 2;
 
 /// The place for one request's root cause, a value of its [`Context`].
+///
+/// Every request closes its place when it ends, and most have no cause: closing is one atomic
+/// operation on `state` (a `OnceLock` set to "closed" went through its slow, once-only path:
+/// about 130 instructions a request). The first error claims the place in `state` and then
+/// sets `cause`, so a cause is never set after the close said there was none.
 #[derive(Default)]
 pub(crate) struct RequestErrors {
-    slot: OnceLock<Slot>,
-    /// Set when the request ends: later errors are counted on their own.
-    closed: AtomicBool,
+    /// [`CAUSE`] and [`CLOSED`] bits.
+    state: AtomicU8,
+    cause: OnceLock<ErrorCause>,
 }
 
 impl RequestErrors {
     /// Closes the place; returns the cause recorded before, if any.
     pub(crate) fn close(&self) -> Option<&ErrorCause> {
-        self.closed.store(true, Ordering::Release);
-        match self.slot.get_or_init(|| Slot::Closed) {
-            Slot::Cause(cause) => Some(cause),
-            Slot::Closed => None,
+        if self.state.fetch_or(CLOSED, Ordering::AcqRel) & CAUSE == 0 {
+            return None;
         }
+        // Claimed: its recorder made the cause first and sets it right after claiming.
+        loop {
+            if let Some(cause) = self.cause.get() {
+                return Some(cause);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 }
 
@@ -385,21 +398,24 @@ pub fn record_cause(cx: &Context, make: impl FnOnce() -> ErrorCause) -> Attribut
     let Some(errors) = RequestErrors::of(cx) else {
         return Attribution::NoRequest;
     };
-    if errors.closed.load(Ordering::Acquire) {
-        return Attribution::NoRequest;
+    match errors.state.load(Ordering::Acquire) {
+        s if s & CLOSED != 0 => return Attribution::NoRequest,
+        s if s & CAUSE != 0 => return Attribution::SameRequest,
+        _ => {}
     }
-    let mut made = false;
-    let slot = match errors.slot.get() {
-        Some(slot) => slot,
-        None => errors.slot.get_or_init(|| {
-            made = true;
-            Slot::Cause(make())
-        }),
-    };
-    match slot {
-        Slot::Closed => Attribution::NoRequest,
-        Slot::Cause(_) if made => Attribution::RootCause,
-        Slot::Cause(_) => Attribution::SameRequest,
+    // Made before claiming, so that a claimed place is set at once (a close waits for it);
+    // only a race with another error or the end drops it unused.
+    let cause = make();
+    match errors
+        .state
+        .compare_exchange(0, CAUSE, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {
+            let _ = errors.cause.set(cause);
+            Attribution::RootCause
+        }
+        Err(s) if s & CLOSED != 0 => Attribution::NoRequest,
+        Err(_) => Attribution::SameRequest,
     }
 }
 
@@ -410,12 +426,37 @@ pub fn record_cause(cx: &Context, make: impl FnOnce() -> ErrorCause) -> Attribut
 /// assert!(!service_tracing_middleware::cause::in_open_request(&cx));
 /// ```
 pub fn in_open_request(cx: &Context) -> bool {
-    RequestErrors::of(cx).is_some_and(|e| !e.closed.load(Ordering::Acquire))
+    RequestErrors::of(cx).is_some_and(|e| !e.is_closed())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_racing_the_end_is_either_the_cause_or_counted_on_its_own() {
+        for _ in 0..2_000 {
+            let cx = crate::scope::test_request_context();
+            let recorder = {
+                let cx = cx.clone();
+                std::thread::spawn(move || record_cause(&cx, || ErrorCause::new("io", "late")))
+            };
+            let closed = RequestErrors::of(&cx)
+                .and_then(RequestErrors::close)
+                .map(|c| c.message().to_owned());
+            let seen = recorder.join().expect("no panic");
+            match seen {
+                Attribution::RootCause => assert_eq!(closed.as_deref(), Some("late")),
+                Attribution::NoRequest => assert_eq!(closed, None),
+                Attribution::SameRequest => panic!("the only error cannot find another"),
+            }
+            // Closing again answers the same.
+            let again = RequestErrors::of(&cx)
+                .and_then(RequestErrors::close)
+                .map(|c| c.message().to_owned());
+            assert_eq!(again, closed);
+        }
+    }
 
     #[test]
     fn long_texts_are_cut() {

@@ -170,16 +170,19 @@ pub enum PropagatorSource {
 
 /// Which of the W3C headers a request carries, when the caller already knows.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct W3cHeaders {
+pub(crate) struct W3cHeaders<'h> {
     pub(crate) traceparent: bool,
+    /// The `traceparent` value, when the caller found exactly one (else it is looked up).
+    pub(crate) traceparent_value: Option<&'h HeaderValue>,
     pub(crate) tracestate: bool,
     pub(crate) baggage: bool,
 }
 
-impl W3cHeaders {
+impl W3cHeaders<'_> {
     /// All of them, for callers that did not look.
-    pub(crate) const ALL: W3cHeaders = W3cHeaders {
+    pub(crate) const ALL: W3cHeaders<'static> = W3cHeaders {
         traceparent: true,
+        traceparent_value: None,
         tracestate: true,
         baggage: true,
     };
@@ -238,7 +241,7 @@ impl PropagatorSource {
 
     /// [`extract`](Self::extract), told which W3C headers the request carries (the W3C
     /// formats then look up only those).
-    pub(crate) fn extract_present(&self, headers: &HeaderMap, present: W3cHeaders) -> Context {
+    pub(crate) fn extract_present(&self, headers: &HeaderMap, present: W3cHeaders<'_>) -> Context {
         match self {
             Self::W3c => {
                 let (remote, cx) = Self::extract_w3c(headers, present);
@@ -258,7 +261,7 @@ impl PropagatorSource {
     /// The default formats' extraction in two parts: the remote span context, and a context
     /// with everything else (baggage, `tracestate` members the span context cannot hold) but
     /// not that span, so a caller that puts a span of its own in builds one context, not two.
-    fn extract_w3c(headers: &HeaderMap, present: W3cHeaders) -> (Option<SpanContext>, Context) {
+    fn extract_w3c(headers: &HeaderMap, present: W3cHeaders<'_>) -> (Option<SpanContext>, Context) {
         // The baggage's context first: it may be one this thread built before, shared as it is.
         let mut cx = present
             .baggage
@@ -267,7 +270,12 @@ impl PropagatorSource {
             .unwrap_or_default();
         let mut remote = None;
         if present.traceparent {
-            if let Some((sc, wire)) = W3cTraceContext::extract_parts(headers, present.tracestate) {
+            let found = W3cTraceContext::extract_parts(
+                headers,
+                present.traceparent_value,
+                present.tracestate,
+            );
+            if let Some((sc, wire)) = found {
                 if let Some(wire) = wire {
                     cx = cx.with_value(wire);
                 }
@@ -283,7 +291,7 @@ impl PropagatorSource {
     pub(crate) fn extract_split(
         &self,
         headers: &HeaderMap,
-        present: W3cHeaders,
+        present: W3cHeaders<'_>,
     ) -> (Option<SpanContext>, Context, bool) {
         match self {
             Self::W3c => {

@@ -165,33 +165,6 @@ const HEX: [u8; 256] = {
     table
 };
 
-/// Decodes exactly `N` bytes from `2N` lowercase hex digits: eight digits at a time in a word
-/// (the ids), a table load per digit for what is left (version, flags).
-fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
-    if digits.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    let mut words = digits.chunks_exact(8);
-    let mut bytes = out.chunks_exact_mut(4);
-    for (word, four) in (&mut words).zip(&mut bytes) {
-        let word = u64::from_le_bytes(word.try_into().ok()?);
-        four.copy_from_slice(&decode_hex_word(word)?.to_le_bytes());
-    }
-    // One table load per digit and one check at the end: an invalid digit sets high bits.
-    let mut invalid = 0u8;
-    for (byte, pair) in bytes
-        .into_remainder()
-        .iter_mut()
-        .zip(words.remainder().chunks_exact(2))
-    {
-        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
-        invalid |= high | low;
-        *byte = high << 4 | low;
-    }
-    (invalid & 0xf0 == 0).then_some(out)
-}
-
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -202,16 +175,13 @@ const fn at_least(word: u64, k: u8) -> u64 {
 }
 
 /// Four bytes from the eight lowercase hex digits of `word` (the first digit in its lowest
-/// byte), or `None` if any is not one.
-fn decode_hex_word(word: u64) -> Option<u32> {
-    if word & HIGHS != 0 {
-        return None;
-    }
+/// byte), and a mask that is not zero when any of them is not one (the four bytes are then
+/// meaningless). No branch: a caller checks the masks of all its words at once.
+fn hex_word(word: u64) -> (u32, u64) {
     let digit = at_least(word, b'0') & !at_least(word, b'9' + 1);
     let letter = at_least(word, b'a') & !at_least(word, b'f' + 1);
-    if digit | letter != HIGHS {
-        return None;
-    }
+    // A byte at or above 0x80 upsets the carries above: it is refused whatever they gave.
+    let bad = (word & HIGHS) | ((digit | letter) ^ HIGHS);
     // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low nibble, plus 9 for letters.
     let values = (word & (ONES * 0x0f)) + (letter >> 7) * 9;
     // Each pair of digits (high nibble first) into the low byte of its 16 bits, then the four
@@ -219,7 +189,43 @@ fn decode_hex_word(word: u64) -> Option<u32> {
     const LANES: u64 = 0x00ff_00ff_00ff_00ff;
     let pairs = (values & LANES) << 4 | (values >> 8) & LANES;
     let pairs = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
-    Some((pairs | pairs >> 16) as u32)
+    ((pairs | pairs >> 16) as u32, bad)
+}
+
+/// One byte from two lowercase hex digits, by table, and a mask with high bits set when either
+/// is not one.
+fn hex_pair(high: u8, low: u8) -> (u8, u8) {
+    let (high, low) = (HEX[usize::from(high)], HEX[usize::from(low)]);
+    (high << 4 | low, (high | low) & 0xf0)
+}
+
+/// The eight bytes of `b` from `at` as a word, the first in its lowest byte.
+fn word_at(b: &[u8; 55], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// The fixed part of a `traceparent`, `vv-<32 hex>-<16 hex>-ff`: version, trace id, parent id
+/// and flags, every digit and dash checked and one branch at the end. The ids come out as
+/// integers (arrays cost a clear and a copy each).
+fn decode_fixed(b: &[u8; 55]) -> Option<(u8, u128, u64, u8)> {
+    let (version, version_bad) = hex_pair(b[0], b[1]);
+    let (flags, flags_bad) = hex_pair(b[53], b[54]);
+    let dashes = (b[2] ^ b'-') | (b[35] ^ b'-') | (b[52] ^ b'-');
+    let mut bad = u64::from(version_bad | flags_bad | dashes);
+    // A word's first two digits are its value's lowest byte: swapped, its highest.
+    let mut id = |at: usize| {
+        let (value, word_bad) = hex_word(word_at(b, at));
+        bad |= word_bad;
+        value.swap_bytes()
+    };
+    let trace_id = u128::from(id(3)) << 96
+        | u128::from(id(11)) << 64
+        | u128::from(id(19)) << 32
+        | u128::from(id(27));
+    let span_id = u64::from(id(36)) << 32 | u64::from(id(44));
+    (bad == 0).then_some((version, trace_id, span_id, flags))
 }
 
 /// `00-{trace id}-{span id}-{flags}` in lowercase hex: 55 bytes in a string of exactly that
@@ -279,25 +285,24 @@ impl W3cTraceContext {
         Self::parse_traceparent_bytes(value.as_bytes())
     }
 
-    /// [`parse_traceparent`](Self::parse_traceparent) on a header's bytes: the 55 bytes of a
-    /// version-00 value are all checked as hex or dashes, so only a longer (future version)
-    /// value is checked for visible ASCII.
+    /// [`parse_traceparent`](Self::parse_traceparent) on a header's bytes: the 55 bytes of the
+    /// fixed part are all checked as hex or dashes in one pass with one branch, so only a longer
+    /// (future version) value is checked for visible ASCII.
     fn parse_traceparent_bytes(b: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
-        let visible = |c: &u8| *c == b'\t' || (0x20..0x7f).contains(c);
-        if b.len() > 55 && !b.iter().all(visible) {
+        let (fixed, rest) = b.split_first_chunk::<55>()?;
+        if !rest.is_empty() {
+            // A future version may append fields after a dash (version 00 is exactly 55 bytes).
+            let visible = |c: &u8| *c == b'\t' || (0x20..0x7f).contains(c);
+            if rest[0] != b'-' || !rest.iter().all(visible) {
+                return None;
+            }
+        }
+        let (version, trace_id, span_id, flags) = decode_fixed(fixed)?;
+        if version == 0xff || (version == 0 && !rest.is_empty()) {
             return None;
         }
-        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-            return None;
-        }
-        let [version] = decode_hex::<1>(&b[0..2])?;
-        // Version 00 is exactly 55 characters; a future version may append fields after a dash.
-        if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
-            return None;
-        }
-        let trace_id = TraceId::from_bytes(decode_hex::<16>(&b[3..35])?);
-        let span_id = SpanId::from_bytes(decode_hex::<8>(&b[36..52])?);
-        let [flags] = decode_hex::<1>(&b[53..55])?;
+        let trace_id = TraceId::from(trace_id);
+        let span_id = SpanId::from(span_id);
         if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
             return None;
         }
@@ -311,21 +316,29 @@ impl W3cTraceContext {
     /// [`W3cTraceState`](super::W3cTraceState)); extraction through the propagator or
     /// [`PropagatorSource`](super::PropagatorSource) keeps those in the context.
     pub fn extract_from_headers(headers: &HeaderMap) -> Option<SpanContext> {
-        Self::extract_parts(headers, true).map(|(sc, _)| sc)
+        Self::extract_parts(headers, None, true).map(|(sc, _)| sc)
     }
 
     /// [`extract_from_headers`](Self::extract_from_headers), with the received `tracestate`
     /// members when the span context's `TraceState` cannot hold them all.
-    /// Reads `tracestate` only when `tracestate` says it may be there.
+    /// `traceparent` is the request's one `traceparent` value when the caller found it (else
+    /// it is looked up); `tracestate` is read only when `tracestate` says it may be there.
     pub(crate) fn extract_parts(
         headers: &HeaderMap,
+        traceparent: Option<&HeaderValue>,
         tracestate: bool,
     ) -> Option<(SpanContext, Option<WireTraceState>)> {
-        let mut all = headers.get_all(&TRACEPARENT).iter();
-        let first = all.next()?;
-        if all.next().is_some() {
-            return None;
-        }
+        let first = match traceparent {
+            Some(value) => value,
+            None => {
+                let mut all = headers.get_all(&TRACEPARENT).iter();
+                let first = all.next()?;
+                if all.next().is_some() {
+                    return None;
+                }
+                first
+            }
+        };
         let (trace_id, span_id, flags) =
             Self::parse_traceparent_bytes(trim_ows_bytes(first.as_bytes()))?;
         let (state, wire) = match tracestate.then(|| headers.get_all(&TRACESTATE)) {
@@ -413,6 +426,22 @@ impl TextMapPropagator for W3cTraceContext {
 #[cfg(test)]
 mod tests {
 
+    /// `2N` digits (`N` a multiple of four) decoded eight at a time by `hex_word`, as
+    /// `decode_fixed` does.
+    fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+        if digits.len() != 2 * N {
+            return None;
+        }
+        let mut out = [0u8; N];
+        let mut bad = 0;
+        for (four, word) in out.chunks_exact_mut(4).zip(digits.chunks_exact(8)) {
+            let (value, word_bad) = hex_word(u64::from_le_bytes(word.try_into().expect("8")));
+            bad |= word_bad;
+            four.copy_from_slice(&value.to_le_bytes());
+        }
+        (bad == 0).then_some(out)
+    }
+
     /// Digit by digit with the table: what the word-at-a-time decoding must agree with.
     fn decode_hex_by_table<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
         let mut out = [0u8; N];
@@ -472,8 +501,8 @@ mod tests {
             );
         }
         assert_eq!(decode_hex::<16>(&valid[..31]), None);
-        assert_eq!(decode_hex::<1>(b"0f"), Some([0x0f]));
-        assert_eq!(decode_hex::<1>(b"0F"), None);
+        assert_eq!(hex_pair(b'0', b'f'), (0x0f, 0));
+        assert_ne!(hex_pair(b'0', b'F').1, 0);
     }
     use super::*;
 
@@ -481,15 +510,22 @@ mod tests {
     fn every_byte_but_lowercase_hex_is_refused_in_every_id_position() {
         let valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         assert!(W3cTraceContext::parse_traceparent(valid).is_some());
-        for position in [0, 1, 3, 20, 34, 36, 51, 53, 54] {
+        // Every place of the 55, digits and dashes, with every byte value.
+        for position in 0..valid.len() {
             for byte in 0..=255u8 {
                 let mut bytes = valid.as_bytes().to_vec();
                 bytes[position] = byte;
-                let hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
                 let parsed = W3cTraceContext::parse_traceparent_bytes(&bytes);
+                if [2, 35, 52].contains(&position) {
+                    assert_eq!(parsed.is_some(), byte == b'-', "{position} {byte:#x}");
+                    continue;
+                }
+                let hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
                 // The version ff is invalid; a zero trace or parent id is too, not their digits.
                 if hex && !(position < 2 && byte == b'f') {
-                    assert!(parsed.is_some(), "{position} {byte:#x}");
+                    let (trace_id, span_id, _) = parsed.expect("valid");
+                    let text = format!("{trace_id}-{span_id}");
+                    assert_eq!(text.as_bytes(), &bytes[3..52], "{position} {byte:#x}");
                 } else if !hex {
                     assert!(parsed.is_none(), "{position} {byte:#x}");
                 }

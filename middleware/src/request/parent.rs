@@ -51,7 +51,7 @@ static INVALID: SpanContext = SpanContext::NONE;
 pub(crate) fn parent<B>(
     config: &Config,
     req: &Request<B>,
-    present: &Present,
+    present: &Present<'_>,
 ) -> (Parent, Vec<Link>) {
     let (remote, rest, joined) = config.propagator.extract_split(req.headers(), present.w3c);
     if config.trust.is_always() || config.trust.is_trusted(req) {
