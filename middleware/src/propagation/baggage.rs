@@ -187,13 +187,23 @@ struct Scanned {
     value_ok: bool,
     /// The value holds a `%`.
     percent: bool,
+    /// No byte of the value (blanks around it aside) is one [`W3cBaggage::header_value`]
+    /// percent-encodes: written back, it reads as received.
+    plain: bool,
 }
 
 /// Scans the member starting at `from` once: its boundaries, and whether its key and value
 /// are well-formed.
+///
+/// Most keys are all token bytes up to their `=`, and most values all `baggage-octet` up to
+/// their `,`: a tight loop runs over those first, and the general one takes over at the
+/// first other byte (a blank, an escape, a separator), in the state that loop leaves.
 fn scan_member(scan: &[u8], from: usize) -> Scanned {
     let mut i = from;
-    let (mut key_ok, mut seen, mut gap) = (true, false, false);
+    while scan.get(i).is_some_and(|&b| class(b) & TOKEN != 0) {
+        i += 1;
+    }
+    let (mut key_ok, mut seen, mut gap) = (true, i > from, false);
     while let Some(&b) = scan.get(i) {
         let c = class(b);
         if c & KEY_END != 0 {
@@ -214,11 +224,19 @@ fn scan_member(scan: &[u8], from: usize) -> Scanned {
         key_ok: key_ok && seen,
         value_ok: true,
         percent: false,
+        plain: true,
     };
     if scan.get(i) == Some(&b'=') {
         found.eq = Some(i);
         i += 1;
-        let (mut value_ok, mut seen, mut gap, mut percent) = (true, false, false, false);
+        // `ENCODE` is clear only on `baggage-octet` bytes other than `%`: no separator, blank
+        // or rejected byte among them.
+        let value_start = i;
+        while scan.get(i).is_some_and(|&b| class(b) & ENCODE == 0) {
+            i += 1;
+        }
+        let (mut value_ok, mut seen, mut gap) = (true, i > value_start, false);
+        let (mut percent, mut plain) = (false, true);
         while let Some(&b) = scan.get(i) {
             let c = class(b);
             if c & VALUE_END != 0 {
@@ -229,12 +247,14 @@ fn scan_member(scan: &[u8], from: usize) -> Scanned {
             } else {
                 value_ok &= c & VALUE_REJECT == 0 && !gap;
                 percent |= b == b'%';
+                plain &= c & ENCODE == 0;
                 seen = true;
             }
             i += 1;
         }
         found.value_ok = value_ok;
         found.percent = percent;
+        found.plain = plain;
     }
     if scan.get(i) == Some(&b';') {
         found.semi = Some(i);
@@ -338,7 +358,7 @@ impl Parser {
                 None => return false,
             }
         } else {
-            exact &= encoded_len(value) == value.len();
+            exact &= found.plain;
             value.to_owned()
         };
         let metadata = match found.semi.and_then(|semi| header.get(semi + 1..end)) {
@@ -369,11 +389,30 @@ impl Parser {
     }
 }
 
-/// Whether `decoded`, percent-encoded as [`W3cBaggage::header_value`] does, is `raw`.
+/// Whether `decoded`, percent-encoded as [`W3cBaggage::header_value`] does, is `raw`
+/// (compared as it goes, nothing written).
 fn encodes_as(decoded: &str, raw: &str) -> bool {
-    let mut encoded = String::with_capacity(raw.len());
-    push_encoded(&mut encoded, decoded);
-    encoded == raw
+    let raw = raw.as_bytes();
+    let mut at = 0;
+    for &b in decoded.as_bytes() {
+        if class(b) & ENCODE != 0 {
+            let escape = [
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0x0F)],
+            ];
+            if raw.get(at..at + 3) != Some(&escape[..]) {
+                return false;
+            }
+            at += 3;
+        } else {
+            if raw.get(at) != Some(&b) {
+                return false;
+            }
+            at += 1;
+        }
+    }
+    at == raw.len()
 }
 
 /// Bytes `value` takes once percent-encoded.
