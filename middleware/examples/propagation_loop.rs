@@ -11,6 +11,9 @@
 //! `*_alternating` reads two baggage headers in turn (one member differs), so the thread's
 //! memory of its last header never holds the one read: the cost of new baggage each time.
 //!
+//! `interleaved` extracts both headers, then injects both contexts: requests a thread
+//! interleaves, where each injection follows another extraction.
+//!
 //! `sdk_insert` and `sdk_from_iter` build the same eight members into OpenTelemetry's
 //! `Baggage` from keys and values already parsed (copied as a parser copies them), and drop
 //! it: the least any extraction that hands the OpenTelemetry API a `Baggage` can cost.
@@ -88,6 +91,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 inject(&*propagator, &cx, &mut out);
                 drop(black_box(out));
             }
+            "interleaved" => {
+                if i % 2 == 0 {
+                    let first = source.extract(black_box(&headers));
+                    let second = source.extract(black_box(&other));
+                    for cx in [first, second] {
+                        let mut out = HeaderMap::new();
+                        inject(&*propagator, &cx, &mut out);
+                        drop(black_box(out));
+                    }
+                }
+            }
             "sdk_insert" => {
                 let mut baggage = Baggage::new();
                 for member in &members {
@@ -103,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             unknown => {
                 return Err(format!(
                     "unknown variant {unknown:?}: extract, inject, both, \
-                     extract_alternating, both_alternating, sdk_insert, sdk_from_iter"
+                     extract_alternating, both_alternating, interleaved, sdk_insert, sdk_from_iter"
                 )
                 .into())
             }
