@@ -10,10 +10,19 @@
 //!
 //! `*_alternating` reads two baggage headers in turn (one member differs), so the thread's
 //! memory of its last header never holds the one read: the cost of new baggage each time.
+//!
+//! `interleaved` extracts both headers, then injects both contexts: requests a thread
+//! interleaves, where each injection follows another extraction.
+//!
+//! `sdk_insert` and `sdk_from_iter` build the same eight members into OpenTelemetry's
+//! `Baggage` from keys and values already parsed (copied as a parser copies them), and drop
+//! it: the least any extraction that hands the OpenTelemetry API a `Baggage` can cost.
 
 use std::hint::black_box;
 
 use http::{HeaderMap, HeaderValue};
+use opentelemetry::baggage::{Baggage, BaggageMetadata};
+use opentelemetry::{Key, StringValue};
 use service_tracing_middleware::propagation::{default_propagator, inject, PropagatorSource};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -37,6 +46,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              region=eu-west-1,plan=gold,feature.flag=on,correlation.id=order-42",
         ),
     );
+    let members: Vec<(&str, &str)> = [
+        ("userId", "alice"),
+        ("serverNode", "DF 28"),
+        ("isProduction", "false"),
+        ("tenant", "acme"),
+        ("region", "eu-west-1"),
+        ("plan", "gold"),
+        ("feature.flag", "on"),
+        ("correlation.id", "order-42"),
+    ]
+    .into();
+    let owned = |(k, v): &(&str, &str)| {
+        (
+            Key::from(black_box(*k).to_owned()),
+            (
+                StringValue::from(black_box(*v).to_owned()),
+                BaggageMetadata::default(),
+            ),
+        )
+    };
     let source = PropagatorSource::default();
     let propagator = default_propagator();
     let extracted = source.extract(&headers);
@@ -62,10 +91,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 inject(&*propagator, &cx, &mut out);
                 drop(black_box(out));
             }
+            "interleaved" => {
+                if i % 2 == 0 {
+                    let first = source.extract(black_box(&headers));
+                    let second = source.extract(black_box(&other));
+                    for cx in [first, second] {
+                        let mut out = HeaderMap::new();
+                        inject(&*propagator, &cx, &mut out);
+                        drop(black_box(out));
+                    }
+                }
+            }
+            "sdk_insert" => {
+                let mut baggage = Baggage::new();
+                for member in &members {
+                    let (key, (value, metadata)) = owned(member);
+                    drop(baggage.insert_with_metadata(key, value, metadata));
+                }
+                drop(black_box(baggage));
+            }
+            "sdk_from_iter" => {
+                let baggage: Baggage = members.iter().map(owned).collect();
+                drop(black_box(baggage));
+            }
             unknown => {
                 return Err(format!(
                     "unknown variant {unknown:?}: extract, inject, both, \
-                     extract_alternating, both_alternating"
+                     extract_alternating, both_alternating, interleaved, sdk_insert, sdk_from_iter"
                 )
                 .into())
             }

@@ -1,6 +1,6 @@
 //! W3C Baggage (`baggage`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::baggage::{Baggage, BaggageExt, BaggageMetadata};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
@@ -187,13 +187,23 @@ struct Scanned {
     value_ok: bool,
     /// The value holds a `%`.
     percent: bool,
+    /// No byte of the value (blanks around it aside) is one [`W3cBaggage::header_value`]
+    /// percent-encodes: written back, it reads as received.
+    plain: bool,
 }
 
 /// Scans the member starting at `from` once: its boundaries, and whether its key and value
 /// are well-formed.
+///
+/// Most keys are all token bytes up to their `=`, and most values all `baggage-octet` up to
+/// their `,`: a tight loop runs over those first, and the general one takes over at the
+/// first other byte (a blank, an escape, a separator), in the state that loop leaves.
 fn scan_member(scan: &[u8], from: usize) -> Scanned {
     let mut i = from;
-    let (mut key_ok, mut seen, mut gap) = (true, false, false);
+    while scan.get(i).is_some_and(|&b| class(b) & TOKEN != 0) {
+        i += 1;
+    }
+    let (mut key_ok, mut seen, mut gap) = (true, i > from, false);
     while let Some(&b) = scan.get(i) {
         let c = class(b);
         if c & KEY_END != 0 {
@@ -214,11 +224,19 @@ fn scan_member(scan: &[u8], from: usize) -> Scanned {
         key_ok: key_ok && seen,
         value_ok: true,
         percent: false,
+        plain: true,
     };
     if scan.get(i) == Some(&b'=') {
         found.eq = Some(i);
         i += 1;
-        let (mut value_ok, mut seen, mut gap, mut percent) = (true, false, false, false);
+        // `ENCODE` is clear only on `baggage-octet` bytes other than `%`: no separator, blank
+        // or rejected byte among them.
+        let value_start = i;
+        while scan.get(i).is_some_and(|&b| class(b) & ENCODE == 0) {
+            i += 1;
+        }
+        let (mut value_ok, mut seen, mut gap) = (true, i > value_start, false);
+        let (mut percent, mut plain) = (false, true);
         while let Some(&b) = scan.get(i) {
             let c = class(b);
             if c & VALUE_END != 0 {
@@ -229,12 +247,14 @@ fn scan_member(scan: &[u8], from: usize) -> Scanned {
             } else {
                 value_ok &= c & VALUE_REJECT == 0 && !gap;
                 percent |= b == b'%';
+                plain &= c & ENCODE == 0;
                 seen = true;
             }
             i += 1;
         }
         found.value_ok = value_ok;
         found.percent = percent;
+        found.plain = plain;
     }
     if scan.get(i) == Some(&b';') {
         found.semi = Some(i);
@@ -338,7 +358,7 @@ impl Parser {
                 None => return false,
             }
         } else {
-            exact &= encoded_len(value) == value.len();
+            exact &= found.plain;
             value.to_owned()
         };
         let metadata = match found.semi.and_then(|semi| header.get(semi + 1..end)) {
@@ -369,11 +389,30 @@ impl Parser {
     }
 }
 
-/// Whether `decoded`, percent-encoded as [`W3cBaggage::header_value`] does, is `raw`.
+/// Whether `decoded`, percent-encoded as [`W3cBaggage::header_value`] does, is `raw`
+/// (compared as it goes, nothing written).
 fn encodes_as(decoded: &str, raw: &str) -> bool {
-    let mut encoded = String::with_capacity(raw.len());
-    push_encoded(&mut encoded, decoded);
-    encoded == raw
+    let raw = raw.as_bytes();
+    let mut at = 0;
+    for &b in decoded.as_bytes() {
+        if class(b) & ENCODE != 0 {
+            let escape = [
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0x0F)],
+            ];
+            if raw.get(at..at + 3) != Some(&escape[..]) {
+                return false;
+            }
+            at += 3;
+        } else {
+            if raw.get(at) != Some(&b) {
+                return false;
+            }
+            at += 1;
+        }
+    }
+    at == raw.len()
 }
 
 /// Bytes `value` takes once percent-encoded.
@@ -501,38 +540,49 @@ impl W3cBaggage {
     }
 }
 
-/// The last `baggage` header a thread read on the default formats' fast path, with a context
-/// holding nothing but its parsed baggage (see [`W3cBaggage::context_from_headers`]).
+/// The `baggage` header as received, kept in the extracted context beside the `Baggage`
+/// parsed from it when the text says exactly what that baggage holds (no blanks, no dropped
+/// or repeated member, escapes as [`W3cBaggage::header_value`] writes them).
+///
+/// Injection writes this text back, in its received order, as long as the context's baggage
+/// is that very `Baggage` (the same allocation: `parsed` keeps it alive, so no other baggage
+/// can take its address while this value exists); a handler that replaces the baggage gets
+/// it written member by member. Unlike a per-thread memory, this holds however many requests
+/// a thread interleaves.
+#[derive(Debug)]
+pub(crate) struct ReceivedBaggage {
+    /// The header's text, copied (a request's header value may share a buffer with the rest
+    /// of its connection's reads).
+    text: Arc<str>,
+    /// A context holding only the parsed baggage.
+    parsed: Context,
+}
+
+/// The last `baggage` header a thread read on the default formats' fast path, with the
+/// context extraction made of it (see [`W3cBaggage::context_from_headers`]).
 ///
 /// Building OpenTelemetry's `Baggage` is most of an extraction's cost, and none of it can be
 /// skipped through its API: each member is one insert into a `HashMap` with SipHash that grows
 /// from empty (no way to size it), and opentelemetry 0.33 checks every key byte against its
-/// list of separators with a `memchr` each (callgrind, 8 members: 14.8k of the extraction's
-/// 29.9k instructions were those inserts, 8.8k of them the key check). A caller that sends
-/// the same baggage again (a gateway's or a mesh's fixed members, a client's session) gets
-/// the baggage already built: a comparison of the header's bytes and a reference count.
-/// Anything else costs one comparison more and a copy of the header's text.
-///
-/// The same memory lets injection write the received text back when the baggage injected is
-/// that very one (the same allocation, which this memory keeps alive, so no other baggage can
-/// take its address) and the text says exactly what the baggage holds
-/// (`Recent::canonical`).
+/// list of separators with a `memchr` each (callgrind, 8 members: 16.8k instructions built
+/// and dropped, more than everything else an extraction and an injection do). A caller that
+/// sends the same baggage again (a gateway's or a mesh's fixed members, a client's session)
+/// gets the context already built: a comparison of the header's bytes and a reference count.
+/// Anything else costs one comparison more.
 mod recent {
     use std::cell::RefCell;
+    use std::sync::Arc;
 
-    use opentelemetry::baggage::{Baggage, BaggageExt};
     use opentelemetry::Context;
 
     /// One thread's memory.
-    pub(super) struct Recent {
-        /// The header's text, copied (a request's header value may share a buffer with the
-        /// rest of its connection's reads).
-        pub(super) text: Box<str>,
-        /// A context with only the parsed baggage.
-        pub(super) cx: Context,
-        /// Whether `text` is what [`W3cBaggage::header_value`](super::W3cBaggage) writes of
-        /// the baggage, member order aside (found while parsing).
-        pub(super) canonical: bool,
+    struct Recent {
+        /// The header's text, shared with the context's
+        /// [`ReceivedBaggage`](super::ReceivedBaggage) when it has one.
+        text: Arc<str>,
+        /// The context extraction made of it: the parsed baggage, and the received text
+        /// when that says exactly what the baggage holds.
+        cx: Context,
     }
 
     thread_local! {
@@ -551,13 +601,9 @@ mod recent {
             .flatten()
     }
 
-    /// Keeps `text` and its baggage's context as this thread's last.
-    pub(super) fn keep(text: &str, cx: Context, canonical: bool) {
-        let kept = Recent {
-            text: text.into(),
-            cx,
-            canonical,
-        };
+    /// Keeps `text` and the context made of it as this thread's last.
+    pub(super) fn keep(text: Arc<str>, cx: Context) {
+        let kept = Recent { text, cx };
         // The one it replaces is dropped after the borrow ends.
         let _replaced = RECENT
             .try_with(|recent| {
@@ -570,24 +616,14 @@ mod recent {
             .flatten()
             .flatten();
     }
-
-    /// Calls `f` with the memory when `baggage` is the one it holds.
-    pub(super) fn with_same<T>(baggage: &Baggage, f: impl FnOnce(&Recent) -> T) -> Option<T> {
-        RECENT
-            .try_with(|recent| {
-                let recent = recent.try_borrow().ok()?;
-                let recent = recent.as_ref()?;
-                std::ptr::eq(recent.cx.baggage(), baggage).then(|| f(recent))
-            })
-            .ok()
-            .flatten()
-    }
 }
 
 impl W3cBaggage {
     /// A context holding the baggage of `headers`' one `baggage` header (`None` when there is
-    /// none, or it holds no valid member), remembered per thread: see [`recent`]. Several
-    /// `baggage` headers, or one over 8192 bytes, are parsed as before and not remembered.
+    /// none, or it holds no valid member), with the received text beside it when that says
+    /// exactly what the baggage holds ([`ReceivedBaggage`]), remembered per thread: see
+    /// [`recent`]. Several `baggage` headers, or one over 8192 bytes, are parsed as before and
+    /// neither kept as text nor remembered.
     pub(crate) fn context_from_headers(headers: &http::HeaderMap) -> Option<Context> {
         let mut values = headers.get_all(&BAGGAGE).iter();
         let first = values.next()?;
@@ -604,41 +640,52 @@ impl W3cBaggage {
         if baggage.is_empty() {
             return None;
         }
-        let cx = Context::new().with_baggage(baggage);
-        recent::keep(text, cx.clone(), canonical);
+        let text: Arc<str> = Arc::from(text);
+        let parsed = Context::new().with_baggage(baggage);
+        let cx = if canonical {
+            parsed.with_value(ReceivedBaggage {
+                text: Arc::clone(&text),
+                parsed: parsed.clone(),
+            })
+        } else {
+            parsed
+        };
+        recent::keep(text, cx.clone());
         Some(cx)
     }
 
-    /// The header value for `baggage` and `correlation` written from the received text, when
-    /// `baggage` is the one this thread's memory holds and that text says exactly what it
-    /// holds; the correlation id is added as [`header_value_with`](Self::header_value_with)
-    /// adds it. `None`: write it member by member.
-    fn received_value(baggage: &Baggage, correlation: Option<&CorrelationId>) -> Option<String> {
-        recent::with_same(baggage, |recent| {
-            if !recent.canonical {
-                return None;
+    /// The header value for `cx`'s `baggage` and `correlation` written from the received
+    /// text, when `cx` holds a [`ReceivedBaggage`] and `baggage` is the one parsed from it;
+    /// the correlation id is added as [`header_value_with`](Self::header_value_with) adds it.
+    /// `None`: write it member by member.
+    fn received_value(
+        cx: &Context,
+        baggage: &Baggage,
+        correlation: Option<&CorrelationId>,
+    ) -> Option<String> {
+        let received = cx
+            .get::<ReceivedBaggage>()
+            .filter(|received| std::ptr::eq(received.parsed.baggage(), baggage))?;
+        let text = &*received.text;
+        let Some(id) = correlation else {
+            return Some(String::from(text));
+        };
+        match baggage.get(BAGGAGE_KEY) {
+            Some(value) if value.as_str() == id.as_str() => Some(String::from(text)),
+            // Another value would have to be taken out of the text: member by member.
+            Some(_) => None,
+            None => {
+                let mut writer = Writer {
+                    out: String::with_capacity(
+                        text.len() + 1 + BAGGAGE_KEY.len() + 1 + id.as_str().len(),
+                    ),
+                    members: baggage.len(),
+                };
+                writer.out.push_str(text);
+                writer.push(BAGGAGE_KEY, id.as_str(), "");
+                Some(writer.out)
             }
-            let Some(id) = correlation else {
-                return Some(String::from(&*recent.text));
-            };
-            match baggage.get(BAGGAGE_KEY) {
-                Some(value) if value.as_str() == id.as_str() => Some(String::from(&*recent.text)),
-                // Another value would have to be taken out of the text: member by member.
-                Some(_) => None,
-                None => {
-                    let mut writer = Writer {
-                        out: String::with_capacity(
-                            recent.text.len() + 1 + BAGGAGE_KEY.len() + 1 + id.as_str().len(),
-                        ),
-                        members: baggage.len(),
-                    };
-                    writer.out.push_str(&recent.text);
-                    writer.push(BAGGAGE_KEY, id.as_str(), "");
-                    Some(writer.out)
-                }
-            }
-        })
-        .flatten()
+        }
     }
 
     /// Reads `baggage` straight from a header map.
@@ -659,7 +706,7 @@ impl TextMapPropagator for W3cBaggage {
         // The request's correlation id travels as the `correlation.id` member.
         let correlation = CorrelationId::from_context(cx);
         let baggage = cx.baggage();
-        let value = Self::received_value(baggage, correlation.as_ref())
+        let value = Self::received_value(cx, baggage, correlation.as_ref())
             .or_else(|| Self::header_value_with(baggage, correlation.as_ref()));
         if let Some(value) = value {
             injector.set(BAGGAGE.as_str(), value);
@@ -770,6 +817,31 @@ mod tests {
                 .collect::<std::collections::BTreeSet<_>>(),
             ["x=1", "y=2", "correlation.id=other"].into()
         );
+    }
+
+    #[test]
+    fn a_context_read_before_other_headers_still_sends_its_received_text() {
+        // Requests interleaved on one thread: each context keeps its own received text.
+        let first = W3cBaggage::context_from_headers(&baggage_headers(EIGHT)).expect("baggage");
+        let second =
+            W3cBaggage::context_from_headers(&baggage_headers("z=9,y=8,x=7")).expect("baggage");
+        let _third = W3cBaggage::context_from_headers(&baggage_headers("w=1")).expect("b");
+        // In the order received: member by member, the order would be the hash map's.
+        assert_eq!(injected(&first).as_deref(), Some(EIGHT));
+        assert_eq!(injected(&second).as_deref(), Some("z=9,y=8,x=7"));
+        let id = CorrelationId::parse("order-42").expect("valid");
+        assert_eq!(
+            injected(&first.with_value(id)),
+            Some(format!("{EIGHT},correlation.id=order-42"))
+        );
+        // A baggage put in its place, even once the first is gone, is its own.
+        let replaced = {
+            let mut other = Baggage::new();
+            let _ = other.insert("only", "1");
+            first.with_baggage(other)
+        };
+        drop(first);
+        assert_eq!(injected(&replaced).as_deref(), Some("only=1"));
     }
 
     #[test]

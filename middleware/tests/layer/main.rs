@@ -8,6 +8,7 @@ mod b3_and_jaeger_round_trip_and_mix;
 mod continues_valid_traceparent_and_restarts_on_malformed;
 mod correlation_id_is_read_validated_and_echoed;
 mod fuzz_corpus_replays_cleanly;
+mod handlers_see_every_incoming_baggage_member;
 mod headers_are_captured_only_when_allowed;
 mod hostile_headers_are_capped_and_still_served;
 mod observers_see_every_request_whatever_the_sampler;
