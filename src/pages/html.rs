@@ -1,5 +1,6 @@
 //! The pages as HTML, rendered on the server from each page's JSON value (so the HTML and its
-//! twin show the same figures), with the stylesheet embedded and no script.
+//! twin show the same figures), with the stylesheet embedded; the one script, for live
+//! refresh only, is a file of its own (`pages.js`), so the CSP allows no inline script.
 //!
 //! Why hand-written rather than `maud` or `askama`: six small pages do not repay a template
 //! engine's proc-macro build, and escaping stays safe by construction all the same: [`Html`]
@@ -99,10 +100,14 @@ fn page(base: &str, title: &str, body: Html) -> Response {
         .text(title)
         .raw("</title><style>")
         .raw(STYLE)
-        .raw("</style></head><body><nav>");
+        .raw("</style><script src=\"")
+        .text(&format!("{base}/pages.js"))
+        .raw("\" defer></script></head><body><nav>");
     for (path, label) in NAV {
         h.link(&format!("{base}{path}"), label);
     }
+    // Shown by the script only: without it, there is nothing to turn on.
+    h.raw("<label id=\"live\" hidden><input type=\"checkbox\" id=\"live-refresh\"> Live</label>");
     h.raw("</nav><main><h1>").text(title).raw("</h1>");
     h.0.push_str(&body.0);
     h.raw("</main></body></html>");
@@ -116,13 +121,33 @@ fn html_response(h: Html) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    // No script at all, styles only from the page itself, forms only back to the pages.
+    // Scripts only from the pages' own file (no inline script), fetches only back to the
+    // service, styles only from the page itself, forms only back to the pages.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
+    response
+}
+
+/// The live-refresh script, embedded in the binary.
+const SCRIPT: &str = include_str!("pages.js");
+
+/// `{pages}/pages.js`: the script every page loads for live refresh.
+pub(crate) fn script() -> Response {
+    let mut response = SCRIPT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -159,6 +184,44 @@ fn sparkline(h: &mut Html, values: &[f64], label: &str) {
         h.raw("<i style=\"height:")
             .num(pct.max(2.0), 0)
             .raw("%\"></i>");
+    }
+    h.raw("</span>");
+}
+
+/// A latency histogram as a sparkline: one bar per bucket, heights relative to the fullest,
+/// each with its bound and count as a tooltip and as `data-count`.
+fn histogram(h: &mut Html, counts: &Value, bounds_ms: &Value) {
+    let counts: Vec<f64> = counts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c.as_f64().unwrap_or(0.0))
+        .collect();
+    let bounds: Vec<f64> = bounds_ms
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    let max = counts.iter().copied().fold(0.0_f64, f64::max);
+    h.raw("<span class=\"spark hist\" role=\"img\" aria-label=\"latency histogram\">");
+    for (i, count) in counts.iter().enumerate() {
+        let pct = if max > 0.0 { count / max * 100.0 } else { 0.0 };
+        h.raw("<i data-count=\"").num(*count, 0).raw("\" title=\"");
+        match bounds.get(i) {
+            Some(bound) => h.raw("up to ").num(*bound, 0).raw(" ms: "),
+            None => h
+                .raw("over ")
+                .num(bounds.last().copied().unwrap_or(0.0), 0)
+                .raw(" ms: "),
+        };
+        h.num(*count, 0).raw("\" style=\"height:");
+        // An empty bucket stays a hairline, a full one at least a few pixels.
+        if *count > 0.0 {
+            h.num(pct.max(12.0), 0).raw("%\"></i>");
+        } else {
+            h.raw("0\" class=\"empty\"></i>");
+        }
     }
     h.raw("</span>");
 }
@@ -241,12 +304,16 @@ pub(crate) fn routes(base: &str, v: &Value) -> Response {
         .link(&format!("{base}/routes?sort=p95_ms"), "p95 ms")
         .raw("</th><th>")
         .link(&format!("{base}/routes?sort=p99_ms"), "p99 ms")
-        .raw("</th><th>Latency p50 to max</th><th>Bottleneck</th></tr></thead><tbody>");
+        .raw("</th><th>Latency histogram</th><th>Bottleneck</th></tr></thead><tbody>");
     for route in v["routes"].as_array().into_iter().flatten() {
         for (i, window) in ["1m", "5m", "1h"].iter().enumerate() {
             let w = &route["windows"][window];
             h.raw("<tr data-route=\"")
                 .text(route["operation"].as_str().unwrap_or(""))
+                .raw("\" data-window=\"")
+                .text(window)
+                .raw("\" data-count=\"")
+                .value(&w["count"])
                 .raw("\">");
             if i == 0 {
                 h.raw("<td rowspan=\"3\">")
@@ -271,11 +338,7 @@ pub(crate) fn routes(base: &str, v: &Value) -> Response {
                 .raw("</td><td>")
                 .num(w["p99_ms"].as_f64().unwrap_or(0.0), 1)
                 .raw("</td><td>");
-            let profile: Vec<f64> = ["p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"]
-                .iter()
-                .map(|k| w[k].as_f64().unwrap_or(0.0))
-                .collect();
-            sparkline(&mut h, &profile, "latency at p50, p90, p95, p99 and max");
+            histogram(&mut h, &w["buckets"], &v["bucket_bounds_ms"]);
             h.raw("</td>");
             if i == 0 {
                 h.raw("<td rowspan=\"3\" class=\"wrap\">");
@@ -464,7 +527,7 @@ pub(crate) fn errors(base: &str, v: &Value) -> Response {
     h.raw("<p>")
         .value(&v["total"])
         .raw(" errors since start.</p>");
-    h.raw("<div class=\"scroll\"><table class=\"list\" id=\"errors\"><thead><tr><th>Error</th><th>Count</th><th>1m / 5m / 1h</th><th>Severity</th><th>Category</th><th>Routes</th><th>First seen</th><th>Last seen</th><th>Sample traces</th></tr></thead><tbody>");
+    h.raw("<div class=\"scroll\"><table class=\"list\" id=\"errors\"><thead><tr><th>Error</th><th>Count</th><th>1m / 5m / 1h</th><th>Severity</th><th>Category</th><th>Routes</th><th>First seen</th><th>Last seen</th><th>Alert</th><th>Sample traces</th></tr></thead><tbody>");
     for g in v["groups"].as_array().into_iter().flatten() {
         h.raw("<tr class=\"group\" data-fingerprint=\"")
             .value(&g["fingerprint"])
@@ -505,7 +568,9 @@ pub(crate) fn errors(base: &str, v: &Value) -> Response {
             .value(&g["first_seen_unix_ms"])
             .raw("</td><td>")
             .value(&g["last_seen_unix_ms"])
-            .raw("</td><td>");
+            .raw("</td>");
+        alert_cell(&mut h, &g["alert"]);
+        h.raw("<td>");
         for s in g["samples"].as_array().into_iter().flatten() {
             let id = s["trace_id"].as_str().unwrap_or("");
             match s["link"].as_str() {
@@ -518,6 +583,29 @@ pub(crate) fn errors(base: &str, v: &Value) -> Response {
     }
     h.raw("</tbody></table></div>");
     page(base, "Errors", h)
+}
+
+/// A group's alert state: `firing` or `fired`, the rule, when, and the webhook post's fate.
+fn alert_cell(h: &mut Html, alert: &Value) {
+    let Some(state) = alert["state"].as_str() else {
+        h.raw("<td class=\"alert\">-</td>");
+        return;
+    };
+    h.raw(if state == "firing" {
+        "<td class=\"alert firing\" data-alert=\"firing\">"
+    } else {
+        "<td class=\"alert\" data-alert=\"fired\">"
+    })
+    .text(state)
+    .raw(": ")
+    .value(&alert["rule"])
+    .raw("<br><small>at ")
+    .value(&alert["fired_at_unix_ms"])
+    .raw(", ")
+    .value(&alert["alerts"])
+    .raw(" alerts, webhook <span class=\"delivery\">")
+    .value(&alert["delivery"])
+    .raw("</span></small></td>");
 }
 
 pub(crate) fn bottlenecks(base: &str, v: &Value) -> Response {

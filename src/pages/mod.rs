@@ -28,15 +28,17 @@
 //! | Path | Shows |
 //! |---|---|
 //! | `/` | service, uptime, spans exported, dropped, rejected, queued; error storage; sampling; the store; process resources |
-//! | `/routes` | per operation over 1 min, 5 min, 1 h: rate, error ratio, p50/p95/p99; links to its traces and bottleneck |
+//! | `/routes` | per operation over 1 min, 5 min, 1 h: rate, error ratio, p50/p95/p99, a latency histogram; links to its traces and bottleneck |
 //! | `/traces` | recent traces; `?route=`, `?status=error`, `?min_ms=`, `?q=` (a trace id or a correlation id) |
 //! | `/traces/{trace id}` | the waterfall, and every span's attributes, events and exception stack |
-//! | `/errors` | error groups: count, first and last seen, severity, category, routes, sample traces |
+//! | `/errors` | error groups: count, first and last seen, severity, category, routes, sample traces, alert state |
 //! | `/bottlenecks` | per route, the share of each operation on the critical path |
 //!
 //! Each answers JSON with `Accept: application/json`, or with `.json` after the path
 //! (`/_tracing/routes.json`, `/_tracing.json` for the overview); otherwise HTML, rendered on
-//! the server, with the stylesheet in the binary, no script, usable on a phone.
+//! the server, with the stylesheet in the binary, usable on a phone and with JavaScript off.
+//! The one script (`/pages.js`, in the binary too) only adds live refresh: a "Live" box that,
+//! once ticked, fetches the page every 2 s and replaces its content without a reload.
 //!
 //! # What they cost
 //! The pages are mounted outside the tracing layer, so their own requests are neither traced
@@ -47,13 +49,16 @@
 //! [`TracingGuard::force_flush`](crate::TracingGuard::force_flush)). With no exporter
 //! (`OTEL_TRACES_EXPORTER=none`), a worker is started for the pages alone. The store holds at
 //! most 2,000 traces and 16 MiB (its bytes counted as it stores them), 10 traces per latency
-//! bucket and route, errors and slow traces longer than fast ones.
+//! bucket and route, errors and slow traces longer than fast ones; [`StoreLimits`] changes the
+//! bounds.
 //!
 //! # Who may read them
 //! See [`PagesAccess`]: loopback only by default; networks, and a bearer token or the login
-//! form's cookie, from elsewhere.
+//! form's cookie, from elsewhere. After five wrong tokens at the login form in a minute, a
+//! client's sign-ins get `429 Too Many Requests` with `Retry-After` until the minute ends.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -65,14 +70,17 @@ use serde_json::Value;
 mod access;
 mod html;
 pub(crate) mod store;
+mod throttle;
 mod views;
 
 pub use access::PagesAccess;
+pub use store::StoreLimits;
 
 use crate::errors::ErrorTracking;
 use crate::health::HealthState;
 use crate::profiling::Profiling;
 use store::RecentTraces;
+use throttle::{Client, LoginThrottle};
 
 /// What the pages read, taken from the guard at set-up.
 #[derive(Clone)]
@@ -95,9 +103,11 @@ where
 {
     let base = path.trim_end_matches('/');
     let state = Arc::new(state);
+    let throttle = Arc::new(LoginThrottle::default());
     let handler = move |req: Request| {
         let state = state.clone();
-        async move { answer(&state, req).await }
+        let throttle = throttle.clone();
+        async move { answer(&state, &throttle, req).await }
     };
     let routes = axum::routing::get(handler.clone()).post(handler.clone());
     let app = app
@@ -112,7 +122,7 @@ where
 }
 
 /// The answer to any request under the pages' path.
-async fn answer(state: &PagesState, req: Request) -> Response {
+async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> Response {
     let base = &*state.base;
     let path = req.uri().path();
     let rest = if path == format!("{base}.json") {
@@ -121,13 +131,16 @@ async fn answer(state: &PagesState, req: Request) -> Response {
         path.strip_prefix(base).unwrap_or("")
     };
     if rest == "/login" {
-        return login(state, req).await;
+        return login(state, throttle, req).await;
     }
     if let Some(refusal) = state.access.refuses(&req, base) {
         return refusal;
     }
     if req.method() != Method::GET {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    if rest == "/pages.js" {
+        return html::script();
     }
     let (rest, suffix) = match rest.strip_suffix(".json") {
         Some(rest) => (rest, true),
@@ -194,8 +207,9 @@ fn prefers_json(req: &Request) -> bool {
 const MAX_LOGIN_BODY: usize = 4096;
 
 /// `GET {pages}/login`: the form; `POST`: checks the token and sets the cookie. Without a
-/// token to check against, the pages' refusal. Every wrong token gets the same answer.
-async fn login(state: &PagesState, req: Request) -> Response {
+/// token to check against, the pages' refusal. Every wrong token gets the same answer; a
+/// client past its wrong tokens for the minute gets `429` (see the `throttle` module).
+async fn login(state: &PagesState, throttle: &LoginThrottle, req: Request) -> Response {
     let base = &*state.base;
     if !state.access.takes_tokens() {
         return StatusCode::FORBIDDEN.into_response();
@@ -205,6 +219,10 @@ async fn login(state: &PagesState, req: Request) -> Response {
     }
     if req.method() != Method::POST {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let client = Client::of(&req);
+    if let Some(wait) = throttle.refuses(client, Instant::now()) {
+        return too_many_attempts(wait);
     }
     // Over HTTPS (or behind a proxy that says so), the cookie is never sent over plain HTTP.
     let https = req.uri().scheme_str() == Some("https")
@@ -218,10 +236,12 @@ async fn login(state: &PagesState, req: Request) -> Response {
     };
     let token = form_value(&body, "token").unwrap_or_default();
     if !state.access.is_token(&token) {
+        throttle.failed(client, Instant::now());
         let mut response = html::login(base, true);
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
+    throttle.succeeded(client);
     let cookie = format!(
         "{}={}; Path={}; HttpOnly; SameSite=Strict{}",
         access::COOKIE,
@@ -238,6 +258,20 @@ async fn login(state: &PagesState, req: Request) -> Response {
     if let Ok(location) = HeaderValue::from_str(&format!("{base}/")) {
         headers.insert(header::LOCATION, location);
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `429` with `Retry-After` (whole seconds, rounded up), the same whatever the token.
+fn too_many_attempts(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts; try again later.\n",
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

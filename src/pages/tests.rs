@@ -12,7 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use super::PagesAccess;
-use crate::{ServiceTracing, TracesExporter, TracingGuard};
+use crate::{AlertRule, ServiceTracing, TracesExporter, TracingGuard, Window};
 
 const LOOPBACK: Option<&str> = Some("127.0.0.1:5000");
 const FAR: Option<&str> = Some("203.0.113.9:5000");
@@ -299,6 +299,53 @@ async fn the_login_form_sets_a_cookie_and_answers_every_wrong_token_alike() {
     drop(guard);
 }
 
+/// Past five wrong tokens in a minute, a client's sign-ins get 429 with `Retry-After`, the
+/// same answer whatever the token (the right one included, until the minute ends); other
+/// clients and bearer tokens are not held back.
+#[tokio::test]
+async fn repeated_wrong_tokens_at_the_login_form_get_429_with_retry_after() {
+    let (app, guard) = setup(PagesAccess::loopback().with_bearer_token("s3cret-token"));
+    let sign_in = |token: &str, peer: &'static str| {
+        let request = http::Request::post("/_tracing/login")
+            .header("content-type", "application/x-www-form-urlencoded");
+        let app = app.clone();
+        let body = format!("token={token}");
+        async move { send(&app, request, Some(peer), &body).await }
+    };
+    for i in 0..super::throttle::MAX_FAILURES {
+        let answer = sign_in(&format!("guess-{i}"), "203.0.113.9:1000").await;
+        assert_eq!(answer.status, 401, "wrong token {i}");
+    }
+    let mut answers = Vec::new();
+    for token in ["s3cret-tokem", "nothing like it", "s3cret-token"] {
+        let answer = sign_in(token, "203.0.113.9:2000").await;
+        assert_eq!(answer.status, 429, "{token:?}: {}", answer.body);
+        let wait: u64 = answer.headers["retry-after"]
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .expect("seconds");
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(answer.headers.get("set-cookie").is_none());
+        says_nothing(&answer);
+        answers.push((answer.status, answer.headers.len(), answer.body));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert_eq!(
+        sign_in("s3cret-token", "198.51.100.7:1000").await.status,
+        303,
+        "another client signs in"
+    );
+    assert_eq!(
+        get_page(&app, "/_tracing/routes.json", FAR, Some("s3cret-token"))
+            .await
+            .status,
+        200,
+        "the bearer token still opens the pages"
+    );
+    drop(guard);
+}
+
 /// 3 answered orders, 2 failures, 1 request with planted secrets; then every page, as JSON and
 /// as HTML.
 #[tokio::test]
@@ -498,6 +545,8 @@ async fn the_pages_show_known_traffic_as_json_and_html() {
     assert_eq!(groups[0]["message"], "item 7 is out of stock");
     assert_eq!(groups[0]["routes"][0], "GET /fail");
     assert_eq!(groups[0]["samples"].as_array().map(Vec::len), Some(2));
+    assert_eq!(groups[0]["alert"], Value::Null, "no rule, no alert");
+    assert_eq!(errors["alert_rules"], false);
     assert!(
         groups[0]["samples"][0]["link"]
             .as_str()
@@ -536,11 +585,37 @@ async fn the_pages_show_known_traffic_as_json_and_html() {
         let page = html(&app, path).await;
         assert_eq!(page.status, 200, "{path}");
         assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
-        assert!(page.headers["content-security-policy"]
+        let csp = page.headers["content-security-policy"]
             .to_str()
-            .is_ok_and(|c| c.contains("default-src 'none'")));
-        assert!(!page.body.contains("<script"), "{path}");
+            .expect("ascii");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self';"),
+            "{csp}"
+        );
+        // One script, from its file: nothing inline, and the page is whole without it.
+        assert_eq!(
+            page.body.matches("<script").count(),
+            1,
+            "{path}: {}",
+            page.body
+        );
+        assert!(page
+            .body
+            .contains("<script src=\"/_tracing/pages.js\" defer></script>"));
+        assert!(page.body.contains("<label id=\"live\" hidden>"), "{path}");
     }
+    let script = get_page(&app, "/_tracing/pages.js", LOOPBACK, None).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.headers["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.body.contains("live-refresh"), "{}", script.body);
+    assert_eq!(
+        get_page(&app, "/_tracing/pages.js", FAR, None).await.status,
+        403,
+        "the script is behind the same door"
+    );
     let routes_page = html(&app, "/_tracing/routes").await.body;
     assert!(
         routes_page.contains("href=\"/_tracing/traces?route=GET%20%2Forders\""),
@@ -554,6 +629,226 @@ async fn the_pages_show_known_traffic_as_json_and_html() {
     assert!(page.contains("OutOfStock") || page.contains("out of stock"));
     assert_eq!(html(&app, "/_tracing/nothing").await.status, 404);
     drop(guard);
+}
+
+/// A count rule fires on the second failure and its webhook takes the post: the errors page
+/// shows the group's alert as firing, the rule, when, and the delivery, as JSON and HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_errors_page_shows_a_group_s_alert_and_its_webhook_delivery() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = posts.clone();
+    let receiver = Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { StatusCode::NO_CONTENT }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let (app, guard) = ServiceTracing::builder("shop")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .exporter(TracesExporter::None)
+        .alert_rule(AlertRule::count(2, Window::OneMinute).named("two out of stock"))
+        .alert_webhook(hook)
+        .pages("/_tracing")
+        .init(app())
+        .expect("setup");
+    let before = crate::clock::unix_ms(std::time::SystemTime::now());
+    for _ in 0..2 {
+        assert_eq!(get_page(&app, "/fail", LOOPBACK, None).await.status, 500);
+    }
+    // Waits for the alerts to be evaluated and their posts to settle.
+    guard.force_flush().expect("flush");
+    let after = crate::clock::unix_ms(std::time::SystemTime::now());
+    assert_eq!(posts.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let errors = get_page(&app, "/_tracing/errors.json", LOOPBACK, None)
+        .await
+        .json();
+    assert_eq!(errors["alert_rules"], true);
+    let alert = &errors["groups"][0]["alert"];
+    assert_eq!(alert["state"], "firing", "{errors}");
+    assert_eq!(alert["rule"], "two out of stock");
+    assert_eq!(alert["kind"], "count");
+    assert_eq!(alert["alerts"], 1);
+    assert_eq!(alert["delivery"], "delivered");
+    let fired = alert["fired_at_unix_ms"].as_u64().expect("time");
+    assert!(
+        (before..=after).contains(&fired),
+        "{before} {fired} {after}"
+    );
+
+    let page = html(&app, "/_tracing/errors").await.body;
+    assert!(page.contains("data-alert=\"firing\""), "{page}");
+    assert!(page.contains("two out of stock"), "{page}");
+    assert!(
+        page.contains("<span class=\"delivery\">delivered</span>"),
+        "{page}"
+    );
+    drop(guard);
+}
+
+/// Known latencies on one route: the routes page counts them in the duration metric's
+/// buckets, in the JSON twin and as the bars of the row's histogram.
+#[tokio::test]
+async fn the_routes_page_draws_each_route_s_latency_histogram() {
+    let (app, guard) = setup(PagesAccess::default());
+    let profiling = guard.profiling().expect("profiling");
+    for ms in [3, 3, 3, 30, 30, 700, 20_000] {
+        profiling.record_request(
+            "GET",
+            Some("/known"),
+            std::time::Duration::from_millis(ms),
+            false,
+        );
+    }
+    // Up to 5 ms: 3; over 25 up to 50 ms: 2; over 500 up to 750 ms: 1; over 10 s: 1.
+    let expected: Vec<u64> = vec![3, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    let routes = get_page(&app, "/_tracing/routes.json", LOOPBACK, None)
+        .await
+        .json();
+    assert_eq!(routes["bucket_bounds_ms"][0], 5.0);
+    assert_eq!(
+        routes["bucket_bounds_ms"].as_array().map(Vec::len),
+        Some(expected.len() - 1)
+    );
+    let known = routes["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["operation"] == "GET /known")
+        .unwrap_or_else(|| panic!("{routes}"));
+    for window in ["1m", "5m", "1h"] {
+        assert_eq!(
+            known["windows"][window]["buckets"],
+            serde_json::json!(expected),
+            "{window}"
+        );
+    }
+
+    let page = html(&app, "/_tracing/routes").await.body;
+    let row = page
+        .split("<tr data-route=\"GET /known\" data-window=\"1m\" data-count=\"7\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{page}"));
+    let chart = row
+        .split("<span class=\"spark hist\"")
+        .nth(1)
+        .and_then(|c| c.split("</span>").next())
+        .unwrap_or_else(|| panic!("{row}"));
+    let bars: Vec<u64> = chart
+        .split("data-count=\"")
+        .skip(1)
+        .filter_map(|b| b.split('"').next()?.parse().ok())
+        .collect();
+    assert_eq!(bars, expected, "{chart}");
+    assert!(chart.contains("title=\"over 10000 ms: 1\""), "{chart}");
+    assert!(!chart.contains("<script"));
+    drop(guard);
+}
+
+/// With a 256 KiB bound set through the builder, ten routes of traces carrying 16 KiB of
+/// attributes each (1.6 MiB in all) leave the store within 256 KiB.
+#[tokio::test]
+async fn a_small_byte_bound_set_on_the_builder_holds() {
+    const BOUND: usize = 256 * 1024;
+    let mut app = Router::new();
+    for i in 0..10 {
+        app = app.route(
+            &format!("/big{i}"),
+            get(|| async {
+                opentelemetry::Context::map_current(|cx| {
+                    for a in 0..16 {
+                        let text = format!("{a}").repeat(1024);
+                        cx.span()
+                            .set_attribute(KeyValue::new(format!("payload.{a}"), text));
+                    }
+                });
+                "big"
+            }),
+        );
+    }
+    let (app, guard) = ServiceTracing::builder("shop")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .exporter(TracesExporter::None)
+        .pages("/_tracing")
+        .pages_store_limits(
+            super::StoreLimits::new()
+                .max_bytes(BOUND)
+                .max_bytes_per_trace(64 * 1024),
+        )
+        .init(app)
+        .expect("setup");
+    for round in 0..10 {
+        for i in 0..10 {
+            let path = format!("/big{i}");
+            assert_eq!(get_page(&app, &path, LOOPBACK, None).await.status, 200);
+        }
+        if round % 3 == 0 {
+            guard.force_flush().expect("flush");
+        }
+    }
+    guard.force_flush().expect("flush");
+    let store = get_page(&app, "/_tracing.json", LOOPBACK, None)
+        .await
+        .json()["store"]
+        .clone();
+    assert_eq!(store["max_bytes"], BOUND, "{store}");
+    let bytes = store["bytes"].as_u64().expect("bytes");
+    assert!(bytes <= BOUND as u64, "{store}");
+    assert!(bytes > BOUND as u64 / 2, "the store is used: {store}");
+    assert!(store["evicted"].as_u64() > Some(0), "{store}");
+    assert!(store["traces"].as_u64() < Some(100), "{store}");
+    drop(guard);
+}
+
+/// A zero or absurd store bound fails set-up with an error naming it, never a panic.
+#[test]
+fn store_bounds_out_of_range_fail_setup_naming_the_bound() {
+    use super::StoreLimits;
+    let cases = [
+        (StoreLimits::new().max_traces(0), "max_traces"),
+        (StoreLimits::new().max_traces(usize::MAX), "max_traces"),
+        (StoreLimits::new().max_bytes(0), "max_bytes"),
+        (StoreLimits::new().max_bytes(usize::MAX), "max_bytes"),
+        (
+            StoreLimits::new().max_spans_per_trace(0),
+            "max_spans_per_trace",
+        ),
+        (
+            StoreLimits::new().max_bytes_per_trace(0),
+            "max_bytes_per_trace",
+        ),
+        (
+            StoreLimits::new()
+                .max_bytes(1 << 20)
+                .max_bytes_per_trace(2 << 20),
+            "max_bytes_per_trace",
+        ),
+        (StoreLimits::new().max_routes(0), "max_routes"),
+        (StoreLimits::new().max_routes(1 << 40), "max_routes"),
+    ];
+    for (limits, name) in cases {
+        let e = ServiceTracing::builder("shop")
+            .env_lookup(|_| None)
+            .install_subscriber(false)
+            .exporter(TracesExporter::None)
+            .pages("/_tracing")
+            .pages_store_limits(limits)
+            .init(Router::<()>::new())
+            .expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains(&format!("pages_store_limits {name}")),
+            "{name}: {e}"
+        );
+    }
 }
 
 /// However often the pages are read, they never show up as traces, routes or requests.

@@ -49,8 +49,10 @@ pub(crate) fn overview(state: &PagesState) -> Value {
 /// anything else keeps the order operations were first seen in.
 const ROUTE_SORTS: [&str; 4] = ["rate_per_second", "error_ratio", "p95_ms", "p99_ms"];
 
-/// One row per operation: rate, error ratio and percentiles over each window, links to its
-/// recent traces and its bottleneck; sorted by `?sort=` (see [`ROUTE_SORTS`]).
+/// One row per operation: rate, error ratio, percentiles and the latency histogram (counts
+/// per bucket, the bounds in `bucket_bounds_ms`, the last bucket above them) over each
+/// window, links to its recent traces and its bottleneck; sorted by `?sort=` (see
+/// [`ROUTE_SORTS`]).
 pub(crate) fn routes(state: &PagesState, query: Option<&str>) -> Value {
     let Some(profiling) = &state.profiling else {
         return json!({ "routes": [], "profiling": false, "sort": null });
@@ -99,7 +101,11 @@ pub(crate) fn routes(state: &PagesState, query: Option<&str>) -> Value {
         let figure = |r: &Value| r["windows"]["1m"][key].as_f64().unwrap_or(0.0);
         routes.sort_by(|a, b| figure(b).total_cmp(&figure(a)));
     }
-    json!({ "routes": routes, "profiling": true, "sort": sort })
+    let bounds: Vec<f64> = crate::metrics::DURATION_BOUNDARIES
+        .iter()
+        .map(|s| s * 1_000.0)
+        .collect();
+    json!({ "routes": routes, "profiling": true, "sort": sort, "bucket_bounds_ms": bounds })
 }
 
 /// What the traces page is asked for.
@@ -340,12 +346,17 @@ fn span(state: &PagesState, s: &StoredSpan, depth: usize, start: SystemTime) -> 
 }
 
 /// The error groups: count, first and last seen, severity, category, routes, counts per
-/// window, sample traces (linked when the store still has them).
+/// window, sample traces (linked when the store still has them), and the last alert a rule
+/// raised for the group: `firing` within the rule's cooldown, `fired` after it, with its
+/// webhook post's state (`pending`, `delivered`, `failed`, `dropped`, or `no_webhook`).
 pub(crate) fn errors(state: &PagesState) -> Value {
     let Some(errors) = &state.errors else {
         return json!({ "groups": [], "error_tracking": false });
     };
     let summary = errors.summary();
+    // What alerting recorded, not evaluated again here.
+    let alerts = errors.group_alerts();
+    let now = SystemTime::now();
     let groups: Vec<Value> = errors
         .groups()
         .iter()
@@ -378,6 +389,14 @@ pub(crate) fn errors(state: &PagesState) -> Value {
                 "errors_in": windows,
                 "samples": samples,
                 "correlation_ids": g.correlation_ids(),
+                "alert": alerts.get(&g.fingerprint()).map(|a| json!({
+                    "state": if a.is_firing(now) { "firing" } else { "fired" },
+                    "rule": a.rule,
+                    "kind": a.kind.as_str(),
+                    "fired_at_unix_ms": unix_ms(a.fired_at),
+                    "alerts": a.alerts,
+                    "delivery": a.delivery.as_str(),
+                })),
             })
         })
         .collect();
@@ -386,6 +405,7 @@ pub(crate) fn errors(state: &PagesState) -> Value {
         "total": summary.total(),
         "evictions": summary.evictions(),
         "storage": errors.storage_health().to_json(),
+        "alert_rules": errors.has_alert_rules(),
         "groups": groups,
     })
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::metrics::DURATION_BOUNDARIES;
 use crate::window::Window;
 
 /// Significant digits kept by every histogram.
@@ -174,6 +175,43 @@ pub struct LatencyStats {
     pub p99: Duration,
     /// Exact maximum.
     pub max: Duration,
+    /// How many ended in each latency bucket: the bounds are
+    /// [`DURATION_BOUNDARIES`](crate::metrics::DURATION_BOUNDARIES) (the HTTP duration
+    /// metric's, upper bounds included), and the last entry counts those above 10 s, so there
+    /// is one entry more than bounds. Counted from the histograms, so a latency within 0.1 %
+    /// of a bound may be counted in the bucket below it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use service_tracing::profiling::{Profiling, Window};
+    /// let profiling = Profiling::new();
+    /// profiling.record_request("GET", Some("/a"), Duration::from_millis(3), false);
+    /// profiling.record_request("GET", Some("/a"), Duration::from_millis(30), false);
+    /// let op = profiling.operation("GET /a").expect("recorded");
+    /// let buckets = &op.window(Window::OneMinute).expect("window").buckets;
+    /// assert_eq!(buckets[0], 1, "up to 5 ms");
+    /// assert_eq!(buckets[3], 1, "over 25 ms, up to 50 ms");
+    /// assert_eq!(buckets.len(), service_tracing::metrics::DURATION_BOUNDARIES.len() + 1);
+    /// ```
+    pub buckets: Vec<u64>,
+}
+
+/// Latency buckets: one per bound of the HTTP duration metric, and one above the last.
+const BUCKETS: usize = DURATION_BOUNDARIES.len() + 1;
+
+/// How many of `histogram`'s values fall in each latency bucket (see
+/// [`LatencyStats::buckets`]).
+fn bucket_counts(histogram: &Histogram<u32>) -> Vec<u64> {
+    let bounds_micros = DURATION_BOUNDARIES.map(|seconds| (seconds * 1e6).round() as u64);
+    let mut counts = vec![0u64; BUCKETS];
+    for value in histogram.iter_recorded() {
+        let micros = histogram.lowest_equivalent(value.value_iterated_to());
+        let bucket = bounds_micros.partition_point(|bound| *bound < micros);
+        if let Some(count) = counts.get_mut(bucket) {
+            *count = count.saturating_add(u64::from(value.count_at_value()));
+        }
+    }
+    counts
 }
 
 impl LatencyStats {
@@ -188,6 +226,7 @@ impl LatencyStats {
             p95: Duration::ZERO,
             p99: Duration::ZERO,
             max: Duration::ZERO,
+            buckets: vec![0; BUCKETS],
         }
     }
 
@@ -204,6 +243,7 @@ impl LatencyStats {
             "p95_ms": ms(self.p95),
             "p99_ms": ms(self.p99),
             "max_ms": ms(self.max),
+            "buckets": self.buckets,
         })
     }
 }
@@ -302,6 +342,7 @@ impl LatencyWindows {
             stats.p90 = at(0.90);
             stats.p95 = at(0.95);
             stats.p99 = at(0.99);
+            stats.buckets = bucket_counts(&h);
         }
         stats
     }
@@ -371,6 +412,29 @@ mod tests {
             assert_eq!(stats.mean, Duration::from_micros(mean));
             assert_eq!(stats.max, Duration::from_micros(values[99_999]));
         }
+    }
+
+    #[test]
+    fn latencies_are_counted_in_the_duration_metric_s_buckets_bounds_included() {
+        let mut windows = LatencyWindows::default();
+        let ms = Duration::from_millis;
+        let at = Duration::from_secs(5);
+        for value in [ms(1), ms(5), ms(6), ms(30), ms(700), ms(10_000), ms(20_000)] {
+            windows.record(at, value, false);
+        }
+        // Also in the coarser windows once the interval is rolled up.
+        windows.record(Duration::from_secs(15), ms(3), false);
+        let stats = windows.stats(Window::OneMinute, Duration::from_secs(15));
+        let mut expected = vec![0u64; BUCKETS];
+        for (bucket, n) in [(0, 3), (1, 1), (3, 1), (8, 1), (13, 1), (14, 1)] {
+            expected[bucket] = n;
+        }
+        assert_eq!(stats.buckets, expected);
+        assert_eq!(stats.buckets.iter().sum::<u64>(), stats.count);
+        let hour = windows.stats(Window::OneHour, Duration::from_secs(15));
+        assert_eq!(hour.buckets, expected);
+        let empty = LatencyWindows::default().stats(Window::OneMinute, at);
+        assert_eq!(empty.buckets, vec![0; BUCKETS]);
     }
 
     #[test]

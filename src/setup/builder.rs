@@ -119,6 +119,7 @@ impl Default for HealthOptions {
 pub(super) struct PagesOptions {
     pub(super) route: Option<String>,
     pub(super) access: crate::pages::PagesAccess,
+    pub(super) limits: crate::pages::StoreLimits,
 }
 
 /// The process sampler's builder options.
@@ -448,6 +449,23 @@ impl ServiceTracing {
     #[cfg(feature = "pages")]
     pub fn pages_access(mut self, access: crate::pages::PagesAccess) -> Self {
         self.pages.access = access;
+        self
+    }
+
+    /// The bounds of the pages' recent-trace store (default: 2,000 traces, 16 MiB, 256 spans
+    /// and 1 MiB per trace, 100 routes; see [`StoreLimits`](crate::pages::StoreLimits)). A
+    /// bound out of its range fails [`init`](Self::init), naming it.
+    ///
+    /// ```
+    /// use service_tracing::pages::StoreLimits;
+    /// let builder = service_tracing::ServiceTracing::builder("shop")
+    ///     .pages("/_tracing")
+    ///     .pages_store_limits(StoreLimits::new().max_traces(500).max_bytes(4 << 20));
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "pages")]
+    pub fn pages_store_limits(mut self, limits: crate::pages::StoreLimits) -> Self {
+        self.pages.limits = limits;
         self
     }
 

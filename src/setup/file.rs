@@ -226,8 +226,8 @@ impl ServiceTracing {
 }
 
 impl ServiceTracing {
-    /// `[pages]`: the path, and the networks and token that may read the pages (both may be
-    /// given: the networks, and the token from anywhere else).
+    /// `[pages]`: the path, the networks and token that may read the pages (both may be
+    /// given: the networks, and the token from anywhere else), and the store's bounds.
     #[cfg(feature = "pages")]
     fn with_pages(mut self, p: schema::Pages) -> Result<Self, SetupError> {
         if let Some(route) = p.route {
@@ -242,13 +242,43 @@ impl ServiceTracing {
             Some(token) => access.with_bearer_token(token),
             None => access,
         };
+        let mut limits = self.pages.limits;
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        if let Some(n) = p.max_traces {
+            limits = limits.max_traces(size(n));
+        }
+        if let Some(n) = p.max_bytes {
+            limits = limits.max_bytes(size(n));
+        }
+        if let Some(n) = p.max_spans_per_trace {
+            limits = limits.max_spans_per_trace(size(n));
+        }
+        if let Some(n) = p.max_bytes_per_trace {
+            limits = limits.max_bytes_per_trace(size(n));
+        }
+        if let Some(n) = p.max_routes {
+            limits = limits.max_routes(size(n));
+        }
+        limits.check("pages", '.')?;
+        self.pages.limits = limits;
         Ok(self)
     }
 
     /// Without the feature, a `[pages]` section that asks for anything is an error.
     #[cfg(not(feature = "pages"))]
     fn with_pages(self, p: schema::Pages) -> Result<Self, SetupError> {
-        if p.route.is_some() || !p.networks.is_empty() || p.bearer_token.is_some() {
+        let limits = [
+            p.max_traces,
+            p.max_bytes,
+            p.max_spans_per_trace,
+            p.max_bytes_per_trace,
+            p.max_routes,
+        ];
+        if p.route.is_some()
+            || !p.networks.is_empty()
+            || p.bearer_token.is_some()
+            || limits.iter().any(Option::is_some)
+        {
             return Err(invalid(
                 "pages: this build has no `pages` feature".to_owned(),
             ));

@@ -201,7 +201,7 @@ impl ServiceTracing {
         let errors = self.start_errors(&config)?;
         let profiling = self.start_profiling(&config);
         let chains = self.chains(config.disabled)?;
-        let pages = self.pages_store();
+        let pages = self.pages_store()?;
         let pipeline = Pipeline::start(
             &config,
             &config.service_name,
@@ -549,18 +549,21 @@ pub(super) type PagesStore = crate::pages::store::RecentTraces;
 pub(super) type PagesStore = std::convert::Infallible;
 
 impl ServiceTracing {
-    /// The store the pages read, when they are served.
+    /// The store the pages read, when they are served; an error names a bound out of range.
     #[cfg(feature = "pages")]
-    fn pages_store(&self) -> Option<PagesStore> {
-        self.pages
-            .route
-            .as_ref()
-            .map(|_| crate::pages::store::RecentTraces::new(Default::default()))
+    fn pages_store(&self) -> Result<Option<PagesStore>, SetupError> {
+        if self.pages.route.is_none() {
+            return Ok(None);
+        }
+        self.pages.limits.check("pages_store_limits", ' ')?;
+        Ok(Some(crate::pages::store::RecentTraces::new(
+            self.pages.limits,
+        )))
     }
 
     #[cfg(not(feature = "pages"))]
-    fn pages_store(&self) -> Option<PagesStore> {
-        None
+    fn pages_store(&self) -> Result<Option<PagesStore>, SetupError> {
+        Ok(None)
     }
 }
 

@@ -1,7 +1,8 @@
 //! A real headless Chromium reads the built-in pages of a running service after real traffic
 //! (exported to the real collector meanwhile): every page loads; from Routes, a click on the
 //! checkout route lists its traces, a click on one shows its waterfall, with one bar per span
-//! of the trace; the errors page lists the group with its count. Screenshots of every page go
+//! of the trace; the errors page lists the group with its count; with live refresh ticked, new
+//! traffic shows on the routes page without a navigation. Screenshots of every page go
 //! to `target/pages-screenshots/` (the README shows two of them).
 
 use std::net::SocketAddr;
@@ -193,6 +194,53 @@ async fn the_pages_work_in_a_real_browser() {
         .unwrap();
     assert_eq!(count.text().await.unwrap(), "2");
     std::fs::write(shots.join("errors.png"), client.screenshot().await.unwrap()).unwrap();
+
+    // Live refresh: with the box ticked, new checkouts show on the routes page, without a
+    // navigation (a mark left on the page's window survives).
+    client.goto(&format!("{pages}/routes")).await.unwrap();
+    let row = |count: u32| {
+        format!(r#"tr[data-route="GET /checkout/{{id}}"][data-window="1h"][data-count="{count}"]"#)
+    };
+    client.find(Locator::Css(&row(3))).await.unwrap();
+    client
+        .find(Locator::Id("live-refresh"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .execute("window.samePage = 'yes'; return true;", vec![])
+        .await
+        .unwrap();
+    for id in 10..14 {
+        let r = http
+            .get(format!("{app_url}/checkout/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&row(7)))
+        .await
+        .unwrap();
+    let mark = client
+        .execute("return window.samePage || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, serde_json::json!("yes"), "refreshed in place");
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/_tracing/routes"
+    );
+    std::fs::write(
+        shots.join("routes-live.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     // The pages' own requests were never traced.
     guard.force_flush().unwrap();

@@ -196,6 +196,12 @@ pub(crate) struct Pages {
     pub(crate) route: Option<RoutePath>,
     pub(crate) networks: Vec<String>,
     pub(crate) bearer_token: Option<String>,
+    /// The recent-trace store's bounds (`StoreLimits`), checked when applied.
+    pub(crate) max_traces: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) max_spans_per_trace: Option<u64>,
+    pub(crate) max_bytes_per_trace: Option<u64>,
+    pub(crate) max_routes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

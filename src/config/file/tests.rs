@@ -149,7 +149,19 @@ fn the_examples_hold_every_key() {
             "health",
             &["route", "unhealthy_after", "networks", "bearer_token"],
         ),
-        ("pages", &["route", "networks", "bearer_token"]),
+        (
+            "pages",
+            &[
+                "route",
+                "networks",
+                "bearer_token",
+                "max_traces",
+                "max_bytes",
+                "max_spans_per_trace",
+                "max_bytes_per_trace",
+                "max_routes",
+            ],
+        ),
         ("logging", &["install_subscriber", "filter"]),
         ("shutdown", &["timeout"]),
     ];

@@ -13,6 +13,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::Semaphore;
 
+use super::ledger::{DeliveryState, PostTicket};
 use super::logs::{LogExport, LogRecord, LogSender};
 use super::notify::{flush_through, Counters};
 use super::rules::Alert;
@@ -28,7 +29,7 @@ const LOG_BATCH: usize = 128;
 const LOG_DELAY: Duration = Duration::from_millis(500);
 
 enum Job {
-    Post(Bytes),
+    Post(Bytes, PostTicket),
     Log(Box<LogRecord>),
     Flush(SyncSender<()>),
 }
@@ -85,14 +86,21 @@ impl Delivery {
         spawned.is_ok().then_some(handle)
     }
 
-    /// Queues a webhook post of `alert` and its log record; never blocks.
-    pub(crate) fn alert(&self, alert: &Alert) {
+    /// Whether alerts are posted to a webhook.
+    pub(crate) fn posts(&self) -> bool {
+        self.webhook
+    }
+
+    /// Queues a webhook post of `alert` (settled in the ledger under `ticket`) and its log
+    /// record; never blocks.
+    pub(crate) fn alert(&self, alert: &Alert, ticket: PostTicket) {
         if self.webhook {
             let queued = self.posts_queued.fetch_add(1, Ordering::AcqRel);
             let body = Bytes::from(alert.to_json().to_string());
-            if queued >= self.max_posts || self.tx.try_send(Job::Post(body)).is_err() {
+            if queued >= self.max_posts || self.tx.try_send(Job::Post(body, ticket)).is_err() {
                 self.posts_queued.fetch_sub(1, Ordering::AcqRel);
                 Counters::add(&self.counters.dropped, 1);
+                self.counters.ledger.settled(ticket, DeliveryState::Dropped);
             }
         }
         self.log(LogRecord::alert(alert));
@@ -141,7 +149,7 @@ async fn run(
             Err(_) => None,
         };
         match job {
-            Some(Job::Post(body)) => {
+            Some(Job::Post(body, ticket)) => {
                 posts_queued.fetch_sub(1, Ordering::AcqRel);
                 let Some(webhook) = webhook.clone() else {
                     continue;
@@ -152,7 +160,11 @@ async fn run(
                 let counters = counters.clone();
                 tokio::spawn(async move {
                     let (client, webhook) = &*webhook;
-                    webhook.deliver(client, body, &counters).await;
+                    let state = match webhook.deliver(client, body, &counters).await {
+                        true => DeliveryState::Delivered,
+                        false => DeliveryState::Failed,
+                    };
+                    counters.ledger.settled(ticket, state);
                     drop(permit);
                 });
             }
@@ -295,26 +307,30 @@ mod tests {
             .backoff(Duration::from_millis(10), Duration::from_millis(40))
     }
 
-    fn deliver(webhook: Webhook, alerts: usize) -> (AlertStats, Duration) {
+    /// The counts, how long queueing took, and the ledger's state for the last alert.
+    fn deliver(webhook: Webhook, alerts: usize) -> (AlertStats, Duration, DeliveryState) {
         let counters = Arc::new(Counters::default());
         let delivery = Delivery::start(Some(webhook), None, counters.clone())
             .unwrap_or_else(|| panic!("no thread"));
         let alert = alert();
         let started = Instant::now();
         for _ in 0..alerts {
-            delivery.alert(&alert);
+            let ticket = counters.ledger.fired(&alert, true);
+            delivery.alert(&alert, ticket);
         }
         let queued_in = started.elapsed();
         assert!(delivery.flush(Duration::from_secs(30)), "settles");
-        (counters.stats(), queued_in)
+        let last = counters.ledger.snapshot()[&alert.group().fingerprint()].delivery;
+        (counters.stats(), queued_in, last)
     }
 
     #[test]
     fn a_refused_post_is_retried_with_backoff_until_accepted() {
         let server = server(2, false);
         let url = format!("http://{}/hook", server.address);
-        let (stats, _) = deliver(webhook(&url).max_attempts(4), 1);
+        let (stats, _, last) = deliver(webhook(&url).max_attempts(4), 1);
         assert_eq!((stats.delivered, stats.failed, stats.retries), (1, 0, 2));
+        assert_eq!(last, DeliveryState::Delivered);
         let bodies = server.bodies.lock().map(|b| b.clone()).unwrap_or_default();
         assert_eq!(bodies.len(), 3);
         let json: serde_json::Value =
@@ -332,9 +348,10 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("{e}"));
-        let (stats, queued_in) =
+        let (stats, queued_in, last) =
             deliver(webhook(&format!("http://{closed}/hook")).max_attempts(3), 2);
         assert_eq!((stats.delivered, stats.failed, stats.retries), (0, 2, 4));
+        assert_eq!(last, DeliveryState::Failed);
         assert!(queued_in < Duration::from_millis(100), "{queued_in:?}");
     }
 
@@ -346,7 +363,12 @@ mod tests {
             .max_attempts(1)
             .timeout(Duration::from_millis(300))
             .queue_size(2);
-        let (stats, queued_in) = deliver(hook, 40);
+        let (stats, queued_in, last) = deliver(hook, 40);
+        assert_eq!(
+            last,
+            DeliveryState::Dropped,
+            "the last of 40 finds the queue full"
+        );
         // At most 8 in flight, 1 waiting for a permit and 2 queued.
         assert!(stats.dropped >= 40 - 11, "{stats:?}");
         assert_eq!(stats.failed + stats.dropped, 40, "{stats:?}");

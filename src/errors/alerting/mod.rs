@@ -4,6 +4,7 @@
 //! and alerts as OTLP log records ([`logs`]).
 
 mod delivery;
+mod ledger;
 pub(crate) mod logs;
 mod notify;
 mod rules;

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::delivery::Delivery;
+use super::ledger::{AlertLedger, GroupAlert};
 use super::logs::{LogExport, LogRecord};
 use super::rules::{Alert, AlertRule, AlertStats, Evaluator, Signal};
 use super::webhook::Webhook;
@@ -46,9 +47,11 @@ impl AlertConfig {
     }
 }
 
-/// The counters behind [`AlertStats`].
+/// The counters behind [`AlertStats`], and each group's last alert ([`AlertLedger`]): what
+/// the alerting and delivery threads keep for readers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) ledger: AlertLedger,
     pub(crate) fired: AtomicU64,
     pub(crate) signals_dropped: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
@@ -117,6 +120,18 @@ impl Notifier {
 
     pub(crate) fn stats(&self) -> AlertStats {
         self.counters.stats()
+    }
+
+    /// Each group's last alert, by fingerprint.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub(crate) fn group_alerts(&self) -> std::collections::HashMap<u64, GroupAlert> {
+        self.counters.ledger.snapshot()
+    }
+
+    /// Whether any rule may fire.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub(crate) fn has_rules(&self) -> bool {
+        !self.config.rules.is_empty()
     }
 
     /// Queues `signal` for the alerting thread (started on first use with `lookup`); never
@@ -220,8 +235,10 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
                             Counters::add(&counters.callback_panics, 1);
                         }
                     }
+                    let posted = delivery.as_ref().is_some_and(Delivery::posts);
+                    let ticket = counters.ledger.fired(&alert, posted);
                     if let Some(d) = &delivery {
-                        d.alert(&alert);
+                        d.alert(&alert, ticket);
                     }
                 }
             }
@@ -316,6 +333,19 @@ impl ErrorTracking {
     /// ```
     pub fn alert_stats(&self) -> AlertStats {
         self.tracker.notifier.stats()
+    }
+
+    /// Each group's last alert and its webhook post's state, by fingerprint, as the alerting
+    /// threads recorded them (the built-in pages show them).
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub(crate) fn group_alerts(&self) -> std::collections::HashMap<u64, GroupAlert> {
+        self.tracker.notifier.group_alerts()
+    }
+
+    /// Whether an alert rule is configured.
+    #[cfg_attr(not(feature = "pages"), allow(dead_code))]
+    pub(crate) fn has_alert_rules(&self) -> bool {
+        self.tracker.notifier.has_rules()
     }
 
     /// Waits until the errors recorded so far are evaluated, their callbacks called, their

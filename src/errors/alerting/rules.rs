@@ -473,6 +473,8 @@ pub struct Alert {
     trace_id: TraceId,
     span_id: SpanId,
     fired_at: SystemTime,
+    /// The rule's cooldown, for the pages' "still firing".
+    cooldown: Duration,
 }
 
 impl Alert {
@@ -609,6 +611,12 @@ impl Alert {
         self.fired_at
     }
 
+    /// The cooldown of the rule that fired: it does not fire again for the group before it
+    /// ends.
+    pub(crate) fn cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
     /// The webhook's body: the rule, the figures, the group and its sample trace ids.
     ///
     /// ```no_run
@@ -706,6 +714,7 @@ impl Evaluator {
                 trace_id: signal.trace_id,
                 span_id: signal.span_id,
                 fired_at: SystemTime::now(),
+                cooldown: rule.cooldown,
             });
         }
         alerts

@@ -270,15 +270,20 @@ impl Webhook {
     }
 
     /// Posts `body` until it is accepted, refused for good, or out of attempts; counts the
-    /// outcome and the retries.
-    pub(crate) async fn deliver(&self, client: &HttpClient, body: Bytes, counters: &Counters) {
+    /// outcome and the retries. `true` once answered with a 2xx.
+    pub(crate) async fn deliver(
+        &self,
+        client: &HttpClient,
+        body: Bytes,
+        counters: &Counters,
+    ) -> bool {
         let mut delays = self.backoff_delays();
         loop {
             let retry =
                 match tokio::time::timeout(self.timeout, self.post(client, body.clone())).await {
                     Ok(Ok(status)) if status.is_success() => {
                         Counters::add(&counters.delivered, 1);
-                        return;
+                        return true;
                     }
                     Ok(Ok(status)) => {
                         status.is_server_error()
@@ -297,6 +302,7 @@ impl Webhook {
             }
         }
         Counters::add(&counters.failed, 1);
+        false
     }
 
     async fn post(&self, client: &HttpClient, body: Bytes) -> Result<StatusCode, PostError> {

@@ -329,3 +329,47 @@ async fn the_files_pages_section_serves_the_pages_to_its_networks_and_token() {
     let e = ServiceTracing::from_file(&bad).expect_err("refused");
     assert!(e.to_string().contains("pages.networks"), "{e}");
 }
+
+#[cfg(feature = "pages")]
+#[tokio::test]
+async fn the_files_pages_section_bounds_the_store_and_refuses_a_zero_bound() {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    let path = file(
+        "tracing.toml",
+        "[export]\nexporter = \"none\"\n[pages]\nroute = \"/_ops\"\nmax_traces = 50\nmax_bytes = 1048576\n",
+    );
+    let (app, guard) = ServiceTracing::from_file(&path)
+        .expect("valid")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .init(axum::Router::new())
+        .expect("set-up");
+    let mut request = http::Request::get("/_ops.json")
+        .body(Body::empty())
+        .expect("request");
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().expect("address");
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = app.oneshot(request).await.expect("infallible");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let overview: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(overview["store"]["max_traces"], 50, "{overview}");
+    assert_eq!(overview["store"]["max_bytes"], 1_048_576);
+    drop(guard);
+
+    for (key, value) in [
+        ("max_bytes", "0"),
+        ("max_traces", "0"),
+        ("max_routes", "100000000"),
+    ] {
+        let bad = file("tracing.toml", &format!("[pages]\n{key} = {value}\n"));
+        let e = ServiceTracing::from_file(&bad).expect_err("refused");
+        assert!(e.to_string().contains(&format!("pages.{key}")), "{e}");
+    }
+}
