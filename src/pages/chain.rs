@@ -25,7 +25,7 @@ use crate::clock::unix_ms;
 
 /// How long a trace's page waits for the chain of its correlation id: the other services'
 /// spans are extra, and a Redis that does not answer takes 500 ms per command to say so.
-pub(super) const TRACE_WAIT: Duration = Duration::from_millis(250);
+pub(super) const TRACE_WAIT: Duration = Duration::from_millis(150);
 /// How long the chain page waits for its chain (a read is bounded by Redis's timeouts).
 const CHAIN_WAIT: Duration = Duration::from_secs(2);
 

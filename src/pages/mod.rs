@@ -56,7 +56,7 @@
 //! status, start offset, duration), each linked to its trace when the store still has it; a
 //! trace's page links its correlation id there, and adds to its waterfall the spans other
 //! services recorded in the trace (read from the chain of its correlation id, marked
-//! `from_chain`, under their parent). A trace's page waits at most 250 ms for the chain, then
+//! `from_chain`, under their parent). A trace's page waits at most 150 ms for the chain, then
 //! shows its own spans with a note; the chain page waits 2 s, then answers 503. An id that
 //! no correlation charset allows is a 400. With chains off, the chain page says so.
 //!

@@ -229,7 +229,7 @@ async fn the_trace_page_shows_the_spans_other_services_left_in_the_chain_store()
     assert_eq!(stalled.status, 200);
     assert!(stalled.took < PAGE_BOUND, "took {:?}", stalled.took);
     assert!(
-        stalled.body.contains("did not answer within 250 ms"),
+        stalled.body.contains("did not answer within 150 ms"),
         "{}",
         stalled.body
     );
