@@ -51,7 +51,7 @@ impl Html {
     }
 
     /// A JSON value as text (`-` for null).
-    fn value(&mut self, v: &Value) -> &mut Self {
+    pub(super) fn value(&mut self, v: &Value) -> &mut Self {
         match v {
             Value::Null => self.raw("-"),
             Value::String(s) => self.text(s),
@@ -64,7 +64,7 @@ impl Html {
     }
 
     /// `<a href="{href}">{label}</a>`.
-    fn link(&mut self, href: &str, label: &str) -> &mut Self {
+    pub(super) fn link(&mut self, href: &str, label: &str) -> &mut Self {
         self.raw("<a href=\"")
             .text(href)
             .raw("\">")
@@ -92,7 +92,7 @@ const NAV: [(&str, &str); 5] = [
 ];
 
 /// A whole page around `body`.
-fn page(base: &str, title: &str, body: Html) -> Response {
+pub(super) fn page(base: &str, title: &str, body: Html) -> Response {
     let mut h = Html::default();
     h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
@@ -432,7 +432,9 @@ pub(crate) fn trace(base: &str, v: &Value) -> Response {
         } else {
             ""
         })
-        .raw(".</p><ol class=\"waterfall\" id=\"waterfall\">");
+        .raw(".</p>");
+    super::chain::trace_notes(&mut h, v);
+    h.raw("<ol class=\"waterfall\" id=\"waterfall\">");
     for s in v["spans"].as_array().into_iter().flatten() {
         let start = s["start_offset_ms"].as_f64().unwrap_or(0.0);
         let duration = s["duration_ms"].as_f64().unwrap_or(0.0);
@@ -441,6 +443,7 @@ pub(crate) fn trace(base: &str, v: &Value) -> Response {
             .text(s["kind"].as_str().unwrap_or(""))
             .raw(" status-")
             .text(s["status"].as_str().unwrap_or(""))
+            .raw(if s["from_chain"] == true { " from-chain" } else { "" })
             .raw("\"><a class=\"label\" href=\"#span-")
             .text(s["span_id"].as_str().unwrap_or(""))
             .raw("\" style=\"padding-left:")

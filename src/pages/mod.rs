@@ -30,9 +30,10 @@
 //! | `/` | service, uptime, spans exported, dropped, rejected, queued; error storage; sampling; the store; process resources |
 //! | `/routes` | per operation over 1 min, 5 min, 1 h: rate, error ratio, p50/p95/p99, a latency histogram; links to its traces and bottleneck |
 //! | `/traces` | recent traces; `?route=`, `?status=error`, `?min_ms=`, `?q=` (a trace id or a correlation id) |
-//! | `/traces/{trace id}` | the waterfall, and every span's attributes, events and exception stack |
+//! | `/traces/{trace id}` | the waterfall, and every span's attributes, events and exception stack; with request chains, the spans of other services in the trace |
 //! | `/errors` | error groups: count, first and last seen, severity, category, routes, sample traces, alert state |
 //! | `/bottlenecks` | per route, the share of each operation on the critical path |
+//! | `/chains/{correlation id}` | with request chains (feature `redis`), the steps of the id across services, in order |
 //!
 //! Each answers JSON with `Accept: application/json`, or with `.json` after the path
 //! (`/_tracing/routes.json`, `/_tracing.json` for the overview); otherwise HTML, rendered on
@@ -52,6 +53,16 @@
 //! bucket and route, errors and slow traces longer than fast ones; [`StoreLimits`] changes the
 //! bounds.
 //!
+//! # Request chains
+//! With request chains on (`ServiceTracing::request_chains`, feature `redis`),
+//! `/chains/{correlation id}` lists the steps of the id in order (service, kind, operation,
+//! status, start offset, duration), each linked to its trace when the store still has it; a
+//! trace's page links its correlation id there, and adds to its waterfall the spans other
+//! services recorded in the trace (read from the chain of its correlation id, marked
+//! `from_chain`, under their parent). A trace's page waits at most 150 ms for the chain, then
+//! shows its own spans with a note; the chain page waits 2 s, then answers 503. An id that
+//! no correlation charset allows is a 400. With chains off, the chain page says so.
+//!
 //! # Who may read them
 //! See [`PagesAccess`]: loopback only by default; networks, and a bearer token or the login
 //! form's cookie, from elsewhere. After five wrong tokens at the login form in a minute, a
@@ -68,6 +79,7 @@ use opentelemetry::trace::TraceId;
 use serde_json::Value;
 
 mod access;
+mod chain;
 mod html;
 pub(crate) mod store;
 mod throttle;
@@ -94,6 +106,9 @@ pub(crate) struct PagesState {
     pub(crate) health: HealthState,
     pub(crate) errors: Option<ErrorTracking>,
     pub(crate) profiling: Option<Profiling>,
+    /// Request chains, when on: the chain page and other services' spans in a trace.
+    #[cfg(feature = "redis")]
+    pub(crate) chains: Option<crate::request_chain::Chains>,
 }
 
 /// Serves the pages under `path` on `app`.
@@ -149,6 +164,9 @@ async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> R
     let json = suffix || prefers_json(&req);
     let rest = rest.trim_end_matches('/');
     let query = req.uri().query();
+    if let Some(response) = chain::answer(state, rest, query, json).await {
+        return secured(response);
+    }
     let page: Option<(Value, Render)> = match rest {
         "" => Some((views::overview(state), html::overview)),
         "/routes" => Some((views::routes(state, query), html::routes)),
@@ -158,20 +176,21 @@ async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> R
         }
         "/errors" => Some((views::errors(state), html::errors)),
         "/bottlenecks" => Some((views::bottlenecks(state), html::bottlenecks)),
-        // The request chain of a correlation id (`/chains/{id}`) goes here once request
-        // chains exist: the services in order, from the chain store.
-        other => other
+        other => match other
             .strip_prefix("/traces/")
             .and_then(|id| TraceId::from_hex(id).ok())
             .and_then(|id| state.store.trace(id))
-            .map(|t| {
-                (
-                    views::trace(state, &t),
-                    html::trace as fn(&str, &Value) -> Response,
-                )
-            }),
+        {
+            Some(t) => {
+                let mut value = views::trace(state, &t);
+                // Other services' spans, from the request chain of its correlation id.
+                chain::add_other_services(state, &t, &mut value).await;
+                Some((value, html::trace as Render))
+            }
+            None => None,
+        },
     };
-    let mut response = match (page, json) {
+    let response = match (page, json) {
         (Some((value, _)), true) => (
             [(header::CONTENT_TYPE, "application/json")],
             value.to_string(),
@@ -181,6 +200,11 @@ async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> R
         (None, true) => StatusCode::NOT_FOUND.into_response(),
         (None, false) => html::not_found(base),
     };
+    secured(response)
+}
+
+/// `response` with the headers every page carries: never cached, never sniffed.
+fn secured(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(

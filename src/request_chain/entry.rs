@@ -129,6 +129,10 @@ pub struct ChainEntry {
     pub trace_id: TraceId,
     /// Its span id.
     pub span_id: SpanId,
+    /// Its parent's span id, local or remote, when it had one: a server span's parent is the
+    /// caller's client span, so readers can nest each service's step under the call that made
+    /// it. `None` for a root, and for entries written before parents were kept.
+    pub parent_span_id: Option<SpanId>,
 }
 
 /// Where a chain was read from.
@@ -234,7 +238,8 @@ impl RequestChain {
 
     /// The chain as JSON: `correlation_id`, `source` (`shared` or `local`) and `entries`, each
     /// with `service`, `instance`, `operation`, `kind`, `status`, `http_status` (or null),
-    /// `start_unix_nanos`, `duration_micros`, `trace_id` and `span_id`.
+    /// `start_unix_nanos`, `duration_micros`, `trace_id`, `span_id` and `parent_span_id` (or
+    /// null).
     ///
     /// ```
     /// # fn show(chain: &service_tracing::request_chain::RequestChain) {
@@ -261,6 +266,7 @@ impl RequestChain {
             duration_micros: u64,
             trace_id: String,
             span_id: String,
+            parent_span_id: Option<String>,
         }
         let chain = Chain {
             correlation_id: &self.id,
@@ -282,6 +288,7 @@ impl RequestChain {
                     duration_micros: u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
                     trace_id: e.trace_id.to_string(),
                     span_id: e.span_id.to_string(),
+                    parent_span_id: e.parent_span_id.map(|p| p.to_string()),
                 })
                 .collect(),
         };
@@ -312,6 +319,9 @@ struct Wire<'a> {
     d: u64,
     tr: &'a str,
     sp: &'a str,
+    /// The parent span id; absent for a root (and in entries of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<&'a str>,
 }
 
 impl ChainEntry {
@@ -319,6 +329,7 @@ impl ChainEntry {
     pub(crate) fn to_wire(&self) -> String {
         let trace = self.trace_id.to_string();
         let span = self.span_id.to_string();
+        let parent = self.parent_span_id.map(|p| p.to_string());
         let wire = Wire {
             s: self.service.as_str().into(),
             i: self.instance.as_str().into(),
@@ -330,6 +341,7 @@ impl ChainEntry {
             d: u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX),
             tr: &trace,
             sp: &span,
+            p: parent.as_deref(),
         };
         serde_json::to_string(&wire).unwrap_or_default()
     }
@@ -349,6 +361,11 @@ impl ChainEntry {
             duration: Duration::from_nanos(wire.d),
             trace_id: TraceId::from_hex(wire.tr).ok()?,
             span_id: SpanId::from_hex(wire.sp).ok()?,
+            // A parent that does not parse is left out: the entry is still a step.
+            parent_span_id: wire
+                .p
+                .and_then(|p| SpanId::from_hex(p).ok())
+                .filter(|p| *p != SpanId::INVALID),
         })
     }
 }

@@ -11,7 +11,7 @@
 //! service, its `service.instance.id`, the operation (`{METHOD} {route}` for a server span,
 //! `{METHOD} {server.address}` for a client span, else the span name: the operations of error
 //! tracking and profiling), the kind, the span status and HTTP status code, start, duration,
-//! trace id and span id. So a request the sampler dropped adds nothing. A message sent is a step
+//! trace id, span id and parent span id. So a request the sampler dropped adds nothing. A message sent is a step
 //! of its own, so a publish the broker refused, or a message nobody processed, shows in the
 //! chain as the last step there is; `INTERNAL` spans are not steps.
 //!

@@ -47,6 +47,8 @@ pub(super) struct Pending {
     pub(super) end: SystemTime,
     pub(super) trace_id: TraceId,
     pub(super) span_id: SpanId,
+    /// `SpanId::INVALID` for a root.
+    pub(super) parent_id: SpanId,
 }
 
 /// What the figures of request chains count so far.
@@ -384,6 +386,7 @@ impl ChainHook {
             end: span.end_time,
             trace_id: span.span_context.trace_id(),
             span_id: span.span_context.span_id(),
+            parent_id: span.parent_span_id,
         });
     }
 }

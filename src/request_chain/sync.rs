@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanId;
 use redis::{Connection, Pipeline, RedisResult};
 
 use super::entry::{ChainEntry, ChainSource, RequestChain};
@@ -185,6 +186,8 @@ impl Worker {
                         .unwrap_or_default(),
                     trace_id: pending.trace_id,
                     span_id: pending.span_id,
+                    parent_span_id: (pending.parent_id != SpanId::INVALID)
+                        .then_some(pending.parent_id),
                 };
                 lost += self.store.append(&pending.id, entry, now);
                 recorded += 1;

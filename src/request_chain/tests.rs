@@ -26,6 +26,7 @@ fn entry(start_ms: u64, kind: ChainKind, span: u64) -> ChainEntry {
         duration: Duration::from_millis(2),
         trace_id: TraceId::from(7u128),
         span_id: SpanId::from(span),
+        parent_span_id: None,
     }
 }
 
@@ -178,7 +179,20 @@ fn an_entry_survives_its_wire_form_and_foreign_data_is_skipped() {
     e.http_status = None;
     let wire = e.to_wire();
     assert!(wire.len() < 256, "{} bytes: {wire}", wire.len());
-    assert_eq!(ChainEntry::from_wire(wire.as_bytes()), Some(e));
+    assert!(!wire.contains("\"p\""), "a root has no parent key: {wire}");
+    assert_eq!(ChainEntry::from_wire(wire.as_bytes()), Some(e.clone()));
+    e.parent_span_id = Some(SpanId::from(0x00f0_67aa_0ba9_02b7));
+    let wire = e.to_wire();
+    assert!(wire.contains("\"p\":\"00f067aa0ba902b7\""), "{wire}");
+    assert_eq!(ChainEntry::from_wire(wire.as_bytes()), Some(e.clone()));
+    // An entry of an earlier version (no parent) and a parent that is not one still read.
+    let earlier = wire.replace(",\"p\":\"00f067aa0ba902b7\"", "");
+    let garbled = wire.replace("00f067aa0ba902b7", "zz");
+    for text in [earlier, garbled] {
+        let read = ChainEntry::from_wire(text.as_bytes()).expect(&text);
+        assert_eq!(read.parent_span_id, None, "{text}");
+        assert_eq!(read.span_id, e.span_id);
+    }
     for foreign in [&b"not json"[..], b"{}", b"{\"s\":1}", &[0xff, 0xfe][..]] {
         assert_eq!(ChainEntry::from_wire(foreign), None);
     }
@@ -213,6 +227,38 @@ fn server_client_consumer_and_producer_spans_are_recorded_and_internal_ones_are_
     );
     assert!(chain.entries().iter().all(|e| e.service == "svc"));
     assert_eq!(chains.stats().recorded, 4);
+}
+
+#[test]
+fn an_entry_keeps_the_parent_of_its_span() {
+    use opentelemetry::trace::TraceContextExt as _;
+    let (provider, chains, mut worker) = recorded(RequestChains::new());
+    let tracer = provider.tracer("t");
+    let caller = opentelemetry::trace::SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        opentelemetry::trace::TraceFlags::SAMPLED,
+        true,
+        Default::default(),
+    );
+    let remote = opentelemetry::Context::new().with_remote_span_context(caller);
+    tracer
+        .span_builder("GET /a")
+        .with_kind(SpanKind::Server)
+        .with_attributes([KeyValue::new("correlation.id", "p-1")])
+        .start_with_context(&tracer, &remote)
+        .end();
+    end(&provider, SpanKind::Server, "GET /root", "p-1");
+    let chain = worker.read(chains.shared(), "p-1");
+    let parents: Vec<Option<SpanId>> = chain.entries().iter().map(|e| e.parent_span_id).collect();
+    assert_eq!(
+        parents,
+        [Some(SpanId::from(0x00f0_67aa_0ba9_02b7)), None],
+        "{chain:#?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&chain.to_json()).expect("json");
+    assert_eq!(json["entries"][0]["parent_span_id"], "00f067aa0ba902b7");
+    assert!(json["entries"][1]["parent_span_id"].is_null());
 }
 
 #[test]

@@ -577,6 +577,8 @@ impl TracingGuard {
                 health,
                 errors: inner.errors.clone(),
                 profiling: inner.profiling.clone(),
+                #[cfg(feature = "redis")]
+                chains: inner.chains.clone(),
             })
         })
         .flatten()

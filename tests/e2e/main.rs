@@ -88,6 +88,8 @@ mod the_health_route_reports_export_at_a_real_collector;
 mod the_pages_store_stays_within_its_byte_bound;
 #[cfg(feature = "pages")]
 mod the_pages_work_in_a_real_browser;
+#[cfg(all(feature = "pages", feature = "redis"))]
+mod the_trace_page_shows_the_spans_other_services_left_in_the_chain_store;
 #[cfg(feature = "tls")]
 mod the_traced_client_calls_https_with_the_trace_context;
 mod throttled_exports_are_retried_and_every_span_arrives_once;
