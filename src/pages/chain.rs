@@ -357,43 +357,8 @@ fn render(base: &str, v: &Value) -> Response {
             })
             .raw("</p>");
         h.raw("<div class=\"scroll\"><table class=\"list\" id=\"chain\"><thead><tr><th>#</th><th>Service</th><th>Kind</th><th>Operation</th><th>Status</th><th>Start ms</th><th>Duration ms</th><th>Time</th><th>Trace</th></tr></thead><tbody>");
-        for (i, s) in steps.iter().enumerate() {
-            let start = s["start_offset_ms"].as_f64().unwrap_or(0.0);
-            let duration = s["duration_ms"].as_f64().unwrap_or(0.0);
-            h.raw("<tr class=\"step kind-")
-                .text(s["kind"].as_str().unwrap_or(""))
-                .raw(" status-")
-                .text(s["status"].as_str().unwrap_or(""))
-                .raw(if s["status"] == "error" { " error" } else { "" })
-                .raw("\" data-step data-service=\"")
-                .text(s["service"].as_str().unwrap_or(""))
-                .raw("\"><td>")
-                .num((i + 1) as f64, 0)
-                .raw("</td><td>")
-                .value(&s["service"])
-                .raw("</td><td>")
-                .value(&s["kind"])
-                .raw("</td><td>")
-                .value(&s["operation"])
-                .raw("</td><td>")
-                .value(&s["status"])
-                .raw(" ")
-                .value(&s["http_status"])
-                .raw("</td><td>")
-                .num(start, 2)
-                .raw("</td><td>")
-                .num(duration, 2)
-                .raw("</td><td class=\"time\"><span class=\"track\"><span class=\"bar\" style=\"margin-left:")
-                .num((start / total * 100.0).clamp(0.0, 100.0), 2)
-                .raw("%;width:")
-                .num((duration / total * 100.0).clamp(0.3, 100.0), 2)
-                .raw("%\"></span></span></td><td>");
-            let trace = s["trace_id"].as_str().unwrap_or("");
-            match s["trace"].as_str() {
-                Some(href) => h.link(href, trace),
-                None => h.text(trace),
-            };
-            h.raw("</td></tr>");
+        for (i, step) in steps.iter().enumerate() {
+            step_row(&mut h, i, step, total);
         }
         h.raw("</tbody></table></div>");
     }
@@ -402,6 +367,47 @@ fn render(base: &str, v: &Value) -> Response {
         None => "Request chain".to_owned(),
     };
     html::page(base, &title, h)
+}
+
+/// One step of the chain page's table: its place, service, kind, operation, status, times, a
+/// bar on the chain's time axis (`total` ms wide), and its trace, linked when kept here.
+fn step_row(h: &mut Html, i: usize, s: &Value, total: f64) {
+    let start = s["start_offset_ms"].as_f64().unwrap_or(0.0);
+    let duration = s["duration_ms"].as_f64().unwrap_or(0.0);
+    h.raw("<tr class=\"step kind-")
+        .text(s["kind"].as_str().unwrap_or(""))
+        .raw(" status-")
+        .text(s["status"].as_str().unwrap_or(""))
+        .raw(if s["status"] == "error" { " error" } else { "" })
+        .raw("\" data-step data-service=\"")
+        .text(s["service"].as_str().unwrap_or(""))
+        .raw("\"><td>")
+        .num((i + 1) as f64, 0)
+        .raw("</td><td>")
+        .value(&s["service"])
+        .raw("</td><td>")
+        .value(&s["kind"])
+        .raw("</td><td>")
+        .value(&s["operation"])
+        .raw("</td><td>")
+        .value(&s["status"])
+        .raw(" ")
+        .value(&s["http_status"])
+        .raw("</td><td>")
+        .num(start, 2)
+        .raw("</td><td>")
+        .num(duration, 2)
+        .raw("</td><td class=\"time\"><span class=\"track\"><span class=\"bar\" style=\"margin-left:")
+        .num((start / total * 100.0).clamp(0.0, 100.0), 2)
+        .raw("%;width:")
+        .num((duration / total * 100.0).clamp(0.3, 100.0), 2)
+        .raw("%\"></span></span></td><td>");
+    let trace = s["trace_id"].as_str().unwrap_or("");
+    match s["trace"].as_str() {
+        Some(href) => h.link(href, trace),
+        None => h.text(trace),
+    };
+    h.raw("</td></tr>");
 }
 
 /// Adds to a trace's page (`value`, from `views::trace`) its `correlation_id`, a link to its

@@ -81,12 +81,13 @@ use serde_json::Value;
 mod access;
 mod chain;
 mod html;
+mod limits;
 pub(crate) mod store;
 mod throttle;
 mod views;
 
 pub use access::PagesAccess;
-pub use store::StoreLimits;
+pub use limits::StoreLimits;
 
 use crate::errors::ErrorTracking;
 use crate::health::HealthState;

@@ -54,7 +54,7 @@ pub struct ServiceTracing {
     pub(super) sampling_rules: Option<crate::sampling::SamplingRules>,
     pub(super) health: HealthOptions,
     #[cfg(feature = "pages")]
-    pub(super) pages: PagesOptions,
+    pub(super) pages: super::builder_pages::PagesOptions,
     pub(super) batch: Option<BatchConfig>,
     pub(super) propagators: Option<Vec<String>>,
     pub(super) layer: LayerOptions,
@@ -111,15 +111,6 @@ impl Default for HealthOptions {
             unhealthy_after: crate::health::DEFAULT_UNHEALTHY_AFTER,
         }
     }
-}
-
-/// The built-in pages' builder options.
-#[cfg(feature = "pages")]
-#[derive(Clone, Debug, Default)]
-pub(super) struct PagesOptions {
-    pub(super) route: Option<String>,
-    pub(super) access: crate::pages::PagesAccess,
-    pub(super) limits: crate::pages::StoreLimits,
 }
 
 /// The process sampler's builder options.
@@ -199,7 +190,7 @@ impl ServiceTracing {
             sampling_rules: None,
             health: HealthOptions::default(),
             #[cfg(feature = "pages")]
-            pages: PagesOptions::default(),
+            pages: super::builder_pages::PagesOptions::default(),
             batch: None,
             propagators: None,
             layer: LayerOptions::default(),
@@ -419,53 +410,6 @@ impl ServiceTracing {
     /// ```
     pub fn health_unhealthy_after(mut self, after: Duration) -> Self {
         self.health.unhealthy_after = after;
-        self
-    }
-
-    /// Serves the built-in pages ([`pages`](crate::pages): recent traces, routes, errors,
-    /// bottlenecks, each also as JSON) under `path` on the router [`init`](Self::init)
-    /// returns, outside the tracing layer. Only loopback peers may read them unless
-    /// [`pages_access`](Self::pages_access) says otherwise. Feature `pages`.
-    ///
-    /// ```
-    /// let builder = service_tracing::ServiceTracing::builder("shop").pages("/_tracing");
-    /// # let _ = builder;
-    /// ```
-    #[cfg(feature = "pages")]
-    pub fn pages(mut self, path: impl Into<String>) -> Self {
-        self.pages.route = Some(path.into());
-        self
-    }
-
-    /// Who may read the built-in pages (default: loopback peers only).
-    ///
-    /// ```
-    /// use service_tracing::pages::PagesAccess;
-    /// let builder = service_tracing::ServiceTracing::builder("shop")
-    ///     .pages("/_tracing")
-    ///     .pages_access(PagesAccess::loopback().with_bearer_token("s3cret"));
-    /// # let _ = builder;
-    /// ```
-    #[cfg(feature = "pages")]
-    pub fn pages_access(mut self, access: crate::pages::PagesAccess) -> Self {
-        self.pages.access = access;
-        self
-    }
-
-    /// The bounds of the pages' recent-trace store (default: 2,000 traces, 16 MiB, 256 spans
-    /// and 1 MiB per trace, 100 routes; see [`StoreLimits`](crate::pages::StoreLimits)). A
-    /// bound out of its range fails [`init`](Self::init), naming it.
-    ///
-    /// ```
-    /// use service_tracing::pages::StoreLimits;
-    /// let builder = service_tracing::ServiceTracing::builder("shop")
-    ///     .pages("/_tracing")
-    ///     .pages_store_limits(StoreLimits::new().max_traces(500).max_bytes(4 << 20));
-    /// # drop(builder);
-    /// ```
-    #[cfg(feature = "pages")]
-    pub fn pages_store_limits(mut self, limits: crate::pages::StoreLimits) -> Self {
-        self.pages.limits = limits;
         self
     }
 

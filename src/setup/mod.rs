@@ -18,6 +18,8 @@ mod builder;
 #[cfg(feature = "redis")]
 mod builder_chains;
 mod builder_errors;
+#[cfg(feature = "pages")]
+mod builder_pages;
 #[cfg(feature = "config-file")]
 mod file;
 mod guard;
