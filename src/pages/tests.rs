@@ -66,19 +66,19 @@ fn setup(access: PagesAccess) -> (Router, TracingGuard) {
         .expect("setup")
 }
 
-struct Answer {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) headers: http::HeaderMap,
+    pub(super) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 }
 
-async fn send(
+pub(super) async fn send(
     app: &Router,
     request: http::request::Builder,
     peer: Option<&str>,

@@ -1,29 +1,17 @@
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt as _;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
-use serde_json::{json, Value};
+use serde_json::json;
 use tower::ServiceExt as _;
 
 use super::super::store::{RecentTraces, SpanStatus, StoreLimits, StoredSpan};
+use super::super::tests::{send, Answer};
 use super::{correlation_id, merge, view, Read, Step};
 use crate::{ServiceTracing, TracesExporter, TracingGuard};
-
-struct Answer {
-    status: u16,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
 
 /// `path` asked from loopback, as HTML or as JSON.
 async fn ask(app: &Router, path: &str, html: bool) -> Answer {
@@ -32,24 +20,8 @@ async fn ask(app: &Router, path: &str, html: bool) -> Answer {
     } else {
         "application/json"
     };
-    let mut request = http::Request::get(path)
-        .header("accept", accept)
-        .body(Body::empty())
-        .expect("request");
-    let peer: SocketAddr = "127.0.0.1:5000".parse().expect("address");
-    request.extensions_mut().insert(ConnectInfo(peer));
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    let request = http::Request::get(path).header("accept", accept);
+    send(app, request, Some("127.0.0.1:5000"), "").await
 }
 
 /// A request to `app` carrying the correlation id `id`, its body read to the end (the server
