@@ -125,7 +125,12 @@ async fn read(state: &PagesState, id: &str, wait: Duration) -> Read {
         .map(|e| Step {
             service: e.service.clone(),
             instance: e.instance.clone(),
-            operation: e.operation.clone(),
+            // A step's name comes from a span before the exporter redacted it (its own
+            // service's, or another's): scrubbed as the exporter scrubs span names.
+            operation: state
+                .redactor
+                .scrub(&e.operation)
+                .unwrap_or_else(|| e.operation.clone()),
             kind: e.kind.as_str(),
             status: e.status.as_str(),
             http_status: e.http_status,

@@ -110,6 +110,10 @@ pub(crate) struct PagesState {
     /// Request chains, when on: the chain page and other services' spans in a trace.
     #[cfg(feature = "redis")]
     pub(crate) chains: Option<crate::request_chain::Chains>,
+    /// The redaction policy, for what the pages read from elsewhere than the store (which
+    /// holds redacted spans): other services' steps in a chain.
+    #[cfg(feature = "redis")]
+    pub(crate) redactor: crate::redact::Redactor,
 }
 
 /// Serves the pages under `path` on `app`.

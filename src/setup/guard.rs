@@ -579,6 +579,8 @@ impl TracingGuard {
                 profiling: inner.profiling.clone(),
                 #[cfg(feature = "redis")]
                 chains: inner.chains.clone(),
+                #[cfg(feature = "redis")]
+                redactor: inner.redactor.clone(),
             })
         })
         .flatten()

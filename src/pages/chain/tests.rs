@@ -465,3 +465,42 @@ fn a_step_links_to_its_trace_only_when_the_store_has_it() {
     assert_eq!(late, 503);
     assert!(v["note"].as_str().is_some_and(|n| n.contains("2000 ms")));
 }
+
+/// A step's name comes from its span before export redacted it: the chain page scrubs it with
+/// the service's redaction policy, as the store's copy of the same span was scrubbed.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_chain_page_shows_step_names_through_the_redaction_policy() {
+    let (app, guard) = ServiceTracing::builder("shop")
+        .env_lookup(|_| None)
+        .install_subscriber(false)
+        .exporter(TracesExporter::None)
+        .pages("/_tracing")
+        .redact_pattern(regex::Regex::new("secret-[0-9]+").expect("pattern"))
+        .request_chains(crate::request_chain::RequestChains::new())
+        .init(Router::new().route("/secret-42", get(|| async { "ok" })))
+        .expect("setup");
+    call(&app, "/secret-42", "order-9").await;
+    guard.force_flush().expect("flush");
+
+    let chain = ask(&app, "/_tracing/chains/order-9.json", false).await;
+    assert_eq!(chain.status, 200, "{}", chain.body);
+    assert!(!chain.body.contains("secret-42"), "{}", chain.body);
+    let chain = chain.json();
+    let step = &chain["steps"][0];
+    let operation = step["operation"].as_str().expect("operation");
+    let trace = ask(
+        &app,
+        &format!("{}.json", step["trace"].as_str().expect("kept")),
+        false,
+    )
+    .await;
+    assert_eq!(
+        trace.json()["spans"][0]["name"].as_str(),
+        Some(operation),
+        "the step is named as the stored, redacted span"
+    );
+    let page = ask(&app, "/_tracing/chains/order-9", true).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("secret-42"), "{}", page.body);
+}
