@@ -8,6 +8,7 @@
 //! oneshot_loop unsampled 2000    # incoming traceparent with flags 00
 //! oneshot_loop bare_unsampled 2000    # bare axum given that same request
 //! oneshot_loop sampled_chains 2000    # sampled, with request chains (feature `redis`; local)
+//! oneshot_loop sampled_pages 2000    # sampled, with the pages' store fed (feature `pages`)
 //! ```
 
 use axum::body::Body;
@@ -25,12 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = args.next().unwrap_or_else(|| "bare".to_owned());
     let count: u32 = args.next().as_deref().unwrap_or("2000").parse()?;
     let traceparent = match variant.as_str() {
-        "bare" | "sampled" | "sampled_chains" => None,
+        "bare" | "sampled" | "sampled_chains" | "sampled_pages" => None,
         "unsampled" | "bare_unsampled" => Some(UNSAMPLED),
         other => {
             return Err(format!(
                 "unknown variant {other:?}: bare, bare_unsampled, sampled, sampled_chains, \
-                 unsampled"
+                 sampled_pages, unsampled"
             )
             .into())
         }
@@ -45,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _entered = runtime.enter();
         let options = ServiceTracing::builder("instructions").log_filter("off");
         let options = with_chains(options, variant == "sampled_chains")?;
+        let options = with_pages(options, variant == "sampled_pages")?;
         let (app, guard) = options.init(app)?;
         (app, Some(guard))
     };
@@ -94,6 +96,31 @@ fn with_chains(
 ) -> Result<ServiceTracing, Box<dyn std::error::Error>> {
     if on {
         return Err("sampled_chains needs the `redis` feature".into());
+    }
+    Ok(options)
+}
+
+/// The built-in pages, when asked: their store is fed from every exported span.
+#[cfg(feature = "pages")]
+fn with_pages(
+    options: ServiceTracing,
+    on: bool,
+) -> Result<ServiceTracing, Box<dyn std::error::Error>> {
+    Ok(if on {
+        options.pages("/_tracing")
+    } else {
+        options
+    })
+}
+
+/// The pages need the `pages` feature.
+#[cfg(not(feature = "pages"))]
+fn with_pages(
+    options: ServiceTracing,
+    on: bool,
+) -> Result<ServiceTracing, Box<dyn std::error::Error>> {
+    if on {
+        return Err("sampled_pages needs the `pages` feature".into());
     }
     Ok(options)
 }
