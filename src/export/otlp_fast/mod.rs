@@ -32,8 +32,9 @@ use crate::wire::transport::{Outcomes, Transport, Wire};
 use encode::Encoder;
 
 /// The fast OTLP exporter. The export worker keeps up to [`IN_FLIGHT`] calls waiting for
-/// their answers (more than one only for a slow backend); each encodes under the state's lock (an uncontended one: the worker
-/// thread encodes one batch at a time) into a buffer of its own.
+/// their answers (more than one only for a slow backend); each encodes under the state's lock
+/// (an uncontended one: the worker thread encodes one batch at a time) into a buffer of its
+/// own.
 pub(crate) struct FastOtlpExporter {
     transport: Transport,
     state: Mutex<State>,
