@@ -2,6 +2,8 @@
 //! ([`Keys::scan`]) and the key check ([`Keys::denies`]) read.
 
 use regex::Regex;
+use service_tracing_middleware::semconv::HTTP_RESPONSE_STATUS_CODE;
+use service_tracing_middleware::tracer::ServerRequest;
 
 use super::patterns::starts_with_kept_value;
 use super::scan::*;
@@ -64,6 +66,9 @@ pub(super) struct Keys {
     /// The classes at least one of which any check needs; a string with none of them is clear
     /// after the class scan.
     pub(super) wanted: u16,
+    /// Whether any key of a server span's request attributes (or its status code) is denied:
+    /// with the defaults none is, and a server record's keys need no look at all.
+    pub(super) denies_a_request_key: bool,
 }
 
 impl Keys {
@@ -132,7 +137,7 @@ impl Keys {
         if !terms.is_empty() {
             wanted |= C_PAIR;
         }
-        Self {
+        let mut keys = Self {
             terms,
             starting,
             pairs,
@@ -140,7 +145,13 @@ impl Keys {
             shortest,
             wanted,
             kv,
-        }
+            denies_a_request_key: true,
+        };
+        keys.denies_a_request_key = ServerRequest::KEYS
+            .iter()
+            .chain([&HTTP_RESPONSE_STATUS_CODE])
+            .any(|key| keys.denies(key.as_bytes()));
+        keys
     }
 
     /// One pass over the bytes, then a closer look only where a class every pattern needs is

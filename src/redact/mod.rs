@@ -364,11 +364,14 @@ impl Redactor {
             let mut memory = memory.as_deref_mut().map(|m| m.of(&self.keys));
             // The request's attributes and the status code kept beside them; nothing is
             // noted as redacted yet, so each comes as the layer read it.
+            // With the default keys none of the request's is denied: no look per key.
+            let keys_to_check = self.keys.denies_a_request_key;
             record.for_each_request_attribute(|key, value| {
-                let denied = match memory.as_deref_mut() {
-                    Some(m) => m.denies(&self.keys, &Key::from_static_str(key)),
-                    None => self.keys.denies(key.as_bytes()),
-                };
+                let denied = keys_to_check
+                    && match memory.as_deref_mut() {
+                        Some(m) => m.denies(&self.keys, &Key::from_static_str(key)),
+                        None => self.keys.denies(key.as_bytes()),
+                    };
                 if denied {
                     changed.push((key, REDACTED.to_owned()));
                     return;

@@ -16,6 +16,28 @@ fn every_default_pattern_and_the_key_pattern_compile() {
 }
 
 #[test]
+fn only_a_policy_denying_a_request_key_looks_at_a_server_records_keys() {
+    // The defaults deny none of a server span's request keys: a record's keys are not looked at.
+    assert!(!Redactor::new().keys.denies_a_request_key);
+    assert!(!Redactor::without_defaults().keys.denies_a_request_key);
+    for term in ["client.address", "agent", "query", "status_code"] {
+        assert!(
+            Redactor::new()
+                .with_denied_key(term)
+                .keys
+                .denies_a_request_key,
+            "{term}"
+        );
+    }
+    assert!(
+        !Redactor::new()
+            .with_denied_key("ssn")
+            .keys
+            .denies_a_request_key
+    );
+}
+
+#[test]
 fn the_default_patterns_redact_what_the_docs_say() {
     let r = Redactor::new();
     for (input, expected) in [

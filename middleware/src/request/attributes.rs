@@ -94,6 +94,30 @@ impl RequestValue<'_> {
 }
 
 impl ServerRequest {
+    /// Every key [`for_each`](Self::for_each) may visit, in its order: a redaction policy can
+    /// be checked against these once, instead of on each span.
+    ///
+    /// ```
+    /// use service_tracing_middleware::tracer::ServerRequest;
+    /// let req = http::Request::get("/a?b=c").header("user-agent", "x").body(()).unwrap();
+    /// let request = service_tracing_middleware::test_server_request(&req);
+    /// request.for_each(|key, _| assert!(ServerRequest::KEYS.contains(&key)));
+    /// ```
+    pub const KEYS: [&'static str; 12] = [
+        semconv::HTTP_REQUEST_METHOD,
+        semconv::URL_PATH,
+        semconv::URL_SCHEME,
+        semconv::HTTP_ROUTE,
+        semconv::CORRELATION_ID,
+        semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+        semconv::URL_QUERY,
+        semconv::SERVER_ADDRESS,
+        semconv::SERVER_PORT,
+        semconv::CLIENT_ADDRESS,
+        semconv::NETWORK_PROTOCOL_VERSION,
+        semconv::USER_AGENT_ORIGINAL,
+    ];
+
     /// Reads `req`'s attributes (with the headers `request_headers` captures); `naming` and
     /// `id` are the layer's for it.
     pub(crate) fn of<B>(
@@ -464,7 +488,30 @@ pub fn test_server_request<B>(req: &Request<B>) -> ServerRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::{server_address, shared_text};
+    use super::{server_address, shared_text, ServerRequest};
+
+    #[test]
+    fn every_attribute_visited_is_among_the_listed_keys_in_their_order() {
+        // A request with every attribute present: an unusual method, a query, a host with a
+        // port, a peer address, a user agent.
+        let mut req = http::Request::builder()
+            .method("PURGE")
+            .uri("http://shop.example:8080/a/b?c=d")
+            .header("user-agent", "probe/1")
+            .body(())
+            .expect("a valid request");
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from(([10, 0, 0, 1], 4000)));
+        let request = crate::test_server_request(&req);
+        let mut visited = Vec::new();
+        request.for_each(|key, _| visited.push(key));
+        // Only the route is absent (no router matched the request).
+        let expected: Vec<&str> = ServerRequest::KEYS
+            .into_iter()
+            .filter(|k| *k != crate::semconv::HTTP_ROUTE)
+            .collect();
+        assert_eq!(visited, expected);
+    }
 
     #[test]
     fn the_last_authority_is_split_once_and_others_each_time() {
