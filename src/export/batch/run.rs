@@ -341,18 +341,20 @@ impl Sending {
 /// Pops up to `take` spans, redacted.
 fn take_batch(worker: &Worker<'_>, take: usize) -> Vec<Queued> {
     let mut batch = Vec::with_capacity(take);
+    // Each span moved once from the queue into the batch and redacted where it lies: a
+    // `Queued` is as large as the SDK's `SpanData`, and every move copies all of it.
     while batch.len() < take {
         match worker.shared.queue.pop() {
-            Some(mut queued) => {
-                if let Some(redactor) = worker.redactor {
-                    match &mut queued {
-                        Queued::Span(span) => redactor.redact_span(span),
-                        Queued::Server(record) => redactor.redact_record(record),
-                    }
-                }
-                batch.push(queued)
-            }
+            Some(queued) => batch.push(queued),
             None => break,
+        }
+    }
+    if let Some(redactor) = worker.redactor {
+        for queued in &mut batch {
+            match queued {
+                Queued::Span(span) => redactor.redact_span(span),
+                Queued::Server(record) => redactor.redact_record(record),
+            }
         }
     }
     batch
