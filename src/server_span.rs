@@ -426,6 +426,14 @@ impl ServerRecord {
         let Some(request) = &self.request else {
             return;
         };
+        if self.redacted.is_empty() {
+            // The common case: nothing to look up per attribute.
+            request.for_each(&mut f);
+            if let Some(code) = self.status_code {
+                f(HTTP_RESPONSE_STATUS_CODE, RequestValue::Int(code));
+            }
+            return;
+        }
         let mut visit =
             |key: &'static str, value| match self.redacted.iter().find(|(k, _)| *k == key) {
                 Some((_, text)) => f(key, RequestValue::Text(text)),
@@ -924,6 +932,36 @@ mod tests {
             .expect("encodes");
         encoder.encode(&[ours], &mut as_span).expect("encodes");
         assert_eq!(as_record, as_span);
+    }
+
+    #[test]
+    fn an_encoder_reused_across_batches_of_records_writes_what_a_fresh_one_does() {
+        use crate::export::batch::Queued;
+        use crate::export::otlp_fast::encode::Encoder;
+        // Its scratch keeps stale bytes from a larger batch (a 300-byte user agent each) when
+        // it encodes a smaller one of shorter texts, and grows mid-batch from nothing.
+        let long = &"agent/1 ".repeat(40)[..300];
+        let batch = |agent: &str, n: usize| -> Vec<Queued> {
+            (0..n)
+                .map(|_| Queued::Server(record_of(rich_request(agent))))
+                .collect()
+        };
+        let mut reused = Encoder::default();
+        for (agent, n) in [(long, 40), ("curl/8", 3), (long, 1), ("x", 50)] {
+            let spans = batch(agent, n);
+            let (mut by_reused, mut by_fresh) = (Vec::new(), Vec::new());
+            reused.encode(&spans, &mut by_reused).expect("encodes");
+            Encoder::default()
+                .encode(&spans, &mut by_fresh)
+                .expect("encodes");
+            assert_eq!(by_reused, by_fresh, "{n} records of {} bytes", agent.len());
+            let sdk: Vec<SpanData> = spans.into_iter().map(Queued::into_span_data).collect();
+            let mut by_sdk = Vec::new();
+            Encoder::default()
+                .encode(&sdk, &mut by_sdk)
+                .expect("encodes");
+            assert_eq!(by_reused, by_sdk);
+        }
     }
 
     #[test]

@@ -405,61 +405,81 @@ fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &str {
     std::str::from_utf8(&buf[..end]).unwrap_or_default()
 }
 
-/// Appends `v` as a varint.
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// Writes a server record's request attributes, encoded as repeated `Span.attributes`
+/// (field 9) `KeyValue`s, into `scratch` from `*at` on, and moves `*at` past them. Done once
+/// per span, in the sizing pass: the write pass copies the bytes.
+///
+/// `scratch` keeps its length between batches (the bytes past `*at` are stale) and grows only
+/// when an attribute would not fit, so each is written through a bounds-checked slice rather
+/// than pushed byte by byte.
+fn append_request_attributes(scratch: &mut Vec<u8>, at: &mut usize, record: &ServerRecord) {
+    record.for_each_request_attribute(|k, value| match value {
+        RequestValue::Static(t) | RequestValue::Text(t) => put_request_text(scratch, at, k, t),
+        RequestValue::Shared(t) => put_request_text(scratch, at, k, t),
+        RequestValue::Int(i) => put_request_int(scratch, at, k, i),
+        RequestValue::Ip(addr) => {
+            let mut ip = [0; 48];
+            put_request_text(scratch, at, k, ip_text(addr, &mut ip));
+        }
+        _ => {}
+    });
 }
 
-/// Appends a server record's request attributes, encoded as repeated `Span.attributes`
-/// (field 9) `KeyValue`s, to `out`. Done once per span, in the sizing pass: the write pass
-/// copies the bytes.
-fn append_request_attributes(out: &mut Vec<u8>, record: &ServerRecord) {
-    record.for_each_request_attribute(|k, value| {
-        let mut ip = [0; 48];
-        let (text, int) = match value {
-            RequestValue::Static(s) | RequestValue::Text(s) => (Some(s), 0),
-            RequestValue::Shared(s) => (Some(&**s), 0),
-            RequestValue::Int(i) => (None, i),
-            RequestValue::Ip(addr) => (Some(ip_text(addr, &mut ip)), 0),
-            _ => return,
-        };
-        // `AnyValue`: string_value (1) or int_value (3).
-        let value_len = match text {
-            Some(t) => len_field(t.len()),
-            None => 1 + varint_len(int as u64),
-        };
+/// A writer over `n` bytes of `scratch` from `at` on, growing it if they are not there.
+#[inline(always)]
+fn room(scratch: &mut Vec<u8>, at: usize, n: usize) -> Writer<'_> {
+    if scratch.len() < at + n {
+        let grown = (at + n).max(2 * scratch.len());
+        scratch.resize(grown, 0);
+    }
+    Writer {
+        buf: scratch.get_mut(at..).unwrap_or_default(),
+        pos: 0,
+    }
+}
+
+/// One request attribute of text `t` (an `AnyValue.string_value`, field 1), at `*at`.
+#[inline(always)]
+fn put_request_text(scratch: &mut Vec<u8>, at: &mut usize, k: &str, t: &str) {
+    let w = if !k.is_empty() && k.len() + t.len() < 0x80 - 6 {
+        // The common case: every length fits one byte, and the `KeyValue` takes its key's and
+        // text's bytes and 8 more.
+        let mut w = room(scratch, *at, 8 + k.len() + t.len());
+        w.bytes(&[
+            key(9, LEN),
+            (6 + k.len() + t.len()) as u8,
+            key(1, LEN),
+            k.len() as u8,
+        ]);
+        w.bytes(k.as_bytes());
+        w.bytes(&[key(2, LEN), (2 + t.len()) as u8, key(1, LEN), t.len() as u8]);
+        w.bytes(t.as_bytes());
+        w
+    } else {
+        let value_len = len_field(t.len());
         let body = opt_len_field(k.len()) + len_field(value_len);
-        if body < 0x80 && !k.is_empty() {
-            // The common case: every length fits one byte.
-            out.extend_from_slice(&[key(9, LEN), body as u8, key(1, LEN), k.len() as u8]);
-            out.extend_from_slice(k.as_bytes());
-        } else {
-            out.push(key(9, LEN));
-            push_varint(out, body as u64);
-            if !k.is_empty() {
-                out.push(key(1, LEN));
-                push_varint(out, k.len() as u64);
-                out.extend_from_slice(k.as_bytes());
-            }
-        }
-        out.push(key(2, LEN));
-        push_varint(out, value_len as u64);
-        match text {
-            Some(t) => {
-                out.push(key(1, LEN));
-                push_varint(out, t.len() as u64);
-                out.extend_from_slice(t.as_bytes());
-            }
-            None => {
-                out.push(key(3, VARINT));
-                push_varint(out, int as u64);
-            }
-        }
-    });
+        let mut w = room(scratch, *at, len_field(body));
+        w.len_key(9, body);
+        w.opt_bytes(1, k.as_bytes());
+        w.len_key(2, value_len);
+        w.len_key(1, t.len());
+        w.bytes(t.as_bytes());
+        w
+    };
+    *at += w.pos;
+}
+
+/// One request attribute of number `i` (an `AnyValue.int_value`, field 3), at `*at`.
+fn put_request_int(scratch: &mut Vec<u8>, at: &mut usize, k: &str, i: i64) {
+    let value_len = 1 + varint_len(i as u64);
+    let body = opt_len_field(k.len()) + len_field(value_len);
+    let mut w = room(scratch, *at, len_field(body));
+    w.len_key(9, body);
+    w.opt_bytes(1, k.as_bytes());
+    w.len_key(2, value_len);
+    w.byte(key(3, VARINT));
+    w.varint(i as u64);
+    *at += w.pos;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,8 +547,8 @@ struct SpanSize {
 }
 
 /// Sizes a `Span` message body; a server record's request attributes are encoded into
-/// `scratch` on the way.
-fn span_size<T: Encodable>(item: &T, scratch: &mut Vec<u8>) -> SpanSize {
+/// `scratch` from `*at` on the way.
+fn span_size<T: Encodable>(item: &T, scratch: &mut Vec<u8>, at: &mut usize) -> SpanSize {
     let span = item.span();
     let start = nanos(span.start_time);
     let end = nanos(span.end_time);
@@ -541,11 +561,11 @@ fn span_size<T: Encodable>(item: &T, scratch: &mut Vec<u8>) -> SpanSize {
     n += 2; // kind, never unspecified
     n += opt_fixed64_field(start);
     n += opt_fixed64_field(end);
-    let from = scratch.len();
+    let from = *at;
     if let Some(record) = item.record() {
-        append_request_attributes(scratch, record);
+        append_request_attributes(scratch, at, record);
     }
-    n += scratch.len() - from;
+    n += *at - from;
     n += attributes_len(kv_pairs(&span.attributes));
     n += opt_u32_field(span.dropped_attributes_count);
     for event in &span.events.events {
@@ -559,7 +579,7 @@ fn span_size<T: Encodable>(item: &T, scratch: &mut Vec<u8>) -> SpanSize {
     n += len_field(status_len(&span.status));
     SpanSize {
         len: n + 6, // flags, never 0
-        request: (from, scratch.len()),
+        request: (from, *at),
         start,
         end,
     }
@@ -636,7 +656,8 @@ pub(crate) struct Encoder {
     scopes: Vec<(usize, usize)>,
     /// For each span of the batch, its size and timestamps.
     sizes: Vec<SpanSize>,
-    /// The batch's server records' request attributes, encoded in the sizing pass.
+    /// The batch's server records' request attributes, encoded in the sizing pass (from the
+    /// start; its length is only its room, kept between batches).
     scratch: Vec<u8>,
 }
 
@@ -737,10 +758,10 @@ impl Encoder {
     /// message's, returned.
     fn size<T: Encodable>(&mut self, spans: &[T]) -> usize {
         self.sizes.clear();
-        self.scratch.clear();
         let scratch = &mut self.scratch;
+        let mut at = 0;
         self.sizes
-            .extend(spans.iter().map(|span| span_size(span, scratch)));
+            .extend(spans.iter().map(|span| span_size(span, scratch, &mut at)));
         for (scope_index, (first, size)) in self.scopes.iter_mut().enumerate() {
             let Some(span) = spans.get(*first) else {
                 continue;
