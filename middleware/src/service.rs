@@ -125,7 +125,7 @@ where
                 naming.route_id,
             )
         });
-        let (cx, recording) = span::start(config, &req, &parent, links, &naming, &id);
+        let (cx, recording) = span::start(config, &req, &present, &parent, links, &naming, &id);
         let echo = Echo::for_request(&self.config, req.headers(), source, &id, recording);
         let called = {
             let _guard = cx.clone().attach();

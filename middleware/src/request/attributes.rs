@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrayvec::ArrayString;
-use http::Request;
+use http::{HeaderValue, Request};
 use opentelemetry::{KeyValue, Value};
 
 use super::naming::Naming;
@@ -125,9 +125,10 @@ impl ServerRequest {
         req: &Request<B>,
         naming: &Naming<'_>,
         id: &CorrelationId,
+        user_agent: Option<&HeaderValue>,
     ) -> Self {
         let mut request = Self::early_of(req, naming);
-        request.read_rest(request_headers, req, naming, id);
+        request.read_rest(request_headers, req, naming, id, user_agent);
         request
     }
 
@@ -161,21 +162,21 @@ impl ServerRequest {
         }
     }
 
-    /// Reads the attributes [`early_of`](Self::early_of) left out.
+    /// Reads the attributes [`early_of`](Self::early_of) left out; `user_agent` is the
+    /// request's first `user-agent` value, found with the other headers the layer reads.
     pub(crate) fn read_rest<B>(
         &mut self,
         request_headers: &HeaderCapture,
         req: &Request<B>,
         naming: &Naming<'_>,
         id: &CorrelationId,
+        user_agent: Option<&HeaderValue>,
     ) {
         (self.server_address, self.server_port) = match server_address(req) {
             Some((host, port)) => (Some(host), port),
             None => (None, None),
         };
-        self.user_agent = req
-            .headers()
-            .get(http::header::USER_AGENT)
+        self.user_agent = user_agent
             .and_then(|v| v.to_str().ok())
             .map(|agent| shared_text(truncate_str(agent, 512)));
         request_headers.record(req.headers(), &mut self.headers);
@@ -483,6 +484,7 @@ pub fn test_server_request<B>(req: &Request<B>) -> ServerRequest {
         req,
         &naming,
         &CorrelationId::generate(),
+        req.headers().get(http::header::USER_AGENT),
     )
 }
 

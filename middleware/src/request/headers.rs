@@ -19,6 +19,9 @@ pub(crate) struct Present<'h> {
     pub(crate) w3c: W3cHeaders<'h>,
     /// One of the configured correlation-id headers.
     pub(crate) correlation: bool,
+    /// The first `user-agent` value, for the span's `user_agent.original` (found here, it is
+    /// not looked up again).
+    pub(crate) user_agent: Option<&'h HeaderValue>,
 }
 
 impl<'h> Present<'h> {
@@ -37,6 +40,9 @@ impl<'h> Present<'h> {
                 "tracestate" => present.w3c.tracestate = true,
                 "baggage" => present.w3c.baggage = true,
                 _ => {
+                    if name == "user-agent" && present.user_agent.is_none() {
+                        present.user_agent = Some(value);
+                    }
                     if !present.correlation {
                         present.correlation = correlation.iter().any(|c| c.as_str() == name);
                     }
@@ -87,5 +93,21 @@ mod tests {
 
         let present = Present::scan(&headers, &[]);
         assert!(!present.correlation, "no correlation header configured");
+    }
+
+    #[test]
+    fn the_first_user_agent_value_is_kept() {
+        let mut headers = HeaderMap::new();
+        assert!(Present::scan(&headers, &[]).user_agent.is_none());
+        headers.insert("user-agent", "first/1".parse().expect("valid"));
+        headers.append("user-agent", "second/2".parse().expect("valid"));
+        headers.insert("x-user-agent", "not/it".parse().expect("valid"));
+        let present = Present::scan(&headers, &[HeaderName::from_static("user-agent")]);
+        assert_eq!(
+            present.user_agent.map(HeaderValue::as_bytes),
+            Some(&b"first/1"[..]),
+            "what `HeaderMap::get` gives"
+        );
+        assert!(present.correlation, "still matched as a correlation header");
     }
 }

@@ -10,6 +10,7 @@ use opentelemetry::trace::{Link, SpanBuilder, SpanContext, SpanKind, TraceContex
 use opentelemetry::Context;
 
 use super::attributes::ServerRequest;
+use super::headers::Present;
 use super::naming::Naming;
 use super::parent::Parent;
 use crate::cause::RequestErrors;
@@ -22,6 +23,7 @@ use crate::scope::RequestScope;
 pub(crate) fn start<B>(
     config: &Config,
     req: &Request<B>,
+    present: &Present<'_>,
     parent: &Parent,
     links: Vec<Link>,
     naming: &Naming<'_>,
@@ -42,7 +44,7 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        start_with_tracer(config, req, parent, links, naming, id)
+        start_with_tracer(config, req, present, parent, links, naming, id)
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
     let random_trace_id = crate::propagation::RandomTraceId::vouch_after(
@@ -73,6 +75,7 @@ pub(crate) fn start<B>(
 fn start_with_tracer<B>(
     config: &Config,
     req: &Request<B>,
+    present: &Present<'_>,
     parent: &Parent,
     links: Vec<Link>,
     naming: &Naming<'_>,
@@ -98,14 +101,14 @@ fn start_with_tracer<B>(
         return config
             .tracer
             .start_server(builder, &parent.context(), &mut || {
-                ServerRequest::of(&config.request_headers, req, naming, id)
+                ServerRequest::of(&config.request_headers, req, naming, id, present.user_agent)
             });
     }
     config
         .tracer
         .start_recorded_in(builder, &parent.context(), &mut |more| {
             if let Some(mut request) = read_early.take() {
-                request.read_rest(&config.request_headers, req, naming, id);
+                request.read_rest(&config.request_headers, req, naming, id, present.user_agent);
                 request.push_key_values(false, more);
             }
         })
