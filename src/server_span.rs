@@ -246,13 +246,19 @@ impl ServerTracer {
         let limits = self.shared.limits;
         let mut attributes = builder.attributes.unwrap_or_default();
         attributes.extend(sampler_attributes);
+        // Looked at before iterating: the layer's builder has an empty list of links and
+        // none of events, and dropping a flattened iterator over them cost more than this.
         let mut links = SpanLinks::default();
-        for link in builder.links.into_iter().flatten() {
-            push_link(&mut links, link, &limits);
+        if let Some(given) = builder.links.filter(|given| !given.is_empty()) {
+            for link in given {
+                push_link(&mut links, link, &limits);
+            }
         }
         let mut events = SpanEvents::default();
-        for event in builder.events.into_iter().flatten() {
-            push_event(&mut events, event, &limits);
+        if let Some(given) = builder.events.filter(|given| !given.is_empty()) {
+            for event in given {
+                push_event(&mut events, event, &limits);
+            }
         }
         let start_time = builder.start_time.unwrap_or_else(opentelemetry::time::now);
         Box::new(ServerRecord {
