@@ -137,7 +137,7 @@ impl Keys {
         if !terms.is_empty() {
             wanted |= C_PAIR;
         }
-        let mut keys = Self {
+        Self {
             terms,
             starting,
             pairs,
@@ -146,12 +146,17 @@ impl Keys {
             wanted,
             kv,
             denies_a_request_key: true,
-        };
-        keys.denies_a_request_key = ServerRequest::KEYS
+        }
+        .with_request_keys_checked()
+    }
+
+    /// Sets [`denies_a_request_key`](Self::denies_a_request_key) by asking the terms.
+    fn with_request_keys_checked(mut self) -> Self {
+        self.denies_a_request_key = ServerRequest::KEYS
             .iter()
             .chain([&HTTP_RESPONSE_STATUS_CODE])
-            .any(|key| keys.denies(key.as_bytes()));
-        keys
+            .any(|key| self.denies(key.as_bytes()));
+        self
     }
 
     /// One pass over the bytes, then a closer look only where a class every pattern needs is
