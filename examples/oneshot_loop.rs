@@ -9,6 +9,7 @@
 //! oneshot_loop bare_unsampled 2000    # bare axum given that same request
 //! oneshot_loop sampled_chains 2000    # sampled, with request chains (feature `redis`; local)
 //! oneshot_loop sampled_pages 2000    # sampled, with the pages' store fed (feature `pages`)
+//! oneshot_loop sampled_inner 2000    # sampled, the handler making one span of its own
 //! ```
 
 use axum::body::Body;
@@ -26,12 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = args.next().unwrap_or_else(|| "bare".to_owned());
     let count: u32 = args.next().as_deref().unwrap_or("2000").parse()?;
     let traceparent = match variant.as_str() {
-        "bare" | "sampled" | "sampled_chains" | "sampled_pages" => None,
+        "bare" | "sampled" | "sampled_chains" | "sampled_pages" | "sampled_inner" => None,
         "unsampled" | "bare_unsampled" => Some(UNSAMPLED),
         other => {
             return Err(format!(
                 "unknown variant {other:?}: bare, bare_unsampled, sampled, sampled_chains, \
-                 sampled_pages, unsampled"
+                 sampled_pages, sampled_inner, unsampled"
             )
             .into())
         }
@@ -39,7 +40,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let app = Router::new().route("/users/{id}", get(|| async { "ok" }));
+    let app = if variant == "sampled_inner" {
+        // A span through the OpenTelemetry API, as a handler's own work makes one: an SDK span
+        // on the export queue beside the server record.
+        Router::new().route(
+            "/users/{id}",
+            get(|| async {
+                use opentelemetry::trace::Tracer;
+                opentelemetry::global::tracer("handler").in_span("load user", |_| "ok")
+            }),
+        )
+    } else {
+        Router::new().route("/users/{id}", get(|| async { "ok" }))
+    };
     let (app, guard) = if variant.starts_with("bare") {
         (app, None)
     } else {
