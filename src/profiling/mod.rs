@@ -511,10 +511,6 @@ impl Profiling {
     /// Profiles an ended span; a server span of the layer's own type comes with its
     /// request's attributes apart (`request`), which name its operation.
     fn process_with(&self, span: &mut SpanData, request: Option<&ServerRequest>) {
-        let duration = span
-            .end_time
-            .duration_since(span.start_time)
-            .unwrap_or_default();
         let from_span = slow::span_threshold(&span.attributes);
         let config = &self.shared.config;
         let operation = match request {
@@ -526,12 +522,17 @@ impl Profiling {
             && from_span.is_none()
             && !config.auto
             && config.thresholds.is_empty();
-        let (threshold, log) = if nothing_to_check {
-            (None, None)
+        // The span's duration is read only when something may be checked against it.
+        let (threshold, log, duration) = if nothing_to_check {
+            (None, None, Duration::ZERO)
         } else {
+            let duration = span
+                .end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default();
             let at = self.elapsed();
             let mut operations = self.operations_lock();
-            match span.span_kind {
+            let (threshold, log) = match span.span_kind {
                 SpanKind::Server => {
                     let (method, route) = match request {
                         Some(r) => (r.method().to_owned(), r.route().map(bounded)),
@@ -562,7 +563,8 @@ impl Profiling {
                 _ => operations
                     .named(OperationKind::Internal, &operation, config)
                     .record(at, duration, is_error(span), from_span, config),
-            }
+            };
+            (threshold, log, duration)
         };
         if let Some(threshold) = threshold {
             span.events
