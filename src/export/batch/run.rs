@@ -341,8 +341,7 @@ impl Sending {
 /// Pops up to `take` spans, redacted.
 fn take_batch(worker: &Worker<'_>, take: usize) -> Vec<Queued> {
     let mut batch = Vec::with_capacity(take);
-    // Each span moved once from the queue into the batch and redacted where it lies: a
-    // `Queued` is as large as the SDK's `SpanData`, and every move copies all of it.
+    // Each span moved once from the queue into the batch, then redacted where it lies.
     while batch.len() < take {
         match worker.shared.queue.pop() {
             Some(queued) => batch.push(queued),
