@@ -6,6 +6,19 @@ use opentelemetry::{Key, KeyValue, Value};
 /// Longest error type, message, operation or correlation id taken from a span, in bytes.
 pub(crate) const MAX_FIELD: usize = 512;
 
+/// Whether `id` can be a correlation id under any charset the layer accepts: 1 to 128 bytes
+/// of visible ASCII but `%`, `,`, `;` and `=` (what `CorrelationIdCharset::with_extra` refuses
+/// whatever is asked). Ids from the layer and the message helpers always are; a
+/// `correlation.id` attribute set by hand may not be, and is then left out.
+#[cfg(any(feature = "pages", feature = "redis"))]
+pub(crate) fn plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= service_tracing_middleware::correlation::MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b';' | b'='))
+}
+
 /// The value of `key` among `attrs`, if any.
 pub(crate) fn attr<'a>(attrs: &'a [KeyValue], key: &'static str) -> Option<&'a Value> {
     let key = Key::from_static_str(key);

@@ -18,8 +18,11 @@ use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{json, Value};
 use service_tracing_middleware::correlation::MAX_LEN;
 
+use crate::attributes::plausible_id;
+
 use super::html::{self, Html};
 use super::store::{RecentTraces, StoredTrace};
+use super::views::{self, ms};
 use super::PagesState;
 use crate::clock::unix_ms;
 
@@ -53,10 +56,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 fn chain_link(base: &str, id: &str) -> String {
     let id = percent_encoding::utf8_percent_encode(id, SEGMENT);
     format!("{base}/chains/{id}")
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
 }
 
 /// One step of a chain, as the pages show it.
@@ -163,19 +162,22 @@ fn correlation_id(raw: &str) -> Result<String, &'static str> {
         return Err(NOT_AN_ID);
     }
     let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
-    let plausible = !bytes.is_empty()
-        && bytes.len() <= MAX_LEN
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b';' | b'='));
-    if !plausible {
-        return Err(NOT_AN_ID);
-    }
     let id = String::from_utf8(bytes).map_err(|_| NOT_AN_ID)?;
+    check_id(&id, NOT_AN_ID)?;
+    Ok(id)
+}
+
+/// Whether `id`, decoded, may be shown and linked as a correlation id: plausible under any
+/// charset ([`plausible_id`]), and no empty, `.` or `..` path segment; else why not (`not_an_id`
+/// for an implausible one).
+fn check_id(id: &str, not_an_id: &'static str) -> Result<(), &'static str> {
+    if !plausible_id(id) {
+        return Err(not_an_id);
+    }
     if id.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
         return Err("Not a correlation id: it holds an empty, `.` or `..` path segment.");
     }
-    Ok(id)
+    Ok(())
 }
 
 /// The look-up form's `id`, still percent-encoded (a form's `+` is a space); `None` when
@@ -303,7 +305,7 @@ fn view(base: &str, store: &RecentTraces, id: &str, read: Read) -> (StatusCode, 
                 // The trace's page, when this service's store still has it.
                 "trace": store
                     .trace(s.trace_id)
-                    .map(|_| format!("{base}/traces/{}", s.trace_id)),
+                    .map(|_| views::trace_link(base, s.trace_id)),
             })
         })
         .collect();
@@ -423,10 +425,7 @@ fn step_row(h: &mut Html, i: usize, s: &Value, total: f64) {
 /// that takes longer than [`TRACE_WAIT`] leaves the trace as it is, with a note.
 pub(super) async fn add_other_services(state: &PagesState, trace: &StoredTrace, value: &mut Value) {
     // An attribute anyone may set: linked and read only when it can be an id.
-    let id = trace.correlation_id().filter(|id| {
-        let segment = percent_encoding::utf8_percent_encode(id, SEGMENT).to_string();
-        correlation_id(&segment).as_deref() == Ok(*id)
-    });
+    let id = trace.correlation_id().filter(|id| check_id(id, "").is_ok());
     value["correlation_id"] = json!(id);
     value["chain"] = json!(id.map(|id| chain_link(&state.base, id)));
     if let Some(spans) = value["spans"].as_array_mut() {
@@ -456,7 +455,7 @@ pub(super) async fn add_other_services(state: &PagesState, trace: &StoredTrace, 
                 .filter(|s| s.trace_id == trace.trace_id && !own.contains(&s.span_id))
                 .collect();
             merge(value, trace, &others);
-            let note = (!shared && id.is_some()).then(|| LOCAL.to_owned());
+            let note = (!shared).then(|| LOCAL.to_owned());
             (
                 note,
                 Some(if shared { "shared" } else { "local" }),

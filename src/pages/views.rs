@@ -16,7 +16,7 @@ use crate::Window;
 /// Traces listed at most on one page.
 const MAX_LISTED: usize = 500;
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
@@ -191,12 +191,13 @@ fn summary(state: &PagesState, trace: &StoredTrace) -> Value {
         "error": trace.is_error(),
         "status_code": root.and_then(|r| r.attribute("http.response.status_code")),
         "correlation_id": trace.correlation_id(),
-        "link": trace_link(state, trace.trace_id),
+        "link": trace_link(&state.base, trace.trace_id),
     })
 }
 
-fn trace_link(state: &PagesState, trace_id: TraceId) -> String {
-    format!("{}/traces/{trace_id}", state.base)
+/// The trace's page under the pages' `base`.
+pub(super) fn trace_link(base: &str, trace_id: TraceId) -> String {
+    format!("{base}/traces/{trace_id}")
 }
 
 fn kind(kind: &SpanKind) -> &'static str {
@@ -322,7 +323,7 @@ fn span(state: &PagesState, s: &StoredSpan, depth: usize, start: SystemTime) -> 
         .map(|(t, sp)| {
             json!({
                 "trace_id": t.to_string(), "span_id": sp.to_string(),
-                "link": state.store.trace(*t).map(|_| trace_link(state, *t)),
+                "link": state.store.trace(*t).map(|_| trace_link(&state.base, *t)),
             })
         })
         .collect();
@@ -367,7 +368,7 @@ pub(crate) fn errors(state: &PagesState) -> Value {
                 .map(|t| {
                     json!({
                         "trace_id": t.to_string(),
-                        "link": state.store.trace(*t).map(|_| trace_link(state, *t)),
+                        "link": state.store.trace(*t).map(|_| trace_link(&state.base, *t)),
                     })
                 })
                 .collect();
@@ -425,7 +426,7 @@ pub(crate) fn bottlenecks(state: &PagesState) -> Value {
             v["link"] = json!(state
                 .store
                 .trace(b.trace_id)
-                .map(|_| trace_link(state, b.trace_id)));
+                .map(|_| trace_link(&state.base, b.trace_id)));
             v
         })
         .collect();

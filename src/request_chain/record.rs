@@ -293,17 +293,7 @@ impl fmt::Debug for ChainHook {
     }
 }
 
-/// Whether `id` can be a correlation id under any charset the layer accepts: 1 to 128 bytes
-/// of visible ASCII but `%`, `,`, `;` and `=` (what `CorrelationIdCharset::with_extra` refuses
-/// whatever is asked). Ids from the layer and the message helpers always are; a
-/// `correlation.id` attribute set by hand may not be, and is then left out.
-pub(crate) fn plausible_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b';' | b'='))
-}
+pub(crate) use crate::attributes::plausible_id;
 
 fn status_of(status: &Status) -> ChainStatus {
     match status {
