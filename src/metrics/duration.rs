@@ -37,7 +37,8 @@ pub(crate) const DESCRIPTION: &str = "Duration of HTTP server requests.";
 /// Most series one thread finds by key; past it, a request looks its series up by its labels.
 const MAX_KEYED_PER_THREAD: usize = 4096;
 
-const BUCKETS: usize = DURATION_BOUNDARIES.len() + 1;
+/// Buckets of `http.server.request.duration`: one per bound, and one above the last.
+pub(crate) const BUCKETS: usize = DURATION_BOUNDARIES.len() + 1;
 
 /// One series' figures.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -96,6 +96,7 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 pub use crate::config::metrics::MetricsExporter;
+pub(crate) use duration::BUCKETS as DURATION_BUCKETS;
 pub(crate) use gen_ai::{record as record_gen_ai, GenAiCall};
 pub use gen_ai::{GEN_AI_DURATION_BOUNDARIES, GEN_AI_TOKEN_USAGE_BOUNDARIES};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;

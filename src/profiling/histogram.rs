@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::metrics::DURATION_BOUNDARIES;
+// Latency buckets are the HTTP duration metric's: one per bound, and one above the last.
+use crate::metrics::{DURATION_BOUNDARIES, DURATION_BUCKETS as BUCKETS};
 use crate::window::Window;
 
 /// Significant digits kept by every histogram.
@@ -195,9 +196,6 @@ pub struct LatencyStats {
     /// ```
     pub buckets: Vec<u64>,
 }
-
-/// Latency buckets: one per bound of the HTTP duration metric, and one above the last.
-const BUCKETS: usize = DURATION_BOUNDARIES.len() + 1;
 
 /// How many of `histogram`'s values fall in each latency bucket (see
 /// [`LatencyStats::buckets`]).
