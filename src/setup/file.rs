@@ -150,7 +150,7 @@ impl ServiceTracing {
     fn with_errors(mut self, e: schema::Errors) -> Result<Self, SetupError> {
         if let Some(max) = e.max_groups {
             // Not `error_tracker`, which would turn tracking on whatever `enabled` says.
-            self.error_tracker = Some(crate::ErrorTracking::new().with_max_groups(count(max)));
+            self.error_tracker = Some(crate::ErrorTracking::new().with_max_groups(count(max.0)));
         }
         if let Some(on) = e.enabled {
             self.error_tracking = on;
@@ -177,7 +177,7 @@ impl ServiceTracing {
         {
             let mut profiler = crate::Profiling::new();
             if let Some(max) = pr.max_operations {
-                profiler = profiler.with_max_operations(count(max));
+                profiler = profiler.with_max_operations(count(max.0));
             }
             if let Some(interval) = pr.slow_log_interval {
                 profiler = profiler.with_slow_log_interval(interval.0);
@@ -243,21 +243,20 @@ impl ServiceTracing {
             None => access,
         };
         let mut limits = self.pages.limits;
-        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         if let Some(n) = p.max_traces {
-            limits = limits.max_traces(size(n));
+            limits = limits.max_traces(count(n));
         }
         if let Some(n) = p.max_bytes {
-            limits = limits.max_bytes(size(n));
+            limits = limits.max_bytes(count(n));
         }
         if let Some(n) = p.max_spans_per_trace {
-            limits = limits.max_spans_per_trace(size(n));
+            limits = limits.max_spans_per_trace(count(n));
         }
         if let Some(n) = p.max_bytes_per_trace {
-            limits = limits.max_bytes_per_trace(size(n));
+            limits = limits.max_bytes_per_trace(count(n));
         }
         if let Some(n) = p.max_routes {
-            limits = limits.max_routes(size(n));
+            limits = limits.max_routes(count(n));
         }
         limits.check("pages", '.')?;
         self.pages.limits = limits;
@@ -405,8 +404,8 @@ fn alert_rule(i: usize, a: file::schema::Alert) -> Result<AlertRule, SetupError>
 }
 
 /// A count from the file as the bound a builder takes (saturating on 32-bit targets).
-fn count(n: file::schema::Positive) -> usize {
-    usize::try_from(n.0).unwrap_or(usize::MAX)
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 fn invalid(message: String) -> SetupError {
