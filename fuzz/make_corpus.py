@@ -35,6 +35,9 @@ seeds = {
         b"k=%FF%FE", b"bad member,good=1", b"big=" + b"x" * 5000 + b",small=1",
         b",".join(b"k%d=v" % i for i in range(100)), b"\n".join([b"k=v"] * 300),
         b"a=\xc3\x28", b"=v", b"k=", b"correlation.id=abc",
+        # Full: 64 members, and near 8192 bytes (the correlation id must still find room).
+        b",".join(b"k%d=v" % i for i in range(64)),
+        b"a=" + b"a" * 4080 + b",b=" + b"b" * 4080 + b",small=1",
     ],
     "correlation_id": [
         b"order-42", b"a" * 128, b"a" * 129, b"two words", b"tab\tid", b"\x7f", b"caf\xc3\xa9",

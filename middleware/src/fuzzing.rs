@@ -116,6 +116,35 @@ pub fn baggage(data: &[u8]) {
             "serialised baggage must parse back whole"
         );
     }
+    // With a correlation id, written member by member and from the received text: the
+    // limits hold and the id is always among the members.
+    let id = CorrelationId::parse("fuzz-correlation-id").expect("a valid id");
+    let with_id = |header: Option<String>| {
+        let header = header.expect("the id at least");
+        assert!(header.len() <= 8192);
+        let again = W3cBaggage::parse([header.as_str()]);
+        assert!(again.len() <= 64);
+        assert_eq!(
+            correlation::from_baggage(&again),
+            Some(id.as_str()),
+            "the correlation id always has room"
+        );
+    };
+    with_id(W3cBaggage::header_value_with(&parsed, Some(&id)));
+    if let [one] = values.as_slice() {
+        let Ok(value) = HeaderValue::from_str(one) else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(crate::propagation::BAGGAGE, value);
+        let cx = W3cBaggage::context_from_headers(&headers).unwrap_or_default();
+        let mut out = HeaderMap::new();
+        inject(&W3cBaggage::new(), &cx.with_value(id.clone()), &mut out);
+        with_id(
+            out.get(crate::propagation::BAGGAGE)
+                .map(|v| v.to_str().expect("visible ASCII").to_owned()),
+        );
+    }
 }
 
 /// One correlation id, as a header value and as a baggage value: accepted values are valid

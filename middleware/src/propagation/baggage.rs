@@ -91,6 +91,10 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 /// A malformed member is dropped alone; members over 4096 bytes, past 64 members or past 8192
 /// bytes in all are dropped whole, never cut. Reading stops after 64 KiB of header text.
 ///
+/// On injection the context's correlation id is written as the last member, `correlation.id`,
+/// and always has room: when the limits are reached, other members are left out for it (the
+/// right-most received members, when the received text goes on as it came).
+///
 /// ```
 /// use service_tracing_middleware::propagation::W3cBaggage;
 /// let baggage = W3cBaggage::parse(["user=J%C3%B6rg;pii, bad member ,tier=gold"]);
@@ -444,18 +448,39 @@ fn push_encoded(out: &mut String, value: &str) {
 struct Writer {
     out: String,
     members: usize,
+    /// Room kept for the correlation id, written last: one member of this many bytes
+    /// (with its comma), or 0.
+    kept: usize,
+}
+
+/// The bytes of `key=value` with `value` percent-encoded, and `;metadata` when there is some.
+fn member_len(key: &str, value: &str, metadata: &str) -> usize {
+    let mut len = key.len() + 1 + encoded_len(value);
+    if !metadata.is_empty() {
+        len += 1 + metadata.len();
+    }
+    len
 }
 
 impl Writer {
+    /// A writer that keeps room for the correlation id's member, `id`, so that the members
+    /// before it cannot push it past the 64-member or 8192-byte limit.
+    fn keeping_room_for(out: String, id: Option<&CorrelationId>) -> Self {
+        let kept = id.map_or(0, |id| member_len(BAGGAGE_KEY, id.as_str(), "") + 1);
+        Self {
+            out,
+            members: 0,
+            kept,
+        }
+    }
+
     fn push(&mut self, key: &str, value: &str, metadata: &str) {
         let value_len = encoded_len(value);
-        let mut len = key.len() + 1 + value_len;
-        if !metadata.is_empty() {
-            len += 1 + metadata.len();
-        }
+        let len = member_len(key, value, metadata);
+        let kept_members = usize::from(self.kept > 0);
         if len > BAGGAGE_MAX_MEMBER_BYTES
-            || self.members == BAGGAGE_MAX_MEMBERS
-            || self.out.len() + len + 1 > BAGGAGE_MAX_BYTES
+            || self.members + kept_members >= BAGGAGE_MAX_MEMBERS
+            || self.out.len() + len + 1 + self.kept > BAGGAGE_MAX_BYTES
         {
             return;
         }
@@ -474,6 +499,12 @@ impl Writer {
             self.out.push_str(metadata);
         }
         self.members += 1;
+    }
+
+    /// Writes the correlation id's member into the room kept for it.
+    fn push_correlation(&mut self, id: &CorrelationId) {
+        self.kept = 0;
+        self.push(BAGGAGE_KEY, id.as_str(), "");
     }
 }
 
@@ -523,10 +554,8 @@ impl W3cBaggage {
             return None;
         }
         let estimate = (baggage.len() + 1) * 24;
-        let mut writer = Writer {
-            out: String::with_capacity(estimate.min(BAGGAGE_MAX_BYTES)),
-            members: 0,
-        };
+        let out = String::with_capacity(estimate.min(BAGGAGE_MAX_BYTES));
+        let mut writer = Writer::keeping_room_for(out, correlation);
         for (key, (value, metadata)) in baggage {
             if correlation.is_some() && key.as_str() == BAGGAGE_KEY {
                 continue;
@@ -534,7 +563,7 @@ impl W3cBaggage {
             writer.push(key.as_str(), value.as_str(), metadata.as_str());
         }
         if let Some(id) = correlation {
-            writer.push(BAGGAGE_KEY, id.as_str(), "");
+            writer.push_correlation(id);
         }
         (!writer.out.is_empty()).then_some(writer.out)
     }
@@ -675,14 +704,29 @@ impl W3cBaggage {
             // Another value would have to be taken out of the text: member by member.
             Some(_) => None,
             None => {
-                let mut writer = Writer {
-                    out: String::with_capacity(
-                        text.len() + 1 + BAGGAGE_KEY.len() + 1 + id.as_str().len(),
-                    ),
-                    members: baggage.len(),
-                };
+                let member = member_len(BAGGAGE_KEY, id.as_str(), "");
+                if member > BAGGAGE_MAX_MEMBER_BYTES {
+                    return Some(String::from(text));
+                }
+                // The correlation id goes in first: received members are left out from the
+                // right until it fits the limits. The text is canonical, so every `,`
+                // separates two members.
+                let mut text = text;
+                let mut members = baggage.len();
+                while members + 1 > BAGGAGE_MAX_MEMBERS
+                    || text.len() + 1 + member > BAGGAGE_MAX_BYTES
+                {
+                    let end = text.rfind(',').unwrap_or(0);
+                    text = text.get(..end).unwrap_or("");
+                    members = members.saturating_sub(1);
+                }
+                let mut writer = Writer::keeping_room_for(
+                    String::with_capacity(text.len() + 1 + member),
+                    Some(id),
+                );
                 writer.out.push_str(text);
-                writer.push(BAGGAGE_KEY, id.as_str(), "");
+                writer.members = members;
+                writer.push_correlation(id);
                 Some(writer.out)
             }
         }
@@ -1283,6 +1327,51 @@ mod tests {
             Some(format!("correlation.id={}", id.as_str()))
         );
         assert_eq!(W3cBaggage::header_value(&Baggage::new()), None);
+    }
+
+    #[test]
+    fn a_full_baggage_keeps_room_for_the_correlation_id() {
+        let id = CorrelationId::parse("order-42").expect("valid");
+        let ours = "correlation.id=order-42";
+        let count = |header: &str| header.split(',').count();
+
+        // 64 members received: the right-most one makes room, the others keep their order.
+        let full: Vec<String> = (0..64).map(|i| format!("k{i}={i}")).collect();
+        let text = full.join(",");
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(&text)).expect("baggage");
+        assert_eq!(cx.baggage().len(), 64);
+        let header = injected(&cx.with_value(id.clone())).expect("members");
+        assert_eq!(header, format!("{},{ours}", full[..63].join(",")));
+
+        // Member by member (a baggage the handler built): 64 members in all, ours among them.
+        let mut built = Baggage::new();
+        for i in 0..64 {
+            let _ = built.insert(format!("k{i}"), i.to_string());
+        }
+        let header = W3cBaggage::header_value_with(&built, Some(&id)).expect("members");
+        assert_eq!(count(&header), 64);
+        assert!(header.ends_with(&format!(",{ours}")), "{header}");
+
+        // Near 8192 bytes: a received member goes so that the id fits.
+        let big = |c: char| format!("{c}={}", c.to_string().repeat(4080));
+        let text = format!("{},{},small=1", big('a'), big('b'));
+        assert!(text.len() + 1 + ours.len() > BAGGAGE_MAX_BYTES);
+        let cx = W3cBaggage::context_from_headers(&baggage_headers(&text)).expect("baggage");
+        let header = injected(&cx.with_value(id.clone())).expect("members");
+        assert_eq!(header, format!("{},{},{ours}", big('a'), big('b')));
+        assert!(header.len() <= BAGGAGE_MAX_BYTES);
+        let mut built = Baggage::new();
+        for c in ['a', 'b', 'c'] {
+            let _ = built.insert(c.to_string(), c.to_string().repeat(2726));
+        }
+        assert_eq!(
+            count(&W3cBaggage::header_value(&built).expect("members")),
+            3
+        );
+        let header = W3cBaggage::header_value_with(&built, Some(&id)).expect("members");
+        assert!(header.len() <= BAGGAGE_MAX_BYTES);
+        assert_eq!(count(&header), 3, "two of the three, and the id");
+        assert!(header.ends_with(&format!(",{ours}")), "{header}");
     }
 
     #[test]
