@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::trace::{Status, TraceContextExt};
@@ -23,6 +24,32 @@ pub(crate) struct State {
     pub(crate) id: CorrelationId,
     pub(crate) echo: Echo,
     pub(crate) observation: Option<Observation>,
+}
+
+impl State {
+    /// Ends the request: the observers are told, then the span ends, both at one reading of
+    /// the clock. `error_type` is the request's when it ended in a failure.
+    pub(crate) fn end(&mut self, error_type: Option<&'static str>) {
+        let observation = self.observation.take();
+        let recording = self.echo.recording;
+        // A span that does not record ends on its own when dropped: ending it here would
+        // read the clock for a timestamp it throws away.
+        if observation.is_none() && !recording {
+            return;
+        }
+        let ended_at = Instant::now();
+        if let Some(mut observation) = observation {
+            if let Some(error_type) = error_type {
+                observation.error_type = Some(error_type.into());
+            }
+            observation.finish(&self.echo.config.observers, ended_at, &self.cx, &self.id);
+        }
+        if recording {
+            self.cx
+                .span()
+                .end_with_timestamp(crate::clock::wall(ended_at));
+        }
+    }
 }
 
 impl Drop for State {
@@ -52,10 +79,7 @@ impl SpanGuard {
 impl Drop for SpanGuard {
     fn drop(&mut self) {
         let state = &mut *self.0;
-        if let Some(observation) = state.observation.take() {
-            observation.finish(&state.echo.config.observers, &state.cx, &state.id);
-        }
-        state.cx.span().end();
+        state.end(None);
     }
 }
 

@@ -107,8 +107,15 @@ impl CorrelationId {
 
     /// Makes a new id: a UUIDv7, so ids sort by creation time (to the millisecond).
     pub fn generate() -> Self {
+        Self::generate_at(std::time::SystemTime::now())
+    }
+
+    /// [`generate`](Self::generate) for `time` rather than now.
+    pub(crate) fn generate_at(time: std::time::SystemTime) -> Self {
         let mut buf = uuid::Uuid::encode_buffer();
-        let s = crate::ids::uuid_v7().hyphenated().encode_lower(&mut buf);
+        let s = crate::ids::uuid_v7_at(time)
+            .hyphenated()
+            .encode_lower(&mut buf);
         Self::from_valid(s)
     }
 
@@ -468,6 +475,24 @@ pub fn resolve_with(
     baggage_value: Option<&str>,
     charset: &CorrelationIdCharset,
 ) -> (CorrelationId, CorrelationSource) {
+    resolve_or(
+        headers,
+        headers_to_read,
+        baggage_value,
+        charset,
+        CorrelationId::generate,
+    )
+}
+
+/// [`resolve_with`], with `generate` making the id when none is found (the layer makes it for
+/// its request's start, without reading the clock again).
+pub(crate) fn resolve_or(
+    headers: &http::HeaderMap,
+    headers_to_read: &[HeaderName],
+    baggage_value: Option<&str>,
+    charset: &CorrelationIdCharset,
+    generate: impl FnOnce() -> CorrelationId,
+) -> (CorrelationId, CorrelationSource) {
     let mut saw_invalid = false;
     for name in headers_to_read {
         if let Some(value) = headers.get(name) {
@@ -488,7 +513,7 @@ pub fn resolve_with(
     } else {
         CorrelationSource::Generated
     };
-    (CorrelationId::generate(), source)
+    (generate(), source)
 }
 
 #[cfg(test)]

@@ -324,12 +324,10 @@ fn traced_response<B>(
 /// The inner service failed (no response): `error.type` `_OTHER`, the observers told, the span
 /// ended.
 fn failed(mut state: Box<State>) {
-    let span = state.cx.span();
-    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
-    span.set_status(Status::error("inner service failed"));
-    if let Some(mut o) = state.observation.take() {
-        o.error_type = Some("_OTHER".into());
-        o.finish(&state.echo.config.observers, &state.cx, &state.id);
+    {
+        let span = state.cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
+        span.set_status(Status::error("inner service failed"));
     }
-    span.end();
+    state.end(Some("_OTHER"));
 }

@@ -18,9 +18,9 @@ pub(crate) fn span_id() -> SpanId {
     }
 }
 
-/// A UUIDv7 for now: 48 bits of Unix milliseconds, then 74 random bits.
-pub(crate) fn uuid_v7() -> uuid::Uuid {
-    let millis = std::time::SystemTime::now()
+/// A UUIDv7 for `time`: 48 bits of Unix milliseconds, then 74 random bits.
+pub(crate) fn uuid_v7_at(time: std::time::SystemTime) -> uuid::Uuid {
+    let millis = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let random = fastrand::u128(..).to_le_bytes();
@@ -42,12 +42,12 @@ mod tests {
     }
 
     #[test]
-    fn uuids_are_version_7_of_now_and_differ() {
+    fn uuids_are_version_7_of_their_time_and_differ() {
         let before = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
             .as_millis() as u64;
-        let a = uuid_v7();
+        let a = uuid_v7_at(std::time::SystemTime::now());
         assert_eq!(a.get_version_num(), 7);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         let (secs, nanos) = a.get_timestamp().expect("v7 has a timestamp").to_unix();
@@ -56,6 +56,6 @@ mod tests {
             millis >= before && millis <= before + 5_000,
             "{millis} vs {before}"
         );
-        assert_ne!(a, uuid_v7());
+        assert_ne!(a, uuid_v7_at(std::time::SystemTime::now()));
     }
 }

@@ -4,6 +4,7 @@
 mod body;
 pub mod carrier;
 pub mod cause;
+mod clock;
 mod config;
 pub mod correlation;
 #[cfg(feature = "axum")]

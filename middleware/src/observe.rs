@@ -179,12 +179,13 @@ impl fmt::Debug for Observation {
 impl Observation {
     pub(crate) fn start(
         observers: &[Arc<dyn RequestObserver>],
+        start: Instant,
         method: &'static str,
         route: Option<Cow<'static, str>>,
         route_id: Option<RouteId>,
     ) -> Self {
         let this = Self {
-            start: Instant::now(),
+            start,
             method,
             route,
             route_id,
@@ -210,6 +211,7 @@ impl Observation {
     pub(crate) fn finish(
         self,
         observers: &[Arc<dyn RequestObserver>],
+        ended_at: Instant,
         cx: &Context,
         id: &CorrelationId,
     ) {
@@ -217,7 +219,6 @@ impl Observation {
         let sc = span.span_context();
         // Closed first: an error recorded after the end is counted on its own.
         let error_cause = RequestErrors::of(cx).and_then(RequestErrors::close);
-        let ended_at = Instant::now();
         let outcome = RequestOutcome {
             method: self.method,
             route: self.route.as_deref(),

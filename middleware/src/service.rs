@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::config::Config;
-use crate::correlation;
+use crate::correlation::{self, CorrelationId};
 use crate::future::{Echo, ResponseFuture};
 use crate::observe::Observation;
 use crate::request::headers::Present;
@@ -103,9 +103,12 @@ where
         if config.is_untraced(route.unwrap_or_else(|| req.uri().path())) || nested::is_nested() {
             return ResponseFuture::untraced(self.inner.call(req));
         }
+        // The request's one clock reading at its start: the span's start time and a generated
+        // correlation id's milliseconds are worked out from it (see `clock`).
+        let start = crate::clock::Start::now();
         let present = Present::scan(req.headers(), &config.correlation_headers);
-        let (parent, links) = parent::parent(config, &req, &present);
-        let (id, source) = correlation::resolve_with(
+        let parent = parent::parent(config, &req, &present);
+        let (id, source) = correlation::resolve_or(
             req.headers(),
             if present.correlation {
                 &config.correlation_headers
@@ -114,18 +117,20 @@ where
             },
             correlation::from_baggage_with(parent.baggage(), &config.correlation_charset),
             &config.correlation_charset,
+            || CorrelationId::generate_at(start.wall()),
         );
         let naming = Naming::of(req.method(), route);
         // Started before the span and the handler run, ended at the end of the body.
         let observation = (!config.observers.is_empty()).then(|| {
             Observation::start(
                 &config.observers,
+                start.at(),
                 naming.method,
                 naming.route.clone(),
                 naming.route_id,
             )
         });
-        let (cx, recording) = span::start(config, &req, &present, &parent, links, &naming, &id);
+        let (cx, recording) = span::start(config, &req, &present, parent, &naming, &id, &start);
         let echo = Echo::for_request(&self.config, req.headers(), source, &id, recording);
         let called = {
             let _guard = cx.clone().attach();

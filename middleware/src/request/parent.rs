@@ -17,6 +17,8 @@ pub(crate) struct Parent {
     /// Everything else extracted (baggage, ...); holds the remote span too when `joined`.
     rest: Context,
     joined: bool,
+    /// Links for the server span: one, to an incoming trace that is not continued.
+    pub(crate) links: Vec<Link>,
 }
 
 impl Parent {
@@ -46,30 +48,22 @@ impl Parent {
 
 static INVALID: SpanContext = SpanContext::NONE;
 
-/// The parent the server span starts from, and its links (one, to an incoming trace that is
-/// not continued).
-pub(crate) fn parent<B>(
-    config: &Config,
-    req: &Request<B>,
-    present: &Present<'_>,
-) -> (Parent, Vec<Link>) {
+/// The parent the server span starts from, with its links.
+pub(crate) fn parent<B>(config: &Config, req: &Request<B>, present: &Present<'_>) -> Parent {
     let (remote, rest, joined) = config.propagator.extract_split(req.headers(), present.w3c);
     if config.trust.is_always() || config.trust.is_trusted(req) {
-        return (
-            Parent {
-                remote,
-                rest,
-                joined,
-            },
-            Vec::new(),
-        );
+        return Parent {
+            remote,
+            rest,
+            joined,
+            links: Vec::new(),
+        };
     }
     // Untrusted: a new trace linked to the incoming one, and none of its baggage.
-    let links = remote.map(Link::with_context).into_iter().collect();
-    let fresh = Parent {
+    Parent {
         remote: None,
         rest: Context::new(),
         joined: false,
-    };
-    (fresh, links)
+        links: remote.map(Link::with_context).into_iter().collect(),
+    }
 }

@@ -6,7 +6,7 @@
 //! tracer, and attributes are built only for a span that records.
 
 use http::Request;
-use opentelemetry::trace::{Link, SpanBuilder, SpanContext, SpanKind, TraceContextExt, TraceFlags};
+use opentelemetry::trace::{SpanBuilder, SpanContext, SpanKind, TraceContextExt, TraceFlags};
 use opentelemetry::Context;
 
 use super::attributes::ServerRequest;
@@ -19,16 +19,18 @@ use crate::correlation::CorrelationId;
 use crate::scope::RequestScope;
 
 /// The request's context: the server span, current under `parent`, with the layer's value;
-/// and whether the span records (asked once: it locks the span).
+/// and whether the span records (asked once: it locks the span). The span starts at `start`,
+/// the request's start as the layer read it.
 pub(crate) fn start<B>(
     config: &Config,
     req: &Request<B>,
     present: &Present<'_>,
-    parent: &Parent,
-    links: Vec<Link>,
+    mut parent: Parent,
     naming: &Naming<'_>,
     id: &CorrelationId,
+    start: &crate::clock::Start,
 ) -> (Context, bool) {
+    let links = std::mem::take(&mut parent.links);
     let parent_sc = parent.span_context();
     let with_span = if config.sampler_hint.drops_unsampled_parents()
         && parent_sc.is_valid()
@@ -44,7 +46,11 @@ pub(crate) fn start<B>(
             parent_sc.trace_state().clone(),
         ))
     } else {
-        start_with_tracer(config, req, present, parent, links, naming, id)
+        let builder = SpanBuilder::from_name(naming.span_name.clone())
+            .with_kind(SpanKind::Server)
+            .with_links(links)
+            .with_start_time(start.wall());
+        start_with_tracer(config, req, present, &parent, builder, naming, id)
     };
     // W3C Level 2: a new root's trace id is random; say so to the next hop.
     let random_trace_id = crate::propagation::RandomTraceId::vouch_after(
@@ -71,13 +77,14 @@ pub(crate) fn start<B>(
     (cx, recording)
 }
 
-/// The server span as the tracer starts it, under `parent`.
+/// The server span of `builder` (named, with its kind, links and start time) as the tracer
+/// starts it, under `parent`.
 fn start_with_tracer<B>(
     config: &Config,
     req: &Request<B>,
     present: &Present<'_>,
     parent: &Parent,
-    links: Vec<Link>,
+    builder: SpanBuilder,
     naming: &Naming<'_>,
     id: &CorrelationId,
 ) -> Context {
@@ -93,10 +100,7 @@ fn start_with_tracer<B>(
         attributes.reserve(16);
         request.push_early(&mut attributes);
     }
-    let builder = SpanBuilder::from_name(naming.span_name.clone())
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .with_links(links);
+    let builder = builder.with_attributes(attributes);
     if read_early.is_none() {
         return config
             .tracer

@@ -281,3 +281,48 @@ async fn each_route_template_has_one_id_whatever_the_method() {
     assert_ne!(seen[3].2, template);
     assert_eq!((seen[4].1.as_deref(), seen[4].2), (None, None));
 }
+
+#[tokio::test]
+async fn a_span_lasts_what_the_observers_measured_and_a_new_id_is_of_its_start() {
+    // One clock reading at the request's start and one at its end serve the observers, the
+    // span's timestamps and a generated correlation id.
+    let h = Harness::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app = Router::new()
+        .route("/users/{id}", get_route(|| async { "ok" }))
+        .layer(h.layer().with_observer(move |o: &RequestOutcome<'_>| {
+            sink.lock()
+                .unwrap()
+                .push((o.duration, o.correlation_id.to_string()));
+        }));
+    let before = std::time::SystemTime::now();
+    let (response, _) = send(app, get("/users/7").body(Body::empty()).unwrap()).await;
+    let after = std::time::SystemTime::now();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let span = h.only_span();
+    let (duration, id) = seen.lock().unwrap().pop().expect("observed");
+    assert_eq!(
+        span.end_time
+            .duration_since(span.start_time)
+            .expect("ends after it starts"),
+        duration,
+        "the span's duration is the observers'"
+    );
+    assert!(before <= span.start_time && span.end_time <= after);
+
+    // The generated id is a UUIDv7 of the span's start, to the millisecond.
+    let uuid = uuid::Uuid::parse_str(&id).expect("a generated UUID");
+    assert_eq!(uuid.get_version_num(), 7);
+    let (secs, nanos) = uuid.get_timestamp().expect("v7").to_unix();
+    let start_ms = span
+        .start_time
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    assert_eq!(
+        u128::from(secs) * 1000 + u128::from(nanos / 1_000_000),
+        start_ms
+    );
+}
