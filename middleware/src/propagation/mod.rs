@@ -171,18 +171,27 @@ pub enum PropagatorSource {
 /// Which of the W3C headers a request carries, when the caller already knows.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct W3cHeaders<'h> {
-    pub(crate) traceparent: bool,
-    /// The `traceparent` value, when the caller found exactly one (else it is looked up).
-    pub(crate) traceparent_value: Option<&'h HeaderValue>,
+    pub(crate) traceparent: Traceparent<'h>,
     pub(crate) tracestate: bool,
     pub(crate) baggage: bool,
+}
+
+/// What a caller knows of a request's `traceparent` headers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum Traceparent<'h> {
+    /// There is none.
+    #[default]
+    Absent,
+    /// There is exactly one, with this value.
+    One(&'h HeaderValue),
+    /// There may be some (the caller did not look), or there are several: look them up.
+    LookUp,
 }
 
 impl W3cHeaders<'_> {
     /// All of them, for callers that did not look.
     pub(crate) const ALL: W3cHeaders<'static> = W3cHeaders {
-        traceparent: true,
-        traceparent_value: None,
+        traceparent: Traceparent::LookUp,
         tracestate: true,
         baggage: true,
     };
@@ -269,12 +278,13 @@ impl PropagatorSource {
             .flatten()
             .unwrap_or_default();
         let mut remote = None;
-        if present.traceparent {
-            let found = W3cTraceContext::extract_parts(
-                headers,
-                present.traceparent_value,
-                present.tracestate,
-            );
+        let traceparent = match present.traceparent {
+            Traceparent::Absent => None,
+            Traceparent::One(value) => Some(Some(value)),
+            Traceparent::LookUp => Some(None),
+        };
+        if let Some(value) = traceparent {
+            let found = W3cTraceContext::extract_parts(headers, value, present.tracestate);
             if let Some((sc, wire)) = found {
                 if let Some(wire) = wire {
                     cx = cx.with_value(wire);

@@ -10,7 +10,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::propagation::W3cHeaders;
+use crate::propagation::{Traceparent, W3cHeaders};
 
 /// The headers present, of those the layer reads.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,9 +33,10 @@ impl<'h> Present<'h> {
             match name {
                 "traceparent" => {
                     // A second `traceparent` makes both invalid: leave it to the lookup.
-                    present.w3c.traceparent_value =
-                        (!present.w3c.traceparent).then_some(value as &HeaderValue);
-                    present.w3c.traceparent = true;
+                    present.w3c.traceparent = match present.w3c.traceparent {
+                        Traceparent::Absent => Traceparent::One(value),
+                        _ => Traceparent::LookUp,
+                    };
                 }
                 "tracestate" => present.w3c.tracestate = true,
                 "baggage" => present.w3c.baggage = true,
@@ -67,16 +68,14 @@ mod tests {
         headers.insert("user-agent", "test".parse().expect("valid"));
         headers.insert("traceparentx", "x".parse().expect("valid"));
         let present = Present::scan(&headers, &correlation);
-        assert!(!present.w3c.traceparent && !present.w3c.tracestate);
+        assert!(matches!(present.w3c.traceparent, Traceparent::Absent));
+        assert!(!present.w3c.tracestate);
         assert!(!present.w3c.baggage && !present.correlation);
-        assert!(present.w3c.traceparent_value.is_none());
 
         headers.append("traceparent", "a".parse().expect("valid"));
         let present = Present::scan(&headers, &correlation);
-        assert!(present.w3c.traceparent);
-        assert_eq!(
-            present.w3c.traceparent_value.map(HeaderValue::as_bytes),
-            Some(&b"a"[..]),
+        assert!(
+            matches!(present.w3c.traceparent, Traceparent::One(v) if v.as_bytes() == b"a"),
             "a lone traceparent comes with its value"
         );
         headers.append("traceparent", "b".parse().expect("valid"));
@@ -84,10 +83,10 @@ mod tests {
         headers.insert("baggage", "k=v".parse().expect("valid"));
         headers.insert("x-request-id", "42".parse().expect("valid"));
         let present = Present::scan(&headers, &correlation);
-        assert!(present.w3c.traceparent && present.w3c.tracestate);
+        assert!(present.w3c.tracestate);
         assert!(present.w3c.baggage && present.correlation);
         assert!(
-            present.w3c.traceparent_value.is_none(),
+            matches!(present.w3c.traceparent, Traceparent::LookUp),
             "two traceparent headers: looked up, and refused there"
         );
 
