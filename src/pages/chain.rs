@@ -9,7 +9,7 @@
 //! no empty, `.` or `..` segment between `/`. Anything else is a 400 that does not repeat it.
 //! Without request chains (off, or a build without `redis`), the page says so with a 200.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use axum::http::{header, StatusCode};
@@ -544,48 +544,15 @@ fn merge(value: &mut Value, trace: &StoredTrace, others: &[Step]) {
     value["duration_ms"] = json!(ms(end.duration_since(start).unwrap_or_default()));
 }
 
-/// The spans' indices in tree order (each parent before its children, siblings by start), with
-/// their depth; a span whose parent is not shown is a root, and a cycle of parents (which no
-/// honest trace has) is shown at the top rather than lost.
+/// [`views::tree_order`] over the page's JSON spans.
 fn tree_order(spans: &[Value]) -> Vec<(usize, usize)> {
-    let id = |i: usize| spans[i]["span_id"].as_str().unwrap_or("");
-    let index: HashMap<&str, usize> = (0..spans.len()).map(|i| (id(i), i)).collect();
-    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, span) in spans.iter().enumerate() {
-        let parent = span["parent_span_id"]
-            .as_str()
-            .and_then(|p| index.get(p).copied())
-            .filter(|&p| p != i);
-        match parent {
-            Some(p) => children.entry(p).or_default().push(i),
-            None => roots.push(i),
-        }
-    }
     let start = |i: usize| spans[i]["start_offset_ms"].as_f64().unwrap_or(0.0);
-    let by_start = |v: &mut Vec<usize>| {
-        v.sort_by(|&a, &b| start(a).total_cmp(&start(b)).then(a.cmp(&b)));
-    };
-    by_start(&mut roots);
-    for v in children.values_mut() {
-        by_start(v);
-    }
-    let mut order = Vec::with_capacity(spans.len());
-    let mut seen = vec![false; spans.len()];
-    // The roots first, then whatever they did not reach.
-    for first in roots.into_iter().chain(0..spans.len()) {
-        let mut stack = vec![(first, 0)];
-        while let Some((i, depth)) = stack.pop() {
-            if std::mem::replace(&mut seen[i], true) {
-                continue;
-            }
-            order.push((i, depth));
-            if let Some(kids) = children.get(&i) {
-                stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
-            }
-        }
-    }
-    order
+    views::tree_order(
+        spans.len(),
+        |i| spans[i]["span_id"].as_str().unwrap_or(""),
+        |i| spans[i]["parent_span_id"].as_str(),
+        |a, b| start(a).total_cmp(&start(b)),
+    )
 }
 
 /// What a trace's page shows above its waterfall: the correlation id, linked to its chain, and

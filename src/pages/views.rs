@@ -210,41 +210,49 @@ fn kind(kind: &SpanKind) -> &'static str {
     }
 }
 
-/// The spans in tree order (each parent before its children, siblings by start), with their
-/// depth; spans whose parent is not in the trace are roots.
-fn tree_order(spans: &[StoredSpan]) -> Vec<(usize, &StoredSpan)> {
-    let ids: HashMap<SpanId, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id, i))
-        .collect();
-    let mut children: HashMap<SpanId, Vec<usize>> = HashMap::new();
+/// The indices of `n` spans in tree order (each parent before its children, siblings by
+/// start, `earlier` comparing two spans' starts), with their depth. A span whose parent is not
+/// among them (or is itself) is a root; spans in a cycle of parents, which no honest trace
+/// has, come after the trees rather than being lost.
+///
+/// The trace page orders its own spans with it, and again once the request chain has added
+/// other services' spans.
+pub(super) fn tree_order<K: Eq + std::hash::Hash>(
+    n: usize,
+    id: impl Fn(usize) -> K,
+    parent: impl Fn(usize) -> Option<K>,
+    earlier: impl Fn(usize, usize) -> std::cmp::Ordering,
+) -> Vec<(usize, usize)> {
+    let index: HashMap<K, usize> = (0..n).map(|i| (id(i), i)).collect();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut roots = Vec::new();
-    for (i, span) in spans.iter().enumerate() {
-        if span.parent_id != SpanId::INVALID
-            && ids.contains_key(&span.parent_id)
-            && span.parent_id != span.span_id
+    for i in 0..n {
+        match parent(i)
+            .and_then(|p| index.get(&p).copied())
+            .filter(|&p| p != i)
         {
-            children.entry(span.parent_id).or_default().push(i);
-        } else {
-            roots.push(i);
+            Some(p) => children.entry(p).or_default().push(i),
+            None => roots.push(i),
         }
     }
-    let by_start = |v: &mut Vec<usize>| v.sort_by_key(|&i| (spans[i].start, i));
+    let by_start = |v: &mut Vec<usize>| v.sort_by(|&a, &b| earlier(a, b).then(a.cmp(&b)));
     by_start(&mut roots);
     for v in children.values_mut() {
         by_start(v);
     }
-    let mut order = Vec::with_capacity(spans.len());
-    let mut seen = vec![false; spans.len()];
-    let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&i| (0, i)).collect();
-    while let Some((depth, i)) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        order.push((depth, &spans[i]));
-        if let Some(kids) = children.get(&spans[i].span_id) {
-            stack.extend(kids.iter().rev().map(|&k| (depth + 1, k)));
+    let mut order = Vec::with_capacity(n);
+    let mut seen = vec![false; n];
+    // The roots first, then whatever they did not reach.
+    for first in roots.into_iter().chain(0..n) {
+        let mut stack = vec![(first, 0)];
+        while let Some((i, depth)) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            order.push((i, depth));
+            if let Some(kids) = children.get(&i) {
+                stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+            }
         }
     }
     order
@@ -269,10 +277,16 @@ pub(crate) fn trace(state: &PagesState, trace: &StoredTrace) -> Value {
         .min()
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let end = trace.spans.iter().map(|s| s.end).max().unwrap_or(start);
-    let spans: Vec<Value> = tree_order(&trace.spans)
-        .into_iter()
-        .map(|(depth, s)| span(state, s, depth, start))
-        .collect();
+    let all = &trace.spans;
+    let spans: Vec<Value> = tree_order(
+        all.len(),
+        |i| all[i].span_id,
+        |i| Some(all[i].parent_id).filter(|p| *p != SpanId::INVALID),
+        |a, b| all[a].start.cmp(&all[b].start),
+    )
+    .into_iter()
+    .map(|(i, depth)| span(state, &all[i], depth, start))
+    .collect();
     json!({
         "trace_id": trace.trace_id.to_string(),
         "operation": trace.operation(),
@@ -435,4 +449,46 @@ pub(crate) fn bottlenecks(state: &PagesState) -> Value {
         "routes": profiling.routes().iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         "recent": recent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (id, parent, start): a root with two children out of start order, a grandchild, a span
+    /// whose parent is not there, one that is its own parent, and two that are each other's.
+    #[test]
+    fn spans_come_in_tree_order_with_their_depth_and_none_is_lost() {
+        let spans: [(u64, u64, u64); 8] = [
+            (1, 0, 0),
+            (2, 1, 5),
+            (3, 1, 2),
+            (4, 3, 3),
+            (5, 99, 1),
+            (6, 6, 7),
+            (7, 8, 4),
+            (8, 7, 6),
+        ];
+        let order = tree_order(
+            spans.len(),
+            |i| spans[i].0,
+            |i| Some(spans[i].1).filter(|p| *p != 0),
+            |a, b| spans[a].2.cmp(&spans[b].2),
+        );
+        let ids: Vec<(u64, usize)> = order.iter().map(|&(i, d)| (spans[i].0, d)).collect();
+        assert_eq!(
+            ids,
+            [
+                (1, 0),
+                (3, 1),
+                (4, 2),
+                (2, 1),
+                (5, 0),
+                (6, 0),
+                (7, 0),
+                (8, 1)
+            ],
+            "roots by start (its own parent is a root); the cycle after them"
+        );
+    }
 }
