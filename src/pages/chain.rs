@@ -12,8 +12,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{json, Value};
 use service_tracing_middleware::correlation::MAX_LEN;
@@ -190,19 +190,19 @@ fn form_id(query: Option<&str>) -> Option<String> {
         .map(|v| v.replace('+', "%20"))
 }
 
-/// The chain page when `rest` (the path under the pages, without `.json`) is one:
-/// `/chains/{id}`, or `/chains` with the form's `?id=` (without it, the form alone).
-pub(super) async fn answer(
+/// The chain page's value and status when `rest` (the path under the pages, without
+/// `.json`) is one: `/chains/{id}`, or `/chains` with the form's `?id=` (without it, the form
+/// alone). [`render`] draws it.
+pub(super) async fn page(
     state: &PagesState,
     rest: &str,
     query: Option<&str>,
-    json: bool,
-) -> Option<Response> {
+) -> Option<(StatusCode, Value)> {
     let raw = match rest {
         "/chains" => form_id(query),
         _ => Some(rest.strip_prefix("/chains/")?.to_owned()),
     };
-    let (status, value) = match raw.as_deref().map(correlation_id) {
+    Some(match raw.as_deref().map(correlation_id) {
         None => {
             let note = if on(state) {
                 "Give a correlation id."
@@ -220,19 +220,6 @@ pub(super) async fn answer(
             let read = read(state, &id, CHAIN_WAIT).await;
             view(&state.base, &state.store, &id, read)
         }
-    };
-    let base = &*state.base;
-    Some(if json {
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            value.to_string(),
-        )
-            .into_response()
-    } else {
-        let mut response = render(base, &value);
-        *response.status_mut() = status;
-        response
     })
 }
 
@@ -325,7 +312,7 @@ fn view(base: &str, store: &RecentTraces, id: &str, read: Read) -> (StatusCode, 
 
 /// The chain page as HTML: the look-up form, the services in order, and one row per step
 /// with its place on the chain's time axis.
-fn render(base: &str, v: &Value) -> Response {
+pub(super) fn render(base: &str, v: &Value) -> Response {
     let mut h = Html::default();
     let id = v["correlation_id"].as_str();
     h.raw("<form method=\"get\" class=\"filter\" action=\"")

@@ -169,10 +169,37 @@ async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> R
     let json = suffix || prefers_json(&req);
     let rest = rest.trim_end_matches('/');
     let query = req.uri().query();
-    if let Some(response) = chain::answer(state, rest, query, json).await {
-        return secured(response);
-    }
-    let page: Option<(Value, Render)> = match rest {
+    let (status, page): (StatusCode, Option<(Value, Render)>) =
+        match chain::page(state, rest, query).await {
+            Some((status, value)) => (status, Some((value, chain::render as Render))),
+            None => (StatusCode::OK, other_page(state, rest, query).await),
+        };
+    let response = match (page, json) {
+        (Some((value, _)), true) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response(),
+        (Some((value, render)), false) => {
+            let mut response = render(base, &value);
+            *response.status_mut() = status;
+            response
+        }
+        (None, true) => StatusCode::NOT_FOUND.into_response(),
+        (None, false) => html::not_found(base),
+    };
+    secured(response)
+}
+
+/// The value and renderer of the page at `rest`, other than a chain's; `None` when there is
+/// no page there.
+async fn other_page(
+    state: &PagesState,
+    rest: &str,
+    query: Option<&str>,
+) -> Option<(Value, Render)> {
+    match rest {
         "" => Some((views::overview(state), html::overview)),
         "/routes" => Some((views::routes(state, query), html::routes)),
         "/traces" => {
@@ -194,18 +221,7 @@ async fn answer(state: &PagesState, throttle: &LoginThrottle, req: Request) -> R
             }
             None => None,
         },
-    };
-    let response = match (page, json) {
-        (Some((value, _)), true) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            value.to_string(),
-        )
-            .into_response(),
-        (Some((value, render)), false) => render(base, &value),
-        (None, true) => StatusCode::NOT_FOUND.into_response(),
-        (None, false) => html::not_found(base),
-    };
-    secured(response)
+    }
 }
 
 /// `response` with the headers every page carries: never cached, never sniffed.
