@@ -86,14 +86,10 @@ impl Delivery {
         spawned.is_ok().then_some(handle)
     }
 
-    /// Whether alerts are posted to a webhook.
-    pub(crate) fn posts(&self) -> bool {
-        self.webhook
-    }
-
-    /// Queues a webhook post of `alert` (settled in the ledger under `ticket`) and its log
-    /// record; never blocks.
-    pub(crate) fn alert(&self, alert: &Alert, ticket: PostTicket) {
+    /// Records `alert` in the ledger as fired, and queues its webhook post (settled in the
+    /// ledger when it is answered) and its log record; never blocks.
+    pub(crate) fn alert(&self, alert: &Alert) {
+        let ticket = self.counters.ledger.fired(alert, self.webhook);
         if self.webhook {
             let queued = self.posts_queued.fetch_add(1, Ordering::AcqRel);
             let body = Bytes::from(alert.to_json().to_string());
@@ -315,8 +311,7 @@ mod tests {
         let alert = alert();
         let started = Instant::now();
         for _ in 0..alerts {
-            let ticket = counters.ledger.fired(&alert, true);
-            delivery.alert(&alert, ticket);
+            delivery.alert(&alert);
         }
         let queued_in = started.elapsed();
         assert!(delivery.flush(Duration::from_secs(30)), "settles");

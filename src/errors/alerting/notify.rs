@@ -235,10 +235,11 @@ fn run(rx: &Receiver<Msg>, lookup: &Lookup, config: &AlertConfig, counters: &Arc
                             Counters::add(&counters.callback_panics, 1);
                         }
                     }
-                    let posted = delivery.as_ref().is_some_and(Delivery::posts);
-                    let ticket = counters.ledger.fired(&alert, posted);
-                    if let Some(d) = &delivery {
-                        d.alert(&alert, ticket);
+                    match &delivery {
+                        Some(d) => d.alert(&alert),
+                        None => {
+                            let _ = counters.ledger.fired(&alert, false);
+                        }
                     }
                 }
             }
