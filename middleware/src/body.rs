@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::trace::{Status, TraceContextExt};
@@ -24,6 +24,8 @@ pub(crate) struct State {
     pub(crate) id: CorrelationId,
     pub(crate) echo: Echo,
     pub(crate) observation: Option<Observation>,
+    /// The span's start time, when it records (its end is that plus the observed duration).
+    pub(crate) started: Option<SystemTime>,
 }
 
 impl State {
@@ -38,16 +40,20 @@ impl State {
             return;
         }
         let ended_at = Instant::now();
-        if let Some(mut observation) = observation {
+        let duration = observation.map(|mut observation| {
             if let Some(error_type) = error_type {
                 observation.error_type = Some(error_type.into());
             }
-            observation.finish(&self.echo.config.observers, ended_at, &self.cx, &self.id);
-        }
+            observation.finish(&self.echo.config.observers, ended_at, &self.cx, &self.id)
+        });
         if recording {
-            self.cx
-                .span()
-                .end_with_timestamp(crate::clock::wall(ended_at));
+            // The start's wall time plus the observed duration: no second conversion.
+            let end = match (self.started, duration) {
+                (Some(started), Some(duration)) => started.checked_add(duration),
+                _ => None,
+            };
+            let end = end.unwrap_or_else(|| crate::clock::wall(ended_at));
+            self.cx.span().end_with_timestamp(end);
         }
     }
 }

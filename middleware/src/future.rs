@@ -17,7 +17,6 @@ use pin_project_lite::pin_project;
 use crate::body::{ResponseBody, SpanGuard, State};
 use crate::config::Config;
 use crate::correlation::CorrelationId;
-use crate::observe::Observation;
 use crate::semconv::{self, truncate};
 
 pin_project! {
@@ -64,42 +63,20 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn traced(
-        future: F,
-        cx: Context,
-        id: CorrelationId,
-        echo: Echo,
-        observation: Option<Observation>,
-    ) -> Self {
+    pub(crate) fn traced(future: F, state: Box<State>) -> Self {
         Self {
             kind: Kind::Traced {
                 future,
-                state: Some(Box::new(State {
-                    cx,
-                    id,
-                    echo,
-                    observation,
-                })),
+                state: Some(state),
             },
         }
     }
 
-    pub(crate) fn panicked(
-        panic: Box<dyn Any + Send>,
-        cx: Context,
-        id: CorrelationId,
-        echo: Echo,
-        observation: Option<Observation>,
-    ) -> Self {
+    pub(crate) fn panicked(panic: Box<dyn Any + Send>, state: Box<State>) -> Self {
         Self {
             kind: Kind::Panicked {
                 message: panic_message(&*panic),
-                state: Some(Box::new(State {
-                    cx,
-                    id,
-                    echo,
-                    observation,
-                })),
+                state: Some(state),
             },
         }
     }

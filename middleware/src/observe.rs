@@ -207,14 +207,14 @@ impl Observation {
         }
     }
 
-    /// Reports the request to every observer.
+    /// Reports the request, which ended at `ended_at`, to every observer; gives its duration.
     pub(crate) fn finish(
         self,
         observers: &[Arc<dyn RequestObserver>],
         ended_at: Instant,
         cx: &Context,
         id: &CorrelationId,
-    ) {
+    ) -> Duration {
         let span = cx.span();
         let sc = span.span_context();
         // Closed first: an error recorded after the end is counted on its own.
@@ -236,6 +236,7 @@ impl Observation {
         for observer in observers {
             observer.on_request_end(&outcome);
         }
+        outcome.duration
     }
 
     /// Reports a request that ended without a response (its future was dropped).

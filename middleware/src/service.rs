@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::body::ResponseBody;
+use crate::body::{ResponseBody, State};
 use crate::config::Config;
 use crate::correlation::{self, CorrelationId};
 use crate::future::{Echo, ResponseFuture};
@@ -136,9 +136,16 @@ where
             let _guard = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
+        let state = Box::new(State {
+            cx,
+            id,
+            echo,
+            observation,
+            started: recording.then(|| start.wall()),
+        });
         match called {
-            Ok(future) => ResponseFuture::traced(future, cx, id, echo, observation),
-            Err(panic) => ResponseFuture::panicked(panic, cx, id, echo, observation),
+            Ok(future) => ResponseFuture::traced(future, state),
+            Err(panic) => ResponseFuture::panicked(panic, state),
         }
     }
 }
