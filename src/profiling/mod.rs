@@ -534,18 +534,7 @@ impl Profiling {
             let mut operations = self.operations_lock();
             let (threshold, log) = match span.span_kind {
                 SpanKind::Server => {
-                    let (method, route) = match request {
-                        Some(r) => (r.method().to_owned(), r.route().map(bounded)),
-                        None => {
-                            let attrs = span.attributes.as_slice();
-                            let method =
-                                crate::attributes::string_attr(attrs, "http.request.method")
-                                    .unwrap_or_else(|| {
-                                        operation.split(' ').next().unwrap_or("").to_owned()
-                                    });
-                            (method, crate::attributes::string_attr(attrs, "http.route"))
-                        }
-                    };
+                    let (method, route) = server_key(span, request, &operation);
                     let entry = operations.server(&method, route.as_deref(), None, config);
                     // The observer counted and logged this request; only a threshold it
                     // cannot see (on the span) is counted here.
@@ -752,6 +741,22 @@ impl Profiling {
     pub(crate) fn in_front_of<P: SpanProcessor>(&self, next: P) -> InFrontOf<Self, P> {
         InFrontOf::new(self.clone(), next)
     }
+}
+
+/// The method and route a server span is profiled under: the layer's request attributes when
+/// it has them, else the span's attributes (the method from `operation` when it has none).
+fn server_key(
+    span: &SpanData,
+    request: Option<&ServerRequest>,
+    operation: &str,
+) -> (String, Option<String>) {
+    if let Some(r) = request {
+        return (r.method().to_owned(), r.route().map(bounded));
+    }
+    let attrs = span.attributes.as_slice();
+    let method = crate::attributes::string_attr(attrs, "http.request.method")
+        .unwrap_or_else(|| operation.split(' ').next().unwrap_or("").to_owned());
+    (method, crate::attributes::string_attr(attrs, "http.route"))
 }
 
 fn is_error(span: &SpanData) -> bool {
