@@ -5,6 +5,7 @@ mod support;
 
 mod a_streaming_body_runs_in_the_request_context;
 mod b3_and_jaeger_round_trip_and_mix;
+mod code_in_and_around_a_route_runs_in_the_request_context;
 mod continues_valid_traceparent_and_restarts_on_malformed;
 mod correlation_id_is_read_validated_and_echoed;
 mod fuzz_corpus_replays_cleanly;
