@@ -453,20 +453,26 @@ struct Writer {
     kept: usize,
 }
 
-/// The bytes of `key=value` with `value` percent-encoded, and `;metadata` when there is some.
-fn member_len(key: &str, value: &str, metadata: &str) -> usize {
-    let mut len = key.len() + 1 + encoded_len(value);
+/// The bytes of `key=value` with a value of `value_len` bytes once percent-encoded, and
+/// `;metadata` when there is some.
+fn member_len(key: &str, value_len: usize, metadata: &str) -> usize {
+    let mut len = key.len() + 1 + value_len;
     if !metadata.is_empty() {
         len += 1 + metadata.len();
     }
     len
 }
 
+/// The bytes of the correlation id's member, `correlation.id={id}`.
+fn correlation_member_len(id: &CorrelationId) -> usize {
+    member_len(BAGGAGE_KEY, encoded_len(id.as_str()), "")
+}
+
 impl Writer {
     /// A writer that keeps room for the correlation id's member, `id`, so that the members
     /// before it cannot push it past the 64-member or 8192-byte limit.
     fn keeping_room_for(out: String, id: Option<&CorrelationId>) -> Self {
-        let kept = id.map_or(0, |id| member_len(BAGGAGE_KEY, id.as_str(), "") + 1);
+        let kept = id.map_or(0, |id| correlation_member_len(id) + 1);
         Self {
             out,
             members: 0,
@@ -476,7 +482,7 @@ impl Writer {
 
     fn push(&mut self, key: &str, value: &str, metadata: &str) {
         let value_len = encoded_len(value);
-        let len = member_len(key, value, metadata);
+        let len = member_len(key, value_len, metadata);
         let kept_members = usize::from(self.kept > 0);
         if len > BAGGAGE_MAX_MEMBER_BYTES
             || self.members + kept_members >= BAGGAGE_MAX_MEMBERS
@@ -704,7 +710,7 @@ impl W3cBaggage {
             // Another value would have to be taken out of the text: member by member.
             Some(_) => None,
             None => {
-                let member = member_len(BAGGAGE_KEY, id.as_str(), "");
+                let member = correlation_member_len(id);
                 if member > BAGGAGE_MAX_MEMBER_BYTES {
                     return Some(String::from(text));
                 }
@@ -720,13 +726,14 @@ impl W3cBaggage {
                     text = text.get(..end).unwrap_or("");
                     members = members.saturating_sub(1);
                 }
-                let mut writer = Writer::keeping_room_for(
-                    String::with_capacity(text.len() + 1 + member),
-                    Some(id),
-                );
+                // Room was made above: nothing to keep back.
+                let mut writer = Writer {
+                    out: String::with_capacity(text.len() + 1 + member),
+                    members,
+                    kept: 0,
+                };
                 writer.out.push_str(text);
-                writer.members = members;
-                writer.push_correlation(id);
+                writer.push(BAGGAGE_KEY, id.as_str(), "");
                 Some(writer.out)
             }
         }
