@@ -278,19 +278,13 @@ impl PropagatorSource {
             .flatten()
             .unwrap_or_default();
         let mut remote = None;
-        let traceparent = match present.traceparent {
-            Traceparent::Absent => None,
-            Traceparent::One(value) => Some(Some(value)),
-            Traceparent::LookUp => Some(None),
-        };
-        if let Some(value) = traceparent {
-            let found = W3cTraceContext::extract_parts(headers, value, present.tracestate);
-            if let Some((sc, wire)) = found {
-                if let Some(wire) = wire {
-                    cx = cx.with_value(wire);
-                }
-                remote = Some(sc);
+        let found =
+            W3cTraceContext::extract_parts(headers, present.traceparent, present.tracestate);
+        if let Some((sc, wire)) = found {
+            if let Some(wire) = wire {
+                cx = cx.with_value(wire);
             }
+            remote = Some(sc);
         }
         (remote, cx)
     }

@@ -316,21 +316,23 @@ impl W3cTraceContext {
     /// [`W3cTraceState`](super::W3cTraceState)); extraction through the propagator or
     /// [`PropagatorSource`](super::PropagatorSource) keeps those in the context.
     pub fn extract_from_headers(headers: &HeaderMap) -> Option<SpanContext> {
-        Self::extract_parts(headers, None, true).map(|(sc, _)| sc)
+        Self::extract_parts(headers, super::Traceparent::LookUp, true).map(|(sc, _)| sc)
     }
 
     /// [`extract_from_headers`](Self::extract_from_headers), with the received `tracestate`
     /// members when the span context's `TraceState` cannot hold them all.
-    /// `traceparent` is the request's one `traceparent` value when the caller found it (else
-    /// it is looked up); `tracestate` is read only when `tracestate` says it may be there.
+    /// `traceparent` is what the caller knows of the request's `traceparent` headers (their one
+    /// value, none, or to be looked up); `tracestate` is read only when `tracestate` says it
+    /// may be there.
     pub(crate) fn extract_parts(
         headers: &HeaderMap,
-        traceparent: Option<&HeaderValue>,
+        traceparent: super::Traceparent<'_>,
         tracestate: bool,
     ) -> Option<(SpanContext, Option<WireTraceState>)> {
         let first = match traceparent {
-            Some(value) => value,
-            None => {
+            super::Traceparent::Absent => return None,
+            super::Traceparent::One(value) => value,
+            super::Traceparent::LookUp => {
                 let mut all = headers.get_all(&TRACEPARENT).iter();
                 let first = all.next()?;
                 if all.next().is_some() {
