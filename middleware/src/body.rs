@@ -29,9 +29,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Marks the request as failed with `error_type` (what the observers are told).
+    pub(crate) fn fail(&mut self, error_type: &'static str) {
+        if let Some(observation) = self.observation.as_mut() {
+            observation.error_type = Some(error_type.into());
+        }
+    }
+
     /// Ends the request: the observers are told, then the span ends, both at one reading of
-    /// the clock. `error_type` is the request's when it ended in a failure.
-    pub(crate) fn end(&mut self, error_type: Option<&'static str>) {
+    /// the clock.
+    pub(crate) fn end(&mut self) {
         let observation = self.observation.take();
         let recording = self.echo.recording;
         // A span that does not record ends on its own when dropped: ending it here would
@@ -40,10 +47,7 @@ impl State {
             return;
         }
         let ended_at = Instant::now();
-        let duration = observation.map(|mut observation| {
-            if let Some(error_type) = error_type {
-                observation.error_type = Some(error_type.into());
-            }
+        let duration = observation.map(|observation| {
             observation.finish(&self.echo.config.observers, ended_at, &self.cx, &self.id)
         });
         if recording {
@@ -74,18 +78,12 @@ impl SpanGuard {
     pub(crate) fn new(state: Box<State>) -> Self {
         Self(state)
     }
-
-    fn fail(&mut self, error_type: &'static str) {
-        if let Some(observation) = self.0.observation.as_mut() {
-            observation.error_type = Some(error_type.into());
-        }
-    }
 }
 
 impl Drop for SpanGuard {
     fn drop(&mut self) {
         let state = &mut *self.0;
-        state.end(None);
+        state.end();
     }
 }
 
@@ -156,7 +154,7 @@ impl<B: Body> Body for ResponseBody<B> {
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(mut guard) = this.guard.take() {
-                    guard.fail("response_body");
+                    guard.0.fail("response_body");
                     let span = guard.0.cx.span();
                     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "response_body"));
                     span.set_status(Status::error("response body failed"));

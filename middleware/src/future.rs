@@ -306,5 +306,6 @@ fn failed(mut state: Box<State>) {
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
         span.set_status(Status::error("inner service failed"));
     }
-    state.end(Some("_OTHER"));
+    state.fail("_OTHER");
+    state.end();
 }
