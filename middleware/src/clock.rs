@@ -3,8 +3,8 @@
 //! correlation id's milliseconds) are worked out from those two readings.
 //!
 //! A clock reading is not cheap: on the build machine (`tsc` clock source, a virtual machine)
-//! `SystemTime::now` and `Instant::now` take 40-50 ns each, about a fifth of an unsampled
-//! request's whole budget. Each thread keeps an anchor, an `Instant` and the `SystemTime`
+//! `SystemTime::now` and `Instant::now` take 30-40 ns each (`cargo bench --bench primitives`),
+//! a sixth of an unsampled request's whole budget. Each thread keeps an anchor, an `Instant` and the `SystemTime`
 //! read just after it, and turns an `Instant` into wall time by adding the monotonic time
 //! since the anchor. Linux slews both clocks alike (NTP frequency corrections apply to
 //! `CLOCK_MONOTONIC` too); only a step of the system clock separates them, and the anchor is
