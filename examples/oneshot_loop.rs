@@ -10,13 +10,21 @@
 //! oneshot_loop sampled_chains 2000    # sampled, with request chains (feature `redis`; local)
 //! oneshot_loop sampled_pages 2000    # sampled, with the pages' store fed (feature `pages`)
 //! oneshot_loop sampled_inner 2000    # sampled, the handler making one span of its own
+//! oneshot_loop unsampled_core 2000    # unsampled, no error tracking, profiling or metrics
+//! oneshot_loop unsampled_errors 2000    # the same with error tracking
+//! oneshot_loop unsampled_profiling 2000    # the same with error tracking and profiling
 //! ```
+//!
+//! `_core`, `_errors` and `_profiling` also follow `sampled`: what each default feature adds
+//! is the difference between two of them (`unsampled` and `sampled` have all three and the
+//! HTTP metrics).
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use http::Request;
 use http_body_util::BodyExt;
+use service_tracing::metrics::MetricsExporter;
 use service_tracing::ServiceTracing;
 use tower::ServiceExt;
 
@@ -26,13 +34,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "bare".to_owned());
     let count: u32 = args.next().as_deref().unwrap_or("2000").parse()?;
-    let traceparent = match variant.as_str() {
-        "bare" | "sampled" | "sampled_chains" | "sampled_pages" | "sampled_inner" => None,
-        "unsampled" | "bare_unsampled" => Some(UNSAMPLED),
-        other => {
+    let (stack, features) = variant.split_once('_').unwrap_or((&variant, "all"));
+    let traceparent = match (stack, features) {
+        ("bare", "all")
+        | ("sampled", "all" | "chains" | "pages" | "inner" | "core" | "errors" | "profiling") => {
+            None
+        }
+        ("bare", "unsampled") | ("unsampled", "all" | "core" | "errors" | "profiling") => {
+            Some(UNSAMPLED)
+        }
+        _ => {
             return Err(format!(
-                "unknown variant {other:?}: bare, bare_unsampled, sampled, sampled_chains, \
-                 sampled_pages, sampled_inner, unsampled"
+                "unknown variant {variant:?}: bare, bare_unsampled, sampled, sampled_chains, \
+                 sampled_pages, sampled_inner, unsampled, and sampled_ or unsampled_ with \
+                 core, errors or profiling"
             )
             .into())
         }
@@ -60,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = ServiceTracing::builder("instructions").log_filter("off");
         let options = with_chains(options, variant == "sampled_chains")?;
         let options = with_pages(options, variant == "sampled_pages")?;
+        let options = with_features(options, features);
         let (app, guard) = options.init(app)?;
         (app, Some(guard))
     };
@@ -85,6 +101,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("exported={} dropped={}", stats.exported, stats.dropped);
     }
     Ok(())
+}
+
+/// The default features up to `features`, in the order they were added: `core` (the span,
+/// propagation and the correlation id), then error tracking, profiling, and HTTP metrics
+/// (any other value: all of them).
+fn with_features(options: ServiceTracing, features: &str) -> ServiceTracing {
+    let (errors, profiling) = match features {
+        "core" => (false, false),
+        "errors" => (true, false),
+        "profiling" => (true, true),
+        _ => return options,
+    };
+    options
+        .error_tracking(errors)
+        .profiling(profiling)
+        .metrics_exporter(MetricsExporter::None)
 }
 
 /// Request chains, kept locally (no Redis URL), when asked; every request has a correlation
